@@ -1,0 +1,1 @@
+"""Per-image audits: quality, skin tone, duplicates, mislabel scoring (no FiftyOne, no Click)."""

@@ -1,0 +1,115 @@
+"""`curate`: the command line. Thin by design: parse options, call the libraries, print results."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from curate import __version__
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DIR = REPO_ROOT / "dataset" / "sample"
+
+
+def fail(msg: str) -> None:
+    """One-line error, non-zero exit: the contract for every unusable input."""
+    raise click.ClickException(msg)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="curate")
+def main() -> None:
+    """Curate face datasets with age and gender labels (UTKFace first).
+
+    Typical flow: split -> train -> evaluate -> audit/score -> flag-mislabels -> app -> export ->
+    retrain --compare. Run `curate COMMAND -h` for each command's options.
+    """
+
+
+@main.command()
+@click.argument("data_dir", type=click.Path(path_type=Path), required=False)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("dataset"),
+              show_default=True, help="Where the split folders and manifests go.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the fold assignment.")
+@click.option("--copy", is_flag=True, help="Also copy the images into the split folders.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def split(data_dir: Path | None, out_dir: Path, seed: int, copy: bool, quiet: bool) -> None:
+    """Parse UTKFace names, reject unusable files, and write 10-fold stratified split manifests.
+
+    DATA_DIR defaults to the embedded sample (dataset/sample). Writes OUT/train_8_folds_first/
+    manifest.csv (folds 0-7), OUT/test_2_folds_last/manifest.csv (folds 8-9), OUT/folds.csv and
+    OUT/rejected.csv.
+    """
+    from curate.splits import SplitError, make_splits
+
+    data_dir = data_dir or SAMPLE_DIR
+    try:
+        s = make_splits(data_dir, out_dir, seed=seed, copy=copy, progress=not quiet)
+    except SplitError as e:
+        fail(str(e))
+    click.echo(f"usable images: {s['n_usable']}   rejected: {s['n_rejected']}")
+    for split_name, n in sorted(s["per_split"].items()):
+        click.echo(f"  {split_name}: {n} ({100 * n / s['n_usable']:.2f}%)")
+    for name, table in s["tables"].items():
+        click.echo(f"\nper {name}:\n{table.to_string()}")
+    if s["n_duplicate_groups"]:
+        click.echo(f"\npixel-identical groups: {s['n_duplicate_groups']} ({s['n_in_duplicate_groups']} images), "
+                   "each kept within one fold")
+    if s["quirks"]:
+        click.echo("\nparsed despite malformed names:")
+        for q in s["quirks"]:
+            click.echo(f"  {q['filename']!r}: {q['name_note']}")
+    if s["rejected"]:
+        click.echo(f"\nrejected ({out_dir / 'rejected.csv'}):")
+        for r in s["rejected"][:50]:
+            click.echo(f"  {r['filename']!r}: {r['reason']}")
+        if len(s["rejected"]) > 50:
+            click.echo(f"  ... and {len(s['rejected']) - 50} more")
+    click.echo(f"\nmanifests written under {out_dir}/")
+
+
+
+
+def _load_cfg(config: Path | None, sets: tuple[str, ...], base: dict | None = None):
+    from trainer.config import ConfigError, load_config, parse_overrides
+
+    try:
+        return load_config(config, parse_overrides(sets), base=base)
+    except ConfigError as e:
+        fail(str(e))
+
+
+@main.command()
+@click.option("--config", type=click.Path(path_type=Path), help="YAML config (keys of TrainConfig).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one config key (repeatable).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Run folder, e.g. runs/NAME.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last completed epoch.")
+@click.option("--quiet", is_flag=True)
+def train(config: Path | None, sets: tuple[str, ...], out_dir: Path, resume: bool, quiet: bool) -> None:
+    """Train the MobileNetV3-Small age + gender model.
+
+    Writes OUT/metrics.csv, OUT/metadata.json, OUT/training_curves.png and OUT/checkpoints/
+    (epoch_NNN.pt, best.pt, last.pt).
+    """
+    from trainer.data import DataError
+    from trainer.model import WeightsError
+    from trainer.train import RunError, train as run_train
+
+    base = None
+    if resume and (out_dir / "metadata.json").exists():
+        import json
+
+        base = json.loads((out_dir / "metadata.json").read_text())["config"]
+    cfg = _load_cfg(config, sets, base)
+    try:
+        meta = run_train(cfg, out_dir, resume=resume, progress=not quiet)
+    except (DataError, WeightsError, RunError) as e:
+        fail(str(e))
+    click.echo(f"done in {meta['wall_seconds'] / 60:.1f} min; best epoch {meta['best_epoch']}: "
+               f"val MAE {meta['best_val_mae']:.2f}, gender acc {100 * meta['best_val_acc']:.1f}% "
+               f"(weights: {meta['weights_used']}) -> {out_dir}")
+
+
+# Commands of the other workflow stages live in their own modules and register themselves on `main`.
+from curate import cli_eval  # noqa: E402,F401

@@ -1,0 +1,224 @@
+"""Turn a folder of UTKFace images into reproducible, leakage-free split manifests.
+
+Every image is decoded once: that is how we know it is usable (a truncated JPEG or a text file with a
+JPEG name must be rejected here, not crash training an hour later) and how we get its content hash
+(a hash of the decoded pixels, so pixel-identical files are one group and never straddle train/test).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+RACES = ("White", "Black", "Asian", "Indian", "Others")
+GENDERS = ("male", "female")
+# Age groups of the reference notebook, read as half-open [lo, hi) intervals in years.
+AGE_BIN_EDGES = (0, 4, 14, 24, 30, 40, 50, 60, 70, 80)
+AGE_BIN_LABELS = ("0-4", "4-14", "14-24", "24-30", "30-40", "40-50", "50-60", "60-70", "70-80", "80+")
+N_FOLDS = 10
+TRAIN_SPLIT = "train_8_folds_first"
+TEST_SPLIT = "test_2_folds_last"
+TEST_FOLDS = (8, 9)
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+MAX_AGE = 120
+
+# {age}_{gender}_{race}_{datetime}.jpg[.chip.jpg]; the race field is optional (3 real files lack it),
+# and we tolerate whitespace before the extension and a missing dot ("...357jpg.chip.jpg").
+_NAME_RE = re.compile(
+    r"^(?P<age>\d+)_(?P<gender>\d+)_(?:(?P<race>\d)_)?(?P<stamp>\d+)"
+    r"(?P<space>\s*)(?P<dot>\.?)(?P<ext>jpe?g|png)(?P<chip>\.chip\.jpg)?$",
+    re.IGNORECASE,
+)
+
+MANIFEST_COLUMNS = [
+    "path", "filename", "age", "gender", "race", "fold", "split", "content_hash",
+    "width", "height", "name_note",
+]
+
+
+class SplitError(Exception):
+    """The run cannot produce any usable split (e.g. no usable image at all)."""
+
+
+@dataclass(frozen=True)
+class ParsedName:
+    age: int
+    gender: int
+    race: int | None
+    note: str  # "" for a well-formed name, otherwise what was unusual about it
+
+
+def age_bin(age: int | float) -> str:
+    """Label of the reference age group holding `age`."""
+    idx = int(np.searchsorted(AGE_BIN_EDGES, age, side="right")) - 1
+    return AGE_BIN_LABELS[max(idx, 0)]
+
+
+def parse_name(name: str) -> ParsedName:
+    """Parse a UTKFace file name; raises ValueError with the reason when it cannot be used."""
+    m = _NAME_RE.match(name)
+    if not m:
+        raise ValueError("file name does not match {age}_{gender}_{race}_{datetime}.jpg")
+    age, gender = int(m["age"]), int(m["gender"])
+    if not 0 <= age <= MAX_AGE:
+        raise ValueError(f"age {age} outside 0-{MAX_AGE}")
+    if gender not in (0, 1):
+        raise ValueError(f"gender {gender} is not 0 (male) or 1 (female)")
+    race = None if m["race"] is None else int(m["race"])
+    if race is not None and race >= len(RACES):
+        raise ValueError(f"race {race} outside 0-{len(RACES) - 1}")
+    notes = []
+    if race is None:
+        notes.append("no race field (race unknown)")
+    if m["space"]:
+        notes.append("stray whitespace before extension")
+    if not m["dot"]:
+        notes.append("missing dot before extension")
+    return ParsedName(age, gender, race, "; ".join(notes))
+
+
+def decode_check(path: Path) -> tuple[np.ndarray | None, str]:
+    """Decode an image the way training will; return (BGR array, "") or (None, reason)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return None, f"unreadable file ({e.strerror})"
+    if not data:
+        return None, "empty file"
+    is_jpeg = data[:2] == b"\xff\xd8"
+    if not is_jpeg and data[:8] != b"\x89PNG\r\n\x1a\n" and data[:2] != b"BM" and data[8:12] != b"WEBP":
+        return None, "not an image (no JPEG/PNG/BMP/WebP signature)"
+    # OpenCV silently pads a truncated JPEG with grey; the missing end-of-image marker gives it away.
+    if is_jpeg and not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
+        return None, "truncated JPEG (no end-of-image marker)"
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        return None, "corrupt image (decoder failed)"
+    return img, ""
+
+
+def pixel_hash(img: np.ndarray) -> str:
+    """Hash of decoded pixels and shape: equal for pixel-identical files whatever their names."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.asarray(img.shape, np.int64).tobytes())
+    h.update(np.ascontiguousarray(img).tobytes())
+    return h.hexdigest()
+
+
+def scan_folder(data_dir: Path, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read every file under `data_dir` (not recursive); return (usable rows, rejected rows)."""
+    from tqdm import tqdm
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise SplitError(f"{data_dir}: not a directory")
+    files = sorted(p for p in data_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    rows, rejected = [], []
+    for p in tqdm(files, desc="scan", unit="img", disable=not progress, mininterval=0.5):
+        try:
+            parsed = parse_name(p.name)
+        except ValueError as e:
+            rejected.append({"path": str(p.resolve()), "filename": p.name, "reason": str(e)})
+            continue
+        img, reason = decode_check(p)
+        if img is None:
+            rejected.append({"path": str(p.resolve()), "filename": p.name, "reason": reason})
+            continue
+        rows.append({
+            "path": str(p.resolve()), "filename": p.name, "age": parsed.age, "gender": parsed.gender,
+            "race": parsed.race, "content_hash": pixel_hash(img),
+            "width": img.shape[1], "height": img.shape[0], "name_note": parsed.note,
+        })
+    usable = pd.DataFrame(rows, columns=[c for c in MANIFEST_COLUMNS if c not in ("fold", "split")])
+    usable["race"] = usable["race"].astype("Int64")
+    return usable, pd.DataFrame(rejected, columns=["path", "filename", "reason"])
+
+
+def assign_folds(df: pd.DataFrame, seed: int = 0, n_folds: int = N_FOLDS) -> np.ndarray:
+    """Stratified (age bin x gender), duplicate-grouped fold assignment, deterministic for a seed.
+
+    Pixel-identical images form one group that takes one fold. Within each stratum the groups are
+    shuffled with the seed and dealt round-robin; the dealer's position carries over from one stratum
+    to the next, so fold sizes differ by at most a handful of images overall (plain per-stratum
+    round-robin would bias every stratum's remainder towards fold 0).
+    """
+    if df.empty:
+        return np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    first = df.groupby("content_hash", sort=True).head(1)
+    strata = first.assign(stratum=[f"{age_bin(a)}|{g}" for a, g in zip(first["age"], first["gender"])])
+    group_fold: dict[str, int] = {}
+    fill = np.zeros(n_folds, dtype=np.int64)
+    sizes = df["content_hash"].value_counts()
+    for _, grp in strata.groupby("stratum", sort=True):
+        hashes = grp["content_hash"].to_numpy()
+        hashes = hashes[rng.permutation(len(hashes))]
+        for h in hashes:
+            fold = int(np.argmin(fill))  # emptiest fold first: balances sizes incl. duplicate groups
+            group_fold[h] = fold
+            fill[fold] += sizes[h]
+    return df["content_hash"].map(group_fold).to_numpy(dtype=np.int64)
+
+
+def make_splits(data_dir: Path, out_dir: Path, seed: int = 0, copy: bool = False,
+                progress: bool = True) -> dict:
+    """Scan, assign folds and write manifests; returns a summary dict (also printed by the CLI)."""
+    usable, rejected = scan_folder(data_dir, progress=progress)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_csv(rejected, out_dir / "rejected.csv")
+    if usable.empty:
+        raise SplitError(f"{data_dir}: no usable image ({len(rejected)} rejected, see {out_dir / 'rejected.csv'})")
+    usable = usable.sort_values("filename", kind="stable").reset_index(drop=True)
+    usable["fold"] = assign_folds(usable, seed=seed)
+    usable["split"] = np.where(usable["fold"].isin(TEST_FOLDS), TEST_SPLIT, TRAIN_SPLIT)
+    usable = usable[MANIFEST_COLUMNS]
+    _atomic_csv(usable, out_dir / "folds.csv")
+    for split in (TRAIN_SPLIT, TEST_SPLIT):
+        part = usable[usable["split"] == split].reset_index(drop=True)
+        split_dir = out_dir / split
+        split_dir.mkdir(exist_ok=True)
+        if copy:
+            for src in part["path"]:
+                dst = split_dir / Path(src).name
+                if not dst.exists():
+                    shutil.copy2(src, dst)
+            part = part.assign(path=[str((split_dir / Path(p).name).resolve()) for p in part["path"]])
+        _atomic_csv(part, split_dir / "manifest.csv")
+    return summarize(usable, rejected)
+
+
+def summarize(usable: pd.DataFrame, rejected: pd.DataFrame) -> dict:
+    bins = usable["age"].map(age_bin)
+    race = usable["race"].map(lambda r: "unknown" if pd.isna(r) else RACES[int(r)])
+    gender = usable["gender"].map(lambda g: GENDERS[int(g)])
+    tables = {
+        "age_bin": pd.crosstab(pd.Series(pd.Categorical(bins, AGE_BIN_LABELS), name="age_bin"), usable["split"]),
+        "gender": pd.crosstab(gender, usable["split"]),
+        "race": pd.crosstab(race, usable["split"]),
+    }
+    dup_groups = usable["content_hash"].duplicated(keep=False)
+    return {
+        "n_usable": len(usable),
+        "n_rejected": len(rejected),
+        "per_split": usable["split"].value_counts().to_dict(),
+        "tables": tables,
+        "quirks": usable.loc[usable["name_note"] != "", ["filename", "name_note"]].to_dict("records"),
+        "rejected": rejected.to_dict("records"),
+        "n_in_duplicate_groups": int(dup_groups.sum()),
+        "n_duplicate_groups": int(usable.loc[dup_groups, "content_hash"].nunique()),
+    }
+
+
+def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False, lineterminator="\n")
+    os.replace(tmp, path)
+

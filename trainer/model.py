@@ -1,0 +1,96 @@
+"""The reference model: MobileNetV3-Small features, global average pool, age and gender heads."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import MobileNet_V3_Small_Weights, mobilenet_v3_small
+
+EMBED_DIM = 576
+
+
+class WeightsError(RuntimeError):
+    pass
+
+
+class AgeGenderClassifier(nn.Module):
+    """Shared backbone, two heads: gender logits (2) and age in years (1).
+
+    The embedding (576-d pooled features) is returned too: the audits and FiftyOne use it.
+    """
+
+    def __init__(self, dropout: float = 0.1, age_init: float = 33.0):
+        super().__init__()
+        self.features = mobilenet_v3_small(weights=None).features
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.gender_head = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(EMBED_DIM, 2))
+        self.age_head = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(EMBED_DIM, 1))
+        # Start the age head at the mean training age: from scratch, this saves the first epoch
+        # from spending itself on learning a constant offset.
+        nn.init.constant_(self.age_head[1].bias, age_init)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        emb = self.pool(self.features(x)).flatten(1)
+        return self.gender_head(emb), self.age_head(emb).squeeze(1), emb
+
+    def set_backbone_trainable(self, trainable: bool) -> None:
+        for p in self.features.parameters():
+            p.requires_grad_(trainable)
+
+
+def build_model(weights: str = "none", dropout: float = 0.1, age_init: float = 33.0) -> tuple[AgeGenderClassifier, str]:
+    """Build the model and return it with a description of the weights actually loaded.
+
+    `weights`: "imagenet" (torchvision's IMAGENET1K_V1, from the TORCH_HOME cache or downloaded),
+    "none" (from scratch) or a path to a checkpoint. Never falls back silently.
+    """
+    model = AgeGenderClassifier(dropout=dropout, age_init=age_init)
+    if weights == "none":
+        return model, "none (random init)"
+    if weights == "imagenet":
+        w = MobileNet_V3_Small_Weights.IMAGENET1K_V1
+        try:
+            state = w.get_state_dict(progress=False)
+        except Exception as e:  # network errors come in many classes
+            raise WeightsError(
+                f"cannot load ImageNet weights ({w}): {type(e).__name__}: {str(e)[:120]}. "
+                "Put the file in $TORCH_HOME/hub/checkpoints, or use weights=none (from scratch) "
+                "or weights=PATH (a checkpoint)") from None
+        feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        model.features.load_state_dict(feats)
+        return model, f"imagenet ({w})"
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found (use imagenet, none or an existing path)")
+    state = load_checkpoint(path)["model"]
+    model.load_state_dict(state)
+    return model, f"checkpoint {path}"
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint file with a clear error when it is missing or not a checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise WeightsError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    if isinstance(ckpt, dict) and "model" not in ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        ckpt = {"model": ckpt}
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise WeightsError(f"{path}: not an AgeGenderClassifier checkpoint (no model state)")
+    return ckpt
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[AgeGenderClassifier, dict]:
+    ckpt = load_checkpoint(path)
+    cfg = ckpt.get("config", {})
+    model = AgeGenderClassifier(dropout=cfg.get("dropout", 0.1))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise WeightsError(f"{path}: checkpoint does not fit the model ({str(e).splitlines()[0]})") from None
+    model.eval()
+    return model, ckpt

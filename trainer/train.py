@@ -1,0 +1,291 @@
+"""Training: the reference recipe (AdamW, one-cycle, age L1 + gender CE + L1 penalty), resumable.
+
+Every epoch draws its shuffling and augmentation from generators seeded by (seed, epoch), and the
+model/optimizer/scheduler state is saved at each epoch end, so `resume` after a kill replays exactly
+the epochs that had not finished and reaches the same result as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.config import TrainConfig
+from trainer.data import Batches, decoded_cache, manifest_hash, read_manifest
+from trainer.model import AgeGenderClassifier, build_model, load_checkpoint
+
+METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_mae", "train_acc", "val_loss", "val_mae",
+                  "val_acc", "epoch_seconds", "backbone_frozen"]
+
+
+class RunError(RuntimeError):
+    pass
+
+
+def loss_terms(cfg: TrainConfig, model: nn.Module, gender_logits: torch.Tensor, age_pred: torch.Tensor,
+               gender: torch.Tensor, age: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Total loss = w*CE + (1-w)*L1(age)/age_loss_scale + l1_lambda*sum|weights|.
+
+    Returns (total, gender CE, age L1 in years). The L1 penalty covers every trainable weight tensor.
+    """
+    ce = F.cross_entropy(gender_logits.float(), gender)
+    l1_age = F.l1_loss(age_pred.float(), age)
+    total = cfg.gender_loss_weight * ce + (1 - cfg.gender_loss_weight) * l1_age / cfg.age_loss_scale
+    if cfg.l1_lambda:
+        total = total + cfg.l1_lambda * weight_l1(model)
+    return total, ce, l1_age
+
+
+def weight_l1(model: nn.Module) -> torch.Tensor:
+    return sum(p.abs().sum() for p in model.parameters() if p.requires_grad)
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=cfg.base_lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
+    """Per-step one-cycle over `override_cycle_epoch_count` epochs, or per-epoch step / plateau."""
+    if cfg.lr_scheduler == "one_cycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.max_lr, total_steps=steps_per_epoch * cfg.override_cycle_epoch_count,
+            pct_start=cfg.pct_start, anneal_strategy=cfg.anneal_strategy, div_factor=cfg.div_factor,
+            final_div_factor=cfg.final_div_factor)
+    if cfg.lr_scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.gamma, patience=cfg.plateau_patience)
+
+
+def step_scheduler_batch(cfg: TrainConfig, sched) -> None:
+    # After the cycle's last step the rate stays at its final value (OneCycleLR refuses extra steps).
+    if cfg.lr_scheduler == "one_cycle" and sched.last_epoch + 1 < sched.total_steps:
+        sched.step()
+
+
+def autocast(cfg: TrainConfig):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
+
+
+@torch.no_grad()
+def predict_arrays(model: AgeGenderClassifier, batches: Batches, cfg: TrainConfig,
+                   progress: bool = False, desc: str = "predict") -> dict[str, np.ndarray]:
+    """Run the model over every row in order; returns age_pred, gender_logits, embedding."""
+    from tqdm import tqdm
+
+    model.eval()
+    ages, logits, embs = [], [], []
+    for x, _, _, _ in tqdm(batches.iterate(), total=len(batches), desc=desc, disable=not progress,
+                           leave=False):
+        with autocast(cfg):
+            g, a, e = model(x)
+        ages.append(a.float())
+        logits.append(g.float())
+        embs.append(e.float())
+    return {"age_pred": torch.cat(ages).numpy(), "gender_logits": torch.cat(logits).numpy(),
+            "embedding": torch.cat(embs).numpy()}
+
+
+def val_metrics(cfg: TrainConfig, model: AgeGenderClassifier, batches: Batches) -> dict[str, float]:
+    out = predict_arrays(model, batches, cfg)
+    age = batches.ages.numpy()
+    gender = batches.genders.numpy()
+    logits = torch.from_numpy(out["gender_logits"])
+    ce = F.cross_entropy(logits, torch.from_numpy(gender)).item()
+    mae = float(np.abs(out["age_pred"] - age).mean())
+    loss = cfg.gender_loss_weight * ce + (1 - cfg.gender_loss_weight) * mae / cfg.age_loss_scale
+    return {"val_loss": loss, "val_mae": mae, "val_acc": float((out["gender_logits"].argmax(1) == gender).mean())}
+
+
+def set_threads(cfg: TrainConfig) -> None:
+    n = cfg.threads or os.cpu_count() or 1
+    torch.set_num_threads(n)
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "numpy", "pandas", "opencv-python-headless", "scikit-learn",
+                "utkface-curate"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+          max_batches: int | None = None) -> dict:
+    """Train (or resume) a run in `out_dir`; returns the run metadata.
+
+    `max_batches` stops each epoch early: only for tests of the machinery, never for real runs.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    last_path = ckpt_dir / "last.pt"
+    if out_dir.exists() and (out_dir / "metadata.json").exists() and not resume:
+        raise RunError(f"{out_dir}: a run already exists here; use --resume to continue it or another --out")
+    if resume and not last_path.exists():
+        raise RunError(f"{last_path}: nothing to resume (no completed epoch checkpoint)")
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    set_threads(cfg)
+    t_start = time.time()
+
+    train_df = read_manifest(cfg.train_path)
+    val_df = read_manifest(cfg.val_path)
+    train_px = decoded_cache(train_df, cfg.image_size, progress=progress)
+    val_px = decoded_cache(val_df, cfg.image_size, progress=progress)
+    train_b = Batches(train_px, train_df["age"], train_df["gender"], cfg.batch_size, cfg.channels_last)
+    val_b = Batches(val_px, val_df["age"], val_df["gender"], cfg.batch_size, cfg.channels_last)
+    steps = len(train_b) if max_batches is None else min(len(train_b), max_batches)
+
+    state = load_checkpoint(last_path) if resume else None
+    if state is not None and state.get("config") != cfg.to_dict():
+        cfg = TrainConfig(**state["config"])  # a resumed run keeps the config it started with
+    torch.manual_seed(cfg.seed)
+    model, weights_used = build_model(cfg.weights, cfg.dropout, age_init=float(train_df["age"].mean()))
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(cfg, model)
+    sched = make_scheduler(cfg, opt, steps)
+    history: list[dict] = []
+    start_epoch = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history = state["history"]
+        start_epoch = state["epoch"] + 1
+        weights_used = state["weights_used"]
+
+    meta = {
+        "config": cfg.to_dict(), "weights_used": weights_used,
+        "train_manifest": str(Path(cfg.train_path).resolve()), "train_manifest_hash": manifest_hash(train_df),
+        "val_manifest": str(Path(cfg.val_path).resolve()), "val_manifest_hash": manifest_hash(val_df),
+        "n_train": len(train_df), "n_val": len(val_df), "versions": library_versions(),
+        "threads": torch.get_num_threads(), "machine": platform.machine(), "status": "running",
+    }
+    if state is not None:
+        meta["wall_seconds_before_resume"] = state.get("wall_seconds", 0.0)
+    _write_json(out_dir / "metadata.json", meta)
+
+    best_loss = min((h["val_loss"] for h in history), default=float("inf"))
+    for epoch in range(start_epoch, cfg.num_epochs):
+        t0 = time.time()
+        frozen = epoch < cfg.freeze_epochs
+        model.set_backbone_trainable(not frozen)
+        model.train()
+        gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_df))
+        augment = "dynamic" if cfg.use_dynamic_augmentation else "basic"
+        sums = np.zeros(4)  # loss, abs age err, correct, n
+        bar = tqdm(train_b.iterate(order, augment, gen), total=steps, desc=f"epoch {epoch + 1}/{cfg.num_epochs}",
+                   disable=not progress, unit="batch", leave=False)
+        for i, (x, age, gender, _) in enumerate(bar):
+            if i >= steps:
+                break
+            with autocast(cfg):
+                g_logits, a_pred, _ = model(x)
+            loss, _, _ = loss_terms(cfg, model, g_logits, a_pred, gender, age)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step_scheduler_batch(cfg, sched)
+            n = len(age)
+            sums += [loss.item() * n, (a_pred.detach().float() - age).abs().sum().item(),
+                     (g_logits.argmax(1) == gender).sum().item(), n]
+            bar.set_postfix(loss=f"{sums[0] / sums[3]:.3f}", mae=f"{sums[1] / sums[3]:.2f}",
+                            acc=f"{sums[2] / sums[3]:.3f}")
+        bar.close()
+        lr = opt.param_groups[0]["lr"]
+        vm = val_metrics(cfg, model, val_b)
+        if cfg.lr_scheduler == "step":
+            sched.step()
+        elif cfg.lr_scheduler == "reduce_on_plateau":
+            sched.step(vm["val_loss"])
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": sums[0] / sums[3], "train_mae": sums[1] / sums[3],
+               "train_acc": sums[2] / sums[3], **vm, "epoch_seconds": time.time() - t0, "backbone_frozen": frozen}
+        history.append(row)
+        if progress:
+            print(f"epoch {epoch + 1}/{cfg.num_epochs}: train loss {row['train_loss']:.3f} MAE {row['train_mae']:.2f} "
+                  f"acc {row['train_acc']:.3f} | val MAE {vm['val_mae']:.2f} acc {vm['val_acc']:.3f} "
+                  f"| {row['epoch_seconds']:.0f}s", flush=True)
+        wall = meta.get("wall_seconds_before_resume", 0.0) + (time.time() - t_start)
+        ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "epoch": epoch, "history": history, "config": cfg.to_dict(), "weights_used": weights_used,
+                "wall_seconds": wall}
+        weights_only = {"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch,
+                        "weights_used": weights_used, "metrics": row}
+        if cfg.keep_epoch_checkpoints:
+            _atomic_save(weights_only, ckpt_dir / f"epoch_{epoch + 1:03d}.pt")
+        if vm["val_loss"] < best_loss:
+            best_loss = vm["val_loss"]
+            _atomic_save(weights_only, ckpt_dir / "best.pt")
+        _atomic_csv(pd.DataFrame(history, columns=METRIC_COLUMNS), out_dir / "metrics.csv")
+        _atomic_save(ckpt, last_path)  # last: the resume point, written after everything else
+
+    best = min(history, key=lambda h: h["val_loss"])
+    meta.update(status="complete", wall_seconds=meta.get("wall_seconds_before_resume", 0.0) + time.time() - t_start,
+                epochs_completed=len(history), best_epoch=best["epoch"], best_val_mae=best["val_mae"],
+                best_val_acc=best["val_acc"], final=history[-1],
+                best_checkpoint_sha256=file_sha256(ckpt_dir / "best.pt"))
+    _write_json(out_dir / "metadata.json", meta)
+    _plot_history(history, out_dir / "training_curves.png")
+    return meta
+
+
+def _plot_history(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = pd.DataFrame(history)
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
+    ax[0].plot(h.epoch, h.train_loss, label="train"); ax[0].plot(h.epoch, h.val_loss, label="val")
+    ax[0].set_title("loss"); ax[0].legend()
+    ax[1].plot(h.epoch, h.train_mae, label="train"); ax[1].plot(h.epoch, h.val_mae, label="val")
+    ax[1].set_title("age MAE (years)"); ax[1].legend()
+    ax[2].plot(h.epoch, h.train_acc, label="train"); ax[2].plot(h.epoch, h.val_acc, label="val")
+    ax[2].set_title("gender accuracy"); ax[2].legend()
+    for a in ax:
+        a.set_xlabel("epoch")
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
