@@ -112,4 +112,4 @@ def train(config: Path | None, sets: tuple[str, ...], out_dir: Path, resume: boo
 
 
 # Commands of the other workflow stages live in their own modules and register themselves on `main`.
-from curate import cli_eval  # noqa: E402,F401
+from curate import cli_audit, cli_eval, cli_export, cli_fiftyone  # noqa: E402,F401
