@@ -1,4 +1,132 @@
 """`curate evaluate` and `curate predict`."""
 from __future__ import annotations
 
-from curate.cli import main  # noqa: F401
+import json
+from pathlib import Path
+
+import click
+
+from curate.cli import fail, main
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.pt"
+
+
+def resolve_checkpoint(run: Path | None, checkpoint: Path | None) -> Path:
+    """A run folder's best checkpoint, an explicit checkpoint, or the shipped default model."""
+    if checkpoint is not None:
+        return checkpoint
+    if run is not None:
+        if not run.is_dir():
+            fail(f"{run}: run folder not found")
+        ckpt = run / "checkpoints" / "best.pt"
+        if not ckpt.exists():
+            fail(f"{ckpt}: run has no best checkpoint (did training finish an epoch?)")
+        return ckpt
+    if not DEFAULT_MODEL.exists():
+        fail(f"{DEFAULT_MODEL}: shipped default model missing; pass --run or --checkpoint")
+    return DEFAULT_MODEL
+
+
+@main.command()
+@click.option("--run", type=click.Path(path_type=Path), help="Run folder from `curate train` (uses best.pt).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="A checkpoint file instead of --run.")
+@click.option("--manifest", type=click.Path(path_type=Path),
+              help="Split folder or manifest to evaluate on [default: the run's val_path, else "
+                   "dataset/test_2_folds_last].")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              help="Output folder [default: RUN/eval/<split name>, else eval/<split name>].")
+@click.option("--batch-size", default=256, show_default=True)
+@click.option("--quiet", is_flag=True)
+def evaluate(run: Path | None, checkpoint: Path | None, manifest: Path | None, out_dir: Path | None,
+             batch_size: int, quiet: bool) -> None:
+    """Evaluate a model: metric tables (CSV + Markdown), plots (PNG) and per-sample predictions.
+
+    predictions.parquet holds, per image: path, true age/gender, age_pred, gender_prob (P(female)),
+    logits, losses and the 576-d embedding; the audits and FiftyOne steps read it.
+    """
+    from trainer.data import DataError
+    from trainer.evaluate import evaluate_predictions, predict_manifest
+    from trainer.model import WeightsError, load_checkpoint
+
+    ckpt_path = resolve_checkpoint(run, checkpoint)
+    try:
+        ckpt = load_checkpoint(ckpt_path)
+    except WeightsError as e:
+        fail(str(e))
+    if manifest is None:
+        val = ckpt.get("config", {}).get("val_path") if run is not None else None
+        manifest = Path(val or "dataset/test_2_folds_last")
+    split_name = manifest.stem if manifest.suffix else manifest.name
+    if out_dir is None:
+        out_dir = (run / "eval" / split_name) if run is not None else Path("eval") / split_name
+    try:
+        pred = predict_manifest(ckpt_path, manifest, batch_size=batch_size, progress=not quiet)
+    except (DataError, WeightsError) as e:
+        fail(str(e))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / "predictions.parquet.tmp"
+    pred.to_parquet(tmp, index=False)
+    tmp.replace(out_dir / "predictions.parquet")
+    tables = evaluate_predictions(pred, out_dir)
+    (out_dir / "evaluation.json").write_text(json.dumps({
+        "checkpoint": str(ckpt_path), "model": pred["model"].iloc[0], "manifest": str(manifest),
+        "n": len(pred), "weights_used": ckpt.get("weights_used"), "epoch": ckpt.get("epoch"),
+    }, indent=2))
+    g = tables["gender_metrics"].set_index("class")
+    a = tables["age_metrics"].iloc[0]
+    click.echo(f"{len(pred)} images: age MAE {a['mae']:.3f}, RMSE {a['rmse']:.3f}, R2 {a['r2']:.3f} | "
+               f"gender accuracy {100 * g.loc['overall', 'accuracy']:.2f}%, AUC {g.loc['overall', 'auc_roc']:.4f}")
+    click.echo(tables["age_metrics_by_age_group"].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    click.echo(f"tables, plots and predictions.parquet -> {out_dir}")
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", "checkpoint", type=click.Path(path_type=Path), help="Checkpoint [default: shipped model].")
+@click.option("--out", "out_csv", type=click.Path(path_type=Path), help="Write a CSV instead of printing.")
+@click.option("--quality-thresholds", type=click.Path(path_type=Path),
+              help="Quality thresholds JSON from `curate audit` (default: the shipped UTKFace thresholds).")
+def predict(inputs: tuple[Path, ...], checkpoint: Path | None, out_csv: Path | None,
+            quality_thresholds: Path | None) -> None:
+    """Predict age and gender for images or folders, with an image-quality verdict per image.
+
+    A production pipeline can refuse an unusable photo ("too dark", "blurry") before trusting the model.
+    """
+    import pandas as pd
+
+    from trainer.model import WeightsError
+    from trainer.predict import predict_images
+
+    files: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            files += sorted(q for q in p.iterdir() if q.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"))
+        elif p.exists():
+            files.append(p)
+        else:
+            fail(f"{p}: no such file or folder")
+    if not files:
+        fail(f"no images found in {', '.join(map(str, inputs))}")
+    ckpt = resolve_checkpoint(None, checkpoint)
+    try:
+        rows = predict_images(ckpt, files)
+    except WeightsError as e:
+        fail(str(e))
+    df = pd.DataFrame(rows)
+    df = _add_quality(df, files, quality_thresholds)
+    if out_csv:
+        df.to_csv(out_csv, index=False)
+        click.echo(f"{len(df)} predictions -> {out_csv}")
+    else:
+        cols = [c for c in ("path", "status", "age_pred", "gender_pred", "confidence", "quality_verdict") if c in df]
+        click.echo(df[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+def _add_quality(df, files, thresholds_path):
+    """Attach the audits' quality verdict when the audits library is available."""
+    try:
+        from curate.quality_verdict import attach_verdict
+    except ImportError:
+        return df
+
+    return attach_verdict(df, files, thresholds_path)

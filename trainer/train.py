@@ -191,7 +191,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         frozen = epoch < cfg.freeze_epochs
         model.set_backbone_trainable(not frozen)
         model.train()
+        if frozen:
+            model.features.eval()  # a frozen backbone keeps its BatchNorm statistics too
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout draws from the global generator
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_df))
         augment = "dynamic" if cfg.use_dynamic_augmentation else "basic"
         sums = np.zeros(4)  # loss, abs age err, correct, n

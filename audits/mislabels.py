@@ -1,0 +1,625 @@
+"""Rank every image by how likely its gender label and its age label are wrong.
+
+Input: out-of-sample predictions in the shared schema (trainer.crossfit: one row per image with
+age, gender, age_pred, gender_prob, gender_logit_0/1, embedding, model, fold), optionally with audit
+columns (row-aligned, or joined on `path`): image quality (`low_quality` bool; `laplacian_var`,
+`brisque_score`, `quality_score`, higher = better, any scale: only their ranks are used) and
+duplicate groups (`exact_group`, `near_group`: int id, -1 for none).
+
+Gender. The model's log-odds z = logit_1 - logit_0 is recalibrated against the labels with one small
+logistic model fitted on the data itself (linear in n, a few dozen parameters):
+    log-odds(label = female) = a + a_bin + (b + b_bin + c * quality) * z + d * neighbours + e * copies
+so the per-age-bin slope b + b_bin is how much the model's confidence is worth at that age (an infant's
+0.9 means far less than an adult's), the per-bin intercept is that bin's class balance (cleanlab's
+per-class thresholds), c lets a blurry image's confidence count less, `neighbours` is the label vote
+of its nearest look-alikes in embedding space (same fold: same model, labels it never trained on)
+and `copies` the labels of pixel-identical / near-duplicate copies. The bin terms are ridge-shrunk
+towards the global fit, so small bins fall back to it. The issue score is the fitted probability
+that the label is the other class; `gender_label_quality` = 1 - issue score (cleanlab orientation).
+
+Age. The predicted age is refined with the look-alikes' median label (a robust fit in log-age space),
+then the residual label - estimate is standardised by a robust scale that depends on the estimated
+age (per reference age bin, separately above and below, interpolated between bins: errors grow with
+age, so 10 years off at 3 is far more surprising than at 80), and by image quality; pixel-identical
+copies whose labels agree with the label lower the score, copies that agree with the model raise it.
+`age_suggested` is the copies' label when they back the model, else the estimate, rounded.
+
+Every scored row gets a one-line reason, e.g. "predicted female 0.98, label male, sharp image, adult
+30-40 (gender right on 97% here)". Rows that cannot be scored get a status ("missing prediction",
+"nan prediction", "missing label", "invalid label") and NaN scores, never a silent zero. A subset
+whose usable gender labels are all one class raises SingleClassError (nothing to calibrate against).
+
+Cost: linear in the number of rows except the optional look-alike search (`neighbors` > 0), a
+blocked brute-force search within each fold on a 64-d projection: O(n^2 / K) multiply-adds, about a
+second for 23,708 images on 2 cores; `neighbors=0` turns it off.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+# The reference age groups (same as curate.splits.AGE_BIN_EDGES; audits do not import curate).
+AGE_BIN_EDGES = (0, 4, 14, 24, 30, 40, 50, 60, 70, 80)
+AGE_BIN_LABELS = ("0-4", "4-14", "14-24", "24-30", "30-40", "40-50", "50-60", "60-70", "70-80", "80+")
+AGE_GROUP_WORDS = ("infant", "child", "young", "adult", "adult", "adult", "adult", "senior", "senior", "senior")
+GENDER_WORDS = ("male", "female")
+QUALITY_COLUMNS = ("laplacian_var", "brisque_score", "quality_score", "sharpness_score")
+GROUP_COLUMNS = ("exact_group", "near_group")
+
+GENDER_COLUMNS = ["gender_issue_score", "gender_label_quality", "gender_suspect", "gender_reason",
+                  "gender_status"]
+AGE_COLUMNS = ["age_issue_score", "age_label_quality", "age_suspect", "age_suggested", "age_reason",
+               "age_status"]
+
+
+class SingleClassError(ValueError):
+    """All usable gender labels are one class: per-class calibration is impossible."""
+
+
+@dataclass
+class Options:
+    neighbors: int = 10  # look-alikes per image for the label vote; 0 = off (strictly linear time)
+    gender_threshold: float = 0.5  # gender_suspect: P(label wrong) at least this
+    age_z_threshold: float = 3.5  # age_suspect: residual at least this many expected errors ...
+    age_min_years: float = 4.0  # ... and at least this many years
+    top_k: int | None = None  # if set, flag exactly the top k instead of by threshold
+
+
+# ---------------------------------------------------------------------------------------------- API
+def score_mislabels(pred: pd.DataFrame, audit: pd.DataFrame | None = None, **options) -> pd.DataFrame:
+    """Gender and age scores side by side (same index as `pred`), plus a combined `status`."""
+    df = _with_audit(pred, audit)
+    nb = _neighbours(df, Options(**options).neighbors)
+    g = score_gender(df, None, _nb=nb, **options)
+    a = score_age(df, None, _nb=nb, **options)
+    out = pd.concat([g, a], axis=1)
+    both = np.where(g["gender_status"] == a["age_status"], g["gender_status"],
+                    "gender: " + g["gender_status"] + "; age: " + a["age_status"])
+    out["status"] = np.where((g["gender_status"] == "ok") & (a["age_status"] == "ok"), "ok", both)
+    return out
+
+
+def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.ndarray | None = None,
+                 **options) -> pd.DataFrame:
+    """Per image: gender_issue_score (higher = more likely wrong), gender_label_quality (0..1, lower =
+    worse), gender_suspect, gender_reason, gender_status. Same index as `pred`.
+    """
+    opt = Options(**options)
+    df = _with_audit(pred, audit)
+    n = len(df)
+    label, status = _gender_labels(df)
+    z, pstatus = _gender_logodds(df)
+    status = np.where(status == "ok", pstatus, status)
+    ok = status == "ok"
+    out = pd.DataFrame({"gender_issue_score": np.nan, "gender_label_quality": np.nan, "gender_suspect": False,
+                        "gender_reason": [f"not scored: {s}" for s in status], "gender_status": status},
+                       index=df.index)
+    if not ok.any():
+        return out
+    y = label[ok].astype(np.int64)
+    if len(np.unique(y)) < 2:
+        raise SingleClassError(
+            f"all {int(ok.sum())} scorable images are labelled {GENDER_WORDS[y[0]]}: the gender score is "
+            "calibrated against both classes; score a set that holds both (e.g. the whole dataset) and filter after")
+    bins = _age_bins(df, ok)
+    qual = _quality_rank(df)
+    zq = np.clip(z[ok], -15.0, 15.0)
+    nb = _neighbours(df, opt.neighbors) if _nb is None else _nb
+    knn_vote, knn_counts = _neighbour_votes(nb, ok, label.astype(float), kind="gender")
+    copies_f, copies_m = _copy_label_counts(df, ok, label, kind="gender")
+    dup = np.clip(copies_f - copies_m, -3, 3).astype(float)
+    q = qual[ok] - 0.5 if qual is not None else np.zeros(ok.sum())
+
+    n_bins = len(AGE_BIN_LABELS) + 1  # + "age unknown"
+    onehot = np.eye(n_bins)[bins]
+    cols = [np.ones(len(y)), zq, knn_vote, dup, zq * q, q]
+    penal = [1e-3, 1e-3, 1e-3, 1e-1, 1e-1, 1e-1]
+    # Bin deviations of intercept and slope, ridge-shrunk towards the global fit.
+    for j in range(n_bins):
+        cols += [onehot[:, j], onehot[:, j] * zq]
+        penal += [2.0, 2.0]
+    x = np.column_stack(cols)
+    keep = x.std(axis=0) > 0
+    keep[0] = True
+    issue, noise_rate = _fit_flip_model(x[:, keep], y, np.asarray(penal)[keep])
+    p_label = 1.0 - issue
+
+    out.loc[ok, "gender_issue_score"] = issue
+    out.loc[ok, "gender_label_quality"] = p_label
+    out.loc[ok, "gender_suspect"] = _suspects(issue, opt.gender_threshold, opt.top_k)
+    acc = _bin_accuracy(bins, zq, y, n_bins)
+    p_model = _sigmoid(zq)
+    qtxt = _quality_words(qual[ok]) if qual is not None else None
+    reasons = []
+    for i in range(len(y)):
+        pred_cls = int(p_model[i] >= 0.5)
+        parts = [f"predicted {GENDER_WORDS[pred_cls]} {max(p_model[i], 1 - p_model[i]):.2f}",
+                 f"label {GENDER_WORDS[y[i]]}"]
+        if qtxt is not None:
+            parts.append(qtxt[i])
+        b = bins[i]
+        if b < len(AGE_BIN_LABELS):
+            parts.append(f"{AGE_GROUP_WORDS[b]} {AGE_BIN_LABELS[b]} (gender right on {acc[b]:.0%} here)")
+        if knn_counts[i] > 0:
+            nf = int(round(_vote_share(knn_vote[i], knn_counts[i]) * knn_counts[i]))
+            parts.append(f"{nf}/{knn_counts[i]} look-alikes female")
+        if copies_f[i] + copies_m[i] > 0:
+            parts.append(f"copies labelled {copies_f[i]} female / {copies_m[i]} male")
+        parts.append(f"P(label wrong) {issue[i]:.2f}")
+        reasons.append(", ".join(parts))
+    out.loc[ok, "gender_reason"] = reasons
+    return out
+
+
+def score_age(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.ndarray | None = None,
+              **options) -> pd.DataFrame:
+    """Per image: age_issue_score (higher = more likely wrong; a residual in expected errors),
+    age_label_quality (0..1, lower = worse), age_suspect, age_suggested (int years or <NA>),
+    age_reason, age_status. Same index as `pred`.
+    """
+    opt = Options(**options)
+    df = _with_audit(pred, audit)
+    age, status = _age_labels(df)
+    ap, pstatus = _age_predictions(df)
+    status = np.where(status == "ok", pstatus, status)
+    ok = status == "ok"
+    out = pd.DataFrame({"age_issue_score": np.nan, "age_label_quality": np.nan, "age_suspect": False,
+                        "age_suggested": pd.array([pd.NA] * len(df), dtype="Int64"),
+                        "age_reason": [f"not scored: {s}" for s in status], "age_status": status},
+                       index=df.index)
+    if not ok.any():
+        return out
+    y = age[ok]
+    p = np.clip(ap[ok], 0.0, 120.0)
+    nb = _neighbours(df, opt.neighbors) if _nb is None else _nb
+    knn_age, knn_counts = _neighbour_votes(nb, ok, age, kind="age")
+    est = _refine_age(y, p, knn_age, knn_counts)
+    r = y - est
+    scale_lo, scale_hi, center = _age_scales(est, r)
+    c = np.interp(est, *center)
+    s = np.where(r - c >= 0, np.interp(est, *scale_hi), np.interp(est, *scale_lo))
+    zres = (r - c) / s
+    qual = _quality_rank(df)
+    if qual is not None:  # errors are larger on poor images: rescale by quality tercile
+        qt = np.minimum((qual[ok] * 3).astype(int), 2)
+        med_all = np.median(np.abs(zres)) + 1e-9
+        for t in range(3):
+            m = qt == t
+            if m.sum() >= 30:
+                zres[m] /= max(np.median(np.abs(zres[m])) / med_all, 0.5)
+    score = np.abs(zres)
+    copy_med, copy_n = _copy_label_counts(df, ok, age, kind="age")
+    has_copy = copy_n > 0
+    copy_agrees = has_copy & (np.abs(copy_med - y) <= 1)
+    copy_backs_model = has_copy & ~copy_agrees & (np.abs(copy_med - est) < np.abs(y - est))
+    score = np.where(copy_agrees, score * 0.5, score)
+    score = np.where(copy_backs_model, score * 1.5 + 1.0, score)
+    suggested = np.where(copy_backs_model, copy_med, est + c)
+    suggested = np.clip(np.round(suggested), 1, 116).astype(np.int64)
+    quality_01 = 2.0 * _norm_sf(score)
+
+    out.loc[ok, "age_issue_score"] = score
+    out.loc[ok, "age_label_quality"] = quality_01
+    flag = _suspects(score, opt.age_z_threshold, opt.top_k)
+    if opt.top_k is None:
+        flag &= np.abs(y - suggested) >= opt.age_min_years
+    out.loc[ok, "age_suspect"] = flag
+    out.loc[ok, "age_suggested"] = suggested
+    qtxt = _quality_words(qual[ok]) if qual is not None else None
+    reasons = []
+    for i in range(len(y)):
+        b = _bin_of(est[i])
+        parts = [f"label {y[i]:g}, predicted {est[i]:.0f}",
+                 f"{abs(r[i] - c[i]):.0f} y off where ±{s[i]:.1f} is usual at {AGE_BIN_LABELS[b]}",
+                 f"{score[i]:.1f}x the usual error"]
+        if qtxt is not None:
+            parts.append(qtxt[i])
+        if copy_agrees[i]:
+            parts.append("a copy has the same label")
+        elif copy_backs_model[i]:
+            parts.append(f"a copy is labelled {copy_med[i]:g}")
+        parts.append(f"suggest {suggested[i]}")
+        reasons.append(", ".join(parts))
+    out.loc[ok, "age_reason"] = reasons
+    return out
+
+
+def gender_difficulty(pred: pd.DataFrame) -> pd.DataFrame:
+    """Out-of-sample gender accuracy and mean confidence per reference age bin (from the data)."""
+    df = pred
+    label, status = _gender_labels(df)
+    z, pstatus = _gender_logodds(df)
+    ok = (status == "ok") & (pstatus == "ok")
+    bins = _age_bins(df, ok)
+    zq = z[ok]
+    y = label[ok].astype(int)
+    rows = []
+    for b, name in enumerate(AGE_BIN_LABELS):
+        m = bins == b
+        if m.any():
+            p = _sigmoid(zq[m])
+            rows.append({"age_bin": name, "n": int(m.sum()), "accuracy": float(((p >= 0.5) == (y[m] == 1)).mean()),
+                         "mean_confidence": float(np.maximum(p, 1 - p).mean())})
+    return pd.DataFrame(rows)
+
+
+def align_predictions(manifest: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
+    """Predictions for every manifest row (joined on path); rows without one get NaN predictions,
+    which score_* report as status "missing prediction". Labels come from the manifest."""
+    keep = [c for c in pred.columns if c not in ("age", "gender")]
+    out = manifest.drop(columns=[c for c in keep if c != "path" and c in manifest.columns]).merge(
+        pred[keep].drop_duplicates("path"), on="path", how="left")
+    out.index = manifest.index
+    return out
+
+
+# ------------------------------------------------------------------------------------ input checks
+def _with_audit(pred: pd.DataFrame, audit: pd.DataFrame | None) -> pd.DataFrame:
+    if not isinstance(pred, pd.DataFrame):
+        raise TypeError("pred must be a pandas DataFrame of predictions")
+    if audit is None:
+        return pred
+    cols = [c for c in (*QUALITY_COLUMNS, "low_quality", *GROUP_COLUMNS) if c in audit.columns]
+    if not cols:
+        return pred
+    if "path" in audit.columns and "path" in pred.columns:
+        a = audit.drop_duplicates("path").set_index("path")[cols]
+        extra = a.reindex(pred["path"].to_numpy())
+        extra.index = pred.index
+    elif len(audit) == len(pred):
+        extra = audit[cols].set_axis(pred.index)
+    else:
+        raise ValueError(f"audit has {len(audit)} rows for {len(pred)} predictions and no `path` column to join on")
+    return pred.drop(columns=[c for c in cols if c in pred.columns]).join(extra)
+
+
+def _need(df: pd.DataFrame, *cols: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"predictions lack column(s) {', '.join(missing)} (expected the shared prediction "
+                         "schema: path, age, gender, age_pred, gender_prob, gender_logit_0/1, embedding, model, fold)")
+
+
+def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
+    return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+
+
+def _no_model(df: pd.DataFrame) -> np.ndarray:
+    if "model" not in df.columns:
+        return np.ones(len(df), bool)
+    m = df["model"]
+    return (m.isna() | (m.astype(str).str.strip().isin(["", "nan", "None", "<NA>"]))).to_numpy()
+
+
+def _gender_labels(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    _need(df, "gender")
+    g = _numeric(df, "gender")
+    status = np.where(np.isnan(g), "missing label", np.where(np.isin(g, (0, 1)), "ok", "invalid label"))
+    return np.nan_to_num(g, nan=0).astype(np.int64), status.astype(object)
+
+
+def _gender_logodds(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Log-odds of female from the logits when present, else from gender_prob; plus per-row status."""
+    if "gender_logit_0" in df.columns and "gender_logit_1" in df.columns:
+        l0, l1 = _numeric(df, "gender_logit_0"), _numeric(df, "gender_logit_1")
+        z = l1 - l0
+        bad = ~np.isfinite(l0) | ~np.isfinite(l1)
+        nothing = np.isnan(l0) & np.isnan(l1)
+        if "gender_prob" in df.columns:
+            gp = _numeric(df, "gender_prob")
+            nothing &= np.isnan(gp)
+    else:
+        _need(df, "gender_prob")
+        gp = _numeric(df, "gender_prob")
+        bad = ~np.isfinite(gp) | (gp < 0) | (gp > 1)
+        nothing = np.isnan(gp)
+        pc = np.clip(np.nan_to_num(gp, nan=0.5), 1e-7, 1 - 1e-7)
+        z = np.log(pc) - np.log1p(-pc)
+    missing = nothing & _no_model(df)
+    status = np.where(missing, "missing prediction", np.where(bad, "nan prediction", "ok")).astype(object)
+    return np.where(bad, 0.0, z), status
+
+
+def _age_labels(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    _need(df, "age")
+    a = _numeric(df, "age")
+    status = np.where(np.isnan(a), "missing label", np.where((a >= 0) & (a <= 130), "ok", "invalid label"))
+    return np.nan_to_num(a, nan=0.0), status.astype(object)
+
+
+def _age_predictions(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    _need(df, "age_pred")
+    p = _numeric(df, "age_pred")
+    missing = np.isnan(p) & _no_model(df)
+    status = np.where(missing, "missing prediction", np.where(np.isfinite(p), "ok", "nan prediction"))
+    return np.nan_to_num(p, nan=0.0, posinf=0.0, neginf=0.0), status.astype(object)
+
+
+# -------------------------------------------------------------------------------------- evidence
+def _bin_of(age: float) -> int:
+    return int(np.clip(np.searchsorted(AGE_BIN_EDGES, age, side="right") - 1, 0, len(AGE_BIN_EDGES) - 1))
+
+
+def _age_bins(df: pd.DataFrame, ok: np.ndarray) -> np.ndarray:
+    """Reference age bin of each scored row: from the age label, else the predicted age, else 'unknown'."""
+    a = _numeric(df, "age") if "age" in df.columns else np.full(len(df), np.nan)
+    if "age_pred" in df.columns:
+        a = np.where(np.isfinite(a) & (a >= 0), a, _numeric(df, "age_pred"))
+    a = a[ok]
+    b = np.clip(np.searchsorted(AGE_BIN_EDGES, np.nan_to_num(a, nan=0), side="right") - 1, 0, len(AGE_BIN_EDGES) - 1)
+    return np.where(np.isfinite(a), b, len(AGE_BIN_LABELS))
+
+
+def _quality_rank(df: pd.DataFrame) -> np.ndarray | None:
+    """0 (worst) .. 1 (best) per row: mean percentile rank of the quality columns; None if there are none."""
+    cols = [c for c in QUALITY_COLUMNS if c in df.columns]
+    ranks = [pd.to_numeric(df[c], errors="coerce").rank(pct=True).to_numpy() for c in cols]
+    if not ranks and "low_quality" not in df.columns:
+        return None
+    q = np.nanmean(np.vstack(ranks), axis=0) if ranks else np.full(len(df), 0.5)
+    q = np.where(np.isnan(q), 0.5, q)
+    if "low_quality" in df.columns:
+        low = df["low_quality"].fillna(False).astype(bool).to_numpy()
+        q = np.where(low, np.minimum(q, 0.05), q)
+    return q
+
+
+def _quality_words(q: np.ndarray) -> list[str]:
+    return ["low-quality image" if v < 0.1 else "soft image" if v < 0.33 else "sharp image" if v > 0.66
+            else "average image" for v in q]
+
+
+def _copy_label_counts(df: pd.DataFrame, ok: np.ndarray, label: np.ndarray, kind: str):
+    """Labels of each scored row's duplicate copies (other members of its exact / near group).
+
+    gender: (number of other copies labelled female, number labelled male);
+    age: (median label of the other copies, number of other copies). Only scorable labels count.
+    """
+    n_ok = int(ok.sum())
+    cols = [c for c in GROUP_COLUMNS if c in df.columns]
+    if kind == "gender":
+        f_tot, m_tot = np.zeros(n_ok, int), np.zeros(n_ok, int)
+    else:
+        med, cnt = np.full(n_ok, np.nan), np.zeros(n_ok, int)
+    if not cols:
+        return (f_tot, m_tot) if kind == "gender" else (med, cnt)
+    lab = label[ok].astype(float)
+    for col in cols:
+        if kind == "age" and col == "near_group":
+            continue  # a near-duplicate may be another photo of the person years apart
+        grp = pd.to_numeric(df[col], errors="coerce").to_numpy()[ok]
+        valid = np.isfinite(grp) & (grp >= 0)
+        if not valid.any():
+            continue
+        g = pd.Series(grp[valid]).astype(np.int64)
+        lv = pd.Series(lab[valid])
+        if kind == "gender":
+            nf = lv.groupby(g.to_numpy()).transform("sum").to_numpy() - lv.to_numpy()
+            nall = g.map(g.value_counts()).to_numpy() - 1
+            idx = np.flatnonzero(valid)
+            f_tot[idx] = np.maximum(f_tot[idx], nf.astype(int))
+            m_tot[idx] = np.maximum(m_tot[idx], (nall - nf).astype(int))
+        else:
+            # Median of the *other* copies: exact for pairs (the common case), the group median otherwise.
+            size = g.map(g.value_counts()).to_numpy()
+            total = lv.groupby(g.to_numpy()).transform("sum").to_numpy()
+            gmed = lv.groupby(g.to_numpy()).transform("median").to_numpy()
+            other = np.where(size == 2, total - lv.to_numpy(), gmed)
+            idx = np.flatnonzero(valid & True)
+            has = size > 1
+            med[idx[has]] = other[has]
+            cnt[idx[has]] = size[has] - 1
+    return (f_tot, m_tot) if kind == "gender" else (med, cnt)
+
+
+def _neighbours(df: pd.DataFrame, neighbors: int) -> np.ndarray:
+    """(n, k) row positions of each row's nearest look-alikes, -1 where none.
+
+    Cosine similarity of the embeddings, searched within the row's own fold (same model, so the
+    embeddings are comparable, and none of those labels was trained on), excluding the row itself
+    and its pixel-identical copies (those are counted as copies). Rows without a finite embedding
+    get no neighbours and are nobody's neighbour.
+    """
+    n = len(df)
+    if neighbors <= 0 or "embedding" not in df.columns or n < 3:
+        return np.full((n, 0), -1, np.int64)
+    emb_col = df["embedding"].to_numpy()
+    lens = np.array([len(e) if isinstance(e, (list, tuple, np.ndarray)) else 0 for e in emb_col])
+    d = int(np.bincount(lens).argmax())
+    if d == 0:
+        return np.full((n, 0), -1, np.int64)
+    usable = lens == d
+    emb = np.zeros((n, d), np.float32)
+    emb[usable] = np.stack([np.asarray(e, np.float32) for e in emb_col[usable]])
+    usable &= np.isfinite(emb).all(axis=1)
+    folds = np.nan_to_num(_numeric(df, "fold"), nan=-2) if "fold" in df.columns else np.zeros(n)
+    hashes = df["content_hash"].astype(str).to_numpy() if "content_hash" in df.columns else np.arange(n).astype(str)
+    hcode = pd.factorize(hashes)[0]
+    out = np.full((n, neighbors), -1, np.int64)
+    for f in np.unique(folds[usable]):
+        idx = np.flatnonzero((folds == f) & usable)
+        if len(idx) < 3:
+            continue
+        nb = _knn(emb[idx], hcode[idx], min(neighbors, len(idx) - 1))
+        out[idx, :nb.shape[1]] = np.where(nb >= 0, idx[np.maximum(nb, 0)], -1)
+    return out
+
+
+def _neighbour_votes(nb: np.ndarray, ok: np.ndarray, label: np.ndarray, kind: str):
+    """The labels of each scored row's look-alikes (only neighbours whose own label is scorable).
+
+    gender: (log-odds of the smoothed female share, number of neighbours);
+    age: (median neighbour age, number of neighbours).
+    """
+    n_ok = int(ok.sum())
+    if nb.shape[1] == 0:
+        return (np.zeros(n_ok), np.zeros(n_ok, int)) if kind == "gender" else (np.full(n_ok, np.nan), np.zeros(n_ok, int))
+    nbo = nb[ok]
+    valid = (nbo >= 0) & ok[np.maximum(nbo, 0)]
+    nl = np.where(valid, label.astype(float)[np.maximum(nbo, 0)], np.nan)
+    cnt = valid.sum(axis=1)
+    if kind == "gender":
+        nf = np.nansum(nl, axis=1)
+        return np.where(cnt > 0, np.log((nf + 0.5) / (cnt - nf + 0.5)), 0.0), cnt
+    with np.errstate(all="ignore"):
+        med = np.nanmedian(np.where(cnt[:, None] > 0, nl, 0.0), axis=1)
+    return np.where(cnt > 0, med, np.nan), cnt
+
+
+def _knn(x: np.ndarray, hcode: np.ndarray, k: int, dim: int = 64, block: int = 2048) -> np.ndarray:
+    """Indices of the k nearest rows by cosine (excluding the row itself and same-hash rows); -1 pads."""
+    x = x - x.mean(axis=0)
+    if x.shape[1] > dim and len(x) > dim:
+        rng = np.random.default_rng(0)
+        sub = x[rng.choice(len(x), min(len(x), 4096), replace=False)]
+        _, _, vt = np.linalg.svd(sub, full_matrices=False)
+        x = x @ vt[:dim].T
+    x = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
+    x = x.astype(np.float32)
+    out = np.full((len(x), k), -1, np.int64)
+    for s in range(0, len(x), block):
+        sim = x[s:s + block] @ x.T
+        rows = np.arange(s, min(s + block, len(x)))
+        sim[hcode[rows][:, None] == hcode[None, :]] = -np.inf  # self and pixel-identical copies
+        kk = min(k, sim.shape[1] - 1)
+        part = np.argpartition(-sim, kk - 1, axis=1)[:, :kk] if kk > 0 else np.zeros((len(rows), 0), int)
+        good = np.take_along_axis(sim, part, axis=1) > -np.inf
+        out[rows, :kk] = np.where(good, part, -1)
+    return out
+
+
+def _vote_share(logodds: float, n: int) -> float:
+    e = np.exp(logodds)
+    # Invert log((nf + .5) / (n - nf + .5)) for nf.
+    return float(((n + 0.5) * e - 0.5) / (1 + e) / max(n, 1))
+
+
+def _refine_age(y: np.ndarray, p: np.ndarray, knn_age: np.ndarray, knn_counts: np.ndarray) -> np.ndarray:
+    """Robust (Huber) fit of log1p(label) on log1p(prediction) and log1p(neighbour median age)."""
+    have = knn_counts > 0
+    lp = np.log1p(p)
+    lk = np.log1p(np.where(have, knn_age, p))
+    x = np.column_stack([np.ones_like(lp), lp, np.where(have, lk - lp, 0.0)])
+    t = np.log1p(y)
+    beta = _huber_fit(x, t)
+    if beta[1] <= 0:  # a model that learned nothing: do not invent a relation
+        return p
+    return np.clip(np.expm1(x @ beta), 0.0, 120.0)
+
+
+def _age_scales(est: np.ndarray, r: np.ndarray):
+    """Robust centre and lower / upper scale of the residual per reference age bin of the estimate,
+    as (knots, values) for np.interp; bins with few rows are skipped (interpolation fills them)."""
+    knots, centre, lo, hi = [], [], [], []
+    bins = np.clip(np.searchsorted(AGE_BIN_EDGES, est, side="right") - 1, 0, len(AGE_BIN_EDGES) - 1)
+    glob = max(1.4826 * np.median(np.abs(r - np.median(r))), 0.5)
+    for b in range(len(AGE_BIN_EDGES)):
+        m = bins == b
+        if m.sum() < 20:
+            continue
+        rb = r[m]
+        c = np.median(rb)
+        up, dn = rb[rb > c] - c, c - rb[rb < c]
+        shrink = m.sum() / (m.sum() + 50.0)
+        s_hi = 1.4826 * np.median(up) if len(up) >= 5 else glob
+        s_lo = 1.4826 * np.median(dn) if len(dn) >= 5 else glob
+        knots.append(np.median(est[m]))
+        centre.append(c * shrink)
+        hi.append(max(shrink * s_hi + (1 - shrink) * glob, 0.5))
+        lo.append(max(shrink * s_lo + (1 - shrink) * glob, 0.5))
+    if not knots:
+        c = float(np.median(r))
+        return ([0.0], [glob]), ([0.0], [glob]), ([0.0], [c])
+    k = np.asarray(knots)
+    return (k, np.asarray(lo)), (k, np.asarray(hi)), (k, np.asarray(centre))
+
+
+def _bin_accuracy(bins: np.ndarray, z: np.ndarray, y: np.ndarray, n_bins: int) -> np.ndarray:
+    acc = np.full(n_bins, np.nan)
+    for b in range(n_bins):
+        m = bins == b
+        if m.any():
+            acc[b] = ((z[m] >= 0) == (y[m] == 1)).mean()
+    return acc
+
+
+def _suspects(score: np.ndarray, threshold: float, top_k: int | None) -> np.ndarray:
+    if top_k is None:
+        return score >= threshold
+    flag = np.zeros(len(score), bool)
+    flag[np.argsort(-score, kind="stable")[:max(0, top_k)]] = True
+    return flag
+
+
+# ------------------------------------------------------------------------------------------ fitting
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _norm_sf(x: np.ndarray) -> np.ndarray:
+    from scipy.special import ndtr
+
+    return ndtr(-np.asarray(x, float))
+
+
+def _fit_flip_model(x: np.ndarray, y: np.ndarray, penalty: np.ndarray, iters: int = 8) -> tuple[np.ndarray, float]:
+    """P(label flipped) per row under "observed label = true label, flipped with rate eps", by EM.
+
+    The true label follows a logistic model on `x`; fitting it straight to the observed labels would
+    flatten its slopes most where the model is best (the flips look like its worst errors), so the
+    flips are a latent variable: E-step = each row's flip posterior, M-step = weighted logistic fit
+    with each row counted as its label (weight 1 - w) and as the other label (weight w), eps = mean w.
+    """
+    beta = _fit_logistic(x, y.astype(float), penalty, np.ones(len(y)))
+    eps = 0.05
+    xx = np.vstack([x, x])
+    yy = np.concatenate([y, 1 - y]).astype(float)
+    w = np.zeros(len(y))
+    for _ in range(iters):
+        p_true = _sigmoid(x @ beta)
+        q = np.where(y == 1, p_true, 1 - p_true)  # P(true label = observed label)
+        w = eps * (1 - q) / (eps * (1 - q) + (1 - eps) * q + 1e-300)
+        eps = float(np.clip(w.mean(), 1e-4, 0.45))
+        beta = _fit_logistic(xx, yy, penalty, np.concatenate([1 - w, w]), beta)
+    p_true = _sigmoid(x @ beta)
+    q = np.where(y == 1, p_true, 1 - p_true)
+    w = eps * (1 - q) / (eps * (1 - q) + (1 - eps) * q + 1e-300)
+    return w, eps
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, penalty: np.ndarray, weight: np.ndarray,
+                  beta: np.ndarray | None = None, iters: int = 50) -> np.ndarray:
+    """Ridge-penalised, weighted logistic regression by Newton's method."""
+    p = x.shape[1]
+    lam = np.diag(penalty)
+    beta = np.zeros(p) if beta is None else beta.copy()
+    for _ in range(iters):
+        mu = _sigmoid(x @ beta)
+        w = np.maximum(mu * (1 - mu), 1e-6) * weight
+        grad = x.T @ ((y - mu) * weight) - lam @ beta
+        hess = (x * w[:, None]).T @ x + lam
+        step = np.linalg.solve(hess + 1e-9 * np.eye(p), grad)
+        beta += step
+        if np.abs(step).max() < 1e-7:
+            break
+    return beta
+
+
+def _huber_fit(x: np.ndarray, t: np.ndarray, delta: float = 1.345, iters: int = 30) -> np.ndarray:
+    """Huber regression by iteratively reweighted least squares (scale: MAD of the residuals)."""
+    w = np.ones(len(t))
+    beta = np.zeros(x.shape[1])
+    for _ in range(iters):
+        xw = x * w[:, None]
+        new = np.linalg.lstsq(xw.T @ x + 1e-8 * np.eye(x.shape[1]), xw.T @ t, rcond=None)[0]
+        r = t - x @ new
+        s = 1.4826 * np.median(np.abs(r - np.median(r))) + 1e-9
+        a = np.abs(r) / s
+        w = np.where(a <= delta, 1.0, delta / a)
+        if np.abs(new - beta).max() < 1e-8:
+            beta = new
+            break
+        beta = new
+    return beta

@@ -1,0 +1,266 @@
+"""Trainer: config, schedule, frozen backbone, L1 term, runs, resume, evaluate, predict, errors."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from curate.cli import main
+from trainer.config import ConfigError, TrainConfig, load_config, replace
+from trainer.data import DataError, read_manifest
+from trainer.evaluate import age_metrics, by_age_group, evaluate_predictions, gender_table
+from trainer.model import AgeGenderClassifier, WeightsError, build_model, load_checkpoint
+from trainer.train import loss_terms, make_optimizer, make_scheduler, step_scheduler_batch, train, weight_l1
+
+TINY = dict(image_size=64, batch_size=32, num_epochs=2, override_cycle_epoch_count=2, threads=2)
+
+
+def tiny_cfg(split: Path, **kw) -> TrainConfig:
+    return replace(TrainConfig(), train_path=str(split / "train_8_folds_first"),
+                   val_path=str(split / "test_2_folds_last"), **{**TINY, **kw})
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+def test_defaults_are_the_reference_run():
+    c = TrainConfig()
+    assert (c.base_lr, c.max_lr, c.div_factor, c.final_div_factor) == \
+        (0.0068893981577029285, 0.012321315111072404, 24, 2873)
+    assert (c.pct_start, c.batch_size, c.num_epochs, c.override_cycle_epoch_count) == \
+        (0.36685557351085574, 256, 18, 15)
+    assert (c.dropout, c.gender_loss_weight, c.l1_lambda, c.weight_decay) == \
+        (0.1, 0.9, 0.0001, 0.00019323262043373016)
+    assert (c.lr_scheduler, c.anneal_strategy, c.freeze_epochs, c.use_dynamic_augmentation) == \
+        ("one_cycle", "cos", 0, False)
+
+
+def test_yaml_and_overrides(tmp_path: Path):
+    f = tmp_path / "c.yaml"
+    f.write_text("num_epochs: 3\nlr_scheduler: step\nuse_dynamic_augmentation: true\n")
+    c = load_config(f, {"batch_size": "64", "dropout": "0.2"})
+    assert (c.num_epochs, c.lr_scheduler, c.use_dynamic_augmentation, c.batch_size, c.dropout) == \
+        (3, "step", True, 64, 0.2)
+
+
+@pytest.mark.parametrize("text, overrides, msg", [
+    ("num_epoch: 3\n", {}, "unknown config key"),
+    ("", {"bogus": "1"}, "unknown config key"),
+    ("", {"batch_size": "lots"}, "not a int"),
+    ("", {"lr_scheduler": "warp"}, "lr_scheduler must be"),
+    ("- a\n- b\n", {}, "expected a mapping"),
+])
+def test_bad_configs(tmp_path: Path, text, overrides, msg):
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=msg):
+        load_config(f, overrides)
+
+
+# --- recipe ----------------------------------------------------------------------------------
+
+def test_one_cycle_peaks_at_pct_start_and_stays_flat_after_the_cycle():
+    cfg = TrainConfig()
+    model = torch.nn.Linear(2, 1)
+    opt = make_optimizer(cfg, model)
+    steps = 10
+    sched = make_scheduler(cfg, opt, steps)
+    lrs = []
+    for _ in range(cfg.num_epochs * steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        step_scheduler_batch(cfg, sched)
+    lrs = np.array(lrs)
+    cycle = cfg.override_cycle_epoch_count * steps
+    assert math.isclose(lrs[0], cfg.max_lr / cfg.div_factor, rel_tol=1e-6)
+    assert abs(int(lrs.argmax()) - (cfg.pct_start * cycle - 1)) <= 1  # OneCycleLR peaks at step pct*total - 1
+    assert math.isclose(lrs.max(), cfg.max_lr, rel_tol=1e-3)
+    final = cfg.max_lr / cfg.div_factor / cfg.final_div_factor
+    assert np.allclose(lrs[cycle - 1:], final, rtol=1e-3), "the last 3 epochs run at the final rate"
+    assert lrs[cycle // 2] > 10 * final
+
+
+def test_loss_has_the_l1_term():
+    cfg = TrainConfig()
+    torch.manual_seed(0)
+    model = AgeGenderClassifier()
+    x = torch.randn(4, 3, 64, 64)
+    g, a, _ = model(x)
+    age, gender = torch.tensor([10.0, 20, 30, 40]), torch.tensor([0, 1, 0, 1])
+    with_l1, ce, l1_age = loss_terms(cfg, model, g, a, gender, age)
+    without, _, _ = loss_terms(replace(cfg, l1_lambda=0.0), model, g, a, gender, age)
+    expected_l1 = sum(p.abs().sum() for p in model.parameters())
+    assert torch.isclose(with_l1 - without, cfg.l1_lambda * expected_l1, rtol=1e-5)
+    assert torch.isclose(without, 0.9 * ce + 0.1 * l1_age / cfg.age_loss_scale)
+    model.set_backbone_trainable(False)
+    assert weight_l1(model) < expected_l1, "a frozen backbone leaves the penalty"
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+def test_train_writes_checkpoints_metrics_metadata(sample_split: Path, tmp_path: Path):
+    cfg = tiny_cfg(sample_split)
+    meta = train(cfg, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for f in ("checkpoints/epoch_001.pt", "checkpoints/epoch_002.pt", "checkpoints/best.pt",
+              "checkpoints/last.pt", "metrics.csv", "metadata.json", "training_curves.png"):
+        assert (run / f).exists(), f
+    m = pd.read_csv(run / "metrics.csv")
+    assert list(m["epoch"]) == [1, 2] and m["val_mae"].notna().all()
+    saved = json.loads((run / "metadata.json").read_text())
+    assert saved["status"] == "complete" and saved["weights_used"].startswith("none")
+    assert saved["versions"]["torch"] and len(saved["train_manifest_hash"]) == 16
+    assert saved["config"]["num_epochs"] == 2 and meta["wall_seconds"] > 0
+    with pytest.raises(Exception, match="already exists"):
+        train(cfg, run, progress=False)
+
+
+def test_frozen_backbone_epochs(sample_split: Path, tmp_path: Path):
+    cfg = tiny_cfg(sample_split, freeze_epochs=1)
+    train(cfg, tmp_path / "run", progress=False)
+    torch.manual_seed(cfg.seed)
+    init, _ = build_model("none", cfg.dropout)
+    e1 = load_checkpoint(tmp_path / "run/checkpoints/epoch_001.pt")["model"]
+    e2 = load_checkpoint(tmp_path / "run/checkpoints/epoch_002.pt")["model"]
+    feats = [k for k in e1 if k.startswith("features.")]
+    init_sd = init.state_dict()
+    assert all(torch.equal(e1[k], init_sd[k]) for k in feats), "backbone (weights + BN stats) frozen in epoch 1"
+    assert not torch.equal(e1["gender_head.1.weight"], init_sd["gender_head.1.weight"]), "heads train"
+    assert any(not torch.equal(e1[k], e2[k]) for k in feats), "backbone trains after the frozen epochs"
+
+
+def test_kill_and_resume_reaches_the_same_result(sample_split: Path, tmp_path: Path):
+    cfg_args = [f"--set=train_path={sample_split / 'train_8_folds_first'}",
+                f"--set=val_path={sample_split / 'test_2_folds_last'}",
+                "--set=image_size=64", "--set=batch_size=16", "--set=num_epochs=4",
+                "--set=override_cycle_epoch_count=4", "--set=threads=1"]
+    env = {**os.environ}
+    ref = subprocess.run([sys.executable, "-m", "curate", "train", *cfg_args, "--out", str(tmp_path / "ref"),
+                          "--quiet"], env=env, capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "curate", "train", *cfg_args, "--out", str(run), "--quiet"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "checkpoints" / "epoch_001.pt").exists():
+        time.sleep(0.02)
+    time.sleep(0.3)  # into epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(pd.read_csv(run / "metrics.csv")) if (run / "metrics.csv").exists() else 0
+    assert done < 4, "the run was killed before it finished"
+    res = subprocess.run([sys.executable, "-m", "curate", "train", "--out", str(run), "--resume", "--quiet"],
+                         env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    a = load_checkpoint(tmp_path / "ref/checkpoints/last.pt")["model"]
+    b = load_checkpoint(run / "checkpoints/last.pt")["model"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+    ma, mb = pd.read_csv(tmp_path / "ref/metrics.csv"), pd.read_csv(run / "metrics.csv")
+    assert np.allclose(ma["val_mae"], mb["val_mae"], atol=1e-3)
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path: Path):
+    res = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "nothing"), "--resume"])
+    assert res.exit_code != 0 and "nothing to resume" in res.output
+
+
+def test_imagenet_weights_load_or_fail_clearly(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache: online it downloads, offline it fails
+    try:
+        _, used = build_model("imagenet")
+    except WeightsError as e:
+        assert "weights=none" in str(e) and "TORCH_HOME" in str(e)
+    else:
+        assert used.startswith("imagenet")
+
+
+def test_bad_weights_and_checkpoints(tmp_path: Path, sample_split: Path):
+    with pytest.raises(WeightsError, match="not found"):
+        build_model(str(tmp_path / "missing.pt"))
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00garbage")
+    with pytest.raises(WeightsError, match="not a readable checkpoint"):
+        load_checkpoint(junk)
+    res = CliRunner().invoke(main, ["evaluate", "--checkpoint", str(junk), "--manifest",
+                                    str(sample_split / "test_2_folds_last")])
+    assert res.exit_code != 0 and "junk.pt" in res.output
+    res = CliRunner().invoke(main, ["evaluate", "--run", str(tmp_path / "norun")])
+    assert res.exit_code != 0 and "run folder not found" in res.output
+
+
+def test_manifest_with_missing_files(sample_split: Path, tmp_path: Path):
+    m = pd.read_csv(sample_split / "test_2_folds_last" / "manifest.csv")
+    m.loc[0, "path"] = str(tmp_path / "gone.jpg")
+    m.to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(DataError, match="missing, first: .*gone.jpg"):
+        read_manifest(tmp_path / "m.csv")
+    with pytest.raises(DataError, match="manifest not found"):
+        read_manifest(tmp_path / "nowhere")
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+def test_metrics_on_known_predictions():
+    gender = np.array([0, 0, 1, 1])
+    prob = np.array([0.1, 0.6, 0.8, 0.9])  # one male predicted female
+    t = gender_table(gender, prob).set_index("class")
+    assert t.loc["overall", "accuracy"] == 0.75
+    assert t.loc["male", "recall"] == 0.5 and t.loc["female", "recall"] == 1.0
+    assert t.loc["female", "precision"] == pytest.approx(2 / 3)
+    assert t.loc["overall", "auc_roc"] == 1.0  # every female scores above every male
+    assert t.loc["overall", "brier"] == pytest.approx(np.mean((prob - gender) ** 2))
+    assert t.loc["overall", "log_loss"] == pytest.approx(-np.mean(np.log([0.9, 0.4, 0.8, 0.9])))
+    a = age_metrics(np.array([10, 20, 30]), np.array([12, 20, 27]))
+    assert a["mae"] == pytest.approx(5 / 3) and a["mse"] == pytest.approx(13 / 3)
+    assert a["rmse"] == pytest.approx(math.sqrt(13 / 3))
+    assert a["mape"] == pytest.approx(100 * (0.2 + 0 + 0.1) / 3)
+    assert a["r2"] == pytest.approx(1 - 13 / 200)
+
+
+def test_group_tables_use_half_open_age_groups():
+    pred = pd.DataFrame({"age": [3, 4, 80], "age_pred": [5.0, 4.0, 70.0], "gender": [0, 1, 1],
+                         "gender_prob": [0.9, 0.9, 0.9]})
+    g, a = by_age_group(pred)
+    assert list(g["age_group"]) == ["0-4", "4-14", "80+"]
+    assert list(g["gender_accuracy"]) == [0.0, 1.0, 1.0]
+    assert list(a["mae"]) == [2.0, 0.0, 10.0]
+
+
+def test_evaluate_cli_writes_every_table_and_plot(sample_split: Path, tmp_path: Path):
+    train(tiny_cfg(sample_split, num_epochs=1, override_cycle_epoch_count=1), tmp_path / "run", progress=False)
+    res = CliRunner().invoke(main, ["evaluate", "--run", str(tmp_path / "run"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "run" / "eval" / "test_2_folds_last"
+    for name in ("gender_metrics", "age_metrics", "gender_accuracy_by_age_group", "age_metrics_by_age_group"):
+        assert (out / f"{name}.csv").exists() and (out / f"{name}.md").read_text().count("|") > 10
+    for png in ("age_confusion.png", "age_pred_vs_true.png", "age_error_by_age.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    pred = pd.read_parquet(out / "predictions.parquet")
+    n = len(pd.read_csv(sample_split / "test_2_folds_last" / "manifest.csv"))
+    assert len(pred) == n and len(pred["embedding"].iloc[0]) == 576
+    assert pred["gender_prob"].between(0, 1).all() and (pred["fold"] == -1).all()
+    again = evaluate_predictions(pred, tmp_path / "again")
+    assert again["age_metrics"]["mae"].iloc[0] == pytest.approx(pred["age_abs_error"].mean())
+
+
+def test_predict_cli_gives_per_image_status(sample_split: Path, sample_dir: Path, tmp_path: Path):
+    train(tiny_cfg(sample_split, num_epochs=1, override_cycle_epoch_count=1), tmp_path / "run", progress=False)
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    imgs = sorted(sample_dir.glob("*.jpg"))[:3]
+    res = CliRunner().invoke(main, ["predict", *map(str, imgs), str(bad), "--model",
+                                    str(tmp_path / "run/checkpoints/best.pt"), "--out", str(tmp_path / "p.csv")])
+    assert res.exit_code == 0, res.output
+    p = pd.read_csv(tmp_path / "p.csv")
+    assert list(p["status"]) == ["ok"] * 3 + ["unreadable image"]
+    assert p.loc[:2, "age_pred"].notna().all() and set(p.loc[:2, "gender_pred"]) <= {"male", "female"}

@@ -1,0 +1,238 @@
+"""Evaluation: per-sample predictions and the reference notebook's tables and plots.
+
+Metrics come from scikit-learn (never re-derived by hand) so they can be trusted and compared with
+other tools. Every table is written as CSV (for machines) and Markdown (for people).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from trainer.config import TrainConfig
+from trainer.data import Batches, decoded_cache, read_manifest
+from trainer.model import model_from_checkpoint
+from trainer.train import file_sha256, predict_arrays, set_threads
+
+AGE_GROUP_EDGES = (0, 4, 14, 24, 30, 40, 50, 60, 70, 80, np.inf)
+AGE_GROUP_LABELS = ("0-4", "4-14", "14-24", "24-30", "30-40", "40-50", "50-60", "60-70", "70-80", "80+")
+GENDER_NAMES = ("male", "female")
+
+
+def age_groups(age: np.ndarray | pd.Series) -> pd.Categorical:
+    """Reference age groups as half-open [lo, hi) intervals (an age of 4 belongs to 4-14)."""
+    return pd.cut(np.asarray(age, float), AGE_GROUP_EDGES, right=False, labels=AGE_GROUP_LABELS)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def predictions_frame(manifest: pd.DataFrame, arrays: dict[str, np.ndarray], model_id: str,
+                      fold: int = -1) -> pd.DataFrame:
+    """The project's one prediction schema (evaluate, cross-fitting, audits and FiftyOne read it)."""
+    logits = np.asarray(arrays["gender_logits"], np.float64)
+    prob = softmax(logits)
+    gender = manifest["gender"].to_numpy(int)
+    age = manifest["age"].to_numpy(float)
+    eps = 1e-12
+    out = pd.DataFrame({
+        "path": manifest["path"].to_numpy(),
+        "filename": manifest["filename"].to_numpy() if "filename" in manifest else
+        [Path(p).name for p in manifest["path"]],
+        "content_hash": manifest["content_hash"].to_numpy(),
+        "age": manifest["age"].to_numpy(int),
+        "gender": gender,
+        "age_pred": np.asarray(arrays["age_pred"], np.float64),
+        "gender_prob": prob[:, 1],
+        "gender_logit_0": logits[:, 0],
+        "gender_logit_1": logits[:, 1],
+    })
+    out["age_abs_error"] = np.abs(out["age_pred"] - age)
+    out["gender_loss"] = -np.log(np.clip(prob[np.arange(len(gender)), gender], eps, 1.0))
+    out["embedding"] = list(np.asarray(arrays["embedding"], np.float32))
+    out["model"] = model_id
+    out["fold"] = int(fold)
+    return out
+
+
+def predict_manifest(checkpoint: str | Path, manifest: str | Path | pd.DataFrame, batch_size: int = 256,
+                     threads: int = 0, progress: bool = True, fold: int = -1) -> pd.DataFrame:
+    """Run a checkpoint over a manifest; returns the prediction frame (schema above)."""
+    model, ckpt = model_from_checkpoint(checkpoint)
+    cfg = TrainConfig(**{**ckpt.get("config", {}), "batch_size": batch_size, "threads": threads})
+    set_threads(cfg)
+    df = manifest if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
+    px = decoded_cache(df, cfg.image_size, progress=progress)
+    import torch
+
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    b = Batches(px, df["age"], df["gender"], batch_size, cfg.channels_last)
+    arrays = predict_arrays(model, b, cfg, progress=progress, desc="evaluate")
+    return predictions_frame(df, arrays, file_sha256(Path(checkpoint))[:12], fold)
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+
+def gender_table(gender: np.ndarray, prob_female: np.ndarray) -> pd.DataFrame:
+    """Per class and overall: support, accuracy, precision, recall, F1, AUC-ROC, PR-AUC, log loss, Brier."""
+    gender = np.asarray(gender, int)
+    prob_female = np.asarray(prob_female, float)
+    pred = (prob_female >= 0.5).astype(int)
+    two_classes = len(np.unique(gender)) == 2
+    rows = []
+    for cls, name in enumerate(GENDER_NAMES):
+        score = prob_female if cls == 1 else 1 - prob_female
+        truth = (gender == cls).astype(int)
+        p_cls = (pred == cls).astype(int)
+        rows.append({
+            "class": name, "support": int(truth.sum()),
+            "accuracy": skm.accuracy_score(gender[truth == 1], pred[truth == 1]) if truth.any() else np.nan,
+            "precision": skm.precision_score(truth, p_cls, zero_division=0),
+            "recall": skm.recall_score(truth, p_cls, zero_division=0),
+            "f1": skm.f1_score(truth, p_cls, zero_division=0),
+            "auc_roc": skm.roc_auc_score(truth, score) if two_classes else np.nan,
+            "pr_auc": skm.average_precision_score(truth, score) if truth.any() else np.nan,
+            "log_loss": skm.log_loss(truth, np.clip(score, 1e-7, 1 - 1e-7), labels=[0, 1]),
+            "brier": skm.brier_score_loss(truth, score, pos_label=1) if truth.any() else np.nan,
+        })
+    rows.append({
+        "class": "overall", "support": len(gender), "accuracy": skm.accuracy_score(gender, pred),
+        "precision": skm.precision_score(gender, pred, average="macro", zero_division=0),
+        "recall": skm.recall_score(gender, pred, average="macro", zero_division=0),
+        "f1": skm.f1_score(gender, pred, average="macro", zero_division=0),
+        "auc_roc": skm.roc_auc_score(gender, prob_female) if two_classes else np.nan,
+        "pr_auc": skm.average_precision_score(gender, prob_female) if two_classes else np.nan,
+        "log_loss": skm.log_loss(gender, np.clip(prob_female, 1e-7, 1 - 1e-7), labels=[0, 1]),
+        "brier": skm.brier_score_loss(gender, prob_female, pos_label=1),
+    })
+    return pd.DataFrame(rows)
+
+
+def age_metrics(age: np.ndarray, age_pred: np.ndarray) -> dict[str, float]:
+    age, age_pred = np.asarray(age, float), np.asarray(age_pred, float)
+    mse = skm.mean_squared_error(age, age_pred)
+    return {
+        "n": len(age), "mae": skm.mean_absolute_error(age, age_pred), "mse": mse, "rmse": float(np.sqrt(mse)),
+        "r2": skm.r2_score(age, age_pred) if len(age) > 1 else np.nan,
+        "mape": skm.mean_absolute_percentage_error(age, age_pred) * 100,
+    }
+
+
+def by_age_group(pred: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Gender accuracy and age metrics per reference age group."""
+    groups = age_groups(pred["age"])
+    g_rows, a_rows = [], []
+    for label in AGE_GROUP_LABELS:
+        part = pred[np.asarray(groups == label)]
+        if part.empty:
+            continue
+        acc = skm.accuracy_score(part["gender"], (part["gender_prob"] >= 0.5).astype(int))
+        g_rows.append({"age_group": label, "support": len(part), "gender_accuracy": acc})
+        a_rows.append({"age_group": label, **age_metrics(part["age"], part["age_pred"])})
+    return pd.DataFrame(g_rows), pd.DataFrame(a_rows)
+
+
+def evaluate_predictions(pred: pd.DataFrame, out_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """Write every table (CSV + Markdown) and plot (PNG) for a prediction frame; return the tables."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    g_age, a_age = by_age_group(pred)
+    tables = {
+        "gender_metrics": gender_table(pred["gender"], pred["gender_prob"]),
+        "age_metrics": pd.DataFrame([age_metrics(pred["age"], pred["age_pred"])]),
+        "gender_accuracy_by_age_group": g_age,
+        "age_metrics_by_age_group": a_age,
+    }
+    md = []
+    for name, t in tables.items():
+        _atomic_write(out_dir / f"{name}.csv", t.to_csv(index=False))
+        md.append(f"## {name.replace('_', ' ')}\n\n{t.to_markdown(index=False, floatfmt='.4f')}\n")
+        _atomic_write(out_dir / f"{name}.md", md[-1])
+    _atomic_write(out_dir / "report.md", "# Evaluation\n\n" + "\n".join(md))
+    plot_age_confusion(pred, out_dir / "age_confusion.png")
+    plot_pred_vs_true(pred, out_dir / "age_pred_vs_true.png")
+    plot_error_by_age(pred, out_dir / "age_error_by_age.png")
+    return tables
+
+
+# --- plots -------------------------------------------------------------------------------------
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    os.replace(tmp, path)
+
+
+def plot_age_confusion(pred: pd.DataFrame, path: Path) -> None:
+    """Age-group confusion matrix, each row in percent of its true group."""
+    plt = _plt()
+    t = np.asarray(age_groups(pred["age"]).codes)
+    p = np.asarray(age_groups(np.clip(pred["age_pred"], 0, None)).codes)
+    cm = skm.confusion_matrix(t, p, labels=range(len(AGE_GROUP_LABELS)))
+    pct = cm / np.maximum(cm.sum(1, keepdims=True), 1) * 100
+    fig, ax = plt.subplots(figsize=(8, 7))
+    ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
+    for i in range(len(AGE_GROUP_LABELS)):
+        for j in range(len(AGE_GROUP_LABELS)):
+            if cm[i, j]:
+                ax.text(j, i, f"{pct[i, j]:.0f}%\n{cm[i, j]}", ha="center", va="center", fontsize=7,
+                        color="white" if pct[i, j] > 50 else "black")
+    ax.set_xticks(range(len(AGE_GROUP_LABELS)), AGE_GROUP_LABELS, rotation=45)
+    ax.set_yticks(range(len(AGE_GROUP_LABELS)), AGE_GROUP_LABELS)
+    ax.set_xlabel("predicted age group")
+    ax.set_ylabel("true age group")
+    ax.set_title("Age-group confusion (row %)")
+    _save(fig, path)
+
+
+def plot_pred_vs_true(pred: pd.DataFrame, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.scatter(pred["age"], pred["age_pred"], s=3, alpha=0.3)
+    hi = max(pred["age"].max(), pred["age_pred"].max()) + 2
+    ax.plot([0, hi], [0, hi], "r--", lw=1)
+    ax.set_xlabel("true age")
+    ax.set_ylabel("predicted age")
+    ax.set_title(f"Predicted vs true age (MAE {np.mean(np.abs(pred['age'] - pred['age_pred'])):.2f})")
+    _save(fig, path)
+
+
+def plot_error_by_age(pred: pd.DataFrame, path: Path) -> None:
+    plt = _plt()
+    err = pred["age_pred"] - pred["age"]
+    groups = age_groups(pred["age"])
+    data = [err[np.asarray(groups == g)].to_numpy() for g in AGE_GROUP_LABELS]
+    keep = [i for i, d in enumerate(data) if len(d)]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.boxplot([data[i] for i in keep], showfliers=False)
+    ax.set_xticks(range(1, len(keep) + 1), [AGE_GROUP_LABELS[i] for i in keep])
+    ax.axhline(0, color="r", lw=1, ls="--")
+    ax.set_xlabel("true age group")
+    ax.set_ylabel("predicted - true (years)")
+    ax.set_title("Age error by age group")
+    _save(fig, path)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,39 @@
+"""Predictions for loose image files (no manifest, no labels), one status per image."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainer.config import TrainConfig
+from trainer.data import DataError, load_image, to_input
+from trainer.model import model_from_checkpoint
+from trainer.train import autocast, set_threads
+
+
+def predict_images(checkpoint: str | Path, files: list[Path], batch_size: int = 64) -> list[dict]:
+    """Age, gender and confidence per file; an unreadable file gets a status instead of a crash."""
+    model, ckpt = model_from_checkpoint(checkpoint)
+    cfg = TrainConfig(**ckpt.get("config", {}))
+    set_threads(cfg)
+    rows: list[dict] = []
+    good: list[tuple[int, np.ndarray]] = []
+    for f in files:
+        try:
+            good.append((len(rows), load_image(f, cfg.image_size)))
+            rows.append({"path": str(f), "status": "ok"})
+        except DataError:
+            rows.append({"path": str(f), "status": "unreadable image", "age_pred": np.nan,
+                         "gender_pred": None, "gender_prob": np.nan, "confidence": np.nan})
+    with torch.no_grad():
+        for s in range(0, len(good), batch_size):
+            chunk = good[s:s + batch_size]
+            x = to_input(torch.from_numpy(np.stack([img for _, img in chunk])), cfg.channels_last)
+            with autocast(cfg):
+                logits, age, _ = model(x)
+            prob = torch.softmax(logits.float(), 1)[:, 1].numpy()
+            for (i, _), a, p in zip(chunk, age.float().numpy(), prob):
+                rows[i].update(age_pred=float(a), gender_pred="female" if p >= 0.5 else "male",
+                               gender_prob=float(p), confidence=float(max(p, 1 - p)))
+    return rows
