@@ -72,6 +72,33 @@ def step_scheduler_batch(cfg: TrainConfig, sched) -> None:
         sched.step()
 
 
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, batches: Batches, order: np.ndarray, n_batches: int) -> None:
+    """Recompute BatchNorm running statistics as exact averages over `n_batches` training batches.
+
+    torchvision's MobileNetV3 uses BN momentum 0.01, so its running statistics trail the weights by
+    hundreds of steps; trained from scratch with a high learning rate (and the L1 penalty shrinking
+    weights), eval-mode activations collapse and validation metrics are meaningless for many epochs.
+    Training itself only ever uses batch statistics, so recomputing the running ones changes no
+    gradient: it only makes eval mode (validation, checkpoints, every downstream prediction) match
+    the weights. Same idea as torch.optim.swa_utils.update_bn, on a fixed subset.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or n_batches <= 0:
+        return
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    for i, (x, _, _, _) in enumerate(batches.iterate(order)):
+        if i >= n_batches:
+            break
+        model(x)
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+
+
 def autocast(cfg: TrainConfig):
     return torch.autocast("cpu", dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
 
@@ -217,6 +244,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
                             acc=f"{sums[2] / sums[3]:.3f}")
         bar.close()
         lr = opt.param_groups[0]["lr"]
+        if not frozen:
+            recalib_order = np.random.default_rng([cfg.seed, 10_000]).permutation(len(train_df))
+            recalibrate_bn(model, train_b, recalib_order, cfg.bn_recalibration_batches)
         vm = val_metrics(cfg, model, val_b)
         if cfg.lr_scheduler == "step":
             sched.step()
