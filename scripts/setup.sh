@@ -44,8 +44,12 @@ db_ok() {
   return $rc
 }
 
+db_stamp="$VENV/.curate-db-ok"
+mongod_bin=$(ls "$VENV"/lib/python*/site-packages/fiftyone/db/bin/mongod 2>/dev/null | head -1 || true)
 if [ -n "${FIFTYONE_DATABASE_URI:-}" ]; then
   echo "[setup] FIFTYONE_DATABASE_URI is set: using that server, no local mongod needed"
+elif [ -f "$db_stamp" ] && [ -n "$mongod_bin" ] && "$mongod_bin" --version >/dev/null 2>&1; then
+  echo "[setup] FiftyOne database OK (checked before; $mongod_bin runs)"
 elif db_ok; then
   echo "[setup] FiftyOne database OK"
 else
@@ -83,5 +87,6 @@ json.dump(c, open(p, "w"), indent=2)
 PYEOF
 fi
 
+[ -n "${FIFTYONE_DATABASE_URI:-}" ] || touch "$db_stamp"
 echo "$want" > "$stamp"
 echo "[setup] done: activate with 'source $VENV/bin/activate'"
