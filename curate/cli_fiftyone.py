@@ -1,4 +1,267 @@
-"""Registered on `curate` by curate/cli.py (owner fills in its commands)."""
+"""`curate score`, `curate flag-mislabels`, `curate app` and `curate review-status` (FiftyOne).
+
+The work is in curate/fo_*.py: fo_db (connecting), fo_inputs (manifest, predictions, audits, cached
+by content hash), fo_dataset (bulk ingestion, schema checks, brain runs), fo_review (mislabel flags,
+saved views, review decisions).
+"""
 from __future__ import annotations
 
-from curate.cli import main  # noqa: F401
+import json
+import time
+from pathlib import Path
+
+import click
+
+from curate.cli import SAMPLE_DIR, fail, main
+
+DEFAULT_DATASET = "utkface"
+
+dataset_option = click.option("--dataset", "name", default=DEFAULT_DATASET, show_default=True,
+                              envvar="CURATE_DATASET", help="FiftyOne dataset name (env CURATE_DATASET).")
+
+
+def _connect():
+    from curate.fo_db import DatabaseError, connect
+
+    try:
+        return connect()
+    except DatabaseError as e:
+        fail(str(e))
+
+
+def _open(fo, name: str, create: bool):
+    from curate.fo_dataset import SchemaError, open_dataset
+
+    try:
+        return open_dataset(fo, name, create=create)
+    except SchemaError as e:
+        fail(str(e))
+
+
+@main.command()
+@click.argument("data_dir", type=click.Path(path_type=Path), required=False)
+@click.option("--manifest", type=click.Path(path_type=Path),
+              help="A manifest (CSV/Parquet) or split folder instead of DATA_DIR.")
+@click.option("--model", "checkpoint", type=click.Path(path_type=Path),
+              help="Checkpoint that predicts [default: the shipped curate/models/default.pt].")
+@click.option("--predictions", type=click.Path(path_type=Path),
+              help="Precomputed predictions.parquet (shared schema) instead of running --model.")
+@click.option("--audits", "audits_file", type=click.Path(path_type=Path),
+              help="Precomputed audits (Parquet/CSV) instead of running the audits.")
+@click.option("--no-audits", is_flag=True, help="Leave the audit fields as they are.")
+@dataset_option
+@click.option("--seed", default=0, show_default=True, help="Seed of the fold assignment of DATA_DIR.")
+@click.option("--brain/--no-brain", default=True, show_default=True,
+              help="Similarity index, 2-D visualisation and uniqueness from the embeddings.")
+@click.option("--viz-method", type=click.Choice(["auto", "umap", "tsne", "pca"]), default="auto", show_default=True,
+              help="auto: UMAP if installed, else t-SNE up to 5,000 samples, else PCA.")
+@click.option("--quiet", is_flag=True)
+def score(data_dir: Path | None, manifest: Path | None, checkpoint: Path | None, predictions: Path | None,
+          audits_file: Path | None, no_audits: bool, name: str, seed: int, brain: bool, viz_method: str,
+          quiet: bool) -> None:
+    """Create or update the FiftyOne dataset: labels, predictions, losses, audits, embeddings.
+
+    DATA_DIR defaults to the embedded sample. Idempotent and incremental: a re-run adds new images,
+    rewrites only what changed, keeps review tags and corrections, and never duplicates a sample.
+    Images that disappeared keep their sample with score_status "missing file"; moved images are
+    followed by content hash.
+    """
+    from curate import fo_inputs as fi
+    from curate.cli_eval import resolve_checkpoint
+    from curate.fo_dataset import SchemaError, ingest, run_brain
+    from trainer.data import DataError
+    from trainer.model import WeightsError
+
+    if data_dir is not None and manifest is not None:
+        fail("pass DATA_DIR or --manifest, not both")
+    fo = _connect()  # fail fast, before minutes of predictions, when the database is unreachable
+    ds = _open(fo, name, create=True)
+    t0 = time.time()
+    try:
+        if manifest is not None:
+            table, rejected = fi.file_manifest(manifest, seed=seed)
+        else:
+            table, rejected = fi.folder_manifest(data_dir or SAMPLE_DIR, seed=seed, progress=not quiet)
+        if table.empty:
+            fail(f"{manifest or data_dir or SAMPLE_DIR}: no usable image ({len(rejected)} rejected)")
+        provenance = {"labels": str(manifest or data_dir or SAMPLE_DIR)}
+        if predictions is not None:
+            pred = fi.check_predictions(fi.read_table(predictions, "predictions"), str(predictions))
+            provenance["predictions"] = f"{predictions} (models {', '.join(sorted(set(pred['model'].astype(str))))})"
+        else:
+            ckpt = resolve_checkpoint(None, checkpoint)
+            pred = fi.compute_predictions(table, ckpt, progress=not quiet)
+            provenance["predictions"] = f"{ckpt} (model {pred['model'].iloc[0]})"
+        audit, audit_version = None, None
+        if audits_file is not None:
+            audit = fi.read_table(audits_file, "audits")
+            audit_version = f"file:{audits_file.name}"
+        elif not no_audits:
+            if fi.audits_available():
+                audit = fi.compute_audits(table, progress=not quiet)
+            elif not quiet:
+                click.echo("audits runner not available: audit fields left as they are (pass --audits FILE)")
+        if audit is not None:
+            if "audit_version" in audit:
+                audit_version = ",".join(sorted(set(audit["audit_version"].dropna().astype(str)))) or audit_version
+            provenance["audits"] = audit_version
+        joined = fi.join_inputs(table, pred, audit)
+    except (fi.InputError, DataError, WeightsError) as e:
+        fail(str(e))
+    t_in = time.time() - t0
+    try:
+        counts = ingest(fo, ds, joined, rejected, audit_version=audit_version, provenance=provenance)
+    except SchemaError as e:
+        fail(str(e))
+    upd = ", ".join(f"{g} {n}" for g, n in counts["updated"].items()) or "none"
+    click.echo(f"dataset {name!r}: {counts['samples']} samples | added {counts['added']}, updated ({upd}), "
+               f"unchanged {counts['unchanged']}, moved {counts['moved']}, missing files {counts['missing']}, "
+               f"rejected {len(rejected)} | inputs {t_in:.1f}s, ingest {counts['seconds']:.1f}s")
+    if brain:
+        t1 = time.time()
+        b = run_brain(fo, ds, method=viz_method)
+        if "skipped" in b:
+            click.echo(f"brain: skipped ({b['skipped']})")
+        else:
+            click.echo(f"brain: similarity index {b['similarity']!r}, visualization {b['visualization']!r}, "
+                       f"field {b['uniqueness']!r} on {b['n']} samples ({time.time() - t1:.1f}s)")
+
+
+@main.command("flag-mislabels")
+@dataset_option
+@click.option("--predictions", type=click.Path(path_type=Path),
+              help="Out-of-sample predictions (e.g. crossfit's predictions.parquet) instead of cross-fitting.")
+@click.option("--crossfit-dir", type=click.Path(path_type=Path),
+              help="Cross-fit folder, reused on re-runs [default: $CURATE_CACHE_DIR/crossfit/<manifest hash>].")
+@click.option("--cheap/--full", default=True, show_default=True,
+              help="Cross-fit recipe: cheap (96 px, 8 epochs, ~6x less compute) or the full reference run.")
+@click.option("--config", type=click.Path(path_type=Path), help="YAML training config for the cross-fit models.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one config key (repeatable).")
+@click.option("-k", "--folds", "k", default=2, show_default=True, help="Cross-fit folds.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--gender-threshold", type=float, help="Tag suspect:gender at P(label wrong) >= this [0.5].")
+@click.option("--age-z-threshold", type=float, help="Tag suspect:age at this many expected errors [3.5] ...")
+@click.option("--age-min-years", type=float, help="... and at least this many years off [4].")
+@click.option("--top-k", type=int, help="Tag exactly the top K per kind instead of thresholds.")
+@click.option("--quality-top-k", type=int, help="Tag the K lowest BRISQUE scores low_quality instead of the audit flag.")
+@click.option("--neighbors", type=int, help="Look-alikes per image in the label vote [10]; 0 = off.")
+@click.option("--worst-n", default=12, show_default=True, help="Samples per group and error kind in the worst-error views.")
+@click.option("--quiet", is_flag=True)
+def flag_mislabels(name: str, predictions: Path | None, crossfit_dir: Path | None, cheap: bool, config: Path | None,
+                   sets: tuple[str, ...], k: int, seed: int, gender_threshold, age_z_threshold, age_min_years,
+                   top_k, quality_top_k, neighbors, worst_n: int, quiet: bool) -> None:
+    """Score every label with out-of-sample predictions, tag the suspects, save the review views.
+
+    Stores gender/age issue scores, reasons and suggested corrections on each sample; tags
+    suspect:gender, suspect:age and low_quality (re-derived each run); saves the views suspect-gender,
+    suspect-age, low-quality, duplicate-label-conflicts, worst-errors-by-age-group,
+    worst-errors-by-skin-tone and review-queue.
+    """
+    import pandas as pd
+
+    from audits.mislabels import SingleClassError
+    from curate import fo_inputs as fi
+    from curate.cli import _load_cfg
+    from curate.fo_dataset import SchemaError
+    from curate.fo_review import ReviewError, dataset_frame, flag_mislabels as run_flags
+    from trainer.crossfit import CrossfitError, cheap_config, crossfit
+    from trainer.data import DataError, manifest_hash
+
+    fo = _connect()
+    ds = _open(fo, name, create=False)
+    try:
+        if predictions is not None:
+            oos = fi.check_predictions(fi.read_table(predictions, "predictions"), str(predictions))
+        else:
+            df = dataset_frame(ds)
+            if df.empty:
+                fail(f"dataset {name!r} has no usable samples: run `curate score` first")
+            man = pd.DataFrame({"path": df["path"], "age": df["age"].astype(int), "gender": df["gender"].astype(int),
+                                "content_hash": df["content_hash"]})
+            cfg = _load_cfg(config, sets)
+            cfg = cheap_config(cfg) if cheap else cfg
+            if crossfit_dir is None:
+                ckey = json.dumps(cfg.to_dict(), sort_keys=True)
+                import hashlib
+
+                crossfit_dir = fi.cache_dir().parent / "crossfit" / (
+                    f"{manifest_hash(man)}-k{k}-s{seed}-{hashlib.sha256(ckey.encode()).hexdigest()[:8]}")
+            click.echo(f"cross-fitting {len(man)} images ({'cheap' if cheap else 'full'} recipe, k={k}) in {crossfit_dir}")
+            oos = crossfit(man, crossfit_dir, cfg, k=k, seed=seed, progress=not quiet)
+        summary = run_flags(fo, ds, oos, top_k=top_k, quality_top_k=quality_top_k, worst_n=worst_n,
+                            gender_threshold=gender_threshold, age_z_threshold=age_z_threshold,
+                            age_min_years=age_min_years, neighbors=neighbors)
+    except (fi.InputError, CrossfitError, DataError, SingleClassError, ReviewError, SchemaError, ValueError) as e:
+        fail(str(e))
+    click.echo(f"scored {summary['scored']} samples ({summary['not_scored']} not scored) with {summary['version']}: "
+               f"suspect:gender {summary['suspect:gender']}, suspect:age {summary['suspect:age']}, "
+               f"low_quality {summary['low_quality']}")
+    click.echo("saved views: " + ", ".join(f"{v} ({n})" for v, n in summary["views"].items()))
+
+
+@main.command()
+@dataset_option
+@click.option("--view", "view_name", help="Open this saved view (e.g. suspect-gender).")
+@click.option("--port", default=5151, show_default=True)
+@click.option("--address", default="localhost", show_default=True,
+              help="Interface to listen on (0.0.0.0 for every interface; prefer an SSH tunnel).")
+@click.option("--remote", "--no-browser", "remote", is_flag=True,
+              help="Serve only; open no browser (remote machine: reach it through an SSH tunnel).")
+def app(name: str, view_name: str | None, port: int, address: str, remote: bool) -> None:
+    """Launch the FiftyOne App on the dataset, with its saved views; Ctrl-C stops it.
+
+    Remote use: run `curate app --remote` on the server, then on your machine
+    `ssh -N -L 5151:127.0.0.1:5151 USER@SERVER` and open http://localhost:5151.
+    """
+    fo = _connect()
+    ds = _open(fo, name, create=False)
+    view = None
+    if view_name:
+        saved = ds.list_saved_views()
+        if view_name not in saved:
+            fail(f"no saved view {view_name!r} in dataset {name!r}; saved views: {', '.join(saved) or 'none'} "
+                 "(run `curate flag-mislabels`)")
+        view = ds.load_saved_view(view_name)
+    try:
+        session = fo.launch_app(ds, view=view, port=port, address=address, remote=remote, auto=False)
+    except Exception as e:  # noqa: BLE001 - port in use and similar: one line
+        fail(f"cannot start the App on {address}:{port}: {type(e).__name__}: {e}")
+    click.echo(f"App serving dataset {name!r}{f' view {view_name!r}' if view_name else ''} at "
+               f"http://{address}:{port}/ (saved views: {', '.join(ds.list_saved_views()) or 'none'}); Ctrl-C stops it",
+               )
+    if remote:
+        click.echo(f"from your machine: ssh -N -L {port}:127.0.0.1:{port} USER@THIS_HOST, then open "
+                   f"http://localhost:{port}")
+    try:
+        session.wait(-1)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command("review-status")
+@dataset_option
+@click.option("--out", "out_csv", type=click.Path(path_type=Path),
+              help="Decisions CSV [default: reviews/<dataset>_decisions.csv].")
+def review_status(name: str, out_csv: Path | None) -> None:
+    """Summarise review decisions (reviewed / pending per saved view) and export them to CSV.
+
+    A reviewer tags samples confirmed:mislabel, confirmed:ok or exclude, and may set age_corrected /
+    gender_corrected. The CSV has one row per reviewed sample with its `decision` (exclude, conflict,
+    mislabel, ok); `curate export` obeys it.
+    """
+    from curate.fo_review import decisions, review_status as summary
+
+    fo = _connect()
+    ds = _open(fo, name, create=False)
+    table = summary(ds)
+    dec = decisions(ds)
+    out_csv = out_csv or Path("reviews") / f"{name}_decisions.csv"
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_csv.with_name(out_csv.name + ".tmp")
+    dec.to_csv(tmp, index=False)
+    tmp.replace(out_csv)
+    click.echo(table.to_string(index=False))
+    bad = dec[dec["problem"] != ""]
+    if len(bad):
+        click.echo(f"{len(bad)} correction(s) need fixing, e.g. {bad['filename'].iloc[0]}: {bad['problem'].iloc[0]}")
+    click.echo(f"{len(dec)} decisions -> {out_csv}")

@@ -1,0 +1,265 @@
+"""Mislabel flags, saved views and the review loop on the FiftyOne dataset.
+
+`flag_mislabels` joins out-of-sample predictions (trainer.crossfit: no model scores a label it was
+trained on) to the dataset's samples on the file path, scores every label with
+`audits.mislabels.score_mislabels` (labels read from the dataset, so a renamed file is scored by its
+current label), and stores per sample: the scores, reasons and suggested corrections, the out-of-sample
+predictions (`oos_*`) and their model hashes. It then re-derives the candidate tags (`suspect:gender`,
+`suspect:age`, `low_quality`; previous ones are removed first, reviewer tags are never touched) and
+saves the views below, which `curate app` opens and `curate review-status` counts.
+
+Review. A reviewer tags samples `confirmed:mislabel`, `confirmed:ok` or `exclude` in the App, and may
+store a corrected label in `age_corrected` (int years) / `gender_corrected` ("male" / "female").
+`review_status` summarises these decisions per saved view; `decisions` is the table `curate export`
+obeys (one row per reviewed sample, `decision` in exclude / conflict / mislabel / ok).
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from curate.fo_dataset import GENDER_LABELS, REVIEW_TAGS
+
+SUSPECT_TAGS = ("suspect:gender", "suspect:age", "low_quality")
+VIEW_DESCRIPTIONS = {
+    "suspect-gender": "gender label probably wrong (tag suspect:gender), most suspicious first",
+    "suspect-age": "age label probably wrong (tag suspect:age), most suspicious first",
+    "low-quality": "images the quality audit flags (tag low_quality), worst BRISQUE score first",
+    "duplicate-label-conflicts": "pixel-identical or near-duplicate images whose labels disagree, by group",
+    "worst-errors-by-age-group": "per age group, the largest age errors and gender losses (out-of-sample)",
+    "worst-errors-by-skin-tone": "per skin-tone category, the largest age errors and gender losses",
+    "review-queue": "every sample tagged suspect:gender, suspect:age or low_quality",
+}
+MISLABEL_FIELDS = {
+    "gender_issue_score": ("FloatField", None), "gender_label_quality": ("FloatField", None),
+    "gender_suspect": ("BooleanField", None), "gender_reason": ("StringField", None),
+    "gender_suggested": ("StringField", None), "age_issue_score": ("FloatField", None),
+    "age_label_quality": ("FloatField", None), "age_suspect": ("BooleanField", None),
+    "age_suggested": ("IntField", None), "age_reason": ("StringField", None),
+    "mislabel_status": ("StringField", None), "mislabel_version": ("StringField", None),
+    "oos_age_pred": ("EmbeddedDocumentField", "Regression"),
+    "oos_gender_pred": ("EmbeddedDocumentField", "Classification"),
+    "oos_age_abs_error": ("FloatField", None), "oos_gender_loss": ("FloatField", None),
+    "oos_model": ("StringField", None), "oos_fold": ("IntField", None),
+}
+
+
+class ReviewError(ValueError):
+    pass
+
+
+# ------------------------------------------------------------------------------- flag-mislabels
+def dataset_frame(ds, extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Usable samples (score_status ok) as a frame: id, path, labels, and audit fields present."""
+    from fiftyone import ViewField as F
+
+    view = ds.match(F("score_status") == "ok")
+    schema = ds.get_field_schema()
+    cols = ["id", "filepath", "content_hash", "age.value", "gender.label"]
+    opt = [c for c in ("low_quality", "laplacian_var", "brisque_score", "exact_group", "near_group",
+                       "skin_category", "age_group", "dup_label_conflict", "age_abs_error", "gender_loss", *extra)
+           if c in schema]
+    vals = view.values(cols + opt)
+    df = pd.DataFrame(dict(zip(["id", "path", "content_hash", "age", "gender_label"] + opt, vals)))
+    df["gender"] = df["gender_label"].map({g: i for i, g in enumerate(GENDER_LABELS)})
+    return df
+
+
+def flag_mislabels(fo, ds, oos: pd.DataFrame, top_k: int | None = None, quality_top_k: int | None = None,
+                   worst_n: int = 12, **options) -> dict:
+    """Score, store, tag and save views; returns counts. `options` go to score_mislabels
+    (gender_threshold, age_z_threshold, age_min_years, neighbors)."""
+    from fiftyone import ViewField as F
+
+    from audits.mislabels import align_predictions, score_mislabels
+    from curate.fo_dataset import check_schema, declare_fields
+
+    df = dataset_frame(ds)
+    if df.empty:
+        raise ReviewError(f"dataset {ds.name!r} has no usable samples: run `curate score` first")
+    check_schema(ds, MISLABEL_FIELDS)
+    oos = oos.copy()
+    oos["path"] = oos["path"].astype(str)
+    stale = oos["content_hash"].astype(str) if "content_hash" in oos else None
+    pred = align_predictions(df[["path", "content_hash", "age", "gender"]], oos.drop(columns=["content_hash"],
+                                                                                        errors="ignore"))
+    if stale is not None:  # a prediction made for other pixels than the sample's must not count
+        h = dict(zip(oos["path"], stale))
+        bad = np.array([p in h and h[p] != c for p, c in zip(df["path"], df["content_hash"])])
+        pred.loc[bad, [c for c in ("age_pred", "gender_prob", "gender_logit_0", "gender_logit_1", "model")
+                       if c in pred]] = np.nan
+    audit_cols = [c for c in ("low_quality", "laplacian_var", "brisque_score", "exact_group", "near_group")
+                  if c in df]
+    audit = df[["path", *audit_cols]] if audit_cols else None
+    if audit is not None and "low_quality" in audit:
+        audit = audit.assign(low_quality=audit["low_quality"].fillna(False).astype(bool))
+    opts = {k: v for k, v in options.items() if v is not None}
+    scores = score_mislabels(pred, audit, top_k=top_k, **opts)
+
+    have = pred["age_pred"].notna().to_numpy() if "age_pred" in pred else np.zeros(len(df), bool)
+    models = sorted(set(pred.loc[have, "model"].astype(str))) if "model" in pred else []
+    version = "mislabels:" + hashlib.sha256(",".join(models).encode()).hexdigest()[:12]
+    ids = df["id"].tolist()
+
+    def col(name, conv):
+        s = scores[name] if name in scores else pd.Series(np.nan, index=scores.index)
+        return dict(zip(ids, conv(s)))
+
+    from curate.fo_dataset import _bools, _floats, _ints, _strs
+
+    g_issue = scores["gender_issue_score"].to_numpy(float)
+    suggested = [None if s != s else GENDER_LABELS[int(g) if s < 0.5 else 1 - int(g)]
+                 for s, g in zip(g_issue, df["gender"].fillna(0))]
+    ap = pred["age_pred"].to_numpy(float) if "age_pred" in pred else np.full(len(df), np.nan)
+    prob = pred["gender_prob"].to_numpy(float) if "gender_prob" in pred else np.full(len(df), np.nan)
+    l0 = pred["gender_logit_0"].to_numpy(float) if "gender_logit_0" in pred else np.full(len(df), np.nan)
+    l1 = pred["gender_logit_1"].to_numpy(float) if "gender_logit_1" in pred else np.full(len(df), np.nan)
+    writes = {
+        "gender_issue_score": col("gender_issue_score", _floats),
+        "gender_label_quality": col("gender_label_quality", _floats),
+        "gender_suspect": col("gender_suspect", _bools), "gender_reason": col("gender_reason", _strs),
+        "gender_suggested": dict(zip(ids, suggested)),
+        "age_issue_score": col("age_issue_score", _floats), "age_label_quality": col("age_label_quality", _floats),
+        "age_suspect": col("age_suspect", _bools), "age_suggested": col("age_suggested", _ints),
+        "age_reason": col("age_reason", _strs), "mislabel_status": col("status", _strs),
+        "mislabel_version": dict.fromkeys(ids, version),
+        "oos_age_pred": {i: fo.Regression(value=float(a)) if h else None for i, a, h in zip(ids, ap, have)},
+        "oos_gender_pred": {i: fo.Classification(label=GENDER_LABELS[int(p >= 0.5)], confidence=float(max(p, 1 - p)),
+                                                 logits=np.array([a, b])) if h else None
+                            for i, p, a, b, h in zip(ids, prob, l0, l1, have)},
+        "oos_age_abs_error": dict(zip(ids, _floats(pd.Series(np.abs(ap - df["age"].to_numpy(float)))))),
+        "oos_gender_loss": dict(zip(ids, _floats(pred["gender_loss"]) if "gender_loss" in pred else [None] * len(ids))),
+        "oos_model": dict(zip(ids, _strs(pred["model"]) if "model" in pred else [None] * len(ids))),
+        "oos_fold": dict(zip(ids, _ints(pred["fold"]) if "fold" in pred else [None] * len(ids))),
+    }
+    declare_fields(fo, ds, MISLABEL_FIELDS)
+    for f, v in writes.items():
+        ds.set_values(f, v, key_field="id")
+
+    # Tags: candidates are re-derived each run; reviewer tags are left alone.
+    ds.untag_samples(list(SUSPECT_TAGS))
+    g_ids = [i for i, s in zip(ids, scores["gender_suspect"].fillna(False)) if s]
+    a_ids = [i for i, s in zip(ids, scores["age_suspect"].fillna(False)) if s]
+    if quality_top_k is not None and "brisque_score" in df:
+        q_ids = df.sort_values("brisque_score", na_position="last")["id"].head(quality_top_k).tolist()
+    elif "low_quality" in df:
+        q_ids = df.loc[df["low_quality"].fillna(False).astype(bool), "id"].tolist()
+    else:
+        q_ids = []
+    for tag, tid in (("suspect:gender", g_ids), ("suspect:age", a_ids), ("low_quality", q_ids)):
+        if tid:
+            ds.select(tid).tag_samples(tag)
+
+    err = pd.DataFrame({"id": ids, "age_err": np.abs(ap - df["age"].to_numpy(float)),
+                        "g_loss": pred["gender_loss"].to_numpy(float) if "gender_loss" in pred else np.nan})
+    if not have.any() and "age_abs_error" in df:  # no out-of-sample predictions: fall back to the score model's
+        err["age_err"], err["g_loss"] = df["age_abs_error"].to_numpy(float), df.get("gender_loss", np.nan)
+    views = save_views(ds, df, err, worst_n)
+    return {"scored": int((scores["status"] == "ok").sum()), "not_scored": int((scores["status"] != "ok").sum()),
+            "suspect:gender": len(g_ids), "suspect:age": len(a_ids), "low_quality": len(q_ids), "views": views,
+            "version": version, "status_counts": scores["status"].value_counts().to_dict()}
+
+
+def save_views(ds, df: pd.DataFrame, err: pd.DataFrame, worst_n: int) -> dict[str, int]:
+    """Create or overwrite the saved views; returns name -> sample count."""
+    from fiftyone import ViewField as F
+
+    schema = ds.get_field_schema()
+    views = {
+        "suspect-gender": ds.match_tags("suspect:gender").sort_by("gender_issue_score", reverse=True),
+        "suspect-age": ds.match_tags("suspect:age").sort_by("age_issue_score", reverse=True),
+        "low-quality": ds.match_tags("low_quality"),
+        "review-queue": ds.match_tags(list(SUSPECT_TAGS)),
+    }
+    if "brisque_score" in schema:
+        views["low-quality"] = views["low-quality"].sort_by("brisque_score")
+    if "dup_label_conflict" in schema:
+        order = "near_group" if "near_group" in schema else "content_hash"
+        views["duplicate-label-conflicts"] = ds.match(F("dup_label_conflict") == True).sort_by(order)  # noqa: E712
+    else:  # no duplicate audit: pixel-identical copies (same content hash) whose labels differ
+        g = df.groupby("content_hash")
+        bad = g["age"].transform("nunique").gt(1) | g["gender"].transform("nunique").gt(1)
+        views["duplicate-label-conflicts"] = ds.select(df.loc[bad].sort_values("content_hash")["id"].tolist(),
+                                                       ordered=True)
+    views["worst-errors-by-age-group"] = ds.select(_worst_per_group(df, err, "age_group", worst_n), ordered=True)
+    if "skin_category" in df:
+        views["worst-errors-by-skin-tone"] = ds.select(_worst_per_group(df, err, "skin_category", worst_n),
+                                                       ordered=True)
+    out = {}
+    for name, view in views.items():
+        ds.save_view(name, view, description=VIEW_DESCRIPTIONS[name], overwrite=True)
+        out[name] = len(view)
+    return out
+
+
+def _worst_per_group(df: pd.DataFrame, err: pd.DataFrame, group: str, n: int) -> list[str]:
+    """Per group (in order), the n largest age errors then the n largest gender losses, each id once."""
+    d = df[["id", group]].merge(err, on="id")
+    d = d[d[group].notna()]
+    out: list[str] = []
+    seen: set[str] = set()
+    for _, part in d.groupby(group, sort=True):
+        for c in ("age_err", "g_loss"):
+            for i in part.dropna(subset=[c]).nlargest(n, c)["id"]:
+                if i not in seen:
+                    seen.add(i)
+                    out.append(i)
+    return out
+
+
+# ------------------------------------------------------------------------------------ review
+def decisions(ds) -> pd.DataFrame:
+    """One row per reviewed sample (a review tag or a correction): the table `curate export` obeys."""
+    schema = ds.get_field_schema()
+    cols = ["id", "filepath", "filename", "content_hash", "age.value", "gender.label", "race.label", "tags",
+            "age_corrected", "gender_corrected"]
+    extra = [c for c in ("gender_issue_score", "age_issue_score", "age_suggested", "gender_suggested") if c in schema]
+    vals = ds.values(cols + extra)
+    df = pd.DataFrame(dict(zip(["id", "filepath", "filename", "content_hash", "age", "gender", "race", "tags",
+                                "age_corrected", "gender_corrected"] + extra, vals)))
+    rtags = df["tags"].map(lambda t: [x for x in (t or []) if x in REVIEW_TAGS])
+    corrected = df["age_corrected"].notna() | df["gender_corrected"].notna()
+    df = df[(rtags.map(len) > 0) | corrected].copy()
+    rtags = rtags[df.index]
+    df["review_tags"] = rtags.map(";".join)
+    df["suspect_tags"] = df["tags"].map(lambda t: ";".join(x for x in (t or []) if x in SUSPECT_TAGS))
+    df["decision"] = [_decision(t, a, g) for t, a, g in zip(rtags, df["age_corrected"], df["gender_corrected"])]
+    df["problem"] = [_correction_problem(a, g) for a, g in zip(df["age_corrected"], df["gender_corrected"])]
+    df["age_corrected"] = df["age_corrected"].astype("Int64")
+    return df.drop(columns=["tags"]).reset_index(drop=True)
+
+
+def _decision(tags: list[str], age_c, gender_c) -> str:
+    if "exclude" in tags:
+        return "exclude"
+    if "confirmed:mislabel" in tags and "confirmed:ok" in tags:
+        return "conflict"
+    if "confirmed:mislabel" in tags or pd.notna(age_c) or pd.notna(gender_c):
+        return "mislabel"
+    return "ok"
+
+
+def _correction_problem(age_c, gender_c) -> str:
+    probs = []
+    if pd.notna(age_c) and not 0 <= float(age_c) <= 120:
+        probs.append(f"age_corrected {age_c} outside 0-120")
+    if pd.notna(gender_c) and str(gender_c) not in GENDER_LABELS:
+        probs.append(f"gender_corrected {gender_c!r} is not male/female")
+    return "; ".join(probs)
+
+
+def review_status(ds) -> pd.DataFrame:
+    """Per saved view (and the whole dataset): samples, reviewed, pending and each decision's count."""
+    dec = decisions(ds)
+    by_id = dict(zip(dec["id"], dec["decision"]))
+    rows = []
+    for name in ["(all samples)", *sorted(ds.list_saved_views())]:
+        ids = ds.values("id") if name == "(all samples)" else ds.load_saved_view(name).values("id")
+        d = pd.Series([by_id.get(i) for i in ids], dtype=object)
+        counts = d.value_counts()
+        rows.append({"view": name, "samples": len(ids), "reviewed": int(d.notna().sum()),
+                     "pending": int(d.isna().sum()),
+                     **{k: int(counts.get(k, 0)) for k in ("mislabel", "ok", "exclude", "conflict")}})
+    return pd.DataFrame(rows)
