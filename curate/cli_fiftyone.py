@@ -207,7 +207,8 @@ def flag_mislabels(name: str, predictions: Path | None, crossfit_dir: Path | Non
               help="Interface to listen on (0.0.0.0 for every interface; prefer an SSH tunnel).")
 @click.option("--remote", "--no-browser", "remote", is_flag=True,
               help="Serve only; open no browser (remote machine: reach it through an SSH tunnel).")
-def app(name: str, view_name: str | None, port: int, address: str, remote: bool) -> None:
+@click.option("--start-timeout", default=600.0, show_default=True, help="Seconds to wait for the App server to start.")
+def app(name: str, view_name: str | None, port: int, address: str, remote: bool, start_timeout: float) -> None:
     """Launch the FiftyOne App on the dataset, with its saved views; Ctrl-C stops it.
 
     Remote use: run `curate app --remote` on the server, then on your machine
@@ -222,25 +223,25 @@ def app(name: str, view_name: str | None, port: int, address: str, remote: bool)
             fail(f"no saved view {view_name!r} in dataset {name!r}; saved views: {', '.join(saved) or 'none'} "
                  "(run `curate flag-mislabels`)")
         view = ds.load_saved_view(view_name)
+    from curate.fo_app import AppError, serve
+
+    def ready():
+        click.echo(f"App serving dataset {name!r}{f' view {view_name!r}' if view_name else ''} at "
+                   f"http://{address}:{port}/ (saved views: {', '.join(ds.list_saved_views()) or 'none'}); "
+                   "Ctrl-C stops it")
+        if remote:
+            click.echo(f"from your machine: ssh -N -L {port}:127.0.0.1:{port} USER@THIS_HOST, then open "
+                       f"http://localhost:{port}")
+
     try:
-        session = fo.launch_app(ds, view=view, port=port, address=address, remote=remote, auto=False)
-    except Exception as e:  # noqa: BLE001 - port in use and similar: one line
-        fail(f"cannot start the App on {address}:{port}: {type(e).__name__}: {e}")
-    click.echo(f"App serving dataset {name!r}{f' view {view_name!r}' if view_name else ''} at "
-               f"http://{address}:{port}/ (saved views: {', '.join(ds.list_saved_views()) or 'none'}); Ctrl-C stops it",
-               )
-    if remote:
-        click.echo(f"from your machine: ssh -N -L {port}:127.0.0.1:{port} USER@THIS_HOST, then open "
-                   f"http://localhost:{port}")
-    try:
-        session.wait(-1)
-    except KeyboardInterrupt:
-        pass
+        serve(fo, ds, view, address=address, port=port, remote=remote, start_timeout=start_timeout, on_ready=ready)
+    except AppError as e:
+        fail(str(e))
 
 
 @main.command("review-status")
 @dataset_option
-@click.option("--out", "out_csv", type=click.Path(path_type=Path),
+@click.option("--out", "--csv", "out_csv", type=click.Path(path_type=Path),
               help="Decisions CSV [default: reviews/<dataset>_decisions.csv].")
 def review_status(name: str, out_csv: Path | None) -> None:
     """Summarise review decisions (reviewed / pending per saved view) and export them to CSV.

@@ -462,6 +462,10 @@ def run_brain(fo, ds, method: str = "auto", force: bool = False) -> dict:
                            progress=False)
     fob.compute_uniqueness(view, uniqueness_field="uniqueness", embeddings="embedding", progress=False)
     kw = {"seed": 0} if m in ("umap", "tsne") else {}
+    if m == "tsne":  # small sets: t-SNE's PCA pre-step and perplexity must fit the sample count
+        kw.update(pca_dims=min(50, n - 1), perplexity=float(min(30, max(2, (n - 1) // 3))))
+    if m == "umap":
+        kw.update(num_neighbors=min(15, n - 1))
     fob.compute_visualization(view, embeddings="embedding", brain_key=BRAIN_VIZ, method=m, num_dims=2,
                               progress=False, **kw)
     info = dict(ds.info.get(MARKER, {}))

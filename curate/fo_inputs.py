@@ -143,17 +143,18 @@ def audits_available() -> bool:
 
 
 def compute_audits(manifest: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
-    """Every audit for every manifest row through the audits runner, cached by paths + content hashes."""
+    """Every audit for every manifest row through `audits.runner.run_audit` (which caches per content
+    hash itself); the joined table is cached by audit version + paths + content hashes."""
     import audits.runner as runner
 
-    version = str(getattr(runner, "AUDIT_VERSION", getattr(runner, "VERSION", "")))
-    key = _key(version, "\n".join(manifest["path"]), "\n".join(manifest["content_hash"].astype(str)))
+    key = _key(runner.AUDIT_VERSION, "\n".join(manifest["path"]), "\n".join(manifest["content_hash"].astype(str)))
     p = cache_dir() / f"audits_{key}.parquet"
     if p.exists():
         return pd.read_parquet(p)
-    audit = runner.run_audits(manifest, progress=progress)
-    _atomic_parquet(audit, p)
-    return audit
+    labels = manifest[[c for c in ("age", "gender", "race") if c in manifest]].reset_index(drop=True)
+    res = runner.run_audit(manifest["path"].tolist(), labels=labels, config=runner.AuditConfig(progress=progress))
+    _atomic_parquet(res.table, p)
+    return res.table
 
 
 # ------------------------------------------------------------------------------------------- join
@@ -172,7 +173,7 @@ def join_inputs(manifest: pd.DataFrame, pred: pd.DataFrame | None, audit: pd.Dat
         have = out["age_pred"].notna() & ~stale
         out["pred_status"] = np.where(have, "ok", np.where(stale, "stale: content changed", "no prediction"))
         pcols = [c for c in p.columns if c not in ("path", "_pred_hash")]
-        out.loc[~have, pcols] = np.nan
+        _blank(out, ~have, pcols)
         out = out.drop(columns=[c for c in ("_pred_hash",) if c in out])
     if audit is not None:
         a = audit.drop_duplicates("path", keep="last").copy()
@@ -183,7 +184,7 @@ def join_inputs(manifest: pd.DataFrame, pred: pd.DataFrame | None, audit: pd.Dat
         if "_audit_hash" in out:
             stale = out["_audit_hash"].notna() & (out["_audit_hash"].astype(str) != out["content_hash"])
             acols = [c for c in a.columns if c not in ("path", "_audit_hash")]
-            out.loc[stale, acols] = np.nan
+            _blank(out, stale, acols)
             status = out["audit_status"] if "audit_status" in out else pd.Series("ok", index=out.index)
             out["audit_status"] = np.where(stale, "stale: content changed",
                                            np.where(out["_audit_hash"].isna(), "no audit", status.fillna("ok")))
@@ -191,3 +192,13 @@ def join_inputs(manifest: pd.DataFrame, pred: pd.DataFrame | None, audit: pd.Dat
         out.attrs["audit_columns"] = [c for c in a.columns if c not in ("path", "_audit_hash")] + \
             (["audit_status"] if "audit_status" not in a.columns else [])
     return out
+
+
+def _blank(df: pd.DataFrame, mask: pd.Series, cols: list[str]) -> None:
+    """Set `cols` to missing where `mask` (object dtype where needed: pandas refuses NaN in bool)."""
+    if not mask.any():
+        return
+    for c in cols:
+        if df[c].dtype == bool or pd.api.types.is_integer_dtype(df[c]):
+            df[c] = df[c].astype(object)
+        df.loc[mask, c] = None

@@ -211,24 +211,30 @@ def _worst_per_group(df: pd.DataFrame, err: pd.DataFrame, group: str, n: int) ->
 
 # ------------------------------------------------------------------------------------ review
 def decisions(ds) -> pd.DataFrame:
-    """One row per reviewed sample (a review tag or a correction): the table `curate export` obeys."""
+    """One row per reviewed sample (a review tag or a correction): the table `curate export` obeys.
+
+    Columns: path, filename, content_hash, age, gender, race (current labels), tags (";"-joined review
+    and candidate tags), age_corrected, gender_corrected, decision (exclude / conflict / mislabel / ok),
+    problem (an unusable correction), and the flag-mislabels scores where present."""
     schema = ds.get_field_schema()
     cols = ["id", "filepath", "filename", "content_hash", "age.value", "gender.label", "race.label", "tags",
             "age_corrected", "gender_corrected"]
-    extra = [c for c in ("gender_issue_score", "age_issue_score", "age_suggested", "gender_suggested") if c in schema]
+    extra = [c for c in ("gender_suspect", "age_suspect", "gender_issue_score", "age_issue_score", "age_suggested",
+                         "gender_suggested", "low_quality") if c in schema]
     vals = ds.values(cols + extra)
-    df = pd.DataFrame(dict(zip(["id", "filepath", "filename", "content_hash", "age", "gender", "race", "tags",
+    df = pd.DataFrame(dict(zip(["id", "path", "filename", "content_hash", "age", "gender", "race", "all_tags",
                                 "age_corrected", "gender_corrected"] + extra, vals)))
-    rtags = df["tags"].map(lambda t: [x for x in (t or []) if x in REVIEW_TAGS])
+    rtags = df["all_tags"].map(lambda t: [x for x in (t or []) if x in REVIEW_TAGS])
     corrected = df["age_corrected"].notna() | df["gender_corrected"].notna()
     df = df[(rtags.map(len) > 0) | corrected].copy()
     rtags = rtags[df.index]
-    df["review_tags"] = rtags.map(";".join)
-    df["suspect_tags"] = df["tags"].map(lambda t: ";".join(x for x in (t or []) if x in SUSPECT_TAGS))
+    df["tags"] = df["all_tags"].map(lambda t: ";".join(x for x in (t or []) if x in REVIEW_TAGS + SUSPECT_TAGS))
     df["decision"] = [_decision(t, a, g) for t, a, g in zip(rtags, df["age_corrected"], df["gender_corrected"])]
     df["problem"] = [_correction_problem(a, g) for a, g in zip(df["age_corrected"], df["gender_corrected"])]
     df["age_corrected"] = df["age_corrected"].astype("Int64")
-    return df.drop(columns=["tags"]).reset_index(drop=True)
+    first = ["path", "filename", "content_hash", "age", "gender", "race", "tags", "age_corrected",
+             "gender_corrected", "decision", "problem"]
+    return df[first + extra + ["id"]].reset_index(drop=True)
 
 
 def _decision(tags: list[str], age_c, gender_c) -> str:

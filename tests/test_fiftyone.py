@@ -1,0 +1,379 @@
+"""FiftyOne: `curate score`, `flag-mislabels`, `review-status`, `app` (real browser), own mongod.
+
+Real images only (the embedded sample). FiftyOne reads its config at import, so this module gives it an
+isolated database before anything imports fiftyone (CI sets its own FIFTYONE_DATABASE_DIR; a user's
+FIFTYONE_DATABASE_URI is never used by the tests). Every test works on its own dataset name.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+if "fiftyone" not in sys.modules:
+    os.environ.pop("FIFTYONE_DATABASE_URI", None)
+    if not os.environ.get("FIFTYONE_DATABASE_DIR"):
+        _db_dir = tempfile.mkdtemp(prefix="curate-fo-db-")
+        os.environ["FIFTYONE_DATABASE_DIR"] = _db_dir
+        atexit.register(shutil.rmtree, _db_dir, True)
+os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from curate.cli import main  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "dataset" / "sample"
+TINY = ["--set", "image_size=64", "--set", "num_epochs=1", "--set", "override_cycle_epoch_count=1",
+        "--set", "batch_size=32", "--set", "threads=1"]
+
+
+def run(*args: str, ok: bool = True):
+    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert res.exit_code == 0, res.output
+    return res
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A cache folder for the module (conftest's per-test cache would make module fixtures recompute)."""
+    mp = pytest.MonkeyPatch()
+    cache = tmp_path_factory.mktemp("fo-cache")
+    mp.setenv("CURATE_CACHE_DIR", str(cache))
+    yield cache
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def model(env, tmp_path_factory) -> Path:
+    """The shipped default model when present, else a tiny one trained on the sample (64 px, 1 epoch)."""
+    import torch
+
+    from curate.cli_eval import DEFAULT_MODEL
+    from curate.splits import make_splits
+    from trainer.config import TrainConfig, replace
+    from trainer.train import train
+
+    torch.set_num_threads(1)
+    if DEFAULT_MODEL.exists():
+        return DEFAULT_MODEL
+    out = tmp_path_factory.mktemp("tiny")
+    make_splits(SAMPLE, out / "split", progress=False)
+    cfg = replace(TrainConfig(), train_path=str(out / "split" / "train_8_folds_first"),
+                  val_path=str(out / "split" / "test_2_folds_last"), image_size=64, batch_size=32, num_epochs=1,
+                  override_cycle_epoch_count=1, threads=1, keep_epoch_checkpoints=False)
+    train(cfg, out / "run", progress=False)
+    return out / "run" / "checkpoints" / "last.pt"
+
+
+@pytest.fixture(scope="module")
+def fo():
+    from curate.fo_db import connect
+
+    return connect()
+
+
+@pytest.fixture(scope="module")
+def scored(env, model, fo):
+    """The sample scored once: name of the dataset and the command output."""
+    name = f"t-score-{uuid.uuid4().hex[:6]}"
+    res = run("score", SAMPLE, "--model", model, "--dataset", name, "--quiet")
+    yield name, res.output
+    fo.delete_dataset(name)
+
+
+@pytest.fixture(scope="module")
+def flagged(scored, fo):
+    """flag-mislabels through its own cross-fit (tiny recipe), top 5 per kind."""
+    name, _ = scored
+    res = run("flag-mislabels", "--dataset", name, "--full", *TINY, "--top-k", "5", "--quiet")
+    return name, res.output
+
+
+def usable_sample():
+    from curate.fo_inputs import folder_manifest
+
+    return folder_manifest(SAMPLE, progress=False)
+
+
+# ------------------------------------------------------------------------------------------ score
+def test_score_stores_labels_predictions_embeddings_and_provenance(scored, model, fo):
+    from trainer.train import file_sha256
+
+    name, out = scored
+    usable, rejected = usable_sample()
+    ds = fo.load_dataset(name)
+    assert len(ds) == len(usable) and f"added {len(usable)}" in out and len(rejected) >= 1
+    assert ds.persistent
+    s = ds.first()
+    row = usable.set_index("path").loc[s.filepath]
+    assert isinstance(s.age, fo.Regression) and s.age.value == row["age"]
+    assert isinstance(s.gender, fo.Classification) and s.gender.label == ("male", "female")[row["gender"]]
+    assert isinstance(s.age_pred, fo.Regression)
+    assert s.gender_pred.label in ("male", "female") and 0.5 <= s.gender_pred.confidence <= 1
+    assert len(s.gender_pred.logits) == 2 and s.embedding.shape == (576,)
+    assert s.split == row["split"] and s.fold == row["fold"] and s.content_hash == row["content_hash"]
+    assert abs(s.age_abs_error - abs(s.age_pred.value - s.age.value)) < 1e-4
+    assert set(ds.distinct("pred_model")) == {file_sha256(model)[:12]}
+    assert ds.distinct("score_status") == ["ok"]
+    # audits: every runner column is a field, with its version on each sample
+    for f in ("brisque_score", "quality_reasons", "low_quality", "ita", "skin_category", "monk_tone",
+              "skin_confidence", "phash", "exact_group", "near_group", "dup_label_conflict"):
+        assert f in ds.get_field_schema(), f
+    assert ds.count("audit_version") == len(ds)
+    info = ds.info["curate"]
+    assert info["runs"][-1]["added"] == len(ds) and "predictions" in info["fields"]
+    # brain from our embeddings
+    assert {"img_sim", "img_viz"} <= set(ds.list_brain_runs()) and ds.count("uniqueness") == len(ds)
+
+
+def test_second_score_adds_nothing_and_keeps_review_decisions(scored, model, fo):
+    name, _ = scored
+    ds = fo.load_dataset(name)
+    n = len(ds)
+    s = ds.first()
+    s.tags.append("confirmed:ok")
+    s.age_corrected = 33
+    s.save()
+    sid = s.id
+    del s
+    res = run("score", SAMPLE, "--model", model, "--dataset", name, "--quiet")
+    assert "added 0," in res.output and "updated (none)" in res.output and "brain: skipped" in res.output
+    ds.reload()
+    assert len(ds) == n and len(set(ds.values("filepath"))) == n
+    s = ds[sid]
+    assert "confirmed:ok" in s.tags and s.age_corrected == 33
+
+
+# --------------------------------------------------------------------------- flags and review loop
+def test_flag_mislabels_tags_candidates_and_saves_views(flagged, fo):
+    name, out = flagged
+    ds = fo.load_dataset(name)
+    views = set(ds.list_saved_views())
+    assert {"suspect-gender", "suspect-age", "low-quality", "duplicate-label-conflicts",
+            "worst-errors-by-age-group", "worst-errors-by-skin-tone", "review-queue"} <= views
+    assert ds.count_sample_tags()["suspect:gender"] == 5 == ds.count_sample_tags()["suspect:age"]
+    sg = ds.load_saved_view("suspect-gender")
+    scores = sg.values("gender_issue_score")
+    assert scores == sorted(scores, reverse=True)
+    assert min(scores) >= max(ds.match_tags("suspect:gender", bool=False).values("gender_issue_score"))
+    assert all(r for r in sg.values("gender_reason"))
+    assert ds.count("oos_age_pred") == len(ds) and set(ds.distinct("mislabel_status")) == {"ok"}
+    assert set(sg.values("gender_suggested")) <= {"male", "female"}
+    assert set(ds.distinct("oos_fold")) == {0, 1}
+    # low_quality tag = the quality audit's flag
+    assert ds.count_sample_tags().get("low_quality", 0) == len(ds.match(fo.ViewField("low_quality") == True))  # noqa: E712
+    # the sample holds a pixel-identical pair labelled male and female: the conflict view finds it
+    dup = ds.load_saved_view("duplicate-label-conflicts")
+    assert len(dup) >= 2
+
+
+def test_review_status_summarises_and_exports_decisions(flagged, fo, tmp_path):
+    name, _ = flagged
+    ds = fo.load_dataset(name)
+    sg = ds.load_saved_view("suspect-gender")
+    ids = sg.values("id")
+    ds.select(ids[:1]).tag_samples("confirmed:mislabel")
+    ds.select(ids[1:2]).tag_samples("confirmed:ok")
+    ds.select(ids[2:3]).tag_samples("exclude")
+    ds.set_values("gender_corrected", {ids[3]: "female"}, key_field="id")
+    csv = tmp_path / "decisions.csv"
+    res = run("review-status", "--dataset", name, "--out", csv)
+    dec = pd.read_csv(csv)
+    by_id = dict(zip(dec["id"], dec["decision"]))
+    assert by_id[ids[0]] == "mislabel" and by_id[ids[1]] == "ok" and by_id[ids[2]] == "exclude"
+    assert by_id[ids[3]] == "mislabel" and dec.set_index("id").loc[ids[3], "gender_corrected"] == "female"
+    assert "suspect:gender" in dec.set_index("id").loc[ids[0], "tags"]
+    line = next(x for x in res.output.splitlines() if x.strip().startswith("suspect-gender"))
+    reviewed = sum(i in by_id for i in ids)
+    assert reviewed >= 4 and line.split()[1:4] == [str(len(ids)), str(reviewed), str(len(ids) - reviewed)], line
+    # re-flagging re-derives the candidate tags but leaves the reviewer's alone
+    run("flag-mislabels", "--dataset", name, "--full", *TINY, "--top-k", "3", "--quiet")
+    ds.reload()
+    assert ds.count_sample_tags()["suspect:gender"] == 3
+    assert ds.count_sample_tags()["confirmed:mislabel"] >= 1 and ds.count_sample_tags()["exclude"] >= 1
+
+
+# ----------------------------------------------------------------------------- errors and safety
+def test_foreign_or_conflicting_dataset_is_refused_untouched(fo, model, env):
+    foreign = fo.Dataset(f"t-foreign-{uuid.uuid4().hex[:6]}")
+    foreign.add_sample(fo.Sample(filepath=str(next(SAMPLE.glob("*.jpg"))), age=3.5))
+    res = run("score", SAMPLE, "--model", model, "--dataset", foreign.name, "--no-brain", ok=False)
+    assert res.exit_code == 1 and "was not created by `curate score`" in res.output
+    foreign.info["curate"] = {"schema_version": 1}  # marked, but `age` is a float, not fo.Regression
+    foreign.save()
+    res = run("score", SAMPLE, "--model", model, "--dataset", foreign.name, "--no-brain", ok=False)
+    assert res.exit_code == 1 and "different schema: age is FloatField, expected EmbeddedDocumentField(Regression)" \
+        in res.output
+    foreign.reload()
+    assert len(foreign) == 1 and foreign.first().age == 3.5 and "embedding" not in foreign.get_field_schema()
+    foreign.delete()
+
+
+def test_unreachable_database_uri_fails_fast_with_a_clear_error(fo, monkeypatch):
+    port = free_port()  # nothing listens there
+    monkeypatch.setattr(fo.config, "database_uri", f"mongodb://curator:s3cret@127.0.0.1:{port}/?authSource=admin")
+    monkeypatch.setattr("curate.fo_db.DEFAULT_TIMEOUT_S", 2.0)
+    from curate import fo_db
+
+    t0 = time.time()
+    with pytest.raises(fo_db.DatabaseError) as e:
+        fo_db.connect(timeout_s=2.0)
+    assert time.time() - t0 < 30
+    msg = str(e.value)
+    assert f"cannot reach the FiftyOne database at mongodb://curator:***@127.0.0.1:{port}" in msg and "s3cret" not in msg
+    res = run("review-status", "--dataset", "whatever", ok=False)
+    assert res.exit_code == 1 and "cannot reach the FiftyOne database" in res.output
+
+
+def test_moved_and_vanished_images_keep_their_samples(fo, model, env, tmp_path):
+    src = tmp_path / "a"
+    src.mkdir()
+    files = sorted(SAMPLE.glob("*.jpg"))[:12]
+    for f in files:
+        shutil.copy2(f, src / f.name)
+    name = f"t-move-{uuid.uuid4().hex[:6]}"
+    run("score", src, "--model", model, "--dataset", name, "--no-brain", "--no-audits", "--quiet")
+    ds = fo.load_dataset(name)
+    assert len(ds) == 12
+    first = ds.match(fo.ViewField("filename") == files[0].name).first()
+    first.tags.append("exclude")
+    first.save()
+    del first
+    dst = tmp_path / "b"
+    src.rename(dst)
+    (dst / files[1].name).unlink()
+    res = run("score", dst, "--model", model, "--dataset", name, "--no-brain", "--no-audits", "--quiet")
+    assert "added 0," in res.output and "moved 11" in res.output and "missing files 1" in res.output
+    ds.reload()
+    assert len(ds) == 12
+    s = ds.match(fo.ViewField("filename") == files[0].name).first()
+    assert s.filepath == str(dst / files[0].name) and s.previous_filepath == str(src / files[0].name)
+    assert "exclude" in s.tags and s.score_status == "ok"
+    gone = ds.match(fo.ViewField("filename") == files[1].name).first()
+    assert gone.score_status == "missing file" and gone.age_pred is not None  # stored data kept
+    ds.delete()
+
+
+# ---------------------------------------------------------------------------- own mongod server
+@pytest.mark.slow
+def test_score_against_a_separately_started_mongod(model, tmp_path, env):
+    from fiftyone.core.service import DatabaseService
+
+    import pymongo
+
+    mongod = DatabaseService.find_mongod()
+    port = free_port()
+    dbpath = tmp_path / "mongo"
+    dbpath.mkdir()
+    proc = subprocess.Popen([mongod, "--dbpath", str(dbpath), "--port", str(port), "--bind_ip", "127.0.0.1",
+                             "--logpath", str(tmp_path / "mongod.log")], stdout=subprocess.DEVNULL)
+    try:
+        client = pymongo.MongoClient(f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=120_000)
+        client.admin.command("ping")
+        imgs = tmp_path / "imgs"
+        imgs.mkdir()
+        for f in sorted(SAMPLE.glob("*.jpg"))[:10]:
+            shutil.copy2(f, imgs / f.name)
+        envv = {k: v for k, v in os.environ.items() if k not in ("FIFTYONE_DATABASE_DIR",
+                                                                  "FIFTYONE_PRIVATE_DATABASE_PORT")}
+        envv["FIFTYONE_DATABASE_URI"] = f"mongodb://127.0.0.1:{port}"
+        r = subprocess.run([sys.executable, "-m", "curate", "score", str(imgs), "--model", str(model),
+                            "--dataset", "team", "--no-audits", "--quiet"], env=envv, capture_output=True,
+                           text=True, timeout=900)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "added 10" in r.stdout
+        db = client["fiftyone"]
+        ds_doc = db["datasets"].find_one({"name": "team"})
+        assert ds_doc is not None
+        assert db[ds_doc["sample_collection_name"]].count_documents({}) == 10
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+# ------------------------------------------------------------------------------ real browser
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_app_shows_a_saved_view_in_headless_chromium(flagged, fo, tmp_path):
+    import re
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium) and could not be here")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright python package is not installed")
+    name, _ = flagged
+    ds = fo.load_dataset(name)
+    expected = len(ds.load_saved_view("suspect-age"))
+    assert expected > 0
+    port = free_port()
+    log = open(tmp_path / "app.log", "w")
+    app = subprocess.Popen([sys.executable, "-m", "curate", "app", "--dataset", name, "--view", "suspect-age",
+                            "--port", str(port), "--address", "127.0.0.1", "--no-browser"],
+                           stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    shot = tmp_path / "app.png"
+    try:
+        t0 = time.time()
+        while "App serving" not in (tmp_path / "app.log").read_text():
+            assert app.poll() is None, (tmp_path / "app.log").read_text()
+            assert time.time() - t0 < 600, "App did not start within 600 s"
+            time.sleep(2)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            media: set[str] = set()
+            page.on("response", lambda r: media.add(r.url) if "/media?" in r.url and r.ok else None)
+            page.goto(f"http://127.0.0.1:{port}/", timeout=300_000)
+            count = None
+            t1 = time.time()
+            while time.time() - t1 < 300:
+                m = re.search(r"([\d,]+)\s+samples?\b", page.inner_text("body"))
+                if m and len(media) >= expected:
+                    count = int(m.group(1).replace(",", ""))
+                    break
+                time.sleep(2)
+            dismiss = page.get_by_text("Dismiss")
+            if dismiss.count():
+                dismiss.first.click()
+            time.sleep(1)
+            page.screenshot(path=str(shot))
+            browser.close()
+        assert count == expected, f"grid shows {count} samples, view has {expected}"
+        assert len(media) >= expected and all("sample" in u for u in media)
+        assert shot.stat().st_size > 10_000
+        if os.environ.get("CURATE_UPDATE_SCREENSHOT"):
+            (REPO / "docs").mkdir(exist_ok=True)
+            shutil.copy2(shot, REPO / "docs" / "app_screenshot.png")
+    finally:
+        app.terminate()
+        try:
+            app.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            app.kill()
+        log.close()
