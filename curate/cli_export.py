@@ -1,4 +1,287 @@
-"""Registered on `curate` by curate/cli.py (owner fills in its commands)."""
+"""`curate export`, `curate retrain` (--compare) and `curate explain`."""
 from __future__ import annotations
 
-from curate.cli import main  # noqa: F401
+import json
+from pathlib import Path
+
+import click
+
+from curate.cli import fail, main
+
+
+def _review(review: Path | None, dataset: str | None, flags: Path | None = None):
+    from curate.export import ExportError, merge_reviews, read_review_csv, read_review_fiftyone
+
+    if review and dataset:
+        fail("give either --review or --dataset, not both")
+    rev, src = None, ""
+    try:
+        if review:
+            rev, src = read_review_csv(review), str(review)
+        elif dataset:
+            rev, src = read_review_fiftyone(dataset), f"FiftyOne dataset {dataset}"
+        if flags:
+            rev = merge_reviews(rev, read_review_csv(flags))
+            src = f"{src + ' + ' if src else ''}flags {flags}"
+    except ExportError as e:
+        fail(str(e))
+    return rev, src
+
+
+def _targets(specs: tuple[str, ...]) -> dict:
+    """--target DIM=SPEC (repeatable), --target SPEC (every dimension) or --target FILE.json."""
+    out: dict = {}
+    for s in specs:
+        p = Path(s)
+        if s.endswith(".json"):
+            if not p.is_file():
+                fail(f"{p}: target file not found")
+            try:
+                data = json.loads(p.read_text())
+            except json.JSONDecodeError as e:
+                fail(f"{p}: not valid JSON ({e.msg})")
+            if not isinstance(data, dict) or not all(isinstance(v, (dict, str)) for v in data.values()):
+                fail(f"{p}: expected {{dimension: {{category: share}} or spec}}")
+            out.update(data)
+        elif "=" in s:
+            k, v = s.split("=", 1)
+            out[k.strip()] = v.strip()
+        else:
+            out["*"] = s
+    return out
+
+
+@main.command("export")
+@click.option("--from", "source", type=click.Path(path_type=Path), default=Path("dataset/train_8_folds_first"),
+              show_default=True, help="Training split (folder or manifest) to clean.")
+@click.option("--review", type=click.Path(path_type=Path),
+              help="Review CSV (`curate review-status --csv`): path/filename, content_hash, tags, age_corrected, "
+                   "gender_corrected[, gender_suspect, age_suspect, *_issue_score, low_quality].")
+@click.option("--dataset", help="Read the review from this FiftyOne dataset instead of a CSV (every sample, so "
+              "--drop-suspects also sees the unreviewed suspects).")
+@click.option("--flags", type=click.Path(path_type=Path),
+              help="Per-image candidate flags for all images (CSV/Parquet: path or filename, and any of tags, "
+                   "gender_suspect, age_suspect, *_issue_score, low_quality), merged with the review.")
+@click.option("--root", type=click.Path(path_type=Path), default=Path("dataset"), show_default=True,
+              help="Folder the new split folders go into.")
+@click.option("--name", default="train_cleaned", show_default=True, help="Name of the cleaned split folder.")
+@click.option("--drop-suspects", is_flag=True, help="Also drop unreviewed suspects (suspect:* tags / *_suspect columns).")
+@click.option("--suspect-min-score", type=float,
+              help="With --drop-suspects: an issue score at least this also makes a suspect.")
+@click.option("--drop-low-quality", is_flag=True, help="Also drop low_quality images (tag, review or --audits column).")
+@click.option("--copy", "copy_", is_flag=True, help="Copy the kept originals into the split folder, UTKFace-named "
+              "with the corrected labels (default: the manifest references the original files).")
+@click.option("--link", is_flag=True, help="Like --copy, with hard links (copies where links are impossible).")
+@click.option("--oversample", is_flag=True, help="Also write NAME_oversampled: the cleaned split plus augmented copies "
+              "of under-represented groups.")
+@click.option("--oversample-name", help="Folder name of the oversampled split [default: NAME_oversampled].")
+@click.option("--audits", type=click.Path(path_type=Path),
+              help="Audits parquet/CSV with skin_category (oversampling) and/or low_quality (--drop-low-quality).")
+@click.option("--by", help="Comma-separated oversampling dimensions among age_bin, skin_category, gender, race "
+              "[default: age_bin,skin_category with --audits, else age_bin,gender].")
+@click.option("--target", "target_specs", multiple=True, metavar="SPEC",
+              help="Target shares: mix:A (default mix:0.5 = halfway between current and uniform), uniform, "
+                   "floor:F, DIM=SPEC for one dimension, or a JSON file {dim: {category: share}} (repeatable).")
+@click.option("--max-factor", default=5.0, show_default=True, help="At most this many augmented images per source.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the augmentation (same seed, same images).")
+@click.option("--test-split", type=click.Path(path_type=Path),
+              help="The test split (never written; checked for overlap, and review rows on it are recognised) "
+                   "[default: test_2_folds_last next to --from, else under --root].")
+@click.option("--force", is_flag=True, help="Replace existing split folders of the same names.")
+@click.option("--allow-missing", is_flag=True, help="Skip review rows whose image no longer exists (default: error).")
+@click.option("--fiftyone", "fo_name", help="Also load the exported split(s) into FiftyOne datasets of this name "
+              "(plus _oversampled).")
+@click.option("--quiet", is_flag=True)
+def export_cmd(source, review, dataset, flags, root, name, drop_suspects, suspect_min_score, drop_low_quality, copy_, link,
+               oversample, oversample_name, audits, by, target_specs, max_factor, seed, test_split, force,
+               allow_missing, fo_name, quiet) -> None:
+    """Write a cleaned training split (and an oversampled one) from the review's decisions.
+
+    Cleaned: the training split minus images tagged `exclude` or `confirmed:mislabel` without a
+    correction, with reviewed age/gender corrections applied; --drop-suspects / --drop-low-quality add
+    the reference notebook's filtering. Oversampled (--oversample): the cleaned split plus augmented
+    images (flip, rotation, crop, colour, exposure; recorded per image) for age bins and skin-tone
+    categories below their target share. The test split and the source images are never changed.
+    """
+    from curate.export import ExportError, Policy, export
+
+    if copy_ and link:
+        fail("give --copy or --link, not both")
+    rev, rev_src = _review(review, dataset, flags)
+    if (drop_suspects or suspect_min_score is not None) and rev is None:
+        fail("--drop-suspects needs the flags (--dataset, --flags or --review)")
+    if suspect_min_score is not None and not drop_suspects:
+        fail("--suspect-min-score only applies with --drop-suspects")
+    tg = _targets(target_specs)
+    dims = [d.strip() for d in by.split(",")] if by else None
+    if dims:
+        bad = [d for d in dims if d not in ("age_bin", "skin_category", "gender", "race")]
+        if bad:
+            fail(f"--by: unknown dimension(s) {', '.join(bad)} (age_bin, skin_category, gender, race)")
+    if "*" in tg:
+        default = tg.pop("*")
+        tg = {d: tg.get(d, default) for d in (dims or ["age_bin", "skin_category", "gender", "race"])} | tg
+    if not oversample and (tg or by or oversample_name):
+        fail("--target/--by/--oversample-name need --oversample")
+    fo = _fiftyone_check(fo_name, oversample, force) if fo_name else None
+    try:
+        s = export(source, root, name, review=rev, review_source=rev_src,
+                   policy=Policy(drop_low_quality, drop_suspects, suspect_min_score),
+                   images="copy" if copy_ else "link" if link else "ref", oversample=oversample,
+                   oversample_name=oversample_name, by=dims, targets=tg, max_factor=max_factor, audits=audits,
+                   seed=seed, force=force, allow_missing=allow_missing, test_split=test_split,
+                   progress=not quiet)
+    except ExportError as e:
+        fail(str(e))
+    click.echo(f"source {s['n_source']} images; removed {s['n_removed']}; labels corrected {s['n_corrected']} "
+               f"(age {s['n_age_corrected']}, gender {s['n_gender_corrected']})")
+    for why, n in s["removed"].items():
+        click.echo(f"  removed, {why}: {n}")
+    click.echo(f"cleaned split: {s['cleaned']['n']} images -> {s['cleaned']['path']}")
+    if "oversampled" in s:
+        o = s["oversampled"]
+        p = o["plan"]
+        click.echo(f"oversampled split: {o['n']} images ({o['n_generated']} augmented, by {' x '.join(p['dims'])}; "
+                   f"largest share error {p['max_share_error']:.4f}) -> {o['path']}")
+    for w in s["warnings"]:
+        click.echo(f"warning: {w}", err=True)
+    if fo_name:
+        _to_fiftyone(fo, s, fo_name)
+
+
+def _fiftyone_check(fo_name: str, oversample: bool, force: bool):
+    """Connect (failing fast) and refuse existing dataset names before anything is written."""
+    try:
+        from curate.fo_db import DatabaseError, connect
+    except ImportError as e:
+        fail(f"FiftyOne support is not available ({e})")
+    try:
+        fo = connect()
+    except DatabaseError as e:
+        fail(str(e))
+    names = [fo_name] + ([fo_name + "_oversampled"] if oversample else [])
+    taken = [n for n in names if n in fo.list_datasets()]
+    if taken and not force:
+        fail(f"FiftyOne dataset(s) {', '.join(map(repr, taken))} exist; pass --force to replace them")
+    return fo
+
+
+def _to_fiftyone(fo, s: dict, fo_name: str) -> None:
+    import pandas as pd
+
+    for key, suffix in (("cleaned", ""), ("oversampled", "_oversampled")):
+        if key not in s:
+            continue
+        ds_name = fo_name + suffix
+        if ds_name in fo.list_datasets():
+            fo.delete_dataset(ds_name)
+        m = pd.read_csv(Path(s[key]["path"]) / "manifest.csv", dtype={"content_hash": str})
+        ds = fo.Dataset(ds_name)
+        ds.persistent = True
+        samples = []
+        for r in m.itertuples():
+            smp = fo.Sample(filepath=r.path, tags=["generated"] if r.generated else [])
+            smp["age"], smp["gender"] = int(r.age), int(r.gender)
+            smp["gender_label"] = fo.Classification(label=("male", "female")[int(r.gender)])
+            smp["content_hash"], smp["label_source"] = r.content_hash, r.label_source
+            if r.generated:
+                smp["source_path"], smp["transform"] = r.source_path, r.transform
+            samples.append(smp)
+        ds.add_samples(samples)
+        click.echo(f"FiftyOne dataset {ds_name}: {len(ds)} samples")
+
+
+@main.command()
+@click.option("--split", "split", type=click.Path(path_type=Path), required=True,
+              help="Exported split folder (e.g. dataset/train_cleaned) to train on.")
+@click.option("--baseline", type=click.Path(path_type=Path), required=True,
+              help="Baseline run folder: its config and seed are reused, its test manifest is the test.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="New run folder.")
+@click.option("--compare", is_flag=True, help="Then evaluate both runs and write OUT/compare/report.md.")
+@click.option("--review", type=click.Path(path_type=Path),
+              help="Review CSV: also report on the test split with its corrections applied.")
+@click.option("--dataset", help="Read that review from this FiftyOne dataset instead.")
+@click.option("--audits", type=click.Path(path_type=Path), help="Audits parquet with skin_category for the test images.")
+@click.option("--n-boot", default=1000, show_default=True, help="Bootstrap resamples.")
+@click.option("--gallery", "n_gallery", default=12, show_default=True, help="Images per gallery.")
+@click.option("--explain", "n_explain", default=8, show_default=True, help="Grad-CAM images per model and head (0: none).")
+@click.option("--age-tol", default=5.0, show_default=True, help="Age error (years) counted as wrong in the galleries.")
+@click.option("--min-group", default=10, show_default=True, help="Smallest group that takes part in worst-group gaps.")
+@click.option("--threads", type=int, help="CPU threads for training and prediction [default: the baseline's].")
+@click.option("--quiet", is_flag=True)
+def retrain(split, baseline, out_dir, compare, review, dataset, audits, n_boot, n_gallery, n_explain, age_tol,
+            min_group, threads, quiet) -> None:
+    """Train on an exported split with the baseline run's config and seed; --compare writes the report.
+
+    The report (OUT/compare/report.md, PNGs, CSVs) puts both models' evaluate tables side by side, gives
+    per age group / gender / race / skin-tone category MAE and accuracy with paired-bootstrap 95 %
+    intervals and worst-group gaps, galleries of fixed and broken predictions, Grad-CAM overlays, and a
+    verdict naming the differences larger than their uncertainty. A finished run in OUT is reused.
+    """
+    from curate.compare import CompareError, compare_runs, retrain as do_retrain
+    from trainer.config import ConfigError
+    from trainer.data import DataError
+    from trainer.model import WeightsError
+    from trainer.train import RunError
+
+    rev, rev_src = _review(review, dataset)
+    try:
+        meta = do_retrain(split, baseline, out_dir, threads=threads, progress=not quiet)
+        click.echo(f"trained {out_dir}: best epoch {meta['best_epoch']}, val MAE {meta['best_val_mae']:.2f}, "
+                   f"gender acc {100 * meta['best_val_acc']:.1f}%")
+        if compare:
+            s = compare_runs(baseline, out_dir, review=rev, review_source=rev_src, audits=audits, n_boot=n_boot,
+                             n_gallery=n_gallery, n_explain=n_explain, age_tol=age_tol, min_group=min_group,
+                             threads=threads or 0, progress=not quiet)
+    except (CompareError, DataError, ConfigError, WeightsError, RunError) as e:
+        fail(str(e))
+    if compare:
+        for r in s["overall"]:
+            k = 100 if r["metric"] == "gender accuracy" else 1
+            click.echo(f"{r['metric']}: {k * r['baseline']:.2f} -> {k * r['new']:.2f} (delta {k * r['delta']:+.2f}, "
+                       f"95% CI [{k * r['delta_lo']:+.2f}, {k * r['delta_hi']:+.2f}])")
+        click.echo(f"{len(s['verdict'])} difference(s) larger than their uncertainty")
+        click.echo(f"report -> {s['report']}")
+
+
+@main.command()
+@click.option("--run", type=click.Path(path_type=Path), help="Run folder (uses best.pt).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="A checkpoint instead of --run.")
+@click.option("--manifest", type=click.Path(path_type=Path),
+              help="Split folder or manifest [default: the run's val_path, else dataset/test_2_folds_last].")
+@click.option("--predictions", type=click.Path(path_type=Path),
+              help="Reuse a predictions.parquet of this model (from `curate evaluate`) instead of predicting.")
+@click.option("--n", "n", default=12, show_default=True, help="Images per head.")
+@click.option("--head", type=click.Choice(["gender", "age", "both"]), default="both", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="[default: RUN/explain, else explain/]")
+@click.option("--threads", default=0, help="CPU threads (0: all).")
+@click.option("--quiet", is_flag=True)
+def explain(run, checkpoint, manifest, predictions, n, head, out_dir, threads, quiet) -> None:
+    """Grad-CAM overlays for the most-misclassified images (gender: the highest-loss wrong answers;
+    age: the largest errors), as PNG grids: OUT/gradcam_gender.png, OUT/gradcam_age.png."""
+    import pandas as pd
+
+    from curate.cli_eval import resolve_checkpoint
+    from trainer.data import DataError
+    from trainer.evaluate import predict_manifest
+    from trainer.explain import explain_run
+    from trainer.model import WeightsError, load_checkpoint
+
+    ckpt = resolve_checkpoint(run, checkpoint)
+    try:
+        if predictions:
+            if not Path(predictions).is_file():
+                fail(f"{predictions}: predictions file not found")
+            pred = pd.read_parquet(predictions)
+        else:
+            if manifest is None:
+                val = load_checkpoint(ckpt).get("config", {}).get("val_path") if run else None
+                manifest = Path(val or "dataset/test_2_folds_last")
+            pred = predict_manifest(ckpt, manifest, threads=threads, progress=not quiet)
+        out_dir = out_dir or ((run / "explain") if run else Path("explain"))
+        heads = ("gender", "age") if head == "both" else (head,)
+        written = explain_run(ckpt, pred, out_dir, n, heads)
+    except (DataError, WeightsError) as e:
+        fail(str(e))
+    for h, p in written.items():
+        click.echo(f"{h}: {p}")

@@ -1,0 +1,519 @@
+"""`curate retrain --compare`: retrain on an exported split and prove, with intervals, what changed.
+
+The new run copies the baseline run's configuration (runs/BASE/metadata.json) except `train_path`, seed
+included. Both models are then evaluated on the very same test manifest (the baseline's `val_path`; a
+pair of runs whose recorded test manifests differ is refused), and, reported separately, on that test
+split with the review's corrections applied (labels replaced, excluded images dropped; predictions are
+unchanged, only the truth moves).
+
+Report (RUN_NEW/compare/): report.md with
+  - the evaluate tables of both models side by side with deltas,
+  - per age group, gender, race and skin-tone category: age MAE and gender accuracy of both models
+    with paired-bootstrap 95 % intervals, the delta with its interval, and the worst-group gap,
+  - galleries of test images the baseline got wrong and the new model gets right, and the reverse,
+  - Grad-CAM overlays of each model's most-misclassified images (`trainer.explain`),
+  - a verdict listing the differences whose interval excludes 0;
+plus group_metrics.csv, worst_group_gaps.csv, per_image.csv and the PNG plots.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from audits.group_metrics import bootstrap_weights, paired_group_table
+from curate.splits import RACES
+from trainer.evaluate import AGE_GROUP_LABELS, GENDER_NAMES, age_groups, evaluate_predictions
+
+METRICS = {"age MAE": ("base_abs_err", "new_abs_err", "lower"),
+           "gender accuracy": ("base_correct", "new_correct", "higher")}
+GROUP_DIMS = ("overall", "age_group", "gender", "race", "skin_category")
+
+
+class CompareError(ValueError):
+    pass
+
+
+# --------------------------------------------------------------------------------------- runs
+def run_metadata(run: str | Path) -> dict:
+    run = Path(run)
+    f = run / "metadata.json"
+    if not f.is_file():
+        raise CompareError(f"{run}: not a run folder (no metadata.json)")
+    return json.loads(f.read_text())
+
+
+def retrain(split: str | Path, baseline: str | Path, out: str | Path, threads: int | None = None,
+            progress: bool = True) -> dict:
+    """Train on `split` with the baseline's config and seed; reuse or resume a run already in `out`."""
+    from trainer.config import load_config
+    from trainer.data import read_manifest
+    from trainer.train import train
+
+    base = run_metadata(baseline)
+    if base.get("status") != "complete":
+        raise CompareError(f"{baseline}: baseline run is not complete (status {base.get('status')!r})")
+    split = Path(split)
+    read_manifest(split)  # fail early, with the data module's message, on a missing or broken split
+    overrides = {"train_path": str(split)}
+    if threads is not None:
+        overrides["threads"] = threads
+    cfg = load_config(None, overrides, base=base["config"])
+    out = Path(out)
+    if (out / "metadata.json").exists():
+        prev = run_metadata(out)
+        same = {k: v for k, v in prev["config"].items() if k != "threads"} == \
+            {k: v for k, v in cfg.to_dict().items() if k != "threads"}
+        if not same:
+            raise CompareError(f"{out}: holds a run with another configuration; choose another --out")
+        if prev.get("status") == "complete":
+            return prev
+        return train(cfg, out, resume=True, progress=progress)
+    return train(cfg, out, progress=progress)
+
+
+def check_same_test(base_meta: dict, new_meta: dict) -> None:
+    b, n = base_meta.get("val_manifest_hash"), new_meta.get("val_manifest_hash")
+    if b != n:
+        raise CompareError(
+            f"the runs were evaluated on different test manifests: baseline {base_meta.get('val_manifest')} "
+            f"(hash {b}) vs new {new_meta.get('val_manifest')} (hash {n}); retrain with the baseline's "
+            "val_path so both models face the same images")
+
+
+def test_manifest(base_meta: dict) -> pd.DataFrame:
+    from trainer.data import DataError, manifest_hash, read_manifest
+
+    path = base_meta["config"]["val_path"]
+    try:
+        df = read_manifest(path)
+    except DataError as e:
+        raise CompareError(str(e)) from None
+    if manifest_hash(df) != base_meta.get("val_manifest_hash"):
+        raise CompareError(f"{path}: the test manifest changed since the baseline was trained (hash "
+                           f"{manifest_hash(df)} now, {base_meta.get('val_manifest_hash')} then)")
+    return df
+
+
+def predictions(run: Path, manifest: pd.DataFrame, cache: Path, threads: int = 0, progress: bool = False) -> pd.DataFrame:
+    """The run's best checkpoint on the test manifest, reusing a cached or `curate evaluate` parquet
+    when its model id and rows match."""
+    from trainer.evaluate import predict_manifest
+    from trainer.train import file_sha256
+
+    ckpt = run / "checkpoints" / "best.pt"
+    if not ckpt.exists():
+        raise CompareError(f"{ckpt}: run has no best checkpoint")
+    model_id = file_sha256(ckpt)[:12]
+    for cand in [cache, *sorted(run.glob("eval/*/predictions.parquet"))]:
+        if cand.exists():
+            p = pd.read_parquet(cand)
+            if len(p) == len(manifest) and (p["model"] == model_id).all() and \
+                    (p["content_hash"].astype(str).to_numpy() == manifest["content_hash"].astype(str).to_numpy()).all():
+                return p
+    p = predict_manifest(ckpt, manifest, threads=threads, progress=progress)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + ".tmp")
+    p.to_parquet(tmp, index=False)
+    os.replace(tmp, cache)
+    return p
+
+
+# --------------------------------------------------------------------------------------- frames
+def joint_frame(manifest: pd.DataFrame, base: pd.DataFrame, new: pd.DataFrame,
+                audits: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per test image: labels, groups, both models' predictions and per-image errors."""
+    f = pd.DataFrame({
+        "path": manifest["path"].to_numpy(), "content_hash": manifest["content_hash"].astype(str).to_numpy(),
+        "filename": (manifest["filename"] if "filename" in manifest else manifest["path"].map(os.path.basename)).to_numpy(),
+        "age": manifest["age"].to_numpy(int), "gender": manifest["gender"].to_numpy(int),
+        "race": manifest["race"].to_numpy() if "race" in manifest else np.nan,
+        "base_age_pred": base["age_pred"].to_numpy(float), "new_age_pred": new["age_pred"].to_numpy(float),
+        "base_prob": base["gender_prob"].to_numpy(float), "new_prob": new["gender_prob"].to_numpy(float),
+    })
+    if audits is not None and "skin_category" in audits:
+        f["skin_category"] = audits["skin_category"].to_numpy()
+    return add_errors(f)
+
+
+def add_errors(f: pd.DataFrame) -> pd.DataFrame:
+    f = f.copy()
+    f["age_group"] = np.asarray(age_groups(f["age"]).astype(str))
+    f["gender_name"] = [GENDER_NAMES[int(g)] for g in f["gender"]]
+    f["race_name"] = [RACES[int(r)] if pd.notna(r) else "unknown" for r in f["race"]]
+    f["overall"] = "all"
+    for m in ("base", "new"):
+        f[f"{m}_abs_err"] = np.abs(f[f"{m}_age_pred"] - f["age"])
+        f[f"{m}_correct"] = ((f[f"{m}_prob"] >= 0.5).astype(int) == f["gender"]).astype(float)
+    return f
+
+
+def _pred_frame(f: pd.DataFrame, m: str) -> pd.DataFrame:
+    """A frame in trainer.evaluate's schema for one model (for the standard tables)."""
+    p = f[["path", "filename", "content_hash", "age", "gender"]].copy()
+    p["age_pred"] = f[f"{m}_age_pred"].to_numpy()
+    p["gender_prob"] = f[f"{m}_prob"].to_numpy()
+    eps = 1e-12
+    p["age_abs_error"] = f[f"{m}_abs_err"].to_numpy()
+    prob_true = np.where(p["gender"] == 1, p["gender_prob"], 1 - p["gender_prob"])
+    p["gender_loss"] = -np.log(np.clip(prob_true, eps, 1))
+    return p
+
+
+# --------------------------------------------------------------------------------------- tables
+def side_by_side(tb: dict[str, pd.DataFrame], tn: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Each evaluate table of both models joined on its label column, with new - baseline deltas."""
+    out = {}
+    for name, b in tb.items():
+        n = tn[name]
+        key = [c for c in ("class", "age_group") if c in b.columns]
+        size = [c for c in ("support", "n") if c in b.columns]
+        num = [c for c in b.columns if c not in key + size and pd.api.types.is_numeric_dtype(b[c])]
+        if key:
+            j = b[key + size + num].merge(n[key + num], on=key, how="left", suffixes=(" base", " new"))
+        else:
+            j = pd.concat([b[size], b[num].add_suffix(" base"), n[num].add_suffix(" new")], axis=1)
+        for c in size:
+            j[c] = j[c].astype(int)
+        for c in num:
+            j[f"{c} delta"] = j[f"{c} new"] - j[f"{c} base"]
+        out[name] = j[key + size + [f"{m} {s}" for m in num for s in ("base", "new", "delta")]]
+    return out
+
+
+def group_tables(f: pd.DataFrame, n_boot: int = 1000, seed: int = 0, min_group: int = 10
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Paired-bootstrap group metrics for every group dimension present in `f`."""
+    w = bootstrap_weights(len(f), n_boot, seed)
+    rows, gaps = [], []
+    orders = {"age_group": list(AGE_GROUP_LABELS), "gender_name": list(GENDER_NAMES),
+              "race_name": list(RACES) + ["unknown"]}
+    for dim in GROUP_DIMS:
+        col = {"gender": "gender_name", "race": "race_name"}.get(dim, dim)
+        if col not in f or f[col].isna().all():
+            continue
+        r, g = paired_group_table(f, col, METRICS, w, order=orders.get(col), min_group=min_group)
+        r["dimension"] = dim
+        rows.append(r)
+        if dim != "overall":
+            g["dimension"] = dim
+            gaps.append(g)
+    return (pd.concat(rows, ignore_index=True),
+            pd.concat(gaps, ignore_index=True) if gaps else pd.DataFrame())
+
+
+def _ci(v, lo, hi, pct: bool) -> str:
+    if not np.isfinite(v):
+        return "-"
+    k = 100 if pct else 1
+    return f"{k * v:.2f} [{k * lo:.2f}, {k * hi:.2f}]" if np.isfinite(lo) else f"{k * v:.2f}"
+
+
+def group_markdown(rows: pd.DataFrame, dim: str) -> str:
+    part = rows[rows["dimension"] == dim]
+    if part.empty:
+        return ""
+    lines = ["| group | n | MAE base | MAE new | MAE delta | acc % base | acc % new | acc delta (pp) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for g, grp in part.groupby("group", sort=False):
+        a = grp[grp["metric"] == "age MAE"].iloc[0]
+        c = grp[grp["metric"] == "gender accuracy"].iloc[0]
+        star = lambda r: " *" if r["significant"] else ""  # noqa: E731
+        lines.append(f"| {g} | {a['n']} | {_ci(a['baseline'], a['baseline_lo'], a['baseline_hi'], False)} | "
+                     f"{_ci(a['new'], a['new_lo'], a['new_hi'], False)} | "
+                     f"{_ci(a['delta'], a['delta_lo'], a['delta_hi'], False)}{star(a)} | "
+                     f"{_ci(c['baseline'], c['baseline_lo'], c['baseline_hi'], True)} | "
+                     f"{_ci(c['new'], c['new_lo'], c['new_hi'], True)} | "
+                     f"{_ci(c['delta'], c['delta_lo'], c['delta_hi'], True)}{star(c)} |")
+    return "\n".join(lines) + "\n"
+
+
+def gaps_markdown(gaps: pd.DataFrame) -> str:
+    if gaps.empty or (gaps["n"] < 2).all():
+        return "No dimension has two groups large enough for a gap.\n"
+    lines = ["| dimension | metric | groups | gap base | gap new | gap delta | worst base | worst new |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
+    skipped = sorted(set(gaps.loc[gaps["n"] < 2, "dimension"]))
+    for _, r in gaps[gaps["n"] >= 2].iterrows():
+        pct = r["metric"] == "gender accuracy"
+        lines.append(f"| {r['dimension']} | {r['metric']}{' (pp)' if pct else ''} | {r['n']} | "
+                     f"{_ci(r['baseline'], r['baseline_lo'], r['baseline_hi'], pct)} | "
+                     f"{_ci(r['new'], r['new_lo'], r['new_hi'], pct)} | "
+                     f"{_ci(r['delta'], r['delta_lo'], r['delta_hi'], pct)}{' *' if r['significant'] else ''} | "
+                     f"{r['worst_group_baseline']} | {r['worst_group_new']} |")
+    if skipped:
+        lines.append(f"\n(No gap for {', '.join(skipped)}: fewer than two groups with enough images.)")
+    return "\n".join(lines) + "\n"
+
+
+def verdict(rows: pd.DataFrame, gaps: pd.DataFrame) -> list[str]:
+    """One line per difference whose 95 % interval excludes 0 (overall first)."""
+    allr = pd.concat([rows, gaps.assign(group="worst-group gap")], ignore_index=True) if len(gaps) else rows
+    sig = allr[allr["significant"]].copy()
+    sig["o"] = (sig["dimension"] != "overall").astype(int)
+    out = []
+    for _, r in sig.sort_values(["o", "dimension"], kind="stable").iterrows():
+        pct = r["metric"] == "gender accuracy"
+        k, unit = (100, " pp") if pct else (1, " years")
+        where = "overall" if r["dimension"] == "overall" else f"{r['dimension']} {r['group']}"
+        out.append(f"{r['verdict'].upper()}: {r['metric']}, {where}: {k * r['baseline']:.2f} -> {k * r['new']:.2f} "
+                   f"(delta {k * r['delta']:+.2f}{unit}, 95% CI [{k * r['delta_lo']:+.2f}, {k * r['delta_hi']:+.2f}], "
+                   f"n={r['n']})")
+    return out
+
+
+# --------------------------------------------------------------------------------------- galleries
+def gallery_sets(f: pd.DataFrame, n: int = 12, age_tol: float = 5.0) -> dict[str, pd.DataFrame]:
+    """Test images one model gets wrong and the other right (gender: the predicted class; age: an error
+    above `age_tol` years vs within it), the largest changes first."""
+    bw, nw = (f["base_correct"] == 0).to_numpy(), (f["new_correct"] == 0).to_numpy()
+    conf_gain = np.abs(f["new_prob"] - f["base_prob"]).to_numpy()
+    age_gain = (f["base_abs_err"] - f["new_abs_err"]).to_numpy()
+    b_ok, n_ok = (f["base_abs_err"] <= age_tol).to_numpy(), (f["new_abs_err"] <= age_tol).to_numpy()
+
+    def top(mask: np.ndarray, key: np.ndarray) -> pd.DataFrame:
+        # (values, not a Series: assigning a Series to an empty frame would resurrect its index)
+        return f[mask].assign(_k=key[mask]).sort_values("_k", ascending=False).head(n)
+
+    return {"gender_fixed": top(bw & ~nw, conf_gain), "gender_broken": top(~bw & nw, conf_gain),
+            "age_fixed": top(~b_ok & n_ok, age_gain), "age_broken": top(b_ok & ~n_ok, -age_gain)}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=90, bbox_inches="tight")
+    _plt().close(fig)
+    os.replace(tmp, path)
+
+
+def save_gallery(rows: pd.DataFrame, path: Path, title: str, cols: int = 6) -> None:
+    import cv2
+
+    plt = _plt()
+    n = max(len(rows), 1)
+    cols = min(cols, n)
+    nr = (n + cols - 1) // cols
+    fig, axes = plt.subplots(nr, cols, figsize=(2.2 * cols, 2.7 * nr), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    sex = ("M", "F")
+    for i, (_, r) in enumerate(rows.iterrows()):
+        img = cv2.imread(str(r["path"]), cv2.IMREAD_COLOR)
+        ax = axes[i // cols, i % cols]
+        if img is not None:
+            ax.imshow(img[..., ::-1])
+        ax.set_title(f"true {sex[int(r['gender'])]} {int(r['age'])}\n"
+                     f"base {sex[int(r['base_prob'] >= 0.5)]} ({max(r['base_prob'], 1 - r['base_prob']):.2f}) "
+                     f"{r['base_age_pred']:.0f}y\n"
+                     f"new {sex[int(r['new_prob'] >= 0.5)]} ({max(r['new_prob'], 1 - r['new_prob']):.2f}) "
+                     f"{r['new_age_pred']:.0f}y", fontsize=7)
+    if rows.empty:
+        axes[0, 0].text(0, 0.5, "none", fontsize=10)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_groups(rows: pd.DataFrame, path: Path) -> None:
+    """Per dimension: MAE and accuracy of both models with 95 % intervals."""
+    plt = _plt()
+    dims = [d for d in GROUP_DIMS if d != "overall" and (rows["dimension"] == d).any()]
+    if not dims:
+        return
+    fig, axes = plt.subplots(len(dims), 2, figsize=(12, 3.0 * len(dims)), squeeze=False)
+    for i, d in enumerate(dims):
+        for j, metric in enumerate(METRICS):
+            part = rows[(rows["dimension"] == d) & (rows["metric"] == metric)]
+            x = np.arange(len(part))
+            k = 100 if metric == "gender accuracy" else 1
+            ax = axes[i, j]
+            for off, m, col in ((-0.15, "baseline", "tab:gray"), (0.15, "new", "tab:blue")):
+                v = k * part[m].to_numpy(float)
+                lo, hi = k * part[f"{m}_lo"].to_numpy(float), k * part[f"{m}_hi"].to_numpy(float)
+                ax.errorbar(x + off, v, yerr=[np.nan_to_num(v - lo), np.nan_to_num(hi - v)], fmt="o", color=col,
+                            capsize=3, label=m, ms=4)
+            ax.set_xticks(x, part["group"], rotation=30, fontsize=8)
+            ax.set_title(f"{metric}{' (%)' if k == 100 else ' (years)'} by {d}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_deltas(rows: pd.DataFrame, gaps: pd.DataFrame, path: Path) -> None:
+    """Forest plot: every delta (new - baseline) with its 95 % interval; red = excludes 0."""
+    plt = _plt()
+    allr = pd.concat([rows, gaps.assign(group="worst-group gap")], ignore_index=True) if len(gaps) else rows
+    allr = allr[np.isfinite(allr["delta"].astype(float))]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.25 * len(allr) / 2 + 2))
+    for ax, metric in zip(axes, METRICS):
+        part = allr[allr["metric"] == metric].iloc[::-1]
+        k = 100 if metric == "gender accuracy" else 1
+        y = np.arange(len(part))
+        d, lo, hi = (k * part[c].to_numpy(float) for c in ("delta", "delta_lo", "delta_hi"))
+        sig = part["significant"].to_numpy(bool)
+        for mask, color in ((sig, "tab:red"), (~sig, "tab:gray")):
+            if mask.any():
+                ax.errorbar(d[mask], y[mask], xerr=[np.nan_to_num(d - lo)[mask], np.nan_to_num(hi - d)[mask]],
+                            fmt="o", ms=3, color=color, capsize=2)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_yticks(y, [f"{a}: {b}" for a, b in zip(part["dimension"], part["group"])], fontsize=7)
+        better = "lower is better" if METRICS[metric][2] == "lower" else "higher is better"
+        ax.set_title(f"{metric} delta, new - baseline ({'pp' if k == 100 else 'years'}; {better})", fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------- report
+def compare_runs(baseline: str | Path, new: str | Path, out_dir: str | Path | None = None,
+                 review: pd.DataFrame | None = None, review_source: str = "", audits: str | Path | None = None,
+                 n_boot: int = 1000, seed: int = 0, n_gallery: int = 12, n_explain: int = 8,
+                 age_tol: float = 5.0, min_group: int = 10, threads: int = 0, progress: bool = False) -> dict:
+    """Evaluate both runs on the baseline's test manifest and write the comparison report."""
+    t0 = time.time()
+    baseline, new = Path(baseline), Path(new)
+    out = Path(out_dir) if out_dir else new / "compare"
+    bm, nm = run_metadata(baseline), run_metadata(new)
+    check_same_test(bm, nm)
+    manifest = test_manifest(bm)
+    out.mkdir(parents=True, exist_ok=True)
+    pb = predictions(baseline, manifest, out / "predictions_baseline.parquet", threads, progress)
+    pn = predictions(new, manifest, out / "predictions_new.parquet", threads, progress)
+    aud = None
+    if audits:
+        from curate.export import load_audits
+
+        aud = load_audits(audits, manifest.assign(filename=manifest.get("filename", manifest["path"].map(os.path.basename))))
+    f = joint_frame(manifest, pb, pn, aud)
+    tb = evaluate_predictions(_pred_frame(f, "base"), out / "baseline")
+    tn = evaluate_predictions(_pred_frame(f, "new"), out / "new")
+    sbs = side_by_side(tb, tn)
+    rows, gaps = group_tables(f, n_boot, seed, min_group)
+    rows.to_csv(out / "group_metrics.csv", index=False)
+    gaps.to_csv(out / "worst_group_gaps.csv", index=False)
+    for name, t in sbs.items():
+        t.to_csv(out / f"{name}_side_by_side.csv", index=False)
+    f.to_csv(out / "per_image.csv", index=False)
+    plot_groups(rows, out / "group_metrics.png")
+    plot_deltas(rows, gaps, out / "deltas.png")
+    gal = gallery_sets(f, n_gallery, age_tol)
+    titles = {"gender_fixed": "gender: baseline wrong, new right", "gender_broken": "gender: baseline right, new wrong",
+              "age_fixed": f"age: baseline off by > {age_tol:g} y, new within", "age_broken":
+              f"age: baseline within {age_tol:g} y, new off by more"}
+    for k, rws in gal.items():
+        save_gallery(rws, out / f"gallery_{k}.png", f"{titles[k]} ({len(rws)} shown)")
+    explained = {}
+    if n_explain > 0:
+        from trainer.explain import explain_run
+
+        for m, run, p in (("baseline", baseline, pb), ("new", new, pn)):
+            explained[m] = explain_run(run / "checkpoints" / "best.pt", p, out / f"explain_{m}", n_explain, label=m)
+    corrected = None
+    if review is not None:
+        from curate.export import corrected_view
+
+        fc, info = corrected_view(f, review)
+        if info["n_review_rows"]:
+            fc = add_errors(fc)
+            rc, gc = group_tables(fc, n_boot, seed, min_group)
+            rc.to_csv(out / "group_metrics_corrected_test.csv", index=False)
+            gc.to_csv(out / "worst_group_gaps_corrected_test.csv", index=False)
+            corrected = {"info": info, "rows": rc, "gaps": gc}
+    lines = verdict(rows, gaps)
+    summary = {
+        "baseline": str(baseline), "new": str(new), "test_manifest": bm["config"]["val_path"],
+        "test_manifest_hash": bm.get("val_manifest_hash"), "n_test": len(f), "n_boot": n_boot, "seed": seed,
+        "min_group": min_group,
+        "baseline_train": bm.get("train_manifest"), "new_train": nm.get("train_manifest"),
+        "n_train_baseline": bm.get("n_train"), "n_train_new": nm.get("n_train"),
+        "overall": rows[rows["dimension"] == "overall"].to_dict("records"), "verdict": lines,
+        "corrected_test": corrected["info"] if corrected else None, "seconds": round(time.time() - t0, 1),
+    }
+    (out / "compare.json").write_text(json.dumps(summary, indent=2, default=str))
+    md = report_markdown(summary, bm, nm, sbs, rows, gaps, gal, explained, corrected, review_source, age_tol)
+    tmp = out / "report.md.tmp"
+    tmp.write_text(md)
+    os.replace(tmp, out / "report.md")
+    summary["report"] = str(out / "report.md")
+    return summary
+
+
+def _cfg_diff(bm: dict, nm: dict) -> list[str]:
+    b, n = bm["config"], nm["config"]
+    return [f"`{k}`: {b.get(k)!r} -> {n.get(k)!r}" for k in sorted(set(b) | set(n)) if b.get(k) != n.get(k)]
+
+
+def report_markdown(s, bm, nm, sbs, rows, gaps, gal, explained, corrected, review_source, age_tol) -> str:
+    L = ["# Retrain comparison", "",
+         f"Baseline `{s['baseline']}` (trained on `{bm.get('train_manifest')}`, {bm.get('n_train')} images) vs "
+         f"new `{s['new']}` (trained on `{nm.get('train_manifest')}`, {nm.get('n_train')} images). "
+         f"Configuration differences: {', '.join(_cfg_diff(bm, nm)) or 'none'}.", "",
+         f"Both evaluated on the same untouched test manifest `{s['test_manifest']}` ({s['n_test']} images, hash "
+         f"{s['test_manifest_hash']}). Intervals: 95 % percentile intervals of a paired bootstrap over the test "
+         f"images ({s['n_boot']} resamples, seed {s['seed']}; the same resampled images for both models, so the "
+         "delta's interval accounts for their correlation). `*` marks a delta whose interval excludes 0.", "",
+         "## Verdict", ""]
+    if s["verdict"]:
+        L += ["Differences larger than their uncertainty (95 % interval excludes 0):", ""]
+        L += [f"- {v}" for v in s["verdict"]]
+        L += ["", "Every other difference below is within its uncertainty. With this many groups, an "
+              "occasional interval excluding 0 is expected by chance alone (about 1 in 20)."]
+    else:
+        L += ["No difference between the two models is larger than its uncertainty: every delta's 95 % "
+              "interval includes 0."]
+    L += ["", "![deltas](deltas.png)", "", "## Evaluate tables side by side (new - baseline = delta)", ""]
+    for name, t in sbs.items():
+        L += [f"### {name.replace('_', ' ')}", "", t.to_markdown(index=False, floatfmt=".4f"), ""]
+    L += ["## Per group, with 95 % intervals", "",
+          "MAE in years (lower is better), gender accuracy in % (deltas in percentage points).", ""]
+    for dim in GROUP_DIMS:
+        md = group_markdown(rows, dim)
+        if md:
+            L += [f"### {dim.replace('_', ' ')}", "", md]
+    if "skin_category" not in set(rows["dimension"]):
+        L += ["(No skin-tone audit given: pass `--audits` with a skin_category column for that breakdown.)", ""]
+    L += ["### Worst-group gap (max - min over groups with enough images)", "",
+          f"Groups with at least {s['min_group']} test images take part (never \"unknown\"). A gap of noisy group "
+          "estimates is biased upwards; the paired delta of the two models' gaps is the fairer comparison.", "",
+          gaps_markdown(gaps),
+          "![groups](group_metrics.png)", ""]
+    if corrected:
+        i = corrected["info"]
+        L += ["## On the test split with the review's corrections applied", "",
+              f"Review {review_source or ''}: {i['n_review_rows']} reviewed test image(s); {i['n_corrected']} label(s) "
+              f"corrected, {i['n_removed']} image(s) excluded; {i['n']} images remain. Predictions are unchanged, "
+              "only the truth moves.", ""]
+        for dim in GROUP_DIMS:
+            md = group_markdown(corrected["rows"], dim)
+            if md:
+                L += [f"### {dim.replace('_', ' ')} (corrected test)", "", md]
+        cv = verdict(corrected["rows"], corrected["gaps"])
+        L += ["Differences larger than their uncertainty on the corrected test:", ""] + \
+             ([f"- {v}" for v in cv] or ["- none"]) + [""]
+    L += ["## Galleries", "", f"Gender: the predicted class flips between right and wrong. Age: an error above "
+          f"{age_tol:g} years on one side, within it on the other. Largest changes first.", ""]
+    for k, rws in gal.items():
+        L += [f"### {k.replace('_', ' ')} ({len(rws)})", "", f"![{k}](gallery_{k}.png)", ""]
+    if explained:
+        L += ["## Grad-CAM of the most-misclassified images", "",
+              "Heat maps of the last convolutional block (`curate explain`): for gender the predicted class's "
+              "logit, for age the age output.", ""]
+        for m, heads in explained.items():
+            for head, p in heads.items():
+                L += [f"### {m}: {head}", "", f"![{m} {head}]({Path(p).parent.name}/{Path(p).name})", ""]
+    return "\n".join(L) + "\n"

@@ -1,0 +1,281 @@
+"""`curate export`: the cleaned split obeys every review decision, the oversampled split reaches its
+target and traces every generated image to its source, the test split is never touched, and the
+unusable inputs give clear errors. Real images only: the embedded sample."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from curate.cli import main
+from curate.export import (ExportError, Policy, apply_transform, export, plan_oversampling, read_review_csv,
+                           target_shares)
+from curate.splits import parse_name, pixel_hash
+from trainer.data import read_manifest
+
+
+def tree_digest(*folders: Path, files: list[str] | None = None) -> dict[str, str]:
+    """sha256 of every file under the folders (and of the listed files): byte-level identity."""
+    out = {}
+    for f in folders:
+        for p in sorted(Path(f).rglob("*")):
+            if p.is_file():
+                out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    for p in files or []:
+        out[p] = hashlib.sha256(Path(p).read_bytes()).hexdigest()
+    return out
+
+
+def manifests(split: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    read = lambda s: pd.read_csv(split / s / "manifest.csv", dtype={"content_hash": str})  # noqa: E731
+    return read("train_8_folds_first"), read("test_2_folds_last")
+
+
+def write_review(split: Path, path: Path) -> dict[str, str]:
+    """A review touching every decision; returns filename -> what the export must do with it."""
+    tr, te = manifests(split)
+    r = lambda i, **kw: {"path": tr.path[i], "content_hash": tr.content_hash[i], **kw}  # noqa: E731
+    rows = [
+        r(0, tags="exclude"),
+        r(1, tags="confirmed:mislabel"),
+        r(2, tags="confirmed:mislabel", age_corrected=77),
+        r(3, tags="confirmed:mislabel", gender_corrected=["female", "male"][tr.gender[3]]),
+        r(4, tags="confirmed:mislabel", age_corrected=tr.age[4] + 3, gender_corrected=1 - tr.gender[4]),
+        r(5, tags="suspect:gender", gender_suspect=True, gender_issue_score=0.9),
+        r(6, tags="suspect:age;confirmed:ok", age_suspect=True, age_issue_score=0.95),
+        r(7, tags="low_quality", low_quality=True),
+        r(8, tags="", gender_issue_score=0.7),  # not flagged, but above --suspect-min-score 0.6
+        r(9, tags="exclude", age_corrected=50),  # exclude wins over a correction
+        {"filename": te.filename[0], "content_hash": te.content_hash[0], "tags": "exclude"},  # test split
+    ]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    f = tr.filename
+    return {f[0]: "drop", f[1]: "drop", f[2]: "age", f[3]: "gender", f[4]: "both", f[5]: "suspect",
+            f[6]: "keep", f[7]: "lowq", f[8]: "score", f[9]: "drop"}
+
+
+def test_cleaned_split_obeys_every_tag_and_correction(sample_split: Path, tmp_path: Path):
+    review = tmp_path / "review.csv"
+    plan = write_review(sample_split, review)
+    tr, te = manifests(sample_split)
+    before = tree_digest(sample_split / "test_2_folds_last", files=list(tr.path) + list(te.path))
+    rev = read_review_csv(review)
+    root = tmp_path / "out"
+    # 1) decisions only, originals referenced by the manifest
+    s = export(sample_split / "train_8_folds_first", root, "plain", review=rev, test_split=sample_split / "test_2_folds_last")
+    plain = read_manifest(root / "plain")  # readable by the trainer, every path exists
+    src = set(plain["source_filename"])
+    removed = {f for f, what in plan.items() if what == "drop"}
+    assert not (removed & src) and len(plain) == len(tr) - len(removed) == s["cleaned"]["n"]
+    assert {f for f, w in plan.items() if w in ("suspect", "lowq", "score", "keep")} <= src
+    assert s["review_rows_on_test_split"] == 1 and s["n_removed"] == 3
+    byname = plain.set_index("source_filename")
+    orig = tr.set_index("filename")
+    for f, what in plan.items():
+        if what == "drop":
+            continue
+        row = byname.loc[f]
+        want_age = 77 if what == "age" else orig.age[f] + 3 if what == "both" else orig.age[f]
+        want_gender = 1 - orig.gender[f] if what in ("gender", "both") else orig.gender[f]
+        assert (row.age, row.gender) == (want_age, want_gender), f
+        parsed = parse_name(row.filename)  # the exported name carries the corrected labels
+        assert (parsed.age, parsed.gender) == (want_age, want_gender) and row.filename.split("_")[3] in f
+        assert row.label_source == ("original" if what in ("suspect", "lowq", "score", "keep") else "corrected")
+        assert (row.original_age, row.original_gender) == (orig.age[f], orig.gender[f])
+    untouched = plain[~plain["source_filename"].isin(plan)]
+    odd = untouched["name_note"].fillna("") != ""  # malformed names ("...357jpg.chip.jpg") come out canonical
+    assert (untouched.loc[~odd, "filename"] == untouched.loc[~odd, "source_filename"]).all()
+    for _, row in untouched[odd].iterrows():
+        p = parse_name(row.filename)
+        assert (p.age, p.gender) == (row.age, row.gender)
+        assert p.note == ("" if pd.notna(row.race) else "no race field (race unknown)")
+    corr = pd.read_csv(root / "plain" / "corrections.csv")
+    assert set(corr["source_filename"]) == {f for f, w in plan.items() if w in ("age", "gender", "both")}
+    rem = pd.read_csv(root / "plain" / "removed.csv")
+    assert dict(zip(rem["filename"], rem["reason"])) == {
+        tr.filename[0]: "tagged exclude", tr.filename[1]: "confirmed:mislabel without a correction",
+        tr.filename[9]: "tagged exclude"}
+    # 2) the policies, with copied images named after the corrected labels
+    s = export(sample_split / "train_8_folds_first", root, "strict", review=rev, images="copy",
+               policy=Policy(drop_low_quality=True, drop_suspects=True, suspect_min_score=0.6),
+               test_split=sample_split / "test_2_folds_last")
+    strict = read_manifest(root / "strict")
+    gone = {f for f, w in plan.items() if w in ("drop", "suspect", "lowq", "score")}
+    assert not (gone & set(strict["source_filename"])) and len(strict) == len(tr) - len(gone)
+    assert tr.filename[6] in set(strict["source_filename"]), "a confirmed:ok suspect is kept"
+    assert s["removed"] == {"tagged exclude": 2, "confirmed:mislabel without a correction": 1,
+                            "low quality (policy --drop-low-quality)": 1,
+                            "unreviewed suspect (policy --drop-suspects)": 2}
+    for _, row in strict.iterrows():
+        p = Path(row.path)
+        assert p.parent == (root / "strict").resolve() and p.name == row.filename
+        assert p.read_bytes() == Path(row.source_path).read_bytes()
+    assert sorted(q.name for q in (root / "strict").glob("*.jpg")) == sorted(strict["filename"])
+    assert "unreviewed suspect (policy --drop-suspects): 2" in (root / "strict" / "EXPORT.md").read_text()
+    after = tree_digest(sample_split / "test_2_folds_last", files=list(tr.path) + list(te.path))
+    assert before == after, "the test split and the source images are byte-identical after the export"
+
+
+def skin_categories(df: pd.DataFrame) -> pd.DataFrame:
+    """A crude skin-tone category measured on the real pixels (centre-crop lightness), unequal on purpose."""
+    light = []
+    for p in df["path"]:
+        lab = cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2LAB)
+        h, w = lab.shape[:2]
+        light.append(float(lab[h // 3:2 * h // 3, w // 3:2 * w // 3, 0].mean()))
+    q = np.quantile(light, [0.15, 0.4])
+    cat = np.where(np.asarray(light) < q[0], "dark", np.where(np.asarray(light) < q[1], "medium", "light"))
+    return pd.DataFrame({"path": df["path"], "skin_category": cat})
+
+
+def test_oversampled_split_reaches_target_and_traces_to_source(sample_split: Path, tmp_path: Path):
+    tr, te = manifests(sample_split)
+    audits = tmp_path / "audits.parquet"
+    skin_categories(tr).to_parquet(audits)
+    before = tree_digest(sample_split / "test_2_folds_last", files=list(tr.path))
+    root = tmp_path / "out"
+    targets = {"age_bin": "mix:0.8", "skin_category": "uniform"}
+    s = export(sample_split / "train_8_folds_first", root, "base", oversample=True, audits=audits,
+               targets=targets, max_factor=10, seed=3, test_split=sample_split / "test_2_folds_last")
+    p = s["oversampled"]["plan"]
+    assert p["dims"] == ["age_bin", "skin_category"] and s["oversampled"]["n_generated"] > 20
+    over = read_manifest(root / "base_oversampled")
+    gen = over[over["generated"]]
+    assert len(gen) == s["oversampled"]["n_generated"] and len(over) == len(tr) + len(gen)
+    # the target distribution, within tolerance, on both dimensions at once
+    cats = over["skin_category"]
+    for dim, col in (("age_bin", over["age_bin"]), ("skin_category", cats)):
+        share = col.value_counts(normalize=True)
+        want = pd.Series(p["targets"][dim])
+        assert (share.reindex(want.index) - want).abs().max() < 0.02, (dim, share, want)
+    assert pd.Series(p["targets"]["skin_category"]).round(6).nunique() == 1  # uniform: 1/3 each
+    was = tr["path"].map(skin_categories(tr).set_index("path")["skin_category"]).value_counts(normalize=True)
+    assert was.min() < 0.2 < cats.value_counts(normalize=True).min(), "the rare category was lifted"
+    # every generated image traces to its source: labels, hash, and pixels regenerated from the record
+    src = tr.set_index("path")
+    for _, g in gen.iterrows():
+        s_row = src.loc[g.source_path]
+        assert g.source_content_hash == s_row.content_hash and (g.age, g.gender) == (s_row.age, s_row.gender)
+        assert g.filename.startswith(f"{s_row.age}_{s_row.gender}_") and "_aug" in g.filename
+        assert re.search(r"_(\d+)_aug\d+\.jpg$", g.filename)[1] in s_row.filename  # the source's datetime
+        t = json.loads(g["transform"])
+        assert set(t) == {"hflip", "angle", "scale", "tx", "ty", "brightness", "contrast", "saturation", "gamma"}
+        again = apply_transform(cv2.imread(g.source_path), t)
+        ok, buf = cv2.imencode(".jpg", again, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        assert Path(g.path).read_bytes() == buf.tobytes()
+        assert pixel_hash(cv2.imread(g.path)) == g.content_hash and int(g.seed) == 3
+    assert gen.groupby("source_path").size().max() <= 10
+    # deterministic for a seed, different for another
+    export(sample_split / "train_8_folds_first", tmp_path / "again", "base", oversample=True, audits=audits,
+           targets=targets, max_factor=10, seed=3, test_split=sample_split / "test_2_folds_last")
+    again = read_manifest(tmp_path / "again" / "base_oversampled")
+    assert list(again["content_hash"]) == list(over["content_hash"])
+    export(sample_split / "train_8_folds_first", tmp_path / "other", "base", oversample=True, audits=audits,
+           targets=targets, max_factor=10, seed=4, test_split=sample_split / "test_2_folds_last")
+    other = read_manifest(tmp_path / "other" / "base_oversampled")
+    assert set(other.loc[other.generated, "content_hash"]) != set(gen["content_hash"])
+    assert before == tree_digest(sample_split / "test_2_folds_last", files=list(tr.path))
+
+
+def test_target_specs_and_plan_without_skin_audit(sample_split: Path):
+    counts = pd.Series({"a": 60, "b": 30, "c": 10})
+    assert target_shares(counts, "uniform") == pytest.approx({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3})
+    assert target_shares(counts, "mix:0.5") == pytest.approx({"a": 0.3 + 1 / 6, "b": 0.15 + 1 / 6, "c": 0.05 + 1 / 6})
+    fl = target_shares(counts, "floor:0.2")
+    assert fl["c"] == pytest.approx(0.2) and sum(fl.values()) == pytest.approx(1) and fl["a"] / fl["b"] == pytest.approx(2)
+    for bad, msg in (({"a": 0.5, "b": 0.4}, "sum to 1"), ({"a": 0.5, "z": 0.5}, "no source image"),
+                     ("mix:2", "0..1"), ("floor:0.5", "below 1"), ("lots", "unknown target")):
+        with pytest.raises(ExportError, match=msg):
+            target_shares(counts, bad)
+    tr, _ = manifests(sample_split)
+    df = tr.assign(age_bin=tr["age"].map(__import__("curate.splits", fromlist=["age_bin"]).age_bin),
+                   gender=tr["gender"].map({0: "male", 1: "female"}))
+    plan = plan_oversampling(df, ["age_bin", "gender"], {"age_bin": "uniform", "gender": "uniform"}, max_factor=20)
+    assert plan.max_share_error < 0.01 and not plan.capped and plan.n_after == len(df) + len(plan.jobs)
+    tight = plan_oversampling(df, ["age_bin"], {"age_bin": {b: (0.5 if b == "80+" else 0.5 / 9)
+                                                            for b in df["age_bin"].unique()}}, max_factor=1)
+    assert tight.capped and tight.max_share_error > 0.1, "an unreachable target is reported, not faked"
+
+
+def test_export_errors_are_clear(sample_split: Path, tmp_path: Path):
+    tr, _ = manifests(sample_split)
+    root = tmp_path / "out"
+    args = ["export", "--from", str(sample_split / "train_8_folds_first"), "--root", str(root), "--quiet"]
+    run = lambda *a: CliRunner().invoke(main, [*args, *a])  # noqa: E731
+    assert run().exit_code == 0
+    stamp = (root / "train_cleaned" / "manifest.csv").stat().st_mtime_ns
+    res = run()
+    assert res.exit_code != 0 and "already exists" in res.output and "--force" in res.output
+    assert (root / "train_cleaned" / "manifest.csv").stat().st_mtime_ns == stamp, "left untouched"
+    res = run("--force")
+    assert res.exit_code == 0 and not list(root.glob(".train_cleaned*")), "replaced, no temp folder left"
+    res = run("--name", "test_2_folds_last", "--root", str(sample_split), "--force")
+    assert res.exit_code != 0 and "refusing to write over" in res.output
+    # a review that refers to images that no longer exist, or whose pixels changed
+    review = tmp_path / "review.csv"
+    pd.DataFrame({"path": ["/nowhere/30_1_0_20170117000000000.jpg.chip.jpg", tr.path[1]],
+                  "tags": ["exclude", "exclude"]}).to_csv(review, index=False)
+    res = run("--review", str(review), "--name", "r")
+    assert res.exit_code != 0 and "no longer exist" in res.output and "30_1_0_20170117000000000" in res.output
+    assert not (root / "r").exists()
+    res = run("--review", str(review), "--name", "r", "--allow-missing")
+    assert res.exit_code == 0 and "skipped" in res.output
+    assert len(read_manifest(root / "r")) == len(tr) - 1
+    pd.DataFrame({"path": [tr.path[2]], "content_hash": ["0" * 32], "tags": ["exclude"]}).to_csv(review, index=False)
+    res = run("--review", str(review), "--name", "r2")
+    assert res.exit_code != 0 and "pixels changed" in res.output
+    pd.DataFrame({"path": [tr.path[2]], "gender_corrected": ["robot"]}).to_csv(review, index=False)
+    res = run("--review", str(review), "--name", "r3")
+    assert res.exit_code != 0 and "not 0/1/male/female" in res.output
+    res = run("--oversample", "--by", "age_bin,skin_category", "--name", "r4")
+    assert res.exit_code != 0 and "needs --audits" in res.output
+    res = CliRunner().invoke(main, ["export", "--from", str(sample_split / "test_2_folds_last"), "--root",
+                                    str(sample_split), "--name", "x", "--quiet"])
+    assert res.exit_code != 0 and "also in the test split" in res.output
+
+
+def test_review_status_csv_with_flags(sample_split: Path, tmp_path: Path):
+    """The decisions CSV as `curate review-status --csv` writes it (curate.fo_review.decisions: reviewed
+    samples only, string genders, a `decision` column) plus a --flags table for the unreviewed images."""
+    tr, _ = manifests(sample_split)
+    g = lambda i: ("male", "female")[tr.gender[i]]  # noqa: E731
+    other = lambda i: ("female", "male")[tr.gender[i]]  # noqa: E731
+    rows = [  # path, tags, age_corrected, gender_corrected, decision
+        (0, "exclude;suspect:age", None, None, "exclude"),
+        (1, "confirmed:mislabel;confirmed:ok", None, None, "conflict"),
+        (2, "confirmed:mislabel;suspect:gender", None, other(2), "mislabel"),
+        (3, "", 61, None, "mislabel"),  # a correction without a tag still counts
+        (4, "confirmed:ok;suspect:gender", None, None, "ok"),
+    ]
+    dec = pd.DataFrame([{"path": tr.path[i], "filename": tr.filename[i], "content_hash": tr.content_hash[i],
+                         "age": tr.age[i], "gender": g(i), "race": "White", "tags": t, "age_corrected": a,
+                         "gender_corrected": gc, "decision": d, "problem": "", "id": f"id{i}"}
+                        for i, t, a, gc, d in rows])
+    dec["age_corrected"] = dec["age_corrected"].astype("Int64")
+    dec.to_csv(tmp_path / "decisions.csv", index=False)
+    flags = pd.DataFrame({"path": tr.path[4:9], "gender_suspect": [True, True, False, False, False],
+                          "age_issue_score": [0.1, 0.2, 0.95, 0.3, 0.1], "low_quality": [False] * 4 + [True]})
+    flags.to_parquet(tmp_path / "flags.parquet")
+    root = tmp_path / "out"
+    base = ["export", "--from", str(sample_split / "train_8_folds_first"), "--root", str(root), "--review",
+            str(tmp_path / "decisions.csv"), "--quiet"]
+    res = CliRunner().invoke(main, [*base, "--name", "a", "--drop-suspects"])
+    assert res.exit_code == 0 and "no unreviewed image" in res.output, res.output
+    a = read_manifest(root / "a").set_index("source_filename")
+    assert set(tr.filename[:5]) - set(a.index) == {tr.filename[0], tr.filename[1]}, "exclude and conflict dropped"
+    assert a.loc[tr.filename[2], "gender"] == 1 - tr.gender[2] and a.loc[tr.filename[3], "age"] == 61
+    res = CliRunner().invoke(main, [*base, "--name", "b", "--flags", str(tmp_path / "flags.parquet"),
+                                    "--drop-suspects", "--suspect-min-score", "0.9", "--drop-low-quality"])
+    assert res.exit_code == 0, res.output
+    b = set(read_manifest(root / "b")["source_filename"])
+    # 4: suspect but confirmed:ok -> kept; 5: unreviewed suspect; 6: score 0.95 >= 0.9; 8: low quality
+    assert set(tr.filename[:9]) - b == {tr.filename[i] for i in (0, 1, 5, 6, 8)}
+    rem = pd.read_csv(root / "b" / "removed.csv").set_index("filename")["reason"]
+    assert rem[tr.filename[1]].startswith("conflicting review") and "policy --drop-low-quality" in rem[tr.filename[8]]
