@@ -30,9 +30,10 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MAX_AGE = 120
 
 # {age}_{gender}_{race}_{datetime}.jpg[.chip.jpg]; the race field is optional (3 real files lack it),
-# and we tolerate whitespace before the extension and a missing dot ("...357jpg.chip.jpg").
+# and we tolerate whitespace before the extension and a missing dot ("...357jpg.chip.jpg"), and
+# suffixes such as "_aug3" / "_dup1" that `curate export` gives generated or renamed samples.
 _NAME_RE = re.compile(
-    r"^(?P<age>\d+)_(?P<gender>\d+)_(?:(?P<race>\d)_)?(?P<stamp>\d+)"
+    r"^(?P<age>\d+)_(?P<gender>\d+)_(?:(?P<race>\d)_)?(?P<stamp>\d+)(?P<suffix>(?:_[A-Za-z]+\d*)*)"
     r"(?P<space>\s*)(?P<dot>\.?)(?P<ext>jpe?g|png)(?P<chip>\.chip\.jpg)?$",
     re.IGNORECASE,
 )
