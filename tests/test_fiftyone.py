@@ -377,3 +377,75 @@ def test_app_shows_a_saved_view_in_headless_chromium(flagged, fo, tmp_path):
         except subprocess.TimeoutExpired:
             app.kill()
         log.close()
+
+
+def test_an_integer_audit_column_with_a_gap_is_not_a_schema_change(fo, env):
+    """exact_group is stored as int; a later table where one row lacks it (pandas: float + NaN) updates fine."""
+    from curate.fo_dataset import ingest, open_dataset
+    from curate.fo_inputs import folder_manifest, join_inputs
+
+    man, _ = folder_manifest(SAMPLE, progress=False)
+    man = man.head(6).reset_index(drop=True)
+    audit = man[["path", "content_hash"]].assign(exact_group=[-1, -1, 3, 3, -1, -1], status="ok")
+    ds = open_dataset(fo, f"t-int-{uuid.uuid4().hex[:6]}")
+    ingest(fo, ds, join_inputs(man, None, audit), audit_version="a1")
+    assert type(ds.get_field_schema()["exact_group"]).__name__ == "IntField"
+    audit2 = audit.assign(exact_group=[-1.0, float("nan"), 3.0, 3.0, -1.0, 7.0])
+    c = ingest(fo, ds, join_inputs(man, None, audit2), audit_version="a1")
+    assert c["updated"] == {"audits": 2} and c["added"] == 0
+    by_name = dict(zip(ds.values("filename"), ds.values("exact_group")))
+    assert by_name[man.at[1, "filename"]] is None and by_name[man.at[5, "filename"]] == 7
+    bad = audit.assign(exact_group=[0.5, 1, 1, 1, 1, 1])  # a real float is a schema change: refused
+    from curate.fo_dataset import SchemaError
+
+    with pytest.raises(SchemaError, match="exact_group is IntField, expected FloatField"):
+        ingest(fo, ds, join_inputs(man, None, bad), audit_version="a1")
+    ds.delete()
+
+
+def test_fast_insert_stores_exactly_what_add_samples_stores(fo, env, monkeypatch):
+    """The default insert path writes documents itself; FiftyOne must read them back identically."""
+    import numpy as np
+
+    from curate.fo_dataset import ingest, open_dataset
+    from curate.fo_inputs import folder_manifest, join_inputs
+
+    man, _ = folder_manifest(SAMPLE, progress=False)
+    man = man.head(8).reset_index(drop=True)
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(8, 2))
+    pred = man[["path", "content_hash"]].assign(
+        age_pred=rng.uniform(1, 80, 8), gender_prob=1 / (1 + np.exp(logits[:, 0] - logits[:, 1])),
+        gender_logit_0=logits[:, 0], gender_logit_1=logits[:, 1], age_abs_error=1.0, gender_loss=0.5,
+        embedding=list(rng.normal(size=(8, 576)).astype(np.float32)), model="abc")
+    audit = man[["path", "content_hash"]].assign(low_quality=[True, False] * 4, quality_reasons="blurry",
+                                                 ita=rng.normal(size=8), monk_tone=list(range(8)), status="ok")
+    table = join_inputs(man, pred, audit)
+    out = {}
+    for mode in ("fast", "add_samples"):
+        monkeypatch.setenv("CURATE_FO_INSERT", mode)
+        ds = open_dataset(fo, f"t-{mode}-{uuid.uuid4().hex[:6]}")
+        assert ingest(fo, ds, table, audit_version="v")["added"] == 8
+        out[mode] = ds
+    a, b = out["fast"], out["add_samples"]
+    assert a.get_field_schema().keys() == b.get_field_schema().keys()
+    skip = {"id", "created_at", "last_modified_at", "scored_at"}
+    for sa, sb in zip(a.sort_by("filepath"), b.sort_by("filepath")):
+        da, db = sa.to_dict(), sb.to_dict()
+        for k in set(da) | set(db):
+            if k in skip or k.startswith("_"):
+                continue
+            va, vb = da.get(k), db.get(k)
+            if isinstance(va, dict):
+                va = {x: y for x, y in va.items() if x != "_id"}
+                vb = {x: y for x, y in vb.items() if x != "_id"}
+            assert va == vb, k
+        assert np.array_equal(sa.embedding, sb.embedding) and sa.embedding.dtype == np.float32
+        assert np.allclose(sa.gender_pred.logits, sb.gender_pred.logits)
+    assert len(a.take(3, seed=1)) == 3
+    # the stored documents have the same layout (FiftyOne's private keys included)
+    ra, rb = a._sample_collection.find_one(), b._sample_collection.find_one()
+    assert set(ra) == set(rb) and {type(ra[k]) for k in ra} == {type(rb[k]) for k in rb}
+    assert set(ra["gender_pred"]) == set(rb["gender_pred"]) and 0.999 <= ra["_rand"] <= 1.0
+    for ds in (a, b):
+        ds.delete()
