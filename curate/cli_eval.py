@@ -129,4 +129,8 @@ def _add_quality(df, files, thresholds_path):
     except ImportError:
         return df
 
-    return attach_verdict(df, files, thresholds_path)
+    try:
+        return attach_verdict(df, files, thresholds_path)
+    except RuntimeError as e:  # e.g. BRISQUE weights neither cached nor downloadable
+        click.echo(f"warning: no quality verdict: {str(e).splitlines()[0]}", err=True)
+        return df.assign(quality_ok=None, quality_verdict="unavailable")
