@@ -5,9 +5,10 @@
         [--audits AUDITS.parquet | --audit-results RUNNER_CACHE_results-*.parquet] [--naive-n 2000]
 
 Times, in one run and one (temporary, isolated) database:
-  bulk      `curate score`'s path (curate.fo_dataset.ingest): one add_samples of all samples with
-            labels, predictions (Regression / Classification with logits), losses, every audit field
-            and the 576-d embedding
+  bulk      `curate score`'s path (curate.fo_dataset.ingest): all samples with labels, predictions
+            (Regression / Classification with logits), losses, every audit field and the 576-d
+            embedding, inserted in bulk (insert_many in FiftyOne's layout); and the same through
+            FiftyOne's public add_samples (CURATE_FO_INSERT=add_samples)
   noop      the same ingest again (nothing changed: fingerprints only)
   update    ingest after every prediction changed (set_values of the prediction fields, keyed by id)
   naive     the per-sample loop people write first: add bare samples, then for each sample set
@@ -148,6 +149,16 @@ def main() -> None:
     report["update_predictions_seconds"] = round(time.time() - t, 2)
     assert c["updated"].get("predictions") == n
 
+    # FiftyOne's public add_samples path for the same fresh ingest
+    os.environ["CURATE_FO_INSERT"] = "add_samples"
+    ds2 = open_dataset(fo, name + "-add")
+    t = time.time()
+    c = ingest(fo, ds2, table)
+    report["bulk_add_samples_seconds"] = round(time.time() - t, 2)
+    assert c["added"] == n
+    ds2.delete()
+    os.environ["CURATE_FO_INSERT"] = "fast"
+
     # naive: bare samples, then a per-sample save() loop over every field
     k = min(args.naive_n, n)
     sub = table.head(k).reset_index(drop=True)
@@ -172,6 +183,7 @@ def main() -> None:
     print(f"{n} samples, {report['fields']} fields (predictions: {n_real_pred} real rows"
           + (f", audits: {report['audit_real_rows']} real rows" if audit is not None else ", no audits") + ")")
     print(f"  bulk ingest (curate score path)     {report['bulk_seconds']:8.2f} s")
+    print(f"  same, via FiftyOne's add_samples    {report['bulk_add_samples_seconds']:8.2f} s")
     print(f"  re-run, nothing changed             {report['noop_seconds']:8.2f} s")
     print(f"  re-run, all predictions changed     {report['update_predictions_seconds']:8.2f} s")
     print(f"  naive per-sample save() loop        {report['naive_seconds_measured']:8.2f} s for {k} samples -> "

@@ -207,10 +207,32 @@ def _bools(s: pd.Series) -> list:
 CONVERT = {"FloatField": _floats, "IntField": _ints, "StringField": _strs, "BooleanField": _bools}
 
 
+def specs_and_hashes(table: pd.DataFrame, audit_version: str | None,
+                     audit_columns: list[str] | None = None) -> tuple[dict, dict]:
+    """(specs, hashes) per field group present in `table`: the field types, and per row a fingerprint
+    of the group's inputs (cheap: no FiftyOne objects are built)."""
+    n = len(table)
+    specs = {"labels": LABEL_FIELDS}
+    hashes = {"labels": _row_hashes(table, ["filename", "content_hash", "age", "gender", "race", "split", "fold",
+                                            "width", "height", "name_note"])}
+    if "age_pred" in table:
+        specs["predictions"] = PREDICTION_FIELDS
+        cols = [c for c in ("age_pred", "gender_prob", "gender_logit_0", "gender_logit_1", "age_abs_error",
+                            "gender_loss", "pred_model", "pred_status") if c in table]
+        emb = table["embedding"].to_numpy() if "embedding" in table else np.full(n, None, dtype=object)
+        hashes["predictions"] = _row_hashes(table, cols, extra=[_emb_hash(e) for e in emb])
+    audit_cols = audit_fields(audit_columns or [])
+    if audit_cols:
+        specs["audits"] = audit_specs(table, [c for c in audit_cols if c != "audit_status"])
+        hashes["audits"] = _row_hashes(table, audit_cols, extra=[audit_version or ""] * n)
+    return specs, hashes
+
+
 def build_values(fo, table: pd.DataFrame, audit_version: str | None,
-                 audit_columns: list[str] | None = None) -> tuple[dict, dict, dict]:
+                 audit_columns: list[str] | None = None, audit_spec: dict | None = None) -> tuple[dict, dict, dict]:
     """(values, specs, hashes): per group, {field: list aligned with table rows}; the field specs; and
-    per group a list of per-row fingerprints of the group's inputs."""
+    per group a list of per-row fingerprints of the group's inputs. `audit_spec` (from the whole
+    table) fixes the audit fields' types when `table` is a part of it."""
     from curate.splits import age_bin
 
     n = len(table)
@@ -263,7 +285,7 @@ def build_values(fo, table: pd.DataFrame, audit_version: str | None,
 
     audit_cols = audit_fields(audit_columns or [])
     if audit_cols:
-        sp = audit_specs(table, [c for c in audit_cols if c != "audit_status"])
+        sp = audit_spec or audit_specs(table, [c for c in audit_cols if c != "audit_status"])
         vals = {c: CONVERT[sp[c][0]](table[c]) for c in audit_cols if c in sp and c in table}
         vals["audit_status"] = _strs(table["audit_status"]) if "audit_status" in table else ["ok"] * n
         vals["audit_version"] = [audit_version] * n
@@ -312,18 +334,13 @@ def ingest(fo, ds, table: pd.DataFrame, rejected: pd.DataFrame | None = None,
     if audit_columns is None:
         audit_columns = list(table.attrs.get("audit_columns", []))
     table = table.reset_index(drop=True)
-    values, specs, hashes = build_values(fo, table, audit_version, audit_columns)
-    all_specs = {**BOOK_FIELDS}
-    for g in values:
-        all_specs.update(specs[g])
-    _reconcile_numeric(ds, specs, values, all_specs)
-    check_schema(ds, all_specs)  # before anything is written
-    declare_fields(fo, ds, all_specs)
-    present = list(values)
+    specs, hashes = specs_and_hashes(table, audit_version, audit_columns)
+    present = list(specs)
     now = _now()
 
-    stored = ds.values(["id", "filepath", "content_hash", "filename", "ingest_hashes"]) if len(ds) else [[]] * 5
-    ids, fps, chs, fns, ihs = (list(x) for x in stored)
+    stored = ds.values(["id", "filepath", "content_hash", "filename", "ingest_hashes", "score_status"]) \
+        if len(ds) and "ingest_hashes" in ds.get_field_schema() else [[]] * 6
+    ids, fps, chs, fns, ihs, sts = (list(x) for x in stored)
     pos = {p: i for i, p in enumerate(fps)}
     paths = table["path"].tolist()
     row_of = {p: i for i, p in enumerate(paths)}
@@ -332,14 +349,47 @@ def ingest(fo, ds, table: pd.DataFrame, rejected: pd.DataFrame | None = None,
     gone = [i for i, p in enumerate(fps) if p not in row_of and not os.path.exists(p)]
     new_rows = [i for i, p in enumerate(paths) if p not in pos]
     moved = _match_moves(gone, new_rows, chs, fns, table)
+    old_fps = {i: fps[i] for i in moved}
+    for i, r in moved.items():
+        del pos[fps[i]]
+        fps[i] = paths[r]
+        pos[paths[r]] = i
+    new_rows = [r for r in new_rows if paths[r] not in pos]
+
+    # Existing samples: a group is rewritten only where its fingerprint changed. A row without a
+    # prediction / audit this run ("no prediction": not in the given file) keeps what is stored; a
+    # stale one (its content changed) is cleared with the rest of the group.
+    absent = {g: set() for g in present}
+    for g, col, word in (("predictions", "pred_status", "no prediction"), ("audits", "audit_status", "no audit")):
+        if g in absent and col in table:
+            absent[g] = set(np.flatnonzero(table[col].astype(str).to_numpy() == word).tolist())
+    touched: dict[str, tuple] = {}
+    for r, p in enumerate(paths):
+        i = pos.get(p)
+        if i is None:
+            continue
+        old = ihs[i] or {}
+        changed = [g for g in present if r not in absent[g] and old.get(g) != hashes[g][r]]
+        if changed:
+            touched[ids[i]] = (r, {**old, **{g: hashes[g][r] for g in changed}}, changed)
+
+    # FiftyOne values only for the rows that will be written (a no-op re-run builds none).
+    need = sorted(set(new_rows) | {r for r, _, _ in touched.values()})
+    sub, _, _ = build_values(fo, table.iloc[need].reset_index(drop=True), audit_version, audit_columns,
+                             audit_spec=specs.get("audits"))
+    values = {g: {f: _scatter(v, need, len(table)) for f, v in fields.items()} for g, fields in sub.items()}
+    for g in present:
+        values.setdefault(g, {})
+    all_specs = {**BOOK_FIELDS}
+    for g in present:
+        all_specs.update(specs[g])
+    _reconcile_numeric(ds, specs, values, all_specs)
+    check_schema(ds, all_specs)  # before anything is written
+    declare_fields(fo, ds, all_specs)
+
     if moved:
         ds.set_values("filepath", {ids[i]: paths[r] for i, r in moved.items()}, key_field="id")
-        ds.set_values("previous_filepath", {ids[i]: fps[i] for i, r in moved.items()}, key_field="id")
-        for i, r in moved.items():
-            del pos[fps[i]]
-            fps[i] = paths[r]
-            pos[paths[r]] = i
-        new_rows = [r for r in new_rows if paths[r] not in pos]
+        ds.set_values("previous_filepath", {ids[i]: old_fps[i] for i in moved}, key_field="id")
 
     # New samples: one bulk insert; no Sample object outlives it.
     n_added = 0
@@ -349,32 +399,22 @@ def ingest(fo, ds, table: pd.DataFrame, rejected: pd.DataFrame | None = None,
                  {g: hashes[g][r] for g in present}) for r in new_rows]
         n_added = insert_samples(fo, ds, rows, now)
 
-    # Existing samples: rewrite a group only where its fingerprint changed.
     updated: dict[str, int] = {}
-    touched: dict[str, dict] = {}
-    for r, p in enumerate(paths):
-        i = pos.get(p)
-        if i is None:
-            continue
-        old = ihs[i] or {}
-        changed = [g for g in present if old.get(g) != hashes[g][r]]
-        if changed:
-            touched[ids[i]] = (r, {**old, **{g: hashes[g][r] for g in present}}, changed)
     for g in present:
-        rows = {sid: r for sid, (r, _, ch) in touched.items() if g in ch}
-        if not rows:
+        rows_g = {sid: r for sid, (r, _, ch) in touched.items() if g in ch}
+        if not rows_g:
             continue
-        updated[g] = len(rows)
+        updated[g] = len(rows_g)
         for f, vals in values[g].items():
-            ds.set_values(f, {sid: vals[r] for sid, r in rows.items()}, key_field="id")
-    status_updates: dict[str, str] = {}
+            ds.set_values(f, {sid: vals[r] for sid, r in rows_g.items()}, key_field="id")
     if touched:
         ds.set_values("ingest_hashes", {sid: h for sid, (_, h, _) in touched.items()}, key_field="id")
         ds.set_values("scored_at", {sid: now for sid in touched}, key_field="id")
-    # Status of every stored sample this run knows about.
-    stored_status = dict(zip(ds.values("id"), ds.values("score_status")))
+
+    # Status of every stored sample this run knows about (new samples were added as "ok").
     rej = {} if rejected is None or rejected.empty else dict(zip(
         [str(Path(p).resolve()) for p in rejected["path"]], rejected["reason"].astype(str)))
+    status_updates: dict[str, str] = {}
     for i, p in enumerate(fps):
         if p in row_of:
             want = "ok"
@@ -384,16 +424,16 @@ def ingest(fo, ds, table: pd.DataFrame, rejected: pd.DataFrame | None = None,
             want = "missing file"
         else:
             continue
-        if stored_status.get(ids[i]) != want:
+        if sts[i] != want:
             status_updates[ids[i]] = want
     if status_updates:
         ds.set_values("score_status", status_updates, key_field="id")
+    final = [status_updates.get(sid, st) for sid, st in zip(ids, sts)]
 
     counts = {
         "added": n_added, "moved": len(moved), "updated": updated, "unchanged": len(table) - n_added - len(touched),
-        "missing": sum(1 for s in {**stored_status, **status_updates}.values() if s == "missing file"),
-        "rejected_stored": sum(1 for s in {**stored_status, **status_updates}.values()
-                               if str(s).startswith("rejected")),
+        "missing": sum(1 for st in final if st == "missing file"),
+        "rejected_stored": sum(1 for st in final if str(st).startswith("rejected")),
         "samples": len(ds), "seconds": round(time.time() - t0, 2),
     }
     _record_run(ds, counts, present, provenance or {}, now)
@@ -485,6 +525,15 @@ class _LabelEncoder:
         if isinstance(v, (np.bool_,)):
             return bool(v)
         return v
+
+
+def _scatter(vals: list, rows: list[int], n: int) -> list:
+    if len(rows) == n:
+        return vals
+    out = [None] * n
+    for r, v in zip(rows, vals):
+        out[r] = v
+    return out
 
 
 def _match_moves(gone: list[int], new_rows: list[int], chs: list, fns: list, table: pd.DataFrame) -> dict[int, int]:

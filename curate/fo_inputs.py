@@ -152,7 +152,9 @@ def compute_audits(manifest: pd.DataFrame, progress: bool = True) -> pd.DataFram
     if p.exists():
         return pd.read_parquet(p)
     labels = manifest[[c for c in ("age", "gender", "race") if c in manifest]].reset_index(drop=True)
-    res = runner.run_audit(manifest["path"].tolist(), labels=labels, config=runner.AuditConfig(progress=progress))
+    workers = int(os.environ.get("CURATE_AUDIT_WORKERS", "0")) or None  # 1: in this process, no pool
+    res = runner.run_audit(manifest["path"].tolist(), labels=labels,
+                           config=runner.AuditConfig(progress=progress, workers=workers))
     _atomic_parquet(res.table, p)
     return res.table
 

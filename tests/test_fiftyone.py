@@ -26,12 +26,15 @@ if "fiftyone" not in sys.modules:
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("CURATE_AUDIT_WORKERS", "1")  # audits in-process: no worker pool next to FiftyOne's services
 
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from curate.cli import main  # noqa: E402
+
+pytestmark = pytest.mark.timeout(1200)  # a hang (database, App, audit pool) fails instead of blocking CI
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "dataset" / "sample"
@@ -220,7 +223,7 @@ def test_foreign_or_conflicting_dataset_is_refused_untouched(fo, model, env):
     assert res.exit_code == 1 and "was not created by `curate score`" in res.output
     foreign.info["curate"] = {"schema_version": 1}  # marked, but `age` is a float, not fo.Regression
     foreign.save()
-    res = run("score", SAMPLE, "--model", model, "--dataset", foreign.name, "--no-brain", ok=False)
+    res = run("score", SAMPLE, "--model", model, "--dataset", foreign.name, "--no-brain", "--no-audits", ok=False)
     assert res.exit_code == 1 and "different schema: age is FloatField, expected EmbeddedDocumentField(Regression)" \
         in res.output
     foreign.reload()
@@ -449,3 +452,27 @@ def test_fast_insert_stores_exactly_what_add_samples_stores(fo, env, monkeypatch
     assert set(ra["gender_pred"]) == set(rb["gender_pred"]) and 0.999 <= ra["_rand"] <= 1.0
     for ds in (a, b):
         ds.delete()
+
+
+def test_a_partial_predictions_file_does_not_erase_stored_predictions(fo, env):
+    import numpy as np
+
+    from curate.fo_dataset import ingest, open_dataset
+    from curate.fo_inputs import folder_manifest, join_inputs
+
+    man, _ = folder_manifest(SAMPLE, progress=False)
+    man = man.head(6).reset_index(drop=True)
+
+    def preds(rows, shift):
+        p = man.iloc[rows][["path", "content_hash"]].reset_index(drop=True)
+        return p.assign(age_pred=np.arange(len(p)) + shift, gender_prob=0.3, gender_logit_0=0.5, gender_logit_1=-0.3,
+                        embedding=list(np.ones((len(p), 576), np.float32)), model=f"m{shift}")
+
+    ds = open_dataset(fo, f"t-partial-{uuid.uuid4().hex[:6]}")
+    ingest(fo, ds, join_inputs(man, preds(range(6), 10), None))
+    c = ingest(fo, ds, join_inputs(man, preds(range(3), 50), None))  # a file covering half the images
+    assert c["updated"] == {"predictions": 3}
+    got = dict(zip(ds.values("filename"), ds.values("pred_model")))
+    assert [got[f] for f in man["filename"]] == ["m50"] * 3 + ["m10"] * 3
+    assert ds.count("age_pred") == 6
+    ds.delete()
