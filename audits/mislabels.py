@@ -4,18 +4,22 @@ Input: out-of-sample predictions in the shared schema (trainer.crossfit: one row
 age, gender, age_pred, gender_prob, gender_logit_0/1, embedding, model, fold), optionally with audit
 columns (row-aligned, or joined on `path`): image quality (`low_quality` bool; `laplacian_var`,
 `brisque_score`, `quality_score`, higher = better, any scale: only their ranks are used) and
-duplicate groups (`exact_group`, `near_group`: int id, -1 for none).
+duplicate groups (`exact_group`, `near_group`: int id, -1 for none; without `exact_group`, rows
+sharing a `content_hash` are the pixel-identical groups).
 
-Gender. The model's log-odds z = logit_1 - logit_0 is recalibrated against the labels with one small
-logistic model fitted on the data itself (linear in n, a few dozen parameters):
-    log-odds(label = female) = a + a_bin + (b + b_bin + c * quality) * z + d * neighbours + e * copies
-so the per-age-bin slope b + b_bin is how much the model's confidence is worth at that age (an infant's
-0.9 means far less than an adult's), the per-bin intercept is that bin's class balance (cleanlab's
-per-class thresholds), c lets a blurry image's confidence count less, `neighbours` is the label vote
-of its nearest look-alikes in embedding space (same fold: same model, labels it never trained on)
-and `copies` the labels of pixel-identical / near-duplicate copies. The bin terms are ridge-shrunk
-towards the global fit, so small bins fall back to it. The issue score is the fitted probability
-that the label is the other class; `gender_label_quality` = 1 - issue score (cleanlab orientation).
+Gender. A label-noise model fitted to the data itself by EM (linear in n, a few dozen parameters):
+the observed label is the true label flipped with an unknown rate eps, and the true label's log-odds
+    a + a_bin + (b + b_bin + c * quality) * z + d * neighbours + copies * log((1 - eps) / eps)
+where z = gender_logit_1 - gender_logit_0 is the model's log-odds of female. So the per-age-bin slope
+b + b_bin is what the model's confidence is worth at that age (an infant's 0.9 means far less than an
+adult's 0.9: estimated from the out-of-sample accuracy of each bin, not assumed), the per-bin intercept
+is that bin's class balance (cleanlab's per-class thresholds, per age), c lets a blurry image's
+confidence count less, `neighbours` is the label vote of the image's nearest look-alikes in embedding
+space (same fold: same model, labels it never trained on) and `copies` (female minus male labels among
+its pixel-identical / near-duplicate copies, which share its true label) enter as evidence through the
+same noisy channel. Bin terms are ridge-shrunk towards the global fit, so small bins fall back to it.
+`gender_issue_score` is the posterior probability that the label was flipped;
+`gender_label_quality` = 1 - that (cleanlab orientation: lower = worse).
 
 Age. The predicted age is refined with the look-alikes' median label (a robust fit in log-age space),
 then the residual label - estimate is standardised by a robust scale that depends on the estimated
@@ -114,8 +118,8 @@ def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.
 
     n_bins = len(AGE_BIN_LABELS) + 1  # + "age unknown"
     onehot = np.eye(n_bins)[bins]
-    cols = [np.ones(len(y)), zq, knn_vote, dup, zq * q, q]
-    penal = [1e-3, 1e-3, 1e-3, 1e-1, 1e-1, 1e-1]
+    cols = [np.ones(len(y)), zq, knn_vote, zq * q, q]
+    penal = [1e-3, 1e-3, 1e-3, 1e-1, 1e-1]
     # Bin deviations of intercept and slope, ridge-shrunk towards the global fit.
     for j in range(n_bins):
         cols += [onehot[:, j], onehot[:, j] * zq]
@@ -123,7 +127,7 @@ def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.
     x = np.column_stack(cols)
     keep = x.std(axis=0) > 0
     keep[0] = True
-    issue, noise_rate = _fit_flip_model(x[:, keep], y, np.asarray(penal)[keep])
+    issue, noise_rate = _fit_flip_model(x[:, keep], y, np.asarray(penal)[keep], copies=dup)
     p_label = 1.0 - issue
 
     out.loc[ok, "gender_issue_score"] = issue
@@ -371,6 +375,14 @@ def _quality_words(q: np.ndarray) -> list[str]:
             else "average image" for v in q]
 
 
+def _hash_codes(hashes: pd.Series) -> np.ndarray:
+    """Integer code per content hash; a missing hash gets a code of its own (it matches nothing)."""
+    codes = pd.factorize(hashes)[0].astype(np.int64)
+    missing = codes < 0
+    codes[missing] = codes.max(initial=-1) + 1 + np.arange(int(missing.sum()))
+    return codes
+
+
 def _copy_label_counts(df: pd.DataFrame, ok: np.ndarray, label: np.ndarray, kind: str):
     """Labels of each scored row's duplicate copies (other members of its exact / near group).
 
@@ -379,6 +391,11 @@ def _copy_label_counts(df: pd.DataFrame, ok: np.ndarray, label: np.ndarray, kind
     """
     n_ok = int(ok.sum())
     cols = [c for c in GROUP_COLUMNS if c in df.columns]
+    if "exact_group" not in df.columns and "content_hash" in df.columns:
+        # Pixel-identical copies are known from the content hash alone.
+        codes = _hash_codes(df["content_hash"])
+        df = df.assign(exact_group=np.where(np.bincount(codes)[codes] > 1, codes, -1))
+        cols = ["exact_group", *cols]
     if kind == "gender":
         f_tot, m_tot = np.zeros(n_ok, int), np.zeros(n_ok, int)
     else:
@@ -435,8 +452,7 @@ def _neighbours(df: pd.DataFrame, neighbors: int) -> np.ndarray:
     emb[usable] = np.stack([np.asarray(e, np.float32) for e in emb_col[usable]])
     usable &= np.isfinite(emb).all(axis=1)
     folds = np.nan_to_num(_numeric(df, "fold"), nan=-2) if "fold" in df.columns else np.zeros(n)
-    hashes = df["content_hash"].astype(str).to_numpy() if "content_hash" in df.columns else np.arange(n).astype(str)
-    hcode = pd.factorize(hashes)[0]
+    hcode = _hash_codes(df["content_hash"]) if "content_hash" in df.columns else np.arange(n)
     out = np.full((n, neighbors), -1, np.int64)
     for f in np.unique(folds[usable]):
         idx = np.flatnonzero((folds == f) & usable)
@@ -468,25 +484,30 @@ def _neighbour_votes(nb: np.ndarray, ok: np.ndarray, label: np.ndarray, kind: st
     return np.where(cnt > 0, med, np.nan), cnt
 
 
-def _knn(x: np.ndarray, hcode: np.ndarray, k: int, dim: int = 64, block: int = 2048) -> np.ndarray:
-    """Indices of the k nearest rows by cosine (excluding the row itself and same-hash rows); -1 pads."""
-    x = x - x.mean(axis=0)
+def _knn(x: np.ndarray, hcode: np.ndarray, k: int, dim: int = 64, block: int = 4096) -> np.ndarray:
+    """Indices of the k nearest rows by cosine (excluding the row itself and same-hash rows); -1 pads.
+
+    The embeddings are centred and projected on their top `dim` principal axes first (a 576 x 576
+    covariance: cheap), then searched by blocked matrix products and top-k.
+    """
+    import torch
+
+    x = x.astype(np.float64) - x.mean(axis=0)
     if x.shape[1] > dim and len(x) > dim:
-        rng = np.random.default_rng(0)
-        sub = x[rng.choice(len(x), min(len(x), 4096), replace=False)]
-        _, _, vt = np.linalg.svd(sub, full_matrices=False)
-        x = x @ vt[:dim].T
+        _, vecs = np.linalg.eigh(x.T @ x)
+        x = x @ vecs[:, ::-1][:, :dim]
     x = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
-    x = x.astype(np.float32)
+    xt = torch.from_numpy(x.astype(np.float32))
+    hc = torch.from_numpy(np.asarray(hcode, np.int64))
+    kk = min(k + 4, len(x))  # a few spare for excluded copies
     out = np.full((len(x), k), -1, np.int64)
     for s in range(0, len(x), block):
-        sim = x[s:s + block] @ x.T
-        rows = np.arange(s, min(s + block, len(x)))
-        sim[hcode[rows][:, None] == hcode[None, :]] = -np.inf  # self and pixel-identical copies
-        kk = min(k, sim.shape[1] - 1)
-        part = np.argpartition(-sim, kk - 1, axis=1)[:, :kk] if kk > 0 else np.zeros((len(rows), 0), int)
-        good = np.take_along_axis(sim, part, axis=1) > -np.inf
-        out[rows, :kk] = np.where(good, part, -1)
+        e = min(s + block, len(x))
+        sim = xt[s:e] @ xt.T
+        sim[hc[s:e, None] == hc[None, :]] = -float("inf")  # self and pixel-identical copies
+        val, idx = torch.topk(sim, kk, dim=1)
+        idx = torch.where(torch.isfinite(val), idx, torch.full_like(idx, -1)).numpy()
+        out[s:e] = idx[:, :k]
     return out
 
 
@@ -564,39 +585,51 @@ def _norm_sf(x: np.ndarray) -> np.ndarray:
     return ndtr(-np.asarray(x, float))
 
 
-def _fit_flip_model(x: np.ndarray, y: np.ndarray, penalty: np.ndarray, iters: int = 8) -> tuple[np.ndarray, float]:
+def _fit_flip_model(x: np.ndarray, y: np.ndarray, penalty: np.ndarray, copies: np.ndarray | None = None,
+                    iters: int = 8) -> tuple[np.ndarray, float]:
     """P(label flipped) per row under "observed label = true label, flipped with rate eps", by EM.
 
     The true label follows a logistic model on `x`; fitting it straight to the observed labels would
     flatten its slopes most where the model is best (the flips look like its worst errors), so the
     flips are a latent variable: E-step = each row's flip posterior, M-step = weighted logistic fit
     with each row counted as its label (weight 1 - w) and as the other label (weight w), eps = mean w.
+    `copies` (female minus male labels among the row's duplicate copies, which share its true label)
+    adds copies * log((1 - eps) / eps) to the true label's log-odds: each copy's label is one more
+    observation through the same noisy channel. It is evidence by construction, not a fitted weight
+    (a weight fitted on the few conflicting copies would learn from the very conflicts it must flag).
     """
-    beta = _fit_logistic(x, y.astype(float), penalty, np.ones(len(y)))
+    copies = np.zeros(len(y)) if copies is None else np.asarray(copies, float)
     eps = 0.05
     xx = np.vstack([x, x])
     yy = np.concatenate([y, 1 - y]).astype(float)
-    w = np.zeros(len(y))
-    for _ in range(iters):
-        p_true = _sigmoid(x @ beta)
+
+    def offset(e: float) -> np.ndarray:
+        return copies * np.log((1 - e) / e)
+
+    beta = _fit_logistic(x, y.astype(float), penalty, np.ones(len(y)), offset=offset(eps))
+
+    def flip_posterior(e: float) -> np.ndarray:
+        p_true = _sigmoid(x @ beta + offset(e))
         q = np.where(y == 1, p_true, 1 - p_true)  # P(true label = observed label)
-        w = eps * (1 - q) / (eps * (1 - q) + (1 - eps) * q + 1e-300)
-        eps = float(np.clip(w.mean(), 1e-4, 0.45))
-        beta = _fit_logistic(xx, yy, penalty, np.concatenate([1 - w, w]), beta)
-    p_true = _sigmoid(x @ beta)
-    q = np.where(y == 1, p_true, 1 - p_true)
-    w = eps * (1 - q) / (eps * (1 - q) + (1 - eps) * q + 1e-300)
-    return w, eps
+        return e * (1 - q) / (e * (1 - q) + (1 - e) * q + 1e-300)
+
+    for _ in range(iters):
+        w = flip_posterior(eps)
+        eps = float(np.clip(w.mean(), 1e-3, 0.45))
+        off = offset(eps)
+        beta = _fit_logistic(xx, yy, penalty, np.concatenate([1 - w, w]), beta, offset=np.concatenate([off, off]))
+    return flip_posterior(eps), eps
 
 
 def _fit_logistic(x: np.ndarray, y: np.ndarray, penalty: np.ndarray, weight: np.ndarray,
-                  beta: np.ndarray | None = None, iters: int = 50) -> np.ndarray:
-    """Ridge-penalised, weighted logistic regression by Newton's method."""
+                  beta: np.ndarray | None = None, offset: np.ndarray | None = None, iters: int = 50) -> np.ndarray:
+    """Ridge-penalised, weighted logistic regression (with a fixed offset) by Newton's method."""
     p = x.shape[1]
     lam = np.diag(penalty)
     beta = np.zeros(p) if beta is None else beta.copy()
+    off = np.zeros(len(y)) if offset is None else offset
     for _ in range(iters):
-        mu = _sigmoid(x @ beta)
+        mu = _sigmoid(x @ beta + off)
         w = np.maximum(mu * (1 - mu), 1e-6) * weight
         grad = x.T @ ((y - mu) * weight) - lam @ beta
         hess = (x * w[:, None]).T @ x + lam
