@@ -10,7 +10,7 @@ Times, in one run and one (temporary, isolated) database:
             embedding, inserted in bulk (insert_many in FiftyOne's layout); and the same through
             FiftyOne's public add_samples (CURATE_FO_INSERT=add_samples)
   noop      the same ingest again (nothing changed: fingerprints only)
-  update    ingest after every prediction changed (set_values of the prediction fields, keyed by id)
+  update    ingest after every prediction changed (one $set per sample in a bulk write)
   naive     the per-sample loop people write first: add bare samples, then for each sample set
             every field and `sample.save()`; timed on --naive-n samples and EXTRAPOLATED to the full set
 Inputs are real wherever files exist: labels from the manifest; predictions from the given parquet

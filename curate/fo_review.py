@@ -71,8 +71,6 @@ def flag_mislabels(fo, ds, oos: pd.DataFrame, top_k: int | None = None, quality_
                    worst_n: int = 12, **options) -> dict:
     """Score, store, tag and save views; returns counts. `options` go to score_mislabels
     (gender_threshold, age_z_threshold, age_min_years, neighbors)."""
-    from fiftyone import ViewField as F
-
     from audits.mislabels import align_predictions, score_mislabels
     from curate.fo_dataset import check_schema, declare_fields
 

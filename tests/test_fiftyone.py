@@ -424,12 +424,18 @@ def test_fast_insert_stores_exactly_what_add_samples_stores(fo, env, monkeypatch
     audit = man[["path", "content_hash"]].assign(low_quality=[True, False] * 4, quality_reasons="blurry",
                                                  ita=rng.normal(size=8), monk_tone=list(range(8)), status="ok")
     table = join_inputs(man, pred, audit)
+    pred2 = pred.assign(age_pred=pred["age_pred"] + 1, model="def")  # then the predictions change
+    pred2.loc[2, ["age_pred", "gender_prob", "gender_logit_0", "gender_logit_1"]] = np.nan
+    table2 = join_inputs(man, pred2, audit)
     out = {}
     for mode in ("fast", "add_samples"):
         monkeypatch.setenv("CURATE_FO_INSERT", mode)
         ds = open_dataset(fo, f"t-{mode}-{uuid.uuid4().hex[:6]}")
         assert ingest(fo, ds, table, audit_version="v")["added"] == 8
+        # row 2 has no prediction in the new file: it keeps the stored one
+        assert ingest(fo, ds, table2, audit_version="v")["updated"] == {"predictions": 7}
         out[mode] = ds
+    assert out["fast"].count("age_pred") == 8 and out["fast"].count_values("pred_model") == {"def": 7, "abc": 1}
     a, b = out["fast"], out["add_samples"]
     assert a.get_field_schema().keys() == b.get_field_schema().keys()
     skip = {"id", "created_at", "last_modified_at", "scored_at"}
