@@ -1,4 +1,116 @@
-"""Registered on `curate` by curate/cli.py (owner fills in its commands)."""
+"""`curate audit`: per-image quality, skin-tone and duplicate audits without FiftyOne."""
 from __future__ import annotations
 
-from curate.cli import main  # noqa: F401
+import json
+import time
+from pathlib import Path
+
+import click
+
+from curate.cli import SAMPLE_DIR, fail, main
+
+
+def _inputs(source: Path) -> tuple[list[str], "object"]:
+    """(paths, labels frame) from a folder (labels parsed from UTKFace names) or a manifest CSV."""
+    import pandas as pd
+
+    from audits.runner import list_images
+    from curate.splits import parse_name
+
+    if source.is_dir():
+        paths = list_images(source)
+        if not paths:
+            fail(f"{source}: no image files (.jpg, .jpeg, .png, .bmp, .webp)")
+        labels = []
+        for p in paths:
+            try:
+                pn = parse_name(p.name)
+                labels.append({"age": pn.age, "gender": pn.gender, "race": pn.race})
+            except ValueError:
+                labels.append({"age": None, "gender": None, "race": None})
+        return [str(p) for p in paths], pd.DataFrame(labels, columns=["age", "gender", "race"])
+    if source.is_file():
+        try:
+            df = pd.read_csv(source)
+        except Exception as e:  # noqa: BLE001 - any parse error is a user error here
+            fail(f"{source}: not a readable CSV manifest ({e})")
+        if "path" not in df.columns:
+            fail(f"{source}: manifest has no 'path' column (expected path, age, gender, race, content_hash)")
+        base = source.parent
+        paths = [str(p if Path(p).is_absolute() else (base / p)) for p in df["path"].astype(str)]
+        labels = df[[c for c in ("age", "gender", "race") if c in df.columns]].copy()
+        return paths, labels
+    fail(f"{source}: no such folder or manifest")
+    raise AssertionError  # unreachable
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path), required=False)
+@click.option("--out", "out", type=click.Path(path_type=Path), default=Path("audits.parquet"), show_default=True,
+              help="Audit table (parquet); OUT.meta.json and OUT.dup_pairs.parquet are written next to it.")
+@click.option("--workers", type=int, default=None, help="Processes (default: all CPUs available).")
+@click.option("--near-radius", type=int, default=None, help="phash Hamming radius of near duplicates (default 2).")
+@click.option("--robust-k", type=float, default=3.0, show_default=True,
+              help="Flag images beyond k robust standard deviations (MAD) of the dataset.")
+@click.option("--thresholds", "thresholds_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="JSON of quality thresholds: a full set (e.g. another audit's .meta.json) replaces the "
+                   "dataset statistics; a partial dict overrides single values.")
+@click.option("--save-thresholds", type=click.Path(path_type=Path), help="Also write the thresholds used as JSON "
+              "(for `curate predict`).")
+@click.option("--no-cache", is_flag=True, help="Recompute everything (the cache is under $CURATE_CACHE_DIR/audits).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def audit(source: Path | None, out: Path, workers: int | None, near_radius: int | None, robust_k: float,
+          thresholds_path: Path | None, save_thresholds: Path | None, no_cache: bool, quiet: bool) -> None:
+    """Audit every image of SOURCE: quality (BRISQUE, blur, exposure, contrast, entropy, grayscale,
+    size), skin tone (ITA, Monk) and duplicates (exact, near, label conflicts).
+
+    SOURCE is a folder of images (UTKFace labels are parsed from the names) or a split manifest CSV
+    (columns path, age, gender, race, content_hash); default: the embedded sample. One decode per
+    image, all CPUs, cached by content hash: a second run takes seconds.
+    """
+    from audits.duplicates import DEFAULT_NEAR_RADIUS
+    from audits.quality import QualityThresholds
+    from audits.runner import AuditConfig, run_audit, write_audit
+
+    source = source or SAMPLE_DIR
+    paths, labels = _inputs(source)
+    cfg = AuditConfig(workers=workers, near_radius=DEFAULT_NEAR_RADIUS if near_radius is None else near_radius,
+                      robust_k=robust_k, use_cache=not no_cache, progress=not quiet)
+    if thresholds_path is not None:
+        try:
+            raw = json.loads(thresholds_path.read_text())
+        except (OSError, ValueError) as e:
+            fail(f"{thresholds_path}: not a JSON file ({e})")
+        raw = raw.get("quality_thresholds", raw)
+        try:
+            full = QualityThresholds.from_dict(raw)
+            if "source" in raw:  # a complete saved set: use it as is
+                cfg.thresholds = full
+            else:
+                cfg.threshold_overrides = {k: float(v) for k, v in raw.items() if k != "details"}
+        except (TypeError, ValueError) as e:
+            fail(f"{thresholds_path}: {e}")
+    t0 = time.perf_counter()
+    try:
+        result = run_audit(paths, labels=labels, config=cfg)
+    except (RuntimeError, ValueError) as e:
+        fail(str(e))
+    written = write_audit(result, out)
+    if save_thresholds:
+        QualityThresholds.from_dict(result.meta["quality_thresholds"]).save(save_thresholds)
+    m = result.meta
+    wall = time.perf_counter() - t0
+    click.echo(f"audited {m['n_images']} images in {wall:.1f} s ({m['timing']['computed']} computed, "
+               f"{m['timing']['from_cache']} from cache); status ok: {m['n_ok']}")
+    for status, n in m["status_counts"].items():
+        if status != "ok":
+            click.echo(f"  {status}: {n}")
+    click.echo(f"low quality: {m['low_quality']}  (" + ", ".join(
+        f"{k[3:]} {v}" for k, v in m["flag_counts"].items()) + ")")
+    click.echo("skin tone: " + ", ".join(f"{k} {v}" for k, v in m["skin_category_counts"].items()))
+    d = m["duplicates"]
+    click.echo(f"exact duplicate groups: {d['exact_groups']} ({d['images_in_exact_groups']} images), "
+               f"{d.get('exact_groups_label_conflict', 0)} with conflicting labels; near groups (radius "
+               f"{d['near_radius']}): {d['near_groups']} ({d['images_in_near_groups']} images); "
+               f"images with a conflicting duplicate: {d['images_with_label_conflict']}")
+    click.echo(f"wrote {written['table']}, {written['meta']}, {written['pairs']}")

@@ -1,0 +1,558 @@
+"""One pass over a set of images: decode each image once, compute every audit from it, in parallel,
+with a content-hash cache, then flag (dataset thresholds) and group duplicates.
+
+Why one pass: decoding and memory traffic are shared by all audits, BRISQUE is batched, and a
+re-run only stats the files (the file index maps path + size + mtime to the content hash, the result
+cache maps content hash to measurements), so it finishes in seconds and recomputes nothing unchanged.
+
+Library only (no click, no FiftyOne): `curate audit` and `curate score` call `run_audit` and
+`write_audit`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from audits.duplicates import DEFAULT_NEAR_RADIUS, DUPLICATES_VERSION, find_duplicates, phash, pixel_hash, \
+    summarize_duplicates
+from audits.quality import FLAG_COLUMNS, QUALITY_VERSION, RAW_COLUMNS, SCORE_COLUMNS, SCORE_DEFINITIONS, \
+    QualityThresholds, add_quality_flags, brisque_batch, compute_thresholds, image_status, measure_quality
+from audits.skin_tone import DEFAULT_SKIN_CONFIG, SKIN_VERSION, SkinConfig, skin_tone
+
+AUDIT_VERSION = f"{QUALITY_VERSION}+{SKIN_VERSION}+{DUPLICATES_VERSION}"
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+SKIN_COLUMNS = ["ita", "skin_category", "monk_tone", "skin_confidence", "skin_L", "skin_a", "skin_b"]
+# Per-content measurements kept in the cache (threshold-independent).
+CACHED_COLUMNS = ["content_hash", "status"] + RAW_COLUMNS + SKIN_COLUMNS + ["phash"]
+LABEL_COLUMNS = ["age", "gender", "race"]
+OUTPUT_COLUMNS = (
+    ["path", "filename"] + LABEL_COLUMNS + ["content_hash", "audit_version", "status",
+    "width", "height", "aspect",
+    "brisque", "brisque_score", "laplacian_var", "sharpness_score", "fft_blur", "fft_blur_score",
+    "brightness_p5", "brightness_p50", "brightness_p95", "dark_score", "overexposed_score",
+    "contrast", "contrast_score", "entropy", "information_score", "chroma", "color_score"]
+    + FLAG_COLUMNS + ["low_quality", "quality_reasons"] + SKIN_COLUMNS
+    + ["phash", "exact_group", "near_group", "dup_label_conflict"]
+)
+COLUMN_DOC = {
+    "content_hash": "blake2b-128 of shape + decoded BGR pixels (joins split manifests)",
+    "status": '"ok", or why the image was not fully audited ("corrupt image ...", "too small (1x1)", "constant image")',
+    "brisque": "BRISQUE (piq-identical), lower is better; NaN where undefined",
+    "laplacian_var": "variance of the 3x3 Laplacian of the gray image (sharpness), higher is sharper",
+    "fft_blur": "log10 share of spectral energy above half Nyquist, higher is sharper",
+    "brightness_p5/p50/p95": "gray-level percentiles 0..255",
+    "contrast": "standard deviation of gray levels (RMS contrast, 0..127.5)",
+    "entropy": "Shannon entropy of the gray histogram, bits (0..8)",
+    "chroma": "mean of max(B,G,R)-min(B,G,R), 0..255; ~0 for grayscale stored as RGB",
+    "*_score": "0..1, LOWER is WORSE; see score_definitions",
+    "is_*": "flag from quality_thresholds",
+    "low_quality": "status != ok or any is_* flag; quality_reasons lists why",
+    "ita": "median Individual Typology Angle of skin pixels, degrees",
+    "skin_category": "ITA category or unknown", "monk_tone": "nearest Monk Skin Tone 1..10 (missing if unknown)",
+    "skin_confidence": "skin-pixel fraction of the central face region",
+    "phash": "64-bit DCT perceptual hash, hex",
+    "exact_group": "id of the pixel-identical group, -1 if unique",
+    "near_group": "id of the near-duplicate group (phash within radius, exact groups included), -1 if none",
+    "dup_label_conflict": "a duplicate partner carries a different age or gender",
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Decoding and the per-image audit
+# --------------------------------------------------------------------------------------------------
+def decode_image(path: Path) -> tuple[np.ndarray | None, str]:
+    """Decode like training does (OpenCV BGR); return (image, "") or (None, reason).
+
+    Why not just cv2.imread: OpenCV silently pads a truncated JPEG with grey and returns None without
+    a reason; the reasons here match `curate split`'s rejection reasons.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        return None, f"unreadable file ({e.strerror})"
+    if not data:
+        return None, "empty file"
+    is_jpeg = data[:2] == b"\xff\xd8"
+    if not is_jpeg and data[:8] != b"\x89PNG\r\n\x1a\n" and data[:2] != b"BM" and data[8:12] != b"WEBP":
+        return None, "not an image (no JPEG/PNG/BMP/WebP signature)"
+    if is_jpeg and not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
+        return None, "truncated JPEG (no end-of-image marker)"
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        return None, "corrupt image (decoder failed)"
+    return img, ""
+
+
+def audit_image(img: np.ndarray, skin_cfg: SkinConfig = DEFAULT_SKIN_CONFIG,
+                content_hash: str | None = None) -> dict[str, Any]:
+    """Every per-image measurement except BRISQUE (batched separately) for one decoded BGR image.
+
+    Why: the single place that defines what one pass computes from one set of pixels; tiny images
+    get their size only, constant ones every measure that is defined.
+    """
+    row: dict[str, Any] = {"content_hash": content_hash or pixel_hash(img), "status": image_status(img)}
+    h, w = img.shape[:2]
+    row.update(width=int(w), height=int(h), aspect=float(w / h))
+    if row["status"].startswith("too small"):
+        return row
+    q = measure_quality(img)
+    row.update(q)
+    row.update(skin_tone(img, skin_cfg, chroma=q["chroma"]))
+    row["phash"] = phash(img)
+    return row
+
+
+def _audit_paths(items: Sequence[tuple[int, str]], known: frozenset[str] | set[str],
+                 skin_cfg: SkinConfig) -> list[dict[str, Any]]:
+    """Worker body: decode, hash, audit a chunk of (position, path); BRISQUE batched over the chunk.
+
+    Content already in the cache (`known`) is only hashed, not re-audited.
+    """
+    out: list[dict[str, Any]] = []
+    pending: list[tuple[dict[str, Any], np.ndarray]] = []
+    for pos, p in items:
+        rec: dict[str, Any] = {"pos": pos, "path": p}
+        try:
+            st = os.stat(p)
+            rec["size"], rec["mtime_ns"] = int(st.st_size), int(st.st_mtime_ns)
+        except OSError:
+            rec["size"], rec["mtime_ns"] = -1, -1
+        img, reason = decode_image(Path(p))
+        rec["file_status"] = reason  # "" when the file decoded
+        if img is None:
+            rec.update(content_hash="", status=reason)
+            out.append(rec)
+            continue
+        ch = pixel_hash(img)
+        if ch in known:
+            rec.update(content_hash=ch, cached=True)
+            out.append(rec)
+            continue
+        rec.update(audit_image(img, skin_cfg, content_hash=ch))
+        out.append(rec)
+        if rec["status"] == "ok":
+            pending.append((rec, img))
+    if pending:
+        scores = brisque_batch([im for _, im in pending])
+        for (rec, _), s in zip(pending, scores):
+            rec["brisque"] = float(s)
+            if not np.isfinite(s):
+                rec["status"] = "BRISQUE undefined (too flat)"
+    return out
+
+
+_WORKER_STATE: dict[str, Any] = {}
+
+
+def _pool(workers: int, known: frozenset[str], skin_cfg: SkinConfig):
+    """Worker pool of freshly spawned interpreters.
+
+    Why spawn: forking a process that holds threads (torch/OpenMP, Arrow's jemalloc thread, a
+    caller's own) can deadlock the children on a lock held at fork time - even a fork server
+    deadlocks once its preloaded modules have started a thread. Spawning costs each worker its
+    imports (~2-3 s of CPU), once per run.
+    """
+    import multiprocessing as mp
+
+    return mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(known, skin_cfg))
+
+
+def _init_worker(known: frozenset[str], skin_cfg: SkinConfig) -> None:
+    """One thread per worker process (the pool is the parallelism), and glibc malloc told to keep
+    big blocks: BRISQUE's 2.5 MB intermediates would otherwise be fresh mmap()s, ~600 page faults
+    per image."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    _keep_big_allocations()
+    cv2.setNumThreads(1)
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER_STATE["known"] = known
+    _WORKER_STATE["skin_cfg"] = skin_cfg
+
+
+def _keep_big_allocations() -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 256 * 2**20)  # M_MMAP_THRESHOLD: heap, not mmap, below 256 MB
+        libc.mallopt(-1, 512 * 2**20)  # M_TRIM_THRESHOLD: do not hand freed heap back at once
+    except (OSError, AttributeError):  # not glibc: only slower
+        pass
+
+
+def _worker_chunk(items: Sequence[tuple[int, str]]) -> list[dict[str, Any]]:
+    return _audit_paths(items, _WORKER_STATE["known"], _WORKER_STATE["skin_cfg"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Cache
+# --------------------------------------------------------------------------------------------------
+def cache_dir() -> Path:
+    """$CURATE_CACHE_DIR/audits (default ~/.cache/utkface-curate/audits)."""
+    root = os.environ.get("CURATE_CACHE_DIR") or str(Path.home() / ".cache" / "utkface-curate")
+    return Path(root).expanduser() / "audits"
+
+
+class AuditCache:
+    """File index (path, size, mtime_ns -> content hash, status) and results (content hash ->
+    measurements, per AUDIT_VERSION), as two parquet files rewritten atomically.
+
+    Why keyed by content: a renamed or copied image reuses its measurements; why a file index:
+    a re-run must not even decode 23k images to learn that nothing changed.
+    """
+
+    def __init__(self, root: Path | None = None, version: str = AUDIT_VERSION,
+                 skin_cfg: SkinConfig = DEFAULT_SKIN_CONFIG) -> None:
+        import hashlib
+
+        self.root = Path(root) if root else cache_dir()
+        self.version = version
+        # measurements depend on the code version and on the skin parameters
+        cfg_key = hashlib.blake2b(repr(asdict(skin_cfg)).encode(), digest_size=4).hexdigest()
+        safe = f"{version.replace('+', '_')}_{cfg_key}"
+        self.files_path = self.root / f"files-{safe}.parquet"
+        self.results_path = self.root / f"results-{safe}.parquet"
+        self.files = self._read(self.files_path, ["path", "size", "mtime_ns", "content_hash", "status"])
+        self.results = self._read(self.results_path, CACHED_COLUMNS)
+        self._files_map = {(p, int(s), int(m)): (c, st) for p, s, m, c, st in zip(
+            self.files["path"], self.files["size"], self.files["mtime_ns"],
+            self.files["content_hash"], self.files["status"])}
+        self._new_files: list[dict] = []
+        self._new_results: list[dict] = []
+
+    @staticmethod
+    def _read(path: Path, cols: list[str]) -> pd.DataFrame:
+        if path.exists():
+            try:
+                df = pd.read_parquet(path)
+                if all(c in df.columns for c in cols):
+                    return df
+            except Exception:  # a damaged cache is a cache miss, never an error
+                pass
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
+
+    def lookup_file(self, path: str, size: int, mtime_ns: int) -> tuple[str, str] | None:
+        """(content hash, decode failure or "") of an unchanged file, None if unknown or changed."""
+        return self._files_map.get((path, size, mtime_ns))
+
+    def known_hashes(self) -> set[str]:
+        """Content hashes whose measurements are cached (workers skip auditing those)."""
+        return set(self.results["content_hash"].astype(str))
+
+    def add(self, file_rec: dict, result: dict | None) -> None:
+        """Remember a file (its content hash, or why it did not decode) and, if new, its results."""
+        key = (file_rec["path"], file_rec["size"], file_rec["mtime_ns"])
+        if key[1] >= 0:
+            self._files_map[key] = (file_rec["content_hash"], file_rec["file_status"])
+            self._new_files.append({"path": key[0], "size": key[1], "mtime_ns": key[2],
+                                    "content_hash": file_rec["content_hash"], "status": file_rec["file_status"]})
+        if result is not None:
+            self._new_results.append({c: result.get(c) for c in CACHED_COLUMNS})
+
+    def flush(self) -> None:
+        """Merge new entries and rewrite both files (atomic rename); a no-op when nothing is new."""
+        if not self._new_files and not self._new_results:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self._new_files:
+            new = pd.DataFrame(self._new_files)
+            files = pd.concat([self.files, new], ignore_index=True) if len(self.files) else new
+            self.files = files.drop_duplicates(["path"], keep="last").reset_index(drop=True)
+            self._atomic(self.files, self.files_path)
+        if self._new_results:
+            new = _normalise_results(pd.DataFrame(self._new_results, columns=CACHED_COLUMNS))
+            res = pd.concat([_normalise_results(self.results), new], ignore_index=True) if len(self.results) else new
+            self.results = res.drop_duplicates(["content_hash"], keep="last").reset_index(drop=True)
+            self._atomic(self.results, self.results_path)
+        self._new_files, self._new_results = [], []
+
+    @staticmethod
+    def _atomic(df: pd.DataFrame, path: Path) -> None:
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+
+
+def _normalise_results(df: pd.DataFrame) -> pd.DataFrame:
+    """Stable dtypes for the cached measurements (parquet needs one type per column)."""
+    df = df.copy()
+    for c in RAW_COLUMNS + ["ita", "skin_confidence", "skin_L", "skin_a", "skin_b"]:
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+    for c in ("width", "height"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").round().astype("Int64")
+    df["monk_tone"] = pd.to_numeric(df["monk_tone"], errors="coerce").astype("Int64")
+    for c in ("content_hash", "status", "skin_category", "phash"):
+        df[c] = df[c].astype("string")
+    return df
+
+
+# --------------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class AuditConfig:
+    """Knobs of one audit run (all recorded in the sidecar metadata).
+
+    workers: processes (default: the CPUs this process may use); chunk_size: images per task;
+    near_radius: phash Hamming radius of near duplicates; robust_k: MAD multiple of the dataset
+    thresholds; thresholds: fixed QualityThresholds (skip dataset statistics, e.g. at predict time);
+    threshold_overrides: values that win over dataset statistics (config).
+    """
+
+    workers: int | None = None
+    chunk_size: int = 64
+    near_radius: int = DEFAULT_NEAR_RADIUS
+    robust_k: float = 3.0
+    thresholds: QualityThresholds | None = None
+    threshold_overrides: dict[str, float] = field(default_factory=dict)
+    skin: SkinConfig = DEFAULT_SKIN_CONFIG
+    use_cache: bool = True
+    cache_root: Path | None = None
+    progress: bool = True
+
+
+@dataclass
+class AuditResult:
+    """Output of `run_audit`: one row per input image, duplicate pairs, and run metadata."""
+
+    table: pd.DataFrame
+    pairs: pd.DataFrame
+    meta: dict
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in `folder` (by extension, hidden files skipped), sorted by name."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.name.rstrip().lower().endswith(IMAGE_EXTS))
+
+
+def default_workers() -> int:
+    """CPUs available to this process (affinity-aware)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def run_audit(paths: Sequence[str | os.PathLike], labels: pd.DataFrame | None = None,
+              config: AuditConfig | None = None) -> AuditResult:
+    """Audit every image in `paths` (one row each, in order) and return table, pairs and metadata.
+
+    `labels` (optional, aligned with `paths`) may hold age, gender, race: they are copied into the
+    table and used to find duplicate pairs with conflicting labels.
+    Why a library function: `curate audit`, `curate score` and the benchmarks share one code path.
+    """
+    cfg = config or AuditConfig()
+    t0 = time.perf_counter()
+    paths = [str(Path(p).resolve()) for p in paths]
+    n = len(paths)
+    cache = AuditCache(cfg.cache_root, skin_cfg=cfg.skin) if cfg.use_cache else None
+
+    # 1. what the cache already knows: path+size+mtime -> content hash -> measurements
+    content: list[str] = [""] * n        # content hash per position ("" = did not decode)
+    file_status: list[str | None] = [None] * n  # decode failure reason, "" if decoded, None if unknown
+    if cache is not None:
+        for pos, p in enumerate(paths):
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            hit = cache.lookup_file(p, int(st.st_size), int(st.st_mtime_ns))
+            if hit is not None:
+                content[pos], file_status[pos] = hit
+    results: dict[str, dict[str, Any]] = {}
+    if cache is not None and len(cache.results):
+        wanted = {c for c in content if c}
+        if wanted:
+            sub = cache.results[cache.results["content_hash"].isin(wanted)]
+            results = {r["content_hash"]: r for r in sub.to_dict("records")}
+    todo = [(pos, p) for pos, p in enumerate(paths)
+            if file_status[pos] is None or (content[pos] and content[pos] not in results)]
+
+    # 2. decode + audit what is new, in worker processes
+    n_computed = 0
+    if todo:
+        known = frozenset(cache.known_hashes()) if cache is not None else frozenset()
+        workers = max(1, min(cfg.workers or default_workers(), -(-len(todo) // cfg.chunk_size)))
+        chunks = [todo[i:i + cfg.chunk_size] for i in range(0, len(todo), cfg.chunk_size)]
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc="audit", unit="img", disable=not cfg.progress, mininterval=0.5)
+        from_cache: set[str] = set()
+
+        def consume(recs: list[dict[str, Any]]) -> None:
+            nonlocal n_computed
+            for rec in recs:
+                pos = rec["pos"]
+                content[pos], file_status[pos] = rec["content_hash"], rec.get("file_status", rec.get("status", ""))
+                new = bool(rec["content_hash"]) and not rec.get("cached")
+                if new:
+                    results[rec["content_hash"]] = rec
+                    n_computed += 1
+                elif rec.get("cached"):
+                    from_cache.add(rec["content_hash"])
+                if cache is not None:
+                    cache.add(rec, rec if new else None)
+            bar.update(len(recs))
+
+        try:
+            if workers == 1:
+                import torch
+
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)  # small batched ops: extra threads only spin
+                try:
+                    for chunk in chunks:
+                        consume(_audit_paths(chunk, known, cfg.skin))
+                finally:
+                    torch.set_num_threads(threads)
+            else:
+                with _pool(workers, known, cfg.skin) as pool:
+                    last_flush = time.perf_counter()
+                    for recs in pool.imap_unordered(_worker_chunk, chunks):
+                        consume(recs)
+                        if cache is not None and time.perf_counter() - last_flush > 60:
+                            cache.flush()  # an interrupted run keeps what it computed
+                            last_flush = time.perf_counter()
+        finally:
+            bar.close()
+            if cache is not None:
+                cache.flush()
+        missing = from_cache - set(results)
+        if missing and cache is not None:
+            sub = cache.results[cache.results["content_hash"].isin(missing)]
+            results.update({r["content_hash"]: r for r in sub.to_dict("records")})
+    t_measure = time.perf_counter() - t0
+
+    # 3. one row per path
+    rows = []
+    for pos, p in enumerate(paths):
+        ch = content[pos]
+        base = {"path": p, "filename": Path(p).name, "content_hash": ch}
+        res = results.get(ch) if ch else None
+        if res is not None:
+            base.update({c: res.get(c) for c in CACHED_COLUMNS if c != "content_hash"})
+        else:
+            base["status"] = file_status[pos] or "unreadable file"
+        rows.append(base)
+    table = pd.DataFrame(rows)
+    for c in CACHED_COLUMNS:
+        if c not in table:
+            table[c] = None
+    table = _normalise_results(table)
+    if labels is not None:
+        lab = labels.reset_index(drop=True)
+        for c in LABEL_COLUMNS:
+            table[c] = pd.to_numeric(lab[c], errors="coerce").astype("Int64") if c in lab else pd.array([pd.NA] * n, "Int64")
+    else:
+        for c in LABEL_COLUMNS:
+            table[c] = pd.array([pd.NA] * n, dtype="Int64")
+    table["audit_version"] = AUDIT_VERSION
+
+    if cfg.thresholds is not None:
+        thr = cfg.thresholds.with_overrides(cfg.threshold_overrides)
+    else:
+        thr = compute_thresholds(table, k=cfg.robust_k, overrides=cfg.threshold_overrides)
+    table = add_quality_flags(table, thr)
+    dup_rows, pairs = find_duplicates(table, radius=cfg.near_radius)
+    table[["exact_group", "near_group", "dup_label_conflict"]] = dup_rows
+    table = table[OUTPUT_COLUMNS]
+    wall = time.perf_counter() - t0
+    meta = _metadata(table, pairs, thr, cfg, n_computed, wall, t_measure)
+    return AuditResult(table=table, pairs=pairs, meta=meta)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__,
+           "pandas": pd.__version__}
+    for mod in ("torch", "piq", "pyarrow"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # pragma: no cover - reported, not required
+            out[mod] = "unavailable"
+    return out
+
+
+def _metadata(table: pd.DataFrame, pairs: pd.DataFrame, thr: QualityThresholds, cfg: AuditConfig,
+              n_computed: int, wall: float, t_measure: float) -> dict:
+    ok = table["status"] == "ok"
+    flags = {c: int(table[c].sum()) for c in FLAG_COLUMNS}
+    return {
+        "audit_version": AUDIT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "n_images": int(len(table)),
+        "n_ok": int(ok.sum()),
+        "status_counts": {str(k): int(v) for k, v in table["status"].value_counts().items()},
+        "flag_counts": flags,
+        "low_quality": int(table["low_quality"].sum()),
+        "skin_category_counts": {str(k): int(v) for k, v in table["skin_category"].value_counts().items()},
+        "duplicates": {**summarize_duplicates(table[["exact_group", "near_group", "dup_label_conflict"]], pairs),
+                       "near_radius": cfg.near_radius},
+        "quality_thresholds": thr.to_dict(),
+        "score_definitions": SCORE_DEFINITIONS,
+        "skin_config": asdict(cfg.skin),
+        "config": {"workers": cfg.workers or default_workers(), "chunk_size": cfg.chunk_size,
+                   "robust_k": cfg.robust_k, "threshold_overrides": dict(cfg.threshold_overrides),
+                   "use_cache": cfg.use_cache},
+        "timing": {"wall_s": round(wall, 3), "measure_s": round(t_measure, 3), "computed": n_computed,
+                   "from_cache": int(len(table) - n_computed),
+                   "computed_img_per_s": round(n_computed / t_measure, 1) if n_computed and t_measure > 0 else None},
+        "libraries": _versions(),
+        "columns": COLUMN_DOC,
+    }
+
+
+def sidecar_paths(out: Path) -> tuple[Path, Path]:
+    """(metadata JSON, duplicate-pairs parquet) written next to the audit parquet `out`."""
+    out = Path(out)
+    stem = out.name[:-len(".parquet")] if out.name.endswith(".parquet") else out.name
+    return out.with_name(stem + ".meta.json"), out.with_name(stem + ".dup_pairs.parquet")
+
+
+def write_audit(result: AuditResult, out: str | os.PathLike) -> dict[str, Path]:
+    """Write the table (parquet), the metadata sidecar (JSON) and the duplicate pairs (parquet).
+
+    Why a sidecar: thresholds, versions and counts travel with the table, and `QualityThresholds.load`
+    reads the sidecar directly, so `curate predict` can reuse the thresholds of an audited dataset.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta_path, pairs_path = sidecar_paths(out)
+    tmp = out.with_name(out.name + ".tmp")
+    result.table.to_parquet(tmp, index=False)
+    os.replace(tmp, out)
+    pairs = result.pairs.copy()
+    if len(pairs):
+        pairs.insert(2, "path_a", result.table["path"].to_numpy()[pairs["i"].to_numpy()])
+        pairs.insert(3, "path_b", result.table["path"].to_numpy()[pairs["j"].to_numpy()])
+    pairs.to_parquet(pairs_path, index=False)
+    meta = dict(result.meta, outputs={"table": str(out), "pairs": str(pairs_path)})
+    meta_path.write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+    return {"table": out, "meta": meta_path, "pairs": pairs_path}
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (Path,)):
+        return str(o)
+    if isinstance(o, (tuple, set)):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

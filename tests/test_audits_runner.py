@@ -1,0 +1,160 @@
+"""The one-pass runner and `curate audit`: every image gets every field or a status, the cache makes
+a re-run free, bad files do not stop the run."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from audits.quality import QualityThresholds
+from audits.runner import OUTPUT_COLUMNS, AuditCache, AuditConfig, list_images, run_audit, write_audit
+from curate.cli import main
+
+
+@pytest.fixture()
+def mixed_dir(tmp_path, sample_dir):
+    """30 real images, a grayscale and an exact copy of one, plus a corrupt, a truncated, a 1x1 and a
+    constant image, and a text file that is not an image."""
+    d = tmp_path / "mixed"
+    d.mkdir()
+    paths = list_images(sample_dir)[:30]
+    for p in paths:
+        shutil.copy2(p, d / p.name)
+    src = cv2.imread(str(paths[4]))
+    cv2.imwrite(str(d / "40_0_0_20990101000000001.jpg.chip.jpg"),
+                cv2.cvtColor(cv2.cvtColor(src, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR))
+    shutil.copy2(paths[4], d / "copy_of_4.jpg")
+    (d / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"garbage" * 50 + b"\xff\xd9")
+    data = paths[5].read_bytes()
+    (d / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    cv2.imwrite(str(d / "one_pixel.png"), np.zeros((1, 1, 3), np.uint8))
+    cv2.imwrite(str(d / "constant.png"), np.full((200, 200, 3), 128, np.uint8))
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def test_run_covers_every_file_with_every_field_or_a_status(mixed_dir, tmp_path):
+    paths = list_images(mixed_dir)
+    assert len(paths) == 36 and not any(p.name == "notes.txt" for p in paths)
+    res = run_audit(paths, config=AuditConfig(workers=1, progress=False, cache_root=tmp_path / "c"))
+    t = res.table.set_index("filename")
+    assert list(res.table.columns) == OUTPUT_COLUMNS
+    assert t.loc["corrupt.jpg", "status"].startswith("corrupt image")
+    assert t.loc["truncated.jpg", "status"].startswith("truncated JPEG")
+    assert t.loc["one_pixel.png", "status"] == "too small (1x1)"
+    assert t.loc["constant.png", "status"] == "constant image"
+    bad = ["corrupt.jpg", "truncated.jpg", "one_pixel.png", "constant.png"]
+    assert t.loc[bad, "low_quality"].all()
+    assert all(t.loc[f, "quality_reasons"].startswith(t.loc[f, "status"]) for f in bad)
+    ok = t[t["status"] == "ok"]
+    assert len(ok) == 32
+    numeric = ["brisque", "brisque_score", "laplacian_var", "fft_blur", "brightness_p5", "brightness_p50",
+               "brightness_p95", "contrast", "entropy", "chroma", "width", "height", "aspect", "skin_confidence"]
+    assert ok[numeric].notna().all().all()
+    assert ok["content_hash"].str.len().eq(32).all() and ok["phash"].str.len().eq(16).all()
+    assert ((ok["brisque_score"] >= 0) & (ok["brisque_score"] <= 1)).all()
+    gray = t.loc["40_0_0_20990101000000001.jpg.chip.jpg"]
+    assert gray["is_grayscale"] and "grayscale" in gray["quality_reasons"] and gray["skin_category"] == "unknown"
+    assert pd.isna(gray["monk_tone"])
+    assert t.loc["copy_of_4.jpg", "exact_group"] >= 0
+    assert t.loc["copy_of_4.jpg", "exact_group"] == t.loc[paths[4].name, "exact_group"]
+    assert res.meta["status_counts"]["ok"] == 32
+
+
+def test_second_run_recomputes_nothing_and_changed_files_are_redone(mixed_dir, tmp_path):
+    cfg = AuditConfig(workers=1, progress=False, cache_root=tmp_path / "c")
+    paths = list_images(mixed_dir)
+    first = run_audit(paths, config=cfg)
+    # 32 decodable photos + the 1x1 and the constant image (the in-run exact copy is computed too)
+    assert first.meta["timing"]["computed"] == 34
+    second = run_audit(paths, config=cfg)
+    assert second.meta["timing"]["computed"] == 0
+    pd.testing.assert_frame_equal(first.table, second.table)
+    # a renamed copy is recognised by content, an edited file is recomputed
+    shutil.copy2(paths[0], mixed_dir / "renamed.jpg")
+    img = cv2.imread(str(paths[1]))
+    cv2.imwrite(str(paths[1]), cv2.flip(img, 1))
+    third = run_audit(list_images(mixed_dir), config=cfg)
+    assert third.meta["timing"]["computed"] == 1
+    t = third.table.set_index("filename")
+    assert t.loc["renamed.jpg", "brisque"] == t.loc[paths[0].name, "brisque"]
+    # a cache of another version, or a damaged one, is simply a miss
+    for f in (tmp_path / "c").iterdir():
+        f.write_bytes(b"junk")
+    assert AuditCache(tmp_path / "c").lookup_file("x", 1, 1) is None
+
+
+def test_two_worker_processes_give_the_same_table(sample_dir, tmp_path):
+    paths = list_images(sample_dir)[:40]
+    one = run_audit(paths, config=AuditConfig(workers=1, progress=False, use_cache=False))
+    two = run_audit(paths, config=AuditConfig(workers=2, chunk_size=8, progress=False, use_cache=False))
+    pd.testing.assert_frame_equal(one.table, two.table)
+
+
+def test_cli_audit_folder_writes_table_sidecar_and_thresholds(mixed_dir, tmp_path):
+    out = tmp_path / "out" / "a.parquet"
+    thr_path = tmp_path / "thr.json"
+    r = CliRunner().invoke(main, ["audit", str(mixed_dir), "--out", str(out), "--workers", "1", "--quiet",
+                                  "--save-thresholds", str(thr_path)])
+    assert r.exit_code == 0, r.output
+    assert "audited 36 images" in r.output and "constant image: 1" in r.output
+    df = pd.read_parquet(out)
+    assert len(df) == 36 and list(df.columns) == OUTPUT_COLUMNS
+    labelled = df[df["filename"].str.endswith(".chip.jpg")]
+    assert labelled["age"].notna().all()  # UTKFace names parsed into labels
+    meta = json.loads((tmp_path / "out" / "a.meta.json").read_text())
+    assert meta["audit_version"] == df["audit_version"].iloc[0]
+    assert meta["n_images"] == 36 and "quality_thresholds" in meta and "libraries" in meta
+    assert QualityThresholds.load(thr_path) == QualityThresholds.load(tmp_path / "out" / "a.meta.json")
+    assert (tmp_path / "out" / "a.dup_pairs.parquet").exists()
+    # thresholds of one audit reused verbatim by another run
+    out2 = tmp_path / "b.parquet"
+    r2 = CliRunner().invoke(main, ["audit", str(mixed_dir), "--out", str(out2), "--workers", "1", "--quiet",
+                                   "--thresholds", str(thr_path)])
+    assert r2.exit_code == 0, r2.output
+    assert json.loads((tmp_path / "b.meta.json").read_text())["quality_thresholds"] == meta["quality_thresholds"]
+    # a partial override
+    over = tmp_path / "over.json"
+    over.write_text(json.dumps({"brightness_p95_max_dark": 255}))
+    r3 = CliRunner().invoke(main, ["audit", str(mixed_dir), "--out", str(tmp_path / "c.parquet"), "--workers", "1",
+                                   "--quiet", "--thresholds", str(over)])
+    assert r3.exit_code == 0, r3.output
+    c = pd.read_parquet(tmp_path / "c.parquet")
+    assert c.loc[c["status"] == "ok", "is_dark"].all()
+
+
+def test_cli_audit_manifest_and_bad_inputs(sample_split, tmp_path):
+    manifest = sample_split / "test_2_folds_last" / "manifest.csv"
+    out = tmp_path / "m.parquet"
+    r = CliRunner().invoke(main, ["audit", str(manifest), "--out", str(out), "--workers", "1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    df = pd.read_parquet(out)
+    man = pd.read_csv(manifest)
+    assert len(df) == len(man)
+    assert (df["content_hash"].to_numpy() == man["content_hash"].to_numpy()).all()
+    assert (df["age"].to_numpy() == man["age"].to_numpy()).all()
+    r = CliRunner().invoke(main, ["audit", str(tmp_path / "nope"), "--out", str(out)])
+    assert r.exit_code != 0 and "no such folder or manifest" in r.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    r = CliRunner().invoke(main, ["audit", str(bad), "--out", str(out)])
+    assert r.exit_code != 0 and "no 'path' column" in r.output
+
+
+def test_write_audit_pairs_name_both_files(sample_dir, tmp_path):
+    res = run_audit(list_images(sample_dir), config=AuditConfig(workers=1, progress=False,
+                                                                cache_root=tmp_path / "c"))
+    paths = write_audit(res, tmp_path / "s.parquet")
+    pairs = pd.read_parquet(paths["pairs"])
+    exact = pairs[pairs["kind"] == "exact"]
+    assert len(exact) >= 2
+    t = res.table
+    for _, p in exact.iterrows():
+        a = t[t["path"] == p["path_a"]].iloc[0]
+        b = t[t["path"] == p["path_b"]].iloc[0]
+        assert a["content_hash"] == b["content_hash"]
