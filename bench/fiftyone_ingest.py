@@ -78,7 +78,7 @@ def main() -> None:
     import pandas as pd
 
     from curate.fo_db import connect
-    from curate.fo_dataset import build_values, ingest, open_dataset
+    from curate.fo_dataset import as_fo, build_values, ingest, open_dataset
     from curate.fo_inputs import file_manifest, join_inputs
 
     t = time.time()
@@ -170,7 +170,7 @@ def main() -> None:
     for i, sample in enumerate(nds.iter_samples(progress=False)):
         for f, v in flat.items():
             if v[i] is not None:
-                sample[f] = v[i]
+                sample[f] = as_fo(fo, v[i])
         sample.save()
     naive = time.time() - t
     report["naive_seconds_measured"] = round(naive, 2)

@@ -248,9 +248,9 @@ def build_values(fo, table: pd.DataFrame, audit_version: str | None,
     race = pd.to_numeric(table["race"], errors="coerce").to_numpy(dtype=float) if "race" in table else np.full(n, np.nan)
     values["labels"] = {
         "filename": _strs(table["filename"]), "content_hash": _strs(table["content_hash"]),
-        "age": [fo.Regression(value=float(a)) for a in age],
-        "gender": [fo.Classification(label=GENDER_LABELS[g]) for g in gender],
-        "race": [None if r != r else fo.Classification(label=RACE_LABELS[int(r)]) for r in race],
+        "age": [Label("Regression", value=float(a)) for a in age],
+        "gender": [Label("Classification", label=GENDER_LABELS[g]) for g in gender],
+        "race": [None if r != r else Label("Classification", label=RACE_LABELS[int(r)]) for r in race],
         "split": _strs(table["split"]) if "split" in table else [None] * n,
         "fold": _ints(table["fold"]) if "fold" in table else [None] * n,
         "age_group": [age_bin(a) for a in age],
@@ -269,9 +269,9 @@ def build_values(fo, table: pd.DataFrame, audit_version: str | None,
         l0, l1 = table["gender_logit_0"].to_numpy(dtype=float), table["gender_logit_1"].to_numpy(dtype=float)
         emb = table["embedding"].to_numpy() if "embedding" in table else np.full(n, None, dtype=object)
         values["predictions"] = {
-            "age_pred": [fo.Regression(value=float(a)) if h else None for a, h in zip(ap, have)],
-            "gender_pred": [fo.Classification(label=GENDER_LABELS[int(p >= 0.5)], confidence=float(max(p, 1 - p)),
-                                              logits=np.array([a, b], dtype=np.float64)) if h else None
+            "age_pred": [Label("Regression", value=float(a)) if h else None for a, h in zip(ap, have)],
+            "gender_pred": [Label("Classification", label=GENDER_LABELS[int(p >= 0.5)], confidence=float(max(p, 1 - p)),
+                                  logits=np.array([a, b], dtype=np.float64)) if h else None
                             for p, a, b, h in zip(prob, l0, l1, have)],
             "gender_prob": _floats(table["gender_prob"]),
             "age_abs_error": _floats(table["age_abs_error"]) if "age_abs_error" in table else [None] * n,
@@ -455,7 +455,8 @@ def insert_samples(fo, ds, rows: list[tuple[str, dict, dict]], now: datetime) ->
     if mode != "fast":
         def samples():
             for fp, kw, h in rows:
-                yield fo.Sample(filepath=fp, score_status="ok", scored_at=now, ingest_hashes=h, **kw)
+                yield fo.Sample(filepath=fp, score_status="ok", scored_at=now, ingest_hashes=h,
+                                **{f: as_fo(fo, v) for f, v in kw.items()})
 
         return len(ds.add_samples(samples(), expand_schema=False, progress=False, num_samples=len(rows)))
 
@@ -500,7 +501,7 @@ def update_samples(fo, ds, touched: dict[str, tuple[int, dict, list[str]]], valu
         for g in groups:
             rows_g = {sid: r for sid, (r, _, ch) in touched.items() if g in ch}
             for f, vals in values[g].items():
-                ds.set_values(f, {sid: vals[r] for sid, r in rows_g.items()}, key_field="id")
+                ds.set_values(f, {sid: as_fo(fo, vals[r]) for sid, r in rows_g.items()}, key_field="id")
         ds.set_values("ingest_hashes", {sid: h for sid, (_, h, _) in touched.items()}, key_field="id")
         ds.set_values("scored_at", {sid: now for sid in touched}, key_field="id")
         return
@@ -527,6 +528,27 @@ def update_samples(fo, ds, touched: dict[str, tuple[int, dict, list[str]]], valu
     ds.reload()
 
 
+class Label:
+    """A FiftyOne label to be (fo.Regression / fo.Classification), without building the mongoengine
+    document: ingest writes tens of thousands, and constructing them costs more than storing them."""
+
+    __slots__ = ("cls", "attrs")
+
+    def __init__(self, cls: str, **attrs):
+        self.cls, self.attrs = cls, attrs
+
+    def __getattr__(self, name):
+        try:
+            return self.attrs[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def as_fo(fo, v):
+    """The FiftyOne object for a value of `build_values` (labels become fo.Regression / fo.Classification)."""
+    return getattr(fo, v.cls)(**v.attrs) if isinstance(v, Label) else v
+
+
 class _LabelEncoder:
     """Python value -> the BSON value FiftyOne stores (labels as `_cls` documents, arrays as npy+zlib)."""
 
@@ -537,6 +559,12 @@ class _LabelEncoder:
         from bson import ObjectId
 
         fo = self.fo
+        if isinstance(v, Label):
+            d = {"_id": ObjectId(), "_cls": v.cls, "tags": []}
+            for k, x in v.attrs.items():
+                if x is not None:
+                    d[k] = self.fou.serialize_numpy_array(x) if isinstance(x, np.ndarray) else x
+            return d
         if isinstance(v, fo.Regression):
             d = {"_id": ObjectId(), "_cls": "Regression", "tags": [], "value": v.value}
             if v.confidence is not None:
