@@ -227,6 +227,15 @@ def _fft_masks(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return _HF_MASKS[key]
 
 
+def _rfft2(x: np.ndarray) -> np.ndarray:
+    try:  # scipy's pocketfft keeps float32 (complex64): ~1.4x faster than numpy's float64 path
+        import scipy.fft
+
+        return scipy.fft.rfft2(x, workers=1)
+    except ImportError:  # pragma: no cover - scipy comes with scikit-learn
+        return np.fft.rfft2(x)
+
+
 def fft_blur(gray: np.ndarray) -> float:
     """log10 share of spectral energy above half the Nyquist frequency (higher = sharper).
 
@@ -236,7 +245,7 @@ def fft_blur(gray: np.ndarray) -> float:
     """
     g = gray.astype(np.float32)
     g -= g.mean()
-    spec = np.fft.rfft2(g)
+    spec = _rfft2(g)
     p = spec.real ** 2 + spec.imag ** 2
     hi, nondc = _fft_masks(*gray.shape)
     total = float(p[nondc].sum())
@@ -591,9 +600,27 @@ def luma_for_brisque(rgb: np.ndarray) -> np.ndarray:
 
     Reproduces `round(rgb2yiq(x / 255 * 255)[:, :1])` exactly (float32 ops in the same order).
     """
-    x = (rgb.astype(np.float32) / np.float32(255)) * np.float32(255)
-    y = x[..., 0] * np.float32(0.299) + x[..., 1] * np.float32(0.587) + x[..., 2] * np.float32(0.114)
-    return np.round(y).astype(np.float32)
+    return _luma_planes(*cv2.split(np.ascontiguousarray(rgb)))
+
+
+def _luma_planes(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """0.299 R + 0.587 G + 0.114 B on x / 255 * 255 in float32, summed left to right, rounded
+    (piq's order); planar and in place, ~2x faster than on interleaved channels."""
+    def chan(c: np.ndarray) -> np.ndarray:
+        x = c.astype(np.float32)
+        x /= np.float32(255)
+        x *= np.float32(255)
+        return x
+
+    y = chan(r)
+    y *= np.float32(0.299)
+    t = chan(g)
+    t *= np.float32(0.587)
+    y += t
+    t = chan(b)
+    t *= np.float32(0.114)
+    y += t
+    return np.round(y, out=y)
 
 
 def brisque_batch(images: Sequence[np.ndarray], bgr: bool = True) -> np.ndarray:
@@ -636,8 +663,8 @@ def _brisque_batch(model: "_Brisque", images: Sequence[np.ndarray], bgr: bool) -
                 if im.ndim == 2:
                     lumas.append(np.round(im.astype(np.float32)))  # piq: a 1-channel image is used as is
                     continue
-                rgb = im[..., ::-1] if bgr else im
-                lumas.append(luma_for_brisque(rgb))
+                c0, c1, c2 = cv2.split(im)
+                lumas.append(_luma_planes(c2, c1, c0) if bgr else _luma_planes(c0, c1, c2))
             luma = torch.from_numpy(np.stack(lumas)[:, None])
             feats, bad = model.features(luma)
             scores = model.score(feats).numpy()

@@ -478,13 +478,17 @@ def run_audit(paths: Sequence[str | os.PathLike], labels: pd.DataFrame | None = 
 
 
 def _versions() -> dict[str, str]:
+    """Library versions for the sidecar, read from package metadata (importing torch and piq in the
+    parent just to print their versions would cost ~6 s of CPU)."""
+    from importlib import metadata
+
     out = {"python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__,
            "pandas": pd.__version__}
-    for mod in ("torch", "piq", "pyarrow"):
+    for dist in ("torch", "piq", "pyarrow"):
         try:
-            out[mod] = __import__(mod).__version__
-        except Exception:  # pragma: no cover - reported, not required
-            out[mod] = "unavailable"
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "unavailable"
     return out
 
 

@@ -134,13 +134,13 @@ def skin_tone(img: np.ndarray, cfg: SkinConfig = DEFAULT_SKIN_CONFIG,
         return out
     pix = img[rows, cols][mask].reshape(-1, 1, 3).astype(np.float32) / 255.0
     lab = cv2.cvtColor(pix, cv2.COLOR_BGR2Lab).reshape(-1, 3)
-    L, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
-    keep = b > 0  # ITA is defined for yellowish b*; skin always is
+    keep = lab[:, 2] > 0  # ITA is defined for yellowish b*; skin always is
     if keep.sum() < max(10, 0.5 * cfg.min_skin_fraction * mask.size):
         return out
-    ita = np.degrees(np.arctan((L[keep] - 50.0) / b[keep]))
+    kept = lab[keep]
+    ita = np.degrees(np.arctan((kept[:, 0] - 50.0) / kept[:, 2]))
     med_ita = float(np.median(ita))
-    med_lab = np.array([np.median(L[keep]), np.median(a[keep]), np.median(b[keep])], dtype=np.float64)
+    med_lab = np.median(kept, axis=0).astype(np.float64)
     out.update(ita=med_ita, skin_category=ita_category(med_ita), monk_tone=nearest_monk(med_lab),
                skin_L=float(med_lab[0]), skin_a=float(med_lab[1]), skin_b=float(med_lab[2]))
     return out
