@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from trainer.config import TrainConfig
+from trainer.crossfit import predictions_frame  # the one prediction schema, shared with cross-fitting
 from trainer.data import Batches, decoded_cache, read_manifest
 from trainer.model import model_from_checkpoint
 from trainer.train import file_sha256, predict_arrays, set_threads
@@ -25,40 +26,6 @@ GENDER_NAMES = ("male", "female")
 def age_groups(age: np.ndarray | pd.Series) -> pd.Categorical:
     """Reference age groups as half-open [lo, hi) intervals (an age of 4 belongs to 4-14)."""
     return pd.cut(np.asarray(age, float), AGE_GROUP_EDGES, right=False, labels=AGE_GROUP_LABELS)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def predictions_frame(manifest: pd.DataFrame, arrays: dict[str, np.ndarray], model_id: str,
-                      fold: int = -1) -> pd.DataFrame:
-    """The project's one prediction schema (evaluate, cross-fitting, audits and FiftyOne read it)."""
-    logits = np.asarray(arrays["gender_logits"], np.float64)
-    prob = softmax(logits)
-    gender = manifest["gender"].to_numpy(int)
-    age = manifest["age"].to_numpy(float)
-    eps = 1e-12
-    out = pd.DataFrame({
-        "path": manifest["path"].to_numpy(),
-        "filename": manifest["filename"].to_numpy() if "filename" in manifest else
-        [Path(p).name for p in manifest["path"]],
-        "content_hash": manifest["content_hash"].to_numpy(),
-        "age": manifest["age"].to_numpy(int),
-        "gender": gender,
-        "age_pred": np.asarray(arrays["age_pred"], np.float64),
-        "gender_prob": prob[:, 1],
-        "gender_logit_0": logits[:, 0],
-        "gender_logit_1": logits[:, 1],
-    })
-    out["age_abs_error"] = np.abs(out["age_pred"] - age)
-    out["gender_loss"] = -np.log(np.clip(prob[np.arange(len(gender)), gender], eps, 1.0))
-    out["embedding"] = list(np.asarray(arrays["embedding"], np.float32))
-    out["model"] = model_id
-    out["fold"] = int(fold)
-    return out
 
 
 def predict_manifest(checkpoint: str | Path, manifest: str | Path | pd.DataFrame, batch_size: int = 256,
