@@ -56,12 +56,21 @@ def main() -> None:
           f"({len(t) - len(known)} unknown: grayscale or too few skin pixels)\n")
     print(q.loc[order].round(1).to_string())
     cats = [name for _, name in ITA_CATEGORIES] + ["unknown"]
-    ct = pd.crosstab(t["race_name"], pd.Categorical(t["skin_category"], cats), normalize="index") * 100
+    ct = pd.crosstab(t["race_name"], pd.Series(pd.Categorical(t["skin_category"], cats), index=t.index,
+                                               name="ITA category"), normalize="index") * 100
     print("\nITA category per race label (% of row):")
     print(ct.loc[order].round(1).to_string())
-    mt = pd.crosstab(t["race_name"], t["monk_tone"].astype("Int64").astype(str), normalize="index") * 100
-    print("\nnearest Monk Skin Tone per race label (% of row; <NA> = unknown):")
+    tones = [str(i) for i in range(1, 11)] + ["unknown"]
+    monk = t["monk_tone"].astype("Int64").astype(object).map(lambda v: "unknown" if pd.isna(v) else str(int(v)))
+    mt = pd.crosstab(t["race_name"], pd.Series(pd.Categorical(monk, tones), index=t.index, name="Monk tone"),
+                     normalize="index", dropna=False) * 100
+    print("\nnearest Monk Skin Tone per race label (% of row):")
     print(mt.loc[order].round(1).to_string())
+    flags = ["is_dark", "is_overexposed", "is_blurry", "is_low_information", "is_grayscale", "low_quality"]
+    rates = t.groupby("race_name")[flags].mean().mul(100)
+    print("\nquality flag rates per race label (% of row): exposure flags follow skin tone, a caveat for")
+    print("refusing photos as 'too dark' / 'over-exposed' in production")
+    print(rates.loc[order].round(2).to_string())
     med = known.groupby("race_name")["ita"].median()
     ok = med["White"] > med["Indian"] and med["Asian"] > med["Indian"] and med["Indian"] > med["Black"]
     print(f"\nordering White, Asian > Indian > Black by median ITA: {'holds' if ok else 'VIOLATED'}")
