@@ -6,16 +6,18 @@ JPEG name must be rejected here, not crash training an hour later) and how we ge
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
+
+# One decoder and one content hash for the whole project (audits must not import curate, so they live there).
+from audits.duplicates import pixel_hash  # noqa: F401  (re-exported)
+from audits.runner import decode_image as decode_check  # noqa: F401  (re-exported)
 
 RACES = ("White", "Black", "Asian", "Indian", "Others")
 GENDERS = ("male", "female")
@@ -83,34 +85,6 @@ def parse_name(name: str) -> ParsedName:
     if not m["dot"]:
         notes.append("missing dot before extension")
     return ParsedName(age, gender, race, "; ".join(notes))
-
-
-def decode_check(path: Path) -> tuple[np.ndarray | None, str]:
-    """Decode an image the way training will; return (BGR array, "") or (None, reason)."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        return None, f"unreadable file ({e.strerror})"
-    if not data:
-        return None, "empty file"
-    is_jpeg = data[:2] == b"\xff\xd8"
-    if not is_jpeg and data[:8] != b"\x89PNG\r\n\x1a\n" and data[:2] != b"BM" and data[8:12] != b"WEBP":
-        return None, "not an image (no JPEG/PNG/BMP/WebP signature)"
-    # OpenCV silently pads a truncated JPEG with grey; the missing end-of-image marker gives it away.
-    if is_jpeg and not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
-        return None, "truncated JPEG (no end-of-image marker)"
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        return None, "corrupt image (decoder failed)"
-    return img, ""
-
-
-def pixel_hash(img: np.ndarray) -> str:
-    """Hash of decoded pixels and shape: equal for pixel-identical files whatever their names."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(np.asarray(img.shape, np.int64).tobytes())
-    h.update(np.ascontiguousarray(img).tobytes())
-    return h.hexdigest()
 
 
 def scan_folder(data_dir: Path, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
