@@ -1,8 +1,10 @@
 """Training throughput, three ways, in one run (images/s, higher is better).
 
 (a) the plain fp32 NCHW model step on in-memory tensors (the model alone, no data work);
-(b) the `curate train` pipeline with its best settings: decoded uint8 cache, batched tensor
-    augmentation, channels_last (and optionally bf16), exactly the code `trainer.train` runs;
+(b) the `curate train` pipeline: decoded uint8 cache, batched tensor augmentation, channels_last,
+    eager and torch.compile'd (`--set compile=true`; its one-off compile time is printed, not
+    counted) and bf16 autocast: the same step function (`trainer.train.make_train_step`) that
+    `trainer.train` runs;
 (c) a naive loader: PIL decode + torchvision transforms in a DataLoader feeding the plain step.
 
 Usage: python bench/train_throughput.py [--data ../shared/utkface/UTKFace] [--size 200] [--n 1024]
@@ -28,24 +30,21 @@ from curate.splits import parse_name  # noqa: E402
 from trainer.config import TrainConfig, replace  # noqa: E402
 from trainer.data import Batches, decoded_cache  # noqa: E402
 from trainer.model import AgeGenderClassifier  # noqa: E402
-from trainer.train import autocast, loss_terms  # noqa: E402
+from trainer.train import make_train_step  # noqa: E402
 
 
 def step_fn(model, opt, cfg):
-    def step(x, age, gender):
-        with autocast(cfg):
-            g, a, _ = model(x)
-        loss, _, _ = loss_terms(cfg, model, g, a, gender, age)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
+    step = make_train_step(cfg, model, opt)
+    return lambda x, age, gender: step(x, age, gender)
 
 
-def timed(batches, step, warmup: int = 1) -> float:
-    n, t0 = 0, None
+def timed(batches, step, warmup: int = 1, first: list | None = None) -> float:
+    """Images/s after `warmup` batches; the warm-up time (e.g. torch.compile's) goes to `first`."""
+    n, t0 = 0, time.perf_counter()
     for i, (x, age, gender) in enumerate(batches):
         if i == warmup:
+            if first is not None:
+                first.append(time.perf_counter() - t0)
             t0, n = time.perf_counter(), 0
         step(x, age, gender)
         n += len(age)
@@ -100,7 +99,7 @@ def main() -> None:
     ages, gens = torch.rand(args.batch) * 80, torch.randint(0, 2, (args.batch,))
     n_batches = max(3, len(df) // args.batch)
     a = timed(((xs, ages, gens) for _ in range(n_batches)), step_fn(model, opt, plain_cfg))
-    print(f"(a) plain fp32 NCHW step, in-memory tensors:      {a:7.1f} img/s")
+    print(f"(a) plain fp32 NCHW step, in-memory tensors:          {a:7.1f} img/s")
 
     # (b) the trainer's pipeline (first pass decodes into the cache, as epoch 1 of a run does)
     results = {}
@@ -108,19 +107,24 @@ def main() -> None:
         t0 = time.perf_counter()
         px = decoded_cache(df, args.size, cache_dir=Path(cache), progress=False)
         decode_s = time.perf_counter() - t0
-        for prec in ("fp32", "bf16"):
-            bcfg = replace(cfg, channels_last=True, precision=prec)
+        warm: dict[str, float] = {}
+        for prec, comp in (("fp32", False), ("fp32", True), ("bf16", False)):
+            name = prec + (" + torch.compile" if comp else "")
+            bcfg = replace(cfg, channels_last=True, precision=prec, compile=comp)
             torch.manual_seed(0)
             model = AgeGenderClassifier().train().to(memory_format=torch.channels_last)
             opt = torch.optim.AdamW(model.parameters())
             b = Batches(px, df["age"], df["gender"], args.batch, channels_last=True)
             gen = torch.Generator().manual_seed(0)
             it = ((x, age, g) for x, age, g, _ in b.iterate(np.random.permutation(len(df)), "basic", gen))
-            results[prec] = timed(it, step_fn(model, opt, bcfg))
+            first: list[float] = []
+            results[name] = timed(it, step_fn(model, opt, bcfg), first=first)
+            warm[name] = first[0] if first else float("nan")
     best = max(results, key=results.get)
     print(f"    (one-off decode into the uint8 cache: {len(df) / decode_s:.0f} img/s)")
-    for prec, v in results.items():
-        print(f"(b) curate train pipeline, channels_last {prec}:  {v:7.1f} img/s")
+    for name, v in results.items():
+        print(f"(b) curate train pipeline, channels_last {name:<21} {v:7.1f} img/s  "
+              f"(first batch {warm[name]:.0f} s)")
     print(f"    best (b) = {best}: {results[best] / a:.2f} x (a)")
 
     # (c) naive: PIL + torchvision transforms in a DataLoader, plain step
@@ -130,7 +134,7 @@ def main() -> None:
     dl = DataLoader(NaiveSet(df["path"].tolist(), df["age"].to_numpy(), df["gender"].to_numpy(), args.size),
                     batch_size=args.batch, shuffle=True, num_workers=2)
     c = timed(((x, age.float(), g) for x, age, g in dl), step_fn(model, opt, plain_cfg))
-    print(f"(c) naive PIL + DataLoader(2 workers), plain step: {c:7.1f} img/s")
+    print(f"(c) naive PIL + DataLoader(2 workers), plain step:     {c:7.1f} img/s")
     n_train = 18968
     print(f"\nprojected full default run ({n_train} train images x 18 epochs) at (b) best: "
           f"{n_train * 18 / results[best] / 60:.0f} min of training steps (+ per-epoch validation)")

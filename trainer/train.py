@@ -54,6 +54,28 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=cfg.base_lr, weight_decay=cfg.weight_decay)
 
 
+def make_train_step(cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer):
+    """The one optimisation step that `train` runs (and bench/train_throughput.py times).
+
+    With `cfg.compile` the model's forward (and so its backward) is compiled by inductor for the full
+    batch shape only; a smaller last batch runs the same weights eagerly instead of paying for a
+    second compile. Returns step(x, age, gender) -> (loss, gender_logits, age_pred).
+    """
+    fwd = torch.compile(model, dynamic=False) if cfg.compile else model
+
+    def step(x: torch.Tensor, age: torch.Tensor, gender: torch.Tensor):
+        f = fwd if len(age) == cfg.batch_size else model
+        with autocast(cfg):
+            g_logits, a_pred, _ = f(x)
+        loss, _, _ = loss_terms(cfg, model, g_logits, a_pred, gender, age)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss, g_logits, a_pred
+
+    return step
+
+
 def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
     """Per-step one-cycle over `override_cycle_epoch_count` epochs, or per-epoch step / plateau."""
     if cfg.lr_scheduler == "one_cycle":
@@ -213,6 +235,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     _write_json(out_dir / "metadata.json", meta)
 
     best_loss = min((h["val_loss"] for h in history), default=float("inf"))
+    train_step = make_train_step(cfg, model, opt)
     for epoch in range(start_epoch, cfg.num_epochs):
         t0 = time.time()
         frozen = epoch < cfg.freeze_epochs
@@ -230,12 +253,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         for i, (x, age, gender, _) in enumerate(bar):
             if i >= steps:
                 break
-            with autocast(cfg):
-                g_logits, a_pred, _ = model(x)
-            loss, _, _ = loss_terms(cfg, model, g_logits, a_pred, gender, age)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss, g_logits, a_pred = train_step(x, age, gender)
             step_scheduler_batch(cfg, sched)
             n = len(age)
             sums += [loss.item() * n, (a_pred.detach().float() - age).abs().sum().item(),
