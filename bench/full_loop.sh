@@ -18,6 +18,8 @@
 #   EXPORT_ARGS="--drop-suspects --drop-low-quality"   cleaning policy (the reference notebook's filtering)
 #   OVERSAMPLE_ARGS="--target mix:0.5 --max-factor 5"  oversampling targets
 #   NAME=train_cleaned  FORCE=0  N_BOOT=1000  THREADS=   (THREADS empty: the baseline's own setting)
+#   KINDS="cleaned oversampled"        which exported splits to retrain (e.g. KINDS=oversampled with
+#                                      SKIP_FLAG=1: the effect of oversampling alone, nothing removed)
 #   QUICK=1             the sample, 64 px, 2 epochs, no FiftyOne: checks the machinery in a few minutes
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +48,7 @@ NAME=${NAME:-train_cleaned}
 FORCE=${FORCE:-0}
 N_BOOT=${N_BOOT:-1000}
 THREADS=${THREADS:-}
+KINDS=${KINDS:-cleaned oversampled}
 
 log() { printf '\n[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 has_cmd() { curate "$1" --help >/dev/null 2>&1; }
@@ -113,11 +116,13 @@ fi
 
 log "7/7 retrain --compare"
 thr=(); [[ -n "$THREADS" ]] && thr=(--threads "$THREADS")
-for kind in cleaned oversampled; do
+runs_done=()
+for kind in $KINDS; do
   split="$ROOT/$NAME"; [[ $kind == oversampled ]] && split="$ROOT/${NAME}_oversampled"
   curate retrain --split "$split" --baseline "$BASELINE" --out "$RUNS/$kind" --compare "${review_opt[@]}" \
     "${audit_opt[@]}" --n-boot "$N_BOOT" "${thr[@]}" --quiet
+  runs_done+=("$RUNS/$kind")
 done
 
-python bench/loop_table.py "$BASELINE" "$RUNS/cleaned" "$RUNS/oversampled" | tee "$RUNS/README_table.md"
-log "done in $(( ($(date +%s) - T0) / 60 )) min: reports $RUNS/cleaned/compare/report.md, $RUNS/oversampled/compare/report.md"
+python bench/loop_table.py "$BASELINE" "${runs_done[@]}" | tee "$RUNS/README_table.md"
+log "done in $(( ($(date +%s) - T0) / 60 )) min: reports $(printf '%s/compare/report.md ' "${runs_done[@]}")"
