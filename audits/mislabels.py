@@ -9,7 +9,8 @@ sharing a `content_hash` are the pixel-identical groups).
 
 Gender. A label-noise model fitted to the data itself by EM (linear in n, a few dozen parameters):
 the observed label is the true label flipped with an unknown rate eps, and the true label's log-odds
-    a + a_bin + (b + b_bin + c * quality) * z + d * neighbours + copies * log((1 - eps) / eps)
+    a + a_bin + a_race + (b + b_bin + b_race + c * quality) * z + hinges(z) + d * neighbours
+      + copies * log((1 - eps) / eps)
 where z = gender_logit_1 - gender_logit_0 is the model's log-odds of female. So the per-age-bin slope
 b + b_bin is what the model's confidence is worth at that age (an infant's 0.9 means far less than an
 adult's 0.9: estimated from the out-of-sample accuracy of each bin, not assumed), the per-bin intercept
@@ -17,7 +18,9 @@ is that bin's class balance (cleanlab's per-class thresholds, per age), c lets a
 confidence count less, `neighbours` is the label vote of the image's nearest look-alikes in embedding
 space (same fold: same model, labels it never trained on) and `copies` (female minus male labels among
 its pixel-identical / near-duplicate copies, which share its true label) enter as evidence through the
-same noisy channel. Bin terms are ridge-shrunk towards the global fit, so small bins fall back to it.
+same noisy channel. Bin terms are ridge-shrunk towards the global fit, so small bins fall back to it;
+the race terms (when a `race` column is given) do the same per race label, and hinges at |z| = 2, 4
+let the confidence's worth bend where the network is over- or under-confident.
 `gender_issue_score` is the posterior probability that the label was flipped;
 `gender_label_quality` = 1 - that (cleanlab orientation: lower = worse).
 
@@ -51,6 +54,7 @@ AGE_GROUP_WORDS = ("infant", "child", "young", "adult", "adult", "adult", "adult
 GENDER_WORDS = ("male", "female")
 QUALITY_COLUMNS = ("laplacian_var", "brisque_score", "quality_score", "sharpness_score")
 GROUP_COLUMNS = ("exact_group", "near_group")
+SLOPE_KNOTS = (-4.0, -2.0, 2.0, 4.0)
 
 GENDER_COLUMNS = ["gender_issue_score", "gender_label_quality", "gender_suspect", "gender_reason",
                   "gender_status"]
@@ -120,10 +124,20 @@ def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.
     onehot = np.eye(n_bins)[bins]
     cols = [np.ones(len(y)), zq, knn_vote, zq * q, q]
     penal = [1e-3, 1e-3, 1e-3, 1e-1, 1e-1]
-    # Bin deviations of intercept and slope, ridge-shrunk towards the global fit.
-    for j in range(n_bins):
-        cols += [onehot[:, j], onehot[:, j] * zq]
-        penal += [2.0, 2.0]
+    # A network's confidence is rarely calibrated linearly: hinges let the fit bend at |z| = 2 and 4.
+    for knot in SLOPE_KNOTS:
+        cols.append(np.maximum(zq - knot, 0.0))
+        penal.append(1e-1)
+    # Bin deviations of intercept and slope, ridge-shrunk towards the global fit: per age bin and,
+    # when the data has one, per race label (gender is not equally hard for every group either).
+    groups = [onehot]
+    if "race" in df.columns:
+        codes = pd.factorize(df["race"].astype("string").fillna("unknown").to_numpy()[ok])[0]
+        groups.append(np.eye(codes.max() + 1)[codes])
+    for oh in groups:
+        for j in range(oh.shape[1]):
+            cols += [oh[:, j], oh[:, j] * zq]
+            penal += [2.0, 2.0]
     x = np.column_stack(cols)
     keep = x.std(axis=0) > 0
     keep[0] = True
@@ -265,7 +279,7 @@ def _with_audit(pred: pd.DataFrame, audit: pd.DataFrame | None) -> pd.DataFrame:
         raise TypeError("pred must be a pandas DataFrame of predictions")
     if audit is None:
         return pred
-    cols = [c for c in (*QUALITY_COLUMNS, "low_quality", *GROUP_COLUMNS) if c in audit.columns]
+    cols = [c for c in (*QUALITY_COLUMNS, "low_quality", *GROUP_COLUMNS, "race") if c in audit.columns]
     if not cols:
         return pred
     if "path" in audit.columns and "path" in pred.columns:

@@ -57,12 +57,12 @@ def dataset_frame(ds, extra: tuple[str, ...] = ()) -> pd.DataFrame:
 
     view = ds.match(F("score_status") == "ok")
     schema = ds.get_field_schema()
-    cols = ["id", "filepath", "content_hash", "age.value", "gender.label"]
+    cols = ["id", "filepath", "content_hash", "age.value", "gender.label", "race.label"]
     opt = [c for c in ("low_quality", "laplacian_var", "brisque_score", "exact_group", "near_group",
                        "skin_category", "age_group", "dup_label_conflict", "age_abs_error", "gender_loss", *extra)
            if c in schema]
     vals = view.values(cols + opt)
-    df = pd.DataFrame(dict(zip(["id", "path", "content_hash", "age", "gender_label"] + opt, vals)))
+    df = pd.DataFrame(dict(zip(["id", "path", "content_hash", "age", "gender_label", "race"] + opt, vals)))
     df["gender"] = df["gender_label"].map({g: i for i, g in enumerate(GENDER_LABELS)})
     return df
 
@@ -81,7 +81,7 @@ def flag_mislabels(fo, ds, oos: pd.DataFrame, top_k: int | None = None, quality_
     oos = oos.copy()
     oos["path"] = oos["path"].astype(str)
     stale = oos["content_hash"].astype(str) if "content_hash" in oos else None
-    pred = align_predictions(df[["path", "content_hash", "age", "gender"]], oos.drop(columns=["content_hash"],
+    pred = align_predictions(df[["path", "content_hash", "age", "gender", "race"]], oos.drop(columns=["content_hash"],
                                                                                         errors="ignore"))
     if stale is not None:  # a prediction made for other pixels than the sample's must not count
         h = dict(zip(oos["path"], stale))

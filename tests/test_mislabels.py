@@ -75,6 +75,26 @@ def test_infant_uncertainty_ranks_below_adult_contradiction():
     assert diff.loc["0-4", "accuracy"] < diff.loc["30-40", "accuracy"] - 0.1
 
 
+def test_race_group_where_the_model_is_weak_counts_less():
+    """Same age, same sharpness, same raw confidence: the group whose out-of-sample predictions are
+    unreliable (estimated from the data, not told) gets the lower score."""
+    df = population(n=4000, seed=3)
+    rng = np.random.default_rng(3)
+    adults = (df["age"] >= 18).to_numpy()
+    weak = adults & (rng.random(len(df)) < 0.3)
+    z = np.where(weak, (2 * df["gender"] - 1) * 0.5 + rng.normal(0, 1.5, len(df)),
+                 df["gender_logit_1"] - df["gender_logit_0"])
+    df["gender_logit_0"], df["gender_logit_1"], df["gender_prob"] = -z / 2, z / 2, 1 / (1 + np.exp(-z))
+    df["race"] = np.where(weak, "group_b", "group_a")
+    df = probe(df, 40, 0, 0.9)
+    df = probe(df, 40, 0, 0.9)
+    df.loc[df.index[-2], "race"], df.loc[df.index[-1], "race"] = "group_a", "group_b"
+    s = score_gender(df)["gender_issue_score"].to_numpy()
+    assert s[-1] < s[-2] - 0.1, (s[-2], s[-1])
+    without = score_gender(df.drop(columns=["race"]))["gender_issue_score"].to_numpy()
+    assert abs(without[-1] - without[-2]) < 1e-9, "without the race column the two probes are identical"
+
+
 def test_blurry_image_low_confidence_counts_less():
     df = population(blurry_sep=0.8)
     df = probe(df, 40, 0, 0.85, lap=1500.0)  # sharp, contradicted
