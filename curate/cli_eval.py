@@ -36,9 +36,11 @@ def resolve_checkpoint(run: Path | None, checkpoint: Path | None) -> Path:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
               help="Output folder [default: RUN/eval/<split name>, else eval/<split name>].")
 @click.option("--batch-size", default=256, show_default=True)
+@click.option("--tta/--no-tta", default=True, show_default=True,
+              help="Average each image's prediction with its mirror image's (--no-tta: one plain pass).")
 @click.option("--quiet", is_flag=True)
 def evaluate(run: Path | None, checkpoint: Path | None, manifest: Path | None, out_dir: Path | None,
-             batch_size: int, quiet: bool) -> None:
+             batch_size: int, tta: bool, quiet: bool) -> None:
     """Evaluate a model: metric tables (CSV + Markdown), plots (PNG) and per-sample predictions.
 
     predictions.parquet holds, per image: path, true age/gender, age_pred, gender_prob (P(female)),
@@ -60,7 +62,7 @@ def evaluate(run: Path | None, checkpoint: Path | None, manifest: Path | None, o
     if out_dir is None:
         out_dir = (run / "eval" / split_name) if run is not None else Path("eval") / split_name
     try:
-        pred = predict_manifest(ckpt_path, manifest, batch_size=batch_size, progress=not quiet)
+        pred = predict_manifest(ckpt_path, manifest, batch_size=batch_size, progress=not quiet, tta=tta)
     except (DataError, WeightsError) as e:
         fail(str(e))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -71,11 +73,13 @@ def evaluate(run: Path | None, checkpoint: Path | None, manifest: Path | None, o
     (out_dir / "evaluation.json").write_text(json.dumps({
         "checkpoint": str(ckpt_path), "model": pred["model"].iloc[0], "manifest": str(manifest),
         "n": len(pred), "weights_used": ckpt.get("weights_used"), "epoch": ckpt.get("epoch"),
+        "tta": "horizontal flip (mean of 2 passes)" if tta else "none",
     }, indent=2))
     g = tables["gender_metrics"].set_index("class")
     a = tables["age_metrics"].iloc[0]
     click.echo(f"{len(pred)} images: age MAE {a['mae']:.3f}, RMSE {a['rmse']:.3f}, R2 {a['r2']:.3f} | "
-               f"gender accuracy {100 * g.loc['overall', 'accuracy']:.2f}%, AUC {g.loc['overall', 'auc_roc']:.4f}")
+               f"gender accuracy {100 * g.loc['overall', 'accuracy']:.2f}%, AUC {g.loc['overall', 'auc_roc']:.4f}"
+               f"{' (flip TTA)' if tta else ''}")
     click.echo(tables["age_metrics_by_age_group"].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     click.echo(f"tables, plots and predictions.parquet -> {out_dir}")
 
@@ -86,8 +90,10 @@ def evaluate(run: Path | None, checkpoint: Path | None, manifest: Path | None, o
 @click.option("--out", "out_csv", type=click.Path(path_type=Path), help="Write a CSV instead of printing.")
 @click.option("--quality-thresholds", type=click.Path(path_type=Path),
               help="Quality thresholds JSON from `curate audit` (default: the shipped UTKFace thresholds).")
+@click.option("--tta/--no-tta", default=True, show_default=True,
+              help="Average each image's prediction with its mirror image's.")
 def predict(inputs: tuple[Path, ...], checkpoint: Path | None, out_csv: Path | None,
-            quality_thresholds: Path | None) -> None:
+            quality_thresholds: Path | None, tta: bool) -> None:
     """Predict age and gender for images or folders, with an image-quality verdict per image.
 
     A production pipeline can refuse an unusable photo ("too dark", "blurry") before trusting the model.
@@ -109,7 +115,7 @@ def predict(inputs: tuple[Path, ...], checkpoint: Path | None, out_csv: Path | N
         fail(f"no images found in {', '.join(map(str, inputs))}")
     ckpt = resolve_checkpoint(None, checkpoint)
     try:
-        rows = predict_images(ckpt, files)
+        rows = predict_images(ckpt, files, tta=tta)
     except WeightsError as e:
         fail(str(e))
     df = pd.DataFrame(rows)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pandas as pd
@@ -106,6 +107,20 @@ def test_crossfit_is_strictly_out_of_sample_and_resumable(sample_split, tmp_path
     monkeypatch.setattr(trainer.train, "train", no_training)
     again = crossfit(man, tmp_path / "cf", tiny_config(), k=2, seed=0, progress=False, max_batches=2)
     pd.testing.assert_frame_equal(again.drop(columns=["embedding"]), out.drop(columns=["embedding"]))
+    monkeypatch.undo()
+
+    # A fold killed during its first epoch left a run folder but no checkpoint: it starts afresh.
+    fold1 = tmp_path / "cf" / "fold_1"
+    (fold1 / "predictions.parquet").unlink()
+    (fold1 / "run" / "checkpoints" / "last.pt").unlink()
+    meta = json.loads((fold1 / "run" / "metadata.json").read_text())
+    (fold1 / "run" / "metadata.json").write_text(json.dumps({**meta, "status": "running"}))
+    (tmp_path / "cf" / "predictions.parquet").unlink()
+    redo = crossfit(man, tmp_path / "cf", tiny_config(), k=2, seed=0, progress=False, max_batches=2)
+    assert (fold1 / "run" / "checkpoints" / "last.pt").exists()
+    pd.testing.assert_frame_equal(redo[redo["fold"] == 0].drop(columns=["embedding"]),
+                                  out[out["fold"] == 0].drop(columns=["embedding"]))
+    assert redo.loc[redo["fold"] == 1, "age_pred"].notna().all()
     # A different manifest in the same folder is refused rather than mixed with stale folds.
     with pytest.raises(CrossfitError, match="another manifest"):
         crossfit(man.assign(gender=1 - man["gender"]), tmp_path / "cf", tiny_config(), k=2, seed=0,

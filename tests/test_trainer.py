@@ -21,7 +21,7 @@ from trainer.config import ConfigError, TrainConfig, load_config, replace
 from trainer.data import DataError, read_manifest
 from trainer.evaluate import age_metrics, by_age_group, evaluate_predictions, gender_table
 from trainer.model import AgeGenderClassifier, WeightsError, build_model, load_checkpoint
-from trainer.train import (loss_terms, make_optimizer, make_scheduler, make_train_step, step_scheduler_batch, train,
+from trainer.train import (forward_tta, loss_terms, make_optimizer, make_scheduler, make_train_step, step_scheduler_batch, train,
                            weight_l1)
 
 TINY = dict(image_size=64, batch_size=32, num_epochs=2, override_cycle_epoch_count=2, threads=2)
@@ -105,6 +105,21 @@ def test_loss_has_the_l1_term():
     assert torch.isclose(without, 0.9 * ce + 0.1 * l1_age / cfg.age_loss_scale)
     model.set_backbone_trainable(False)
     assert weight_l1(model) < expected_l1, "a frozen backbone leaves the penalty"
+
+
+def test_flip_tta_is_the_mean_of_both_views_and_mirror_invariant():
+    torch.manual_seed(0)
+    model = AgeGenderClassifier().eval()
+    cfg = TrainConfig()
+    x = torch.randn(3, 3, 64, 64)
+    g1, a1, e1 = forward_tta(model, x, cfg)
+    g2, a2, e2 = forward_tta(model, torch.flip(x, dims=[3]), cfg)
+    g, a, e = forward_tta(model, x, cfg, tta=True)
+    assert torch.allclose(g, (g1 + g2) / 2, atol=1e-5) and torch.allclose(a, (a1 + a2) / 2, atol=1e-4)
+    assert not torch.allclose(e1, e2), "a random model is not mirror-symmetric: the two views differ"
+    assert torch.allclose(e, (e1 + e2) / 2, atol=1e-5)
+    gm, am, em = forward_tta(model, torch.flip(x, dims=[3]), cfg, tta=True)
+    assert torch.allclose(am, a, atol=1e-4) and torch.allclose(gm, g, atol=1e-5) and torch.allclose(em, e, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -118,6 +119,9 @@ def crossfit(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: TrainConfig, k
         done = (run_dir / "metadata.json").exists() and \
             json.loads((run_dir / "metadata.json").read_text()).get("status") == "complete"
         if not done:
+            if run_dir.exists() and not last.exists():
+                # Killed before its first epoch ended: nothing to resume, start the fold afresh.
+                shutil.rmtree(run_dir)
             if progress:
                 print(f"cross-fit fold {i + 1}/{k}: training on {len(train_df)} rows, holding out {len(hold_df)}",
                       flush=True)

@@ -29,8 +29,10 @@ def age_groups(age: np.ndarray | pd.Series) -> pd.Categorical:
 
 
 def predict_manifest(checkpoint: str | Path, manifest: str | Path | pd.DataFrame, batch_size: int = 256,
-                     threads: int = 0, progress: bool = True, fold: int = -1) -> pd.DataFrame:
-    """Run a checkpoint over a manifest; returns the prediction frame (schema above)."""
+                     threads: int = 0, progress: bool = True, fold: int = -1, tta: bool = True) -> pd.DataFrame:
+    """Run a checkpoint over a manifest; returns the prediction frame (schema above).
+
+    `tta` (default): mean of the image and its mirror image (trainer.train.forward_tta)."""
     model, ckpt = model_from_checkpoint(checkpoint)
     cfg = TrainConfig(**{**ckpt.get("config", {}), "batch_size": batch_size, "threads": threads})
     set_threads(cfg)
@@ -41,7 +43,7 @@ def predict_manifest(checkpoint: str | Path, manifest: str | Path | pd.DataFrame
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     b = Batches(px, df["age"], df["gender"], batch_size, cfg.channels_last)
-    arrays = predict_arrays(model, b, cfg, progress=progress, desc="evaluate")
+    arrays = predict_arrays(model, b, cfg, progress=progress, desc="evaluate", tta=tta)
     return predictions_frame(df, arrays, file_sha256(Path(checkpoint))[:12], fold)
 
 

@@ -9,11 +9,13 @@ import torch
 from trainer.config import TrainConfig
 from trainer.data import DataError, load_image, to_input
 from trainer.model import model_from_checkpoint
-from trainer.train import autocast, set_threads
+from trainer.train import forward_tta, set_threads
 
 
-def predict_images(checkpoint: str | Path, files: list[Path], batch_size: int = 64) -> list[dict]:
-    """Age, gender and confidence per file; an unreadable file gets a status instead of a crash."""
+def predict_images(checkpoint: str | Path, files: list[Path], batch_size: int = 64, tta: bool = True) -> list[dict]:
+    """Age, gender and confidence per file; an unreadable file gets a status instead of a crash.
+
+    `tta`: mean of the image and its mirror image, as `curate evaluate` does by default."""
     model, ckpt = model_from_checkpoint(checkpoint)
     cfg = TrainConfig(**ckpt.get("config", {}))
     set_threads(cfg)
@@ -30,8 +32,7 @@ def predict_images(checkpoint: str | Path, files: list[Path], batch_size: int = 
         for s in range(0, len(good), batch_size):
             chunk = good[s:s + batch_size]
             x = to_input(torch.from_numpy(np.stack([img for _, img in chunk])), cfg.channels_last)
-            with autocast(cfg):
-                logits, age, _ = model(x)
+            logits, age, _ = forward_tta(model, x, cfg, tta)
             prob = torch.softmax(logits.float(), 1)[:, 1].numpy()
             for (i, _), a, p in zip(chunk, age.float().numpy(), prob):
                 rows[i].update(age_pred=float(a), gender_pred="female" if p >= 0.5 else "male",
