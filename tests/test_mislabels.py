@@ -75,6 +75,14 @@ def test_infant_uncertainty_ranks_below_adult_contradiction():
     assert diff.loc["0-4", "accuracy"] < diff.loc["30-40", "accuracy"] - 0.1
 
 
+def test_per_age_terms_are_used_only_where_the_data_supports_them():
+    same = score_gender(population(infant_sep=4.0, adult_sep=4.0)).attrs["gender_model"]
+    differ = score_gender(population(infant_sep=0.6, adult_sep=4.0)).attrs["gender_model"]
+    assert same["design"] in ("global", "+ age-bin intercepts"), same
+    assert differ["design"] in ("+ age-bin slopes", "+ hinges and race terms"), differ
+    assert len(differ["cv_loglik"]) == 4 and np.argmax(differ["cv_loglik"]) >= 2
+
+
 def test_race_group_where_the_model_is_weak_counts_less():
     """Same age, same sharpness, same raw confidence: the group whose out-of-sample predictions are
     unreliable (estimated from the data, not told) gets the lower score."""
