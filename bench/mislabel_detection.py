@@ -41,6 +41,7 @@ import argparse
 import gc
 import os
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -383,15 +384,16 @@ def contact_sheet(df: pd.DataFrame, reason_col: str, path: Path, title: str, n: 
 
     cols = 10
     rows = (min(n, len(df)) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.0, rows * 2.55))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.2, rows * 2.9))
     for ax in np.ravel(axes):
         ax.axis("off")
     for ax, (_, r) in zip(np.ravel(axes), df.head(n).iterrows()):
         img = cv2.imread(str(r["path"]))
         if img is not None:
             ax.imshow(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-        words = str(r[reason_col]).split(", ")
-        ax.set_title("\n".join([", ".join(words[:2]), ", ".join(words[2:4])]), fontsize=6.5)
+        # The reason's first clauses (prediction, label, quality, age group), wrapped to the tile width.
+        words = str(r[reason_col]).split(", ")[:4]
+        ax.set_title(textwrap.fill(", ".join(words), width=34, max_lines=4, placeholder=" ..."), fontsize=6.2)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
