@@ -33,11 +33,6 @@ from trainer.model import AgeGenderClassifier  # noqa: E402
 from trainer.train import make_train_step  # noqa: E402
 
 
-def step_fn(model, opt, cfg):
-    step = make_train_step(cfg, model, opt)
-    return lambda x, age, gender: step(x, age, gender)
-
-
 def timed(batches, step, warmup: int = 1, first: list | None = None) -> float:
     """Images/s after `warmup` batches; the warm-up time (e.g. torch.compile's) goes to `first`."""
     n, t0 = 0, time.perf_counter()
@@ -98,7 +93,7 @@ def main() -> None:
     xs = torch.randn(args.batch, 3, args.size, args.size)
     ages, gens = torch.rand(args.batch) * 80, torch.randint(0, 2, (args.batch,))
     n_batches = max(3, len(df) // args.batch)
-    a = timed(((xs, ages, gens) for _ in range(n_batches)), step_fn(model, opt, plain_cfg))
+    a = timed(((xs, ages, gens) for _ in range(n_batches)), make_train_step(plain_cfg, model, opt))
     print(f"(a) plain fp32 NCHW step, in-memory tensors:          {a:7.1f} img/s")
 
     # (b) the trainer's pipeline (first pass decodes into the cache, as epoch 1 of a run does)
@@ -120,7 +115,7 @@ def main() -> None:
             if prec == "bf16":  # ~10x slower on CPUs without native bf16: a few batches tell enough
                 it = (batch for batch, _ in zip(it, range(3)))
             first: list[float] = []
-            results[name] = timed(it, step_fn(model, opt, bcfg), first=first)
+            results[name] = timed(it, make_train_step(bcfg, model, opt), first=first)
             warm[name] = first[0] if first else float("nan")
     best = max(results, key=results.get)
     print(f"    (one-off decode into the uint8 cache: {len(df) / decode_s:.0f} img/s)")
@@ -135,7 +130,7 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters())
     dl = DataLoader(NaiveSet(df["path"].tolist(), df["age"].to_numpy(), df["gender"].to_numpy(), args.size),
                     batch_size=args.batch, shuffle=True, num_workers=2)
-    c = timed(((x, age.float(), g) for x, age, g in dl), step_fn(model, opt, plain_cfg))
+    c = timed(((x, age.float(), g) for x, age, g in dl), make_train_step(plain_cfg, model, opt))
     print(f"(c) naive PIL + DataLoader(2 workers), plain step:     {c:7.1f} img/s")
     n_train = 18968
     print(f"\nprojected full default run ({n_train} train images x 18 epochs) at (b) best: "
