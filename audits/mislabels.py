@@ -102,7 +102,6 @@ def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.
     """
     opt = Options(**options)
     df = _with_audit(pred, audit)
-    n = len(df)
     label, status = _gender_labels(df)
     z, pstatus = _gender_logodds(df)
     status = np.where(status == "ok", pstatus, status)

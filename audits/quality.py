@@ -118,7 +118,9 @@ class QualityThresholds:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write as JSON, so another process (predict) applies exactly these thresholds."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        from trainer.atomic import write_text
+
+        write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "QualityThresholds":

@@ -10,14 +10,12 @@ Library only (no click, no FiftyOne): `curate audit` and `curate score` call `ru
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -25,9 +23,11 @@ import pandas as pd
 
 from audits.duplicates import DEFAULT_NEAR_RADIUS, DUPLICATES_VERSION, find_duplicates, phash, pixel_hash, \
     summarize_duplicates
-from audits.quality import FLAG_COLUMNS, QUALITY_VERSION, RAW_COLUMNS, SCORE_COLUMNS, SCORE_DEFINITIONS, \
+from audits.quality import FLAG_COLUMNS, QUALITY_VERSION, RAW_COLUMNS, SCORE_DEFINITIONS, \
     QualityThresholds, add_quality_flags, brisque_batch, compute_thresholds, image_status, measure_quality
 from audits.skin_tone import DEFAULT_SKIN_CONFIG, SKIN_VERSION, SkinConfig, skin_tone
+from trainer.atomic import write_json, write_parquet
+from trainer.data import decode_image  # noqa: F401  (one decoder for training and audits)
 
 AUDIT_VERSION = f"{QUALITY_VERSION}+{SKIN_VERSION}+{DUPLICATES_VERSION}"
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -71,29 +71,6 @@ COLUMN_DOC = {
 # --------------------------------------------------------------------------------------------------
 # Decoding and the per-image audit
 # --------------------------------------------------------------------------------------------------
-def decode_image(path: Path) -> tuple[np.ndarray | None, str]:
-    """Decode like training does (OpenCV BGR); return (image, "") or (None, reason).
-
-    Why not just cv2.imread: OpenCV silently pads a truncated JPEG with grey and returns None without
-    a reason; the reasons here match `curate split`'s rejection reasons.
-    """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        return None, f"unreadable file ({e.strerror})"
-    if not data:
-        return None, "empty file"
-    is_jpeg = data[:2] == b"\xff\xd8"
-    if not is_jpeg and data[:8] != b"\x89PNG\r\n\x1a\n" and data[:2] != b"BM" and data[8:12] != b"WEBP":
-        return None, "not an image (no JPEG/PNG/BMP/WebP signature)"
-    if is_jpeg and not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
-        return None, "truncated JPEG (no end-of-image marker)"
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        return None, "corrupt image (decoder failed)"
-    return img, ""
-
-
 def audit_image(img: np.ndarray, skin_cfg: SkinConfig = DEFAULT_SKIN_CONFIG,
                 content_hash: str | None = None) -> dict[str, Any]:
     """Every per-image measurement except BRISQUE (batched separately) for one decoded BGR image.
@@ -272,19 +249,13 @@ class AuditCache:
             new = pd.DataFrame(self._new_files)
             files = pd.concat([self.files, new], ignore_index=True) if len(self.files) else new
             self.files = files.drop_duplicates(["path"], keep="last").reset_index(drop=True)
-            self._atomic(self.files, self.files_path)
+            write_parquet(self.files, self.files_path)
         if self._new_results:
             new = _normalise_results(pd.DataFrame(self._new_results, columns=CACHED_COLUMNS))
             res = pd.concat([_normalise_results(self.results), new], ignore_index=True) if len(self.results) else new
             self.results = res.drop_duplicates(["content_hash"], keep="last").reset_index(drop=True)
-            self._atomic(self.results, self.results_path)
+            write_parquet(self.results, self.results_path)
         self._new_files, self._new_results = [], []
-
-    @staticmethod
-    def _atomic(df: pd.DataFrame, path: Path) -> None:
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
 
 
 def _normalise_results(df: pd.DataFrame) -> pd.DataFrame:
@@ -537,16 +508,15 @@ def write_audit(result: AuditResult, out: str | os.PathLike) -> dict[str, Path]:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta_path, pairs_path = sidecar_paths(out)
-    tmp = out.with_name(out.name + ".tmp")
-    result.table.to_parquet(tmp, index=False)
-    os.replace(tmp, out)
     pairs = result.pairs.copy()
     if len(pairs):
         pairs.insert(2, "path_a", result.table["path"].to_numpy()[pairs["i"].to_numpy()])
         pairs.insert(3, "path_b", result.table["path"].to_numpy()[pairs["j"].to_numpy()])
-    pairs.to_parquet(pairs_path, index=False)
+    # Sidecars first, the table last: a table on disk always has whole sidecars of its own pass.
+    write_parquet(pairs, pairs_path)
     meta = dict(result.meta, outputs={"table": str(out), "pairs": str(pairs_path)})
-    meta_path.write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+    write_json(meta_path, meta, default=_json_default)
+    write_parquet(result.table, out)
     return {"table": out, "meta": meta_path, "pairs": pairs_path}
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from curate.cli import SAMPLE_DIR, fail, main
+from trainer.atomic import write_csv
 
 DEFAULT_DATASET = "utkface"
 
@@ -258,9 +259,7 @@ def review_status(name: str, out_csv: Path | None) -> None:
     dec = decisions(ds)
     out_csv = out_csv or Path("reviews") / f"{name}_decisions.csv"
     out_csv.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_csv.with_name(out_csv.name + ".tmp")
-    dec.to_csv(tmp, index=False)
-    tmp.replace(out_csv)
+    write_csv(dec, out_csv)
     click.echo(table.to_string(index=False))
     bad = dec[dec["problem"] != ""]
     if len(bad):

@@ -72,6 +72,7 @@ import pandas as pd
 
 from curate.splits import (AGE_BIN_LABELS, GENDERS, MANIFEST_COLUMNS, RACES, TEST_SPLIT, TRAIN_SPLIT, _NAME_RE,
                            age_bin, pixel_hash)
+from trainer.atomic import write_csv
 
 TAG_EXCLUDE = "exclude"
 TAG_MISLABEL = "confirmed:mislabel"
@@ -551,12 +552,6 @@ def _write_image(src: str, dst: Path, mode: str) -> None:
     shutil.copyfile(src, dst)
 
 
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False, lineterminator="\n")
-    os.replace(tmp, path)
-
-
 class _SplitWriter:
     """Builds ROOT/.NAME.tmp-PID and renames it to ROOT/NAME on commit (replacing only with force)."""
 
@@ -789,9 +784,9 @@ def export(source: str | Path = f"dataset/{TRAIN_SPLIT}", root: str | Path = "da
                                   ["source_path", "source_filename", "filename", "content_hash", "original_age", "age",
                                    "original_gender", "gender", "review_tags"]]
         for w_, df_ in [(cleaned_w, cleaned)] + ([(writers[1], over)] if oversample else []):
-            _atomic_csv(df_, w_.tmp / "manifest.csv")
-            _atomic_csv(removed, w_.tmp / "removed.csv")
-            _atomic_csv(corrections, w_.tmp / "corrections.csv")
+            write_csv(df_, w_.tmp / "manifest.csv")
+            write_csv(removed, w_.tmp / "removed.csv")
+            write_csv(corrections, w_.tmp / "corrections.csv")
         summary["seconds"] = round(time.time() - t0, 1)
         for w_ in writers:
             (w_.tmp / "export.json").write_text(json.dumps(summary, indent=2, default=str))

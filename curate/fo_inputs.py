@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from trainer.atomic import write_parquet
+
 PREDICTION_REQUIRED = ("path", "age_pred", "gender_prob", "gender_logit_0", "gender_logit_1", "model")
 AUDIT_KEYS = ("path", "filename", "content_hash")
 
@@ -45,12 +47,6 @@ def _key(*parts: str) -> str:
     return h.hexdigest()[:20]
 
 
-def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
 # --------------------------------------------------------------------------------------- manifest
 def folder_manifest(data_dir: Path, seed: int = 0, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(usable rows with split and fold, rejected rows) for a folder, as `curate split` would assign them."""
@@ -71,8 +67,8 @@ def folder_manifest(data_dir: Path, seed: int = 0, progress: bool = True) -> tup
     usable = usable.sort_values("filename", kind="stable").reset_index(drop=True)
     usable["fold"] = assign_folds(usable, seed=seed)
     usable["split"] = np.where(usable["fold"].isin(TEST_FOLDS), TEST_SPLIT, TRAIN_SPLIT)
-    _atomic_parquet(usable, usable_p)
-    _atomic_parquet(rejected, rejected_p)
+    write_parquet(usable, usable_p)
+    write_parquet(rejected, rejected_p)
     return usable, rejected
 
 
@@ -129,7 +125,7 @@ def compute_predictions(manifest: pd.DataFrame, checkpoint: Path, progress: bool
         return pd.read_parquet(p)
     pred = predict_manifest(checkpoint, manifest, batch_size=64, threads=int(os.environ.get("OMP_NUM_THREADS", 0) or 0),
                             progress=progress)
-    _atomic_parquet(pred, p)
+    write_parquet(pred, p)
     return pred
 
 
@@ -155,7 +151,7 @@ def compute_audits(manifest: pd.DataFrame, progress: bool = True) -> pd.DataFram
     workers = int(os.environ.get("CURATE_AUDIT_WORKERS", "0")) or None  # 1: in this process, no pool
     res = runner.run_audit(manifest["path"].tolist(), labels=labels,
                            config=runner.AuditConfig(progress=progress, workers=workers))
-    _atomic_parquet(res.table, p)
+    write_parquet(res.table, p)
     return res.table
 
 

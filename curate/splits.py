@@ -6,7 +6,6 @@ JPEG name must be rejected here, not crash training an hour later) and how we ge
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import pandas as pd
 # One decoder and one content hash for the whole project (audits must not import curate, so they live there).
 from audits.duplicates import pixel_hash  # noqa: F401  (re-exported)
 from audits.runner import decode_image as decode_check  # noqa: F401  (re-exported)
+from trainer.atomic import atomic_path, write_csv
 
 RACES = ("White", "Black", "Asian", "Indian", "Others")
 GENDERS = ("male", "female")
@@ -148,14 +148,14 @@ def make_splits(data_dir: Path, out_dir: Path, seed: int = 0, copy: bool = False
     usable, rejected = scan_folder(data_dir, progress=progress)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_csv(rejected, out_dir / "rejected.csv")
+    write_csv(rejected, out_dir / "rejected.csv")
     if usable.empty:
         raise SplitError(f"{data_dir}: no usable image ({len(rejected)} rejected, see {out_dir / 'rejected.csv'})")
     usable = usable.sort_values("filename", kind="stable").reset_index(drop=True)
     usable["fold"] = assign_folds(usable, seed=seed)
     usable["split"] = np.where(usable["fold"].isin(TEST_FOLDS), TEST_SPLIT, TRAIN_SPLIT)
     usable = usable[MANIFEST_COLUMNS]
-    _atomic_csv(usable, out_dir / "folds.csv")
+    write_csv(usable, out_dir / "folds.csv")
     for split in (TRAIN_SPLIT, TEST_SPLIT):
         part = usable[usable["split"] == split].reset_index(drop=True)
         split_dir = out_dir / split
@@ -163,10 +163,11 @@ def make_splits(data_dir: Path, out_dir: Path, seed: int = 0, copy: bool = False
         if copy:
             for src in part["path"]:
                 dst = split_dir / Path(src).name
-                if not dst.exists():
-                    shutil.copy2(src, dst)
+                if not dst.exists():  # copied under a temporary name: a killed copy is never half a JPEG
+                    with atomic_path(dst) as tmp:
+                        shutil.copy2(src, tmp)
             part = part.assign(path=[str((split_dir / Path(p).name).resolve()) for p in part["path"]])
-        _atomic_csv(part, split_dir / "manifest.csv")
+        write_csv(part, split_dir / "manifest.csv")
     return summarize(usable, rejected)
 
 
@@ -190,10 +191,4 @@ def summarize(usable: pd.DataFrame, rejected: pd.DataFrame) -> dict:
         "n_in_duplicate_groups": int(dup_groups.sum()),
         "n_duplicate_groups": int(usable.loc[dup_groups, "content_hash"].nunique()),
     }
-
-
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False, lineterminator="\n")
-    os.replace(tmp, path)
 

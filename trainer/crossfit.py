@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from trainer.atomic import write_json, write_parquet
 from trainer.config import TrainConfig, replace
 
 # Reference age groups (curate.splits.AGE_BIN_EDGES), for stratification only.
@@ -134,20 +135,18 @@ def crossfit(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: TrainConfig, k
         batches = Batches(px, hold_df["age"], hold_df["gender"], fcfg.batch_size, fcfg.channels_last)
         arrays = predict_arrays(model, batches, fcfg, progress=progress, desc=f"predict fold {i + 1}")
         part = predictions_frame(hold_df, arrays, model_id=model_id, fold=i)
-        tmp = pred_path.with_name(pred_path.name + ".tmp")
-        part.to_parquet(tmp, index=False)
-        tmp.replace(pred_path)
+        write_parquet(part, pred_path)
         meta["folds"][str(i)] = {"n_train": len(train_df), "n_holdout": len(hold_df), "model": model_id,
                                  "train_seconds": round(t_train, 1),
                                  "predict_seconds": round(time.time() - t0 - t_train, 1)}
-        _write_json(meta_path, meta)
+        write_json(meta_path, meta)
         parts.append(part)
 
     out = _in_manifest_order(df, pd.concat(parts, ignore_index=True), folds)
-    out.to_parquet(out_dir / "predictions.parquet", index=False)
+    write_parquet(out, out_dir / "predictions.parquet")
     meta["total_seconds"] = round(sum(f.get("train_seconds", 0) + f.get("predict_seconds", 0)
                                       for f in meta["folds"].values()), 1)
-    _write_json(meta_path, meta)
+    write_json(meta_path, meta)
     return out
 
 
@@ -249,9 +248,3 @@ def _in_manifest_order(df: pd.DataFrame, preds: pd.DataFrame, folds: np.ndarray)
 def model_id_of(path: str | Path) -> str:
     """sha256[:12] of a checkpoint file: the `model` column of the prediction schema."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(path)

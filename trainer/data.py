@@ -19,6 +19,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from trainer.atomic import write_text
+
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
 REQUIRED = ("path", "age", "gender", "content_hash")
@@ -40,7 +42,11 @@ def manifest_file(path: str | Path) -> Path:
 
 def read_manifest(path: str | Path, check_files: bool = True) -> pd.DataFrame:
     p = manifest_file(path)
-    df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, dtype={"content_hash": str})
+    try:
+        df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, dtype={"content_hash": str})
+    except Exception as e:  # pandas/pyarrow raise a zoo of types for a damaged or wrong file
+        raise DataError(f"{p}: not a readable manifest ({type(e).__name__}: {str(e).splitlines()[0][:100]})") \
+            from None
     missing_cols = [c for c in REQUIRED if c not in df.columns]
     if missing_cols:
         raise DataError(f"{p}: missing column(s) {', '.join(missing_cols)}")
@@ -64,11 +70,35 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("CURATE_CACHE_DIR", Path.home() / ".cache" / "utkface-curate"))
 
 
+def decode_image(path: Path) -> tuple[np.ndarray | None, str]:
+    """Decode (OpenCV BGR) or say why not: return (image, "") or (None, reason).
+
+    Why not just cv2.imread: OpenCV silently pads a truncated JPEG with grey and returns None without
+    a reason. Training, audits and `curate split` share this one decoder, so an image `split` rejects
+    is never trained on, and a half-copied JPEG fails loudly instead of training as grey.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        return None, f"unreadable file ({e.strerror})"
+    if not data:
+        return None, "empty file"
+    is_jpeg = data[:2] == b"\xff\xd8"
+    if not is_jpeg and data[:8] != b"\x89PNG\r\n\x1a\n" and data[:2] != b"BM" and data[8:12] != b"WEBP":
+        return None, "not an image (no JPEG/PNG/BMP/WebP signature)"
+    if is_jpeg and not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
+        return None, "truncated JPEG (no end-of-image marker)"
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        return None, "corrupt image (decoder failed)"
+    return img, ""
+
+
 def load_image(path: str | Path, size: int) -> np.ndarray:
     """RGB uint8 (size x size x 3); raises DataError naming the file if it cannot be decoded."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    img, reason = decode_image(Path(path))
     if img is None:
-        raise DataError(f"{path}: cannot decode image")
+        raise DataError(f"{path}: {reason}")
     if img.shape[0] != size or img.shape[1] != size:
         interp = cv2.INTER_AREA if min(img.shape[:2]) > size else cv2.INTER_LINEAR
         img = cv2.resize(img, (size, size), interpolation=interp)
@@ -89,13 +119,18 @@ def decoded_cache(df: pd.DataFrame, size: int, cache_dir: Path | None = None,
         return np.memmap(arr_path, dtype=np.uint8, mode="r", shape=shape)
     tmp = arr_path.with_name(arr_path.name + f".{os.getpid()}.tmp")
     arr = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
-    for i, p in enumerate(tqdm(df["path"], desc=f"decode {size}px", unit="img", disable=not progress,
-                               mininterval=1.0)):
-        arr[i] = load_image(p, size)
-    arr.flush()
-    del arr
+    try:
+        for i, p in enumerate(tqdm(df["path"], desc=f"decode {size}px", unit="img", disable=not progress,
+                                   mininterval=1.0)):
+            arr[i] = load_image(p, size)
+        arr.flush()
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # up to GBs: a failed decode must not leave it behind
+        raise
+    finally:
+        del arr
     os.replace(tmp, arr_path)
-    done_path.write_text(json.dumps({"n": len(df), "size": size}))
+    write_text(done_path, json.dumps({"n": len(df), "size": size}))
     return np.memmap(arr_path, dtype=np.uint8, mode="r", shape=shape)
 
 

@@ -5,13 +5,13 @@ other tools. Every table is written as CSV (for machines) and Markdown (for peop
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from trainer.atomic import save_figure, write_text
 from trainer.config import TrainConfig
 from trainer.crossfit import predictions_frame  # the one prediction schema, shared with cross-fitting
 from trainer.data import Batches, decoded_cache, read_manifest
@@ -122,10 +122,10 @@ def evaluate_predictions(pred: pd.DataFrame, out_dir: str | Path) -> dict[str, p
     }
     md = []
     for name, t in tables.items():
-        _atomic_write(out_dir / f"{name}.csv", t.to_csv(index=False))
+        write_text(out_dir / f"{name}.csv", t.to_csv(index=False))
         md.append(f"## {name.replace('_', ' ')}\n\n{t.to_markdown(index=False, floatfmt='.4f')}\n")
-        _atomic_write(out_dir / f"{name}.md", md[-1])
-    _atomic_write(out_dir / "report.md", "# Evaluation\n\n" + "\n".join(md))
+        write_text(out_dir / f"{name}.md", md[-1])
+    write_text(out_dir / "report.md", "# Evaluation\n\n" + "\n".join(md))
     plot_age_confusion(pred, out_dir / "age_confusion.png")
     plot_pred_vs_true(pred, out_dir / "age_pred_vs_true.png")
     plot_error_by_age(pred, out_dir / "age_error_by_age.png")
@@ -145,10 +145,7 @@ def _plt():
 
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def plot_age_confusion(pred: pd.DataFrame, path: Path) -> None:
@@ -199,9 +196,3 @@ def plot_error_by_age(pred: pd.DataFrame, path: Path) -> None:
     ax.set_ylabel("predicted - true (years)")
     ax.set_title("Age error by age group")
     _save(fig, path)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -8,7 +8,6 @@ age head's output (what pushed the age up). No dependency beyond torch and OpenC
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trainer.atomic import save_figure
 from trainer.data import load_image, to_input
 from trainer.model import AgeGenderClassifier, model_from_checkpoint
 
@@ -118,10 +118,7 @@ def save_grid(items: list[tuple[np.ndarray, np.ndarray]], captions: list[str], p
         axes[0, 0].text(0, 0.5, "no misclassified image", fontsize=10)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=90)
     return path
 
 
