@@ -54,7 +54,7 @@ def main(baseline: str, runs: list[str]) -> str:
                      f"{gap('age_group', 'age MAE', 'new', 1)} | {gap('skin_category', 'gender accuracy', 'new', 100)} |")
     n = json.loads((Path(runs[0]) / "compare" / "compare.json").read_text()) if runs else {}
     lines.append("")
-    lines.append(f"Test: `{n.get('test_manifest')}` ({n.get('n_test')} images, untouched); intervals: paired bootstrap, "
+    lines.append(f"Test: `{n.get('test_manifest')}` ({n.get('n_test')} images, never trained on; final weights of each run, flip TTA); intervals: paired bootstrap, "
                  f"{n.get('n_boot')} resamples; `*`: the 95% interval excludes 0. Baseline run: `{baseline}`.")
     return "\n".join(lines)
 

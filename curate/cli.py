@@ -1,7 +1,6 @@
 """`curate`: the command line. Thin by design: parse options, call the libraries, print results."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -100,7 +99,10 @@ def train(config: Path | None, sets: tuple[str, ...], out_dir: Path, resume: boo
     if resume and (out_dir / "metadata.json").exists():
         import json
 
-        base = json.loads((out_dir / "metadata.json").read_text())["config"]
+        try:
+            base = json.loads((out_dir / "metadata.json").read_text())["config"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            fail(f"{out_dir / 'metadata.json'}: unreadable run metadata ({type(e).__name__}); cannot resume")
     cfg = _load_cfg(config, sets, base)
     try:
         meta = run_train(cfg, out_dir, resume=resume, progress=not quiet)

@@ -1,26 +1,26 @@
 """`curate evaluate` and `curate predict`."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from curate.cli import fail, main
+from trainer.atomic import write_csv, write_json, write_parquet
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.pt"
 
 
-def resolve_checkpoint(run: Path | None, checkpoint: Path | None) -> Path:
-    """A run folder's best checkpoint, an explicit checkpoint, or the shipped default model."""
+def resolve_checkpoint(run: Path | None, checkpoint: Path | None, which: str = "best") -> Path:
+    """A run folder's best (or last) checkpoint, an explicit checkpoint, or the shipped default model."""
     if checkpoint is not None:
         return checkpoint
     if run is not None:
         if not run.is_dir():
             fail(f"{run}: run folder not found")
-        ckpt = run / "checkpoints" / "best.pt"
+        ckpt = run / "checkpoints" / f"{which}.pt"
         if not ckpt.exists():
-            fail(f"{ckpt}: run has no best checkpoint (did training finish an epoch?)")
+            fail(f"{ckpt}: run has no {which} checkpoint (did training finish an epoch?)")
         return ckpt
     if not DEFAULT_MODEL.exists():
         fail(f"{DEFAULT_MODEL}: shipped default model missing; pass --run or --checkpoint")
@@ -29,6 +29,8 @@ def resolve_checkpoint(run: Path | None, checkpoint: Path | None) -> Path:
 
 @main.command()
 @click.option("--run", type=click.Path(path_type=Path), help="Run folder from `curate train` (uses best.pt).")
+@click.option("--which", type=click.Choice(["best", "last"]), default="best", show_default=True,
+              help="With --run: the best-validation-loss epoch, or the final weights.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="A checkpoint file instead of --run.")
 @click.option("--manifest", type=click.Path(path_type=Path),
               help="Split folder or manifest to evaluate on [default: the run's val_path, else "
@@ -39,8 +41,8 @@ def resolve_checkpoint(run: Path | None, checkpoint: Path | None) -> Path:
 @click.option("--tta/--no-tta", default=True, show_default=True,
               help="Average each image's prediction with its mirror image's (--no-tta: one plain pass).")
 @click.option("--quiet", is_flag=True)
-def evaluate(run: Path | None, checkpoint: Path | None, manifest: Path | None, out_dir: Path | None,
-             batch_size: int, tta: bool, quiet: bool) -> None:
+def evaluate(run: Path | None, which: str, checkpoint: Path | None, manifest: Path | None,
+             out_dir: Path | None, batch_size: int, tta: bool, quiet: bool) -> None:
     """Evaluate a model: metric tables (CSV + Markdown), plots (PNG) and per-sample predictions.
 
     predictions.parquet holds, per image: path, true age/gender, age_pred, gender_prob (P(female)),
@@ -50,7 +52,7 @@ def evaluate(run: Path | None, checkpoint: Path | None, manifest: Path | None, o
     from trainer.evaluate import evaluate_predictions, predict_manifest
     from trainer.model import WeightsError, load_checkpoint
 
-    ckpt_path = resolve_checkpoint(run, checkpoint)
+    ckpt_path = resolve_checkpoint(run, checkpoint, which)
     try:
         ckpt = load_checkpoint(ckpt_path)
     except WeightsError as e:
@@ -65,16 +67,17 @@ def evaluate(run: Path | None, checkpoint: Path | None, manifest: Path | None, o
         pred = predict_manifest(ckpt_path, manifest, batch_size=batch_size, progress=not quiet, tta=tta)
     except (DataError, WeightsError) as e:
         fail(str(e))
+    if run is not None and which == "best" and _selected_on(run, pred):
+        click.echo(f"note: {ckpt_path} is the epoch with the lowest validation loss on this same split, so "
+                   "these figures are slightly optimistic; `--which last` gives the final weights", err=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "predictions.parquet.tmp"
-    pred.to_parquet(tmp, index=False)
-    tmp.replace(out_dir / "predictions.parquet")
+    write_parquet(pred, out_dir / "predictions.parquet")
     tables = evaluate_predictions(pred, out_dir)
-    (out_dir / "evaluation.json").write_text(json.dumps({
+    write_json(out_dir / "evaluation.json", {
         "checkpoint": str(ckpt_path), "model": pred["model"].iloc[0], "manifest": str(manifest),
         "n": len(pred), "weights_used": ckpt.get("weights_used"), "epoch": ckpt.get("epoch"),
         "tta": "horizontal flip (mean of 2 passes)" if tta else "none",
-    }, indent=2))
+    })
     g = tables["gender_metrics"].set_index("class")
     a = tables["age_metrics"].iloc[0]
     click.echo(f"{len(pred)} images: age MAE {a['mae']:.3f}, RMSE {a['rmse']:.3f}, R2 {a['r2']:.3f} | "
@@ -82,6 +85,19 @@ def evaluate(run: Path | None, checkpoint: Path | None, manifest: Path | None, o
                f"{' (flip TTA)' if tta else ''}")
     click.echo(tables["age_metrics_by_age_group"].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     click.echo(f"tables, plots and predictions.parquet -> {out_dir}")
+
+
+def _selected_on(run: Path, pred) -> bool:
+    """Whether the run chose its best epoch on the images of `pred` (the reference config validates on test)."""
+    import json
+
+    from trainer.data import manifest_hash
+
+    try:
+        val_hash = json.loads((run / "metadata.json").read_text()).get("val_manifest_hash")
+    except (OSError, ValueError):
+        return False
+    return val_hash == manifest_hash(pred)  # predictions keep the manifest's rows and order
 
 
 @main.command()
@@ -113,6 +129,14 @@ def predict(inputs: tuple[Path, ...], checkpoint: Path | None, out_csv: Path | N
             fail(f"{p}: no such file or folder")
     if not files:
         fail(f"no images found in {', '.join(map(str, inputs))}")
+    if quality_thresholds is not None:  # check it before minutes of predictions, not after
+        from audits.quality import QualityThresholds
+
+        try:
+            QualityThresholds.load(quality_thresholds)
+        except (OSError, ValueError, TypeError) as e:
+            fail(f"{quality_thresholds}: not usable quality thresholds ({type(e).__name__}: "
+                 f"{str(e).splitlines()[0][:120]})")
     ckpt = resolve_checkpoint(None, checkpoint)
     try:
         rows = predict_images(ckpt, files, tta=tta)
@@ -121,7 +145,7 @@ def predict(inputs: tuple[Path, ...], checkpoint: Path | None, out_csv: Path | N
     df = pd.DataFrame(rows)
     df = _add_quality(df, files, quality_thresholds)
     if out_csv:
-        df.to_csv(out_csv, index=False)
+        write_csv(df, out_csv)
         click.echo(f"{len(df)} predictions -> {out_csv}")
     else:
         cols = [c for c in ("path", "status", "age_pred", "gender_pred", "confidence", "quality_verdict") if c in df]

@@ -27,6 +27,7 @@ import pandas as pd
 
 from audits.group_metrics import bootstrap_weights, paired_group_table
 from curate.splits import RACES
+from trainer.atomic import save_figure, write_csv, write_json, write_parquet, write_text
 from trainer.evaluate import AGE_GROUP_LABELS, GENDER_NAMES, age_groups, evaluate_predictions
 
 METRICS = {"age MAE": ("base_abs_err", "new_abs_err", "lower"),
@@ -100,27 +101,46 @@ def test_manifest(base_meta: dict) -> pd.DataFrame:
 
 
 def predictions(run: Path, manifest: pd.DataFrame, cache: Path, threads: int = 0, progress: bool = False) -> pd.DataFrame:
-    """The run's best checkpoint on the test manifest, reusing a cached or `curate evaluate` parquet
-    when its model id and rows match."""
+    """The run's final weights (flip TTA) on the test manifest, reusing a cached or `curate evaluate`
+    parquet when its model id, rows and TTA match.
+
+    Why the final weights, not best.pt: best.pt is the epoch with the lowest validation loss, and the
+    reference configuration validates on the test split itself, so comparing best checkpoints would
+    let the test set pick each model. The last epoch is chosen by nobody.
+    """
     from trainer.evaluate import predict_manifest
     from trainer.train import file_sha256
 
-    ckpt = run / "checkpoints" / "best.pt"
-    if not ckpt.exists():
-        raise CompareError(f"{ckpt}: run has no best checkpoint")
+    ckpt = final_checkpoint(run)
     model_id = file_sha256(ckpt)[:12]
     for cand in [cache, *sorted(run.glob("eval/*/predictions.parquet"))]:
         if cand.exists():
+            if cand != cache and _eval_tta(cand.parent) is not True:
+                continue  # a `curate evaluate --no-tta` result: not comparable with the TTA side
             p = pd.read_parquet(cand)
             if len(p) == len(manifest) and (p["model"] == model_id).all() and \
                     (p["content_hash"].astype(str).to_numpy() == manifest["content_hash"].astype(str).to_numpy()).all():
                 return p
-    p = predict_manifest(ckpt, manifest, threads=threads, progress=progress)
+    p = predict_manifest(ckpt, manifest, threads=threads, progress=progress, tta=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + ".tmp")
-    p.to_parquet(tmp, index=False)
-    os.replace(tmp, cache)
+    write_parquet(p, cache)
     return p
+
+
+def final_checkpoint(run: Path) -> Path:
+    """The weights after the run's last epoch (last.pt holds them, with the optimizer state)."""
+    ckpt = run / "checkpoints" / "last.pt"
+    if not ckpt.exists():
+        raise CompareError(f"{ckpt}: run has no final checkpoint (not trained, or killed in its first epoch)")
+    return ckpt
+
+
+def _eval_tta(eval_dir: Path) -> bool | None:
+    """Whether a `curate evaluate` folder used flip TTA (None: unknown, e.g. no evaluation.json)."""
+    try:
+        return json.loads((eval_dir / "evaluation.json").read_text()).get("tta", "none") != "none"
+    except (OSError, ValueError):
+        return None
 
 
 # --------------------------------------------------------------------------------------- frames
@@ -293,10 +313,7 @@ def _plt():
 
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=90, bbox_inches="tight")
-    _plt().close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=90, bbox_inches="tight")
 
 
 def save_gallery(rows: pd.DataFrame, path: Path, title: str, cols: int = 6) -> None:
@@ -404,11 +421,11 @@ def compare_runs(baseline: str | Path, new: str | Path, out_dir: str | Path | No
     tn = evaluate_predictions(_pred_frame(f, "new"), out / "new")
     sbs = side_by_side(tb, tn)
     rows, gaps = group_tables(f, n_boot, seed, min_group)
-    rows.to_csv(out / "group_metrics.csv", index=False)
-    gaps.to_csv(out / "worst_group_gaps.csv", index=False)
+    write_csv(rows, out / "group_metrics.csv")
+    write_csv(gaps, out / "worst_group_gaps.csv")
     for name, t in sbs.items():
-        t.to_csv(out / f"{name}_side_by_side.csv", index=False)
-    f.to_csv(out / "per_image.csv", index=False)
+        write_csv(t, out / f"{name}_side_by_side.csv")
+    write_csv(f, out / "per_image.csv")
     plot_groups(rows, out / "group_metrics.png")
     plot_deltas(rows, gaps, out / "deltas.png")
     gal = gallery_sets(f, n_gallery, age_tol)
@@ -422,7 +439,7 @@ def compare_runs(baseline: str | Path, new: str | Path, out_dir: str | Path | No
         from trainer.explain import explain_run
 
         for m, run, p in (("baseline", baseline, pb), ("new", new, pn)):
-            explained[m] = explain_run(run / "checkpoints" / "best.pt", p, out / f"explain_{m}", n_explain, label=m)
+            explained[m] = explain_run(final_checkpoint(run), p, out / f"explain_{m}", n_explain, label=m)
     corrected = None
     if review is not None:
         from curate.export import corrected_view
@@ -431,8 +448,8 @@ def compare_runs(baseline: str | Path, new: str | Path, out_dir: str | Path | No
         if info["n_review_rows"]:
             fc = add_errors(fc)
             rc, gc = group_tables(fc, n_boot, seed, min_group)
-            rc.to_csv(out / "group_metrics_corrected_test.csv", index=False)
-            gc.to_csv(out / "worst_group_gaps_corrected_test.csv", index=False)
+            write_csv(rc, out / "group_metrics_corrected_test.csv")
+            write_csv(gc, out / "worst_group_gaps_corrected_test.csv")
             corrected = {"info": info, "rows": rc, "gaps": gc}
     lines = verdict(rows, gaps)
     summary = {
@@ -444,11 +461,9 @@ def compare_runs(baseline: str | Path, new: str | Path, out_dir: str | Path | No
         "overall": rows[rows["dimension"] == "overall"].to_dict("records"), "verdict": lines,
         "corrected_test": corrected["info"] if corrected else None, "seconds": round(time.time() - t0, 1),
     }
-    (out / "compare.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_json(out / "compare.json", summary, default=str)
     md = report_markdown(summary, bm, nm, sbs, rows, gaps, gal, explained, corrected, review_source, age_tol)
-    tmp = out / "report.md.tmp"
-    tmp.write_text(md)
-    os.replace(tmp, out / "report.md")
+    write_text(out / "report.md", md)
     summary["report"] = str(out / "report.md")
     return summary
 
@@ -463,8 +478,9 @@ def report_markdown(s, bm, nm, sbs, rows, gaps, gal, explained, corrected, revie
          f"Baseline `{s['baseline']}` (trained on `{bm.get('train_manifest')}`, {bm.get('n_train')} images) vs "
          f"new `{s['new']}` (trained on `{nm.get('train_manifest')}`, {nm.get('n_train')} images). "
          f"Configuration differences: {', '.join(_cfg_diff(bm, nm)) or 'none'}.", "",
-         f"Both evaluated on the same untouched test manifest `{s['test_manifest']}` ({s['n_test']} images, hash "
-         f"{s['test_manifest_hash']}). Intervals: 95 % percentile intervals of a paired bootstrap over the test "
+         f"Both evaluated with their final weights (last epoch: no checkpoint picked by looking at the test "
+         f"set) and flip TTA on the same test manifest `{s['test_manifest']}` ({s['n_test']} images, never "
+         f"trained on, hash {s['test_manifest_hash']}). Intervals: 95 % percentile intervals of a paired bootstrap over the test "
          f"images ({s['n_boot']} resamples, seed {s['seed']}; the same resampled images for both models, so the "
          "delta's interval accounts for their correlation). `*` marks a delta whose interval excludes 0.", "",
          "## Verdict", ""]

@@ -21,8 +21,8 @@ from trainer.config import ConfigError, TrainConfig, load_config, replace
 from trainer.data import DataError, read_manifest
 from trainer.evaluate import age_metrics, by_age_group, evaluate_predictions, gender_table
 from trainer.model import AgeGenderClassifier, WeightsError, build_model, load_checkpoint
-from trainer.train import (forward_tta, loss_terms, make_optimizer, make_scheduler, make_train_step, step_scheduler_batch, train,
-                           weight_l1)
+from trainer.train import (RunError, forward_tta, loss_terms, make_optimizer, make_scheduler, make_train_step,
+                           step_scheduler_batch, train, weight_l1)
 
 TINY = dict(image_size=64, batch_size=32, num_epochs=2, override_cycle_epoch_count=2, threads=2)
 
@@ -215,6 +215,67 @@ def test_resume_without_checkpoint_is_an_error(tmp_path: Path):
     assert res.exit_code != 0 and "nothing to resume" in res.output
 
 
+def test_run_killed_in_its_first_epoch_starts_again(sample_split: Path, tmp_path: Path):
+    cfg = tiny_cfg(sample_split, num_epochs=1, override_cycle_epoch_count=1)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "metadata.json").write_text(json.dumps({"config": cfg.to_dict(), "status": "running"}))
+    meta = train(cfg, run, resume=True, progress=False, max_batches=1)  # no last.pt: nothing to lose
+    assert meta["status"] == "complete" and (run / "checkpoints" / "last.pt").exists()
+
+
+def test_resume_refuses_a_different_config(sample_split: Path, tmp_path: Path):
+    cfg = tiny_cfg(sample_split, num_epochs=1, override_cycle_epoch_count=1)
+    run = tmp_path / "run"
+    train(cfg, run, progress=False, max_batches=1)
+    with pytest.raises(RunError, match=r"num_epochs \(1 -> 2\), image_size \(64 -> 32\)"):
+        train(replace(cfg, num_epochs=2, image_size=32), run, resume=True, progress=False, max_batches=1)
+    res = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--set", "batch_size=8"])
+    assert res.exit_code != 0 and "batch_size (32 -> 8)" in res.output
+    # the thread count changes speed, not results: allowed
+    meta = train(replace(cfg, threads=1), run, resume=True, progress=False, max_batches=1)
+    assert meta["config"]["threads"] == 1 and meta["epochs_completed"] == 1
+
+
+def test_a_run_that_never_had_a_finite_validation_loss_fails_clearly(sample_split: Path, tmp_path: Path,
+                                                                        monkeypatch):
+    import trainer.train as tt
+
+    real = tt.val_metrics
+    monkeypatch.setattr(tt, "val_metrics", lambda *a, **k: {**real(*a, **k), "val_loss": float("nan")})
+    cfg = tiny_cfg(sample_split, num_epochs=1, override_cycle_epoch_count=1)
+    with pytest.raises(RunError, match="not finite in any epoch"):
+        train(cfg, tmp_path / "run", progress=False, max_batches=1)
+    assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+
+
+def test_unreadable_manifests_and_images_fail_with_the_file_named(sample_split: Path, sample_dir: Path,
+                                                                  tmp_path: Path):
+    from trainer.data import decoded_cache, load_image
+
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match="empty.csv: not a readable manifest"):
+        read_manifest(tmp_path / "empty.csv")
+    img = sorted(sample_dir.glob("*.jpg"))[0]
+    with pytest.raises(DataError, match="not a readable manifest"):
+        read_manifest(_copy(img, tmp_path / "m.parquet"))  # a JPEG given as a manifest
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(img.read_bytes()[:2000])  # a half-copied JPEG: OpenCV alone would pad it with grey
+    with pytest.raises(DataError, match="cut.jpg: truncated JPEG"):
+        load_image(cut, 64)
+    m = read_manifest(sample_split / "test_2_folds_last").head(3)
+    m.loc[2, "path"] = str(cut)
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="cut.jpg"):
+        decoded_cache(m, 64, cache_dir=cache, progress=False)
+    assert list(cache.iterdir()) == [], "a failed decode leaves no temporary cache file behind"
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.write_bytes(src.read_bytes())
+    return dst
+
+
 def test_imagenet_weights_load_or_fail_clearly(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache: online it downloads, offline it fails
     try:
@@ -228,6 +289,10 @@ def test_imagenet_weights_load_or_fail_clearly(tmp_path: Path, monkeypatch):
 def test_bad_weights_and_checkpoints(tmp_path: Path, sample_split: Path):
     with pytest.raises(WeightsError, match="not found"):
         build_model(str(tmp_path / "missing.pt"))
+    other = tmp_path / "other.pt"
+    torch.save(torch.nn.Linear(3, 2).state_dict(), other)
+    with pytest.raises(WeightsError, match="other.pt: weights do not fit the model"):
+        build_model(str(other))
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"\x00garbage")
     with pytest.raises(WeightsError, match="not a readable checkpoint"):
@@ -281,6 +346,7 @@ def test_evaluate_cli_writes_every_table_and_plot(sample_split: Path, tmp_path: 
     train(tiny_cfg(sample_split, num_epochs=1, override_cycle_epoch_count=1), tmp_path / "run", progress=False)
     res = CliRunner().invoke(main, ["evaluate", "--run", str(tmp_path / "run"), "--quiet"])
     assert res.exit_code == 0, res.output
+    assert "lowest validation loss on this same split" in res.output  # best.pt was picked on it
     out = tmp_path / "run" / "eval" / "test_2_folds_last"
     for name in ("gender_metrics", "age_metrics", "gender_accuracy_by_age_group", "age_metrics_by_age_group"):
         assert (out / f"{name}.csv").exists() and (out / f"{name}.md").read_text().count("|") > 10
@@ -292,6 +358,10 @@ def test_evaluate_cli_writes_every_table_and_plot(sample_split: Path, tmp_path: 
     assert pred["gender_prob"].between(0, 1).all() and (pred["fold"] == -1).all()
     again = evaluate_predictions(pred, tmp_path / "again")
     assert again["age_metrics"]["mae"].iloc[0] == pytest.approx(pred["age_abs_error"].mean())
+    res = CliRunner().invoke(main, ["evaluate", "--run", str(tmp_path / "run"), "--which", "last", "--quiet",
+                                    "--out", str(tmp_path / "last")])
+    assert res.exit_code == 0 and "note:" not in res.output, res.output
+    assert json.loads((tmp_path / "last" / "evaluation.json").read_text())["checkpoint"].endswith("last.pt")
 
 
 def test_predict_cli_gives_per_image_status(sample_split: Path, sample_dir: Path, tmp_path: Path):
@@ -306,3 +376,5 @@ def test_predict_cli_gives_per_image_status(sample_split: Path, sample_dir: Path
     assert list(p["status"]) == ["ok"] * 3 + ["unreadable image"]
     assert p.loc[:2, "age_pred"].notna().all() and set(p.loc[:2, "gender_pred"]) <= {"male", "female"}
     assert p.loc[:2, "quality_verdict"].notna().all() and p.loc[3, "quality_ok"] in (False, "False")
+    res = CliRunner().invoke(main, ["predict", str(imgs[0]), "--quality-thresholds", str(tmp_path / "nope.json")])
+    assert res.exit_code != 0 and "nope.json: not usable quality thresholds" in res.output

@@ -64,7 +64,10 @@ def build_model(weights: str = "none", dropout: float = 0.1, age_init: float = 3
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found (use imagenet, none or an existing path)")
     state = load_checkpoint(path)["model"]
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise WeightsError(f"{path}: weights do not fit the model ({str(e).splitlines()[0]})") from None
     return model, f"checkpoint {path}"
 
 

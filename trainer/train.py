@@ -7,11 +7,11 @@ the epochs that had not finished and reaches the same result as an uninterrupted
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import time
 from contextlib import nullcontext
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.config import TrainConfig
+from trainer.atomic import save_figure, save_torch, write_csv, write_json
+from trainer.config import TrainConfig, replace
 from trainer.data import Batches, decoded_cache, manifest_hash, read_manifest
 from trainer.model import AgeGenderClassifier, build_model, load_checkpoint
 
@@ -203,10 +204,18 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
-    if out_dir.exists() and (out_dir / "metadata.json").exists() and not resume:
+    started = (out_dir / "metadata.json").exists()
+    if last_path.exists() and not resume:
         raise RunError(f"{out_dir}: a run already exists here; use --resume to continue it or another --out")
     if resume and not last_path.exists():
-        raise RunError(f"{last_path}: nothing to resume (no completed epoch checkpoint)")
+        if not started:
+            raise RunError(f"{last_path}: nothing to resume (no completed epoch checkpoint)")
+        resume = False  # killed before its first epoch ended: nothing to lose, start it again
+        if progress:
+            print(f"{out_dir}: no epoch completed before the interruption; starting from epoch 1", flush=True)
+    state = load_checkpoint(last_path) if resume else None
+    if state is not None:
+        cfg = _resumed_config(cfg, TrainConfig(**state["config"]), last_path)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     set_threads(cfg)
     t_start = time.time()
@@ -219,9 +228,6 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     val_b = Batches(val_px, val_df["age"], val_df["gender"], cfg.batch_size, cfg.channels_last)
     steps = len(train_b) if max_batches is None else min(len(train_b), max_batches)
 
-    state = load_checkpoint(last_path) if resume else None
-    if state is not None and state.get("config") != cfg.to_dict():
-        cfg = TrainConfig(**state["config"])  # a resumed run keeps the config it started with
     torch.manual_seed(cfg.seed)
     model, weights_used = build_model(cfg.weights, cfg.dropout, age_init=float(train_df["age"].mean()))
     if cfg.channels_last:
@@ -247,9 +253,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     }
     if state is not None:
         meta["wall_seconds_before_resume"] = state.get("wall_seconds", 0.0)
-    _write_json(out_dir / "metadata.json", meta)
+    write_json(out_dir / "metadata.json", meta)
 
-    best_loss = min((h["val_loss"] for h in history), default=float("inf"))
+    best_loss = min((_finite(h["val_loss"]) for h in history), default=float("inf"))
     train_step = make_train_step(cfg, model, opt)
     for epoch in range(start_epoch, cfg.num_epochs):
         t0 = time.time()
@@ -299,21 +305,47 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         weights_only = {"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch,
                         "weights_used": weights_used, "metrics": row}
         if cfg.keep_epoch_checkpoints:
-            _atomic_save(weights_only, ckpt_dir / f"epoch_{epoch + 1:03d}.pt")
-        if vm["val_loss"] < best_loss:
+            save_torch(weights_only, ckpt_dir / f"epoch_{epoch + 1:03d}.pt")
+        if _finite(vm["val_loss"]) < best_loss:
             best_loss = vm["val_loss"]
-            _atomic_save(weights_only, ckpt_dir / "best.pt")
-        _atomic_csv(pd.DataFrame(history, columns=METRIC_COLUMNS), out_dir / "metrics.csv")
-        _atomic_save(ckpt, last_path)  # last: the resume point, written after everything else
+            save_torch(weights_only, ckpt_dir / "best.pt")
+        write_csv(pd.DataFrame(history, columns=METRIC_COLUMNS), out_dir / "metrics.csv")
+        save_torch(ckpt, last_path)  # last: the resume point, written after everything else
 
-    best = min(history, key=lambda h: h["val_loss"])
+    if not np.isfinite(best_loss):
+        raise RunError(f"{out_dir}: validation loss was not finite in any epoch (diverged?); no best.pt "
+                       f"written, see {out_dir / 'metrics.csv'}")
+    best = min(history, key=lambda h: _finite(h["val_loss"]))
     meta.update(status="complete", wall_seconds=meta.get("wall_seconds_before_resume", 0.0) + time.time() - t_start,
                 epochs_completed=len(history), best_epoch=best["epoch"], best_val_mae=best["val_mae"],
                 best_val_acc=best["val_acc"], final=history[-1],
                 best_checkpoint_sha256=file_sha256(ckpt_dir / "best.pt"))
-    _write_json(out_dir / "metadata.json", meta)
+    write_json(out_dir / "metadata.json", meta)
     _plot_history(history, out_dir / "training_curves.png")
     return meta
+
+
+def _finite(x: float) -> float:
+    """NaN/inf validation losses rank last: a diverged epoch must never become `best`."""
+    return float(x) if np.isfinite(x) else float("inf")
+
+
+# Keys that change how fast a run goes but not what it computes: they may differ on --resume.
+_RESUME_FREE = {"threads"}
+
+
+def _resumed_config(asked: TrainConfig, saved: TrainConfig, last_path: Path) -> TrainConfig:
+    """A resumed run continues with the config it started with; asking for another one is an error.
+
+    Silently keeping the old config would hide the request; silently honouring it would train the
+    second half of a run on other data or another schedule while metadata.json records the first.
+    """
+    a, s = asdict(asked), asdict(saved)
+    diff = [f"{k} ({s[k]!r} -> {a[k]!r})" for k in a if k not in _RESUME_FREE and a[k] != s.get(k)]
+    if diff:
+        raise RunError(f"{last_path}: a resumed run keeps the config it started with, but these differ: "
+                       f"{', '.join(diff)}; drop them or train into another --out")
+    return replace(saved, **{k: a[k] for k in _RESUME_FREE})
 
 
 def _plot_history(history: list[dict], path: Path) -> None:
@@ -333,25 +365,6 @@ def _plot_history(history: list[dict], path: Path) -> None:
     for a in ax:
         a.set_xlabel("epoch")
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=100)
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
