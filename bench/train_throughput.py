@@ -133,8 +133,9 @@ def main() -> None:
     c = timed(((x, age.float(), g) for x, age, g in dl), make_train_step(plain_cfg, model, opt))
     print(f"(c) naive PIL + DataLoader(2 workers), plain step:     {c:7.1f} img/s")
     n_train = 18968
-    print(f"\nprojected full default run ({n_train} train images x 18 epochs) at (b) best: "
-          f"{n_train * 18 / results[best] / 60:.0f} min of training steps (+ per-epoch validation)")
+    print(f"\nprojected 18 epochs x {n_train} train images at {args.size}px at (b) best: "
+          f"{n_train * 18 / results[best] / 60:.0f} min of training steps (+ per-epoch validation; "
+          f"the default config trains at {TrainConfig().image_size}px: rerun with --size to project it)")
 
 
 if __name__ == "__main__":
