@@ -1,0 +1,95 @@
+"""Make a finished `curate train` run the shipped default model (curate/models/default.pt + its card).
+
+The shipped file keeps only what prediction needs (weights, config, epoch, weights used, metrics), not
+the optimizer state, so it stays well under the 10 MB limit; the card (default.json) records where it
+came from, its test metrics from `curate evaluate` (flip TTA and one plain pass), versions and hash,
+so that a reader can check every figure in README.md against a file.
+
+Usage:
+  curate evaluate --checkpoint runs/NAME/checkpoints/last.pt --out runs/NAME/eval_tta
+  curate evaluate --checkpoint runs/NAME/checkpoints/last.pt --out runs/NAME/eval_plain --no-tta
+  python scripts/ship_model.py runs/NAME --config configs/default_model.yaml \
+      --trained-on "UTKFace train_8_folds_first, oversampled (27,053 images)"
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "curate" / "models"
+
+
+def test_metrics(eval_dir: Path) -> dict:
+    """The headline figures of one `curate evaluate` output folder."""
+    age = pd.read_csv(eval_dir / "age_metrics.csv").iloc[0]
+    g = pd.read_csv(eval_dir / "gender_metrics.csv").set_index("class").loc["overall"]
+    return {"age_mae": round(float(age["mae"]), 3), "age_rmse": round(float(age["rmse"]), 3),
+            "age_r2": round(float(age["r2"]), 3), "gender_accuracy": round(float(g["accuracy"]), 4),
+            "gender_auc": round(float(g["auc_roc"]), 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--checkpoint", default="last", help="Checkpoint name in RUN/checkpoints [last].")
+    ap.add_argument("--config", type=Path, help="The YAML the run was trained with (recorded in the card).")
+    ap.add_argument("--trained-on", required=True, help="One line: which images the model saw.")
+    ap.add_argument("--eval-tta", type=Path, help="[RUN/eval_tta]")
+    ap.add_argument("--eval-plain", type=Path, help="[RUN/eval_plain]")
+    args = ap.parse_args()
+
+    ckpt_path = args.run / "checkpoints" / f"{args.checkpoint}.pt"
+    if not ckpt_path.is_file():
+        sys.exit(f"{ckpt_path}: checkpoint not found")
+    meta_path = args.run / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    if meta.get("status") != "complete":
+        sys.exit(f"{meta_path}: run is not complete (status {meta.get('status')!r})")
+    evals = {"test_2_folds_last": args.eval_tta or args.run / "eval_tta",
+             "test_2_folds_last_no_tta": args.eval_plain or args.run / "eval_plain"}
+    for d in evals.values():
+        if not (d / "age_metrics.csv").is_file():
+            sys.exit(f"{d}: no curate evaluate output (age_metrics.csv missing)")
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    slim = {k: ckpt[k] for k in ("model", "config", "epoch", "weights_used", "metrics") if k in ckpt}
+    MODELS.mkdir(parents=True, exist_ok=True)
+    tmp = MODELS / "default.pt.tmp"
+    torch.save(slim, tmp)
+    os.replace(tmp, MODELS / "default.pt")
+    sha = hashlib.sha256((MODELS / "default.pt").read_bytes()).hexdigest()
+
+    card = {
+        "source_run": str(args.run),
+        "checkpoint": args.checkpoint,
+        "config_file": str(args.config) if args.config else None,
+        "trained_on": args.trained_on,
+        "weights_used": meta["weights_used"],
+        "config": slim["config"],
+        "wall_minutes": round(meta["wall_seconds"] / 60, 1),
+        "epochs": meta["epochs_completed"],
+        "train_images_per_epoch": meta["n_train"],
+        **{k: test_metrics(d) for k, d in evals.items()},
+        "versions": meta["versions"],
+        "sha256": sha,
+        "terms": "Trained on UTKFace: non-commercial research use only.",
+    }
+    tmp = MODELS / "default.json.tmp"
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(tmp, MODELS / "default.json")
+    size = (MODELS / "default.pt").stat().st_size / 1e6
+    print(f"shipped {ckpt_path} -> curate/models/default.pt ({size:.1f} MB, sha256 {sha[:12]}); "
+          f"test MAE {card['test_2_folds_last']['age_mae']}, "
+          f"accuracy {card['test_2_folds_last']['gender_accuracy']:.2%} (flip TTA)")
+
+
+if __name__ == "__main__":
+    main()
