@@ -48,8 +48,9 @@ class TrainConfig:
     threads: int = 0  # 0 = all cores
     precision: str = "fp32"  # fp32 | bf16
     channels_last: bool = True
-    # torch.compile (inductor) the training forward/backward: ~1.2x faster steps on CPU after a one-off
-    # compile of ~2 min, so worth it for full runs, not for short ones (bench/train_throughput.py).
+    # torch.compile (inductor) the training forward/backward: 1.2-1.5x faster steps on CPU in most of
+    # our measurements, after a one-off compile of ~2 min, so worth it for full runs, not for short
+    # ones (bench/train_throughput.py; README "Speed" has the one run where it was slower).
     compile: bool = False
     step_size: int = 5  # step scheduler: epochs between decays
     gamma: float = 0.3  # step / plateau decay factor
