@@ -68,6 +68,18 @@ def test_bad_configs(tmp_path: Path, text, overrides, msg):
         load_config(f, overrides)
 
 
+def test_the_shipped_model_was_trained_with_its_config_file():
+    """The card, the checkpoint and configs/default_model.yaml must describe the same run."""
+    root = Path(__file__).resolve().parent.parent
+    card = json.loads((root / "curate/models/default.json").read_text())
+    cfg = load_config(root / card["config_file"]).to_dict()
+    ckpt = load_checkpoint(root / "curate/models/default.pt")
+    for k in cfg:
+        if k != "threads":
+            assert card["config"][k] == ckpt["config"][k] == cfg[k], k
+    assert card["weights_used"] == ckpt["weights_used"] and card["test_2_folds_last"]["age_mae"] > 0
+
+
 # --- recipe ----------------------------------------------------------------------------------
 
 def test_one_cycle_peaks_at_pct_start_and_stays_flat_after_the_cycle():
