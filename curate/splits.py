@@ -16,7 +16,7 @@ import pandas as pd
 
 # One decoder and one content hash for the whole project (audits must not import curate, so they live there).
 from audits.duplicates import pixel_hash  # noqa: F401  (re-exported)
-from audits.runner import decode_image as decode_check  # noqa: F401  (re-exported)
+from trainer.data import decode_image as decode_check  # noqa: F401  (re-exported)
 from trainer.atomic import atomic_path, write_csv
 
 RACES = ("White", "Black", "Asian", "Indian", "Others")
