@@ -14,9 +14,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -24,10 +22,14 @@ import pandas as pd
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from trainer.atomic import save_torch, write_json  # noqa: E402
+from trainer.train import file_sha256  # noqa: E402
+
 MODELS = ROOT / "curate" / "models"
 
 
-def test_metrics(eval_dir: Path) -> dict:
+def headline_metrics(eval_dir: Path) -> dict:
     """The headline figures of one `curate evaluate` output folder."""
     age = pd.read_csv(eval_dir / "age_metrics.csv").iloc[0]
     g = pd.read_csv(eval_dir / "gender_metrics.csv").set_index("class").loc["overall"]
@@ -62,10 +64,8 @@ def main() -> None:
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     slim = {k: ckpt[k] for k in ("model", "config", "epoch", "weights_used", "metrics") if k in ckpt}
     MODELS.mkdir(parents=True, exist_ok=True)
-    tmp = MODELS / "default.pt.tmp"
-    torch.save(slim, tmp)
-    os.replace(tmp, MODELS / "default.pt")
-    sha = hashlib.sha256((MODELS / "default.pt").read_bytes()).hexdigest()
+    save_torch(slim, MODELS / "default.pt")
+    sha = file_sha256(MODELS / "default.pt")
 
     card = {
         "source_run": str(args.run),
@@ -77,14 +77,12 @@ def main() -> None:
         "wall_minutes": round(meta["wall_seconds"] / 60, 1),
         "epochs": meta["epochs_completed"],
         "train_images_per_epoch": meta["n_train"],
-        **{k: test_metrics(d) for k, d in evals.items()},
+        **{k: headline_metrics(d) for k, d in evals.items()},
         "versions": meta["versions"],
         "sha256": sha,
         "terms": "Trained on UTKFace: non-commercial research use only.",
     }
-    tmp = MODELS / "default.json.tmp"
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmp, MODELS / "default.json")
+    write_json(MODELS / "default.json", card)
     size = (MODELS / "default.pt").stat().st_size / 1e6
     print(f"shipped {ckpt_path} -> curate/models/default.pt ({size:.1f} MB, sha256 {sha[:12]}); "
           f"test MAE {card['test_2_folds_last']['age_mae']}, "
