@@ -22,7 +22,7 @@ from trainer.data import DataError, read_manifest
 from trainer.evaluate import age_metrics, by_age_group, evaluate_predictions, gender_table
 from trainer.model import AgeGenderClassifier, WeightsError, build_model, load_checkpoint
 from trainer.train import (RunError, forward_tta, loss_terms, make_optimizer, make_scheduler, make_train_step,
-                           step_scheduler_batch, train, weight_l1)
+                           near_zero_weights, step_scheduler_batch, train, weight_l1)
 
 TINY = dict(image_size=64, batch_size=32, num_epochs=2, override_cycle_epoch_count=2, threads=2)
 
@@ -119,6 +119,27 @@ def test_loss_has_the_l1_term():
     assert weight_l1(model) < expected_l1, "a frozen backbone leaves the penalty"
 
 
+def test_the_l1_term_prunes_weights_and_the_log_sees_it():
+    """Under Adam a summed L1 penalty drives weights to zero (BatchNorm hides it from the loss);
+    `near_zero_weights`, logged per epoch, is how a run shows it."""
+    torch.manual_seed(0)
+    x, age, gender = torch.randn(4, 3, 32, 32), torch.rand(4) * 80, torch.randint(0, 2, (4,))
+    frac = {}
+    for lam in (0.0, 1e-2):
+        torch.manual_seed(0)
+        cfg, model = replace(TrainConfig(), l1_lambda=lam), AgeGenderClassifier()
+        assert near_zero_weights(model, 1e-3) < 0.02, "a fresh model is dense"
+        opt = torch.optim.AdamW(model.parameters(), lr=0.03)
+        for _ in range(15):
+            g, a, _ = model(x)
+            loss, _, _ = loss_terms(cfg, model, g, a, gender, age)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        frac[lam] = near_zero_weights(model, 1e-3)
+    assert frac[1e-2] > 4 * frac[0.0], frac
+
+
 def test_flip_tta_is_the_mean_of_both_views_and_mirror_invariant():
     torch.manual_seed(0)
     model = AgeGenderClassifier().eval()
@@ -170,6 +191,7 @@ def test_train_writes_checkpoints_metrics_metadata(sample_split: Path, tmp_path:
         assert (run / f).exists(), f
     m = pd.read_csv(run / "metrics.csv")
     assert list(m["epoch"]) == [1, 2] and m["val_mae"].notna().all()
+    assert m["near_zero_weights"].between(0, 0.05).all(), "two tiny epochs cannot prune a fresh model"
     saved = json.loads((run / "metadata.json").read_text())
     assert saved["status"] == "complete" and saved["weights_used"].startswith("none")
     assert saved["versions"]["torch"] and len(saved["train_manifest_hash"]) == 16
