@@ -51,12 +51,15 @@ def weight_l1(model: nn.Module) -> torch.Tensor:
     return sum(p.abs().sum() for p in model.parameters() if p.requires_grad)
 
 
-def near_zero_weights(model: nn.Module, tol: float = 1e-5) -> float:
+def near_zero_weights(model: nn.Module, tol: float = 1e-3) -> float:
     """Fraction of convolution and linear weight entries with |w| < tol.
 
     Logged per epoch because the L1 term prunes silently: with BatchNorm after every convolution a
     weight's scale does not change the output, so a summed L1 penalty under Adam can drive most
-    weights to zero without the loss showing it (reference l1_lambda 1e-4 from scratch: 97.5%).
+    weights to zero without the loss showing it. Such weights jitter around zero with an amplitude of
+    about the learning rate, so 1e-3 counts them mid-run; as the rate anneals they settle far lower
+    (reference l1_lambda 1e-4 from scratch, 128 px: 21% at epoch 1, 79% at epoch 12, 97.8% at the
+    end, 97.4% even below 1e-5).
     """
     ws = [p.detach() for p in model.parameters() if p.dim() > 1]
     return float(sum((w.abs() < tol).sum().item() for w in ws) / sum(w.numel() for w in ws))
@@ -310,7 +313,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         if progress:
             print(f"epoch {epoch + 1}/{cfg.num_epochs}: train loss {row['train_loss']:.3f} MAE {row['train_mae']:.2f} "
                   f"acc {row['train_acc']:.3f} | val MAE {vm['val_mae']:.2f} acc {vm['val_acc']:.3f} "
-                  f"| {row['epoch_seconds']:.0f}s | weights < 1e-5: {row['near_zero_weights']:.1%}", flush=True)
+                  f"| {row['epoch_seconds']:.0f}s | weights < 1e-3: {row['near_zero_weights']:.1%}", flush=True)
         wall = meta.get("wall_seconds_before_resume", 0.0) + (time.time() - t_start)
         ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "epoch": epoch, "history": history, "config": cfg.to_dict(), "weights_used": weights_used,
