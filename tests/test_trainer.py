@@ -18,11 +18,13 @@ from click.testing import CliRunner
 
 from curate.cli import main
 from trainer.config import ConfigError, TrainConfig, load_config, replace
-from trainer.data import DataError, read_manifest
+from trainer.data import Batches, DataError, decoded_cache, read_manifest
 from trainer.evaluate import age_metrics, by_age_group, evaluate_predictions, gender_table
-from trainer.model import AgeGenderClassifier, WeightsError, build_model, load_checkpoint
-from trainer.train import (RunError, forward_tta, loss_terms, make_optimizer, make_scheduler, make_train_step,
-                           near_zero_weights, step_scheduler_batch, train, weight_l1)
+from trainer.model import (AgeGenderClassifier, WeightsError, build_model, load_checkpoint,
+                           model_from_checkpoint)
+from trainer.train import (RunError, bn_batches_after, forward_tta, loss_terms, make_optimizer, make_scheduler,
+                           make_train_step, near_zero_weights, recalibrate_bn, step_scheduler_batch, train,
+                           weight_l1)
 
 TINY = dict(image_size=64, batch_size=32, num_epochs=2, override_cycle_epoch_count=2, threads=2)
 
@@ -78,6 +80,13 @@ def test_the_shipped_model_was_trained_with_its_config_file():
         if k != "threads":
             assert card["config"][k] == ckpt["config"][k] == cfg[k], k
     assert card["weights_used"] == ckpt["weights_used"] and card["test_2_folds_last"]["age_mae"] > 0
+    # README says "from scratch": the first stage of the chain of warm restarts started from random
+    # weights, and each later stage from the checkpoint of the one before.
+    stages = card["stages"]
+    assert stages[0]["weights_used"] == "none (random init)"
+    for prev, st in zip(stages, stages[1:]):
+        assert st["weights_used"].startswith(f"checkpoint {prev['run']}/checkpoints/"), st
+    assert stages[-1]["run"] == card["source_run"] and card["total_epochs"] == sum(s["epochs"] for s in stages)
 
 
 # --- recipe ----------------------------------------------------------------------------------
@@ -212,6 +221,31 @@ def test_frozen_backbone_epochs(sample_split: Path, tmp_path: Path):
     assert all(torch.equal(e1[k], init_sd[k]) for k in feats), "backbone (weights + BN stats) frozen in epoch 1"
     assert not torch.equal(e1["gender_head.1.weight"], init_sd["gender_head.1.weight"]), "heads train"
     assert any(not torch.equal(e1[k], e2[k]) for k in feats), "backbone trains after the frozen epochs"
+
+
+def test_the_final_weights_carry_batchnorm_statistics_of_the_whole_training_set(sample_split: Path, tmp_path: Path):
+    """Between epochs one batch recalibrates BN; after the last epoch, every training image does."""
+    cfg = tiny_cfg(sample_split, bn_recalibration_batches=1)
+    train(cfg, tmp_path / "run", progress=False)
+    df = read_manifest(cfg.train_path)
+    batches = Batches(decoded_cache(df, cfg.image_size, progress=False), df["age"], df["gender"], cfg.batch_size,
+                      cfg.channels_last)
+    assert len(batches) > 1, "the sample must span several batches for this test to mean anything"
+    order = np.random.default_rng([cfg.seed, 10_000]).permutation(len(df))
+    final = load_checkpoint(tmp_path / "run/checkpoints/last.pt")["model"]
+
+    def stats_over(n_batches: int) -> dict:
+        model, _ = model_from_checkpoint(tmp_path / "run/checkpoints/last.pt")
+        recalibrate_bn(model.to(memory_format=torch.channels_last), batches, order, n_batches)
+        return model.state_dict()
+
+    full, one = stats_over(len(batches)), stats_over(1)
+    keys = [k for k in final if k.endswith(("running_mean", "running_var"))]
+    assert all(torch.allclose(final[k], full[k], rtol=1e-4, atol=1e-6) for k in keys)
+    assert not all(torch.allclose(final[k], one[k], rtol=1e-4, atol=1e-6) for k in keys)
+    e1 = load_checkpoint(tmp_path / "run/checkpoints/epoch_001.pt")["model"]
+    assert [bn_batches_after(cfg, e, 9) for e in range(cfg.num_epochs)] == [1, 9]
+    assert not all(torch.equal(e1[k], final[k]) for k in keys)
 
 
 def test_kill_and_resume_reaches_the_same_result(sample_split: Path, tmp_path: Path):

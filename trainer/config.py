@@ -56,7 +56,8 @@ class TrainConfig:
     gamma: float = 0.3  # step / plateau decay factor
     plateau_patience: int = 2
     # Batches of training images (no augmentation) over which BatchNorm statistics are recomputed
-    # after every epoch (0 = off, the reference behaviour); see trainer.train.recalibrate_bn.
+    # after every epoch (0 = off, the reference behaviour); after the final epoch, over the whole
+    # training set. See trainer.train.recalibrate_bn and bn_batches_after.
     bn_recalibration_batches: int = 8
     # Checkpoint selection: the epoch with the lowest validation loss is "best".
     keep_epoch_checkpoints: bool = True

@@ -136,6 +136,19 @@ def recalibrate_bn(model: nn.Module, batches: Batches, order: np.ndarray, n_batc
         m.momentum = mom
 
 
+def bn_batches_after(cfg: TrainConfig, epoch: int, n_batches: int) -> int:
+    """How many training batches recalibrate BatchNorm after `epoch` (0-based).
+
+    A few batches are enough to make eval mode usable between epochs, but the final weights are the
+    model people use, and their statistics from 8 batches (2,048 images) were measurably off: the
+    stage-3 default model scored test MAE 5.52 with them and 5.37 with statistics over all 27,053
+    training images (accuracy 93.42% -> 93.54%), for ~1 minute once per run.
+    """
+    if cfg.bn_recalibration_batches <= 0:
+        return 0
+    return n_batches if epoch == cfg.num_epochs - 1 else cfg.bn_recalibration_batches
+
+
 def autocast(cfg: TrainConfig):
     return torch.autocast("cpu", dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
 
@@ -300,7 +313,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         lr = opt.param_groups[0]["lr"]
         if not frozen:
             recalib_order = np.random.default_rng([cfg.seed, 10_000]).permutation(len(train_df))
-            recalibrate_bn(model, train_b, recalib_order, cfg.bn_recalibration_batches)
+            recalibrate_bn(model, train_b, recalib_order, bn_batches_after(cfg, epoch, len(train_b)))
         vm = val_metrics(cfg, model, val_b)
         if cfg.lr_scheduler == "step":
             sched.step()
@@ -335,7 +348,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     meta.update(status="complete", wall_seconds=meta.get("wall_seconds_before_resume", 0.0) + time.time() - t_start,
                 epochs_completed=len(history), best_epoch=best["epoch"], best_val_mae=best["val_mae"],
                 best_val_acc=best["val_acc"], final=history[-1],
-                best_checkpoint_sha256=file_sha256(ckpt_dir / "best.pt"))
+                best_checkpoint_sha256=file_sha256(ckpt_dir / "best.pt"),
+                final_bn_statistics=(f"all {len(train_df)} training images" if cfg.bn_recalibration_batches > 0
+                                     and cfg.freeze_epochs < cfg.num_epochs else "as trained"))
     write_json(out_dir / "metadata.json", meta)
     _plot_history(history, out_dir / "training_curves.png")
     return meta
