@@ -10,6 +10,10 @@ Usage:
   curate evaluate --checkpoint runs/NAME/checkpoints/last.pt --out runs/NAME/eval_plain --no-tta
   python scripts/ship_model.py runs/NAME --config configs/default_model.yaml \
       --trained-on "UTKFace train_8_folds_first, oversampled (27,053 images)"
+
+A run trained before `curate train` recalibrated BatchNorm over the whole training set at its end:
+run scripts/recalibrate_bn.py RUN first, evaluate RUN/checkpoints/last_bn_all.pt (--eval-tta,
+--eval-plain) and pass --checkpoint last_bn_all. A warm-restarted run's card lists every stage.
 """
 from __future__ import annotations
 
@@ -38,6 +42,22 @@ def headline_metrics(eval_dir: Path) -> dict:
             "gender_auc": round(float(g["auc_roc"]), 3)}
 
 
+def lineage(run: Path) -> list[dict]:
+    """Every training stage behind a run, first to last: a warm restart (weights=PATH to another
+    run's checkpoint) is not a new model, so its card must show the whole chain and its total cost."""
+    stages: list[dict] = []
+    while True:
+        meta = json.loads((run / "metadata.json").read_text())
+        cfg = meta["config"]
+        stages.append({"run": str(run), "weights_used": meta["weights_used"], "epochs": meta["epochs_completed"],
+                       "image_size": cfg["image_size"], "train_images_per_epoch": meta["n_train"],
+                       "max_lr": cfg["max_lr"], "l1_lambda": cfg["l1_lambda"], "wall_minutes": round(meta["wall_seconds"] / 60, 1)})
+        parent = Path(cfg["weights"]).parent.parent
+        if cfg["weights"] in ("none", "imagenet") or not (parent / "metadata.json").is_file():
+            return stages[::-1]
+        run = parent
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path)
@@ -61,6 +81,10 @@ def main() -> None:
         if not (d / "age_metrics.csv").is_file():
             sys.exit(f"{d}: no curate evaluate output (age_metrics.csv missing)")
 
+    stages = lineage(args.run)
+    if stages[0]["weights_used"].startswith("checkpoint"):
+        sys.exit(f"{args.run}: its first stage started from {stages[0]['weights_used']}, whose run folder "
+                 "(with metadata.json) is not here; the card could not show the whole training")
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     slim = {k: ckpt[k] for k in ("model", "config", "epoch", "weights_used", "metrics") if k in ckpt}
     MODELS.mkdir(parents=True, exist_ok=True)
@@ -74,8 +98,13 @@ def main() -> None:
         "trained_on": args.trained_on,
         "weights_used": meta["weights_used"],
         "config": slim["config"],
+        "bn_statistics": slim.get("metrics", {}).get("bn_statistics") or meta.get(
+            "final_bn_statistics", f"{slim['config']['bn_recalibration_batches']} training batches"),
         "wall_minutes": round(meta["wall_seconds"] / 60, 1),
         "epochs": meta["epochs_completed"],
+        "stages": stages,
+        "total_wall_minutes": round(sum(st["wall_minutes"] for st in stages), 1),
+        "total_epochs": sum(st["epochs"] for st in stages),
         "train_images_per_epoch": meta["n_train"],
         **{k: headline_metrics(d) for k, d in evals.items()},
         "versions": meta["versions"],
