@@ -14,7 +14,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,7 +22,7 @@ from trainer.atomic import save_torch  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.data import Batches, decoded_cache, read_manifest  # noqa: E402
 from trainer.model import WeightsError, model_from_checkpoint  # noqa: E402
-from trainer.train import recalibrate_bn, set_threads  # noqa: E402
+from trainer.train import bn_order, recalibrate_bn, set_threads  # noqa: E402
 
 
 def main() -> None:
@@ -41,8 +40,7 @@ def main() -> None:
     batches = Batches(decoded_cache(df, cfg.image_size), df["age"], df["gender"], cfg.batch_size, cfg.channels_last)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    order = np.random.default_rng([cfg.seed, 10_000]).permutation(len(df))  # the trainer's order
-    recalibrate_bn(model, batches, order, len(batches))
+    recalibrate_bn(model, batches, bn_order(cfg, len(df)), len(batches))
     model.eval()
     metrics = {**ckpt["history"][-1], "bn_statistics": f"all {len(df)} training images"} if "history" in ckpt else {}
     save_torch({"model": model.state_dict(), "config": ckpt["config"], "epoch": ckpt["epoch"],

@@ -22,7 +22,7 @@ from trainer.data import Batches, DataError, decoded_cache, read_manifest
 from trainer.evaluate import age_metrics, by_age_group, evaluate_predictions, gender_table
 from trainer.model import (AgeGenderClassifier, WeightsError, build_model, load_checkpoint,
                            model_from_checkpoint)
-from trainer.train import (RunError, bn_batches_after, forward_tta, loss_terms, make_optimizer, make_scheduler,
+from trainer.train import (RunError, bn_batches_after, bn_order, forward_tta, loss_terms, make_optimizer, make_scheduler,
                            make_train_step, near_zero_weights, recalibrate_bn, step_scheduler_batch, train,
                            weight_l1)
 
@@ -231,7 +231,7 @@ def test_the_final_weights_carry_batchnorm_statistics_of_the_whole_training_set(
     batches = Batches(decoded_cache(df, cfg.image_size, progress=False), df["age"], df["gender"], cfg.batch_size,
                       cfg.channels_last)
     assert len(batches) > 1, "the sample must span several batches for this test to mean anything"
-    order = np.random.default_rng([cfg.seed, 10_000]).permutation(len(df))
+    order = bn_order(cfg, len(df))
     final = load_checkpoint(tmp_path / "run/checkpoints/last.pt")["model"]
 
     def stats_over(n_batches: int) -> dict:

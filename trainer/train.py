@@ -136,6 +136,11 @@ def recalibrate_bn(model: nn.Module, batches: Batches, order: np.ndarray, n_batc
         m.momentum = mom
 
 
+def bn_order(cfg: TrainConfig, n_images: int) -> np.ndarray:
+    """The fixed image order BatchNorm recalibration reads: the same subset after every epoch."""
+    return np.random.default_rng([cfg.seed, 10_000]).permutation(n_images)
+
+
 def bn_batches_after(cfg: TrainConfig, epoch: int, n_batches: int) -> int:
     """How many training batches recalibrate BatchNorm after `epoch` (0-based).
 
@@ -312,8 +317,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         bar.close()
         lr = opt.param_groups[0]["lr"]
         if not frozen:
-            recalib_order = np.random.default_rng([cfg.seed, 10_000]).permutation(len(train_df))
-            recalibrate_bn(model, train_b, recalib_order, bn_batches_after(cfg, epoch, len(train_b)))
+            recalibrate_bn(model, train_b, bn_order(cfg, len(train_df)), bn_batches_after(cfg, epoch, len(train_b)))
         vm = val_metrics(cfg, model, val_b)
         if cfg.lr_scheduler == "step":
             sched.step()
