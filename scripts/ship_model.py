@@ -51,7 +51,8 @@ def lineage(run: Path) -> list[dict]:
         cfg = meta["config"]
         stages.append({"run": str(run), "weights_used": meta["weights_used"], "epochs": meta["epochs_completed"],
                        "image_size": cfg["image_size"], "train_images_per_epoch": meta["n_train"],
-                       "max_lr": cfg["max_lr"], "l1_lambda": cfg["l1_lambda"], "wall_minutes": round(meta["wall_seconds"] / 60, 1)})
+                       "max_lr": cfg["max_lr"], "l1_lambda": cfg["l1_lambda"],
+                       "wall_minutes": round(meta["wall_seconds"] / 60, 1)})
         parent = Path(cfg["weights"]).parent.parent
         if cfg["weights"] in ("none", "imagenet") or not (parent / "metadata.json").is_file():
             return stages[::-1]
