@@ -134,27 +134,50 @@ def decoded_cache(df: pd.DataFrame, size: int, cache_dir: Path | None = None,
     return np.memmap(arr_path, dtype=np.uint8, mode="r", shape=shape)
 
 
+SCALE_HWC, SHIFT_HWC = 1 / STD.view(3), -(MEAN / STD).view(3)
+
+
 def to_input(batch_u8: torch.Tensor, channels_last: bool = True) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> normalised float (B, 3, H, W), channels_last memory if asked."""
-    x = batch_u8.permute(0, 3, 1, 2).float()
-    x = (x - MEAN) / STD
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
+    """(B, H, W, 3) uint8 -> normalised float (B, 3, H, W), channels_last memory if asked.
+
+    Normalising in the pixels' own (B, H, W, 3) layout and then permuting the view gives a
+    channels_last tensor for free; the old permute-then-normalise path cost 0.3 s per 256 images at
+    200 px on 2 cores (a tenth of a training step).
+    """
+    b, h, w, c = batch_u8.shape
+    # in place, and with the per-channel constants tiled along a whole row: broadcasting a length-3
+    # innermost axis does not vectorise (3x slower)
+    x = batch_u8.float().view(b, h, w * c).mul_(SCALE_HWC.repeat(w)).add_(SHIFT_HWC.repeat(w))
+    x = x.view(b, h, w, c).permute(0, 3, 1, 2)
+    return x if channels_last else x.contiguous()
+
+
+def _reflect(i: torch.Tensor, n: int) -> torch.Tensor:
+    """Index into a length-n axis as F.pad(mode="reflect") would (edge not repeated)."""
+    i = torch.where(i < 0, -i, i)
+    return torch.where(i > n - 1, 2 * (n - 1) - i, i)
 
 
 def basic_augment(x: torch.Tensor, gen: torch.Generator, pad: int = 8) -> torch.Tensor:
-    """Random horizontal flip and random crop after reflect-padding, per sample, on a float batch."""
-    b, _, h, w = x.shape
+    """Random horizontal flip, then a random crop after reflect-padding by `pad`, per sample.
+
+    Works on a (B, H, W, C) batch of any dtype (the uint8 pixels, before normalisation) as one gather:
+    flip, padding and crop are only index arithmetic, so no padded copy is ever made. Draws the same
+    random numbers in the same order as flip -> F.pad(reflect) -> crop on a float batch, and gives the
+    same pixels (tests check it).
+    """
+    b, h, w = x.shape[:3]
     flip = torch.rand(b, generator=gen) < 0.5
-    x = torch.where(flip.view(b, 1, 1, 1), x.flip(3), x)
-    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     offs = torch.randint(0, 2 * pad + 1, (b, 2), generator=gen)
-    out = torch.stack([padded[i, :, oy:oy + h, ox:ox + w] for i, (oy, ox) in enumerate(offs.tolist())])
-    return out
+    rows = _reflect(offs[:, :1] - pad + torch.arange(h), h)  # (B, H)
+    cols = _reflect(offs[:, 1:] - pad + torch.arange(w), w)  # (B, W), in the flipped image's frame
+    cols = torch.where(flip.view(b, 1), w - 1 - cols, cols)
+    return x[torch.arange(b).view(b, 1, 1), rows.view(b, h, 1), cols.view(b, 1, w)]
 
 
 def dynamic_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Stronger per-sample augmentation: flip/crop plus small rotation/scale and colour jitter."""
-    x = basic_augment(x, gen)
+    """Stronger per-sample augmentation on a normalised float batch that `basic_augment` already
+    flipped and cropped: small rotation/scale and colour jitter."""
     b = x.shape[0]
     angle = (torch.rand(b, generator=gen) - 0.5) * 2 * (15 * np.pi / 180)
     scale = 1 + (torch.rand(b, generator=gen) - 0.5) * 0.2
@@ -186,11 +209,12 @@ class Batches:
         order = np.arange(len(self.ages)) if order is None else order
         for s in range(0, len(order), self.batch_size):
             idx = np.sort(order[s:s + self.batch_size])  # sorted reads are kinder to the memmap
-            x = to_input(torch.from_numpy(np.ascontiguousarray(self.pixels[idx])), channels_last=False)
-            if augment == "basic":
-                x = basic_augment(x, gen)
-            elif augment == "dynamic":
+            u8 = torch.from_numpy(np.ascontiguousarray(self.pixels[idx]))
+            if augment in ("basic", "dynamic"):
+                u8 = basic_augment(u8, gen)
+            x = to_input(u8, self.channels_last)
+            if augment == "dynamic":
                 x = dynamic_augment(x, gen)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.ages[idx], self.genders[idx], idx
