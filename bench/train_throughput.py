@@ -1,13 +1,14 @@
 """Training throughput, three ways, in one run (images/s, higher is better).
 
 (a) the plain fp32 NCHW model step on in-memory tensors (the model alone, no data work);
-(b) the `curate train` pipeline: decoded uint8 cache, batched tensor augmentation, channels_last,
+(b) the `curate train` pipeline: decoded uint8 cache, one-gather uint8 augmentation, channels_last,
     eager and torch.compile'd (`--set compile=true`; its one-off compile time is printed, not
-    counted) and bf16 autocast: the same step function (`trainer.train.make_train_step`) that
-    `trainer.train` runs;
+    counted), and with --bf16 bf16 autocast: the same step function (`trainer.train.make_train_step`)
+    that `trainer.train` runs;
 (c) a naive loader: PIL decode + torchvision transforms in a DataLoader feeding the plain step.
 
 Usage: python bench/train_throughput.py [--data ../shared/utkface/UTKFace] [--size 200] [--n 1024]
+       [--batch 256] [--bf16]
 Run it on an otherwise idle machine: the figures are wall-clock.
 """
 from __future__ import annotations
@@ -64,7 +65,8 @@ def main() -> None:
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/utkface/UTKFace"))
     ap.add_argument("--size", type=int, default=200)
     ap.add_argument("--n", type=int, default=1024, help="images per measurement")
-    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=TrainConfig().batch_size)
+    ap.add_argument("--bf16", action="store_true", help="also time bf16 autocast (slow without native bf16)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -83,7 +85,8 @@ def main() -> None:
         rows.append({"path": str(p), "age": lab.age, "gender": lab.gender, "content_hash": pixel_hash(img)})
     df = pd.DataFrame(rows)
     cfg = replace(TrainConfig(), image_size=args.size, batch_size=args.batch)
-    print(f"{len(df)} images at {args.size}px, batch {args.batch}, {args.threads} threads, torch {torch.__version__}")
+    print(f"{len(df)} images at {args.size}px, batch {args.batch}, {args.threads} threads, "
+          f"torch {torch.__version__}")
 
     # (a) plain fp32 NCHW step, tensors already in memory
     torch.manual_seed(0)
@@ -103,7 +106,8 @@ def main() -> None:
         px = decoded_cache(df, args.size, cache_dir=Path(cache), progress=False)
         decode_s = time.perf_counter() - t0
         warm: dict[str, float] = {}
-        for prec, comp in (("fp32", False), ("fp32", True), ("bf16", False)):
+        variants = [("fp32", False), ("fp32", True)] + ([("bf16", False)] if args.bf16 else [])
+        for prec, comp in variants:
             name = prec + (" + torch.compile" if comp else "")
             bcfg = replace(cfg, channels_last=True, precision=prec, compile=comp)
             torch.manual_seed(0)

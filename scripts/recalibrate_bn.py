@@ -19,7 +19,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from trainer.atomic import save_torch  # noqa: E402
-from trainer.config import saved_config  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
 from trainer.data import Batches, decoded_cache, read_manifest  # noqa: E402
 from trainer.model import WeightsError, model_from_checkpoint  # noqa: E402
 from trainer.train import bn_order, recalibrate_bn, set_threads  # noqa: E402
@@ -34,7 +34,7 @@ def main() -> None:
         model, ckpt = model_from_checkpoint(src)
     except WeightsError as e:
         sys.exit(str(e))
-    cfg = saved_config(ckpt["config"])
+    cfg = TrainConfig(**ckpt["config"])
     set_threads(cfg)
     df = read_manifest(cfg.train_path)
     batches = Batches(decoded_cache(df, cfg.image_size), df["age"], df["gender"], cfg.batch_size, cfg.channels_last)

@@ -12,7 +12,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from trainer.atomic import save_figure, write_text
-from trainer.config import saved_config
+from trainer.config import TrainConfig
 from trainer.crossfit import predictions_frame  # the one prediction schema, shared with cross-fitting
 from trainer.data import Batches, decoded_cache, read_manifest
 from trainer.model import model_from_checkpoint
@@ -34,7 +34,7 @@ def predict_manifest(checkpoint: str | Path, manifest: str | Path | pd.DataFrame
 
     `tta` (default): mean of the image and its mirror image (trainer.train.forward_tta)."""
     model, ckpt = model_from_checkpoint(checkpoint)
-    cfg = saved_config({**ckpt.get("config", {}), "batch_size": batch_size, "threads": threads})
+    cfg = TrainConfig(**{**ckpt.get("config", {}), "batch_size": batch_size, "threads": threads})
     set_threads(cfg)
     df = manifest if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
     px = decoded_cache(df, cfg.image_size, progress=progress)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.config import saved_config
+from trainer.config import TrainConfig
 from trainer.data import DataError, load_image, to_input
 from trainer.model import model_from_checkpoint
 from trainer.train import forward_tta, set_threads
@@ -17,7 +17,7 @@ def predict_images(checkpoint: str | Path, files: list[Path], batch_size: int = 
 
     `tta`: mean of the image and its mirror image, as `curate evaluate` does by default."""
     model, ckpt = model_from_checkpoint(checkpoint)
-    cfg = saved_config(ckpt.get("config", {}))
+    cfg = TrainConfig(**ckpt.get("config", {}))
     set_threads(cfg)
     rows: list[dict] = []
     good: list[tuple[int, np.ndarray]] = []
