@@ -26,7 +26,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import numpy as np
-    import pandas as pd
 
     from audits.duplicates import find_duplicates, summarize_duplicates
     from bench.skin_tone_by_race import load_table
