@@ -8,7 +8,7 @@
 (c) a naive loader: PIL decode + torchvision transforms in a DataLoader feeding the plain step.
 
 Usage: python bench/train_throughput.py [--data ../shared/utkface/UTKFace] [--size 200] [--n 1024]
-       [--batch 256] [--bf16]
+       [--batch 256] [--rounds 4] [--bf16]
 Run it on an otherwise idle machine: the figures are wall-clock.
 """
 from __future__ import annotations
@@ -47,6 +47,24 @@ def timed(batches, step, warmup: int = 1, first: list | None = None) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def paired_rounds(a_step, a_batch, b_step, b_batches, rounds: int, n: int,
+                  per_round: int = 3) -> list[tuple[float, float, float]]:
+    """(a img/s, b img/s, ratio) for `rounds` back-to-back pairs of already-warm measurements.
+
+    One (a) and one (b) figure taken minutes apart on this shared 2-core machine drifted by up to 30%
+    between runs, which is more than the margin the 2x target is judged on; timing the two
+    alternately, a few batches each, exposes both to the same machine state.
+    """
+    out = []
+    for r in range(rounds):
+        ra = timed((a_batch for _ in range(per_round)), a_step, warmup=0)
+        gen = torch.Generator().manual_seed(100 + r)
+        it = ((x, age, g) for x, age, g, _ in b_batches.iterate(np.random.permutation(n), "basic", gen))
+        rb = timed((batch for batch, _ in zip(it, range(per_round))), b_step, warmup=0)
+        out.append((ra, rb, rb / ra))
+    return out
+
+
 class NaiveSet(Dataset):
     def __init__(self, paths, ages, genders, size):
         self.paths, self.ages, self.genders = paths, ages, genders
@@ -66,6 +84,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=200)
     ap.add_argument("--n", type=int, default=1024, help="images per measurement")
     ap.add_argument("--batch", type=int, default=TrainConfig().batch_size)
+    ap.add_argument("--rounds", type=int, default=4,
+                    help="alternating (a)/(best b) rounds after the main table (0 = none)")
     ap.add_argument("--bf16", action="store_true", help="also time bf16 autocast (slow without native bf16)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
@@ -96,11 +116,12 @@ def main() -> None:
     xs = torch.randn(args.batch, 3, args.size, args.size)
     ages, gens = torch.rand(args.batch) * 80, torch.randint(0, 2, (args.batch,))
     n_batches = max(3, len(df) // args.batch)
-    a = timed(((xs, ages, gens) for _ in range(n_batches)), make_train_step(plain_cfg, model, opt))
+    a_step = make_train_step(plain_cfg, model, opt)
+    a = timed(((xs, ages, gens) for _ in range(n_batches)), a_step)
     print(f"(a) plain fp32 NCHW step, in-memory tensors:          {a:7.1f} img/s")
 
     # (b) the trainer's pipeline (first pass decodes into the cache, as epoch 1 of a run does)
-    results = {}
+    results, steps = {}, {}
     with tempfile.TemporaryDirectory() as cache:
         t0 = time.perf_counter()
         px = decoded_cache(df, args.size, cache_dir=Path(cache), progress=False)
@@ -119,14 +140,22 @@ def main() -> None:
             if prec == "bf16":  # ~10x slower on CPUs without native bf16: a few batches tell enough
                 it = (batch for batch, _ in zip(it, range(3)))
             first: list[float] = []
-            results[name] = timed(it, make_train_step(bcfg, model, opt), first=first)
+            steps[name] = (make_train_step(bcfg, model, opt), b)
+            results[name] = timed(it, steps[name][0], first=first)
             warm[name] = first[0] if first else float("nan")
-    best = max(results, key=results.get)
+        best = max(results, key=results.get)
+        paired = paired_rounds(a_step, (xs, ages, gens), *steps[best], args.rounds, len(df)) if args.rounds else []
     print(f"    (one-off decode into the uint8 cache: {len(df) / decode_s:.0f} img/s)")
     for name, v in results.items():
         print(f"(b) curate train pipeline, channels_last {name:<21} {v:7.1f} img/s  "
               f"(first batch {warm[name]:.0f} s)")
     print(f"    best (b) = {best}: {results[best] / a:.2f} x (a)")
+    if paired:
+        ratios = sorted(r for _, _, r in paired)
+        print("    paired rounds, (a) then best (b) back to back: " + ", ".join(
+            f"{ra:.1f}/{rb:.1f}={r:.2f}x" for ra, rb, r in paired))
+        print(f"    (b)/(a) over {len(paired)} rounds: median {float(np.median(ratios)):.2f}x, "
+              f"range {ratios[0]:.2f}-{ratios[-1]:.2f}x")
 
     # (c) naive: PIL + torchvision transforms in a DataLoader, plain step
     torch.manual_seed(0)
