@@ -51,6 +51,12 @@ def timed(batches, step, warmup: int = 3, first: list | None = None) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def pipeline_batches(batches: Batches, n: int, seed: int):
+    """(x, age, gender) batches as `curate train` makes them: shuffled, basic augmentation."""
+    gen = torch.Generator().manual_seed(seed)
+    return ((x, age, g) for x, age, g, _ in batches.iterate(np.random.permutation(n), "basic", gen))
+
+
 def paired_rounds(a_step, a_batch, b_step, b_batches, rounds: int, n: int,
                   per_round: int = 3) -> list[tuple[float, float, float]]:
     """(a img/s, b img/s, ratio) for `rounds` back-to-back pairs of already-warm measurements.
@@ -62,8 +68,7 @@ def paired_rounds(a_step, a_batch, b_step, b_batches, rounds: int, n: int,
     out = []
     for r in range(rounds):
         ra = timed((a_batch for _ in range(per_round)), a_step, warmup=0)
-        gen = torch.Generator().manual_seed(100 + r)
-        it = ((x, age, g) for x, age, g, _ in b_batches.iterate(np.random.permutation(n), "basic", gen))
+        it = pipeline_batches(b_batches, n, seed=100 + r)
         rb = timed((batch for batch, _ in zip(it, range(per_round))), b_step, warmup=0)
         out.append((ra, rb, rb / ra))
     return out
@@ -139,8 +144,7 @@ def main() -> None:
             model = AgeGenderClassifier().train().to(memory_format=torch.channels_last)
             opt = torch.optim.AdamW(model.parameters())
             b = Batches(px, df["age"], df["gender"], args.batch, channels_last=True)
-            gen = torch.Generator().manual_seed(0)
-            it = ((x, age, g) for x, age, g, _ in b.iterate(np.random.permutation(len(df)), "basic", gen))
+            it = pipeline_batches(b, len(df), seed=0)
             if prec == "bf16":  # ~10x slower on CPUs without native bf16: a few batches tell enough
                 it = (batch for batch, _ in zip(it, range(5)))
             first: list[float] = []
