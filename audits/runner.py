@@ -10,6 +10,7 @@ Library only (no click, no FiftyOne): `curate audit` and `curate score` call `ru
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -26,6 +27,7 @@ from audits.duplicates import DEFAULT_NEAR_RADIUS, DUPLICATES_VERSION, find_dupl
 from audits.quality import FLAG_COLUMNS, QUALITY_VERSION, RAW_COLUMNS, SCORE_DEFINITIONS, \
     QualityThresholds, add_quality_flags, brisque_batch, compute_thresholds, image_status, measure_quality
 from audits.skin_tone import DEFAULT_SKIN_CONFIG, SKIN_VERSION, SkinConfig, skin_tone
+from trainer.allocator import keep_freed_memory
 from trainer.atomic import write_json, write_parquet
 from trainer.data import decode_image  # noqa: F401  (one decoder for training and audits)
 
@@ -147,28 +149,18 @@ def _pool(workers: int, known: frozenset[str], skin_cfg: SkinConfig):
 
 def _init_worker(known: frozenset[str], skin_cfg: SkinConfig) -> None:
     """One thread per worker process (the pool is the parallelism), and glibc malloc told to keep
-    big blocks: BRISQUE's 2.5 MB intermediates would otherwise be fresh mmap()s, ~600 page faults
-    per image."""
+    freed memory for the worker's life: BRISQUE's 2.5 MB intermediates would otherwise be fresh
+    mmap()s, ~600 page faults per image."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
-    _keep_big_allocations()
+    _WORKER_STATE["malloc"] = contextlib.ExitStack()
+    _WORKER_STATE["malloc"].enter_context(keep_freed_memory())
     cv2.setNumThreads(1)
     import torch
 
     torch.set_num_threads(1)
     _WORKER_STATE["known"] = known
     _WORKER_STATE["skin_cfg"] = skin_cfg
-
-
-def _keep_big_allocations() -> None:
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 256 * 2**20)  # M_MMAP_THRESHOLD: heap, not mmap, below 256 MB
-        libc.mallopt(-1, 512 * 2**20)  # M_TRIM_THRESHOLD: do not hand freed heap back at once
-    except (OSError, AttributeError):  # not glibc: only slower
-        pass
 
 
 def _worker_chunk(items: Sequence[tuple[int, str]]) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ import torch
 from click.testing import CliRunner
 
 from curate.cli import main
+from trainer import allocator
 from trainer.config import ConfigError, TrainConfig, load_config, replace
 from trainer.data import Batches, DataError, basic_augment, decoded_cache, read_manifest, to_input
 from trainer.evaluate import age_metrics, by_age_group, evaluate_predictions, gender_table
@@ -228,6 +229,7 @@ def test_train_writes_checkpoints_metrics_metadata(sample_split: Path, tmp_path:
     saved = json.loads((run / "metadata.json").read_text())
     assert saved["status"] == "complete" and saved["weights_used"].startswith("none")
     assert saved["versions"]["torch"] and len(saved["train_manifest_hash"]) == 16
+    assert ("kept" in saved["malloc"]) == (allocator._glibc() is not None), saved["malloc"]
     assert saved["config"]["num_epochs"] == 2 and meta["wall_seconds"] > 0
     with pytest.raises(Exception, match="already exists"):
         train(cfg, run, progress=False)

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer.allocator import keep_freed_memory
+from trainer.allocator import status as allocator_status
 from trainer.atomic import save_figure, save_torch, write_csv, write_json
 from trainer.config import TrainConfig, replace
 from trainer.data import Batches, decoded_cache, manifest_hash, read_manifest
@@ -236,7 +238,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     """Train (or resume) a run in `out_dir`; returns the run metadata.
 
     `max_batches` stops each epoch early: only for tests of the machinery, never for real runs.
+    Runs inside `keep_freed_memory` (2x faster steps on glibc, trainer/allocator.py).
     """
+    with keep_freed_memory():
+        return _train(cfg, out_dir, resume, progress, max_batches)
+
+
+def _train(cfg: TrainConfig, out_dir: str | Path, resume: bool, progress: bool, max_batches: int | None) -> dict:
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -287,7 +295,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         "train_manifest": str(Path(cfg.train_path).resolve()), "train_manifest_hash": manifest_hash(train_df),
         "val_manifest": str(Path(cfg.val_path).resolve()), "val_manifest_hash": manifest_hash(val_df),
         "n_train": len(train_df), "n_val": len(val_df), "versions": library_versions(),
-        "threads": torch.get_num_threads(), "machine": platform.machine(), "status": "running",
+        "threads": torch.get_num_threads(), "machine": platform.machine(), "malloc": allocator_status(),
+        "status": "running",
     }
     if state is not None:
         meta["wall_seconds_before_resume"] = state.get("wall_seconds", 0.0)
