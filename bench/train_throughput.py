@@ -2,10 +2,12 @@
 
 (a) the plain fp32 NCHW model step on in-memory tensors (the model alone, no data work);
 (b) the `curate train` pipeline: decoded uint8 cache, one-gather uint8 augmentation, channels_last,
-    eager and torch.compile'd (`--set compile=true`; its one-off compile time is printed, not
+    freed memory kept by malloc (`trainer.allocator`), eager and torch.compile'd (`--set compile=true`; its one-off compile time is printed, not
     counted), and with --bf16 bf16 autocast: the same step function (`trainer.train.make_train_step`)
     that `trainer.train` runs;
 (c) a naive loader: PIL decode + torchvision transforms in a DataLoader feeding the plain step.
+(a) and (c) run with malloc as the system sets it. A row "(a) + freed memory kept" shows how much of
+(b)'s gain is the allocator alone.
 
 Usage: python bench/train_throughput.py [--data ../shared/utkface/UTKFace] [--size 200] [--n 2048]
        [--batch 256] [--rounds 4] [--bf16]
@@ -28,6 +30,7 @@ from torchvision import transforms as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from curate.splits import parse_name  # noqa: E402
+from trainer.allocator import keep_freed_memory  # noqa: E402
 from trainer.config import TrainConfig, replace  # noqa: E402
 from trainer.data import Batches, decoded_cache  # noqa: E402
 from trainer.model import AgeGenderClassifier  # noqa: E402
@@ -57,20 +60,52 @@ def pipeline_batches(batches: Batches, n: int, seed: int):
     return ((x, age, g) for x, age, g, _ in batches.iterate(np.random.permutation(n), "basic", gen))
 
 
-def paired_rounds(a_step, a_batch, b_step, b_batches, rounds: int, n: int,
+def plain_step_fn(size: int, batch: int):
+    """The (a) step and its fixed in-memory batch."""
+    torch.manual_seed(0)
+    model = AgeGenderClassifier().train()
+    opt = torch.optim.AdamW(model.parameters())
+    plain_cfg = replace(TrainConfig(), image_size=size, batch_size=batch, channels_last=False, precision="fp32")
+    batch_t = (torch.randn(batch, 3, size, size), torch.rand(batch) * 80, torch.randint(0, 2, (batch,)))
+    return make_train_step(plain_cfg, model, opt), batch_t
+
+
+def _plain_worker(conn, size: int, batch: int, threads: int) -> None:
+    """Times (a) on request in a process whose malloc nobody has tuned."""
+    torch.set_num_threads(threads)
+    step, batch_t = plain_step_fn(size, batch)
+    while (n := conn.recv()) is not None:
+        conn.send(timed((batch_t for _ in range(n + 1)), step, warmup=1))
+
+
+def paired_rounds(b_step, b_batches, rounds: int, n: int, size: int, batch: int, threads: int,
                   per_round: int = 3) -> list[tuple[float, float, float]]:
     """(a img/s, b img/s, ratio) for `rounds` back-to-back pairs of already-warm measurements.
 
     One (a) and one (b) figure taken minutes apart on this shared 2-core machine drifted by up to 30%
     between runs, which is more than the margin the 2x target is judged on; timing the two
-    alternately, a few batches each, exposes both to the same machine state.
+    alternately, a few batches each, exposes both to the same machine state. (a) runs in a spawned
+    process that never touched malloc's settings (this one has), (b) here in `keep_freed_memory`;
+    only one of the two works at a time, one untimed batch each first.
     """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_plain_worker, args=(child, size, batch, threads), daemon=True)
+    proc.start()
     out = []
-    for r in range(rounds):
-        ra = timed((a_batch for _ in range(per_round)), a_step, warmup=0)
-        it = pipeline_batches(b_batches, n, seed=100 + r)
-        rb = timed((batch for batch, _ in zip(it, range(per_round))), b_step, warmup=0)
-        out.append((ra, rb, rb / ra))
+    try:
+        with keep_freed_memory():
+            for r in range(rounds):
+                parent.send(per_round)
+                ra = parent.recv()
+                it = pipeline_batches(b_batches, n, seed=100 + r)
+                rb = timed((b for b, _ in zip(it, range(per_round + 1))), b_step, warmup=1)
+                out.append((ra, rb, rb / ra))
+    finally:
+        parent.send(None)
+        proc.join()
     return out
 
 
@@ -117,17 +152,24 @@ def main() -> None:
     print(f"{len(df)} images at {args.size}px, batch {args.batch}, {args.threads} threads, "
           f"torch {torch.__version__}")
 
+    # Everything timed with malloc as the system leaves it comes first: leaving a
+    # keep_freed_memory scope does not restore a pristine process (see paired_rounds).
     # (a) plain fp32 NCHW step, tensors already in memory
-    torch.manual_seed(0)
-    model = AgeGenderClassifier().train()
-    opt = torch.optim.AdamW(model.parameters())
-    plain_cfg = replace(cfg, channels_last=False, precision="fp32")
-    xs = torch.randn(args.batch, 3, args.size, args.size)
-    ages, gens = torch.rand(args.batch) * 80, torch.randint(0, 2, (args.batch,))
+    a_step, a_batch = plain_step_fn(args.size, args.batch)
     n_batches = max(6, len(df) // args.batch)
-    a_step = make_train_step(plain_cfg, model, opt)
-    a = timed(((xs, ages, gens) for _ in range(n_batches)), a_step)
+    a = timed((a_batch for _ in range(n_batches)), a_step)
+
+    # (c) naive: PIL + torchvision transforms in a DataLoader, plain step
+    c_step, _ = plain_step_fn(args.size, args.batch)
+    dl = DataLoader(NaiveSet(df["path"].tolist(), df["age"].to_numpy(), df["gender"].to_numpy(), args.size),
+                    batch_size=args.batch, shuffle=True, num_workers=2)
+    c = timed(((x, age.float(), g) for x, age, g in dl), c_step)
+
+    with keep_freed_memory() as kept:
+        a_kept = timed((a_batch for _ in range(n_batches)), a_step)
     print(f"(a) plain fp32 NCHW step, in-memory tensors:          {a:7.1f} img/s")
+    print(f"    (a) + freed memory kept{'' if kept else ' (NOT APPLIED: not glibc)'}:"
+          f"                  {a_kept:7.1f} img/s")
 
     # (b) the trainer's pipeline (first pass decodes into the cache, as epoch 1 of a run does)
     results, steps = {}, {}
@@ -137,22 +179,24 @@ def main() -> None:
         decode_s = time.perf_counter() - t0
         warm: dict[str, float] = {}
         variants = [("fp32", False), ("fp32", True)] + ([("bf16", False)] if args.bf16 else [])
-        for prec, comp in variants:
-            name = prec + (" + torch.compile" if comp else "")
-            bcfg = replace(cfg, channels_last=True, precision=prec, compile=comp)
-            torch.manual_seed(0)
-            model = AgeGenderClassifier().train().to(memory_format=torch.channels_last)
-            opt = torch.optim.AdamW(model.parameters())
-            b = Batches(px, df["age"], df["gender"], args.batch, channels_last=True)
-            it = pipeline_batches(b, len(df), seed=0)
-            if prec == "bf16":  # ~10x slower on CPUs without native bf16: a few batches tell enough
-                it = (batch for batch, _ in zip(it, range(5)))
-            first: list[float] = []
-            steps[name] = (make_train_step(bcfg, model, opt), b)
-            results[name] = timed(it, steps[name][0], first=first)
-            warm[name] = first[0] if first else float("nan")
+        with keep_freed_memory():  # as `curate` runs every command
+            for prec, comp in variants:
+                name = prec + (" + torch.compile" if comp else "")
+                bcfg = replace(cfg, channels_last=True, precision=prec, compile=comp)
+                torch.manual_seed(0)
+                model = AgeGenderClassifier().train().to(memory_format=torch.channels_last)
+                opt = torch.optim.AdamW(model.parameters())
+                b = Batches(px, df["age"], df["gender"], args.batch, channels_last=True)
+                it = pipeline_batches(b, len(df), seed=0)
+                if prec == "bf16":  # ~10x slower on CPUs without native bf16: a few batches tell enough
+                    it = (batch for batch, _ in zip(it, range(5)))
+                first: list[float] = []
+                steps[name] = (make_train_step(bcfg, model, opt), b)
+                results[name] = timed(it, steps[name][0], first=first)
+                warm[name] = first[0] if first else float("nan")
         best = max(results, key=results.get)
-        paired = paired_rounds(a_step, (xs, ages, gens), *steps[best], args.rounds, len(df)) if args.rounds else []
+        paired = (paired_rounds(*steps[best], args.rounds, len(df), args.size, args.batch, args.threads)
+                  if args.rounds else [])
     print(f"    (one-off decode into the uint8 cache: {len(df) / decode_s:.0f} img/s)")
     for name, v in results.items():
         print(f"(b) curate train pipeline, channels_last {name:<21} {v:7.1f} img/s  "
@@ -164,14 +208,6 @@ def main() -> None:
             f"{ra:.1f}/{rb:.1f}={r:.2f}x" for ra, rb, r in paired))
         print(f"    (b)/(a) over {len(paired)} rounds: median {float(np.median(ratios)):.2f}x, "
               f"range {ratios[0]:.2f}-{ratios[-1]:.2f}x")
-
-    # (c) naive: PIL + torchvision transforms in a DataLoader, plain step
-    torch.manual_seed(0)
-    model = AgeGenderClassifier().train()
-    opt = torch.optim.AdamW(model.parameters())
-    dl = DataLoader(NaiveSet(df["path"].tolist(), df["age"].to_numpy(), df["gender"].to_numpy(), args.size),
-                    batch_size=args.batch, shuffle=True, num_workers=2)
-    c = timed(((x, age.float(), g) for x, age, g in dl), make_train_step(plain_cfg, model, opt))
     print(f"(c) naive PIL + DataLoader(2 workers), plain step:     {c:7.1f} img/s")
     n_train = 18968
     print(f"\nprojected 18 epochs x {n_train} train images at {args.size}px at (b) best: "
