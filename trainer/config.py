@@ -43,16 +43,16 @@ class TrainConfig:
     use_dynamic_augmentation: bool = False
     train_path: str = "dataset/train_8_folds_first"
     val_path: str = "dataset/test_2_folds_last"
-    # 128 px, the shipped model's resolution: the full 18-epoch run takes 35 min on 2 CPU cores
-    # (160 px: ~65) and scores ~0.2 years of test MAE worse than at 160 px (README "Speed").
-    image_size: int = 128
+    # 160 px: the full 18-epoch run takes 39 min on 2 CPU cores and scores 5.81 / 91.84% (flip TTA)
+    # where 128 px scored 6.10 / 91.56%; 200 px would not fit the hour (README "Speed").
+    image_size: int = 160
     seed: int = 42
     threads: int = 0  # 0 = all cores
     precision: str = "fp32"  # fp32 | bf16
     channels_last: bool = True
-    # torch.compile (inductor) the training forward/backward: 1.2-1.5x faster steps on CPU in most of
-    # our measurements, after a one-off compile of ~2 min, so worth it for full runs, not for short
-    # ones (bench/train_throughput.py; README "Speed" has the one run where it was slower).
+    # torch.compile (inductor) the training forward/backward, after a one-off compile of ~2 min: it was
+    # 1.2-1.5x faster while malloc page faults dominated the step; with freed memory kept
+    # (trainer/allocator.py) it measured 0.94x at 200 px, so it stays off (README "Speed").
     compile: bool = False
     step_size: int = 5  # step scheduler: epochs between decays
     gamma: float = 0.3  # step / plateau decay factor
