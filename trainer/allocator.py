@@ -4,8 +4,8 @@ Why: a training step of MobileNetV3-Small at 200 px with a batch of 256 allocate
 activations and gradients and frees them again. glibc serves each block over its mmap threshold
 (128 KB, rising to at most 32 MB) with a fresh mmap() and returns it at free() with munmap(), so every
 step page-faults the whole working set back in and the kernel zeroes it: measured here 1.3-1.6
-million minor faults a step, and the step ran at 45 img/s instead of 100-115. Inference at 200 px
-(batch 256) went from 160 to 400 img/s the same way. Telling malloc to serve big blocks from the heap
+million minor faults a step, and the step ran at 45 img/s instead of 95-115. Inference at 200 px
+(batch 256, channels_last) went from 171 to 464 img/s the same way (bench/inference_throughput.py). Telling malloc to serve big blocks from the heap
 and never trim it makes the second step reuse the first step's pages: no faults at all, identical
 numbers (only where memory comes from changes). The cost is that the process keeps its peak memory
 until it exits or the scope ends (5.1 instead of 4.3 GB peak RSS for that step).
