@@ -71,6 +71,15 @@ def test_bad_configs(tmp_path: Path, text, overrides, msg):
         load_config(f, overrides)
 
 
+def test_every_shipped_config_file_loads():
+    """The recipes README tells users to run must stay valid as config keys change."""
+    files = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+    assert len(files) >= 4
+    for f in files:
+        load_config(f)
+    assert load_config(files[0].parent / "one_run.yaml").l1_lambda == 1e-6
+
+
 def test_the_shipped_model_was_trained_with_its_config_file():
     """The card, the checkpoint and configs/default_model.yaml must describe the same run."""
     root = Path(__file__).resolve().parent.parent
