@@ -18,10 +18,10 @@ pytestmark = pytest.mark.skipif(allocator._glibc() is None, reason="needs glibc 
 MB64 = 64 * 2**20 // 4  # float32 elements of a 64 MB block: above glibc's largest mmap threshold
 
 
-def faults_refilling(n: int = 4, warmup: int = 8) -> int:
+def faults_refilling(n: int = 4, warmup: int = 16) -> int:
     """Minor page faults of allocating, touching and freeing a 64 MB block n times, after `warmup`
     times: small allocations in between split freed blocks, so the kept heap grows for the first few
-    (four here) before every block finds a hole."""
+    (four to six here) before nearly every block finds a hole."""
     for _ in range(warmup):
         torch.ones(MB64)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -45,8 +45,9 @@ def test_freed_memory_is_reused_in_scope_and_returned_after():
             pass
         inside = faults_refilling(8)
         kept = rss_bytes()
-    # at most one late heap growth (a 64 MB hole split by a small allocation) in eight blocks
-    assert inside < 0.2 * pages, (inside, outside)
+    # a late heap growth (a 64 MB hole split by a small allocation) costs one block's faults; up to
+    # two of eight were seen, depending on what ran before: allow three, against eight outside
+    assert inside < 0.4 * pages, (inside, outside)
     assert "defaults" in allocator.status()
     assert rss_bytes() < kept - 64 * 2**20  # the last scope's exit hands the kept blocks back
 
