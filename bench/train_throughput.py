@@ -2,8 +2,8 @@
 
 (a) the plain fp32 NCHW model step on in-memory tensors (the model alone, no data work);
 (b) the `curate train` pipeline: decoded uint8 cache, one-gather uint8 augmentation, channels_last,
-    freed memory kept by malloc (`trainer.allocator`), eager and torch.compile'd (`--set compile=true`; its one-off compile time is printed, not
-    counted), and with --bf16 bf16 autocast: the same step function (`trainer.train.make_train_step`)
+    freed memory kept by malloc (`trainer.allocator`), eager and torch.compile'd (`--set compile=true`;
+    its one-off compile time is printed, not counted), and with --bf16 bf16 autocast: the same step function (`trainer.train.make_train_step`)
     that `trainer.train` runs;
 (c) a naive loader: PIL decode + torchvision transforms in a DataLoader feeding the plain step.
 (a) and (c) run with malloc as the system sets it. A row "(a) + freed memory kept" shows how much of
@@ -168,7 +168,7 @@ def main() -> None:
     with keep_freed_memory() as kept:
         a_kept = timed((a_batch for _ in range(n_batches)), a_step)
     print(f"(a) plain fp32 NCHW step, in-memory tensors:          {a:7.1f} img/s")
-    print(f"    (a) + freed memory kept{'' if kept else ' (NOT APPLIED: not glibc)'}:"
+    print(f"    (a) + freed memory kept{'' if kept else ' (NOT APPLIED: not glibc or CURATE_MALLOC=system)'}:"
           f"                  {a_kept:7.1f} img/s")
 
     # (b) the trainer's pipeline (first pass decodes into the cache, as epoch 1 of a run does)

@@ -45,7 +45,10 @@ def _glibc():
 
 
 def _set(libc, mmap_max: int, trim: int) -> bool:
-    return bool(libc.mallopt(M_MMAP_MAX, mmap_max)) & bool(libc.mallopt(M_TRIM_THRESHOLD, trim))
+    """Both settings, each attempted; True when glibc accepted both."""
+    ok_mmap = libc.mallopt(M_MMAP_MAX, mmap_max)
+    ok_trim = libc.mallopt(M_TRIM_THRESHOLD, trim)
+    return bool(ok_mmap and ok_trim)
 
 
 def status() -> str:
