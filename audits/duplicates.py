@@ -9,7 +9,6 @@ connected components of the duplicate pairs.
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Sequence
 
 import cv2
@@ -21,19 +20,6 @@ DUPLICATES_VERSION = "dup-1"
 # distance 0-2 are nearly all the same photo (re-encoded, re-cropped) or the same sitting; at 4 about
 # half are different people who merely look alike once aligned.
 DEFAULT_NEAR_RADIUS = 2
-
-
-def pixel_hash(img: np.ndarray) -> str:
-    """blake2b-128 of the array shape and decoded pixels (OpenCV BGR): equal for pixel-identical files
-    whatever their names or encodings.
-
-    Why here: the audits must not depend on the CLI package; `curate.splits.pixel_hash` computes the
-    same value (same bytes hashed), so audit rows join split manifests on `content_hash`.
-    """
-    h = hashlib.blake2b(digest_size=16)
-    h.update(np.asarray(img.shape, np.int64).tobytes())
-    h.update(np.ascontiguousarray(img).tobytes())
-    return h.hexdigest()
 
 
 def phash(img: np.ndarray) -> str:

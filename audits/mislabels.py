@@ -51,11 +51,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-# The reference age groups (same as curate.splits.AGE_BIN_EDGES; audits do not import curate).
-AGE_BIN_EDGES = (0, 4, 14, 24, 30, 40, 50, 60, 70, 80)
-AGE_BIN_LABELS = ("0-4", "4-14", "14-24", "24-30", "30-40", "40-50", "50-60", "60-70", "70-80", "80+")
-AGE_GROUP_WORDS = ("infant", "child", "young", "adult", "adult", "adult", "adult", "senior", "senior", "senior")
-GENDER_WORDS = ("male", "female")
+from core.errors import CurateError
+from core.labels import AGE_GROUP_EDGES, AGE_GROUP_LABELS, AGE_GROUP_WORDS, GENDER_NAMES
+
 QUALITY_COLUMNS = ("laplacian_var", "brisque_score", "quality_score", "sharpness_score")
 GROUP_COLUMNS = ("exact_group", "near_group")
 SLOPE_KNOTS = (-4.0, -2.0, 2.0, 4.0)
@@ -68,7 +66,7 @@ AGE_COLUMNS = ["age_issue_score", "age_label_quality", "age_suspect", "age_sugge
                "age_status"]
 
 
-class SingleClassError(ValueError):
+class SingleClassError(CurateError, ValueError):
     """All usable gender labels are one class: per-class calibration is impossible."""
 
 
@@ -114,7 +112,7 @@ def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.
     y = label[ok].astype(np.int64)
     if len(np.unique(y)) < 2:
         raise SingleClassError(
-            f"all {int(ok.sum())} scorable images are labelled {GENDER_WORDS[y[0]]}: the gender score is "
+            f"all {int(ok.sum())} scorable images are labelled {GENDER_NAMES[y[0]]}: the gender score is "
             "calibrated against both classes; score a set that holds both (e.g. the whole dataset) and filter after")
     bins = _age_bins(df, ok)
     qual = _quality_rank(df)
@@ -125,7 +123,7 @@ def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.
     dup = np.clip(copies_f - copies_m, -3, 3).astype(float)
     q = qual[ok] - 0.5 if qual is not None else np.zeros(ok.sum())
 
-    n_bins = len(AGE_BIN_LABELS) + 1  # + "age unknown"
+    n_bins = len(AGE_GROUP_LABELS) + 1  # + "age unknown"
     onehot = np.eye(n_bins)[bins]
     # Nested designs, from "one calibration for everyone" to per-group calibration; the data pick one.
     blocks: list[tuple[list[np.ndarray], list[float]]] = [
@@ -166,13 +164,13 @@ def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.
     reasons = []
     for i in range(len(y)):
         pred_cls = int(p_model[i] >= 0.5)
-        parts = [f"predicted {GENDER_WORDS[pred_cls]} {max(p_model[i], 1 - p_model[i]):.2f}",
-                 f"label {GENDER_WORDS[y[i]]}"]
+        parts = [f"predicted {GENDER_NAMES[pred_cls]} {max(p_model[i], 1 - p_model[i]):.2f}",
+                 f"label {GENDER_NAMES[y[i]]}"]
         if qtxt is not None:
             parts.append(qtxt[i])
         b = bins[i]
-        if b < len(AGE_BIN_LABELS):
-            parts.append(f"{AGE_GROUP_WORDS[b]} {AGE_BIN_LABELS[b]} (gender right on {acc[b]:.0%} here)")
+        if b < len(AGE_GROUP_LABELS):
+            parts.append(f"{AGE_GROUP_WORDS[b]} {AGE_GROUP_LABELS[b]} (gender right on {acc[b]:.0%} here)")
         if knn_counts[i] > 0:
             nf = int(round(_vote_share(knn_vote[i], knn_counts[i]) * knn_counts[i]))
             parts.append(f"{nf}/{knn_counts[i]} look-alikes female")
@@ -243,7 +241,7 @@ def score_age(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.nda
     for i in range(len(y)):
         b = _bin_of(est[i])
         parts = [f"label {y[i]:g}, predicted {est[i]:.0f}",
-                 f"{abs(r[i] - c[i]):.0f} y off where ±{s[i]:.1f} is usual at {AGE_BIN_LABELS[b]}",
+                 f"{abs(r[i] - c[i]):.0f} y off where ±{s[i]:.1f} is usual at {AGE_GROUP_LABELS[b]}",
                  f"{score[i]:.1f}x the usual error"]
         if qtxt is not None:
             parts.append(qtxt[i])
@@ -267,11 +265,11 @@ def gender_difficulty(pred: pd.DataFrame) -> pd.DataFrame:
     zq = z[ok]
     y = label[ok].astype(int)
     rows = []
-    for b, name in enumerate(AGE_BIN_LABELS):
+    for b, name in enumerate(AGE_GROUP_LABELS):
         m = bins == b
         if m.any():
             p = _sigmoid(zq[m])
-            rows.append({"age_bin": name, "n": int(m.sum()), "accuracy": float(((p >= 0.5) == (y[m] == 1)).mean()),
+            rows.append({"age_group": name, "n": int(m.sum()), "accuracy": float(((p >= 0.5) == (y[m] == 1)).mean()),
                          "mean_confidence": float(np.maximum(p, 1 - p).mean())})
     return pd.DataFrame(rows)
 
@@ -370,7 +368,7 @@ def _age_predictions(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 # -------------------------------------------------------------------------------------- evidence
 def _bin_of(age: float) -> int:
-    return int(np.clip(np.searchsorted(AGE_BIN_EDGES, age, side="right") - 1, 0, len(AGE_BIN_EDGES) - 1))
+    return int(np.clip(np.searchsorted(AGE_GROUP_EDGES, age, side="right") - 1, 0, len(AGE_GROUP_EDGES) - 1))
 
 
 def _age_bins(df: pd.DataFrame, ok: np.ndarray) -> np.ndarray:
@@ -379,8 +377,8 @@ def _age_bins(df: pd.DataFrame, ok: np.ndarray) -> np.ndarray:
     if "age_pred" in df.columns:
         a = np.where(np.isfinite(a) & (a >= 0), a, _numeric(df, "age_pred"))
     a = a[ok]
-    b = np.clip(np.searchsorted(AGE_BIN_EDGES, np.nan_to_num(a, nan=0), side="right") - 1, 0, len(AGE_BIN_EDGES) - 1)
-    return np.where(np.isfinite(a), b, len(AGE_BIN_LABELS))
+    b = np.clip(np.searchsorted(AGE_GROUP_EDGES, np.nan_to_num(a, nan=0), side="right") - 1, 0, len(AGE_GROUP_EDGES) - 1)
+    return np.where(np.isfinite(a), b, len(AGE_GROUP_LABELS))
 
 
 def _quality_rank(df: pd.DataFrame) -> np.ndarray | None:
@@ -561,9 +559,9 @@ def _age_scales(est: np.ndarray, r: np.ndarray):
     """Robust centre and lower / upper scale of the residual per reference age bin of the estimate,
     as (knots, values) for np.interp; bins with few rows are skipped (interpolation fills them)."""
     knots, centre, lo, hi = [], [], [], []
-    bins = np.clip(np.searchsorted(AGE_BIN_EDGES, est, side="right") - 1, 0, len(AGE_BIN_EDGES) - 1)
+    bins = np.clip(np.searchsorted(AGE_GROUP_EDGES, est, side="right") - 1, 0, len(AGE_GROUP_EDGES) - 1)
     glob = max(1.4826 * np.median(np.abs(r - np.median(r))), 0.5)
-    for b in range(len(AGE_BIN_EDGES)):
+    for b in range(len(AGE_GROUP_EDGES)):
         m = bins == b
         if m.sum() < 20:
             continue

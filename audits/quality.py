@@ -118,7 +118,7 @@ class QualityThresholds:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write as JSON, so another process (predict) applies exactly these thresholds."""
-        from trainer.atomic import write_text
+        from core.atomic import write_text
 
         write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 

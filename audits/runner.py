@@ -22,17 +22,25 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from audits.duplicates import DEFAULT_NEAR_RADIUS, DUPLICATES_VERSION, find_duplicates, phash, pixel_hash, \
-    summarize_duplicates
-from audits.quality import FLAG_COLUMNS, QUALITY_VERSION, RAW_COLUMNS, SCORE_DEFINITIONS, \
-    QualityThresholds, add_quality_flags, brisque_batch, compute_thresholds, image_status, measure_quality
+from audits.duplicates import DEFAULT_NEAR_RADIUS, DUPLICATES_VERSION, find_duplicates, phash, summarize_duplicates
+from audits.quality import (
+    FLAG_COLUMNS,
+    QUALITY_VERSION,
+    RAW_COLUMNS,
+    SCORE_DEFINITIONS,
+    QualityThresholds,
+    add_quality_flags,
+    brisque_batch,
+    compute_thresholds,
+    image_status,
+    measure_quality,
+)
 from audits.skin_tone import DEFAULT_SKIN_CONFIG, SKIN_VERSION, SkinConfig, skin_tone
-from trainer.allocator import keep_freed_memory
-from trainer.atomic import write_json, write_parquet
-from trainer.data import decode_image  # noqa: F401  (one decoder for training and audits)
+from core.allocator import keep_freed_memory
+from core.atomic import write_json, write_parquet
+from core.images import decode_image, list_images, pixel_hash  # noqa: F401  (list_images: the CLI's)
 
 AUDIT_VERSION = f"{QUALITY_VERSION}+{SKIN_VERSION}+{DUPLICATES_VERSION}"
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 SKIN_COLUMNS = ["ita", "skin_category", "monk_tone", "skin_confidence", "skin_L", "skin_a", "skin_b"]
 # Per-content measurements kept in the cache (threshold-independent).
@@ -295,13 +303,6 @@ class AuditResult:
     table: pd.DataFrame
     pairs: pd.DataFrame
     meta: dict
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in `folder` (by extension, hidden files skipped), sorted by name."""
-    folder = Path(folder)
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.name.rstrip().lower().endswith(IMAGE_EXTS))
 
 
 def default_workers() -> int:

@@ -77,8 +77,8 @@ def main() -> None:
     import numpy as np
     import pandas as pd
 
-    from curate.fo_db import connect
     from curate.fo_dataset import as_fo, build_values, ingest, open_dataset
+    from curate.fo_db import connect
     from curate.fo_inputs import file_manifest, join_inputs
 
     t = time.time()

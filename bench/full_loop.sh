@@ -8,7 +8,7 @@
 # retrains (FORCE=1 replaces the exported splits; delete runs/loop/cleaned etc. to retrain them).
 #
 # Configure with environment variables:
-#   DATA=/work/shared/utkface/UTKFace  images (read-only)       ROOT=dataset        split folders
+#   DATA=${UTKFACE_DIR:-dataset/UTKFace}  images (read-only)    ROOT=dataset        split folders
 #   RUNS=runs/loop                     run folders             CONFIG=             YAML TrainConfig (empty: reference run)
 #   SETS="--set threads=2"             extra training overrides (baseline only; retrains copy its config)
 #   BASELINE=$RUNS/baseline            reuse a finished run here (e.g. BASELINE=runs/default)
@@ -31,7 +31,7 @@ if [[ "${QUICK:-0}" == 1 ]]; then
   SETS=${SETS:-"--set image_size=64 --set batch_size=32 --set num_epochs=2 --set override_cycle_epoch_count=2 --set threads=1"}
   SKIP_FLAG=${SKIP_FLAG:-1}
 fi
-DATA=${DATA:-/work/shared/utkface/UTKFace}
+DATA=${DATA:-${UTKFACE_DIR:-dataset/UTKFace}}
 ROOT=${ROOT:-dataset}
 RUNS=${RUNS:-runs/loop}
 CONFIG=${CONFIG:-}

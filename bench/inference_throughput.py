@@ -1,7 +1,7 @@
 """Inference throughput of the model's forward pass (images/s, higher is better), four ways.
 
 NCHW or channels_last, each with malloc as the system leaves it and inside `keep_freed_memory`
-(trainer/allocator.py, which `curate evaluate / predict / score` run in). Timed on in-memory
+(core/allocator.py, which `curate evaluate / predict / score` run in). Timed on in-memory
 tensors, so this is the model alone: decoding is the decode cache's business.
 The system-malloc rows run first, since leaving the scope does not restore a pristine process.
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from trainer.allocator import keep_freed_memory  # noqa: E402
+from core.allocator import keep_freed_memory  # noqa: E402
 from trainer.model import AgeGenderClassifier  # noqa: E402
 
 

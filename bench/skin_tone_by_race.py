@@ -17,7 +17,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TORCH_HOME", str(REPO.parent / "shared" / "torch_home"))
 
-RACES = ("White", "Black", "Asian", "Indian", "Others")
 
 
 def load_table(data_dir: str, audit: str | None):
@@ -41,16 +40,17 @@ def main() -> None:
     import pandas as pd
 
     from audits.skin_tone import ITA_CATEGORIES
+    from core.labels import RACE_NAMES
 
     t = load_table(args.data_dir, args.audit)
     t = t[t["status"] == "ok"].copy()
-    t["race_name"] = t["race"].map(lambda r: "unknown" if pd.isna(r) else RACES[int(r)])
+    t["race_name"] = t["race"].map(lambda r: "unknown" if pd.isna(r) else RACE_NAMES[int(r)])
     known = t[t["skin_category"] != "unknown"]
     q = known.groupby("race_name")["ita"].quantile([0.05, 0.25, 0.5, 0.75, 0.95]).unstack()
     q.columns = [f"q{int(c * 100):02d}" for c in q.columns]
     q.insert(0, "n", known.groupby("race_name").size())
     q.insert(1, "unknown", t.groupby("race_name")["skin_category"].apply(lambda s: int((s == "unknown").sum())))
-    order = [r for r in RACES + ("unknown",) if r in q.index]
+    order = [r for r in RACE_NAMES + ("unknown",) if r in q.index]
     pd.set_option("display.width", 200)
     print(f"ITA (degrees) per race label, {len(known)} images with a skin estimate "
           f"({len(t) - len(known)} unknown: grayscale or too few skin pixels)\n")

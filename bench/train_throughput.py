@@ -2,7 +2,7 @@
 
 (a) the plain fp32 NCHW model step on in-memory tensors (the model alone, no data work);
 (b) the `curate train` pipeline: decoded uint8 cache, one-gather uint8 augmentation, channels_last,
-    freed memory kept by malloc (`trainer.allocator`), eager and torch.compile'd (`--set compile=true`;
+    freed memory kept by malloc (`core.allocator`), eager and torch.compile'd (`--set compile=true`;
     its one-off compile time is printed, not counted), and with --bf16 bf16 autocast: the same step function (`trainer.train.make_train_step`)
     that `trainer.train` runs;
 (c) a naive loader: PIL decode + torchvision transforms in a DataLoader feeding the plain step.
@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from core.allocator import keep_freed_memory  # noqa: E402
 from curate.splits import parse_name  # noqa: E402
-from trainer.allocator import keep_freed_memory  # noqa: E402
 from trainer.config import TrainConfig, replace  # noqa: E402
 from trainer.data import Batches, decoded_cache  # noqa: E402
 from trainer.model import AgeGenderClassifier  # noqa: E402
@@ -137,7 +137,7 @@ def main() -> None:
     files = sorted(Path(args.data).glob("*.jpg"))[: args.n]
     import pandas as pd
 
-    from curate.splits import decode_check, pixel_hash
+    from core.images import decode_image, pixel_hash
 
     rows = []
     for p in files:
@@ -145,7 +145,7 @@ def main() -> None:
             lab = parse_name(p.name)
         except ValueError:
             continue
-        img, _ = decode_check(p)
+        img, _ = decode_image(p)
         rows.append({"path": str(p), "age": lab.age, "gender": lab.gender, "content_hash": pixel_hash(img)})
     df = pd.DataFrame(rows)
     cfg = replace(TrainConfig(), image_size=args.size, batch_size=args.batch)

@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 
 from audits.group_metrics import bootstrap_weights, paired_group_table
-from curate.splits import RACES
-from trainer.atomic import save_figure, write_csv, write_json, write_parquet, write_text
+from core.atomic import save_figure, write_csv, write_json, write_parquet, write_text
+from core.errors import CurateError
+from curate.splits import RACE_NAMES
 from trainer.evaluate import AGE_GROUP_LABELS, GENDER_NAMES, age_groups, evaluate_predictions
 
 METRICS = {"age MAE": ("base_abs_err", "new_abs_err", "lower"),
@@ -35,7 +36,7 @@ METRICS = {"age MAE": ("base_abs_err", "new_abs_err", "lower"),
 GROUP_DIMS = ("overall", "age_group", "gender", "race", "skin_category")
 
 
-class CompareError(ValueError):
+class CompareError(CurateError, ValueError):
     pass
 
 
@@ -51,8 +52,8 @@ def run_metadata(run: str | Path) -> dict:
 def retrain(split: str | Path, baseline: str | Path, out: str | Path, threads: int | None = None,
             progress: bool = True) -> dict:
     """Train on `split` with the baseline's config and seed; reuse or resume a run already in `out`."""
+    from core.manifest import read_manifest
     from trainer.config import load_config
-    from trainer.data import read_manifest
     from trainer.train import train
 
     base = run_metadata(baseline)
@@ -87,7 +88,7 @@ def check_same_test(base_meta: dict, new_meta: dict) -> None:
 
 
 def test_manifest(base_meta: dict) -> pd.DataFrame:
-    from trainer.data import DataError, manifest_hash, read_manifest
+    from core.manifest import DataError, manifest_hash, read_manifest
 
     path = base_meta["config"]["val_path"]
     try:
@@ -108,11 +109,11 @@ def predictions(run: Path, manifest: pd.DataFrame, cache: Path, threads: int = 0
     reference configuration validates on the test split itself, so comparing best checkpoints would
     let the test set pick each model. The last epoch is chosen by nobody.
     """
+    from core.manifest import checkpoint_id
     from trainer.evaluate import predict_manifest
-    from trainer.train import file_sha256
 
     ckpt = final_checkpoint(run)
-    model_id = file_sha256(ckpt)[:12]
+    model_id = checkpoint_id(ckpt)
     for cand in [cache, *sorted(run.glob("eval/*/predictions.parquet"))]:
         if cand.exists():
             if cand != cache and _eval_tta(cand.parent) is not True:
@@ -164,7 +165,7 @@ def add_errors(f: pd.DataFrame) -> pd.DataFrame:
     f = f.copy()
     f["age_group"] = np.asarray(age_groups(f["age"]).astype(str))
     f["gender_name"] = [GENDER_NAMES[int(g)] for g in f["gender"]]
-    f["race_name"] = [RACES[int(r)] if pd.notna(r) else "unknown" for r in f["race"]]
+    f["race_name"] = [RACE_NAMES[int(r)] if pd.notna(r) else "unknown" for r in f["race"]]
     f["overall"] = "all"
     for m in ("base", "new"):
         f[f"{m}_abs_err"] = np.abs(f[f"{m}_age_pred"] - f["age"])
@@ -211,7 +212,7 @@ def group_tables(f: pd.DataFrame, n_boot: int = 1000, seed: int = 0, min_group: 
     w = bootstrap_weights(len(f), n_boot, seed)
     rows, gaps = [], []
     orders = {"age_group": list(AGE_GROUP_LABELS), "gender_name": list(GENDER_NAMES),
-              "race_name": list(RACES) + ["unknown"]}
+              "race_name": list(RACE_NAMES) + ["unknown"]}
     for dim in GROUP_DIMS:
         col = {"gender": "gender_name", "race": "race_name"}.get(dim, dim)
         if col not in f or f[col].isna().all():

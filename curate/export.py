@@ -70,9 +70,20 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from curate.splits import (AGE_BIN_LABELS, GENDERS, MANIFEST_COLUMNS, RACES, TEST_SPLIT, TRAIN_SPLIT, _NAME_RE,
-                           age_bin, pixel_hash)
-from trainer.atomic import write_csv
+from core.atomic import write_csv
+from core.errors import CurateError
+from core.manifest import manifest_hash
+from curate.splits import (
+    _NAME_RE,
+    AGE_GROUP_LABELS,
+    GENDER_NAMES,
+    MANIFEST_COLUMNS,
+    RACE_NAMES,
+    TEST_SPLIT,
+    TRAIN_SPLIT,
+    age_group,
+    pixel_hash,
+)
 
 TAG_EXCLUDE = "exclude"
 TAG_MISLABEL = "confirmed:mislabel"
@@ -82,13 +93,13 @@ TAG_SUSPECT_AGE = "suspect:age"
 TAG_LOW_QUALITY = "low_quality"
 REVIEWED_TAGS = (TAG_EXCLUDE, TAG_MISLABEL, TAG_OK)
 EXPORT_COLUMNS = MANIFEST_COLUMNS + [
-    "age_bin", "source_path", "source_filename", "original_age", "original_gender", "label_source",
+    "age_group", "source_path", "source_filename", "original_age", "original_gender", "label_source",
     "review_tags", "generated", "source_content_hash", "transform", "seed",
 ]
 JPEG_QUALITY = 95
 
 
-class ExportError(ValueError):
+class ExportError(CurateError, ValueError):
     """The export cannot proceed; the message says why and what to do."""
 
 
@@ -394,8 +405,8 @@ def transform_rng(seed: int, content_hash: str, k: int) -> np.random.Generator:
 
 # ---------------------------------------------------------------------------------- targets
 def _category_order(c: str):
-    if c in AGE_BIN_LABELS:
-        return (0, AGE_BIN_LABELS.index(c), "")
+    if c in AGE_GROUP_LABELS:
+        return (0, AGE_GROUP_LABELS.index(c), "")
     return (2, 0, str(c)) if str(c) in UNKNOWN else (1, 0, str(c))
 
 
@@ -603,7 +614,7 @@ def _finish(df: pd.DataFrame) -> pd.DataFrame:
     for c in EXPORT_COLUMNS:
         if c not in df:
             df[c] = ""
-    df["age_bin"] = df["age"].map(age_bin)
+    df["age_group"] = df["age"].map(age_group)
     df["race"] = pd.to_numeric(df["race"], errors="coerce").astype("Int64")
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
     return df[EXPORT_COLUMNS + [c for c in df.columns if c not in EXPORT_COLUMNS]]
@@ -644,13 +655,6 @@ def generate_oversampled(base: pd.DataFrame, plan: OversamplePlan, split_dir: Pa
     return pd.DataFrame(rows)
 
 
-def manifest_sha(df: pd.DataFrame) -> str:
-    h = hashlib.sha256()
-    for col in ("content_hash", "age", "gender"):
-        h.update(df[col].astype(str).str.cat(sep="\n").encode())
-    return h.hexdigest()[:16]
-
-
 def load_audits(path: str | Path, df: pd.DataFrame) -> pd.DataFrame:
     """Audit columns (skin_category, low_quality) aligned with `df`'s rows: joined on path, file name
     or content hash, whichever the audits table has."""
@@ -680,7 +684,7 @@ def export(source: str | Path = f"dataset/{TRAIN_SPLIT}", root: str | Path = "da
            audits: str | Path | None = None, seed: int = 0, force: bool = False, allow_missing: bool = False,
            test_split: str | Path | None = None, progress: bool = False) -> dict:
     """Write the cleaned split (and the oversampled one); returns the summary also saved as export.json."""
-    from trainer.data import DataError, read_manifest
+    from core.manifest import DataError, read_manifest
 
     t0 = time.time()
     policy = policy or Policy()
@@ -735,7 +739,7 @@ def export(source: str | Path = f"dataset/{TRAIN_SPLIT}", root: str | Path = "da
     written = {}
     summary = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "source": str(Path(source).resolve()),
-        "source_manifest_hash": manifest_sha(src), "n_source": len(src),
+        "source_manifest_hash": manifest_hash(src), "n_source": len(src),
         "test_split": str(test_dir.resolve()) if test is not None else None,
         "review": review_source or None, "review_rows": int(len(review)), "review_rows_on_test_split": n_review_test,
         "policy": asdict(policy), "images": images, "seed": seed,
@@ -750,14 +754,14 @@ def export(source: str | Path = f"dataset/{TRAIN_SPLIT}", root: str | Path = "da
     try:
         cleaned = _finish(_place_originals(kept, cleaned_w.tmp, cleaned_w.final, name, images))
         summary["cleaned"] = {"name": name, "path": str(cleaned_w.final), "n": len(cleaned),
-                              "manifest_hash": manifest_sha(cleaned)}
+                              "manifest_hash": manifest_hash(cleaned)}
         plan = None
         if oversample:
             oname = oversample_name or f"{name}_oversampled"
             over_w = _SplitWriter(root, oname, force, protected + [cleaned_w.final])
             writers.append(over_w)
-            dims = by or (["age_bin", "skin_category"] if "skin_category" in cleaned and
-                          cleaned["skin_category"].notna().any() else ["age_bin", "gender"])
+            dims = by or (["age_group", "skin_category"] if "skin_category" in cleaned and
+                          cleaned["skin_category"].notna().any() else ["age_group", "gender"])
             if "skin_category" in dims and ("skin_category" not in cleaned or cleaned["skin_category"].isna().all()):
                 raise ExportError("oversampling by skin_category needs --audits with a skin_category column")
             if "skin_category" not in dims and not audits:
@@ -766,15 +770,15 @@ def export(source: str | Path = f"dataset/{TRAIN_SPLIT}", root: str | Path = "da
             if "skin_category" in base:
                 base["skin_category"] = base["skin_category"].fillna("unknown").astype(str)
             base["gender"] = base["gender"].astype(int)
-            named = base.assign(gender=base["gender"].map(lambda g: GENDERS[g]),
-                                race=base["race"].map(lambda r: RACES[int(r)] if pd.notna(r) else "unknown"))
+            named = base.assign(gender=base["gender"].map(lambda g: GENDER_NAMES[g]),
+                                race=base["race"].map(lambda r: RACE_NAMES[int(r)] if pd.notna(r) else "unknown"))
             plan = plan_oversampling(named, dims, targets or {}, max_factor=max_factor, seed=seed)
             originals = _place_originals(kept, over_w.tmp, over_w.final, oname, images)
             originals["source_filename"] = cleaned["source_filename"].to_numpy()
             gen = generate_oversampled(base, plan, over_w.tmp, over_w.final, oname, seed, progress)
             over = _finish(pd.concat([originals, gen], ignore_index=True))
             summary["oversampled"] = {"name": oname, "path": str(over_w.final), "n": len(over),
-                                      "n_generated": len(gen), "manifest_hash": manifest_sha(over),
+                                      "n_generated": len(gen), "manifest_hash": manifest_hash(over),
                                       "plan": plan.summary()}
             if plan.capped:
                 warnings.append(f"max_factor {max_factor} capped the oversampling: largest share error "

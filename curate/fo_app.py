@@ -15,8 +15,10 @@ import subprocess
 import sys
 import time
 
+from core.errors import CurateError
 
-class AppError(RuntimeError):
+
+class AppError(CurateError, RuntimeError):
     pass
 
 

@@ -42,10 +42,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.errors import CurateError
+from core.labels import GENDER_NAMES, RACE_NAMES
+
 SCHEMA_VERSION = 1
 MARKER = "curate"
-GENDER_LABELS = ("male", "female")
-RACE_LABELS = ("White", "Black", "Asian", "Indian", "Others")
 BRAIN_SIMILARITY = "img_sim"
 BRAIN_VIZ = "img_viz"
 REVIEW_TAGS = ("confirmed:mislabel", "confirmed:ok", "exclude")
@@ -76,7 +77,7 @@ BOOK_FIELDS = {
 AUDIT_SKIP = {"path", "filename", "content_hash", "width", "height", "age", "gender", "race", "fold", "split"}
 
 
-class SchemaError(ValueError):
+class SchemaError(CurateError, ValueError):
     """The named dataset exists but is not one `curate score` can safely write."""
 
 
@@ -236,7 +237,7 @@ def build_values(fo, table: pd.DataFrame, audit_version: str | None,
     """(values, specs, hashes): per group, {field: list aligned with table rows}; the field specs; and
     per group a list of per-row fingerprints of the group's inputs. `audit_spec` (from the whole
     table) fixes the audit fields' types when `table` is a part of it."""
-    from curate.splits import age_bin
+    from curate.splits import age_group
 
     n = len(table)
     values: dict[str, dict[str, list]] = {}
@@ -249,11 +250,11 @@ def build_values(fo, table: pd.DataFrame, audit_version: str | None,
     values["labels"] = {
         "filename": _strs(table["filename"]), "content_hash": _strs(table["content_hash"]),
         "age": [Label("Regression", value=float(a)) for a in age],
-        "gender": [Label("Classification", label=GENDER_LABELS[g]) for g in gender],
-        "race": [None if r != r else Label("Classification", label=RACE_LABELS[int(r)]) for r in race],
+        "gender": [Label("Classification", label=GENDER_NAMES[g]) for g in gender],
+        "race": [None if r != r else Label("Classification", label=RACE_NAMES[int(r)]) for r in race],
         "split": _strs(table["split"]) if "split" in table else [None] * n,
         "fold": _ints(table["fold"]) if "fold" in table else [None] * n,
-        "age_group": [age_bin(a) for a in age],
+        "age_group": [age_group(a) for a in age],
         "width": _ints(table["width"]) if "width" in table else [None] * n,
         "height": _ints(table["height"]) if "height" in table else [None] * n,
         "name_note": _strs(table["name_note"]) if "name_note" in table else [None] * n,
@@ -270,7 +271,7 @@ def build_values(fo, table: pd.DataFrame, audit_version: str | None,
         emb = table["embedding"].to_numpy() if "embedding" in table else np.full(n, None, dtype=object)
         values["predictions"] = {
             "age_pred": [Label("Regression", value=float(a)) if h else None for a, h in zip(ap, have)],
-            "gender_pred": [Label("Classification", label=GENDER_LABELS[int(p >= 0.5)], confidence=float(max(p, 1 - p)),
+            "gender_pred": [Label("Classification", label=GENDER_NAMES[int(p >= 0.5)], confidence=float(max(p, 1 - p)),
                                   logits=np.array([a, b], dtype=np.float64)) if h else None
                             for p, a, b, h in zip(prob, l0, l1, have)],
             "gender_prob": _floats(table["gender_prob"]),
@@ -462,9 +463,8 @@ def insert_samples(fo, ds, rows: list[tuple[str, dict, dict]], now: datetime) ->
 
     import random
 
-    from bson import ObjectId
-
     import fiftyone.core.utils as fou
+    from bson import ObjectId
 
     rnd = random.Random()
     created = now.replace(microsecond=0)

@@ -14,11 +14,13 @@ from __future__ import annotations
 import os
 import re
 
+from core.errors import CurateError
+
 DEFAULT_TIMEOUT_S = float(os.environ.get("CURATE_DB_TIMEOUT", "5"))
 BATCH_SIZE = 2000
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(CurateError, RuntimeError):
     """The FiftyOne database cannot be reached or holds something we must not overwrite."""
 
 

@@ -21,18 +21,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainer.atomic import write_parquet
+from core.atomic import write_parquet
+from core.errors import CurateError
 
 PREDICTION_REQUIRED = ("path", "age_pred", "gender_prob", "gender_logit_0", "gender_logit_1", "model")
 AUDIT_KEYS = ("path", "filename", "content_hash")
 
 
-class InputError(ValueError):
+class InputError(CurateError, ValueError):
     pass
 
 
 def cache_dir() -> Path:
-    from trainer.data import default_cache_dir
+    from core.manifest import default_cache_dir
 
     d = default_cache_dir() / "score"
     d.mkdir(parents=True, exist_ok=True)
@@ -74,8 +75,8 @@ def folder_manifest(data_dir: Path, seed: int = 0, progress: bool = True) -> tup
 
 def file_manifest(path: Path, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A manifest file or split folder; rows whose image is gone are returned as rejected ("missing file")."""
+    from core.manifest import DataError, read_manifest
     from curate.splits import TEST_FOLDS, TEST_SPLIT, TRAIN_SPLIT, assign_folds
-    from trainer.data import DataError, read_manifest
 
     try:
         df = read_manifest(path, check_files=False)
@@ -115,10 +116,10 @@ def check_predictions(pred: pd.DataFrame, source: str) -> pd.DataFrame:
 
 def compute_predictions(manifest: pd.DataFrame, checkpoint: Path, progress: bool = True) -> pd.DataFrame:
     """Predictions of `checkpoint` for every manifest row, cached by model hash + paths + content hashes."""
+    from core.manifest import checkpoint_id
     from trainer.evaluate import predict_manifest
-    from trainer.train import file_sha256
 
-    model_id = file_sha256(Path(checkpoint))[:12]
+    model_id = checkpoint_id(checkpoint)
     key = _key(model_id, "\n".join(manifest["path"]), "\n".join(manifest["content_hash"].astype(str)))
     p = cache_dir() / f"predictions_{model_id}_{key}.parquet"
     if p.exists():

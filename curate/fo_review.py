@@ -20,7 +20,8 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from curate.fo_dataset import GENDER_LABELS, REVIEW_TAGS
+from core.errors import CurateError
+from curate.fo_dataset import GENDER_NAMES, REVIEW_TAGS
 
 SUSPECT_TAGS = ("suspect:gender", "suspect:age", "low_quality")
 VIEW_DESCRIPTIONS = {
@@ -46,7 +47,7 @@ MISLABEL_FIELDS = {
 }
 
 
-class ReviewError(ValueError):
+class ReviewError(CurateError, ValueError):
     pass
 
 
@@ -63,7 +64,7 @@ def dataset_frame(ds, extra: tuple[str, ...] = ()) -> pd.DataFrame:
            if c in schema]
     vals = view.values(cols + opt)
     df = pd.DataFrame(dict(zip(["id", "path", "content_hash", "age", "gender_label", "race"] + opt, vals)))
-    df["gender"] = df["gender_label"].map({g: i for i, g in enumerate(GENDER_LABELS)})
+    df["gender"] = df["gender_label"].map({g: i for i, g in enumerate(GENDER_NAMES)})
     return df
 
 
@@ -108,7 +109,7 @@ def flag_mislabels(fo, ds, oos: pd.DataFrame, top_k: int | None = None, quality_
     from curate.fo_dataset import _bools, _floats, _ints, _strs
 
     g_issue = scores["gender_issue_score"].to_numpy(float)
-    suggested = [None if s != s else GENDER_LABELS[int(g) if s < 0.5 else 1 - int(g)]
+    suggested = [None if s != s else GENDER_NAMES[int(g) if s < 0.5 else 1 - int(g)]
                  for s, g in zip(g_issue, df["gender"].fillna(0))]
     ap = pred["age_pred"].to_numpy(float) if "age_pred" in pred else np.full(len(df), np.nan)
     prob = pred["gender_prob"].to_numpy(float) if "gender_prob" in pred else np.full(len(df), np.nan)
@@ -124,7 +125,7 @@ def flag_mislabels(fo, ds, oos: pd.DataFrame, top_k: int | None = None, quality_
         "age_reason": col("age_reason", _strs), "mislabel_status": col("status", _strs),
         "mislabel_version": dict.fromkeys(ids, version),
         "oos_age_pred": {i: fo.Regression(value=float(a)) if h else None for i, a, h in zip(ids, ap, have)},
-        "oos_gender_pred": {i: fo.Classification(label=GENDER_LABELS[int(p >= 0.5)], confidence=float(max(p, 1 - p)),
+        "oos_gender_pred": {i: fo.Classification(label=GENDER_NAMES[int(p >= 0.5)], confidence=float(max(p, 1 - p)),
                                                  logits=np.array([a, b])) if h else None
                             for i, p, a, b, h in zip(ids, prob, l0, l1, have)},
         "oos_age_abs_error": dict(zip(ids, _floats(pd.Series(np.abs(ap - df["age"].to_numpy(float)))))),
@@ -249,7 +250,7 @@ def _correction_problem(age_c, gender_c) -> str:
     probs = []
     if pd.notna(age_c) and not 0 <= float(age_c) <= 120:
         probs.append(f"age_corrected {age_c} outside 0-120")
-    if pd.notna(gender_c) and str(gender_c) not in GENDER_LABELS:
+    if pd.notna(gender_c) and str(gender_c) not in GENDER_NAMES:
         probs.append(f"gender_corrected {gender_c!r} is not male/female")
     return "; ".join(probs)
 

@@ -14,22 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# One decoder and one content hash for the whole project (audits must not import curate, so they live there).
-from audits.duplicates import pixel_hash  # noqa: F401  (re-exported)
-from trainer.data import decode_image as decode_check  # noqa: F401  (re-exported)
-from trainer.atomic import atomic_path, write_csv
-
-RACES = ("White", "Black", "Asian", "Indian", "Others")
-GENDERS = ("male", "female")
-# Age groups of the reference notebook, read as half-open [lo, hi) intervals in years.
-AGE_BIN_EDGES = (0, 4, 14, 24, 30, 40, 50, 60, 70, 80)
-AGE_BIN_LABELS = ("0-4", "4-14", "14-24", "24-30", "30-40", "40-50", "50-60", "60-70", "70-80", "80+")
-N_FOLDS = 10
-TRAIN_SPLIT = "train_8_folds_first"
-TEST_SPLIT = "test_2_folds_last"
-TEST_FOLDS = (8, 9)
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-MAX_AGE = 120
+from core.atomic import atomic_path, write_csv
+from core.errors import CurateError
+from core.images import decode_image, pixel_hash
+from core.labels import AGE_GROUP_LABELS, GENDER_NAMES, MAX_AGE, RACE_NAMES, age_group
+from core.manifest import N_FOLDS, TEST_FOLDS, TEST_SPLIT, TRAIN_SPLIT
 
 # {age}_{gender}_{race}_{datetime}.jpg[.chip.jpg]; the race field is optional (3 real files lack it),
 # and we tolerate whitespace before the extension and a missing dot ("...357jpg.chip.jpg"), and
@@ -46,7 +35,7 @@ MANIFEST_COLUMNS = [
 ]
 
 
-class SplitError(Exception):
+class SplitError(CurateError):
     """The run cannot produce any usable split (e.g. no usable image at all)."""
 
 
@@ -56,12 +45,6 @@ class ParsedName:
     gender: int
     race: int | None
     note: str  # "" for a well-formed name, otherwise what was unusual about it
-
-
-def age_bin(age: int | float) -> str:
-    """Label of the reference age group holding `age`."""
-    idx = int(np.searchsorted(AGE_BIN_EDGES, age, side="right")) - 1
-    return AGE_BIN_LABELS[max(idx, 0)]
 
 
 def parse_name(name: str) -> ParsedName:
@@ -75,8 +58,8 @@ def parse_name(name: str) -> ParsedName:
     if gender not in (0, 1):
         raise ValueError(f"gender {gender} is not 0 (male) or 1 (female)")
     race = None if m["race"] is None else int(m["race"])
-    if race is not None and race >= len(RACES):
-        raise ValueError(f"race {race} outside 0-{len(RACES) - 1}")
+    if race is not None and race >= len(RACE_NAMES):
+        raise ValueError(f"race {race} outside 0-{len(RACE_NAMES) - 1}")
     notes = []
     if race is None:
         notes.append("no race field (race unknown)")
@@ -102,7 +85,7 @@ def scan_folder(data_dir: Path, progress: bool = True) -> tuple[pd.DataFrame, pd
         except ValueError as e:
             rejected.append({"path": str(p.resolve()), "filename": p.name, "reason": str(e)})
             continue
-        img, reason = decode_check(p)
+        img, reason = decode_image(p)
         if img is None:
             rejected.append({"path": str(p.resolve()), "filename": p.name, "reason": reason})
             continue
@@ -128,7 +111,7 @@ def assign_folds(df: pd.DataFrame, seed: int = 0, n_folds: int = N_FOLDS) -> np.
         return np.zeros(0, dtype=np.int64)
     rng = np.random.default_rng(seed)
     first = df.groupby("content_hash", sort=True).head(1)
-    strata = first.assign(stratum=[f"{age_bin(a)}|{g}" for a, g in zip(first["age"], first["gender"])])
+    strata = first.assign(stratum=[f"{age_group(a)}|{g}" for a, g in zip(first["age"], first["gender"])])
     group_fold: dict[str, int] = {}
     fill = np.zeros(n_folds, dtype=np.int64)
     sizes = df["content_hash"].value_counts()
@@ -172,11 +155,11 @@ def make_splits(data_dir: Path, out_dir: Path, seed: int = 0, copy: bool = False
 
 
 def summarize(usable: pd.DataFrame, rejected: pd.DataFrame) -> dict:
-    bins = usable["age"].map(age_bin)
-    race = usable["race"].map(lambda r: "unknown" if pd.isna(r) else RACES[int(r)])
-    gender = usable["gender"].map(lambda g: GENDERS[int(g)])
+    bins = usable["age"].map(age_group)
+    race = usable["race"].map(lambda r: "unknown" if pd.isna(r) else RACE_NAMES[int(r)])
+    gender = usable["gender"].map(lambda g: GENDER_NAMES[int(g)])
     tables = {
-        "age_bin": pd.crosstab(pd.Series(pd.Categorical(bins, AGE_BIN_LABELS), name="age_bin"), usable["split"]),
+        "age_group": pd.crosstab(pd.Series(pd.Categorical(bins, AGE_GROUP_LABELS), name="age_group"), usable["split"]),
         "gender": pd.crosstab(gender, usable["split"]),
         "race": pd.crosstab(race, usable["split"]),
     }

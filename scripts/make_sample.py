@@ -10,7 +10,9 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from curate.splits import age_bin, decode_check, parse_name, pixel_hash  # noqa: E402
+from core.images import decode_image, pixel_hash  # noqa: E402
+from core.labels import age_group  # noqa: E402
+from curate.splits import parse_name  # noqa: E402
 
 src = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/utkface/UTKFace")
 dst = Path(__file__).resolve().parent.parent / "dataset" / "sample"
@@ -22,9 +24,9 @@ for p in sorted(src.iterdir()):
     if parsed.note:
         quirky.append(p)
         continue
-    strata[(age_bin(parsed.age), parsed.gender, parsed.race)].append(p)
+    strata[(age_group(parsed.age), parsed.gender, parsed.race)].append(p)
     if parsed.age in (1, 2, 26, 35):  # a cheap place to look for pixel-identical groups
-        img, _ = decode_check(p)
+        img, _ = decode_image(p)
         by_hash[pixel_hash(img)].append(p)
 dups = [g for g in by_hash.values() if len(g) == 2][:2]
 chosen = list(quirky) + [p for g in dups for p in g]

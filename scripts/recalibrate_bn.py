@@ -18,10 +18,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from trainer.atomic import save_torch  # noqa: E402
+from core.manifest import read_manifest
 from trainer.config import TrainConfig  # noqa: E402
-from trainer.data import Batches, decoded_cache, read_manifest  # noqa: E402
-from trainer.model import WeightsError, model_from_checkpoint  # noqa: E402
+from trainer.data import Batches, decoded_cache  # noqa: E402
+from trainer.model import (  # noqa: E402
+    WeightsError,
+    model_from_checkpoint,
+    save_torch,  # noqa: E402
+)
 from trainer.train import bn_order, recalibrate_bn, set_threads  # noqa: E402
 
 

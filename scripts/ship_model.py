@@ -27,8 +27,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from trainer.atomic import save_torch, write_json  # noqa: E402
-from trainer.train import file_sha256  # noqa: E402
+from core.atomic import write_json  # noqa: E402
+from core.manifest import file_sha256  # noqa: E402
+from trainer.model import save_torch  # noqa: E402
 
 MODELS = ROOT / "curate" / "models"
 

@@ -1,4 +1,4 @@
-"""trainer.allocator: freed memory is kept within the scope (no page faults to refill it), glibc's
+"""core.allocator: freed memory is kept within the scope (no page faults to refill it), glibc's
 behaviour comes back after it, and the numbers a training step computes do not change."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import resource
 import pytest
 import torch
 
+from core.allocator import keep_freed_memory
 from trainer import allocator
-from trainer.allocator import keep_freed_memory
 from trainer.config import TrainConfig, replace
 from trainer.model import AgeGenderClassifier
 from trainer.train import make_optimizer, make_train_step

@@ -1,4 +1,4 @@
-"""Outputs are replaced whole or not at all (trainer.atomic, used by every writer in the project)."""
+"""Outputs are replaced whole or not at all (core.atomic, used by every writer in the project)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from trainer.atomic import atomic_path, write_csv, write_json
+from core.atomic import atomic_path, write_csv, write_json
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path):

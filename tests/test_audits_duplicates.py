@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audits.duplicates import find_duplicates, hamming_pairs, phash, pixel_hash, summarize_duplicates
+from audits.duplicates import find_duplicates, hamming_pairs, phash, summarize_duplicates
 from audits.runner import list_images
+from core.images import pixel_hash
 from curate.splits import parse_name
 
 
@@ -26,15 +27,6 @@ def sample(sample_dir):
     df["content_hash"] = [pixel_hash(im) for im in imgs]
     df["phash"] = [phash(im) for im in imgs]
     return paths, imgs, df
-
-
-def test_pixel_hash_is_the_split_manifest_hash(sample):
-    """Audit rows must join split manifests on content_hash: same bytes hashed as curate.splits."""
-    from curate.splits import pixel_hash as split_hash
-
-    _, imgs, _ = sample
-    for im in imgs[:10]:
-        assert pixel_hash(im) == split_hash(im)
 
 
 def test_sample_pixel_identical_pairs_are_exact_groups(sample):

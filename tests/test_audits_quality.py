@@ -8,8 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audits.quality import (DEFAULT_THRESHOLDS, QualityThresholds, add_quality_flags, brisque_batch,
-                            compute_thresholds, image_status, measure_quality, piq_brisque, quality_verdict)
+from audits.quality import (
+    DEFAULT_THRESHOLDS,
+    QualityThresholds,
+    add_quality_flags,
+    brisque_batch,
+    compute_thresholds,
+    image_status,
+    measure_quality,
+    piq_brisque,
+    quality_verdict,
+)
 from audits.runner import list_images
 
 

@@ -9,8 +9,14 @@ import pandas as pd
 import pytest
 
 from trainer.config import TrainConfig, replace
-from trainer.crossfit import (PREDICTION_COLUMNS, CrossfitError, assign_crossfit_folds, cheap_config,
-                              crossfit, predictions_frame)
+from trainer.crossfit import (
+    PREDICTION_COLUMNS,
+    CrossfitError,
+    assign_crossfit_folds,
+    cheap_config,
+    crossfit,
+    predictions_frame,
+)
 
 
 def sample_manifest(sample_split) -> pd.DataFrame:

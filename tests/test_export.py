@@ -14,11 +14,19 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from core.images import pixel_hash
+from core.manifest import read_manifest
 from curate.cli import main
-from curate.export import (ExportError, Policy, apply_transform, export, plan_oversampling, read_review_csv,
-                           target_shares)
-from curate.splits import parse_name, pixel_hash
-from trainer.data import read_manifest
+from curate.export import (
+    ExportError,
+    Policy,
+    apply_transform,
+    export,
+    plan_oversampling,
+    read_review_csv,
+    target_shares,
+)
+from curate.splits import parse_name
 
 
 def tree_digest(*folders: Path, files: list[str] | None = None) -> dict[str, str]:
@@ -141,17 +149,17 @@ def test_oversampled_split_reaches_target_and_traces_to_source(sample_split: Pat
     skin_categories(tr).to_parquet(audits)
     before = tree_digest(sample_split / "test_2_folds_last", files=list(tr.path))
     root = tmp_path / "out"
-    targets = {"age_bin": "mix:0.8", "skin_category": "uniform"}
+    targets = {"age_group": "mix:0.8", "skin_category": "uniform"}
     s = export(sample_split / "train_8_folds_first", root, "base", oversample=True, audits=audits,
                targets=targets, max_factor=10, seed=3, test_split=sample_split / "test_2_folds_last")
     p = s["oversampled"]["plan"]
-    assert p["dims"] == ["age_bin", "skin_category"] and s["oversampled"]["n_generated"] > 20
+    assert p["dims"] == ["age_group", "skin_category"] and s["oversampled"]["n_generated"] > 20
     over = read_manifest(root / "base_oversampled")
     gen = over[over["generated"]]
     assert len(gen) == s["oversampled"]["n_generated"] and len(over) == len(tr) + len(gen)
     # the target distribution, within tolerance, on both dimensions at once
     cats = over["skin_category"]
-    for dim, col in (("age_bin", over["age_bin"]), ("skin_category", cats)):
+    for dim, col in (("age_group", over["age_group"]), ("skin_category", cats)):
         share = col.value_counts(normalize=True)
         want = pd.Series(p["targets"][dim])
         assert (share.reindex(want.index) - want).abs().max() < 0.02, (dim, share, want)
@@ -195,12 +203,12 @@ def test_target_specs_and_plan_without_skin_audit(sample_split: Path):
         with pytest.raises(ExportError, match=msg):
             target_shares(counts, bad)
     tr, _ = manifests(sample_split)
-    df = tr.assign(age_bin=tr["age"].map(__import__("curate.splits", fromlist=["age_bin"]).age_bin),
+    df = tr.assign(age_group=tr["age"].map(__import__("curate.splits", fromlist=["age_group"]).age_group),
                    gender=tr["gender"].map({0: "male", 1: "female"}))
-    plan = plan_oversampling(df, ["age_bin", "gender"], {"age_bin": "uniform", "gender": "uniform"}, max_factor=20)
+    plan = plan_oversampling(df, ["age_group", "gender"], {"age_group": "uniform", "gender": "uniform"}, max_factor=20)
     assert plan.max_share_error < 0.01 and not plan.capped and plan.n_after == len(df) + len(plan.jobs)
-    tight = plan_oversampling(df, ["age_bin"], {"age_bin": {b: (0.5 if b == "80+" else 0.5 / 9)
-                                                            for b in df["age_bin"].unique()}}, max_factor=1)
+    tight = plan_oversampling(df, ["age_group"], {"age_group": {b: (0.5 if b == "80+" else 0.5 / 9)
+                                                            for b in df["age_group"].unique()}}, max_factor=1)
     assert tight.capped and tight.max_share_error > 0.1, "an unreachable target is reported, not faked"
 
 
@@ -234,7 +242,7 @@ def test_export_errors_are_clear(sample_split: Path, tmp_path: Path):
     pd.DataFrame({"path": [tr.path[2]], "gender_corrected": ["robot"]}).to_csv(review, index=False)
     res = run("--review", str(review), "--name", "r3")
     assert res.exit_code != 0 and "not 0/1/male/female" in res.output
-    res = run("--oversample", "--by", "age_bin,skin_category", "--name", "r4")
+    res = run("--oversample", "--by", "age_group,skin_category", "--name", "r4")
     assert res.exit_code != 0 and "needs --audits" in res.output
     res = CliRunner().invoke(main, ["export", "--from", str(sample_split / "test_2_folds_last"), "--root",
                                     str(sample_split), "--name", "x", "--quiet"])

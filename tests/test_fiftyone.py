@@ -70,7 +70,7 @@ def model(env, tmp_path_factory) -> Path:
     """The shipped default model when present, else a tiny one trained on the sample (64 px, 1 epoch)."""
     import torch
 
-    from curate.cli_eval import DEFAULT_MODEL
+    from curate.cli.common import DEFAULT_MODEL
     from curate.splits import make_splits
     from trainer.config import TrainConfig, replace
     from trainer.train import train
@@ -119,7 +119,7 @@ def usable_sample():
 
 # ------------------------------------------------------------------------------------------ score
 def test_score_stores_labels_predictions_embeddings_and_provenance(scored, model, fo):
-    from trainer.train import file_sha256
+    from core.manifest import file_sha256
 
     name, out = scored
     usable, rejected = usable_sample()
@@ -279,9 +279,8 @@ def test_moved_and_vanished_images_keep_their_samples(fo, model, env, tmp_path):
 # ---------------------------------------------------------------------------- own mongod server
 @pytest.mark.slow
 def test_score_against_a_separately_started_mongod(model, tmp_path, env):
-    from fiftyone.core.service import DatabaseService
-
     import pymongo
+    from fiftyone.core.service import DatabaseService
 
     mongod = DatabaseService.find_mongod()
     port = free_port()

@@ -7,8 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audits.mislabels import (AGE_COLUMNS, GENDER_COLUMNS, SingleClassError, align_predictions,
-                              gender_difficulty, score_age, score_gender, score_mislabels)
+from audits.mislabels import (
+    AGE_COLUMNS,
+    GENDER_COLUMNS,
+    SingleClassError,
+    align_predictions,
+    gender_difficulty,
+    score_age,
+    score_gender,
+    score_mislabels,
+)
 
 
 def population(n: int = 3000, seed: int = 0, infant_sep: float = 0.6, adult_sep: float = 4.0,
@@ -71,7 +79,7 @@ def test_infant_uncertainty_ranks_below_adult_contradiction():
     assert s[-3] < s[-1], "the same model confidence is worth less where the model is unreliable (infants)"
     assert s[-2] < s[-1]
     # Raw self-confidence would tie the two 0.90 contradictions: the difference comes from the data.
-    diff = gender_difficulty(df).set_index("age_bin")
+    diff = gender_difficulty(df).set_index("age_group")
     assert diff.loc["0-4", "accuracy"] < diff.loc["30-40", "accuracy"] - 0.1
 
 
@@ -236,7 +244,8 @@ def test_injected_flips_are_found_far_above_chance(utkface_dir, tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     detection_metrics, inject_noise = bench.detection_metrics, bench.inject_noise
-    from curate.splits import decode_check, parse_name, pixel_hash
+    from core.images import decode_image, pixel_hash
+    from curate.splits import parse_name
     from trainer.config import TrainConfig, replace
     from trainer.crossfit import cheap_config, crossfit
 
@@ -248,7 +257,7 @@ def test_injected_flips_are_found_far_above_chance(utkface_dir, tmp_path):
             parsed = parse_name(p.name)
         except ValueError:
             continue
-        img, _ = decode_check(p)
+        img, _ = decode_image(p)
         if img is None:
             continue
         rows.append({"path": str(p), "filename": p.name, "age": parsed.age, "gender": parsed.gender,

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from curate.cli import main
-from curate.splits import TEST_SPLIT, TRAIN_SPLIT, age_bin, make_splits, parse_name
+from curate.splits import TEST_SPLIT, TRAIN_SPLIT, age_group, make_splits, parse_name
 
 
 def test_parse_regular_names():
@@ -48,7 +48,7 @@ def test_parse_rejects(name, reason):
 
 
 def test_age_bins_are_half_open():
-    assert [age_bin(a) for a in (0, 3, 4, 13, 14, 79, 80, 116)] == \
+    assert [age_group(a) for a in (0, 3, 4, 13, 14, 79, 80, 116)] == \
         ["0-4", "0-4", "4-14", "4-14", "14-24", "70-80", "80+", "80+"]
 
 
@@ -156,7 +156,7 @@ def test_full_dataset_split(utkface_dir: Path, tmp_path: Path):
     # no pixel-identical group straddles the splits
     assert (folds.groupby("content_hash")["split"].nunique() == 1).all()
     # stratified: every age-bin x gender stratum with 100+ images is within 2 points of 20% test
-    folds["stratum"] = folds["age"].map(age_bin) + "|" + folds["gender"].astype(str)
+    folds["stratum"] = folds["age"].map(age_group) + "|" + folds["gender"].astype(str)
     share = folds.groupby("stratum")["split"].agg(lambda s: (s == TEST_SPLIT).mean())
     sizes = folds.groupby("stratum").size()
     assert (np.abs(share[sizes >= 100] - 0.2) < 0.02).all(), share

@@ -16,16 +16,28 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from core.manifest import DataError, read_manifest
 from curate.cli import main
 from trainer import allocator
 from trainer.config import ConfigError, TrainConfig, load_config, replace
-from trainer.data import Batches, DataError, basic_augment, decoded_cache, read_manifest, to_input
+from trainer.data import Batches, basic_augment, decoded_cache, to_input
 from trainer.evaluate import age_metrics, by_age_group, evaluate_predictions, gender_table
-from trainer.model import (AgeGenderClassifier, WeightsError, build_model, load_checkpoint,
-                           model_from_checkpoint)
-from trainer.train import (RunError, bn_batches_after, bn_order, forward_tta, loss_terms, make_optimizer, make_scheduler,
-                           make_train_step, near_zero_weights, recalibrate_bn, step_scheduler_batch, train,
-                           weight_l1)
+from trainer.model import AgeGenderClassifier, WeightsError, build_model, load_checkpoint, model_from_checkpoint
+from trainer.train import (
+    RunError,
+    bn_batches_after,
+    bn_order,
+    forward_tta,
+    loss_terms,
+    make_optimizer,
+    make_scheduler,
+    make_train_step,
+    near_zero_weights,
+    recalibrate_bn,
+    step_scheduler_batch,
+    train,
+    weight_l1,
+)
 
 TINY = dict(image_size=64, batch_size=32, num_epochs=2, override_cycle_epoch_count=2, threads=2)
 

@@ -12,8 +12,10 @@ from typing import Any
 
 import yaml
 
+from core.errors import CurateError
 
-class ConfigError(ValueError):
+
+class ConfigError(CurateError, ValueError):
     pass
 
 
@@ -52,7 +54,7 @@ class TrainConfig:
     channels_last: bool = True
     # torch.compile (inductor) the training forward/backward, after a one-off compile of ~2 min: it was
     # 1.2-1.5x faster while malloc page faults dominated the step; with freed memory kept
-    # (trainer/allocator.py) it measured 0.94x at 200 px, so it stays off (README "Speed").
+    # (core/allocator.py) it measured 0.94x at 200 px, so it stays off (README "Speed").
     compile: bool = False
     step_size: int = 5  # step scheduler: epochs between decays
     gamma: float = 0.3  # step / plateau decay factor

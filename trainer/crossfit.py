@@ -30,7 +30,6 @@ epochs x 19k images, ~100-150 s per epoch on an idle machine = 30-45 min), plus 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -39,17 +38,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainer.atomic import write_json, write_parquet
+from core.atomic import write_json, write_parquet
+from core.errors import CurateError
+from core.labels import AGE_GROUP_EDGES
 from trainer.config import TrainConfig, replace
 
-# Reference age groups (curate.splits.AGE_BIN_EDGES), for stratification only.
-AGE_BIN_EDGES = (0, 4, 14, 24, 30, 40, 50, 60, 70, 80)
 PREDICTION_COLUMNS = ["path", "filename", "content_hash", "age", "gender", "age_pred", "gender_prob",
                       "gender_logit_0", "gender_logit_1", "age_abs_error", "gender_loss", "embedding",
                       "model", "fold"]
 
 
-class CrossfitError(ValueError):
+class CrossfitError(CurateError, ValueError):
     pass
 
 
@@ -73,9 +72,10 @@ def crossfit(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: TrainConfig, k
     row, in manifest order, with `fold` = the fold that held the row out and `model` = the
     checkpoint hash of the model that scored it. `max_batches` caps each epoch: tests only.
     """
-    from trainer.data import Batches, decoded_cache, manifest_hash
+    from core.manifest import checkpoint_id, manifest_hash
+    from trainer.data import Batches, decoded_cache
     from trainer.model import model_from_checkpoint
-    from trainer.train import file_sha256, predict_arrays, set_threads, train
+    from trainer.train import predict_arrays, set_threads, train
 
     df = _check_manifest(manifest_df)
     if k < 2:
@@ -130,7 +130,7 @@ def crossfit(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: TrainConfig, k
         t_train = time.time() - t0
         set_threads(fcfg)
         model, _ = model_from_checkpoint(last)
-        model_id = file_sha256(last)[:12]
+        model_id = checkpoint_id(last)
         px = decoded_cache(hold_df, fcfg.image_size, progress=progress)
         batches = Batches(px, hold_df["age"], hold_df["gender"], fcfg.batch_size, fcfg.channels_last)
         arrays = predict_arrays(model, batches, fcfg, progress=progress, desc=f"predict fold {i + 1}")
@@ -197,7 +197,7 @@ def assign_crossfit_folds(df: pd.DataFrame, k: int = 2, seed: int = 0) -> np.nda
         return np.zeros(0, dtype=np.int64)
     rng = np.random.default_rng(seed)
     first = df.groupby("content_hash", sort=True).head(1)
-    bins = np.searchsorted(AGE_BIN_EDGES, first["age"].to_numpy(), side="right")
+    bins = np.searchsorted(AGE_GROUP_EDGES, first["age"].to_numpy(), side="right")
     strata = first["gender"].astype(int).to_numpy() * 100 + bins
     sizes = df["content_hash"].value_counts()
     fill = np.zeros(k, dtype=np.int64)
@@ -243,8 +243,3 @@ def _in_manifest_order(df: pd.DataFrame, preds: pd.DataFrame, folds: np.ndarray)
         raise CrossfitError("stored fold predictions do not match this manifest's fold assignment; "
                             "use a fresh out_dir")
     return out[PREDICTION_COLUMNS]
-
-
-def model_id_of(path: str | Path) -> str:
-    """sha256[:12] of a checkpoint file: the `model` column of the prediction schema."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]

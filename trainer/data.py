@@ -19,79 +19,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from trainer.atomic import write_text
+from core.atomic import write_text
+from core.images import decode_image
+from core.manifest import DataError, default_cache_dir
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
-REQUIRED = ("path", "age", "gender", "content_hash")
-
-
-class DataError(ValueError):
-    pass
-
-
-def manifest_file(path: str | Path) -> Path:
-    """A split folder (holding manifest.csv) or a manifest file itself."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "manifest.csv"
-    if not p.is_file():
-        raise DataError(f"{p}: manifest not found (run `curate split` first)")
-    return p
-
-
-def read_manifest(path: str | Path, check_files: bool = True) -> pd.DataFrame:
-    p = manifest_file(path)
-    try:
-        df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, dtype={"content_hash": str})
-    except Exception as e:  # pandas/pyarrow raise a zoo of types for a damaged or wrong file
-        raise DataError(f"{p}: not a readable manifest ({type(e).__name__}: {str(e).splitlines()[0][:100]})") \
-            from None
-    missing_cols = [c for c in REQUIRED if c not in df.columns]
-    if missing_cols:
-        raise DataError(f"{p}: missing column(s) {', '.join(missing_cols)}")
-    if df.empty:
-        raise DataError(f"{p}: manifest has no rows")
-    if check_files:
-        missing = [x for x in df["path"] if not os.path.exists(x)]
-        if missing:
-            raise DataError(f"{p}: {len(missing)} image(s) listed but missing, first: {missing[0]}")
-    return df.reset_index(drop=True)
-
-
-def manifest_hash(df: pd.DataFrame) -> str:
-    h = hashlib.sha256()
-    for col in ("content_hash", "age", "gender"):
-        h.update(df[col].astype(str).str.cat(sep="\n").encode())
-    return h.hexdigest()[:16]
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("CURATE_CACHE_DIR", Path.home() / ".cache" / "utkface-curate"))
-
-
-def decode_image(path: Path) -> tuple[np.ndarray | None, str]:
-    """Decode (OpenCV BGR) or say why not: return (image, "") or (None, reason).
-
-    Why not just cv2.imread: OpenCV silently pads a truncated JPEG with grey and returns None without
-    a reason. Training, audits and `curate split` share this one decoder, so an image `split` rejects
-    is never trained on, and a half-copied JPEG fails loudly instead of training as grey.
-    """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        return None, f"unreadable file ({e.strerror})"
-    if not data:
-        return None, "empty file"
-    is_jpeg = data[:2] == b"\xff\xd8"
-    if not is_jpeg and data[:8] != b"\x89PNG\r\n\x1a\n" and data[:2] != b"BM" and data[8:12] != b"WEBP":
-        return None, "not an image (no JPEG/PNG/BMP/WebP signature)"
-    if is_jpeg and not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
-        return None, "truncated JPEG (no end-of-image marker)"
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        return None, "corrupt image (decoder failed)"
-    return img, ""
 
 
 def load_image(path: str | Path, size: int) -> np.ndarray:

@@ -11,21 +11,14 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from trainer.atomic import save_figure, write_text
+from core.atomic import save_figure, write_text
+from core.labels import AGE_GROUP_LABELS, GENDER_NAMES, age_groups
+from core.manifest import checkpoint_id, read_manifest
 from trainer.config import TrainConfig
 from trainer.crossfit import predictions_frame  # the one prediction schema, shared with cross-fitting
-from trainer.data import Batches, decoded_cache, read_manifest
+from trainer.data import Batches, decoded_cache
 from trainer.model import model_from_checkpoint
-from trainer.train import file_sha256, predict_arrays, set_threads
-
-AGE_GROUP_EDGES = (0, 4, 14, 24, 30, 40, 50, 60, 70, 80, np.inf)
-AGE_GROUP_LABELS = ("0-4", "4-14", "14-24", "24-30", "30-40", "40-50", "50-60", "60-70", "70-80", "80+")
-GENDER_NAMES = ("male", "female")
-
-
-def age_groups(age: np.ndarray | pd.Series) -> pd.Categorical:
-    """Reference age groups as half-open [lo, hi) intervals (an age of 4 belongs to 4-14)."""
-    return pd.cut(np.asarray(age, float), AGE_GROUP_EDGES, right=False, labels=AGE_GROUP_LABELS)
+from trainer.train import predict_arrays, set_threads
 
 
 def predict_manifest(checkpoint: str | Path, manifest: str | Path | pd.DataFrame, batch_size: int = 256,
@@ -44,7 +37,7 @@ def predict_manifest(checkpoint: str | Path, manifest: str | Path | pd.DataFrame
         model = model.to(memory_format=torch.channels_last)
     b = Batches(px, df["age"], df["gender"], batch_size, cfg.channels_last)
     arrays = predict_arrays(model, b, cfg, progress=progress, desc="evaluate", tta=tta)
-    return predictions_frame(df, arrays, file_sha256(Path(checkpoint))[:12], fold)
+    return predictions_frame(df, arrays, checkpoint_id(checkpoint), fold)
 
 
 # --- tables ------------------------------------------------------------------------------------

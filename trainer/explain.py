@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trainer.atomic import save_figure
+from core.atomic import save_figure
 from trainer.data import load_image, to_input
 from trainer.model import AgeGenderClassifier, model_from_checkpoint
 

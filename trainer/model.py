@@ -7,10 +7,13 @@ import torch
 from torch import nn
 from torchvision.models import MobileNet_V3_Small_Weights, mobilenet_v3_small
 
+from core.atomic import atomic_path
+from core.errors import CurateError
+
 EMBED_DIM = 576
 
 
-class WeightsError(RuntimeError):
+class WeightsError(CurateError, RuntimeError):
     pass
 
 
@@ -69,6 +72,12 @@ def build_model(weights: str = "none", dropout: float = 0.1, age_init: float = 3
     except RuntimeError as e:
         raise WeightsError(f"{path}: weights do not fit the model ({str(e).splitlines()[0]})") from None
     return model, f"checkpoint {path}"
+
+
+def save_torch(obj: object, path: str | Path) -> None:
+    """torch.save through the project's atomic writer (a killed run never leaves half a checkpoint)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.manifest import DataError
 from trainer.config import TrainConfig
-from trainer.data import DataError, load_image, to_input
+from trainer.data import load_image, to_input
 from trainer.model import model_from_checkpoint
 from trainer.train import forward_tta, set_threads
 

@@ -6,7 +6,6 @@ the epochs that had not finished and reaches the same result as an uninterrupted
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import time
@@ -20,18 +19,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.allocator import keep_freed_memory
-from trainer.allocator import status as allocator_status
-from trainer.atomic import save_figure, save_torch, write_csv, write_json
+from core.allocator import keep_freed_memory
+from core.allocator import status as allocator_status
+from core.atomic import save_figure, write_csv, write_json
+from core.errors import CurateError
+from core.manifest import file_sha256, manifest_hash, read_manifest
 from trainer.config import TrainConfig, replace
-from trainer.data import Batches, decoded_cache, manifest_hash, read_manifest
-from trainer.model import AgeGenderClassifier, build_model, load_checkpoint
+from trainer.data import Batches, decoded_cache
+from trainer.model import AgeGenderClassifier, build_model, load_checkpoint, save_torch
 
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_mae", "train_acc", "val_loss", "val_mae",
                   "val_acc", "epoch_seconds", "backbone_frozen", "near_zero_weights"]
 
 
-class RunError(RuntimeError):
+class RunError(CurateError, RuntimeError):
     pass
 
 
@@ -229,16 +230,12 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
           max_batches: int | None = None) -> dict:
     """Train (or resume) a run in `out_dir`; returns the run metadata.
 
     `max_batches` stops each epoch early: only for tests of the machinery, never for real runs.
-    Runs inside `keep_freed_memory` (2x faster steps on glibc, trainer/allocator.py).
+    Runs inside `keep_freed_memory` (2x faster steps on glibc, core/allocator.py).
     """
     with keep_freed_memory():
         return _train(cfg, out_dir, resume, progress, max_batches)

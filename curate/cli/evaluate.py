@@ -5,29 +5,11 @@ from pathlib import Path
 
 import click
 
-from curate.cli import fail, main
-from trainer.atomic import write_csv, write_json, write_parquet
-
-DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.pt"
+from core.atomic import write_csv, write_json, write_parquet
+from curate.cli.common import fail, resolve_checkpoint
 
 
-def resolve_checkpoint(run: Path | None, checkpoint: Path | None, which: str = "best") -> Path:
-    """A run folder's best (or last) checkpoint, an explicit checkpoint, or the shipped default model."""
-    if checkpoint is not None:
-        return checkpoint
-    if run is not None:
-        if not run.is_dir():
-            fail(f"{run}: run folder not found")
-        ckpt = run / "checkpoints" / f"{which}.pt"
-        if not ckpt.exists():
-            fail(f"{ckpt}: run has no {which} checkpoint (did training finish an epoch?)")
-        return ckpt
-    if not DEFAULT_MODEL.exists():
-        fail(f"{DEFAULT_MODEL}: shipped default model missing; pass --run or --checkpoint")
-    return DEFAULT_MODEL
-
-
-@main.command()
+@click.command()
 @click.option("--run", type=click.Path(path_type=Path), help="Run folder from `curate train` (uses best.pt).")
 @click.option("--which", type=click.Choice(["best", "last"]), default="best", show_default=True,
               help="With --run: the best-validation-loss epoch, or the final weights.")
@@ -48,7 +30,7 @@ def evaluate(run: Path | None, which: str, checkpoint: Path | None, manifest: Pa
     predictions.parquet holds, per image: path, true age/gender, age_pred, gender_prob (P(female)),
     logits, losses and the 576-d embedding; the audits and FiftyOne steps read it.
     """
-    from trainer.data import DataError
+    from core.manifest import DataError
     from trainer.evaluate import evaluate_predictions, predict_manifest
     from trainer.model import WeightsError, load_checkpoint
 
@@ -91,7 +73,7 @@ def _selected_on(run: Path, pred) -> bool:
     """Whether the run chose its best epoch on the images of `pred` (the reference config validates on test)."""
     import json
 
-    from trainer.data import manifest_hash
+    from core.manifest import manifest_hash
 
     try:
         val_hash = json.loads((run / "metadata.json").read_text()).get("val_manifest_hash")
@@ -100,7 +82,7 @@ def _selected_on(run: Path, pred) -> bool:
     return val_hash == manifest_hash(pred)  # predictions keep the manifest's rows and order
 
 
-@main.command()
+@click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", "checkpoint", type=click.Path(path_type=Path), help="Checkpoint [default: shipped model].")
 @click.option("--out", "out_csv", type=click.Path(path_type=Path), help="Write a CSV instead of printing.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from curate.cli import fail, main
+from curate.cli.common import fail, resolve_checkpoint
 
 
 def _review(review: Path | None, dataset: str | None, flags: Path | None = None):
@@ -51,7 +51,7 @@ def _targets(specs: tuple[str, ...]) -> dict:
     return out
 
 
-@main.command("export")
+@click.command("export")
 @click.option("--from", "source", type=click.Path(path_type=Path), default=Path("dataset/train_8_folds_first"),
               show_default=True, help="Training split (folder or manifest) to clean.")
 @click.option("--review", type=click.Path(path_type=Path),
@@ -77,8 +77,8 @@ def _targets(specs: tuple[str, ...]) -> dict:
 @click.option("--oversample-name", help="Folder name of the oversampled split [default: NAME_oversampled].")
 @click.option("--audits", type=click.Path(path_type=Path),
               help="Audits parquet/CSV with skin_category (oversampling) and/or low_quality (--drop-low-quality).")
-@click.option("--by", help="Comma-separated oversampling dimensions among age_bin, skin_category, gender, race "
-              "[default: age_bin,skin_category with --audits, else age_bin,gender].")
+@click.option("--by", help="Comma-separated oversampling dimensions among age_group, skin_category, gender, race "
+              "[default: age_group,skin_category with --audits, else age_group,gender].")
 @click.option("--target", "target_specs", multiple=True, metavar="SPEC",
               help="Target shares: mix:A (default mix:0.5 = halfway between current and uniform), uniform, "
                    "floor:F, DIM=SPEC for one dimension, or a JSON file {dim: {category: share}} (repeatable).")
@@ -115,12 +115,12 @@ def export_cmd(source, review, dataset, flags, root, name, drop_suspects, suspec
     tg = _targets(target_specs)
     dims = [d.strip() for d in by.split(",")] if by else None
     if dims:
-        bad = [d for d in dims if d not in ("age_bin", "skin_category", "gender", "race")]
+        bad = [d for d in dims if d not in ("age_group", "skin_category", "gender", "race")]
         if bad:
-            fail(f"--by: unknown dimension(s) {', '.join(bad)} (age_bin, skin_category, gender, race)")
+            fail(f"--by: unknown dimension(s) {', '.join(bad)} (age_group, skin_category, gender, race)")
     if "*" in tg:
         default = tg.pop("*")
-        tg = {d: tg.get(d, default) for d in (dims or ["age_bin", "skin_category", "gender", "race"])} | tg
+        tg = {d: tg.get(d, default) for d in (dims or ["age_group", "skin_category", "gender", "race"])} | tg
     if not oversample and (tg or by or oversample_name):
         fail("--target/--by/--oversample-name need --oversample")
     fo = _fiftyone_check(fo_name, oversample, force) if fo_name else None
@@ -191,7 +191,7 @@ def _to_fiftyone(fo, s: dict, fo_name: str) -> None:
         click.echo(f"FiftyOne dataset {ds_name}: {len(ds)} samples")
 
 
-@main.command()
+@click.command()
 @click.option("--split", "split", type=click.Path(path_type=Path), required=True,
               help="Exported split folder (e.g. dataset/train_cleaned) to train on.")
 @click.option("--baseline", type=click.Path(path_type=Path), required=True,
@@ -218,9 +218,10 @@ def retrain(split, baseline, out_dir, compare, review, dataset, audits, n_boot, 
     intervals and worst-group gaps, galleries of fixed and broken predictions, Grad-CAM overlays, and a
     verdict naming the differences larger than their uncertainty. A finished run in OUT is reused.
     """
-    from curate.compare import CompareError, compare_runs, retrain as do_retrain
+    from core.manifest import DataError
+    from curate.compare import CompareError, compare_runs
+    from curate.compare import retrain as do_retrain
     from trainer.config import ConfigError
-    from trainer.data import DataError
     from trainer.model import WeightsError
     from trainer.train import RunError
 
@@ -244,7 +245,7 @@ def retrain(split, baseline, out_dir, compare, review, dataset, audits, n_boot, 
         click.echo(f"report -> {s['report']}")
 
 
-@main.command()
+@click.command()
 @click.option("--run", type=click.Path(path_type=Path), help="Run folder (uses best.pt).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="A checkpoint instead of --run.")
 @click.option("--manifest", type=click.Path(path_type=Path),
@@ -261,8 +262,7 @@ def explain(run, checkpoint, manifest, predictions, n, head, out_dir, threads, q
     age: the largest errors), as PNG grids: OUT/gradcam_gender.png, OUT/gradcam_age.png."""
     import pandas as pd
 
-    from curate.cli_eval import resolve_checkpoint
-    from trainer.data import DataError
+    from core.manifest import DataError
     from trainer.evaluate import predict_manifest
     from trainer.explain import explain_run
     from trainer.model import WeightsError, load_checkpoint

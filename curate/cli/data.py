@@ -1,37 +1,14 @@
-"""`curate`: the command line. Thin by design: parse options, call the libraries, print results."""
+"""`curate split` and `curate train`: manifests from a folder of images, and a training run."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
 
-from curate import __version__
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_DIR = REPO_ROOT / "dataset" / "sample"
+from curate.cli.common import SAMPLE_DIR, fail, load_cfg
 
 
-def fail(msg: str) -> None:
-    """One-line error, non-zero exit: the contract for every unusable input."""
-    raise click.ClickException(msg)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="curate")
-@click.pass_context
-def main(ctx: click.Context) -> None:
-    """Curate face datasets with age and gender labels (UTKFace first).
-
-    Typical flow: split -> train -> evaluate -> audit/score -> flag-mislabels -> app -> export ->
-    retrain --compare. Run `curate COMMAND -h` for each command's options.
-    """
-    from trainer.allocator import keep_freed_memory
-
-    # 2-2.5x faster torch steps on glibc (trainer/allocator.py); CURATE_MALLOC=system turns it off
-    ctx.with_resource(keep_freed_memory())
-
-
-@main.command()
+@click.command()
 @click.argument("data_dir", type=click.Path(path_type=Path), required=False)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("dataset"),
               show_default=True, help="Where the split folders and manifests go.")
@@ -75,16 +52,7 @@ def split(data_dir: Path | None, out_dir: Path, seed: int, copy: bool, quiet: bo
 
 
 
-def _load_cfg(config: Path | None, sets: tuple[str, ...], base: dict | None = None):
-    from trainer.config import ConfigError, load_config, parse_overrides
-
-    try:
-        return load_config(config, parse_overrides(sets), base=base)
-    except ConfigError as e:
-        fail(str(e))
-
-
-@main.command()
+@click.command()
 @click.option("--config", type=click.Path(path_type=Path), help="YAML config (keys of TrainConfig).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one config key (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Run folder, e.g. runs/NAME.")
@@ -96,9 +64,10 @@ def train(config: Path | None, sets: tuple[str, ...], out_dir: Path, resume: boo
     Writes OUT/metrics.csv, OUT/metadata.json, OUT/training_curves.png and OUT/checkpoints/
     (epoch_NNN.pt, best.pt, last.pt).
     """
-    from trainer.data import DataError
+    from core.manifest import DataError
     from trainer.model import WeightsError
-    from trainer.train import RunError, train as run_train
+    from trainer.train import RunError
+    from trainer.train import train as run_train
 
     base = None
     if resume and (out_dir / "metadata.json").exists():
@@ -108,7 +77,7 @@ def train(config: Path | None, sets: tuple[str, ...], out_dir: Path, resume: boo
             base = json.loads((out_dir / "metadata.json").read_text())["config"]
         except (OSError, ValueError, KeyError, TypeError) as e:
             fail(f"{out_dir / 'metadata.json'}: unreadable run metadata ({type(e).__name__}); cannot resume")
-    cfg = _load_cfg(config, sets, base)
+    cfg = load_cfg(config, sets, base)
     try:
         meta = run_train(cfg, out_dir, resume=resume, progress=not quiet)
     except (DataError, WeightsError, RunError) as e:
@@ -116,7 +85,3 @@ def train(config: Path | None, sets: tuple[str, ...], out_dir: Path, resume: boo
     click.echo(f"done in {meta['wall_seconds'] / 60:.1f} min; best epoch {meta['best_epoch']}: "
                f"val MAE {meta['best_val_mae']:.2f}, gender acc {100 * meta['best_val_acc']:.1f}% "
                f"(weights: {meta['weights_used']}) -> {out_dir}")
-
-
-# Commands of the other workflow stages live in their own modules and register themselves on `main`.
-from curate import cli_audit, cli_eval, cli_export, cli_fiftyone  # noqa: E402,F401

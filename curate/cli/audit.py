@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from curate.cli import SAMPLE_DIR, fail, main
+from curate.cli.common import SAMPLE_DIR, fail
 
 
 def _inputs(source: Path) -> tuple[list[str], "object"]:
@@ -44,7 +44,7 @@ def _inputs(source: Path) -> tuple[list[str], "object"]:
     raise AssertionError  # unreachable
 
 
-@main.command()
+@click.command()
 @click.argument("source", type=click.Path(path_type=Path), required=False)
 @click.option("--out", "out", type=click.Path(path_type=Path), default=Path("audits.parquet"), show_default=True,
               help="Audit table (parquet); OUT.meta.json and OUT.dup_pairs.parquet are written next to it.")

@@ -53,13 +53,6 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
         df.to_parquet(tmp, index=False)
 
 
-def save_torch(obj: Any, path: str | os.PathLike) -> None:
-    import torch
-
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def save_figure(fig, path: str | os.PathLike, **savefig_kwargs: Any) -> None:
     """Save a matplotlib figure atomically and close it (figures left open leak memory in long runs)."""
     import matplotlib.pyplot as plt

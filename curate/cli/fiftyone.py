@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from curate.cli import SAMPLE_DIR, fail, main
-from trainer.atomic import write_csv
+from core.atomic import write_csv
+from curate.cli.common import SAMPLE_DIR, fail, load_cfg, resolve_checkpoint
 
 DEFAULT_DATASET = "utkface"
 
@@ -39,7 +39,7 @@ def _open(fo, name: str, create: bool):
         fail(str(e))
 
 
-@main.command()
+@click.command()
 @click.argument("data_dir", type=click.Path(path_type=Path), required=False)
 @click.option("--manifest", type=click.Path(path_type=Path),
               help="A manifest (CSV/Parquet) or split folder instead of DATA_DIR.")
@@ -67,10 +67,9 @@ def score(data_dir: Path | None, manifest: Path | None, checkpoint: Path | None,
     Images that disappeared keep their sample with score_status "missing file"; moved images are
     followed by content hash.
     """
+    from core.manifest import DataError
     from curate import fo_inputs as fi
-    from curate.cli_eval import resolve_checkpoint
     from curate.fo_dataset import SchemaError, ingest, run_brain
-    from trainer.data import DataError
     from trainer.model import WeightsError
 
     if data_dir is not None and manifest is not None:
@@ -128,7 +127,7 @@ def score(data_dir: Path | None, manifest: Path | None, checkpoint: Path | None,
                        f"field {b['uniqueness']!r} on {b['n']} samples ({time.time() - t1:.1f}s)")
 
 
-@main.command("flag-mislabels")
+@click.command("flag-mislabels")
 @dataset_option
 @click.option("--predictions", type=click.Path(path_type=Path),
               help="Out-of-sample predictions (e.g. crossfit's predictions.parquet) instead of cross-fitting.")
@@ -161,12 +160,12 @@ def flag_mislabels(name: str, predictions: Path | None, crossfit_dir: Path | Non
     import pandas as pd
 
     from audits.mislabels import SingleClassError
+    from core.manifest import DataError, manifest_hash
     from curate import fo_inputs as fi
-    from curate.cli import _load_cfg
     from curate.fo_dataset import SchemaError
-    from curate.fo_review import ReviewError, dataset_frame, flag_mislabels as run_flags
+    from curate.fo_review import ReviewError, dataset_frame
+    from curate.fo_review import flag_mislabels as run_flags
     from trainer.crossfit import CrossfitError, cheap_config, crossfit
-    from trainer.data import DataError, manifest_hash
 
     fo = _connect()
     ds = _open(fo, name, create=False)
@@ -179,7 +178,7 @@ def flag_mislabels(name: str, predictions: Path | None, crossfit_dir: Path | Non
                 fail(f"dataset {name!r} has no usable samples: run `curate score` first")
             man = pd.DataFrame({"path": df["path"], "age": df["age"].astype(int), "gender": df["gender"].astype(int),
                                 "content_hash": df["content_hash"]})
-            cfg = _load_cfg(config, sets)
+            cfg = load_cfg(config, sets)
             cfg = cheap_config(cfg) if cheap else cfg
             if crossfit_dir is None:
                 ckey = json.dumps(cfg.to_dict(), sort_keys=True)
@@ -200,7 +199,7 @@ def flag_mislabels(name: str, predictions: Path | None, crossfit_dir: Path | Non
     click.echo("saved views: " + ", ".join(f"{v} ({n})" for v, n in summary["views"].items()))
 
 
-@main.command()
+@click.command()
 @dataset_option
 @click.option("--view", "view_name", help="Open this saved view (e.g. suspect-gender).")
 @click.option("--port", default=5151, show_default=True)
@@ -240,7 +239,7 @@ def app(name: str, view_name: str | None, port: int, address: str, remote: bool,
         fail(str(e))
 
 
-@main.command("review-status")
+@click.command("review-status")
 @dataset_option
 @click.option("--out", "--csv", "out_csv", type=click.Path(path_type=Path),
               help="Decisions CSV [default: reviews/<dataset>_decisions.csv].")
@@ -251,7 +250,8 @@ def review_status(name: str, out_csv: Path | None) -> None:
     gender_corrected. The CSV has one row per reviewed sample with its `decision` (exclude, conflict,
     mislabel, ok); `curate export` obeys it.
     """
-    from curate.fo_review import decisions, review_status as summary
+    from curate.fo_review import decisions
+    from curate.fo_review import review_status as summary
 
     fo = _connect()
     ds = _open(fo, name, create=False)
