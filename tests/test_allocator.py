@@ -7,8 +7,8 @@ import resource
 import pytest
 import torch
 
+from core import allocator
 from core.allocator import keep_freed_memory
-from trainer import allocator
 from trainer.config import TrainConfig, replace
 from trainer.model import AgeGenderClassifier
 from trainer.train import make_optimizer, make_train_step

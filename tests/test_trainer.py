@@ -16,9 +16,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from core import allocator
 from core.manifest import DataError, read_manifest
 from curate.cli import main
-from trainer import allocator
 from trainer.config import ConfigError, TrainConfig, load_config, replace
 from trainer.data import Batches, basic_augment, decoded_cache, to_input
 from trainer.evaluate import age_metrics, by_age_group, evaluate_predictions, gender_table
