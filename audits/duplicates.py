@@ -15,7 +15,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-DUPLICATES_VERSION = "dup-1"
+from core.labels import GENDER_NAMES
+from core.schema import DUPLICATE, LABEL_CONFLICT
+
+DUPLICATES_VERSION = "dup-2"  # 2: the one schema (distance, score, reasons added)
 # 64-bit phash distances are even (32 bits set in every hash). On UTKFace's aligned crops, pairs at
 # distance 0-2 are nearly all the same photo (re-encoded, re-cropped) or the same sitting; at 4 about
 # half are different people who merely look alike once aligned.
@@ -145,8 +148,10 @@ def find_duplicates(df: pd.DataFrame, radius: int = DEFAULT_NEAR_RADIUS) -> tupl
     `df` needs `content_hash` and `phash` (empty/missing for images that have none: a corrupt file
     joins no group, a tiny one only exact groups) and may carry `age`, `gender` (and `race`) labels.
     Returns (rows, pairs):
-    rows, aligned on df's index: exact_group (id or -1), near_group (id or -1; exact groups are
-    inside near groups), dup_label_conflict (the image has a duplicate partner with another label);
+    rows, aligned on df's index: the columns of the `duplicate` and `label_conflict` checks of the one
+    schema (core/schema.py): exact_group (id or -1), near_group (id or -1; exact groups are inside near
+    groups), duplicate_distance, duplicate_score / is_duplicate_issue / duplicate_reason, and
+    label_conflict_count (partners with another label), its score, issue and reason;
     pairs: i, j (positions in df, i < j), kind ("exact" or "near"), hamming (phash distance) and,
     when labels exist, age_a, age_b, gender_a, gender_b, [race_a, race_b], label_conflict.
 
@@ -193,24 +198,69 @@ def find_duplicates(df: pd.DataFrame, radius: int = DEFAULT_NEAR_RADIUS) -> tupl
         "kind": ["exact"] * len(ei) + ["near"] * len(ni),
         "hamming": np.concatenate([exact_d, nd.astype(np.float64)]),
     })
-    conflict = np.zeros(n, dtype=bool)
     if {"age", "gender"} <= set(df.columns):
-        gi, gj = pairs["i"].to_numpy(), pairs["j"].to_numpy()
-        age = pd.to_numeric(df["age"], errors="coerce").to_numpy(dtype=np.float64)
-        gen = pd.to_numeric(df["gender"], errors="coerce").to_numpy(dtype=np.float64)
-        pairs["age_a"], pairs["age_b"] = age[gi], age[gj]
-        pairs["gender_a"], pairs["gender_b"] = gen[gi], gen[gj]
-        if "race" in df.columns:
-            race = pd.to_numeric(df["race"], errors="coerce").to_numpy(dtype=np.float64)
-            pairs["race_a"], pairs["race_b"] = race[gi], race[gj]
-        both = ~np.isnan(age[gi]) & ~np.isnan(age[gj]) & ~np.isnan(gen[gi]) & ~np.isnan(gen[gj])
-        lc = both & ((age[gi] != age[gj]) | (gen[gi] != gen[gj]))
-        pairs["label_conflict"] = lc
-        conflict[gi[lc]] = True
-        conflict[gj[lc]] = True
-    rows = pd.DataFrame({"exact_group": exact_ids, "near_group": near_ids, "dup_label_conflict": conflict},
-                        index=df.index)
+        _label_pairs(df, pairs)
+    rows = _duplicate_columns(n, exact_ids, near_ids, pairs, radius)
+    rows.index = df.index
     return rows, pairs
+
+
+def _label_pairs(df: pd.DataFrame, pairs: pd.DataFrame) -> None:
+    """Add both sides' labels and `label_conflict` to `pairs` (in place)."""
+    gi, gj = pairs["i"].to_numpy(), pairs["j"].to_numpy()
+    age = pd.to_numeric(df["age"], errors="coerce").to_numpy(dtype=np.float64)
+    gen = pd.to_numeric(df["gender"], errors="coerce").to_numpy(dtype=np.float64)
+    pairs["age_a"], pairs["age_b"] = age[gi], age[gj]
+    pairs["gender_a"], pairs["gender_b"] = gen[gi], gen[gj]
+    if "race" in df.columns:
+        race = pd.to_numeric(df["race"], errors="coerce").to_numpy(dtype=np.float64)
+        pairs["race_a"], pairs["race_b"] = race[gi], race[gj]
+    both = ~np.isnan(age[gi]) & ~np.isnan(age[gj]) & ~np.isnan(gen[gi]) & ~np.isnan(gen[gj])
+    pairs["label_conflict"] = both & ((age[gi] != age[gj]) | (gen[gi] != gen[gj]))
+
+
+def _duplicate_columns(n: int, exact_ids: np.ndarray, near_ids: np.ndarray, pairs: pd.DataFrame,
+                       radius: int) -> pd.DataFrame:
+    """Per image: the `duplicate` and `label_conflict` checks' columns, from the pairs."""
+    both = pd.DataFrame({"row": np.concatenate([pairs["i"], pairs["j"]]),
+                         "other": np.concatenate([pairs["j"], pairs["i"]]),
+                         "hamming": np.concatenate([pairs["hamming"], pairs["hamming"]]),
+                         "exact": np.concatenate([pairs["kind"] == "exact"] * 2)})
+    dist = np.full(n, np.nan)
+    n_exact, n_near = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    if len(both):
+        g = both.groupby("row")
+        dist[g["hamming"].min().index] = g["hamming"].min().to_numpy()
+        n_exact[g["exact"].sum().index] = g["exact"].sum().to_numpy()
+        n_near[g.size().index] = g.size().to_numpy()
+    n_near -= n_exact
+    score = np.where(n_exact > 0, 0.0, np.where(np.isnan(dist), 1.0, np.clip(dist / (radius + 1), 0, 1)))
+    reason = [_copies_words(e, m, d) for e, m, d in zip(n_exact, n_near, dist)]
+    conflicts = np.zeros(n, np.int64)
+    words = [""] * n
+    if "label_conflict" in pairs and pairs["label_conflict"].any():
+        lab = pairs[pairs["label_conflict"].astype(bool)]
+        for a, b, age_b, gen_b in zip(np.concatenate([lab["i"], lab["j"]]), np.concatenate([lab["j"], lab["i"]]),
+                                      np.concatenate([lab["age_b"], lab["age_a"]]),
+                                      np.concatenate([lab["gender_b"], lab["gender_a"]])):
+            conflicts[a] += 1
+            sep = "; " if words[a] else ""
+            words[a] += f"{sep}a copy is labelled {age_b:g} {GENDER_NAMES[int(gen_b)]}"
+    return pd.DataFrame({
+        "exact_group": exact_ids, "near_group": near_ids, "duplicate_distance": dist,
+        DUPLICATE.score: score, DUPLICATE.issue: near_ids >= 0, DUPLICATE.reason: reason,
+        "label_conflict_count": conflicts, LABEL_CONFLICT.score: 1.0 / (1 + conflicts),
+        LABEL_CONFLICT.issue: conflicts > 0, LABEL_CONFLICT.reason: words})
+
+
+def _copies_words(n_exact: int, n_near: int, dist: float) -> str:
+    parts = []
+    if n_exact:
+        parts.append(f"pixel-identical to {n_exact} image(s)")
+    if n_near:
+        parts.append(f"near duplicate of {n_near} image(s) (phash distance {dist:g})" if not n_exact
+                     else f"near duplicate of {n_near} more")
+    return "; ".join(parts)
 
 
 def _hamming_hex(a: str, b: str) -> float:
@@ -230,7 +280,7 @@ def summarize_duplicates(rows: pd.DataFrame, pairs: pd.DataFrame) -> dict:
         "images_in_near_groups": int((nr >= 0).sum()),
         "exact_pairs": int((pairs["kind"] == "exact").sum()) if len(pairs) else 0,
         "near_pairs": int((pairs["kind"] == "near").sum()) if len(pairs) else 0,
-        "images_with_label_conflict": int(rows["dup_label_conflict"].sum()),
+        "images_with_label_conflict": int(rows[LABEL_CONFLICT.issue].sum()),
     }
     if len(pairs) and "label_conflict" in pairs:
         lc = pairs["label_conflict"].astype(bool)

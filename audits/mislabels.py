@@ -2,7 +2,7 @@
 
 Input: out-of-sample predictions in the shared schema (trainer.crossfit: one row per image with
 age, gender, age_pred, gender_prob, gender_logit_0/1, embedding, model, fold), optionally with audit
-columns (row-aligned, or joined on `path`): image quality (`low_quality` bool; `laplacian_var`,
+columns (row-aligned, or joined on `path`): image quality (`is_low_quality_issue` bool; `laplacian_var`,
 `brisque_score`, `quality_score`, higher = better, any scale: only their ranks are used) and
 duplicate groups (`exact_group`, `near_group`: int id, -1 for none; without `exact_group`, rows
 sharing a `content_hash` are the pixel-identical groups).
@@ -25,8 +25,8 @@ terms a data set supports is chosen, not assumed: four nested designs (global; +
 + age-bin slopes; + hinges and race) are compared by 5-fold cross-validated likelihood of the
 observed labels and the best is used (`.attrs["gender_model"]` says which). A weak cheap model
 gains from per-group terms; a strong model with few errors overfits them.
-`gender_issue_score` is the posterior probability that the label was flipped;
-`gender_label_quality` = 1 - that (cleanlab orientation: lower = worse).
+`gender_flip_prob` is the posterior probability that the label was flipped;
+`gender_label_score` = 1 - that (cleanlab orientation: lower = worse).
 
 Age. The predicted age is refined with the look-alikes' median label (a robust fit in log-age space),
 then the residual label - estimate is standardised by a robust scale that depends on the estimated
@@ -53,17 +53,16 @@ import pandas as pd
 
 from core.errors import CurateError
 from core.labels import AGE_GROUP_EDGES, AGE_GROUP_LABELS, AGE_GROUP_WORDS, GENDER_NAMES
+from core.schema import AGE_LABEL, GENDER_LABEL
 
-QUALITY_COLUMNS = ("laplacian_var", "brisque_score", "quality_score", "sharpness_score")
+QUALITY_COLUMNS = ("laplacian_var", "brisque_score", "blurry_score")
 GROUP_COLUMNS = ("exact_group", "near_group")
 SLOPE_KNOTS = (-4.0, -2.0, 2.0, 4.0)
 GENDER_DESIGNS = ("global", "+ age-bin intercepts", "+ age-bin slopes", "+ hinges and race terms")
 CV_FOLDS = 5
 
-GENDER_COLUMNS = ["gender_issue_score", "gender_label_quality", "gender_suspect", "gender_reason",
-                  "gender_status"]
-AGE_COLUMNS = ["age_issue_score", "age_label_quality", "age_suspect", "age_suggested", "age_reason",
-               "age_status"]
+GENDER_COLUMNS = [col.name for col in GENDER_LABEL.columns()]
+AGE_COLUMNS = [col.name for col in AGE_LABEL.columns()]
 
 
 class SingleClassError(CurateError, ValueError):
@@ -73,8 +72,8 @@ class SingleClassError(CurateError, ValueError):
 @dataclass
 class Options:
     neighbors: int = 10  # look-alikes per image for the label vote; 0 = off (strictly linear time)
-    gender_threshold: float = 0.5  # gender_suspect: P(label wrong) at least this
-    age_z_threshold: float = 3.5  # age_suspect: residual at least this many expected errors ...
+    gender_threshold: float = 0.5  # is_gender_label_issue: P(label wrong) at least this
+    age_z_threshold: float = 3.5  # is_age_label_issue: residual at least this many expected errors ...
     age_min_years: float = 4.0  # ... and at least this many years
     top_k: int | None = None  # if set, flag exactly the top k instead of by threshold
 
@@ -86,17 +85,18 @@ def score_mislabels(pred: pd.DataFrame, audit: pd.DataFrame | None = None, **opt
     nb = _neighbours(df, Options(**options).neighbors)
     g = score_gender(df, None, _nb=nb, **options)
     a = score_age(df, None, _nb=nb, **options)
-    out = pd.concat([g, a], axis=1)
-    both = np.where(g["gender_status"] == a["age_status"], g["gender_status"],
-                    "gender: " + g["gender_status"] + "; age: " + a["age_status"])
-    out["status"] = np.where((g["gender_status"] == "ok") & (a["age_status"] == "ok"), "ok", both)
+    out = pd.concat([g[GENDER_COLUMNS], a[AGE_COLUMNS]], axis=1)
+    both = np.where(g["gender_label_status"] == a["age_label_status"], g["gender_label_status"],
+                    "gender: " + g["gender_label_status"] + "; age: " + a["age_label_status"])
+    out["label_status"] = np.where((g["gender_label_status"] == "ok") & (a["age_label_status"] == "ok"), "ok", both)
     return out
 
 
 def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.ndarray | None = None,
                  **options) -> pd.DataFrame:
-    """Per image: gender_issue_score (higher = more likely wrong), gender_label_quality (0..1, lower =
-    worse), gender_suspect, gender_reason, gender_status. Same index as `pred`.
+    """Per image, the `gender_label` check (core/schema.py): gender_flip_prob (higher = more likely
+    wrong), gender_label_score (0..1, lower = worse), is_gender_label_issue, gender_label_reason,
+    gender_suggested (the likelier label), gender_label_status. Same index as `pred`.
     """
     opt = Options(**options)
     df = _with_audit(pred, audit)
@@ -104,9 +104,10 @@ def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.
     z, pstatus = _gender_logodds(df)
     status = np.where(status == "ok", pstatus, status)
     ok = status == "ok"
-    out = pd.DataFrame({"gender_issue_score": np.nan, "gender_label_quality": np.nan, "gender_suspect": False,
-                        "gender_reason": [f"not scored: {s}" for s in status], "gender_status": status},
-                       index=df.index)
+    out = pd.DataFrame({"gender_flip_prob": np.nan, "gender_label_score": np.nan, "is_gender_label_issue": False,
+                        "gender_label_reason": [f"not scored: {s}" for s in status],
+                        "gender_suggested": pd.array([pd.NA] * len(df), dtype="Int64"),
+                        "gender_label_status": status}, index=df.index)
     if not ok.any():
         return out
     y = label[ok].astype(np.int64)
@@ -155,9 +156,10 @@ def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.
     out.attrs["gender_model"] = {"design": GENDER_DESIGNS[level], "cv_loglik": cv, "noise_rate": noise_rate}
     p_label = 1.0 - issue
 
-    out.loc[ok, "gender_issue_score"] = issue
-    out.loc[ok, "gender_label_quality"] = p_label
-    out.loc[ok, "gender_suspect"] = _suspects(issue, opt.gender_threshold, opt.top_k)
+    out.loc[ok, "gender_flip_prob"] = issue
+    out.loc[ok, "gender_label_score"] = p_label
+    out.loc[ok, "gender_suggested"] = np.where(issue >= 0.5, 1 - y, y)
+    out.loc[ok, "is_gender_label_issue"] = _suspects(issue, opt.gender_threshold, opt.top_k)
     acc = _bin_accuracy(bins, zq, y, n_bins)
     p_model = _sigmoid(zq)
     qtxt = _quality_words(qual[ok]) if qual is not None else None
@@ -178,15 +180,15 @@ def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.
             parts.append(f"copies labelled {copies_f[i]} female / {copies_m[i]} male")
         parts.append(f"P(label wrong) {issue[i]:.2f}")
         reasons.append(", ".join(parts))
-    out.loc[ok, "gender_reason"] = reasons
+    out.loc[ok, "gender_label_reason"] = reasons
     return out
 
 
 def score_age(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.ndarray | None = None,
               **options) -> pd.DataFrame:
-    """Per image: age_issue_score (higher = more likely wrong; a residual in expected errors),
-    age_label_quality (0..1, lower = worse), age_suspect, age_suggested (int years or <NA>),
-    age_reason, age_status. Same index as `pred`.
+    """Per image: age_residual_z (higher = more likely wrong; a residual in expected errors),
+    age_label_score (0..1, lower = worse), is_age_label_issue, age_suggested (int years or <NA>),
+    age_label_reason, age_label_status. Same index as `pred`.
     """
     opt = Options(**options)
     df = _with_audit(pred, audit)
@@ -194,9 +196,9 @@ def score_age(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.nda
     ap, pstatus = _age_predictions(df)
     status = np.where(status == "ok", pstatus, status)
     ok = status == "ok"
-    out = pd.DataFrame({"age_issue_score": np.nan, "age_label_quality": np.nan, "age_suspect": False,
+    out = pd.DataFrame({"age_residual_z": np.nan, "age_label_score": np.nan, "is_age_label_issue": False,
                         "age_suggested": pd.array([pd.NA] * len(df), dtype="Int64"),
-                        "age_reason": [f"not scored: {s}" for s in status], "age_status": status},
+                        "age_label_reason": [f"not scored: {s}" for s in status], "age_label_status": status},
                        index=df.index)
     if not ok.any():
         return out
@@ -229,12 +231,12 @@ def score_age(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.nda
     suggested = np.clip(np.round(suggested), 1, 116).astype(np.int64)
     quality_01 = 2.0 * _norm_sf(score)
 
-    out.loc[ok, "age_issue_score"] = score
-    out.loc[ok, "age_label_quality"] = quality_01
+    out.loc[ok, "age_residual_z"] = score
+    out.loc[ok, "age_label_score"] = quality_01
     flag = _suspects(score, opt.age_z_threshold, opt.top_k)
     if opt.top_k is None:
         flag &= np.abs(y - suggested) >= opt.age_min_years
-    out.loc[ok, "age_suspect"] = flag
+    out.loc[ok, "is_age_label_issue"] = flag
     out.loc[ok, "age_suggested"] = suggested
     qtxt = _quality_words(qual[ok]) if qual is not None else None
     reasons = []
@@ -251,7 +253,7 @@ def score_age(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.nda
             parts.append(f"a copy is labelled {copy_med[i]:g}")
         parts.append(f"suggest {suggested[i]}")
         reasons.append(", ".join(parts))
-    out.loc[ok, "age_reason"] = reasons
+    out.loc[ok, "age_label_reason"] = reasons
     return out
 
 
@@ -290,7 +292,7 @@ def _with_audit(pred: pd.DataFrame, audit: pd.DataFrame | None) -> pd.DataFrame:
         raise TypeError("pred must be a pandas DataFrame of predictions")
     if audit is None:
         return pred
-    cols = [c for c in (*QUALITY_COLUMNS, "low_quality", *GROUP_COLUMNS, "race") if c in audit.columns]
+    cols = [c for c in (*QUALITY_COLUMNS, "is_low_quality_issue", *GROUP_COLUMNS, "race") if c in audit.columns]
     if not cols:
         return pred
     if "path" in audit.columns and "path" in pred.columns:
@@ -385,12 +387,12 @@ def _quality_rank(df: pd.DataFrame) -> np.ndarray | None:
     """0 (worst) .. 1 (best) per row: mean percentile rank of the quality columns; None if there are none."""
     cols = [c for c in QUALITY_COLUMNS if c in df.columns]
     ranks = [pd.to_numeric(df[c], errors="coerce").rank(pct=True).to_numpy() for c in cols]
-    if not ranks and "low_quality" not in df.columns:
+    if not ranks and "is_low_quality_issue" not in df.columns:
         return None
     q = np.nanmean(np.vstack(ranks), axis=0) if ranks else np.full(len(df), 0.5)
     q = np.where(np.isnan(q), 0.5, q)
-    if "low_quality" in df.columns:
-        low = df["low_quality"].fillna(False).astype(bool).to_numpy()
+    if "is_low_quality_issue" in df.columns:
+        low = df["is_low_quality_issue"].fillna(False).astype(bool).to_numpy()
         q = np.where(low, np.minimum(q, 0.05), q)
     return q
 

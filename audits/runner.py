@@ -22,59 +22,37 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from audits.brisque import brisque_batch
 from audits.duplicates import DEFAULT_NEAR_RADIUS, DUPLICATES_VERSION, find_duplicates, phash, summarize_duplicates
 from audits.quality import (
-    FLAG_COLUMNS,
     QUALITY_VERSION,
     RAW_COLUMNS,
     SCORE_DEFINITIONS,
-    QualityThresholds,
     add_quality_flags,
-    brisque_batch,
-    compute_thresholds,
     image_status,
     measure_quality,
 )
-from audits.skin_tone import DEFAULT_SKIN_CONFIG, SKIN_VERSION, SkinConfig, skin_tone
+from audits.skin_tone import DEFAULT_SKIN_CONFIG, SKIN_VERSION, SkinConfig, skin_tone, skin_tone_issues
+from audits.thresholds import QualityThresholds, compute_thresholds
 from core.allocator import keep_freed_memory
 from core.atomic import write_json, write_parquet
 from core.images import decode_image, list_images, pixel_hash  # noqa: F401  (list_images: the CLI's)
+from core.manifest import default_cache_dir
+from core.schema import CHECKS, SKIN_TONE
 
 AUDIT_VERSION = f"{QUALITY_VERSION}+{SKIN_VERSION}+{DUPLICATES_VERSION}"
 
-SKIN_COLUMNS = ["ita", "skin_category", "monk_tone", "skin_confidence", "skin_L", "skin_a", "skin_b"]
+AUDIT_CHECKS = [chk for chk in CHECKS if chk.family in ("quality", "skin_tone", "duplicates")]
+SKIN_COLUMNS = [col.name for col in SKIN_TONE.raw] + [SKIN_TONE.score]
 # Per-content measurements kept in the cache (threshold-independent).
-CACHED_COLUMNS = ["content_hash", "status"] + RAW_COLUMNS + SKIN_COLUMNS + ["phash"]
+CACHED_COLUMNS = ["content_hash", "audit_status"] + RAW_COLUMNS + SKIN_COLUMNS + ["phash"]
 LABEL_COLUMNS = ["age", "gender", "race"]
-OUTPUT_COLUMNS = (
-    ["path", "filename"] + LABEL_COLUMNS + ["content_hash", "audit_version", "status",
-    "width", "height", "aspect",
-    "brisque", "brisque_score", "laplacian_var", "sharpness_score", "fft_blur", "fft_blur_score",
-    "brightness_p5", "brightness_p50", "brightness_p95", "dark_score", "overexposed_score",
-    "contrast", "contrast_score", "entropy", "information_score", "chroma", "color_score"]
-    + FLAG_COLUMNS + ["low_quality", "quality_reasons"] + SKIN_COLUMNS
-    + ["phash", "exact_group", "near_group", "dup_label_conflict"]
-)
+OUTPUT_COLUMNS = (["path", "filename"] + LABEL_COLUMNS + ["content_hash", "audit_version"]
+                  + [col.name for chk in AUDIT_CHECKS for col in chk.columns()])
 COLUMN_DOC = {
     "content_hash": "blake2b-128 of shape + decoded BGR pixels (joins split manifests)",
-    "status": '"ok", or why the image was not fully audited ("corrupt image ...", "too small (1x1)", "constant image")',
-    "brisque": "BRISQUE (piq-identical), lower is better; NaN where undefined",
-    "laplacian_var": "variance of the 3x3 Laplacian of the gray image (sharpness), higher is sharper",
-    "fft_blur": "log10 share of spectral energy above half Nyquist, higher is sharper",
-    "brightness_p5/p50/p95": "gray-level percentiles 0..255",
-    "contrast": "standard deviation of gray levels (RMS contrast, 0..127.5)",
-    "entropy": "Shannon entropy of the gray histogram, bits (0..8)",
-    "chroma": "mean of max(B,G,R)-min(B,G,R), 0..255; ~0 for grayscale stored as RGB",
-    "*_score": "0..1, LOWER is WORSE; see score_definitions",
-    "is_*": "flag from quality_thresholds",
-    "low_quality": "status != ok or any is_* flag; quality_reasons lists why",
-    "ita": "median Individual Typology Angle of skin pixels, degrees",
-    "skin_category": "ITA category or unknown", "monk_tone": "nearest Monk Skin Tone 1..10 (missing if unknown)",
-    "skin_confidence": "skin-pixel fraction of the central face region",
-    "phash": "64-bit DCT perceptual hash, hex",
-    "exact_group": "id of the pixel-identical group, -1 if unique",
-    "near_group": "id of the near-duplicate group (phash within radius, exact groups included), -1 if none",
-    "dup_label_conflict": "a duplicate partner carries a different age or gender",
+    "audit_version": "versions of the quality, skin-tone and duplicate code that measured the row",
+    **{col.name: col.doc for chk in AUDIT_CHECKS for col in chk.columns()},
 }
 
 
@@ -88,10 +66,10 @@ def audit_image(img: np.ndarray, skin_cfg: SkinConfig = DEFAULT_SKIN_CONFIG,
     Why: the single place that defines what one pass computes from one set of pixels; tiny images
     get their size only, constant ones every measure that is defined.
     """
-    row: dict[str, Any] = {"content_hash": content_hash or pixel_hash(img), "status": image_status(img)}
+    row: dict[str, Any] = {"content_hash": content_hash or pixel_hash(img), "audit_status": image_status(img)}
     h, w = img.shape[:2]
     row.update(width=int(w), height=int(h), aspect=float(w / h))
-    if row["status"].startswith("too small"):
+    if row["audit_status"].startswith("too small"):
         return row
     q = measure_quality(img)
     row.update(q)
@@ -118,7 +96,7 @@ def _audit_paths(items: Sequence[tuple[int, str]], known: frozenset[str] | set[s
         img, reason = decode_image(Path(p))
         rec["file_status"] = reason  # "" when the file decoded
         if img is None:
-            rec.update(content_hash="", status=reason)
+            rec.update(content_hash="", audit_status=reason)
             out.append(rec)
             continue
         ch = pixel_hash(img)
@@ -128,14 +106,14 @@ def _audit_paths(items: Sequence[tuple[int, str]], known: frozenset[str] | set[s
             continue
         rec.update(audit_image(img, skin_cfg, content_hash=ch))
         out.append(rec)
-        if rec["status"] == "ok":
+        if rec["audit_status"] == "ok":
             pending.append((rec, img))
     if pending:
         scores = brisque_batch([im for _, im in pending])
         for (rec, _), s in zip(pending, scores):
             rec["brisque"] = float(s)
             if not np.isfinite(s):
-                rec["status"] = "BRISQUE undefined (too flat)"
+                rec["audit_status"] = "BRISQUE undefined (too flat)"
     return out
 
 
@@ -180,8 +158,7 @@ def _worker_chunk(items: Sequence[tuple[int, str]]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------------
 def cache_dir() -> Path:
     """$CURATE_CACHE_DIR/audits (default ~/.cache/utkface-curate/audits)."""
-    root = os.environ.get("CURATE_CACHE_DIR") or str(Path.home() / ".cache" / "utkface-curate")
-    return Path(root).expanduser() / "audits"
+    return default_cache_dir().expanduser() / "audits"
 
 
 class AuditCache:
@@ -261,12 +238,12 @@ class AuditCache:
 def _normalise_results(df: pd.DataFrame) -> pd.DataFrame:
     """Stable dtypes for the cached measurements (parquet needs one type per column)."""
     df = df.copy()
-    for c in RAW_COLUMNS + ["ita", "skin_confidence", "skin_L", "skin_a", "skin_b"]:
+    for c in RAW_COLUMNS + ["ita", SKIN_TONE.score, "skin_L", "skin_a", "skin_b"]:
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
     for c in ("width", "height"):
         df[c] = pd.to_numeric(df[c], errors="coerce").round().astype("Int64")
     df["monk_tone"] = pd.to_numeric(df["monk_tone"], errors="coerce").astype("Int64")
-    for c in ("content_hash", "status", "skin_category", "phash"):
+    for c in ("content_hash", "audit_status", "skin_category", "phash"):
         df[c] = df[c].astype("string")
     return df
 
@@ -363,7 +340,7 @@ def run_audit(paths: Sequence[str | os.PathLike], labels: pd.DataFrame | None = 
             nonlocal n_computed
             for rec in recs:
                 pos = rec["pos"]
-                content[pos], file_status[pos] = rec["content_hash"], rec.get("file_status", rec.get("status", ""))
+                content[pos], file_status[pos] = rec["content_hash"], rec.get("file_status", rec.get("audit_status", ""))
                 new = bool(rec["content_hash"]) and not rec.get("cached")
                 if new:
                     results[rec["content_hash"]] = rec
@@ -412,7 +389,7 @@ def run_audit(paths: Sequence[str | os.PathLike], labels: pd.DataFrame | None = 
         if res is not None:
             base.update({c: res.get(c) for c in CACHED_COLUMNS if c != "content_hash"})
         else:
-            base["status"] = file_status[pos] or "unreadable file"
+            base["audit_status"] = file_status[pos] or "unreadable file"
         rows.append(base)
     table = pd.DataFrame(rows)
     for c in CACHED_COLUMNS:
@@ -433,8 +410,9 @@ def run_audit(paths: Sequence[str | os.PathLike], labels: pd.DataFrame | None = 
     else:
         thr = compute_thresholds(table, k=cfg.robust_k, overrides=cfg.threshold_overrides)
     table = add_quality_flags(table, thr)
+    table = pd.concat([table, skin_tone_issues(table, cfg.skin)], axis=1)
     dup_rows, pairs = find_duplicates(table, radius=cfg.near_radius)
-    table[["exact_group", "near_group", "dup_label_conflict"]] = dup_rows
+    table[list(dup_rows.columns)] = dup_rows
     table = table[OUTPUT_COLUMNS]
     wall = time.perf_counter() - t0
     meta = _metadata(table, pairs, thr, cfg, n_computed, wall, t_measure)
@@ -458,18 +436,17 @@ def _versions() -> dict[str, str]:
 
 def _metadata(table: pd.DataFrame, pairs: pd.DataFrame, thr: QualityThresholds, cfg: AuditConfig,
               n_computed: int, wall: float, t_measure: float) -> dict:
-    ok = table["status"] == "ok"
-    flags = {c: int(table[c].sum()) for c in FLAG_COLUMNS}
+    ok = table["audit_status"] == "ok"
+    flags = {chk.issue: int(table[chk.issue].sum()) for chk in AUDIT_CHECKS}
     return {
         "audit_version": AUDIT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "n_images": int(len(table)),
         "n_ok": int(ok.sum()),
-        "status_counts": {str(k): int(v) for k, v in table["status"].value_counts().items()},
+        "status_counts": {str(k): int(v) for k, v in table["audit_status"].value_counts().items()},
         "flag_counts": flags,
-        "low_quality": int(table["low_quality"].sum()),
         "skin_category_counts": {str(k): int(v) for k, v in table["skin_category"].value_counts().items()},
-        "duplicates": {**summarize_duplicates(table[["exact_group", "near_group", "dup_label_conflict"]], pairs),
+        "duplicates": {**summarize_duplicates(table, pairs),
                        "near_radius": cfg.near_radius},
         "quality_thresholds": thr.to_dict(),
         "score_definitions": SCORE_DEFINITIONS,
@@ -508,18 +485,6 @@ def write_audit(result: AuditResult, out: str | os.PathLike) -> dict[str, Path]:
     # Sidecars first, the table last: a table on disk always has whole sidecars of its own pass.
     write_parquet(pairs, pairs_path)
     meta = dict(result.meta, outputs={"table": str(out), "pairs": str(pairs_path)})
-    write_json(meta_path, meta, default=_json_default)
+    write_json(meta_path, meta)
     write_parquet(result.table, out)
     return {"table": out, "meta": meta_path, "pairs": pairs_path}
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, (Path,)):
-        return str(o)
-    if isinstance(o, (tuple, set)):
-        return list(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

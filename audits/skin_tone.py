@@ -18,8 +18,11 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import pandas as pd
 
-SKIN_VERSION = "skin-1"
+from core.schema import SKIN_TONE
+
+SKIN_VERSION = "skin-2"  # 2: the one schema's names (skin_tone_score), values as in skin-1
 
 # (lower bound exclusive, name), checked from the top: ITA > 55 is "very light", etc.
 ITA_CATEGORIES = (
@@ -116,11 +119,11 @@ def skin_tone(img: np.ndarray, cfg: SkinConfig = DEFAULT_SKIN_CONFIG,
     """Skin tone of one BGR uint8 face crop.
 
     Returns ita (median per-pixel ITA, degrees), skin_category (ITA category or "unknown"),
-    monk_tone (1..10, or None when unknown), skin_confidence (skin fraction of the central region),
+    monk_tone (1..10, or None when unknown), skin_tone_score (skin fraction of the central region: what the estimate rests on),
     skin_L / skin_a / skin_b (median CIELAB of the skin pixels). `chroma` and `ycrcb` may be passed by
     the audit pass, which has them already.
     """
-    out = {"ita": float("nan"), "skin_category": UNKNOWN, "monk_tone": None, "skin_confidence": 0.0,
+    out = {"ita": float("nan"), "skin_category": UNKNOWN, "monk_tone": None, "skin_tone_score": 0.0,
            "skin_L": float("nan"), "skin_a": float("nan"), "skin_b": float("nan")}
     if img is None or img.ndim != 3 or img.shape[2] != 3 or min(img.shape[:2]) < 2:
         return out
@@ -129,7 +132,7 @@ def skin_tone(img: np.ndarray, cfg: SkinConfig = DEFAULT_SKIN_CONFIG,
         chroma = float(cv2.mean(cv2.subtract(cv2.max(cv2.max(b_, g_), r_), cv2.min(cv2.min(b_, g_), r_)))[0])
     mask, (rows, cols) = skin_mask(img, cfg, ycrcb)
     frac = float(mask.mean()) if mask.size else 0.0
-    out["skin_confidence"] = frac
+    out["skin_tone_score"] = frac
     if chroma < cfg.grayscale_chroma_max or frac < cfg.min_skin_fraction:
         return out
     pix = img[rows, cols][mask].reshape(-1, 1, 3).astype(np.float32) / 255.0
@@ -144,3 +147,21 @@ def skin_tone(img: np.ndarray, cfg: SkinConfig = DEFAULT_SKIN_CONFIG,
     out.update(ita=med_ita, skin_category=ita_category(med_ita), monk_tone=nearest_monk(med_lab),
                skin_L=float(med_lab[0]), skin_a=float(med_lab[1]), skin_b=float(med_lab[2]))
     return out
+
+
+def skin_tone_issues(table: pd.DataFrame, cfg: SkinConfig = DEFAULT_SKIN_CONFIG) -> pd.DataFrame:
+    """`is_skin_tone_issue` and `skin_tone_reason` per audited row (no estimate, and why not).
+
+    Why a reason: an unknown skin tone from a grayscale photo and one from a face turned away are
+    different problems for a reviewer, and the oversampling plan treats both as "unknown".
+    """
+    cat = table["skin_category"].astype("string").fillna(UNKNOWN)
+    frac = pd.to_numeric(table[SKIN_TONE.score], errors="coerce").fillna(0.0)
+    chroma = pd.to_numeric(table["chroma"], errors="coerce")
+    status = table["audit_status"].astype("string").fillna("") if "audit_status" in table else "ok"
+    unknown = (cat == UNKNOWN).to_numpy()
+    reasons = np.where(status != "ok", "not audited",
+                       np.where(chroma < cfg.grayscale_chroma_max, "grayscale image",
+                                [f"too few skin pixels ({f:.0%} of the face centre)" for f in frac]))
+    return pd.DataFrame({SKIN_TONE.issue: unknown, SKIN_TONE.reason: np.where(unknown, reasons, "")},
+                        index=table.index)

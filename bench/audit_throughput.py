@@ -125,14 +125,14 @@ def main() -> None:
           f"{cpu_ours / n * 1e3:.2f} ms/img), peak RSS {mem_ours.peak / 2**20:.0f} MiB (process tree)")
     print(f"ours (second run, warm cache): {t_again:.1f} s wall")
     print(f"  status: {res.meta['status_counts']}")
-    print(f"  flags: {res.meta['flag_counts']}; low_quality {res.meta['low_quality']}")
+    print(f"  flags: {res.meta['flag_counts']}; low quality {res.meta['flag_counts']['is_low_quality_issue']}")
     print(f"  duplicates: {res.meta['duplicates']}")
     print(f"  load average after our pass: {os.getloadavg()[0]:.2f}")
 
     if args.piq_check:
         import cv2
 
-        from audits.quality import brisque_batch, piq_brisque
+        from audits.brisque import brisque_batch, piq_brisque
 
         rng = np.random.default_rng(0)
         pick = rng.choice(n, min(args.piq_check, n), replace=False)
@@ -172,12 +172,12 @@ def main() -> None:
 
     o = ours.set_index("path")
     pairs = [
-        ("is_dark", "is_dark_issue"),
-        ("is_overexposed", "is_light_issue"),
-        ("is_blurry", "is_blurry_issue"),
-        ("is_low_information", "is_low_information_issue"),
-        ("is_grayscale", "is_grayscale_issue"),
-        ("is_odd_size", "is_odd_size_issue"),
+        ("is_dark_issue", "is_dark_issue"),
+        ("is_overexposed_issue", "is_light_issue"),
+        ("is_blurry_issue", "is_blurry_issue"),
+        ("is_low_information_issue", "is_low_information_issue"),
+        ("is_grayscale_issue", "is_grayscale_issue"),
+        ("is_odd_size_issue", "is_odd_size_issue"),
         ("exact_group>=0", "is_exact_duplicates_issue"),
         ("near_group>=0", "is_near_duplicates_issue"),
     ]

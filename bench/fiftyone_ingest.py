@@ -107,8 +107,9 @@ def main() -> None:
         arows, n_real_a = fill(man, audit_real.drop(columns=["content_hash", "filename"], errors="ignore"), "path")
         audit = pd.concat([man[["path", "content_hash"]], arows.drop(columns=["path"], errors="ignore")], axis=1)
     elif args.audit_results:
-        from audits.quality import add_quality_flags, compute_thresholds
+        from audits.quality import add_quality_flags
         from audits.runner import AUDIT_VERSION
+        from audits.thresholds import compute_thresholds
 
         res = pd.read_parquet(args.audit_results)
         arows, n_real_a = fill(man[["content_hash"]], res, "content_hash")
@@ -120,7 +121,7 @@ def main() -> None:
         audit["exact_group"] = np.where(dup, codes, -1)
         audit["near_group"] = audit["exact_group"]
         lab = man.groupby("content_hash")[["age", "gender"]].nunique().max(axis=1) > 1
-        audit["dup_label_conflict"] = man["content_hash"].map(lab).to_numpy() & dup.to_numpy()
+        audit["is_label_conflict_issue"] = man["content_hash"].map(lab).to_numpy() & dup.to_numpy()
         audit["audit_version"] = AUDIT_VERSION
     if audit is not None:
         report["audit_real_rows"] = n_real_a

@@ -330,12 +330,12 @@ def run_seed(df_all: pd.DataFrame, seed: int, args, cfg, sharp: dict[str, float]
           f"gender {int(excl['gender'].sum())}, age {int(excl['age'].sum())} rows", flush=True)
 
     rows = []
-    methods_g = [("ours", lambda: score_gender(pred, audit)["gender_issue_score"].to_numpy()),
+    methods_g = [("ours", lambda: score_gender(pred, audit)["gender_flip_prob"].to_numpy()),
                  ("cleanlab self_confidence", lambda: cleanlab_gender(pred, "self_confidence")),
                  ("cleanlab normalized_margin", lambda: cleanlab_gender(pred, "normalized_margin"))]
     if not args.skip_fiftyone:
         methods_g.append(("fiftyone mistakenness", lambda: fiftyone_mistakenness(pred)))
-    methods_a = [("ours", lambda: score_age(pred, audit)["age_issue_score"].to_numpy()),
+    methods_a = [("ours", lambda: score_age(pred, audit)["age_residual_z"].to_numpy()),
                  ("cleanlab regression outre", lambda: cleanlab_age(pred))]
     cache = PeerCache(seed_dir / "peer_scores.npz", pred)
     for task, truth, methods in (("gender", g_true, methods_g), ("age", a_true, methods_a)):
@@ -460,13 +460,13 @@ def main(argv: list[str] | None = None) -> None:
     g = score_gender(real0, audit)
     a = score_age(real0, audit)
     top = pd.concat([real0[["path", "filename", "age", "gender"]], g, a], axis=1)
-    top_g = top.sort_values("gender_issue_score", ascending=False).head(50)
-    top_a = top.sort_values("age_issue_score", ascending=False).head(50)
+    top_g = top.sort_values("gender_flip_prob", ascending=False).head(50)
+    top_a = top.sort_values("age_residual_z", ascending=False).head(50)
     pd.concat([top_g.assign(task="gender"), top_a.assign(task="age")]).to_csv(
         args.out / "top_real.csv", index=False)
-    contact_sheet(top_g, "gender_reason", args.out / "top50_gender.png",
+    contact_sheet(top_g, "gender_label_reason", args.out / "top50_gender.png",
                   "Top 50 suspected gender labels (real UTKFace labels)")
-    contact_sheet(top_a, "age_reason", args.out / "top50_age.png", "Top 50 suspected age labels (real UTKFace labels)")
+    contact_sheet(top_a, "age_label_reason", args.out / "top50_age.png", "Top 50 suspected age labels (real UTKFace labels)")
     print(f"\nwrote {args.out / 'results.csv'}, {args.out / 'summary.md'}, top50_gender.png, top50_age.png", flush=True)
 
 

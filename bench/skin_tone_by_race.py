@@ -43,7 +43,7 @@ def main() -> None:
     from core.labels import RACE_NAMES
 
     t = load_table(args.data_dir, args.audit)
-    t = t[t["status"] == "ok"].copy()
+    t = t[t["audit_status"] == "ok"].copy()
     t["race_name"] = t["race"].map(lambda r: "unknown" if pd.isna(r) else RACE_NAMES[int(r)])
     known = t[t["skin_category"] != "unknown"]
     q = known.groupby("race_name")["ita"].quantile([0.05, 0.25, 0.5, 0.75, 0.95]).unstack()
@@ -66,7 +66,7 @@ def main() -> None:
                      normalize="index", dropna=False) * 100
     print("\nnearest Monk Skin Tone per race label (% of row):")
     print(mt.loc[order].round(1).to_string())
-    flags = ["is_dark", "is_overexposed", "is_blurry", "is_low_information", "is_grayscale", "low_quality"]
+    flags = ["is_dark_issue", "is_overexposed_issue", "is_blurry_issue", "is_low_information_issue", "is_grayscale_issue", "is_low_quality_issue"]
     rates = t.groupby("race_name")[flags].mean().mul(100)
     print("\nquality flag rates per race label (% of row): exposure flags follow skin tone, a caveat for")
     print("refusing photos as 'too dark' / 'over-exposed' in production")

@@ -51,3 +51,8 @@ def list_images(folder: Path) -> list[Path]:
     """Image files directly in `folder` (by extension, hidden files skipped), sorted by name."""
     return sorted(p for p in Path(folder).iterdir()
                   if p.is_file() and not p.name.startswith(".") and p.name.rstrip().lower().endswith(IMAGE_EXTS))
+
+
+def is_constant(img: np.ndarray) -> bool:
+    """True when every pixel has the same value (BRISQUE and blur measures are undefined then)."""
+    return bool(img.size) and int(img.max()) == int(img.min())

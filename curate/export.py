@@ -12,9 +12,10 @@ reviewed image. Columns (case-sensitive; unknown columns are ignored):
                            suspect:gender, suspect:age, low_quality (others are kept but unused)
     age_corrected          reviewed age in years (blank: no correction)
     gender_corrected       reviewed gender, 0/1 or male/female (blank: no correction)
-    gender_suspect, age_suspect          optional booleans from `curate flag-mislabels`
-    gender_issue_score, age_issue_score  optional floats in 0..1 from `curate flag-mislabels`
-    low_quality            optional boolean from `curate audit`
+    is_gender_label_issue, is_age_label_issue          optional booleans from `curate flag-mislabels`
+    gender_label_score, age_label_score   optional [0, 1] label scores from `curate flag-mislabels`
+                           (lower = worse; schema-1 names and raw scores are converted)
+    is_low_quality_issue   optional boolean from `curate audit`
 
 `--dataset NAME` reads the same fields straight from a FiftyOne dataset instead.
 
@@ -23,9 +24,11 @@ Decisions (each removal and correction is listed in removed.csv / corrections.cs
 - `exclude`                                   -> removed
 - `confirmed:mislabel` without any correction -> removed (known wrong, right answer unknown)
 - `age_corrected` / `gender_corrected`        -> label replaced (file name and manifest both)
-- policy `drop_low_quality`: `low_quality` tag or column (review or `--audits`) -> removed
+- policy `drop_low_quality`: `low_quality` tag or `is_low_quality_issue` column (review or `--audits`) -> removed
 - policy `drop_suspects`: unreviewed suspects -> removed. Suspect: tag suspect:gender / suspect:age,
-  column gender_suspect / age_suspect, or (with `suspect_min_score`) an issue score at least that.
+  column is_gender_label_issue / is_age_label_issue, or (with `gender_max_score` / `age_max_score`) a
+  label score at most that: both scores are in [0, 1], lower = worse (core/schema.py), so one threshold
+  reads the same way for both tasks.
   Unreviewed: none of exclude, confirmed:mislabel, confirmed:ok, and no correction.
 The first matching reason, in this order, is the one recorded.
 
@@ -73,6 +76,7 @@ import pandas as pd
 from core.atomic import write_csv
 from core.errors import CurateError
 from core.manifest import manifest_hash
+from core.schema import upgrade_columns
 from curate.splits import (
     _NAME_RE,
     AGE_GROUP_LABELS,
@@ -92,6 +96,7 @@ TAG_SUSPECT_GENDER = "suspect:gender"
 TAG_SUSPECT_AGE = "suspect:age"
 TAG_LOW_QUALITY = "low_quality"
 REVIEWED_TAGS = (TAG_EXCLUDE, TAG_MISLABEL, TAG_OK)
+LABEL_SCORES = ("gender_label_score", "age_label_score")
 EXPORT_COLUMNS = MANIFEST_COLUMNS + [
     "age_group", "source_path", "source_filename", "original_age", "original_gender", "label_source",
     "review_tags", "generated", "source_content_hash", "transform", "seed",
@@ -107,7 +112,8 @@ class ExportError(CurateError, ValueError):
 class Policy:
     drop_low_quality: bool = False
     drop_suspects: bool = False
-    suspect_min_score: float | None = None  # also count as suspect: an issue score at least this
+    gender_max_score: float | None = None  # also a suspect: gender_label_score at most this
+    age_max_score: float | None = None  # also a suspect: age_label_score at most this
 
 
 @dataclass
@@ -150,6 +156,7 @@ def _gender_value(v) -> float:
 
 def normalize_review(raw: pd.DataFrame, source: str = "review") -> pd.DataFrame:
     """The review as one frame: filename, path, content_hash, tags (tuple), corrections, flags, scores."""
+    raw = _label_scores_v2(upgrade_columns(raw, source))
     if "filename" not in raw and "path" not in raw:
         raise ExportError(f"{source}: needs a path or filename column (has: {', '.join(map(str, raw.columns))})")
     df = pd.DataFrame(index=raw.index)
@@ -174,9 +181,9 @@ def normalize_review(raw: pd.DataFrame, source: str = "review") -> pd.DataFrame:
         df["gender_corrected"] = [_gender_value(v) for v in raw["gender_corrected"]] if "gender_corrected" in raw else np.nan
     except ExportError as e:
         raise ExportError(f"{source}: {e}") from None
-    for col in ("gender_suspect", "age_suspect", "low_quality"):
+    for col in ("is_gender_label_issue", "is_age_label_issue", "is_low_quality_issue"):
         df[col] = _bool_col(raw[col]) if col in raw else False
-    for col in ("gender_issue_score", "age_issue_score"):
+    for col in LABEL_SCORES:
         df[col] = pd.to_numeric(raw[col], errors="coerce") if col in raw else np.nan
     df = df[df["filename"] != ""].reset_index(drop=True)
     dup = df["filename"].duplicated(keep=False)
@@ -184,6 +191,20 @@ def normalize_review(raw: pd.DataFrame, source: str = "review") -> pd.DataFrame:
         raise ExportError(f"{source}: {df.loc[dup, 'filename'].nunique()} image(s) reviewed more than once, "
                           f"first: {df.loc[dup, 'filename'].iloc[0]}")
     return df
+
+
+def _label_scores_v2(raw: pd.DataFrame) -> pd.DataFrame:
+    """Label scores of a schema-1 review, which carried only the raw scores: gender_label_score =
+    1 - gender_flip_prob, age_label_score = 2 (1 - Phi(age_residual_z)), as audits.mislabels defines them."""
+    from math import erfc, sqrt
+
+    out = raw
+    if "gender_label_score" not in raw and "gender_flip_prob" in raw:
+        out = out.assign(gender_label_score=1 - pd.to_numeric(raw["gender_flip_prob"], errors="coerce"))
+    if "age_label_score" not in raw and "age_residual_z" in raw:
+        z = pd.to_numeric(raw["age_residual_z"], errors="coerce")
+        out = out.assign(age_label_score=[erfc(v / sqrt(2)) if v == v else np.nan for v in z])
+    return out
 
 
 def read_review_csv(path: str | Path) -> pd.DataFrame:
@@ -212,8 +233,8 @@ def read_review_fiftyone(name: str) -> pd.DataFrame:
         raise ExportError(str(e)) from None
     schema = ds.get_field_schema()
     fields = ["filepath", "tags"] + [f for f in ("filename", "content_hash", "age_corrected", "gender_corrected",
-                                                 "gender_suspect", "age_suspect", "gender_issue_score",
-                                                 "age_issue_score", "low_quality") if f in schema]
+                                                 "is_gender_label_issue", "is_age_label_issue", *LABEL_SCORES,
+                                                 "is_low_quality_issue") if f in schema]
     vals = ds.values(fields)
     cols = dict(zip(["path" if f == "filepath" else f for f in fields], vals))
     cols["tags"] = [";".join(t or []) for t in cols["tags"]]
@@ -222,16 +243,17 @@ def read_review_fiftyone(name: str) -> pd.DataFrame:
 
 def merge_reviews(review: pd.DataFrame | None, flags: pd.DataFrame) -> pd.DataFrame:
     """Decisions from `review`, plus the flags (suspect/low-quality tags, columns, scores) of `flags`, one
-    row per file name: tags are united, corrections come from the review, booleans are OR-ed, scores max."""
+    row per file name: tags are united, corrections come from the review, booleans are OR-ed, and the
+    lowest (worst) label score counts."""
     parts = [flags.assign(_src=1)] + ([review.assign(_src=0)] if review is not None else [])
     both = pd.concat(parts, ignore_index=True).sort_values("_src", kind="stable")
     agg = both.groupby("filename", sort=False).agg(
         path=("path", "first"), content_hash=("content_hash", lambda s: next((x for x in s if x), "")),
         tags=("tags", lambda s: tuple(dict.fromkeys(t for tt in s for t in tt))),
         age_corrected=("age_corrected", "first"), gender_corrected=("gender_corrected", "first"),
-        gender_suspect=("gender_suspect", "any"), age_suspect=("age_suspect", "any"),
-        low_quality=("low_quality", "any"), gender_issue_score=("gender_issue_score", "max"),
-        age_issue_score=("age_issue_score", "max"))
+        is_gender_label_issue=("is_gender_label_issue", "any"), is_age_label_issue=("is_age_label_issue", "any"),
+        is_low_quality_issue=("is_low_quality_issue", "any"), gender_label_score=("gender_label_score", "min"),
+        age_label_score=("age_label_score", "min"))
     return agg.reset_index()
 
 
@@ -307,13 +329,13 @@ def apply_decisions(df: pd.DataFrame, review: pd.DataFrame, policy: Policy | Non
     score = lambda col: idx.map(rv[col]).astype(float)  # noqa: E731
     has = lambda tag: tags.apply(lambda t: tag in t)  # noqa: E731
     reviewed = has(TAG_EXCLUDE) | has(TAG_MISLABEL) | has(TAG_OK) | has_corr
-    low_q = has(TAG_LOW_QUALITY) | flag("low_quality")
+    low_q = has(TAG_LOW_QUALITY) | flag("is_low_quality_issue")
     if extra_low_quality is not None:
         low_q |= pd.Series(extra_low_quality, index=df.index).fillna(False).astype(bool)
-    suspect = has(TAG_SUSPECT_GENDER) | has(TAG_SUSPECT_AGE) | flag("gender_suspect") | flag("age_suspect")
-    if policy.suspect_min_score is not None:
-        suspect |= (score("gender_issue_score") >= policy.suspect_min_score).fillna(False)
-        suspect |= (score("age_issue_score") >= policy.suspect_min_score).fillna(False)
+    suspect = has(TAG_SUSPECT_GENDER) | has(TAG_SUSPECT_AGE) | flag("is_gender_label_issue") | flag("is_age_label_issue")
+    for col, limit in (("gender_label_score", policy.gender_max_score), ("age_label_score", policy.age_max_score)):
+        if limit is not None:
+            suspect |= (score(col) <= limit).fillna(False)
     reason = pd.Series("", index=df.index, dtype=object)
     rules = [(has(TAG_EXCLUDE), "tagged exclude"),
              (has(TAG_MISLABEL) & has(TAG_OK), "conflicting review (confirmed:mislabel and confirmed:ok)"),
@@ -656,13 +678,13 @@ def generate_oversampled(base: pd.DataFrame, plan: OversamplePlan, split_dir: Pa
 
 
 def load_audits(path: str | Path, df: pd.DataFrame) -> pd.DataFrame:
-    """Audit columns (skin_category, low_quality) aligned with `df`'s rows: joined on path, file name
+    """Audit columns (skin_category, is_low_quality_issue) aligned with `df`'s rows: joined on path, file name
     or content hash, whichever the audits table has."""
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"{path}: audits file not found")
     a = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    cols = [c for c in ("skin_category", "low_quality") if c in a]
+    cols = [c for c in ("skin_category", "is_low_quality_issue") if c in a]
     out = pd.DataFrame(index=df.index)
     for key, mine in (("path", df["path"].astype(str)), ("filename", df["filename"].astype(str)),
                       ("content_hash", df["content_hash"].astype(str))):
@@ -731,7 +753,7 @@ def export(source: str | Path = f"dataset/{TRAIN_SPLIT}", root: str | Path = "da
     audit_cols = load_audits(audits, src) if audits else pd.DataFrame(index=src.index)
     if "skin_category" in audit_cols:
         src["skin_category"] = audit_cols["skin_category"]
-    kept, removed, corrections = apply_decisions(src, review, policy, audit_cols.get("low_quality"))
+    kept, removed, corrections = apply_decisions(src, review, policy, audit_cols.get("is_low_quality_issue"))
     kept["source_filename"] = kept["filename"]
     if kept.empty:
         raise ExportError("every image was removed: nothing to export")

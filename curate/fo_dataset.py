@@ -10,11 +10,11 @@ Field groups, each written together and fingerprinted per sample in `ingest_hash
                  split, fold, age_group, width, height, name_note
     predictions  age_pred (fo.Regression), gender_pred (fo.Classification with confidence and
                  logits), gender_prob, age_abs_error, gender_loss, embedding (576-d vector),
-                 pred_model (checkpoint hash), pred_status
+                 model (checkpoint hash), pred_status
     audits       every audit column (quality scores and reasons, skin tone, duplicates), audit_status,
                  audit_version
 plus `score_status` ("ok", "missing file", "rejected: <reason>"), `previous_filepath` (set when an
-image moved) and `scored_at`. Provenance is on every sample (`pred_model`, `audit_version`) and in
+image moved) and `scored_at`. Provenance is on every sample (`model`, `audit_version`) and in
 `dataset.info["curate"]` (which checkpoint / audit version produced which field group, per run).
 
 Speed. Only rows that are new or whose fingerprints changed get FiftyOne values built (a no-op re-run
@@ -45,12 +45,12 @@ import pandas as pd
 from core.errors import CurateError
 from core.labels import GENDER_NAMES, RACE_NAMES
 
-SCHEMA_VERSION = 1
+# 2: the one issue schema (core/schema.py); datasets written with 1 are upgraded in place on open.
+SCHEMA_VERSION = 2
 MARKER = "curate"
 BRAIN_SIMILARITY = "img_sim"
 BRAIN_VIZ = "img_viz"
 REVIEW_TAGS = ("confirmed:mislabel", "confirmed:ok", "exclude")
-GROUPS = ("labels", "predictions", "audits")
 
 # name -> (kind, detail): kind is a FiftyOne field class name; detail the embedded document class
 # name (EmbeddedDocumentField) or the element field class name (ListField).
@@ -66,7 +66,7 @@ PREDICTION_FIELDS = {
     "gender_pred": ("EmbeddedDocumentField", "Classification"),
     "gender_prob": ("FloatField", None), "age_abs_error": ("FloatField", None),
     "gender_loss": ("FloatField", None), "embedding": ("VectorField", None),
-    "pred_model": ("StringField", None), "pred_status": ("StringField", None),
+    "model": ("StringField", None), "pred_status": ("StringField", None),
 }
 BOOK_FIELDS = {
     "score_status": ("StringField", None), "previous_filepath": ("StringField", None),
@@ -97,6 +97,8 @@ def open_dataset(fo, name: str, create: bool = True):
         if info and int(info.get("schema_version", 0)) > SCHEMA_VERSION:
             raise SchemaError(f"dataset {name!r} was written by a newer curate (schema "
                               f"{info.get('schema_version')} > {SCHEMA_VERSION}); upgrade curate")
+        if info and int(info.get("schema_version", 1)) < SCHEMA_VERSION:
+            upgrade_schema(ds)
         return ds
     if not create:
         raise SchemaError(f"no dataset named {name!r}: run `curate score --dataset {name}` first")
@@ -105,6 +107,39 @@ def open_dataset(fo, name: str, create: bool = True):
                        "fields": {}}
     ds.save()
     return ds
+
+
+def upgrade_schema(ds) -> list[str]:
+    """Rename a schema-1 dataset's fields to the one schema's names, in place; returns what changed.
+
+    Review state (tags, `age_corrected`, `gender_corrected`, `reviewed_*`) is not touched; the saved
+    views, which name old fields, are deleted (`curate flag-mislabels` saves them again), and the
+    ingest fingerprints are cleared so the next `curate score` rewrites the renamed groups once.
+    """
+    from core.schema import DROPPED_IN_V2, RENAMED_FROM_V1, RENAMED_FROM_V1_FIFTYONE
+
+    have = set(ds.get_field_schema())
+    renames = {o: n for o, n in {**RENAMED_FROM_V1, **RENAMED_FROM_V1_FIFTYONE}.items() if o in have}
+    clash = [o for o, n in renames.items() if n in have]
+    if clash:
+        raise SchemaError(f"dataset {ds.name!r}: cannot upgrade to schema {SCHEMA_VERSION}, it holds both old and "
+                          f"new fields ({', '.join(clash)}); delete the new ones or pass another --dataset name")
+    for old, new in renames.items():
+        ds.rename_sample_field(old, new)
+    dropped = [f for f in DROPPED_IN_V2 if f in have]
+    for f in dropped:
+        ds.delete_sample_field(f)
+    if "ingest_hashes" in have:
+        ds.set_field("ingest_hashes", {}).save()
+    views = list(ds.list_saved_views())
+    for v in views:
+        ds.delete_saved_view(v)
+    info = ds.info[MARKER]
+    info["schema_version"] = SCHEMA_VERSION
+    info.setdefault("upgrades", []).append({"from": 1, "to": SCHEMA_VERSION, "at": _now().isoformat(),
+                                            "renamed": renames, "dropped": dropped, "views_deleted": views})
+    ds.save()
+    return [f"{o} -> {n}" for o, n in renames.items()] + [f"{f} dropped" for f in dropped]
 
 
 def field_spec(field) -> tuple[str, str | None]:
@@ -171,9 +206,23 @@ def declare_fields(fo, ds, specs: dict[str, tuple[str, str | None]]) -> None:
 
 
 # ----------------------------------------------------------------------------- table -> values
+FIELD_TYPES = {"float": "FloatField", "int": "IntField", "str": "StringField", "bool": "BooleanField"}
+
+
+def schema_specs(names) -> dict[str, tuple[str, None]]:
+    """FiftyOne field specs of one-schema columns (core/schema.py), from their value kinds."""
+    from core.schema import kinds
+
+    k = kinds()
+    return {n: (FIELD_TYPES[k[n]], None) for n in names}
+
+
 def audit_specs(table: pd.DataFrame, audit_cols: list[str]) -> dict[str, tuple[str, None]]:
-    specs = {}
-    for c in audit_cols:
+    """Field specs of the audit columns: the one schema's kinds, dtypes for any other column."""
+    from core.schema import kinds
+
+    specs = schema_specs([c for c in audit_cols if c in kinds()])
+    for c in (c for c in audit_cols if c not in specs):
         s = table[c]
         if pd.api.types.is_bool_dtype(s) or (s.dtype == object and s.dropna().map(type).isin([bool, np.bool_]).all()
                                              and s.notna().any()):
@@ -222,7 +271,7 @@ def specs_and_hashes(table: pd.DataFrame, audit_version: str | None,
     if "age_pred" in table:
         specs["predictions"] = PREDICTION_FIELDS
         cols = [c for c in ("age_pred", "gender_prob", "gender_logit_0", "gender_logit_1", "age_abs_error",
-                            "gender_loss", "pred_model", "pred_status") if c in table]
+                            "gender_loss", "model", "pred_status") if c in table]
         emb = table["embedding"].to_numpy() if "embedding" in table else np.full(n, None, dtype=object)
         hashes["predictions"] = _row_hashes(table, cols, extra=[_emb_hash(e) for e in emb])
     audit_cols = audit_fields(audit_columns or [])
@@ -278,12 +327,12 @@ def build_values(fo, table: pd.DataFrame, audit_version: str | None,
             "age_abs_error": _floats(table["age_abs_error"]) if "age_abs_error" in table else [None] * n,
             "gender_loss": _floats(table["gender_loss"]) if "gender_loss" in table else [None] * n,
             "embedding": [np.asarray(e, dtype=np.float32) if h and e is not None else None for e, h in zip(emb, have)],
-            "pred_model": _strs(table["pred_model"]),
+            "model": _strs(table["model"]),
             "pred_status": _strs(table["pred_status"]) if "pred_status" in table else ["ok"] * n,
         }
         specs["predictions"] = PREDICTION_FIELDS
         cols = [c for c in ("age_pred", "gender_prob", "gender_logit_0", "gender_logit_1", "age_abs_error",
-                            "gender_loss", "pred_model", "pred_status") if c in table]
+                            "gender_loss", "model", "pred_status") if c in table]
         emb_h = [_emb_hash(e) for e in emb]
         hashes["predictions"] = _row_hashes(table, cols, extra=emb_h)
 
@@ -663,7 +712,7 @@ def run_brain(fo, ds, method: str = "auto", force: bool = False) -> dict:
     n = len(view)
     if n < 5:
         return {"skipped": f"only {n} sample(s) with an embedding"}
-    ids, models = view.values("id"), view.values("pred_model")
+    ids, models = view.values("id"), view.values("model")
     state = hashlib.sha256("\n".join(sorted(f"{i}:{m}" for i, m in zip(ids, models))).encode()).hexdigest()[:16]
     info = ds.info.get(MARKER, {})
     m = viz_method(n, method)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from core.atomic import write_parquet
 from core.errors import CurateError
+from core.schema import upgrade_columns
 
 PREDICTION_REQUIRED = ("path", "age_pred", "gender_prob", "gender_logit_0", "gender_logit_1", "model")
 AUDIT_KEYS = ("path", "filename", "content_hash")
@@ -158,14 +159,14 @@ def compute_audits(manifest: pd.DataFrame, progress: bool = True) -> pd.DataFram
 
 # ------------------------------------------------------------------------------------------- join
 def join_inputs(manifest: pd.DataFrame, pred: pd.DataFrame | None, audit: pd.DataFrame | None) -> pd.DataFrame:
-    """One row per manifest row: labels + prediction columns + audit columns (audit `status` ->
-    `audit_status`), with `pred_status` / `audit_status` saying "stale: content changed" where the
+    """One row per manifest row: labels + prediction columns + audit columns (schema-1 audit tables are
+    read under the one schema's names), with `pred_status` / `audit_status` saying "stale: content changed" where the
     stored row's content hash is not the image's."""
     out = manifest.reset_index(drop=True).copy()
     out["content_hash"] = out["content_hash"].astype(str)
     if pred is not None:
         keep = [c for c in pred.columns if c not in ("age", "gender", "filename", "fold")]
-        p = pred[keep].rename(columns={"content_hash": "_pred_hash", "model": "pred_model"})
+        p = pred[keep].rename(columns={"content_hash": "_pred_hash"})
         out = out.merge(p, on="path", how="left")
         stale = out["_pred_hash"].notna() & (out["_pred_hash"].astype(str) != out["content_hash"]) \
             if "_pred_hash" in out else pd.Series(False, index=out.index)
@@ -175,9 +176,9 @@ def join_inputs(manifest: pd.DataFrame, pred: pd.DataFrame | None, audit: pd.Dat
         _blank(out, ~have, pcols)
         out = out.drop(columns=[c for c in ("_pred_hash",) if c in out])
     if audit is not None:
-        a = audit.drop_duplicates("path", keep="last").copy()
+        a = upgrade_columns(audit.drop_duplicates("path", keep="last"), "audit table")
         a["path"] = [str(Path(x).resolve()) for x in a["path"]]
-        a = a.rename(columns={"status": "audit_status", "content_hash": "_audit_hash"})
+        a = a.rename(columns={"content_hash": "_audit_hash"})
         a = a.drop(columns=[c for c in a.columns if c in out.columns and c != "path"])
         out = out.merge(a, on="path", how="left")
         if "_audit_hash" in out:

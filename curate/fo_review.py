@@ -20,8 +20,9 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from audits.mislabels import AGE_COLUMNS, GENDER_COLUMNS
 from core.errors import CurateError
-from curate.fo_dataset import GENDER_NAMES, REVIEW_TAGS
+from curate.fo_dataset import GENDER_NAMES, REVIEW_TAGS, schema_specs
 
 SUSPECT_TAGS = ("suspect:gender", "suspect:age", "low_quality")
 VIEW_DESCRIPTIONS = {
@@ -33,13 +34,10 @@ VIEW_DESCRIPTIONS = {
     "worst-errors-by-skin-tone": "per skin-tone category, the largest age errors and gender losses",
     "review-queue": "every sample tagged suspect:gender, suspect:age or low_quality",
 }
+# The label checks' fields come from the one schema (core/schema.py); FiftyOne shows genders as names.
 MISLABEL_FIELDS = {
-    "gender_issue_score": ("FloatField", None), "gender_label_quality": ("FloatField", None),
-    "gender_suspect": ("BooleanField", None), "gender_reason": ("StringField", None),
-    "gender_suggested": ("StringField", None), "age_issue_score": ("FloatField", None),
-    "age_label_quality": ("FloatField", None), "age_suspect": ("BooleanField", None),
-    "age_suggested": ("IntField", None), "age_reason": ("StringField", None),
-    "mislabel_status": ("StringField", None), "mislabel_version": ("StringField", None),
+    **schema_specs([*GENDER_COLUMNS, *AGE_COLUMNS, "label_status"]),
+    "gender_suggested": ("StringField", None), "mislabel_version": ("StringField", None),
     "oos_age_pred": ("EmbeddedDocumentField", "Regression"),
     "oos_gender_pred": ("EmbeddedDocumentField", "Classification"),
     "oos_age_abs_error": ("FloatField", None), "oos_gender_loss": ("FloatField", None),
@@ -59,8 +57,8 @@ def dataset_frame(ds, extra: tuple[str, ...] = ()) -> pd.DataFrame:
     view = ds.match(F("score_status") == "ok")
     schema = ds.get_field_schema()
     cols = ["id", "filepath", "content_hash", "age.value", "gender.label", "race.label"]
-    opt = [c for c in ("low_quality", "laplacian_var", "brisque_score", "exact_group", "near_group",
-                       "skin_category", "age_group", "dup_label_conflict", "age_abs_error", "gender_loss", *extra)
+    opt = [c for c in ("is_low_quality_issue", "laplacian_var", "brisque_score", "exact_group", "near_group",
+                       "skin_category", "age_group", "is_label_conflict_issue", "age_abs_error", "gender_loss", *extra)
            if c in schema]
     vals = view.values(cols + opt)
     df = pd.DataFrame(dict(zip(["id", "path", "content_hash", "age", "gender_label", "race"] + opt, vals)))
@@ -89,11 +87,11 @@ def flag_mislabels(fo, ds, oos: pd.DataFrame, top_k: int | None = None, quality_
         bad = np.array([p in h and h[p] != c for p, c in zip(df["path"], df["content_hash"])])
         pred.loc[bad, [c for c in ("age_pred", "gender_prob", "gender_logit_0", "gender_logit_1", "model")
                        if c in pred]] = np.nan
-    audit_cols = [c for c in ("low_quality", "laplacian_var", "brisque_score", "exact_group", "near_group")
+    audit_cols = [c for c in ("is_low_quality_issue", "laplacian_var", "brisque_score", "exact_group", "near_group")
                   if c in df]
     audit = df[["path", *audit_cols]] if audit_cols else None
-    if audit is not None and "low_quality" in audit:
-        audit = audit.assign(low_quality=audit["low_quality"].fillna(False).astype(bool))
+    if audit is not None and "is_low_quality_issue" in audit:
+        audit = audit.assign(is_low_quality_issue=audit["is_low_quality_issue"].fillna(False).astype(bool))
     opts = {k: v for k, v in options.items() if v is not None}
     scores = score_mislabels(pred, audit, top_k=top_k, **opts)
 
@@ -106,23 +104,17 @@ def flag_mislabels(fo, ds, oos: pd.DataFrame, top_k: int | None = None, quality_
         s = scores[name] if name in scores else pd.Series(np.nan, index=scores.index)
         return dict(zip(ids, conv(s)))
 
-    from curate.fo_dataset import _bools, _floats, _ints, _strs
+    from curate.fo_dataset import CONVERT, _floats, _ints, _strs
 
-    g_issue = scores["gender_issue_score"].to_numpy(float)
-    suggested = [None if s != s else GENDER_NAMES[int(g) if s < 0.5 else 1 - int(g)]
-                 for s, g in zip(g_issue, df["gender"].fillna(0))]
+    suggested = [None if s != s else GENDER_NAMES[int(s)] for s in scores["gender_suggested"].astype(float)]
     ap = pred["age_pred"].to_numpy(float) if "age_pred" in pred else np.full(len(df), np.nan)
     prob = pred["gender_prob"].to_numpy(float) if "gender_prob" in pred else np.full(len(df), np.nan)
     l0 = pred["gender_logit_0"].to_numpy(float) if "gender_logit_0" in pred else np.full(len(df), np.nan)
     l1 = pred["gender_logit_1"].to_numpy(float) if "gender_logit_1" in pred else np.full(len(df), np.nan)
     writes = {
-        "gender_issue_score": col("gender_issue_score", _floats),
-        "gender_label_quality": col("gender_label_quality", _floats),
-        "gender_suspect": col("gender_suspect", _bools), "gender_reason": col("gender_reason", _strs),
+        **{c: col(c, CONVERT[MISLABEL_FIELDS[c][0]]) for c in (*GENDER_COLUMNS, *AGE_COLUMNS, "label_status")
+           if c != "gender_suggested"},
         "gender_suggested": dict(zip(ids, suggested)),
-        "age_issue_score": col("age_issue_score", _floats), "age_label_quality": col("age_label_quality", _floats),
-        "age_suspect": col("age_suspect", _bools), "age_suggested": col("age_suggested", _ints),
-        "age_reason": col("age_reason", _strs), "mislabel_status": col("status", _strs),
         "mislabel_version": dict.fromkeys(ids, version),
         "oos_age_pred": {i: fo.Regression(value=float(a)) if h else None for i, a, h in zip(ids, ap, have)},
         "oos_gender_pred": {i: fo.Classification(label=GENDER_NAMES[int(p >= 0.5)], confidence=float(max(p, 1 - p)),
@@ -139,12 +131,12 @@ def flag_mislabels(fo, ds, oos: pd.DataFrame, top_k: int | None = None, quality_
 
     # Tags: candidates are re-derived each run; reviewer tags are left alone.
     ds.untag_samples(list(SUSPECT_TAGS))
-    g_ids = [i for i, s in zip(ids, scores["gender_suspect"].fillna(False)) if s]
-    a_ids = [i for i, s in zip(ids, scores["age_suspect"].fillna(False)) if s]
+    g_ids = [i for i, s in zip(ids, scores["is_gender_label_issue"].fillna(False)) if s]
+    a_ids = [i for i, s in zip(ids, scores["is_age_label_issue"].fillna(False)) if s]
     if quality_top_k is not None and "brisque_score" in df:
         q_ids = df.sort_values("brisque_score", na_position="last")["id"].head(quality_top_k).tolist()
-    elif "low_quality" in df:
-        q_ids = df.loc[df["low_quality"].fillna(False).astype(bool), "id"].tolist()
+    elif "is_low_quality_issue" in df:
+        q_ids = df.loc[df["is_low_quality_issue"].fillna(False).astype(bool), "id"].tolist()
     else:
         q_ids = []
     for tag, tid in (("suspect:gender", g_ids), ("suspect:age", a_ids), ("low_quality", q_ids)):
@@ -156,9 +148,9 @@ def flag_mislabels(fo, ds, oos: pd.DataFrame, top_k: int | None = None, quality_
     if not have.any() and "age_abs_error" in df:  # no out-of-sample predictions: fall back to the score model's
         err["age_err"], err["g_loss"] = df["age_abs_error"].to_numpy(float), df.get("gender_loss", np.nan)
     views = save_views(ds, df, err, worst_n)
-    return {"scored": int((scores["status"] == "ok").sum()), "not_scored": int((scores["status"] != "ok").sum()),
+    return {"scored": int((scores["label_status"] == "ok").sum()), "not_scored": int((scores["label_status"] != "ok").sum()),
             "suspect:gender": len(g_ids), "suspect:age": len(a_ids), "low_quality": len(q_ids), "views": views,
-            "version": version, "status_counts": scores["status"].value_counts().to_dict()}
+            "version": version, "status_counts": scores["label_status"].value_counts().to_dict()}
 
 
 def save_views(ds, df: pd.DataFrame, err: pd.DataFrame, worst_n: int) -> dict[str, int]:
@@ -167,16 +159,16 @@ def save_views(ds, df: pd.DataFrame, err: pd.DataFrame, worst_n: int) -> dict[st
 
     schema = ds.get_field_schema()
     views = {
-        "suspect-gender": ds.match_tags("suspect:gender").sort_by("gender_issue_score", reverse=True),
-        "suspect-age": ds.match_tags("suspect:age").sort_by("age_issue_score", reverse=True),
+        "suspect-gender": ds.match_tags("suspect:gender").sort_by("gender_flip_prob", reverse=True),
+        "suspect-age": ds.match_tags("suspect:age").sort_by("age_residual_z", reverse=True),
         "low-quality": ds.match_tags("low_quality"),
         "review-queue": ds.match_tags(list(SUSPECT_TAGS)),
     }
     if "brisque_score" in schema:
         views["low-quality"] = views["low-quality"].sort_by("brisque_score")
-    if "dup_label_conflict" in schema:
+    if "is_label_conflict_issue" in schema:
         order = "near_group" if "near_group" in schema else "content_hash"
-        views["duplicate-label-conflicts"] = ds.match(F("dup_label_conflict") == True).sort_by(order)  # noqa: E712
+        views["duplicate-label-conflicts"] = ds.match(F("is_label_conflict_issue") == True).sort_by(order)  # noqa: E712
     else:  # no duplicate audit: pixel-identical copies (same content hash) whose labels differ
         g = df.groupby("content_hash")
         bad = g["age"].transform("nunique").gt(1) | g["gender"].transform("nunique").gt(1)
@@ -218,8 +210,8 @@ def decisions(ds) -> pd.DataFrame:
     schema = ds.get_field_schema()
     cols = ["id", "filepath", "filename", "content_hash", "age.value", "gender.label", "race.label", "tags",
             "age_corrected", "gender_corrected"]
-    extra = [c for c in ("gender_suspect", "age_suspect", "gender_issue_score", "age_issue_score", "age_suggested",
-                         "gender_suggested", "low_quality") if c in schema]
+    extra = [c for c in ("is_gender_label_issue", "is_age_label_issue", "gender_flip_prob", "age_residual_z", "age_suggested",
+                         "gender_suggested", "is_low_quality_issue") if c in schema]
     vals = ds.values(cols + extra)
     df = pd.DataFrame(dict(zip(["id", "path", "filename", "content_hash", "age", "gender", "race", "all_tags",
                                 "age_corrected", "gender_corrected"] + extra, vals)))

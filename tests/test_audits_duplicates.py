@@ -64,7 +64,7 @@ def test_exact_and_reencoded_copies_group_and_label_conflicts_are_reported(sampl
     assert len(pair) == 1 and pair["kind"].item() == "near" and bool(pair["label_conflict"].item())
     assert not bool(pairs[(pairs["i"] == src) & (pairs["j"] == exact_copy)]["label_conflict"].item())
     # the exact copy is also a near duplicate of the re-encoded one, so all three are involved
-    assert rows.loc[[src, exact_copy, reencoded], "dup_label_conflict"].all()
+    assert rows.loc[[src, exact_copy, reencoded], "is_label_conflict_issue"].all()
     s = summarize_duplicates(rows, pairs)
     assert s["near_pairs_label_conflict"] >= 1
 

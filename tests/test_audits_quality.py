@@ -8,18 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from audits.brisque import brisque_batch, piq_brisque
 from audits.quality import (
-    DEFAULT_THRESHOLDS,
-    QualityThresholds,
     add_quality_flags,
-    brisque_batch,
-    compute_thresholds,
     image_status,
     measure_quality,
-    piq_brisque,
     quality_verdict,
 )
 from audits.runner import list_images
+from audits.thresholds import DEFAULT_THRESHOLDS, QualityThresholds, compute_thresholds
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +27,7 @@ def sample_imgs(sample_dir):
 
 @pytest.fixture(scope="module")
 def sample_measures(sample_imgs):
-    rows = [dict(measure_quality(im), status="ok") for im in sample_imgs]
+    rows = [dict(measure_quality(im), audit_status="ok") for im in sample_imgs]
     df = pd.DataFrame(rows)
     df["brisque"] = brisque_batch(sample_imgs)
     return df
@@ -66,9 +63,9 @@ def test_dataset_thresholds_flag_dark_blurry_and_grayscale_copies(sample_imgs, s
     thr = compute_thresholds(sample_measures)
     assert thr.source.startswith("robust statistics")
     base = add_quality_flags(sample_measures, thr)
-    assert base["low_quality"].mean() < 0.25  # the sample is mostly fine
+    assert base["is_low_quality_issue"].mean() < 0.25  # the sample is mostly fine
 
-    good = np.nonzero(~base["low_quality"].to_numpy())[0]
+    good = np.nonzero(~base["is_low_quality_issue"].to_numpy())[0]
     im = sample_imgs[int(good[len(good) // 2])]
     dark = (im.astype(np.float32) * 0.3).astype(np.uint8)
     blurry = cv2.GaussianBlur(im, (0, 0), 3.0)

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from audits.quality import QualityThresholds
 from audits.runner import OUTPUT_COLUMNS, AuditCache, AuditConfig, list_images, run_audit, write_audit
+from audits.thresholds import QualityThresholds
 from curate.cli import main
 
 
@@ -44,22 +44,22 @@ def test_run_covers_every_file_with_every_field_or_a_status(mixed_dir, tmp_path)
     res = run_audit(paths, config=AuditConfig(workers=1, progress=False, cache_root=tmp_path / "c"))
     t = res.table.set_index("filename")
     assert list(res.table.columns) == OUTPUT_COLUMNS
-    assert t.loc["corrupt.jpg", "status"].startswith("corrupt image")
-    assert t.loc["truncated.jpg", "status"].startswith("truncated JPEG")
-    assert t.loc["one_pixel.png", "status"] == "too small (1x1)"
-    assert t.loc["constant.png", "status"] == "constant image"
+    assert t.loc["corrupt.jpg", "audit_status"].startswith("corrupt image")
+    assert t.loc["truncated.jpg", "audit_status"].startswith("truncated JPEG")
+    assert t.loc["one_pixel.png", "audit_status"] == "too small (1x1)"
+    assert t.loc["constant.png", "audit_status"] == "constant image"
     bad = ["corrupt.jpg", "truncated.jpg", "one_pixel.png", "constant.png"]
-    assert t.loc[bad, "low_quality"].all()
-    assert all(t.loc[f, "quality_reasons"].startswith(t.loc[f, "status"]) for f in bad)
-    ok = t[t["status"] == "ok"]
+    assert t.loc[bad, "is_low_quality_issue"].all()
+    assert all(t.loc[f, "low_quality_reason"].startswith(t.loc[f, "audit_status"]) for f in bad)
+    ok = t[t["audit_status"] == "ok"]
     assert len(ok) == 32
     numeric = ["brisque", "brisque_score", "laplacian_var", "fft_blur", "brightness_p5", "brightness_p50",
-               "brightness_p95", "contrast", "entropy", "chroma", "width", "height", "aspect", "skin_confidence"]
+               "brightness_p95", "contrast", "entropy", "chroma", "width", "height", "aspect", "skin_tone_score"]
     assert ok[numeric].notna().all().all()
     assert ok["content_hash"].str.len().eq(32).all() and ok["phash"].str.len().eq(16).all()
     assert ((ok["brisque_score"] >= 0) & (ok["brisque_score"] <= 1)).all()
     gray = t.loc["40_0_0_20990101000000001.jpg.chip.jpg"]
-    assert gray["is_grayscale"] and "grayscale" in gray["quality_reasons"] and gray["skin_category"] == "unknown"
+    assert gray["is_grayscale_issue"] and "grayscale" in gray["low_quality_reason"] and gray["skin_category"] == "unknown"
     assert pd.isna(gray["monk_tone"])
     assert t.loc["copy_of_4.jpg", "exact_group"] >= 0
     assert t.loc["copy_of_4.jpg", "exact_group"] == t.loc[paths[4].name, "exact_group"]
@@ -125,7 +125,7 @@ def test_cli_audit_folder_writes_table_sidecar_and_thresholds(mixed_dir, tmp_pat
                                    "--quiet", "--thresholds", str(over)])
     assert r3.exit_code == 0, r3.output
     c = pd.read_parquet(tmp_path / "c.parquet")
-    assert c.loc[c["status"] == "ok", "is_dark"].all()
+    assert c.loc[c["audit_status"] == "ok", "is_dark_issue"].all()
 
 
 def test_cli_audit_manifest_and_bad_inputs(sample_split, tmp_path):

@@ -31,7 +31,7 @@ def test_real_faces_get_a_tone_and_grayscale_or_blank_get_unknown(sample_dir):
     known = [r for r in res if r["skin_category"] != "unknown"]
     assert len(known) >= 30
     for r in known:
-        assert math.isfinite(r["ita"]) and 1 <= r["monk_tone"] <= 10 and 0 < r["skin_confidence"] <= 1
+        assert math.isfinite(r["ita"]) and 1 <= r["monk_tone"] <= 10 and 0 < r["skin_tone_score"] <= 1
         assert r["skin_category"] == ita_category(r["ita"])
     src = next(im for im, r in zip(imgs, res) if r["skin_category"] != "unknown")
     gray = cv2.cvtColor(cv2.cvtColor(src, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
@@ -39,7 +39,7 @@ def test_real_faces_get_a_tone_and_grayscale_or_blank_get_unknown(sample_dir):
     assert g["skin_category"] == "unknown" and g["monk_tone"] is None and math.isnan(g["ita"])
     blank = np.full_like(src, (40, 200, 40))  # green: no skin pixel at all
     b = skin_tone(blank)
-    assert b["skin_category"] == "unknown" and b["skin_confidence"] == 0.0
+    assert b["skin_category"] == "unknown" and b["skin_tone_score"] == 0.0
 
 
 def test_darker_copy_of_a_face_gets_a_lower_ita(sample_dir):

@@ -20,8 +20,10 @@ from curate.cli import main
 from curate.export import (
     ExportError,
     Policy,
+    apply_decisions,
     apply_transform,
     export,
+    normalize_review,
     plan_oversampling,
     read_review_csv,
     target_shares,
@@ -56,10 +58,10 @@ def write_review(split: Path, path: Path) -> dict[str, str]:
         r(2, tags="confirmed:mislabel", age_corrected=77),
         r(3, tags="confirmed:mislabel", gender_corrected=["female", "male"][tr.gender[3]]),
         r(4, tags="confirmed:mislabel", age_corrected=tr.age[4] + 3, gender_corrected=1 - tr.gender[4]),
-        r(5, tags="suspect:gender", gender_suspect=True, gender_issue_score=0.9),
-        r(6, tags="suspect:age;confirmed:ok", age_suspect=True, age_issue_score=0.95),
-        r(7, tags="low_quality", low_quality=True),
-        r(8, tags="", gender_issue_score=0.7),  # not flagged, but above --suspect-min-score 0.6
+        r(5, tags="suspect:gender", is_gender_label_issue=True, gender_label_score=0.1),
+        r(6, tags="suspect:age;confirmed:ok", is_age_label_issue=True, age_label_score=0.05),
+        r(7, tags="low_quality", is_low_quality_issue=True),
+        r(8, tags="", gender_label_score=0.3),  # not flagged, but at most --gender-max-score 0.4
         r(9, tags="exclude", age_corrected=50),  # exclude wins over a correction
         {"filename": te.filename[0], "content_hash": te.content_hash[0], "tags": "exclude"},  # test split
     ]
@@ -112,7 +114,7 @@ def test_cleaned_split_obeys_every_tag_and_correction(sample_split: Path, tmp_pa
         tr.filename[9]: "tagged exclude"}
     # 2) the policies, with copied images named after the corrected labels
     s = export(sample_split / "train_8_folds_first", root, "strict", review=rev, images="copy",
-               policy=Policy(drop_low_quality=True, drop_suspects=True, suspect_min_score=0.6),
+               policy=Policy(drop_low_quality=True, drop_suspects=True, gender_max_score=0.4),
                test_split=sample_split / "test_2_folds_last")
     strict = read_manifest(root / "strict")
     gone = {f for f, w in plan.items() if w in ("drop", "suspect", "lowq", "score")}
@@ -268,8 +270,9 @@ def test_review_status_csv_with_flags(sample_split: Path, tmp_path: Path):
                         for i, t, a, gc, d in rows])
     dec["age_corrected"] = dec["age_corrected"].astype("Int64")
     dec.to_csv(tmp_path / "decisions.csv", index=False)
-    flags = pd.DataFrame({"path": tr.path[4:9], "gender_suspect": [True, True, False, False, False],
-                          "age_issue_score": [0.1, 0.2, 0.95, 0.3, 0.1], "low_quality": [False] * 4 + [True]})
+    flags = pd.DataFrame({"path": tr.path[4:9], "is_gender_label_issue": [True, True, False, False, False],
+                          "age_label_score": [0.9, 0.8, 0.05, 0.7, 0.9],
+                          "is_low_quality_issue": [False] * 4 + [True]})
     flags.to_parquet(tmp_path / "flags.parquet")
     root = tmp_path / "out"
     base = ["export", "--from", str(sample_split / "train_8_folds_first"), "--root", str(root), "--review",
@@ -280,10 +283,27 @@ def test_review_status_csv_with_flags(sample_split: Path, tmp_path: Path):
     assert set(tr.filename[:5]) - set(a.index) == {tr.filename[0], tr.filename[1]}, "exclude and conflict dropped"
     assert a.loc[tr.filename[2], "gender"] == 1 - tr.gender[2] and a.loc[tr.filename[3], "age"] == 61
     res = CliRunner().invoke(main, [*base, "--name", "b", "--flags", str(tmp_path / "flags.parquet"),
-                                    "--drop-suspects", "--suspect-min-score", "0.9", "--drop-low-quality"])
+                                    "--drop-suspects", "--age-max-score", "0.1", "--drop-low-quality"])
     assert res.exit_code == 0, res.output
     b = set(read_manifest(root / "b")["source_filename"])
-    # 4: suspect but confirmed:ok -> kept; 5: unreviewed suspect; 6: score 0.95 >= 0.9; 8: low quality
+    # 4: suspect but confirmed:ok -> kept; 5: unreviewed suspect; 6: age_label_score 0.05 <= 0.1; 8: low quality
     assert set(tr.filename[:9]) - b == {tr.filename[i] for i in (0, 1, 5, 6, 8)}
     rem = pd.read_csv(root / "b" / "removed.csv").set_index("filename")["reason"]
     assert rem[tr.filename[1]].startswith("conflicting review") and "policy --drop-low-quality" in rem[tr.filename[8]]
+
+
+def test_label_score_thresholds_read_one_scale_for_both_tasks(sample_split):
+    """The bug this fixes: one --suspect-min-score compared a probability (gender) and an unbounded
+    residual (age, flagged at 3.5) with the same number, so 0.9 made nearly every age label a suspect.
+    Label scores are both in [0, 1], lower = worse; a schema-1 review's raw scores are converted."""
+    tr, _ = manifests(sample_split)
+    old = pd.DataFrame({"path": tr.path[:4], "content_hash": tr.content_hash[:4], "tags": "",
+                        "gender_issue_score": [0.95, 0.2, 0.1, 0.1],  # schema-1: P(label wrong)
+                        "age_issue_score": [0.2, 0.95, 4.0, 1.0]})   # schema-1: residual in expected errors
+    rev = normalize_review(old, "old review")
+    assert np.allclose(rev["gender_label_score"], [0.05, 0.8, 0.9, 0.9])
+    assert rev["age_label_score"].between(0, 1).all()
+    kept, removed, _ = apply_decisions(tr, rev, Policy(drop_suspects=True, gender_max_score=0.1, age_max_score=0.1))
+    # gender: only 0.95 (score 0.05); age: only the residual of 4 expected errors (score 6e-5), not 0.95
+    assert set(removed["filename"]) == {tr.filename[0], tr.filename[2]}
+    assert len(kept) == len(tr) - 2

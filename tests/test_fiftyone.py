@@ -135,11 +135,11 @@ def test_score_stores_labels_predictions_embeddings_and_provenance(scored, model
     assert len(s.gender_pred.logits) == 2 and s.embedding.shape == (576,)
     assert s.split == row["split"] and s.fold == row["fold"] and s.content_hash == row["content_hash"]
     assert abs(s.age_abs_error - abs(s.age_pred.value - s.age.value)) < 1e-4
-    assert set(ds.distinct("pred_model")) == {file_sha256(model)[:12]}
+    assert set(ds.distinct("model")) == {file_sha256(model)[:12]}
     assert ds.distinct("score_status") == ["ok"]
     # audits: every runner column is a field, with its version on each sample
-    for f in ("brisque_score", "quality_reasons", "low_quality", "ita", "skin_category", "monk_tone",
-              "skin_confidence", "phash", "exact_group", "near_group", "dup_label_conflict"):
+    for f in ("brisque_score", "low_quality_reason", "low_quality", "ita", "skin_category", "monk_tone",
+              "skin_tone_score", "phash", "exact_group", "near_group", "is_label_conflict_issue"):
         assert f in ds.get_field_schema(), f
     assert ds.count("audit_version") == len(ds)
     info = ds.info["curate"]
@@ -175,15 +175,15 @@ def test_flag_mislabels_tags_candidates_and_saves_views(flagged, fo):
             "worst-errors-by-age-group", "worst-errors-by-skin-tone", "review-queue"} <= views
     assert ds.count_sample_tags()["suspect:gender"] == 5 == ds.count_sample_tags()["suspect:age"]
     sg = ds.load_saved_view("suspect-gender")
-    scores = sg.values("gender_issue_score")
+    scores = sg.values("gender_flip_prob")
     assert scores == sorted(scores, reverse=True)
-    assert min(scores) >= max(ds.match_tags("suspect:gender", bool=False).values("gender_issue_score"))
-    assert all(r for r in sg.values("gender_reason"))
-    assert ds.count("oos_age_pred") == len(ds) and set(ds.distinct("mislabel_status")) == {"ok"}
+    assert min(scores) >= max(ds.match_tags("suspect:gender", bool=False).values("gender_flip_prob"))
+    assert all(r for r in sg.values("gender_label_reason"))
+    assert ds.count("oos_age_pred") == len(ds) and set(ds.distinct("label_status")) == {"ok"}
     assert set(sg.values("gender_suggested")) <= {"male", "female"}
     assert set(ds.distinct("oos_fold")) == {0, 1}
     # low_quality tag = the quality audit's flag
-    assert ds.count_sample_tags().get("low_quality", 0) == len(ds.match(fo.ViewField("low_quality") == True))  # noqa: E712
+    assert ds.count_sample_tags().get("low_quality", 0) == len(ds.match(fo.ViewField("is_low_quality_issue") == True))  # noqa: E712
     # the sample holds a pixel-identical pair labelled male and female: the conflict view finds it
     dup = ds.load_saved_view("duplicate-label-conflicts")
     assert len(dup) >= 2
@@ -420,7 +420,7 @@ def test_fast_insert_stores_exactly_what_add_samples_stores(fo, env, monkeypatch
         age_pred=rng.uniform(1, 80, 8), gender_prob=1 / (1 + np.exp(logits[:, 0] - logits[:, 1])),
         gender_logit_0=logits[:, 0], gender_logit_1=logits[:, 1], age_abs_error=1.0, gender_loss=0.5,
         embedding=list(rng.normal(size=(8, 576)).astype(np.float32)), model="abc")
-    audit = man[["path", "content_hash"]].assign(low_quality=[True, False] * 4, quality_reasons="blurry",
+    audit = man[["path", "content_hash"]].assign(low_quality=[True, False] * 4, low_quality_reason="blurry",
                                                  ita=rng.normal(size=8), monk_tone=list(range(8)), status="ok")
     table = join_inputs(man, pred, audit)
     pred2 = pred.assign(age_pred=pred["age_pred"] + 1, model="def")  # then the predictions change
@@ -434,7 +434,7 @@ def test_fast_insert_stores_exactly_what_add_samples_stores(fo, env, monkeypatch
         # row 2 has no prediction in the new file: it keeps the stored one
         assert ingest(fo, ds, table2, audit_version="v")["updated"] == {"predictions": 7}
         out[mode] = ds
-    assert out["fast"].count("age_pred") == 8 and out["fast"].count_values("pred_model") == {"def": 7, "abc": 1}
+    assert out["fast"].count("age_pred") == 8 and out["fast"].count_values("model") == {"def": 7, "abc": 1}
     a, b = out["fast"], out["add_samples"]
     assert a.get_field_schema().keys() == b.get_field_schema().keys()
     skip = {"id", "created_at", "last_modified_at", "scored_at"}
@@ -477,7 +477,7 @@ def test_a_partial_predictions_file_does_not_erase_stored_predictions(fo, env):
     ingest(fo, ds, join_inputs(man, preds(range(6), 10), None))
     c = ingest(fo, ds, join_inputs(man, preds(range(3), 50), None))  # a file covering half the images
     assert c["updated"] == {"predictions": 3}
-    got = dict(zip(ds.values("filename"), ds.values("pred_model")))
+    got = dict(zip(ds.values("filename"), ds.values("model")))
     assert [got[f] for f in man["filename"]] == ["m50"] * 3 + ["m10"] * 3
     assert ds.count("age_pred") == 6
     ds.delete()

@@ -63,11 +63,11 @@ def test_confident_contradiction_ranks_above_unsure_one():
     df = probe(df, 35, 0, 0.98)  # adult labelled male, model 0.98 female
     df = probe(df, 35, 0, 0.60)  # adult labelled male, model unsure
     s = score_gender(df)
-    assert s["gender_issue_score"].iat[-2] > s["gender_issue_score"].iat[-1]
-    assert s["gender_label_quality"].iat[-2] < s["gender_label_quality"].iat[-1]
-    assert s["gender_suspect"].iat[-2]
-    assert s["gender_reason"].iat[-2].startswith("predicted female 0.98, label male")
-    assert "adult" in s["gender_reason"].iat[-2]
+    assert s["gender_flip_prob"].iat[-2] > s["gender_flip_prob"].iat[-1]
+    assert s["gender_label_score"].iat[-2] < s["gender_label_score"].iat[-1]
+    assert s["is_gender_label_issue"].iat[-2]
+    assert s["gender_label_reason"].iat[-2].startswith("predicted female 0.98, label male")
+    assert "adult" in s["gender_label_reason"].iat[-2]
 
 
 def test_infant_uncertainty_ranks_below_adult_contradiction():
@@ -75,7 +75,7 @@ def test_infant_uncertainty_ranks_below_adult_contradiction():
     df = probe(df, 2, 0, 0.90)   # infant labelled male, model says female 0.90
     df = probe(df, 2, 0, 0.65)   # infant, unsure
     df = probe(df, 40, 0, 0.90)  # adult, same raw confidence against the label
-    s = score_gender(df)["gender_issue_score"].to_numpy()
+    s = score_gender(df)["gender_flip_prob"].to_numpy()
     assert s[-3] < s[-1], "the same model confidence is worth less where the model is unreliable (infants)"
     assert s[-2] < s[-1]
     # Raw self-confidence would tie the two 0.90 contradictions: the difference comes from the data.
@@ -105,9 +105,9 @@ def test_race_group_where_the_model_is_weak_counts_less():
     df = probe(df, 40, 0, 0.9)
     df = probe(df, 40, 0, 0.9)
     df.loc[df.index[-2], "race"], df.loc[df.index[-1], "race"] = "group_a", "group_b"
-    s = score_gender(df)["gender_issue_score"].to_numpy()
+    s = score_gender(df)["gender_flip_prob"].to_numpy()
     assert s[-1] < s[-2] - 0.1, (s[-2], s[-1])
-    without = score_gender(df.drop(columns=["race"]))["gender_issue_score"].to_numpy()
+    without = score_gender(df.drop(columns=["race"]))["gender_flip_prob"].to_numpy()
     assert abs(without[-1] - without[-2]) < 1e-9, "without the race column the two probes are identical"
 
 
@@ -116,8 +116,8 @@ def test_blurry_image_low_confidence_counts_less():
     df = probe(df, 40, 0, 0.85, lap=1500.0)  # sharp, contradicted
     df = probe(df, 40, 0, 0.85, lap=10.0)    # blurry, same contradiction
     s = score_gender(df)
-    assert s["gender_issue_score"].iat[-2] > s["gender_issue_score"].iat[-1]
-    assert "sharp image" in s["gender_reason"].iat[-2] and "low-quality image" in s["gender_reason"].iat[-1]
+    assert s["gender_flip_prob"].iat[-2] > s["gender_flip_prob"].iat[-1]
+    assert "sharp image" in s["gender_label_reason"].iat[-2] and "low-quality image" in s["gender_label_reason"].iat[-1]
 
 
 def test_duplicate_with_conflicting_label_raises_gender_score():
@@ -128,9 +128,9 @@ def test_duplicate_with_conflicting_label_raises_gender_score():
     df["exact_group"] = np.where(df["content_hash"] == "dup", 7, -1)
     for frame in (df, df.drop(columns=["exact_group"])):  # without the column: same content_hash = copies
         s = score_gender(frame)
-        assert s["gender_issue_score"].iat[-3] > s["gender_issue_score"].iat[-1]
-        assert s["gender_issue_score"].iat[-2] < s["gender_issue_score"].iat[-3]
-        assert "copies labelled 1 female / 0 male" in s["gender_reason"].iat[-3]
+        assert s["gender_flip_prob"].iat[-3] > s["gender_flip_prob"].iat[-1]
+        assert s["gender_flip_prob"].iat[-2] < s["gender_flip_prob"].iat[-3]
+        assert "copies labelled 1 female / 0 male" in s["gender_label_reason"].iat[-3]
 
 
 def test_age_residual_matters_more_at_3_than_at_80():
@@ -138,11 +138,11 @@ def test_age_residual_matters_more_at_3_than_at_80():
     df = probe(df, 3, 0, 0.1, age_pred=13.0)   # 10 years off at age 3
     df = probe(df, 80, 0, 0.1, age_pred=70.0)  # 10 years off at age 80
     s = score_age(df)
-    assert s["age_issue_score"].iat[-2] > s["age_issue_score"].iat[-1]
-    assert s["age_label_quality"].iat[-2] < s["age_label_quality"].iat[-1]
-    assert s["age_suspect"].iat[-2] and not s["age_suspect"].iat[-1]
+    assert s["age_residual_z"].iat[-2] > s["age_residual_z"].iat[-1]
+    assert s["age_label_score"].iat[-2] < s["age_label_score"].iat[-1]
+    assert s["is_age_label_issue"].iat[-2] and not s["is_age_label_issue"].iat[-1]
     assert 10 <= s["age_suggested"].iat[-2] <= 16
-    assert s["age_reason"].iat[-2].startswith("label 3, predicted")
+    assert s["age_label_reason"].iat[-2].startswith("label 3, predicted")
 
 
 def test_age_copy_that_backs_the_model_is_suggested():
@@ -153,8 +153,8 @@ def test_age_copy_that_backs_the_model_is_suggested():
     df["exact_group"] = np.where(df["content_hash"] == "twin", 3, -1)
     s = score_age(df)
     assert s["age_suggested"].iat[-3] == 50
-    assert s["age_issue_score"].iat[-3] > s["age_issue_score"].iat[-1] > s["age_issue_score"].iat[-2]
-    assert "a copy is labelled 50" in s["age_reason"].iat[-3]
+    assert s["age_residual_z"].iat[-3] > s["age_residual_z"].iat[-1] > s["age_residual_z"].iat[-2]
+    assert "a copy is labelled 50" in s["age_label_reason"].iat[-3]
 
 
 def test_missing_and_nan_predictions_get_statuses_not_zeros():
@@ -166,20 +166,20 @@ def test_missing_and_nan_predictions_get_statuses_not_zeros():
     df.at[6, "embedding"] = np.full(16, np.nan, np.float32)
     df.loc[7, "gender"] = 2
     s = score_mislabels(df)
-    assert s.loc[3, "status"] == "missing prediction"
-    assert s.loc[4, "gender_status"] == "nan prediction" and s.loc[4, "age_status"] == "ok"
-    assert s.loc[5, "age_status"] == "nan prediction" and s.loc[5, "gender_status"] == "ok"
-    assert s.loc[7, "gender_status"] == "invalid label"
-    for i, col in ((3, "gender_issue_score"), (3, "age_issue_score"), (4, "gender_issue_score"),
-                   (5, "age_issue_score"), (7, "gender_issue_score")):
+    assert s.loc[3, "label_status"] == "missing prediction"
+    assert s.loc[4, "gender_label_status"] == "nan prediction" and s.loc[4, "age_label_status"] == "ok"
+    assert s.loc[5, "age_label_status"] == "nan prediction" and s.loc[5, "gender_label_status"] == "ok"
+    assert s.loc[7, "gender_label_status"] == "invalid label"
+    for i, col in ((3, "gender_flip_prob"), (3, "age_residual_z"), (4, "gender_flip_prob"),
+                   (5, "age_residual_z"), (7, "gender_flip_prob")):
         assert np.isnan(s.loc[i, col]), (i, col)
     assert pd.isna(s.loc[5, "age_suggested"])
-    assert s.loc[4, "gender_reason"] == "not scored: nan prediction"
-    assert not s.loc[[3, 4], "gender_suspect"].any()
-    assert s.loc[6, "status"] == "ok" and np.isfinite(s.loc[6, "gender_issue_score"])
-    ok = s["status"] == "ok"
+    assert s.loc[4, "gender_label_reason"] == "not scored: nan prediction"
+    assert not s.loc[[3, 4], "is_gender_label_issue"].any()
+    assert s.loc[6, "label_status"] == "ok" and np.isfinite(s.loc[6, "gender_flip_prob"])
+    ok = s["label_status"] == "ok"
     assert ok.sum() == len(df) - 4 and s.loc[ok, GENDER_COLUMNS[:2] + AGE_COLUMNS[:2]].notna().all().all()
-    assert list(s.columns) == GENDER_COLUMNS + AGE_COLUMNS + ["status"]
+    assert list(s.columns) == GENDER_COLUMNS + AGE_COLUMNS + ["label_status"]
 
 
 def test_manifest_rows_without_predictions_are_reported():
@@ -189,8 +189,8 @@ def test_manifest_rows_without_predictions_are_reported():
                                                     "content_hash": "x", "age": 30, "gender": 1}])],
                          ignore_index=True)
     s = score_mislabels(align_predictions(manifest, df.drop(columns=["laplacian_var"])))
-    assert s["status"].iat[-1] == "missing prediction"
-    assert (s["status"].iloc[:-1] == "ok").all()
+    assert s["label_status"].iat[-1] == "missing prediction"
+    assert (s["label_status"].iloc[:-1] == "ok").all()
 
 
 def test_single_class_subset_is_a_clear_error():
@@ -199,7 +199,7 @@ def test_single_class_subset_is_a_clear_error():
     with pytest.raises(SingleClassError, match="labelled female"):
         score_gender(females)
     assert isinstance(SingleClassError("x"), ValueError)
-    assert score_age(females)["age_status"].eq("ok").all()  # age does not need both classes
+    assert score_age(females)["age_label_status"].eq("ok").all()  # age does not need both classes
 
 
 def test_missing_column_is_a_clear_error():
@@ -211,7 +211,7 @@ def test_all_rows_unscorable_gives_statuses():
     df = population(20)
     df["age_pred"] = np.nan
     s = score_age(df)
-    assert (s["age_status"] == "nan prediction").all() and s["age_issue_score"].isna().all()
+    assert (s["age_label_status"] == "nan prediction").all() and s["age_residual_z"].isna().all()
 
 
 def test_scores_23708_rows_in_seconds_and_linearly():
@@ -226,7 +226,7 @@ def test_scores_23708_rows_in_seconds_and_linearly():
     t0 = time.perf_counter()
     score_mislabels(big)  # with the look-alike search
     t_knn = time.perf_counter() - t0
-    assert s["status"].eq("ok").all()
+    assert s["label_status"].eq("ok").all()
     assert t_lin < 20, t_lin
     assert t_knn < 60, t_knn
     assert t_lin < 10 * t_quarter + 1.0, (t_lin, t_quarter)  # 4x the rows: ~4x the time, not 16x
@@ -269,12 +269,12 @@ def test_injected_flips_are_found_far_above_chance(utkface_dir, tmp_path):
     cfg = replace(cheap_config(TrainConfig(), image_size=64, num_epochs=6), batch_size=64)
     pred = crossfit(noised, tmp_path / "cf", cfg, k=2, seed=0, progress=False)
     s = score_mislabels(pred)
-    g = detection_metrics(g_true, s["gender_issue_score"].to_numpy())
-    a = detection_metrics(a_true, s["age_issue_score"].to_numpy())
+    g = detection_metrics(g_true, s["gender_flip_prob"].to_numpy())
+    a = detection_metrics(a_true, s["age_residual_z"].to_numpy())
     # Chance: AP = 0.05, AUROC = 0.5. Models this small are weak (measured on 2,000 images, two seeds:
     # gender accuracy ~0.66, ours gender AP 0.18 / 0.14, AUROC 0.76 / 0.72; the age head barely learns,
     # MAE ~14-15, ours age AP 0.10 / 0.08, AUROC 0.68 / 0.66). Gender must reach twice chance; age
     # only clearly above chance.
     assert g["ap"] > 0.10 and g["auroc"] > 0.65, g
     assert a["ap"] > 0.06 and a["auroc"] > 0.60, a
-    assert s["status"].eq("ok").all()
+    assert s["label_status"].eq("ok").all()

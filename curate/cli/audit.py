@@ -69,8 +69,8 @@ def audit(source: Path | None, out: Path, workers: int | None, near_radius: int 
     image, all CPUs, cached by content hash: a second run takes seconds.
     """
     from audits.duplicates import DEFAULT_NEAR_RADIUS
-    from audits.quality import QualityThresholds
     from audits.runner import AuditConfig, run_audit, write_audit
+    from audits.thresholds import QualityThresholds
 
     source = source or SAMPLE_DIR
     paths, labels = _inputs(source)
@@ -105,8 +105,8 @@ def audit(source: Path | None, out: Path, workers: int | None, near_radius: int 
     for status, n in m["status_counts"].items():
         if status != "ok":
             click.echo(f"  {status}: {n}")
-    click.echo(f"low quality: {m['low_quality']}  (" + ", ".join(
-        f"{k[3:]} {v}" for k, v in m["flag_counts"].items()) + ")")
+    click.echo(f"low quality: {m['flag_counts']['is_low_quality_issue']}  (" + ", ".join(
+        f"{k[3:-6]} {v}" for k, v in m["flag_counts"].items() if k != "is_low_quality_issue") + ")")
     click.echo("skin tone: " + ", ".join(f"{k} {v}" for k, v in m["skin_category_counts"].items()))
     d = m["duplicates"]
     click.echo(f"exact duplicate groups: {d['exact_groups']} ({d['images_in_exact_groups']} images), "

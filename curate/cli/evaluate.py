@@ -112,7 +112,7 @@ def predict(inputs: tuple[Path, ...], checkpoint: Path | None, out_csv: Path | N
     if not files:
         fail(f"no images found in {', '.join(map(str, inputs))}")
     if quality_thresholds is not None:  # check it before minutes of predictions, not after
-        from audits.quality import QualityThresholds
+        from audits.thresholds import QualityThresholds
 
         try:
             QualityThresholds.load(quality_thresholds)

@@ -56,18 +56,21 @@ def _targets(specs: tuple[str, ...]) -> dict:
               show_default=True, help="Training split (folder or manifest) to clean.")
 @click.option("--review", type=click.Path(path_type=Path),
               help="Review CSV (`curate review-status --csv`): path/filename, content_hash, tags, age_corrected, "
-                   "gender_corrected[, gender_suspect, age_suspect, *_issue_score, low_quality].")
+                   "gender_corrected[, is_gender_label_issue, is_age_label_issue, *_label_score, is_low_quality_issue].")
 @click.option("--dataset", help="Read the review from this FiftyOne dataset instead of a CSV (every sample, so "
               "--drop-suspects also sees the unreviewed suspects).")
 @click.option("--flags", type=click.Path(path_type=Path),
               help="Per-image candidate flags for all images (CSV/Parquet: path or filename, and any of tags, "
-                   "gender_suspect, age_suspect, *_issue_score, low_quality), merged with the review.")
+                   "is_gender_label_issue, is_age_label_issue, *_label_score, is_low_quality_issue), merged with the review.")
 @click.option("--root", type=click.Path(path_type=Path), default=Path("dataset"), show_default=True,
               help="Folder the new split folders go into.")
 @click.option("--name", default="train_cleaned", show_default=True, help="Name of the cleaned split folder.")
-@click.option("--drop-suspects", is_flag=True, help="Also drop unreviewed suspects (suspect:* tags / *_suspect columns).")
-@click.option("--suspect-min-score", type=float,
-              help="With --drop-suspects: an issue score at least this also makes a suspect.")
+@click.option("--drop-suspects", is_flag=True,
+              help="Also drop unreviewed suspects (suspect:* tags / is_*_label_issue columns).")
+@click.option("--gender-max-score", type=float, help="With --drop-suspects: a gender_label_score at most this "
+              "(in [0, 1], lower = worse) also makes a suspect.")
+@click.option("--age-max-score", type=float, help="With --drop-suspects: an age_label_score at most this "
+              "(in [0, 1], lower = worse) also makes a suspect.")
 @click.option("--drop-low-quality", is_flag=True, help="Also drop low_quality images (tag, review or --audits column).")
 @click.option("--copy", "copy_", is_flag=True, help="Copy the kept originals into the split folder, UTKFace-named "
               "with the corrected labels (default: the manifest references the original files).")
@@ -76,7 +79,8 @@ def _targets(specs: tuple[str, ...]) -> dict:
               "of under-represented groups.")
 @click.option("--oversample-name", help="Folder name of the oversampled split [default: NAME_oversampled].")
 @click.option("--audits", type=click.Path(path_type=Path),
-              help="Audits parquet/CSV with skin_category (oversampling) and/or low_quality (--drop-low-quality).")
+              help="Audits parquet/CSV with skin_category (oversampling) and/or is_low_quality_issue "
+              "(--drop-low-quality).")
 @click.option("--by", help="Comma-separated oversampling dimensions among age_group, skin_category, gender, race "
               "[default: age_group,skin_category with --audits, else age_group,gender].")
 @click.option("--target", "target_specs", multiple=True, metavar="SPEC",
@@ -92,7 +96,8 @@ def _targets(specs: tuple[str, ...]) -> dict:
 @click.option("--fiftyone", "fo_name", help="Also load the exported split(s) into FiftyOne datasets of this name "
               "(plus _oversampled).")
 @click.option("--quiet", is_flag=True)
-def export_cmd(source, review, dataset, flags, root, name, drop_suspects, suspect_min_score, drop_low_quality, copy_, link,
+def export_cmd(source, review, dataset, flags, root, name, drop_suspects, gender_max_score, age_max_score,
+               drop_low_quality, copy_, link,
                oversample, oversample_name, audits, by, target_specs, max_factor, seed, test_split, force,
                allow_missing, fo_name, quiet) -> None:
     """Write a cleaned training split (and an oversampled one) from the review's decisions.
@@ -108,10 +113,15 @@ def export_cmd(source, review, dataset, flags, root, name, drop_suspects, suspec
     if copy_ and link:
         fail("give --copy or --link, not both")
     rev, rev_src = _review(review, dataset, flags)
-    if (drop_suspects or suspect_min_score is not None) and rev is None:
+    limits = {"--gender-max-score": gender_max_score, "--age-max-score": age_max_score}
+    given = [k for k, v in limits.items() if v is not None]
+    if drop_suspects and rev is None:
         fail("--drop-suspects needs the flags (--dataset, --flags or --review)")
-    if suspect_min_score is not None and not drop_suspects:
-        fail("--suspect-min-score only applies with --drop-suspects")
+    if given and not drop_suspects:
+        fail(f"{given[0]} only applies with --drop-suspects")
+    bad = [f"{k} {v}" for k, v in limits.items() if v is not None and not 0 <= v <= 1]
+    if bad:
+        fail(f"{bad[0]}: label scores are in [0, 1] (lower = worse)")
     tg = _targets(target_specs)
     dims = [d.strip() for d in by.split(",")] if by else None
     if dims:
@@ -126,7 +136,7 @@ def export_cmd(source, review, dataset, flags, root, name, drop_suspects, suspec
     fo = _fiftyone_check(fo_name, oversample, force) if fo_name else None
     try:
         s = export(source, root, name, review=rev, review_source=rev_src,
-                   policy=Policy(drop_low_quality, drop_suspects, suspect_min_score),
+                   policy=Policy(drop_low_quality, drop_suspects, gender_max_score, age_max_score),
                    images="copy" if copy_ else "link" if link else "ref", oversample=oversample,
                    oversample_name=oversample_name, by=dims, targets=tg, max_factor=max_factor, audits=audits,
                    seed=seed, force=force, allow_missing=allow_missing, test_split=test_split,
@@ -169,6 +179,8 @@ def _fiftyone_check(fo_name: str, oversample: bool, force: bool):
 def _to_fiftyone(fo, s: dict, fo_name: str) -> None:
     import pandas as pd
 
+    from core.labels import GENDER_NAMES
+
     for key, suffix in (("cleaned", ""), ("oversampled", "_oversampled")):
         if key not in s:
             continue
@@ -181,8 +193,9 @@ def _to_fiftyone(fo, s: dict, fo_name: str) -> None:
         samples = []
         for r in m.itertuples():
             smp = fo.Sample(filepath=r.path, tags=["generated"] if r.generated else [])
-            smp["age"], smp["gender"] = int(r.age), int(r.gender)
-            smp["gender_label"] = fo.Classification(label=("male", "female")[int(r.gender)])
+            # Ground truth as `curate score` writes it (one data model): fo.Regression / fo.Classification.
+            smp["age"] = fo.Regression(value=float(r.age))
+            smp["gender"] = fo.Classification(label=GENDER_NAMES[int(r.gender)])
             smp["content_hash"], smp["label_source"] = r.content_hash, r.label_source
             if r.generated:
                 smp["source_path"], smp["transform"] = r.source_path, r.transform
