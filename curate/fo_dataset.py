@@ -130,7 +130,7 @@ def upgrade_schema(ds) -> list[str]:
     for f in dropped:
         ds.delete_sample_field(f)
     if "ingest_hashes" in have:
-        ds.set_field("ingest_hashes", {}).save()
+        ds.clear_sample_field("ingest_hashes")
     views = list(ds.list_saved_views())
     for v in views:
         ds.delete_saved_view(v)

@@ -137,10 +137,15 @@ def test_score_stores_labels_predictions_embeddings_and_provenance(scored, model
     assert abs(s.age_abs_error - abs(s.age_pred.value - s.age.value)) < 1e-4
     assert set(ds.distinct("model")) == {file_sha256(model)[:12]}
     assert ds.distinct("score_status") == ["ok"]
-    # audits: every runner column is a field, with its version on each sample
-    for f in ("brisque_score", "low_quality_reason", "low_quality", "ita", "skin_category", "monk_tone",
-              "skin_tone_score", "phash", "exact_group", "near_group", "is_label_conflict_issue"):
-        assert f in ds.get_field_schema(), f
+    # audits: every audit check of the one schema is there under its own names, with its version
+    from core.schema import CHECKS
+
+    schema = ds.get_field_schema()
+    for c in (c for c in CHECKS if c.family != "label"):
+        for col in c.columns():
+            assert col.name in schema, f"{c.name}: {col.name} is not a field"
+        vals = [v for v in ds.values(c.score) if v is not None]
+        assert vals and 0 <= min(vals) and max(vals) <= 1, c.score
     assert ds.count("audit_version") == len(ds)
     info = ds.info["curate"]
     assert info["runs"][-1]["added"] == len(ds) and "predictions" in info["fields"]
@@ -180,6 +185,11 @@ def test_flag_mislabels_tags_candidates_and_saves_views(flagged, fo):
     assert min(scores) >= max(ds.match_tags("suspect:gender", bool=False).values("gender_flip_prob"))
     assert all(r for r in sg.values("gender_label_reason"))
     assert ds.count("oos_age_pred") == len(ds) and set(ds.distinct("label_status")) == {"ok"}
+    from core.schema import CHECKS
+
+    for c in (c for c in CHECKS if c.family == "label"):  # the label checks, same names as the Parquet
+        assert {col.name for col in c.columns()} <= set(ds.get_field_schema()), c.name
+        assert 0 <= min(ds.values(c.score)) and max(ds.values(c.score)) <= 1
     assert set(sg.values("gender_suggested")) <= {"male", "female"}
     assert set(ds.distinct("oos_fold")) == {0, 1}
     # low_quality tag = the quality audit's flag
@@ -481,3 +491,48 @@ def test_a_partial_predictions_file_does_not_erase_stored_predictions(fo, env):
     assert [got[f] for f in man["filename"]] == ["m50"] * 3 + ["m10"] * 3
     assert ds.count("age_pred") == 6
     ds.delete()
+
+
+def test_schema_1_dataset_is_upgraded_in_place_keeping_every_decision(flagged, fo, sample_split, tmp_path):
+    """A dataset written before the one schema (old field names, schema_version 1) with review decisions
+    is upgraded when opened: every decision stays, and `curate export` gives the same split as from a
+    dataset that was always on the new schema."""
+    from core.schema import RENAMED_FROM_V1, RENAMED_FROM_V1_FIFTYONE
+
+    name, _ = flagged
+    src = fo.load_dataset(name)
+    ids = src.values("id")
+    new, old = src.clone(f"{name}-v2", persistent=True), src.clone(f"{name}-v1", persistent=True)
+    try:
+        for ds in (new, old):
+            ds.select(ids[:2]).tag_samples("confirmed:mislabel")
+            ds.select(ids[2:3]).tag_samples("exclude")
+            ds.select(ids[3:4]).tag_samples("confirmed:ok")
+            ds.set_values("age_corrected", {ids[0]: 71}, key_field="id")
+            ds.set_values("gender_corrected", {ids[1]: "female"}, key_field="id")
+        back = {n: o for o, n in {**RENAMED_FROM_V1, **RENAMED_FROM_V1_FIFTYONE}.items()}
+        have = set(old.get_field_schema())
+        for n, o in back.items():
+            if n in have and n != "age_group":  # FiftyOne always called it age_group
+                old.rename_sample_field(n, o)
+        old.info["curate"]["schema_version"] = 1
+        old.save()
+        assert "gender_issue_score" in old.get_field_schema() and "gender_flip_prob" not in old.get_field_schema()
+
+        out = {}
+        for ds in (new, old):
+            res = run("export", "--dataset", ds.name, "--from", sample_split / "train_8_folds_first", "--root",
+                      tmp_path, "--name", ds.name, "--drop-suspects", "--drop-low-quality", "--quiet")
+            out[ds.name] = pd.read_csv(tmp_path / ds.name / "manifest.csv").drop(columns=["split"], errors="ignore")
+            assert res.exit_code == 0
+        old.reload()
+        assert old.info["curate"]["schema_version"] == 2 and old.info["curate"]["upgrades"][-1]["from"] == 1
+        schema = set(old.get_field_schema())
+        assert {"gender_flip_prob", "is_gender_label_issue", "is_low_quality_issue", "model"} <= schema
+        assert not {"gender_issue_score", "gender_suspect", "low_quality", "pred_model"} & schema
+        for f in ("tags", "age_corrected", "gender_corrected"):
+            assert old.values(f) == new.values(f), f
+        assert out[old.name].equals(out[new.name]) and len(out[new.name]) > 0
+    finally:
+        fo.delete_dataset(new.name)
+        fo.delete_dataset(old.name)
