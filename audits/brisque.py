@@ -1,25 +1,26 @@
 """BRISQUE, batched, reproducing piq.
 
-piq's implementation (`piq.brisque`, run one image at a time, single-threaded) is the
-reference; `brisque_batch` reproduces its pixel maps and its scores to about 1e-3 relative
-(median 8e-5 on the full UTKFace), ~9x faster per process, because (1) the SVR weights and the gamma look-up tables are built
-once per process instead of once per call, and piq itself is not imported in workers (its import alone
-costs ~4 s of CPU); (2) the Gaussian 7x7 filter runs as one depthwise oneDNN convolution over a
-batch, which accumulates the taps in exactly the order of piq's per-image `conv2d` (row-major fused
-multiply-adds; at the first scale piq's luma is a channel-strided view for which oneDNN sums column by
-column, reproduced by filtering the transposed image; separable or OpenCV filters do not match, and
-BRISQUE is so sensitive to rounding in flat regions that they drift by up to 1 %); (3) the
-MATLAB-style bicubic resize multiplies strided views instead of padding in Python loops and `unfold`,
-but sums the very same product tensor the same way; (4) no rolled copies, masks or bool->float casts
-in the neighbour statistics. Bit-identity depends on oneDNN's kernels (checked here: torch 2.14,
-AVX-512); `tests/test_audits_quality.py` asserts the issue's bound, relative difference < 1e-3.
+piq's implementation (`piq.brisque`, run one image at a time, single-threaded) is the reference;
+`brisque_batch` reproduces its pixel maps and its scores to about 1e-3 relative (median 8e-5 on the full
+UTKFace), ~9x faster per process, because (1) the SVR weights and the gamma look-up tables are built once per
+process instead of once per call, and piq itself is not imported in workers (its import alone costs ~4 s of
+CPU); (2) the Gaussian 7x7 filter runs as one depthwise oneDNN convolution over a batch, which accumulates the
+taps in exactly the order of piq's per-image `conv2d` (row-major fused multiply-adds; at the first scale piq's
+luma is a channel-strided view for which oneDNN sums column by column, reproduced by filtering the transposed
+image; separable or OpenCV filters do not match, and BRISQUE is so sensitive to rounding in flat regions that
+they drift by up to 1 %); (3) the MATLAB-style bicubic resize multiplies strided views instead of padding in
+Python loops and `unfold`, but sums the very same product tensor the same way; (4) no rolled copies, masks or
+bool->float casts in the neighbour statistics. The agreement depends on oneDNN's kernels (checked here: torch
+2.14, AVX-512); `tests/test_audits_quality.py` asserts the issue's bound, relative difference < 1e-3.
 """
+
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -37,7 +38,7 @@ MIN_BRISQUE_SIDE = 10  # piq's symmetric padding of the bicubic resize needs thi
 class _Brisque:
     """Per-process cache of everything piq rebuilds on each call (tables, weights, resize plans)."""
 
-    _inst: "_Brisque | None" = None
+    _inst: _Brisque | None = None
 
     def __init__(self) -> None:
         import torch
@@ -46,10 +47,10 @@ class _Brisque:
         f32 = torch.float32
         g = torch.arange(0.2, 10 + 0.001, 0.001, dtype=f32)
         self.ggd_gamma = g
-        self.ggd_table = (torch.lgamma(1. / g) + torch.lgamma(3. / g) - 2 * torch.lgamma(2. / g)).exp()
+        self.ggd_table = (torch.lgamma(1.0 / g) + torch.lgamma(3.0 / g) - 2 * torch.lgamma(2.0 / g)).exp()
         g2 = torch.arange(start=0.2, end=10.001, step=0.001, dtype=f32)
         self.aggd_gamma = g2
-        self.aggd_table = torch.exp(2 * torch.lgamma(2. / g2) - torch.lgamma(1. / g2) - torch.lgamma(3. / g2))
+        self.aggd_table = torch.exp(2 * torch.lgamma(2.0 / g2) - torch.lgamma(1.0 / g2) - torch.lgamma(3.0 / g2))
         self.kernel = _gaussian_kernel(torch, 7, 7 / 6).view(1, 1, 7, 7)
         sv_coef, sv = load_brisque_weights()
         self.sv = sv.t()  # (36, n_sv): piq's sv.t_() (a transposed view, as there)
@@ -58,7 +59,7 @@ class _Brisque:
         self.feature_lo, self.feature_hi = _feature_ranges(torch)
 
     @classmethod
-    def get(cls) -> "_Brisque":
+    def get(cls) -> _Brisque:
         """The process-wide instance (built on first use: weights and tables once per process)."""
         if cls._inst is None:
             cls._inst = cls()
@@ -121,8 +122,9 @@ class _Brisque:
             st = xp.stride()
             if axis == 1:  # one multiply per tap: rows step by `step`, each row contiguous (vectorised)
                 for j in range(k):
-                    rows = xp.as_strided((n, n_out, other), (st[0], step * st[1], st[2]),
-                                         xp.storage_offset() + (b0 + j) * st[1])
+                    rows = xp.as_strided(
+                        (n, n_out, other), (st[0], step * st[1], st[2]), xp.storage_offset() + (b0 + j) * st[1]
+                    )
                     torch.mul(rows, weight[j].view(1, n_out, 1), out=prod[:, j])
             else:
                 view = xp.as_strided(shape, (st[0], st[2], st[1], step * st[2]), xp.storage_offset() + b0 * st[2])
@@ -140,8 +142,8 @@ class _Brisque:
 
         The product tensors have piq's shapes and layout, so torch reduces them in the same order."""
         n, _, h, w = x.shape
-        y = self._products(x.view(n, h, w), 1, h // 2).sum(dim=1)            # (N, H', W)
-        return self._products(y, 2, w // 2).sum(dim=1, keepdim=True)       # (N, 1, H', W')
+        y = self._products(x.view(n, h, w), 1, h // 2).sum(dim=1)  # (N, H', W)
+        return self._products(y, 2, w // 2).sum(dim=1, keepdim=True)  # (N, 1, H', W')
 
     # -- natural scene statistics (piq.brisque._natural_scene_statistics, batched) -----------------
     def _blur(self, x):
@@ -166,15 +168,15 @@ class _Brisque:
             # is symmetric, so that equals our row-major filter applied to the transposed image.
             lt = luma.transpose(-1, -2)
             if h == w:
-                both = self._blur(torch.cat([lt, luma ** 2], dim=0))
+                both = self._blur(torch.cat([lt, luma**2], dim=0))
                 mu, std = both[:n].transpose(-1, -2).contiguous(), both[n:]
             else:
-                mu, std = self._blur(lt).transpose(-1, -2).contiguous(), self._blur(luma ** 2)
+                mu, std = self._blur(lt).transpose(-1, -2).contiguous(), self._blur(luma**2)
         else:
-            both = self._blur(torch.cat([luma, luma ** 2], dim=0))
+            both = self._blur(torch.cat([luma, luma**2], dim=0))
             mu, std = both[:n], both[n:]
         # same operations as piq, done in place (identical values, fewer 10 MB allocations)
-        std.sub_(mu ** 2).abs_().sqrt_().add_(1)
+        std.sub_(mu**2).abs_().sqrt_().add_(1)
         m = torch.sub(luma, mu, out=mu).div_(std)
         del std
         bad = torch.zeros(n, dtype=torch.bool)
@@ -183,7 +185,7 @@ class _Brisque:
         sigma = sigma_sq.sqrt().squeeze(dim=-1)
         bad |= torch.isclose(sigma, torch.zeros_like(sigma))
         e = m.abs().mean(dim=(-1, -2))
-        rho = sigma_sq / e ** 2
+        rho = sigma_sq / e**2
         alpha = self.ggd_gamma[(rho - self.ggd_table).abs().argmin(dim=-1)]
         feats = [alpha, sigma.pow(2)]
         for shift in ((0, 1), (1, 0), (1, 1), (-1, 1)):
@@ -203,7 +205,7 @@ class _Brisque:
             ro_norm = (ro_hat * (gamma_hat.pow(3) + 1) * (gamma_hat + 1)) / (gamma_hat.pow(2) + 1).pow(2)
             a = self.aggd_gamma[(ro_norm - self.aggd_table).abs().argmin(dim=-1)]
             ls, rs = ls.squeeze(dim=-1), rs.squeeze(dim=-1)
-            eta = (rs - ls) * torch.exp(torch.lgamma(2. / a) - (torch.lgamma(1. / a) + torch.lgamma(3. / a)) / 2)
+            eta = (rs - ls) * torch.exp(torch.lgamma(2.0 / a) - (torch.lgamma(1.0 / a) + torch.lgamma(3.0 / a)) / 2)
             feats.extend((a, eta, ls.pow(2), rs.pow(2)))
         return torch.stack(feats, dim=-1), bad
 
@@ -225,7 +227,7 @@ class _Brisque:
             for f in feats.split(1, dim=0):
                 scaled = -1 + (1 - -1) * (f - lo) / (hi - lo)
                 dist = (scaled.unsqueeze(dim=-1) - self.sv.unsqueeze(dim=0)).pow(2).sum(dim=1)
-                k = torch.exp(- dist * 0.05)
+                k = torch.exp(-dist * 0.05)
                 out.append(k @ self.sv_coef - (-153.591))
         return torch.cat(out).to(torch.float64)
 
@@ -237,12 +239,22 @@ def _times_rolled(torch, m, shift: tuple[int, int]):
     h, w = m.shape[-2:]
     out = torch.empty_like(m)
     # rolled[i, j] = m[(i - dy) % h, (j - dx) % w]; split rows and columns where the wrap happens
-    row_parts = [(slice(0, dy), slice(h - dy, h)), (slice(dy, h), slice(0, h - dy))] if dy > 0 else \
-        [(slice(0, h + dy), slice(-dy, h)), (slice(h + dy, h), slice(0, -dy))] if dy < 0 else [(slice(0, h), slice(0, h))]
-    col_parts = [(slice(0, dx), slice(w - dx, w)), (slice(dx, w), slice(0, w - dx))] if dx > 0 else \
-        [(slice(0, w + dx), slice(-dx, w)), (slice(w + dx, w), slice(0, -dx))] if dx < 0 else [(slice(0, w), slice(0, w))]
-    for (ro, ri) in row_parts:
-        for (co, ci) in col_parts:
+    row_parts = (
+        [(slice(0, dy), slice(h - dy, h)), (slice(dy, h), slice(0, h - dy))]
+        if dy > 0
+        else [(slice(0, h + dy), slice(-dy, h)), (slice(h + dy, h), slice(0, -dy))]
+        if dy < 0
+        else [(slice(0, h), slice(0, h))]
+    )
+    col_parts = (
+        [(slice(0, dx), slice(w - dx, w)), (slice(dx, w), slice(0, w - dx))]
+        if dx > 0
+        else [(slice(0, w + dx), slice(-dx, w)), (slice(w + dx, w), slice(0, -dx))]
+        if dx < 0
+        else [(slice(0, w), slice(0, w))]
+    )
+    for ro, ri in row_parts:
+        for co, ci in col_parts:
             torch.mul(m[..., ro, co], m[..., ri, ci], out=out[..., ro, co])
     return out
 
@@ -253,9 +265,9 @@ def _times_rolled(torch, m, shift: tuple[int, int]):
 # costs ~4 s of CPU per worker process; the piq-equivalence test guards them.
 def _gaussian_kernel(torch, kernel_size: int, sigma: float):
     coords = torch.arange(kernel_size, dtype=torch.float32)
-    coords -= (kernel_size - 1) / 2.
-    g = coords ** 2
-    g = (- (g.unsqueeze(0) + g.unsqueeze(1)) / (2 * sigma ** 2)).exp()
+    coords -= (kernel_size - 1) / 2.0
+    g = coords**2
+    g = (-(g.unsqueeze(0) + g.unsqueeze(1)) / (2 * sigma**2)).exp()
     g /= g.sum()
     return g.unsqueeze(0)
 
@@ -299,18 +311,47 @@ def _get_padding(base, kernel_size: int, x_size: int):
 
 
 def _feature_ranges(torch):
-    r = torch.tensor([[0.338, 10], [0.017204, 0.806612], [0.236, 1.642],
-                      [-0.123884, 0.20293], [0.000155, 0.712298], [0.001122, 0.470257],
-                      [0.244, 1.641], [-0.123586, 0.179083], [0.000152, 0.710456],
-                      [0.000975, 0.470984], [0.249, 1.555], [-0.135687, 0.100858],
-                      [0.000174, 0.684173], [0.000913, 0.534174], [0.258, 1.561],
-                      [-0.143408, 0.100486], [0.000179, 0.685696], [0.000888, 0.536508],
-                      [0.471, 3.264], [0.012809, 0.703171], [0.218, 1.046],
-                      [-0.094876, 0.187459], [1.5e-005, 0.442057], [0.001272, 0.40803],
-                      [0.222, 1.042], [-0.115772, 0.162604], [1.6e-005, 0.444362],
-                      [0.001374, 0.40243], [0.227, 0.996], [-0.117188, 0.09832299999999999],
-                      [3e-005, 0.531903], [0.001122, 0.369589], [0.228, 0.99], [-0.12243, 0.098658],
-                      [2.8e-005, 0.530092], [0.001118, 0.370399]], dtype=torch.float32)
+    r = torch.tensor(
+        [
+            [0.338, 10],
+            [0.017204, 0.806612],
+            [0.236, 1.642],
+            [-0.123884, 0.20293],
+            [0.000155, 0.712298],
+            [0.001122, 0.470257],
+            [0.244, 1.641],
+            [-0.123586, 0.179083],
+            [0.000152, 0.710456],
+            [0.000975, 0.470984],
+            [0.249, 1.555],
+            [-0.135687, 0.100858],
+            [0.000174, 0.684173],
+            [0.000913, 0.534174],
+            [0.258, 1.561],
+            [-0.143408, 0.100486],
+            [0.000179, 0.685696],
+            [0.000888, 0.536508],
+            [0.471, 3.264],
+            [0.012809, 0.703171],
+            [0.218, 1.046],
+            [-0.094876, 0.187459],
+            [1.5e-005, 0.442057],
+            [0.001272, 0.40803],
+            [0.222, 1.042],
+            [-0.115772, 0.162604],
+            [1.6e-005, 0.444362],
+            [0.001374, 0.40243],
+            [0.227, 0.996],
+            [-0.117188, 0.09832299999999999],
+            [3e-005, 0.531903],
+            [0.001122, 0.369589],
+            [0.228, 0.99],
+            [-0.12243, 0.098658],
+            [2.8e-005, 0.530092],
+            [0.001118, 0.370399],
+        ],
+        dtype=torch.float32,
+    )
     return r[..., 0], r[..., 1]
 
 
@@ -328,12 +369,14 @@ def load_brisque_weights() -> tuple[Any, Any]:
     except Exception as e:  # offline and not cached
         raise RuntimeError(
             f"piq's BRISQUE weights are not at {cached} and could not be downloaded ({e}); "
-            "set TORCH_HOME to a folder holding hub/checkpoints/brisque_svm_weights.pt") from e
+            "set TORCH_HOME to a folder holding hub/checkpoints/brisque_svm_weights.pt"
+        ) from e
 
 
 def _luma_planes(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
     """0.299 R + 0.587 G + 0.114 B on x / 255 * 255 in float32, summed left to right, rounded
     (piq's order); planar and in place, ~2x faster than on interleaved channels."""
+
     def chan(c: np.ndarray) -> np.ndarray:
         x = c.astype(np.float32)
         x /= np.float32(255)
@@ -372,7 +415,7 @@ def brisque_batch(images: Sequence[np.ndarray], bgr: bool = True) -> np.ndarray:
         torch.set_num_threads(threads)
 
 
-def _brisque_batch(model: "_Brisque", images: Sequence[np.ndarray], bgr: bool) -> np.ndarray:
+def _brisque_batch(model: _Brisque, images: Sequence[np.ndarray], bgr: bool) -> np.ndarray:
     import torch
 
     out = np.full(len(images), np.nan, dtype=np.float64)
@@ -384,7 +427,7 @@ def _brisque_batch(model: "_Brisque", images: Sequence[np.ndarray], bgr: bool) -
     for (h, w), idxs in by_shape.items():
         step = max(1, BRISQUE_BATCH_PIXELS // (h * w))
         for s in range(0, len(idxs), step):
-            part = idxs[s:s + step]
+            part = idxs[s : s + step]
             lumas = []
             for i in part:
                 im = images[i]
@@ -418,9 +461,9 @@ def _piq_brisque(piq, torch, images: Sequence[np.ndarray], bgr: bool) -> np.ndar
     out = []
     for im in images:
         rgb = im[..., ::-1] if bgr else im
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
         try:
-            out.append(float(piq.brisque(x, data_range=1., reduction="none")[0]))
+            out.append(float(piq.brisque(x, data_range=1.0, reduction="none")[0]))
         except (AssertionError, RuntimeError):
             out.append(float("nan"))
     return np.asarray(out, dtype=np.float64)

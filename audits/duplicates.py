@@ -7,9 +7,10 @@ every audit row and of the split manifests); near duplicates (re-encoded, slight
 recompressed copies) have perceptual hashes (`phash`) within a small Hamming radius. Groups are
 connected components of the duplicate pairs.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -65,7 +66,7 @@ def hamming_pairs(hashes: Sequence[str], radius: int, block: int = 512) -> tuple
             return _pairs_multi_index(h, keys, radius)
     out_i, out_j, out_d = [], [], []
     for s in range(0, n, block):
-        a = h[s:s + block]
+        a = h[s : s + block]
         d = np.bitwise_count(a[:, None] ^ h[None, s:])
         ii, jj = np.nonzero(d <= radius)
         keep = jj > ii  # upper triangle only (j counts from s)
@@ -73,8 +74,11 @@ def hamming_pairs(hashes: Sequence[str], radius: int, block: int = 512) -> tuple
         out_i.append(ii + s)
         out_j.append(jj + s)
         out_d.append(d[ii, jj])
-    return (np.concatenate(out_i).astype(np.int64), np.concatenate(out_j).astype(np.int64),
-            np.concatenate(out_d).astype(np.int64))
+    return (
+        np.concatenate(out_i).astype(np.int64),
+        np.concatenate(out_j).astype(np.int64),
+        np.concatenate(out_d).astype(np.int64),
+    )
 
 
 def _chunk_keys(h: np.ndarray, n_chunks: int) -> list[np.ndarray]:
@@ -160,9 +164,9 @@ def find_duplicates(df: pd.DataFrame, radius: int = DEFAULT_NEAR_RADIUS) -> tupl
     candidates (faces aligned the same way can look alike to a 64-bit hash).
     """
     n = len(df)
-    ch = (df["content_hash"] if "content_hash" in df else pd.Series([""] * n, index=df.index))
+    ch = df["content_hash"] if "content_hash" in df else pd.Series([""] * n, index=df.index)
     ch = ch.astype("string").fillna("").to_numpy(dtype=object)
-    ph = (df["phash"] if "phash" in df else pd.Series([""] * n, index=df.index))
+    ph = df["phash"] if "phash" in df else pd.Series([""] * n, index=df.index)
     ph = ph.astype("string").fillna("").to_numpy(dtype=object)
 
     # exact duplicates: equal content hash
@@ -192,12 +196,14 @@ def find_duplicates(df: pd.DataFrame, radius: int = DEFAULT_NEAR_RADIUS) -> tupl
     near_ids = _group_ids(_components(n, np.concatenate([ei, ni]), np.concatenate([ej, nj])))
 
     exact_d = np.array([_hamming_hex(ph[a], ph[b]) for a, b in zip(ei, ej)], dtype=np.float64)
-    pairs = pd.DataFrame({
-        "i": np.concatenate([ei, ni]).astype(np.int64),
-        "j": np.concatenate([ej, nj]).astype(np.int64),
-        "kind": ["exact"] * len(ei) + ["near"] * len(ni),
-        "hamming": np.concatenate([exact_d, nd.astype(np.float64)]),
-    })
+    pairs = pd.DataFrame(
+        {
+            "i": np.concatenate([ei, ni]).astype(np.int64),
+            "j": np.concatenate([ej, nj]).astype(np.int64),
+            "kind": ["exact"] * len(ei) + ["near"] * len(ni),
+            "hamming": np.concatenate([exact_d, nd.astype(np.float64)]),
+        }
+    )
     if {"age", "gender"} <= set(df.columns):
         _label_pairs(df, pairs)
     rows = _duplicate_columns(n, exact_ids, near_ids, pairs, radius)
@@ -219,13 +225,18 @@ def _label_pairs(df: pd.DataFrame, pairs: pd.DataFrame) -> None:
     pairs["label_conflict"] = both & ((age[gi] != age[gj]) | (gen[gi] != gen[gj]))
 
 
-def _duplicate_columns(n: int, exact_ids: np.ndarray, near_ids: np.ndarray, pairs: pd.DataFrame,
-                       radius: int) -> pd.DataFrame:
+def _duplicate_columns(
+    n: int, exact_ids: np.ndarray, near_ids: np.ndarray, pairs: pd.DataFrame, radius: int
+) -> pd.DataFrame:
     """Per image: the `duplicate` and `label_conflict` checks' columns, from the pairs."""
-    both = pd.DataFrame({"row": np.concatenate([pairs["i"], pairs["j"]]),
-                         "other": np.concatenate([pairs["j"], pairs["i"]]),
-                         "hamming": np.concatenate([pairs["hamming"], pairs["hamming"]]),
-                         "exact": np.concatenate([pairs["kind"] == "exact"] * 2)})
+    both = pd.DataFrame(
+        {
+            "row": np.concatenate([pairs["i"], pairs["j"]]),
+            "other": np.concatenate([pairs["j"], pairs["i"]]),
+            "hamming": np.concatenate([pairs["hamming"], pairs["hamming"]]),
+            "exact": np.concatenate([pairs["kind"] == "exact"] * 2),
+        }
+    )
     dist = np.full(n, np.nan)
     n_exact, n_near = np.zeros(n, np.int64), np.zeros(n, np.int64)
     if len(both):
@@ -240,17 +251,29 @@ def _duplicate_columns(n: int, exact_ids: np.ndarray, near_ids: np.ndarray, pair
     words = [""] * n
     if "label_conflict" in pairs and pairs["label_conflict"].any():
         lab = pairs[pairs["label_conflict"].astype(bool)]
-        for a, b, age_b, gen_b in zip(np.concatenate([lab["i"], lab["j"]]), np.concatenate([lab["j"], lab["i"]]),
-                                      np.concatenate([lab["age_b"], lab["age_a"]]),
-                                      np.concatenate([lab["gender_b"], lab["gender_a"]])):
+        for a, b, age_b, gen_b in zip(
+            np.concatenate([lab["i"], lab["j"]]),
+            np.concatenate([lab["j"], lab["i"]]),
+            np.concatenate([lab["age_b"], lab["age_a"]]),
+            np.concatenate([lab["gender_b"], lab["gender_a"]]),
+        ):
             conflicts[a] += 1
             sep = "; " if words[a] else ""
             words[a] += f"{sep}a copy is labelled {age_b:g} {GENDER_NAMES[int(gen_b)]}"
-    return pd.DataFrame({
-        "exact_group": exact_ids, "near_group": near_ids, "duplicate_distance": dist,
-        DUPLICATE.score: score, DUPLICATE.issue: near_ids >= 0, DUPLICATE.reason: reason,
-        "label_conflict_count": conflicts, LABEL_CONFLICT.score: 1.0 / (1 + conflicts),
-        LABEL_CONFLICT.issue: conflicts > 0, LABEL_CONFLICT.reason: words})
+    return pd.DataFrame(
+        {
+            "exact_group": exact_ids,
+            "near_group": near_ids,
+            "duplicate_distance": dist,
+            DUPLICATE.score: score,
+            DUPLICATE.issue: near_ids >= 0,
+            DUPLICATE.reason: reason,
+            "label_conflict_count": conflicts,
+            LABEL_CONFLICT.score: 1.0 / (1 + conflicts),
+            LABEL_CONFLICT.issue: conflicts > 0,
+            LABEL_CONFLICT.reason: words,
+        }
+    )
 
 
 def _copies_words(n_exact: int, n_near: int, dist: float) -> str:
@@ -258,8 +281,11 @@ def _copies_words(n_exact: int, n_near: int, dist: float) -> str:
     if n_exact:
         parts.append(f"pixel-identical to {n_exact} image(s)")
     if n_near:
-        parts.append(f"near duplicate of {n_near} image(s) (phash distance {dist:g})" if not n_exact
-                     else f"near duplicate of {n_near} more")
+        parts.append(
+            f"near duplicate of {n_near} image(s) (phash distance {dist:g})"
+            if not n_exact
+            else f"near duplicate of {n_near} more"
+        )
     return "; ".join(parts)
 
 

@@ -19,6 +19,7 @@ labelled "unknown" (e.g. a skin tone the audit could not measure) is reported bu
 gap. The worst-group gap (max - min of noisy group estimates) is biased upwards, more so for small
 groups; compare the two models' gaps through the paired delta, whose bias largely cancels.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ def bootstrap_weights(n: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
     for s in range(0, n_boot, chunk):
         b = min(chunk, n_boot - s)
         idx = rng.integers(0, n, size=(b, n)) + (np.arange(b)[:, None] * n)
-        w[s:s + b] = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n)
+        w[s : s + b] = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n)
     return w
 
 
@@ -55,8 +56,9 @@ def percentile_ci(samples: np.ndarray, alpha: float = ALPHA, axis: int = 0) -> t
     return lo, hi
 
 
-def bootstrap_mean_ci(x: np.ndarray, n_boot: int = 1000, seed: int = 0,
-                      alpha: float = ALPHA) -> tuple[float, float, float]:
+def bootstrap_mean_ci(
+    x: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = ALPHA
+) -> tuple[float, float, float]:
     """Mean of `x` and its percentile bootstrap interval (the building block, tested for coverage)."""
     x = np.asarray(x, np.float64)
     w = bootstrap_weights(len(x), n_boot, seed)
@@ -80,6 +82,7 @@ def group_onehot(groups: pd.Series | np.ndarray, order: list | None = None) -> t
 @dataclass
 class Paired:
     """Per-resample statistics (B x K) of the baseline, the new model, and their difference."""
+
     base: np.ndarray
     new: np.ndarray
 
@@ -115,9 +118,15 @@ def worst_gap(stats: np.ndarray, eligible: np.ndarray) -> np.ndarray:
         return np.nanmax(s, axis=-1) - np.nanmin(s, axis=-1)
 
 
-def paired_group_table(frame: pd.DataFrame, group_col: str, metrics: dict[str, tuple[str, str, str]],
-                       weights: np.ndarray, order: list | None = None, min_group: int = 10,
-                       alpha: float = ALPHA) -> tuple[pd.DataFrame, pd.DataFrame]:
+def paired_group_table(
+    frame: pd.DataFrame,
+    group_col: str,
+    metrics: dict[str, tuple[str, str, str]],
+    weights: np.ndarray,
+    order: list | None = None,
+    min_group: int = 10,
+    alpha: float = ALPHA,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-group metrics of both models with paired bootstrap intervals, and the worst-group gaps.
 
     `frame` has one row per test image (the row order of `weights`' columns); `metrics` maps a metric
@@ -137,23 +146,60 @@ def paired_group_table(frame: pd.DataFrame, group_col: str, metrics: dict[str, t
         b_vals, n_vals = frame[bcol].to_numpy(np.float64), frame[ncol].to_numpy(np.float64)
         p = Paired(group_stat(weights, onehot, b_vals), group_stat(weights, onehot, n_vals))
         pb, pn = point_stat(onehot, b_vals), point_stat(onehot, n_vals)
-        (blo, bhi), (nlo, nhi), (dlo, dhi) = (percentile_ci(p.base, alpha), percentile_ci(p.new, alpha),
-                                              percentile_ci(p.delta, alpha))
+        (blo, bhi), (nlo, nhi), (dlo, dhi) = (
+            percentile_ci(p.base, alpha),
+            percentile_ci(p.new, alpha),
+            percentile_ci(p.delta, alpha),
+        )
         for k, g in enumerate(labels):
-            r = _row(group_col, g, metric, better, int(sizes[k]), pb[k], blo[k], bhi[k], pn[k], nlo[k],
-                     nhi[k], dlo[k], dhi[k])
+            r = _row(
+                group_col,
+                g,
+                metric,
+                better,
+                int(sizes[k]),
+                pb[k],
+                blo[k],
+                bhi[k],
+                pn[k],
+                nlo[k],
+                nhi[k],
+                dlo[k],
+                dhi[k],
+            )
             if not big[k]:  # a handful of images: its bootstrap interval is not trustworthy
                 r.update(significant=False, verdict=f"too few images (< {min_group})")
             rows.append(r)
         gb, gn = worst_gap(p.base, eligible), worst_gap(p.new, eligible)
         pgb, pgn = worst_gap(pb[None], eligible)[0], worst_gap(pn[None], eligible)[0]
-        (gblo, gbhi), (gnlo, gnhi), (gdlo, gdhi) = (percentile_ci(gb, alpha), percentile_ci(gn, alpha),
-                                                    percentile_ci(gn - gb, alpha))
+        (gblo, gbhi), (gnlo, gnhi), (gdlo, gdhi) = (
+            percentile_ci(gb, alpha),
+            percentile_ci(gn, alpha),
+            percentile_ci(gn - gb, alpha),
+        )
         worst_b = _worst_label(pb, eligible, labels, better)
         worst_n = _worst_label(pn, eligible, labels, better)
-        gaps.append({**_row(group_col, "worst-group gap", metric, "lower", int(eligible.sum()), pgb, gblo, gbhi,
-                            pgn, gnlo, gnhi, gdlo, gdhi), "worst_group_baseline": worst_b,
-                     "worst_group_new": worst_n})
+        gaps.append(
+            {
+                **_row(
+                    group_col,
+                    "worst-group gap",
+                    metric,
+                    "lower",
+                    int(eligible.sum()),
+                    pgb,
+                    gblo,
+                    gbhi,
+                    pgn,
+                    gnlo,
+                    gnhi,
+                    gdlo,
+                    gdhi,
+                ),
+                "worst_group_baseline": worst_b,
+                "worst_group_new": worst_n,
+            }
+        )
     return pd.DataFrame(rows), pd.DataFrame(gaps)
 
 
@@ -169,7 +215,21 @@ def _row(dim, group, metric, better, n, b, blo, bhi, nv, nlo, nhi, dlo, dhi) -> 
     delta = nv - b
     significant = bool(np.isfinite(dlo) and np.isfinite(dhi) and (dlo > 0 or dhi < 0))
     improved = (delta < 0) if better == "lower" else (delta > 0)
-    return {"dimension": dim, "group": str(group), "metric": metric, "better": better, "n": n,
-            "baseline": b, "baseline_lo": blo, "baseline_hi": bhi, "new": nv, "new_lo": nlo, "new_hi": nhi,
-            "delta": delta, "delta_lo": dlo, "delta_hi": dhi, "significant": significant,
-            "verdict": ("better" if improved else "worse") if significant else "within uncertainty"}
+    return {
+        "dimension": dim,
+        "group": str(group),
+        "metric": metric,
+        "better": better,
+        "n": n,
+        "baseline": b,
+        "baseline_lo": blo,
+        "baseline_hi": bhi,
+        "new": nv,
+        "new_lo": nlo,
+        "new_hi": nhi,
+        "delta": delta,
+        "delta_lo": dlo,
+        "delta_hi": dhi,
+        "significant": significant,
+        "verdict": ("better" if improved else "worse") if significant else "within uncertainty",
+    }

@@ -44,6 +44,7 @@ Cost: linear in the number of rows except the optional look-alike search (`neigh
 blocked brute-force search within each fold on a 64-d projection: O(n^2 / K) multiply-adds, about a
 second for 23,708 images on 2 cores; `neighbors=0` turns it off.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -86,14 +87,18 @@ def score_mislabels(pred: pd.DataFrame, audit: pd.DataFrame | None = None, **opt
     g = score_gender(df, None, _nb=nb, **options)
     a = score_age(df, None, _nb=nb, **options)
     out = pd.concat([g[GENDER_COLUMNS], a[AGE_COLUMNS]], axis=1)
-    both = np.where(g["gender_label_status"] == a["age_label_status"], g["gender_label_status"],
-                    "gender: " + g["gender_label_status"] + "; age: " + a["age_label_status"])
+    both = np.where(
+        g["gender_label_status"] == a["age_label_status"],
+        g["gender_label_status"],
+        "gender: " + g["gender_label_status"] + "; age: " + a["age_label_status"],
+    )
     out["label_status"] = np.where((g["gender_label_status"] == "ok") & (a["age_label_status"] == "ok"), "ok", both)
     return out
 
 
-def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.ndarray | None = None,
-                 **options) -> pd.DataFrame:
+def score_gender(
+    pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.ndarray | None = None, **options
+) -> pd.DataFrame:
     """Per image, the `gender_label` check (core/schema.py): gender_flip_prob (higher = more likely
     wrong), gender_label_score (0..1, lower = worse), is_gender_label_issue, gender_label_reason,
     gender_suggested (the likelier label), gender_label_status. Same index as `pred`.
@@ -104,17 +109,25 @@ def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.
     z, pstatus = _gender_logodds(df)
     status = np.where(status == "ok", pstatus, status)
     ok = status == "ok"
-    out = pd.DataFrame({"gender_flip_prob": np.nan, "gender_label_score": np.nan, "is_gender_label_issue": False,
-                        "gender_label_reason": [f"not scored: {s}" for s in status],
-                        "gender_suggested": pd.array([pd.NA] * len(df), dtype="Int64"),
-                        "gender_label_status": status}, index=df.index)
+    out = pd.DataFrame(
+        {
+            "gender_flip_prob": np.nan,
+            "gender_label_score": np.nan,
+            "is_gender_label_issue": False,
+            "gender_label_reason": [f"not scored: {s}" for s in status],
+            "gender_suggested": pd.array([pd.NA] * len(df), dtype="Int64"),
+            "gender_label_status": status,
+        },
+        index=df.index,
+    )
     if not ok.any():
         return out
     y = label[ok].astype(np.int64)
     if len(np.unique(y)) < 2:
         raise SingleClassError(
             f"all {int(ok.sum())} scorable images are labelled {GENDER_NAMES[y[0]]}: the gender score is "
-            "calibrated against both classes; score a set that holds both (e.g. the whole dataset) and filter after")
+            "calibrated against both classes; score a set that holds both (e.g. the whole dataset) and filter after"
+        )
     bins = _age_bins(df, ok)
     qual = _quality_rank(df)
     zq = np.clip(z[ok], -15.0, 15.0)
@@ -128,7 +141,8 @@ def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.
     onehot = np.eye(n_bins)[bins]
     # Nested designs, from "one calibration for everyone" to per-group calibration; the data pick one.
     blocks: list[tuple[list[np.ndarray], list[float]]] = [
-        ([np.ones(len(y)), zq, knn_vote, zq * q, q], [1e-3, 1e-3, 1e-3, 1e-1, 1e-1])]
+        ([np.ones(len(y)), zq, knn_vote, zq * q, q], [1e-3, 1e-3, 1e-3, 1e-1, 1e-1])
+    ]
     # Per age bin: intercepts (class balance), then slopes (what the confidence is worth at that age);
     # ridge-shrunk towards the global fit, so small bins fall back to it.
     blocks.append(([onehot[:, j] for j in range(n_bins)], [2.0] * n_bins))
@@ -145,8 +159,8 @@ def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.
     blocks.append((extra, extra_pen))
     designs = []
     for level in range(len(blocks)):
-        x = np.column_stack([c for cols, _ in blocks[:level + 1] for c in cols])
-        pen = np.asarray([v for _, pens in blocks[:level + 1] for v in pens])
+        x = np.column_stack([c for cols, _ in blocks[: level + 1] for c in cols])
+        pen = np.asarray([v for _, pens in blocks[: level + 1] for v in pens])
         keep = x.std(axis=0) > 0
         keep[0] = True
         designs.append((x[:, keep], pen[keep]))
@@ -166,8 +180,10 @@ def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.
     reasons = []
     for i in range(len(y)):
         pred_cls = int(p_model[i] >= 0.5)
-        parts = [f"predicted {GENDER_NAMES[pred_cls]} {max(p_model[i], 1 - p_model[i]):.2f}",
-                 f"label {GENDER_NAMES[y[i]]}"]
+        parts = [
+            f"predicted {GENDER_NAMES[pred_cls]} {max(p_model[i], 1 - p_model[i]):.2f}",
+            f"label {GENDER_NAMES[y[i]]}",
+        ]
         if qtxt is not None:
             parts.append(qtxt[i])
         b = bins[i]
@@ -184,8 +200,9 @@ def score_gender(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.
     return out
 
 
-def score_age(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.ndarray | None = None,
-              **options) -> pd.DataFrame:
+def score_age(
+    pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.ndarray | None = None, **options
+) -> pd.DataFrame:
     """Per image: age_residual_z (higher = more likely wrong; a residual in expected errors),
     age_label_score (0..1, lower = worse), is_age_label_issue, age_suggested (int years or <NA>),
     age_label_reason, age_label_status. Same index as `pred`.
@@ -196,10 +213,17 @@ def score_age(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.nda
     ap, pstatus = _age_predictions(df)
     status = np.where(status == "ok", pstatus, status)
     ok = status == "ok"
-    out = pd.DataFrame({"age_residual_z": np.nan, "age_label_score": np.nan, "is_age_label_issue": False,
-                        "age_suggested": pd.array([pd.NA] * len(df), dtype="Int64"),
-                        "age_label_reason": [f"not scored: {s}" for s in status], "age_label_status": status},
-                       index=df.index)
+    out = pd.DataFrame(
+        {
+            "age_residual_z": np.nan,
+            "age_label_score": np.nan,
+            "is_age_label_issue": False,
+            "age_suggested": pd.array([pd.NA] * len(df), dtype="Int64"),
+            "age_label_reason": [f"not scored: {s}" for s in status],
+            "age_label_status": status,
+        },
+        index=df.index,
+    )
     if not ok.any():
         return out
     y = age[ok]
@@ -242,9 +266,11 @@ def score_age(pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.nda
     reasons = []
     for i in range(len(y)):
         b = _bin_of(est[i])
-        parts = [f"label {y[i]:g}, predicted {est[i]:.0f}",
-                 f"{abs(r[i] - c[i]):.0f} y off where ±{s[i]:.1f} is usual at {AGE_GROUP_LABELS[b]}",
-                 f"{score[i]:.1f}x the usual error"]
+        parts = [
+            f"label {y[i]:g}, predicted {est[i]:.0f}",
+            f"{abs(r[i] - c[i]):.0f} y off where ±{s[i]:.1f} is usual at {AGE_GROUP_LABELS[b]}",
+            f"{score[i]:.1f}x the usual error",
+        ]
         if qtxt is not None:
             parts.append(qtxt[i])
         if copy_agrees[i]:
@@ -271,8 +297,14 @@ def gender_difficulty(pred: pd.DataFrame) -> pd.DataFrame:
         m = bins == b
         if m.any():
             p = _sigmoid(zq[m])
-            rows.append({"age_group": name, "n": int(m.sum()), "accuracy": float(((p >= 0.5) == (y[m] == 1)).mean()),
-                         "mean_confidence": float(np.maximum(p, 1 - p).mean())})
+            rows.append(
+                {
+                    "age_group": name,
+                    "n": int(m.sum()),
+                    "accuracy": float(((p >= 0.5) == (y[m] == 1)).mean()),
+                    "mean_confidence": float(np.maximum(p, 1 - p).mean()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -281,7 +313,8 @@ def align_predictions(manifest: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFram
     which score_* report as status "missing prediction". Labels come from the manifest."""
     keep = [c for c in pred.columns if c not in ("age", "gender")]
     out = manifest.drop(columns=[c for c in keep if c != "path" and c in manifest.columns]).merge(
-        pred[keep].drop_duplicates("path"), on="path", how="left")
+        pred[keep].drop_duplicates("path"), on="path", how="left"
+    )
     out.index = manifest.index
     return out
 
@@ -309,8 +342,10 @@ def _with_audit(pred: pd.DataFrame, audit: pd.DataFrame | None) -> pd.DataFrame:
 def _need(df: pd.DataFrame, *cols: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise ValueError(f"predictions lack column(s) {', '.join(missing)} (expected the shared prediction "
-                         "schema: path, age, gender, age_pred, gender_prob, gender_logit_0/1, embedding, model, fold)")
+        raise ValueError(
+            f"predictions lack column(s) {', '.join(missing)} (expected the shared prediction "
+            "schema: path, age, gender, age_pred, gender_prob, gender_logit_0/1, embedding, model, fold)"
+        )
 
 
 def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
@@ -379,7 +414,9 @@ def _age_bins(df: pd.DataFrame, ok: np.ndarray) -> np.ndarray:
     if "age_pred" in df.columns:
         a = np.where(np.isfinite(a) & (a >= 0), a, _numeric(df, "age_pred"))
     a = a[ok]
-    b = np.clip(np.searchsorted(AGE_GROUP_EDGES, np.nan_to_num(a, nan=0), side="right") - 1, 0, len(AGE_GROUP_EDGES) - 1)
+    b = np.clip(
+        np.searchsorted(AGE_GROUP_EDGES, np.nan_to_num(a, nan=0), side="right") - 1, 0, len(AGE_GROUP_EDGES) - 1
+    )
     return np.where(np.isfinite(a), b, len(AGE_GROUP_LABELS))
 
 
@@ -398,8 +435,10 @@ def _quality_rank(df: pd.DataFrame) -> np.ndarray | None:
 
 
 def _quality_words(q: np.ndarray) -> list[str]:
-    return ["low-quality image" if v < 0.1 else "soft image" if v < 0.33 else "sharp image" if v > 0.66
-            else "average image" for v in q]
+    return [
+        "low-quality image" if v < 0.1 else "soft image" if v < 0.33 else "sharp image" if v > 0.66 else "average image"
+        for v in q
+    ]
 
 
 def _hash_codes(hashes: pd.Series) -> np.ndarray:
@@ -486,7 +525,7 @@ def _neighbours(df: pd.DataFrame, neighbors: int) -> np.ndarray:
         if len(idx) < 3:
             continue
         nb = _knn(emb[idx], hcode[idx], min(neighbors, len(idx) - 1))
-        out[idx, :nb.shape[1]] = np.where(nb >= 0, idx[np.maximum(nb, 0)], -1)
+        out[idx, : nb.shape[1]] = np.where(nb >= 0, idx[np.maximum(nb, 0)], -1)
     return out
 
 
@@ -498,7 +537,9 @@ def _neighbour_votes(nb: np.ndarray, ok: np.ndarray, label: np.ndarray, kind: st
     """
     n_ok = int(ok.sum())
     if nb.shape[1] == 0:
-        return (np.zeros(n_ok), np.zeros(n_ok, int)) if kind == "gender" else (np.full(n_ok, np.nan), np.zeros(n_ok, int))
+        return (
+            (np.zeros(n_ok), np.zeros(n_ok, int)) if kind == "gender" else (np.full(n_ok, np.nan), np.zeros(n_ok, int))
+        )
     nbo = nb[ok]
     valid = (nbo >= 0) & ok[np.maximum(nbo, 0)]
     nl = np.where(valid, label.astype(float)[np.maximum(nbo, 0)], np.nan)
@@ -597,7 +638,7 @@ def _suspects(score: np.ndarray, threshold: float, top_k: int | None) -> np.ndar
     if top_k is None:
         return score >= threshold
     flag = np.zeros(len(score), bool)
-    flag[np.argsort(-score, kind="stable")[:max(0, top_k)]] = True
+    flag[np.argsort(-score, kind="stable")[: max(0, top_k)]] = True
     return flag
 
 
@@ -622,8 +663,9 @@ def _one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _select_design(designs: list[tuple[np.ndarray, np.ndarray]], y: np.ndarray, copies: np.ndarray,
-                   folds: int = CV_FOLDS) -> tuple[int, list[float]]:
+def _select_design(
+    designs: list[tuple[np.ndarray, np.ndarray]], y: np.ndarray, copies: np.ndarray, folds: int = CV_FOLDS
+) -> tuple[int, list[float]]:
     """Index of the design whose flip model best predicts held-out observed labels (K-fold CV mean
     log-likelihood of P(observed) = (1 - eps) q + eps (1 - q)), and every design's score.
 
@@ -651,8 +693,9 @@ def _select_design(designs: list[tuple[np.ndarray, np.ndarray]], y: np.ndarray, 
     return int(np.argmax(scores)), scores
 
 
-def _fit_flip_model(x: np.ndarray, y: np.ndarray, penalty: np.ndarray, copies: np.ndarray | None = None,
-                    iters: int = 8) -> tuple[np.ndarray, float, np.ndarray]:
+def _fit_flip_model(
+    x: np.ndarray, y: np.ndarray, penalty: np.ndarray, copies: np.ndarray | None = None, iters: int = 8
+) -> tuple[np.ndarray, float, np.ndarray]:
     """P(label flipped) per row under "observed label = true label, flipped with rate eps", by EM.
 
     The true label follows a logistic model on `x`; fitting it straight to the observed labels would
@@ -693,8 +736,15 @@ def _fit_flip_model(x: np.ndarray, y: np.ndarray, penalty: np.ndarray, copies: n
     return flip_posterior(eps), eps, beta
 
 
-def _fit_logistic(x: np.ndarray, y: np.ndarray, penalty: np.ndarray, weight: np.ndarray,
-                  beta: np.ndarray | None = None, offset: np.ndarray | None = None, iters: int = 50) -> np.ndarray:
+def _fit_logistic(
+    x: np.ndarray,
+    y: np.ndarray,
+    penalty: np.ndarray,
+    weight: np.ndarray,
+    beta: np.ndarray | None = None,
+    offset: np.ndarray | None = None,
+    iters: int = 50,
+) -> np.ndarray:
     """Ridge-penalised, weighted logistic regression (with a fixed offset) by Newton's method."""
     p = x.shape[1]
     lam = np.diag(penalty)

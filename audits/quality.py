@@ -12,13 +12,15 @@ where LOWER means WORSE (`blurry_score`), and a flag (`is_blurry_issue`) whose t
 BRISQUE lives in audits/brisque.py, thresholds in audits/thresholds.py; the column names come from
 the one schema (core/schema.py).
 """
+
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -37,9 +39,16 @@ RAW_COLUMNS = [col.name for chk in QUALITY_CHECKS for col in chk.raw]
 SCORE_COLUMNS = [chk.score for chk in QUALITY_CHECKS]
 ISSUE_COLUMNS = [chk.issue for chk in QUALITY_CHECKS]
 # Words used in `low_quality_reason`, per check.
-REASON_WORDS = {"blurry": "blurry", "brisque": "poor BRISQUE quality", "dark": "too dark",
-                "overexposed": "over-exposed", "low_contrast": "low contrast",
-                "low_information": "low information", "grayscale": "grayscale", "odd_size": "odd size"}
+REASON_WORDS = {
+    "blurry": "blurry",
+    "brisque": "poor BRISQUE quality",
+    "dark": "too dark",
+    "overexposed": "over-exposed",
+    "low_contrast": "low contrast",
+    "low_information": "low information",
+    "grayscale": "grayscale",
+    "odd_size": "odd size",
+}
 # Fixed (dataset-independent) maps from raw measures to [0, 1] scores, for the sidecar.
 SCORE_DEFINITIONS = {chk.score: chk.score_doc for chk in (*QUALITY_CHECKS, LOW_QUALITY)}
 
@@ -53,7 +62,7 @@ def _fft_masks(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     if key not in _HF_MASKS:
         fy = np.fft.fftfreq(h)[:, None]
         fx = np.fft.rfftfreq(w)[None, :]
-        r = np.sqrt(fy ** 2 + fx ** 2) / 0.5  # radius as a fraction of Nyquist
+        r = np.sqrt(fy**2 + fx**2) / 0.5  # radius as a fraction of Nyquist
         nondc = r > 0
         _HF_MASKS[key] = (r > 0.5, nondc)
     return _HF_MASKS[key]
@@ -78,7 +87,7 @@ def fft_blur(gray: np.ndarray) -> float:
     g = gray.astype(np.float32)
     g -= g.mean()
     spec = _rfft2(g)
-    p = spec.real ** 2 + spec.imag ** 2
+    p = spec.real**2 + spec.imag**2
     hi, nondc = _fft_masks(*gray.shape)
     total = float(p[nondc].sum())
     if total <= 0:
@@ -124,6 +133,7 @@ def measure_quality(img: np.ndarray) -> dict[str, float]:
 
 def quality_scores(num: dict[str, pd.Series]) -> dict[str, np.ndarray]:
     """Per quality check, its score in [0, 1] (lower = worse; NaN where the measure is missing)."""
+
     def clip(x) -> np.ndarray:
         return np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
 
@@ -142,6 +152,7 @@ def quality_scores(num: dict[str, pd.Series]) -> dict[str, np.ndarray]:
 
 def quality_issues(num: dict[str, pd.Series], t: QualityThresholds) -> dict[str, np.ndarray]:
     """Per quality check, its issue flag (False where the measure is missing)."""
+
     def lt(col: str, thr: float) -> np.ndarray:
         return (num[col] < thr).fillna(False).to_numpy(dtype=bool)
 
@@ -203,8 +214,9 @@ class Verdict:
     measurements: dict[str, float]
 
 
-def quality_verdict(images: Iterable[np.ndarray | str | os.PathLike],
-                    thresholds: QualityThresholds | str | os.PathLike | None = None) -> list[Verdict]:
+def quality_verdict(
+    images: Iterable[np.ndarray | str | os.PathLike], thresholds: QualityThresholds | str | os.PathLike | None = None
+) -> list[Verdict]:
     """Judge a few images (BGR arrays or paths) against thresholds (object, JSON path, or None for
     the built-in UTKFace defaults).
 
@@ -243,13 +255,14 @@ def quality_verdict(images: Iterable[np.ndarray | str | os.PathLike],
     for rec, raw in zip(flagged.to_dict("records"), rows):
         reasons = [r for r in rec[LOW_QUALITY.reason].split("; ") if r]
         meas = {k: float(v) for k, v in raw.items() if k != "audit_status" and v is not None}
-        out.append(Verdict(ok=not rec[LOW_QUALITY.issue], status=rec["audit_status"], reasons=reasons,
-                           measurements=meas))
+        out.append(
+            Verdict(ok=not rec[LOW_QUALITY.issue], status=rec["audit_status"], reasons=reasons, measurements=meas)
+        )
     return out
 
 
 def image_status(img: np.ndarray | None) -> str:
-    """"ok", or why the image cannot be audited as a photo ("too small (1x1)", "constant image").
+    """ "ok", or why the image cannot be audited as a photo ("too small (1x1)", "constant image").
 
     Why: piq asserts on a constant image and a 1x1 image has no texture to measure; such files get a
     clear per-image status instead of crashing the whole run.

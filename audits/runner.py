@@ -8,15 +8,17 @@ cache maps content hash to measurements), so it finishes in seconds and recomput
 Library only (no click, no FiftyOne): `curate audit` and `curate score` call `run_audit` and
 `write_audit`.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -47,8 +49,12 @@ SKIN_COLUMNS = [col.name for col in SKIN_TONE.raw] + [SKIN_TONE.score]
 # Per-content measurements kept in the cache (threshold-independent).
 CACHED_COLUMNS = ["content_hash", "audit_status"] + RAW_COLUMNS + SKIN_COLUMNS + ["phash"]
 LABEL_COLUMNS = ["age", "gender", "race"]
-OUTPUT_COLUMNS = (["path", "filename"] + LABEL_COLUMNS + ["content_hash", "audit_version"]
-                  + [col.name for chk in AUDIT_CHECKS for col in chk.columns()])
+OUTPUT_COLUMNS = (
+    ["path", "filename"]
+    + LABEL_COLUMNS
+    + ["content_hash", "audit_version"]
+    + [col.name for chk in AUDIT_CHECKS for col in chk.columns()]
+)
 COLUMN_DOC = {
     "content_hash": "blake2b-128 of shape + decoded BGR pixels (joins split manifests)",
     "audit_version": "versions of the quality, skin-tone and duplicate code that measured the row",
@@ -59,8 +65,9 @@ COLUMN_DOC = {
 # --------------------------------------------------------------------------------------------------
 # Decoding and the per-image audit
 # --------------------------------------------------------------------------------------------------
-def audit_image(img: np.ndarray, skin_cfg: SkinConfig = DEFAULT_SKIN_CONFIG,
-                content_hash: str | None = None) -> dict[str, Any]:
+def audit_image(
+    img: np.ndarray, skin_cfg: SkinConfig = DEFAULT_SKIN_CONFIG, content_hash: str | None = None
+) -> dict[str, Any]:
     """Every per-image measurement except BRISQUE (batched separately) for one decoded BGR image.
 
     Why: the single place that defines what one pass computes from one set of pixels; tiny images
@@ -78,8 +85,9 @@ def audit_image(img: np.ndarray, skin_cfg: SkinConfig = DEFAULT_SKIN_CONFIG,
     return row
 
 
-def _audit_paths(items: Sequence[tuple[int, str]], known: frozenset[str] | set[str],
-                 skin_cfg: SkinConfig) -> list[dict[str, Any]]:
+def _audit_paths(
+    items: Sequence[tuple[int, str]], known: frozenset[str] | set[str], skin_cfg: SkinConfig
+) -> list[dict[str, Any]]:
     """Worker body: decode, hash, audit a chunk of (position, path); BRISQUE batched over the chunk.
 
     Content already in the cache (`known`) is only hashed, not re-audited.
@@ -169,8 +177,9 @@ class AuditCache:
     a re-run must not even decode 23k images to learn that nothing changed.
     """
 
-    def __init__(self, root: Path | None = None, version: str = AUDIT_VERSION,
-                 skin_cfg: SkinConfig = DEFAULT_SKIN_CONFIG) -> None:
+    def __init__(
+        self, root: Path | None = None, version: str = AUDIT_VERSION, skin_cfg: SkinConfig = DEFAULT_SKIN_CONFIG
+    ) -> None:
         import hashlib
 
         self.root = Path(root) if root else cache_dir()
@@ -182,9 +191,16 @@ class AuditCache:
         self.results_path = self.root / f"results-{safe}.parquet"
         self.files = self._read(self.files_path, ["path", "size", "mtime_ns", "content_hash", "status"])
         self.results = self._read(self.results_path, CACHED_COLUMNS)
-        self._files_map = {(p, int(s), int(m)): (c, st) for p, s, m, c, st in zip(
-            self.files["path"], self.files["size"], self.files["mtime_ns"],
-            self.files["content_hash"], self.files["status"])}
+        self._files_map = {
+            (p, int(s), int(m)): (c, st)
+            for p, s, m, c, st in zip(
+                self.files["path"],
+                self.files["size"],
+                self.files["mtime_ns"],
+                self.files["content_hash"],
+                self.files["status"],
+            )
+        }
         self._new_files: list[dict] = []
         self._new_results: list[dict] = []
 
@@ -212,8 +228,15 @@ class AuditCache:
         key = (file_rec["path"], file_rec["size"], file_rec["mtime_ns"])
         if key[1] >= 0:
             self._files_map[key] = (file_rec["content_hash"], file_rec["file_status"])
-            self._new_files.append({"path": key[0], "size": key[1], "mtime_ns": key[2],
-                                    "content_hash": file_rec["content_hash"], "status": file_rec["file_status"]})
+            self._new_files.append(
+                {
+                    "path": key[0],
+                    "size": key[1],
+                    "mtime_ns": key[2],
+                    "content_hash": file_rec["content_hash"],
+                    "status": file_rec["file_status"],
+                }
+            )
         if result is not None:
             self._new_results.append({c: result.get(c) for c in CACHED_COLUMNS})
 
@@ -290,8 +313,9 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def run_audit(paths: Sequence[str | os.PathLike], labels: pd.DataFrame | None = None,
-              config: AuditConfig | None = None) -> AuditResult:
+def run_audit(
+    paths: Sequence[str | os.PathLike], labels: pd.DataFrame | None = None, config: AuditConfig | None = None
+) -> AuditResult:
     """Audit every image in `paths` (one row each, in order) and return table, pairs and metadata.
 
     `labels` (optional, aligned with `paths`) may hold age, gender, race: they are copied into the
@@ -305,7 +329,7 @@ def run_audit(paths: Sequence[str | os.PathLike], labels: pd.DataFrame | None = 
     cache = AuditCache(cfg.cache_root, skin_cfg=cfg.skin) if cfg.use_cache else None
 
     # 1. what the cache already knows: path+size+mtime -> content hash -> measurements
-    content: list[str] = [""] * n        # content hash per position ("" = did not decode)
+    content: list[str] = [""] * n  # content hash per position ("" = did not decode)
     file_status: list[str | None] = [None] * n  # decode failure reason, "" if decoded, None if unknown
     if cache is not None:
         for pos, p in enumerate(paths):
@@ -322,15 +346,18 @@ def run_audit(paths: Sequence[str | os.PathLike], labels: pd.DataFrame | None = 
         if wanted:
             sub = cache.results[cache.results["content_hash"].isin(wanted)]
             results = {r["content_hash"]: r for r in sub.to_dict("records")}
-    todo = [(pos, p) for pos, p in enumerate(paths)
-            if file_status[pos] is None or (content[pos] and content[pos] not in results)]
+    todo = [
+        (pos, p)
+        for pos, p in enumerate(paths)
+        if file_status[pos] is None or (content[pos] and content[pos] not in results)
+    ]
 
     # 2. decode + audit what is new, in worker processes
     n_computed = 0
     if todo:
         known = frozenset(cache.known_hashes()) if cache is not None else frozenset()
         workers = max(1, min(cfg.workers or default_workers(), -(-len(todo) // cfg.chunk_size)))
-        chunks = [todo[i:i + cfg.chunk_size] for i in range(0, len(todo), cfg.chunk_size)]
+        chunks = [todo[i : i + cfg.chunk_size] for i in range(0, len(todo), cfg.chunk_size)]
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), desc="audit", unit="img", disable=not cfg.progress, mininterval=0.5)
@@ -340,7 +367,10 @@ def run_audit(paths: Sequence[str | os.PathLike], labels: pd.DataFrame | None = 
             nonlocal n_computed
             for rec in recs:
                 pos = rec["pos"]
-                content[pos], file_status[pos] = rec["content_hash"], rec.get("file_status", rec.get("audit_status", ""))
+                content[pos], file_status[pos] = (
+                    rec["content_hash"],
+                    rec.get("file_status", rec.get("audit_status", "")),
+                )
                 new = bool(rec["content_hash"]) and not rec.get("cached")
                 if new:
                     results[rec["content_hash"]] = rec
@@ -399,7 +429,9 @@ def run_audit(paths: Sequence[str | os.PathLike], labels: pd.DataFrame | None = 
     if labels is not None:
         lab = labels.reset_index(drop=True)
         for c in LABEL_COLUMNS:
-            table[c] = pd.to_numeric(lab[c], errors="coerce").astype("Int64") if c in lab else pd.array([pd.NA] * n, "Int64")
+            table[c] = (
+                pd.to_numeric(lab[c], errors="coerce").astype("Int64") if c in lab else pd.array([pd.NA] * n, "Int64")
+            )
     else:
         for c in LABEL_COLUMNS:
             table[c] = pd.array([pd.NA] * n, dtype="Int64")
@@ -424,8 +456,12 @@ def _versions() -> dict[str, str]:
     parent just to print their versions would cost ~6 s of CPU)."""
     from importlib import metadata
 
-    out = {"python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__,
-           "pandas": pd.__version__}
+    out = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "pandas": pd.__version__,
+    }
     for dist in ("torch", "piq", "pyarrow"):
         try:
             out[dist] = metadata.version(dist)
@@ -434,8 +470,15 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _metadata(table: pd.DataFrame, pairs: pd.DataFrame, thr: QualityThresholds, cfg: AuditConfig,
-              n_computed: int, wall: float, t_measure: float) -> dict:
+def _metadata(
+    table: pd.DataFrame,
+    pairs: pd.DataFrame,
+    thr: QualityThresholds,
+    cfg: AuditConfig,
+    n_computed: int,
+    wall: float,
+    t_measure: float,
+) -> dict:
     ok = table["audit_status"] == "ok"
     flags = {chk.issue: int(table[chk.issue].sum()) for chk in AUDIT_CHECKS}
     return {
@@ -446,17 +489,24 @@ def _metadata(table: pd.DataFrame, pairs: pd.DataFrame, thr: QualityThresholds, 
         "status_counts": {str(k): int(v) for k, v in table["audit_status"].value_counts().items()},
         "flag_counts": flags,
         "skin_category_counts": {str(k): int(v) for k, v in table["skin_category"].value_counts().items()},
-        "duplicates": {**summarize_duplicates(table, pairs),
-                       "near_radius": cfg.near_radius},
+        "duplicates": {**summarize_duplicates(table, pairs), "near_radius": cfg.near_radius},
         "quality_thresholds": thr.to_dict(),
         "score_definitions": SCORE_DEFINITIONS,
         "skin_config": asdict(cfg.skin),
-        "config": {"workers": cfg.workers or default_workers(), "chunk_size": cfg.chunk_size,
-                   "robust_k": cfg.robust_k, "threshold_overrides": dict(cfg.threshold_overrides),
-                   "use_cache": cfg.use_cache},
-        "timing": {"wall_s": round(wall, 3), "measure_s": round(t_measure, 3), "computed": n_computed,
-                   "from_cache": int(len(table) - n_computed),
-                   "computed_img_per_s": round(n_computed / t_measure, 1) if n_computed and t_measure > 0 else None},
+        "config": {
+            "workers": cfg.workers or default_workers(),
+            "chunk_size": cfg.chunk_size,
+            "robust_k": cfg.robust_k,
+            "threshold_overrides": dict(cfg.threshold_overrides),
+            "use_cache": cfg.use_cache,
+        },
+        "timing": {
+            "wall_s": round(wall, 3),
+            "measure_s": round(t_measure, 3),
+            "computed": n_computed,
+            "from_cache": int(len(table) - n_computed),
+            "computed_img_per_s": round(n_computed / t_measure, 1) if n_computed and t_measure > 0 else None,
+        },
         "libraries": _versions(),
         "columns": COLUMN_DOC,
     }
@@ -465,7 +515,7 @@ def _metadata(table: pd.DataFrame, pairs: pd.DataFrame, thr: QualityThresholds, 
 def sidecar_paths(out: Path) -> tuple[Path, Path]:
     """(metadata JSON, duplicate-pairs parquet) written next to the audit parquet `out`."""
     out = Path(out)
-    stem = out.name[:-len(".parquet")] if out.name.endswith(".parquet") else out.name
+    stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
     return out.with_name(stem + ".meta.json"), out.with_name(stem + ".dup_pairs.parquet")
 
 

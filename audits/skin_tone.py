@@ -11,6 +11,7 @@ Caveats: ITA of a photo mixes skin with illumination and white balance, so it is
 measure and a useful aggregate; "unknown" is returned for grayscale images and when too few skin
 pixels are found (confidence = skin-pixel fraction of the central region).
 """
+
 from __future__ import annotations
 
 import math
@@ -36,12 +37,11 @@ ITA_CATEGORIES = (
 UNKNOWN = "unknown"
 
 # Monk Skin Tone scale, tones 1 (lightest) to 10 (darkest), sRGB hex as published by Google.
-MONK_HEX = ("f6ede4", "f3e7db", "f7ead0", "eadaba", "d7bd96",
-            "a07e56", "825c43", "604134", "3a312a", "292420")
+MONK_HEX = ("f6ede4", "f3e7db", "f7ead0", "eadaba", "d7bd96", "a07e56", "825c43", "604134", "3a312a", "292420")
 
 
 def _hex_to_lab(hexes: tuple[str, ...]) -> np.ndarray:
-    rgb = np.array([[int(h[i:i + 2], 16) for i in (0, 2, 4)] for h in hexes], dtype=np.float32) / 255.0
+    rgb = np.array([[int(h[i : i + 2], 16) for i in (0, 2, 4)] for h in hexes], dtype=np.float32) / 255.0
     bgr = rgb[:, ::-1].reshape(1, -1, 3).copy()
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2Lab).reshape(-1, 3).astype(np.float64)
 
@@ -60,11 +60,11 @@ class SkinConfig:
     region: tuple[float, float, float, float] = (0.25, 0.85, 0.22, 0.78)
     cr_range: tuple[int, int] = (133, 173)
     cb_range: tuple[int, int] = (77, 127)
-    y_range: tuple[int, int] = (25, 250)   # drop deep shadow and clipped highlights
-    min_skin_fraction: float = 0.10        # below this: "unknown"
-    pixel_step: int = 2                    # use every 2nd row and column of the region (a quarter of
-                                           # the pixels: same medians, 4x less colour conversion)
-    grayscale_chroma_max: float = 3.0      # mean (max-min channel) below this: grayscale, "unknown"
+    y_range: tuple[int, int] = (25, 250)  # drop deep shadow and clipped highlights
+    min_skin_fraction: float = 0.10  # below this: "unknown"
+    pixel_step: int = 2  # use every 2nd row and column of the region (a quarter of
+    # the pixels: same medians, 4x less colour conversion)
+    grayscale_chroma_max: float = 3.0  # mean (max-min channel) below this: grayscale, "unknown"
 
 
 DEFAULT_SKIN_CONFIG = SkinConfig()
@@ -93,8 +93,9 @@ def nearest_monk(lab: np.ndarray) -> int:
     return int(np.argmin(d)) + 1
 
 
-def skin_mask(img: np.ndarray, cfg: SkinConfig = DEFAULT_SKIN_CONFIG,
-              ycrcb: np.ndarray | None = None) -> tuple[np.ndarray, tuple[slice, slice]]:
+def skin_mask(
+    img: np.ndarray, cfg: SkinConfig = DEFAULT_SKIN_CONFIG, ycrcb: np.ndarray | None = None
+) -> tuple[np.ndarray, tuple[slice, slice]]:
     """Boolean skin mask over the central face region of a BGR crop, and that region's slices.
 
     Why YCrCb: skin of every tone clusters in a compact Cr/Cb box, while brightness (Y) varies with
@@ -114,17 +115,25 @@ def skin_mask(img: np.ndarray, cfg: SkinConfig = DEFAULT_SKIN_CONFIG,
     return cv2.inRange(ycrcb, lo, hi) > 0, (rows, cols)
 
 
-def skin_tone(img: np.ndarray, cfg: SkinConfig = DEFAULT_SKIN_CONFIG,
-              chroma: float | None = None, ycrcb: np.ndarray | None = None) -> dict:
+def skin_tone(
+    img: np.ndarray, cfg: SkinConfig = DEFAULT_SKIN_CONFIG, chroma: float | None = None, ycrcb: np.ndarray | None = None
+) -> dict:
     """Skin tone of one BGR uint8 face crop.
 
-    Returns ita (median per-pixel ITA, degrees), skin_category (ITA category or "unknown"),
-    monk_tone (1..10, or None when unknown), skin_tone_score (skin fraction of the central region: what the estimate rests on),
-    skin_L / skin_a / skin_b (median CIELAB of the skin pixels). `chroma` and `ycrcb` may be passed by
-    the audit pass, which has them already.
+    Returns ita (median per-pixel ITA, degrees), skin_category (ITA category or "unknown"), monk_tone (1..10,
+    or None when unknown), skin_tone_score (skin fraction of the central region: what the estimate rests on),
+    skin_L / skin_a / skin_b (median CIELAB of the skin pixels). `chroma` and `ycrcb` may be passed by the
+    audit pass, which has them already.
     """
-    out = {"ita": float("nan"), "skin_category": UNKNOWN, "monk_tone": None, "skin_tone_score": 0.0,
-           "skin_L": float("nan"), "skin_a": float("nan"), "skin_b": float("nan")}
+    out = {
+        "ita": float("nan"),
+        "skin_category": UNKNOWN,
+        "monk_tone": None,
+        "skin_tone_score": 0.0,
+        "skin_L": float("nan"),
+        "skin_a": float("nan"),
+        "skin_b": float("nan"),
+    }
     if img is None or img.ndim != 3 or img.shape[2] != 3 or min(img.shape[:2]) < 2:
         return out
     if chroma is None:
@@ -144,8 +153,14 @@ def skin_tone(img: np.ndarray, cfg: SkinConfig = DEFAULT_SKIN_CONFIG,
     ita = np.degrees(np.arctan((kept[:, 0] - 50.0) / kept[:, 2]))
     med_ita = float(np.median(ita))
     med_lab = np.median(kept, axis=0).astype(np.float64)
-    out.update(ita=med_ita, skin_category=ita_category(med_ita), monk_tone=nearest_monk(med_lab),
-               skin_L=float(med_lab[0]), skin_a=float(med_lab[1]), skin_b=float(med_lab[2]))
+    out.update(
+        ita=med_ita,
+        skin_category=ita_category(med_ita),
+        monk_tone=nearest_monk(med_lab),
+        skin_L=float(med_lab[0]),
+        skin_a=float(med_lab[1]),
+        skin_b=float(med_lab[2]),
+    )
     return out
 
 
@@ -160,8 +175,13 @@ def skin_tone_issues(table: pd.DataFrame, cfg: SkinConfig = DEFAULT_SKIN_CONFIG)
     chroma = pd.to_numeric(table["chroma"], errors="coerce")
     status = table["audit_status"].astype("string").fillna("") if "audit_status" in table else "ok"
     unknown = (cat == UNKNOWN).to_numpy()
-    reasons = np.where(status != "ok", "not audited",
-                       np.where(chroma < cfg.grayscale_chroma_max, "grayscale image",
-                                [f"too few skin pixels ({f:.0%} of the face centre)" for f in frac]))
-    return pd.DataFrame({SKIN_TONE.issue: unknown, SKIN_TONE.reason: np.where(unknown, reasons, "")},
-                        index=table.index)
+    reasons = np.where(
+        status != "ok",
+        "not audited",
+        np.where(
+            chroma < cfg.grayscale_chroma_max,
+            "grayscale image",
+            [f"too few skin pixels ({f:.0%} of the face centre)" for f in frac],
+        ),
+    )
+    return pd.DataFrame({SKIN_TONE.issue: unknown, SKIN_TONE.reason: np.where(unknown, reasons, "")}, index=table.index)

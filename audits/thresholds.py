@@ -5,14 +5,16 @@ Why a module of its own: thresholds default to robust statistics of the audited 
 overridden, and are saved to / loaded from JSON so that `curate predict` judges single photos with the
 thresholds of the training set. Measurements (audits.quality) do not depend on them; flags do.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,16 +33,16 @@ class QualityThresholds:
     """
 
     # Defaults: the robust fences (k=3, see K_SCALE) of the full UTKFace set (23,708 images), rounded.
-    laplacian_var_min: float = 5.6      # is_blurry_issue: Laplacian variance below this (fence on log10)
-    brisque_max: float = 84.7           # is_brisque_issue: BRISQUE above this
+    laplacian_var_min: float = 5.6  # is_blurry_issue: Laplacian variance below this (fence on log10)
+    brisque_max: float = 84.7  # is_brisque_issue: BRISQUE above this
     brightness_p95_max_dark: float = 106.6  # is_dark_issue: even the brightest 5 % are darker than this
-    brightness_p5_min_over: float = 123.0   # is_overexposed_issue: even the darkest 5 % are brighter than this
-    contrast_min: float = 10.9          # is_low_contrast_issue: std of gray levels below this
-    entropy_min: float = 6.44           # is_low_information_issue: gray-level entropy (bits) below this
-    chroma_max_gray: float = 3.0        # is_grayscale_issue: mean (max-min channel) below this (absolute)
-    min_side: float = 100.0             # is_odd_size_issue: shorter side below this ...
-    aspect_expected: float = 1.0        # ... or width/height off the dataset's typical aspect
-    aspect_tolerance: float = 0.1       # by more than this fraction
+    brightness_p5_min_over: float = 123.0  # is_overexposed_issue: even the darkest 5 % are brighter than this
+    contrast_min: float = 10.9  # is_low_contrast_issue: std of gray levels below this
+    entropy_min: float = 6.44  # is_low_information_issue: gray-level entropy (bits) below this
+    chroma_max_gray: float = 3.0  # is_grayscale_issue: mean (max-min channel) below this (absolute)
+    min_side: float = 100.0  # is_odd_size_issue: shorter side below this ...
+    aspect_expected: float = 1.0  # ... or width/height off the dataset's typical aspect
+    aspect_tolerance: float = 0.1  # by more than this fraction
     source: str = "built-in defaults (robust statistics of the full UTKFace set)"
     details: dict = field(default_factory=dict)
 
@@ -49,7 +51,7 @@ class QualityThresholds:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "QualityThresholds":
+    def from_dict(cls, d: Mapping[str, Any]) -> QualityThresholds:
         """Build from a dict; accepts a sidecar dict holding a `quality_thresholds` key too."""
         if "quality_thresholds" in d:
             d = d["quality_thresholds"]
@@ -64,11 +66,11 @@ class QualityThresholds:
         write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "QualityThresholds":
+    def load(cls, path: str | os.PathLike) -> QualityThresholds:
         """Read thresholds from JSON written by `save` or from an audit sidecar (`*.meta.json`)."""
         return cls.from_dict(json.loads(Path(path).read_text()))
 
-    def with_overrides(self, overrides: Mapping[str, Any] | None) -> "QualityThresholds":
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> QualityThresholds:
         """Copy with some values replaced (config overrides win over dataset statistics)."""
         if not overrides:
             return self
@@ -90,8 +92,9 @@ DEFAULT_THRESHOLDS = QualityThresholds()
 K_SCALE = {"laplacian_var_min": 2.0 / 3.0}
 
 
-def _robust_fence(values: np.ndarray, k: float, side: str, log: bool = False,
-                  fallback_pct: float = 1.0) -> tuple[float, dict]:
+def _robust_fence(
+    values: np.ndarray, k: float, side: str, log: bool = False, fallback_pct: float = 1.0
+) -> tuple[float, dict]:
     """One-sided outlier fence median -/+ k*1.4826*MAD (log10 scale if `log`).
 
     Why robust statistics: the fence adapts to the dataset (a dim webcam set is not "too dark"
@@ -113,12 +116,15 @@ def _robust_fence(values: np.ndarray, k: float, side: str, log: bool = False,
         fence = float(np.percentile(v, fallback_pct if side == "low" else 100 - fallback_pct))
         how = f"percentile {fallback_pct}"
     info = {"median": med, "mad": mad, "k": k, "side": side, "log10": log, "method": how, "n": int(v.size)}
-    return (10 ** fence if log else fence), info
+    return (10**fence if log else fence), info
 
 
-def compute_thresholds(df: pd.DataFrame, k: float = 3.0,
-                       overrides: Mapping[str, Any] | None = None,
-                       base: QualityThresholds = DEFAULT_THRESHOLDS) -> QualityThresholds:
+def compute_thresholds(
+    df: pd.DataFrame,
+    k: float = 3.0,
+    overrides: Mapping[str, Any] | None = None,
+    base: QualityThresholds = DEFAULT_THRESHOLDS,
+) -> QualityThresholds:
     """Thresholds from robust statistics of the audited images themselves (rows with status "ok").
 
     Why: what counts as "too dark" or "blurry" depends on the dataset; fences at k robust standard
@@ -151,6 +157,11 @@ def compute_thresholds(df: pd.DataFrame, k: float = 3.0,
     details["min_side"] = {"rule": "half the median shorter side"}
     details["aspect_expected"] = {"rule": "median width/height"}
     t = QualityThresholds(
-        **{**base.to_dict(), **vals,
-           "source": f"robust statistics of this dataset (n={len(ok)}, k={k})", "details": details})
+        **{
+            **base.to_dict(),
+            **vals,
+            "source": f"robust statistics of this dataset (n={len(ok)}, k={k})",
+            "details": details,
+        }
+    )
     return t.with_overrides(overrides)

@@ -9,6 +9,7 @@ flags overlap cleanvision's. Also BRISQUE equivalence to piq on a sample of the 
 
     nice -n 10 python bench/audit_throughput.py [DATA_DIR] [--limit N] [--workers W] [--no-cleanvision]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,7 @@ class PeakRSS:
             self.peak = max(self.peak, self._sample())
             self._stop.wait(0.2)
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         self._t.start()
         return self
 
@@ -104,8 +105,10 @@ def main() -> None:
         paths = paths[: args.limit]
     n = len(paths)
     workers = args.workers or default_workers()
-    print(f"images: {n} from {args.data_dir}; CPUs available: {default_workers()}; workers: {workers}; "
-          f"load average at start: {os.getloadavg()[0]:.2f}")
+    print(
+        f"images: {n} from {args.data_dir}; CPUs available: {default_workers()}; workers: {workers}; "
+        f"load average at start: {os.getloadavg()[0]:.2f}"
+    )
     labels = labels_for(paths)
 
     with tempfile.TemporaryDirectory() as cache:
@@ -121,8 +124,10 @@ def main() -> None:
         t_again = time.perf_counter() - t
     assert res2.meta["timing"]["computed"] == 0
     ours = res.table
-    print(f"\nours (cold cache): {t_ours:.1f} s wall, {n / t_ours:.0f} img/s, {cpu_ours:.1f} s CPU (parent + workers, "
-          f"{cpu_ours / n * 1e3:.2f} ms/img), peak RSS {mem_ours.peak / 2**20:.0f} MiB (process tree)")
+    print(
+        f"\nours (cold cache): {t_ours:.1f} s wall, {n / t_ours:.0f} img/s, {cpu_ours:.1f} s CPU (parent + workers, "
+        f"{cpu_ours / n * 1e3:.2f} ms/img), peak RSS {mem_ours.peak / 2**20:.0f} MiB (process tree)"
+    )
     print(f"ours (second run, warm cache): {t_again:.1f} s wall")
     print(f"  status: {res.meta['status_counts']}")
     print(f"  flags: {res.meta['flag_counts']}; low quality {res.meta['flag_counts']['is_low_quality_issue']}")
@@ -146,9 +151,11 @@ def main() -> None:
         t_fast = time.perf_counter() - t
         ok = np.isfinite(ref) & np.isfinite(fast)
         rel = np.abs(fast[ok] - ref[ok]) / np.abs(ref[ok])
-        print(f"\nBRISQUE vs piq on {len(imgs)} images (one process): max relative difference {rel.max():.2e}, "
-              f"bit-identical {np.mean(fast[ok] == ref[ok]) * 100:.1f} %; piq {len(imgs) / t_piq:.0f} img/s, "
-              f"ours {len(imgs) / t_fast:.0f} img/s ({t_piq / t_fast:.1f}x)")
+        print(
+            f"\nBRISQUE vs piq on {len(imgs)} images (one process): max relative difference {rel.max():.2e}, "
+            f"bit-identical {np.mean(fast[ok] == ref[ok]) * 100:.1f} %; piq {len(imgs) / t_piq:.0f} img/s, "
+            f"ours {len(imgs) / t_fast:.0f} img/s ({t_piq / t_fast:.1f}x)"
+        )
 
     if args.no_cleanvision:
         return
@@ -162,12 +169,18 @@ def main() -> None:
         cpu_cv = cpu_seconds() - c0
         t_cv = time.perf_counter() - t
     cv = lab.issues.reindex(paths)
-    print(f"\ncleanvision find_issues(n_jobs=1): {t_cv:.1f} s wall, {n / t_cv:.0f} img/s, {cpu_cv:.1f} s CPU "
-          f"({cpu_cv / n * 1e3:.2f} ms/img), peak RSS {mem_cv.peak / 2**20:.0f} MiB")
-    print(f"ratio ours / cleanvision: wall {t_ours / t_cv:.2f}, CPU {cpu_ours / cpu_cv:.2f}  (ours computes BRISQUE "
-          f"and skin tone on top)")
-    print(f"on {workers} otherwise idle cores, wall ~ CPU / cores: ours ~{cpu_ours / workers:.0f} s, "
-          f"cleanvision (one process) ~{cpu_cv:.0f} s")
+    print(
+        f"\ncleanvision find_issues(n_jobs=1): {t_cv:.1f} s wall, {n / t_cv:.0f} img/s, {cpu_cv:.1f} s CPU "
+        f"({cpu_cv / n * 1e3:.2f} ms/img), peak RSS {mem_cv.peak / 2**20:.0f} MiB"
+    )
+    print(
+        f"ratio ours / cleanvision: wall {t_ours / t_cv:.2f}, CPU {cpu_ours / cpu_cv:.2f}  (ours computes BRISQUE "
+        f"and skin tone on top)"
+    )
+    print(
+        f"on {workers} otherwise idle cores, wall ~ CPU / cores: ours ~{cpu_ours / workers:.0f} s, "
+        f"cleanvision (one process) ~{cpu_cv:.0f} s"
+    )
     print(f"  load average after cleanvision: {os.getloadavg()[0]:.2f}")
 
     o = ours.set_index("path")
@@ -192,8 +205,16 @@ def main() -> None:
         b = cv[cv_col].fillna(False).astype(bool).to_numpy()
         both = int((a & b).sum())
         union = int((a | b).sum())
-        rows.append({"ours": ours_col, "cleanvision": cv_col, "n_ours": int(a.sum()), "n_cv": int(b.sum()),
-                     "both": both, "jaccard": round(both / union, 3) if union else float("nan")})
+        rows.append(
+            {
+                "ours": ours_col,
+                "cleanvision": cv_col,
+                "n_ours": int(a.sum()),
+                "n_cv": int(b.sum()),
+                "both": both,
+                "jaccard": round(both / union, 3) if union else float("nan"),
+            }
+        )
     print("\nflag overlap (same images):")
     print(pd.DataFrame(rows).to_string(index=False))
 

@@ -19,6 +19,7 @@ fields from an audits table, or from the audits runner's per-content cache (flag
 dataset thresholds); rows either lacks are filled by resampling real rows. The report says how many
 rows of each kind were real.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,14 +38,19 @@ sys.path.insert(0, str(REPO))
 def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", type=Path, default=REPO / "dataset" / "folds.csv")
-    ap.add_argument("--predictions", type=Path, default=REPO / "runs/default/eval/test_2_folds_last/predictions.parquet")
+    ap.add_argument(
+        "--predictions", type=Path, default=REPO / "runs/default/eval/test_2_folds_last/predictions.parquet"
+    )
     ap.add_argument("--audits", type=Path, help="A full audits table (curate audit output).")
     ap.add_argument("--audit-results", type=Path, help="The audits runner's results cache (content_hash keyed).")
     ap.add_argument("--limit", type=int, help="Only the first N manifest rows.")
     ap.add_argument("--naive-n", type=int, default=2000)
     ap.add_argument("--json", type=Path, help="Write the figures here too.")
-    ap.add_argument("--use-configured-db", action="store_true",
-                    help="Use FiftyOne's configured database instead of a temporary one.")
+    ap.add_argument(
+        "--use-configured-db",
+        action="store_true",
+        help="Use FiftyOne's configured database instead of a temporary one.",
+    )
     return ap.parse_args()
 
 
@@ -55,8 +61,11 @@ def fill(base, real, key: str, seed: int = 0):
     real = real.drop_duplicates(key).set_index(key)
     have = base[key].isin(real.index).to_numpy()
     rng = np.random.default_rng(seed)
-    src = np.where(have, base[key].map({k: i for i, k in enumerate(real.index)}).fillna(-1).astype(int),
-                   rng.integers(0, len(real), len(base)))
+    src = np.where(
+        have,
+        base[key].map({k: i for i, k in enumerate(real.index)}).fillna(-1).astype(int),
+        rng.integers(0, len(real), len(base)),
+    )
     out = real.iloc[src].reset_index(drop=True)
     return out, int(have.sum())
 
@@ -92,8 +101,10 @@ def main() -> None:
     pred_real = pd.read_parquet(args.predictions)
     pred_real["path"] = [str(Path(p).resolve()) for p in pred_real["path"]]
     prows, n_real_pred = fill(man, pred_real.drop(columns=["age", "gender", "filename", "content_hash"]), "path")
-    pred = pd.concat([man[["path", "filename", "content_hash", "age", "gender"]], prows.drop(columns=["path"],
-                                                                                             errors="ignore")], axis=1)
+    pred = pd.concat(
+        [man[["path", "filename", "content_hash", "age", "gender"]], prows.drop(columns=["path"], errors="ignore")],
+        axis=1,
+    )
     pred["age_abs_error"] = (pred["age_pred"] - pred["age"]).abs()
     lg = pred[["gender_logit_0", "gender_logit_1"]].to_numpy(float)
     lse = np.logaddexp(lg[:, 0], lg[:, 1])
@@ -113,8 +124,14 @@ def main() -> None:
 
         res = pd.read_parquet(args.audit_results)
         arows, n_real_a = fill(man[["content_hash"]], res, "content_hash")
-        audit = pd.concat([man[["path", "content_hash"]], arows.drop(columns=["width", "height"], errors="ignore"),
-                           man[["width", "height"]]], axis=1)
+        audit = pd.concat(
+            [
+                man[["path", "content_hash"]],
+                arows.drop(columns=["width", "height"], errors="ignore"),
+                man[["width", "height"]],
+            ],
+            axis=1,
+        )
         audit = add_quality_flags(audit, compute_thresholds(audit))
         codes = audit.groupby("content_hash").ngroup()
         dup = audit["content_hash"].duplicated(keep=False)
@@ -181,15 +198,20 @@ def main() -> None:
     nds.delete()
     ds.delete()
 
-    print(f"{n} samples, {report['fields']} fields (predictions: {n_real_pred} real rows"
-          + (f", audits: {report['audit_real_rows']} real rows" if audit is not None else ", no audits") + ")")
+    print(
+        f"{n} samples, {report['fields']} fields (predictions: {n_real_pred} real rows"
+        + (f", audits: {report['audit_real_rows']} real rows" if audit is not None else ", no audits")
+        + ")"
+    )
     print(f"  bulk ingest (curate score path)     {report['bulk_seconds']:8.2f} s")
     print(f"  same, via FiftyOne's add_samples    {report['bulk_add_samples_seconds']:8.2f} s")
     print(f"  re-run, nothing changed             {report['noop_seconds']:8.2f} s")
     print(f"  re-run, all predictions changed     {report['update_predictions_seconds']:8.2f} s")
-    print(f"  naive per-sample save() loop        {report['naive_seconds_measured']:8.2f} s for {k} samples -> "
-          f"{report['naive_seconds_extrapolated_full']:.0f} s for {n} (EXTRAPOLATED), "
-          f"{report['speedup_vs_naive']}x slower than bulk")
+    print(
+        f"  naive per-sample save() loop        {report['naive_seconds_measured']:8.2f} s for {k} samples -> "
+        f"{report['naive_seconds_extrapolated_full']:.0f} s for {n} (EXTRAPOLATED), "
+        f"{report['speedup_vs_naive']}x slower than bulk"
+    )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

@@ -7,6 +7,7 @@ The system-malloc rows run first, since leaving the scope does not restore a pri
 
 Usage: python bench/inference_throughput.py [--size 200] [--batch 256] [--batches 6]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,9 +50,13 @@ def main() -> None:
     print(f"forward pass at {args.size}px, batch {args.batch}, {args.threads} threads, torch {torch.__version__}")
     model = AgeGenderClassifier().eval()
     x = torch.randn(args.batch, 3, args.size, args.size)
-    layouts = {"NCHW": (model, x),
-               "channels_last": (AgeGenderClassifier().eval().to(memory_format=torch.channels_last),
-                                 x.contiguous(memory_format=torch.channels_last))}
+    layouts = {
+        "NCHW": (model, x),
+        "channels_last": (
+            AgeGenderClassifier().eval().to(memory_format=torch.channels_last),
+            x.contiguous(memory_format=torch.channels_last),
+        ),
+    }
     layouts["channels_last"][0].load_state_dict(model.state_dict())
     for kept in (False, True):
         for name, (m, xx) in layouts.items():

@@ -33,6 +33,7 @@ Measured (2 CPU cores), AP mean +- std over seeds 0, 1, 2:
   --predictions mode on the shipped model's 4,740 test predictions (flip TTA): gender ours 0.827 vs
   peers 0.825 (a tie: a strong model leaves little for calibration), age ours 0.638 vs 0.523.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -220,11 +221,15 @@ def fiftyone_mistakenness(pred: pd.DataFrame) -> np.ndarray:
         samples = []
         for i in range(len(pred)):
             k = int(p[i] >= 0.5)
-            samples.append(fo.Sample(
-                filepath=pred["path"].iat[i],
-                ground_truth=fo.Classification(label=labels[int(pred["gender"].iat[i])]),
-                predictions=fo.Classification(label=labels[k], confidence=float(max(p[i], 1 - p[i])),
-                                              logits=logits[i].tolist())))
+            samples.append(
+                fo.Sample(
+                    filepath=pred["path"].iat[i],
+                    ground_truth=fo.Classification(label=labels[int(pred["gender"].iat[i])]),
+                    predictions=fo.Classification(
+                        label=labels[k], confidence=float(max(p[i], 1 - p[i])), logits=logits[i].tolist()
+                    ),
+                )
+            )
         ds.add_samples(samples, progress=False)
         fob.compute_mistakenness(ds, "predictions", label_field="ground_truth", use_logits=True, progress=False)
         ids = ds.values("id")
@@ -303,8 +308,11 @@ def train_config(mode: str, image_size: int | None, epochs: int | None, batch_si
 def run_seed(df_all: pd.DataFrame, seed: int, args, cfg, sharp: dict[str, float]) -> tuple[list[dict], pd.DataFrame]:
     from trainer.crossfit import crossfit
 
-    df = df_all if not args.n or args.n >= len(df_all) else \
-        df_all.sample(args.n, random_state=seed).sort_values("filename").reset_index(drop=True)
+    df = (
+        df_all
+        if not args.n or args.n >= len(df_all)
+        else df_all.sample(args.n, random_state=seed).sort_values("filename").reset_index(drop=True)
+    )
     noised, g_true, a_true = inject_noise(df, seed)
     seed_dir = Path(args.out) / f"seed_{seed}"
     seed_dir.mkdir(parents=True, exist_ok=True)
@@ -312,31 +320,46 @@ def run_seed(df_all: pd.DataFrame, seed: int, args, cfg, sharp: dict[str, float]
     if args.predictions is not None:
         # Held-out predictions of a model trained elsewhere (e.g. `curate evaluate` on the test split):
         # only the labels are noised here, the model never saw these images.
-        pred = df[["path"]].merge(pd.read_parquet(args.predictions).drop(columns=["age", "gender"]), on="path",
-                                  how="left")
+        pred = df[["path"]].merge(
+            pd.read_parquet(args.predictions).drop(columns=["age", "gender"]), on="path", how="left"
+        )
         pred["age"], pred["gender"] = noised["age"].to_numpy(), noised["gender"].to_numpy()
     else:
         pred = crossfit(noised, seed_dir / "crossfit", cfg, k=args.k, seed=seed, progress=not args.quiet)
     cf_seconds = time.time() - t0
-    pd.DataFrame({"path": df["path"], "gender_flipped": g_true, "age_replaced": a_true,
-                  "age_true": df["age"], "gender_true": df["gender"]}).to_csv(seed_dir / "noise.csv", index=False)
+    pd.DataFrame(
+        {
+            "path": df["path"],
+            "gender_flipped": g_true,
+            "age_replaced": a_true,
+            "age_true": df["age"],
+            "gender_true": df["gender"],
+        }
+    ).to_csv(seed_dir / "noise.csv", index=False)
     audit = audit_frame(pred, sharp, df["race"])
     acc = float(((pred["gender_prob"] >= 0.5) == (df["gender"] == 1)).mean())
     mae = float(np.abs(pred["age_pred"] - df["age"]).mean())
     excl = {"gender": known_conflicts(df, "gender"), "age": known_conflicts(df, "age")}
-    print(f"\nseed {seed}: n={len(df)}, {'cross-fit' if args.predictions is None else 'load'} "
-          f"{cf_seconds / 60:.1f} min (this call), out-of-sample vs original labels: gender acc {acc:.3f}, "
-          f"age MAE {mae:.2f}; left out of the metrics (copies with conflicting original labels): "
-          f"gender {int(excl['gender'].sum())}, age {int(excl['age'].sum())} rows", flush=True)
+    print(
+        f"\nseed {seed}: n={len(df)}, {'cross-fit' if args.predictions is None else 'load'} "
+        f"{cf_seconds / 60:.1f} min (this call), out-of-sample vs original labels: gender acc {acc:.3f}, "
+        f"age MAE {mae:.2f}; left out of the metrics (copies with conflicting original labels): "
+        f"gender {int(excl['gender'].sum())}, age {int(excl['age'].sum())} rows",
+        flush=True,
+    )
 
     rows = []
-    methods_g = [("ours", lambda: score_gender(pred, audit)["gender_flip_prob"].to_numpy()),
-                 ("cleanlab self_confidence", lambda: cleanlab_gender(pred, "self_confidence")),
-                 ("cleanlab normalized_margin", lambda: cleanlab_gender(pred, "normalized_margin"))]
+    methods_g = [
+        ("ours", lambda: score_gender(pred, audit)["gender_flip_prob"].to_numpy()),
+        ("cleanlab self_confidence", lambda: cleanlab_gender(pred, "self_confidence")),
+        ("cleanlab normalized_margin", lambda: cleanlab_gender(pred, "normalized_margin")),
+    ]
     if not args.skip_fiftyone:
         methods_g.append(("fiftyone mistakenness", lambda: fiftyone_mistakenness(pred)))
-    methods_a = [("ours", lambda: score_age(pred, audit)["age_residual_z"].to_numpy()),
-                 ("cleanlab regression outre", lambda: cleanlab_age(pred))]
+    methods_a = [
+        ("ours", lambda: score_age(pred, audit)["age_residual_z"].to_numpy()),
+        ("cleanlab regression outre", lambda: cleanlab_age(pred)),
+    ]
     cache = PeerCache(seed_dir / "peer_scores.npz", pred)
     for task, truth, methods in (("gender", g_true, methods_g), ("age", a_true, methods_a)):
         keep = ~excl[task]
@@ -347,11 +370,26 @@ def run_seed(df_all: pd.DataFrame, seed: int, args, cfg, sharp: dict[str, float]
                 print(f"  {task} / {name}: failed: {type(e).__name__}: {e}", flush=True)
                 continue
             m = detection_metrics(truth[keep], np.asarray(score)[keep])
-            rows.append({"seed": seed, "n": len(df), "task": task, "method": name, **m,
-                         "seconds": secs, "peak_mb": mb, "crossfit_minutes": cf_seconds / 60,
-                         "model_gender_acc": acc, "model_age_mae": mae, "n_excluded": int(excl[task].sum())})
-            print(f"  {task:6s} {name:28s} AP {m['ap']:.3f}  AUROC {m['auroc']:.3f}  P@k {m['p_at_k']:.3f}  "
-                  f"R@1%FPR {m['recall_at_1pct_fpr']:.3f}  {secs:6.2f}s {mb:7.1f} MB", flush=True)
+            rows.append(
+                {
+                    "seed": seed,
+                    "n": len(df),
+                    "task": task,
+                    "method": name,
+                    **m,
+                    "seconds": secs,
+                    "peak_mb": mb,
+                    "crossfit_minutes": cf_seconds / 60,
+                    "model_gender_acc": acc,
+                    "model_age_mae": mae,
+                    "n_excluded": int(excl[task].sum()),
+                }
+            )
+            print(
+                f"  {task:6s} {name:28s} AP {m['ap']:.3f}  AUROC {m['auroc']:.3f}  P@k {m['p_at_k']:.3f}  "
+                f"R@1%FPR {m['recall_at_1pct_fpr']:.3f}  {secs:6.2f}s {mb:7.1f} MB",
+                flush=True,
+            )
     real = pred.copy()
     real["age"], real["gender"], real["race"] = df["age"].to_numpy(), df["gender"].to_numpy(), df["race"].to_numpy()
     return rows, real
@@ -362,14 +400,20 @@ def summarize(res: pd.DataFrame) -> str:
     g = res.groupby(["task", "method"], sort=False)[cols]
     mean, std = g.mean(), g.std(ddof=0).fillna(0.0)
     seeds = sorted(res["seed"].unique())
-    lines = [f"n = {int(res['n'].iloc[0])} images, seeds {', '.join(map(str, seeds))}; mean ± std over seeds; "
-             f"{int(res['n_true'].iloc[0])} injected issues per task.", "",
-             "| task | method | AP | AUROC | P@k | recall@1%FPR | time (s) | peak MB |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"n = {int(res['n'].iloc[0])} images, seeds {', '.join(map(str, seeds))}; mean ± std over seeds; "
+        f"{int(res['n_true'].iloc[0])} injected issues per task.",
+        "",
+        "| task | method | AP | AUROC | P@k | recall@1%FPR | time (s) | peak MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for (task, method), m in mean.iterrows():
         s = std.loc[(task, method)]
-        lines.append(f"| {task} | {method} | " + " | ".join(
-            f"{m[c]:.3f} ± {s[c]:.3f}" for c in cols[:4]) + f" | {m['seconds']:.2f} | {m['peak_mb']:.0f} |")
+        lines.append(
+            f"| {task} | {method} | "
+            + " | ".join(f"{m[c]:.3f} ± {s[c]:.3f}" for c in cols[:4])
+            + f" | {m['seconds']:.2f} | {m['peak_mb']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -401,8 +445,12 @@ def contact_sheet(df: pd.DataFrame, reason_col: str, path: Path, title: str, n: 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--manifest", type=Path, default=None,
-                    help="manifest CSV of --data (default: dataset/folds.csv when it lists --data, else scan)")
+    ap.add_argument(
+        "--manifest",
+        type=Path,
+        default=None,
+        help="manifest CSV of --data (default: dataset/folds.csv when it lists --data, else scan)",
+    )
     ap.add_argument("--n", type=int, default=0, help="seeded subsample size (default: all images)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--mode", choices=["cheap", "default"], default="cheap")
@@ -411,9 +459,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench_mislabels")
-    ap.add_argument("--predictions", type=Path, default=None,
-                    help="score these held-out predictions (shared schema) instead of cross-fitting; only the "
-                         "labels are noised (the model must not have trained on these images)")
+    ap.add_argument(
+        "--predictions",
+        type=Path,
+        default=None,
+        help="score these held-out predictions (shared schema) instead of cross-fitting; only the "
+        "labels are noised (the model must not have trained on these images)",
+    )
     ap.add_argument("--skip-fiftyone", action="store_true")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -422,8 +474,10 @@ def main(argv: list[str] | None = None) -> None:
     cfg = train_config(args.mode, args.image_size, args.epochs, args.batch_size)
     if args.predictions is not None:
         print(f"scoring held-out predictions {args.predictions} (no cross-fit)", flush=True)
-    print(f"mode {args.mode}: image_size {cfg.image_size}, epochs {cfg.num_epochs}, batch {cfg.batch_size}, "
-          f"k {args.k}", flush=True)
+    print(
+        f"mode {args.mode}: image_size {cfg.image_size}, epochs {cfg.num_epochs}, batch {cfg.batch_size}, k {args.k}",
+        flush=True,
+    )
     df_all = load_manifest(args.data, args.manifest, progress=not args.quiet)
     if args.predictions is not None:
         df_all = df_all[df_all["path"].isin(set(pd.read_parquet(args.predictions, columns=["path"])["path"]))]
@@ -445,13 +499,23 @@ def main(argv: list[str] | None = None) -> None:
     res.to_csv(args.out / "results.csv", index=False)
     table = summarize(res)
     cf = res.groupby("seed")[["crossfit_minutes", "model_gender_acc", "model_age_mae"]].first()
-    what = (f"held-out predictions {args.predictions}" if args.predictions is not None else
-            f"cross-fit (mode {args.mode}, {cfg.image_size} px, {cfg.num_epochs} epochs, batch {cfg.batch_size}, k={args.k})")
-    extra = (f"\n\n{what}: " + "; ".join(
-        f"seed {s}: {r.crossfit_minutes:.1f} min, gender acc {r.model_gender_acc:.3f}, age MAE {r.model_age_mae:.2f}"
-        for s, r in cf.iterrows())
+    what = (
+        f"held-out predictions {args.predictions}"
+        if args.predictions is not None
+        else f"cross-fit (mode {args.mode}, {cfg.image_size} px, {cfg.num_epochs} epochs, "
+        f"batch {cfg.batch_size}, k={args.k})"
+    )
+    extra = (
+        f"\n\n{what}: "
+        + "; ".join(
+            f"seed {s}: {r.crossfit_minutes:.1f} min, gender acc {r.model_gender_acc:.3f}, "
+            f"age MAE {r.model_age_mae:.2f}"
+            for s, r in cf.iterrows()
+        )
         + f"\nleft out of the metrics (pixel-identical copies whose original labels conflict): gender "
-        f"{int(res[res.task == 'gender'].n_excluded.iloc[0])}, age {int(res[res.task == 'age'].n_excluded.iloc[0])} rows")
+        f"{int(res[res.task == 'gender'].n_excluded.iloc[0])}, "
+        f"age {int(res[res.task == 'age'].n_excluded.iloc[0])} rows"
+    )
     (args.out / "summary.md").write_text(table + extra + "\n")
     print("\n" + table + extra, flush=True)
 
@@ -462,11 +526,16 @@ def main(argv: list[str] | None = None) -> None:
     top = pd.concat([real0[["path", "filename", "age", "gender"]], g, a], axis=1)
     top_g = top.sort_values("gender_flip_prob", ascending=False).head(50)
     top_a = top.sort_values("age_residual_z", ascending=False).head(50)
-    pd.concat([top_g.assign(task="gender"), top_a.assign(task="age")]).to_csv(
-        args.out / "top_real.csv", index=False)
-    contact_sheet(top_g, "gender_label_reason", args.out / "top50_gender.png",
-                  "Top 50 suspected gender labels (real UTKFace labels)")
-    contact_sheet(top_a, "age_label_reason", args.out / "top50_age.png", "Top 50 suspected age labels (real UTKFace labels)")
+    pd.concat([top_g.assign(task="gender"), top_a.assign(task="age")]).to_csv(args.out / "top_real.csv", index=False)
+    contact_sheet(
+        top_g,
+        "gender_label_reason",
+        args.out / "top50_gender.png",
+        "Top 50 suspected gender labels (real UTKFace labels)",
+    )
+    contact_sheet(
+        top_a, "age_label_reason", args.out / "top50_age.png", "Top 50 suspected age labels (real UTKFace labels)"
+    )
     print(f"\nwrote {args.out / 'results.csv'}, {args.out / 'summary.md'}, top50_gender.png, top50_age.png", flush=True)
 
 

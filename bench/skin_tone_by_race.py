@@ -6,6 +6,7 @@ existing audit table.
 
     nice -n 10 python bench/skin_tone_by_race.py [DATA_DIR] [--audit a.parquet]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TORCH_HOME", str(REPO.parent / "shared" / "torch_home"))
-
 
 
 def load_table(data_dir: str, audit: str | None):
@@ -52,21 +52,43 @@ def main() -> None:
     q.insert(1, "unknown", t.groupby("race_name")["skin_category"].apply(lambda s: int((s == "unknown").sum())))
     order = [r for r in RACE_NAMES + ("unknown",) if r in q.index]
     pd.set_option("display.width", 200)
-    print(f"ITA (degrees) per race label, {len(known)} images with a skin estimate "
-          f"({len(t) - len(known)} unknown: grayscale or too few skin pixels)\n")
+    print(
+        f"ITA (degrees) per race label, {len(known)} images with a skin estimate "
+        f"({len(t) - len(known)} unknown: grayscale or too few skin pixels)\n"
+    )
     print(q.loc[order].round(1).to_string())
     cats = [name for _, name in ITA_CATEGORIES] + ["unknown"]
-    ct = pd.crosstab(t["race_name"], pd.Series(pd.Categorical(t["skin_category"], cats), index=t.index,
-                                               name="ITA category"), normalize="index") * 100
+    ct = (
+        pd.crosstab(
+            t["race_name"],
+            pd.Series(pd.Categorical(t["skin_category"], cats), index=t.index, name="ITA category"),
+            normalize="index",
+        )
+        * 100
+    )
     print("\nITA category per race label (% of row):")
     print(ct.loc[order].round(1).to_string())
     tones = [str(i) for i in range(1, 11)] + ["unknown"]
     monk = t["monk_tone"].astype("Int64").astype(object).map(lambda v: "unknown" if pd.isna(v) else str(int(v)))
-    mt = pd.crosstab(t["race_name"], pd.Series(pd.Categorical(monk, tones), index=t.index, name="Monk tone"),
-                     normalize="index", dropna=False) * 100
+    mt = (
+        pd.crosstab(
+            t["race_name"],
+            pd.Series(pd.Categorical(monk, tones), index=t.index, name="Monk tone"),
+            normalize="index",
+            dropna=False,
+        )
+        * 100
+    )
     print("\nnearest Monk Skin Tone per race label (% of row):")
     print(mt.loc[order].round(1).to_string())
-    flags = ["is_dark_issue", "is_overexposed_issue", "is_blurry_issue", "is_low_information_issue", "is_grayscale_issue", "is_low_quality_issue"]
+    flags = [
+        "is_dark_issue",
+        "is_overexposed_issue",
+        "is_blurry_issue",
+        "is_low_information_issue",
+        "is_grayscale_issue",
+        "is_low_quality_issue",
+    ]
     rates = t.groupby("race_name")[flags].mean().mul(100)
     print("\nquality flag rates per race label (% of row): exposure flags follow skin tone, a caveat for")
     print("refusing photos as 'too dark' / 'over-exposed' in production")

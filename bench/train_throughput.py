@@ -1,18 +1,18 @@
 """Training throughput, three ways, in one run (images/s, higher is better).
 
-(a) the plain fp32 NCHW model step on in-memory tensors (the model alone, no data work);
-(b) the `curate train` pipeline: decoded uint8 cache, one-gather uint8 augmentation, channels_last,
-    freed memory kept by malloc (`core.allocator`), eager and torch.compile'd (`--set compile=true`;
-    its one-off compile time is printed, not counted), and with --bf16 bf16 autocast: the same step function (`trainer.train.make_train_step`)
-    that `trainer.train` runs;
-(c) a naive loader: PIL decode + torchvision transforms in a DataLoader feeding the plain step.
-(a) and (c) run with malloc as the system sets it. A row "(a) + freed memory kept" shows how much of
-(b)'s gain is the allocator alone.
+(a) the plain fp32 NCHW model step on in-memory tensors (the model alone, no data work); (b) the `curate
+train` pipeline: decoded uint8 cache, one-gather uint8 augmentation, channels_last, freed memory kept by
+malloc (`core.allocator`), eager and torch.compile'd (`--set compile=true`; its one-off compile time is
+printed, not counted), and with --bf16 bf16 autocast: the same step function (`trainer.train.make_train_step`)
+that `trainer.train` runs; (c) a naive loader: PIL decode + torchvision transforms in a DataLoader feeding the
+plain step. (a) and (c) run with malloc as the system sets it. A row "(a) + freed memory kept" shows how much
+of (b)'s gain is the allocator alone.
 
 Usage: python bench/train_throughput.py [--data ../shared/utkface/UTKFace] [--size 200] [--n 2048]
        [--batch 256] [--rounds 4] [--bf16]
 Run it on an otherwise idle machine: the figures are wall-clock.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,8 +78,9 @@ def _plain_worker(conn, size: int, batch: int, threads: int) -> None:
         conn.send(timed((batch_t for _ in range(n + 1)), step, warmup=1))
 
 
-def paired_rounds(b_step, b_batches, rounds: int, n: int, size: int, batch: int, threads: int,
-                  per_round: int = 3) -> list[tuple[float, float, float]]:
+def paired_rounds(
+    b_step, b_batches, rounds: int, n: int, size: int, batch: int, threads: int, per_round: int = 3
+) -> list[tuple[float, float, float]]:
     """(a img/s, b img/s, ratio) for `rounds` back-to-back pairs of already-warm measurements.
 
     One (a) and one (b) figure taken minutes apart on this shared 2-core machine drifted by up to 30%
@@ -112,8 +113,15 @@ def paired_rounds(b_step, b_batches, rounds: int, n: int, size: int, batch: int,
 class NaiveSet(Dataset):
     def __init__(self, paths, ages, genders, size):
         self.paths, self.ages, self.genders = paths, ages, genders
-        self.tf = T.Compose([T.Resize(size), T.RandomHorizontalFlip(), T.RandomCrop(size, padding=8),
-                             T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+        self.tf = T.Compose(
+            [
+                T.Resize(size),
+                T.RandomHorizontalFlip(),
+                T.RandomCrop(size, padding=8),
+                T.ToTensor(),
+                T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+            ]
+        )
 
     def __len__(self):
         return len(self.paths)
@@ -128,8 +136,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=200)
     ap.add_argument("--n", type=int, default=2048, help="images per measurement (>= 6 batches)")
     ap.add_argument("--batch", type=int, default=TrainConfig().batch_size)
-    ap.add_argument("--rounds", type=int, default=4,
-                    help="alternating (a)/(best b) rounds after the main table (0 = none)")
+    ap.add_argument(
+        "--rounds", type=int, default=4, help="alternating (a)/(best b) rounds after the main table (0 = none)"
+    )
     ap.add_argument("--bf16", action="store_true", help="also time bf16 autocast (slow without native bf16)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
@@ -149,8 +158,7 @@ def main() -> None:
         rows.append({"path": str(p), "age": lab.age, "gender": lab.gender, "content_hash": pixel_hash(img)})
     df = pd.DataFrame(rows)
     cfg = replace(TrainConfig(), image_size=args.size, batch_size=args.batch)
-    print(f"{len(df)} images at {args.size}px, batch {args.batch}, {args.threads} threads, "
-          f"torch {torch.__version__}")
+    print(f"{len(df)} images at {args.size}px, batch {args.batch}, {args.threads} threads, torch {torch.__version__}")
 
     # Everything timed with malloc as the system leaves it comes first: leaving a
     # keep_freed_memory scope does not restore a pristine process (see paired_rounds).
@@ -161,15 +169,21 @@ def main() -> None:
 
     # (c) naive: PIL + torchvision transforms in a DataLoader, plain step
     c_step, _ = plain_step_fn(args.size, args.batch)
-    dl = DataLoader(NaiveSet(df["path"].tolist(), df["age"].to_numpy(), df["gender"].to_numpy(), args.size),
-                    batch_size=args.batch, shuffle=True, num_workers=2)
+    dl = DataLoader(
+        NaiveSet(df["path"].tolist(), df["age"].to_numpy(), df["gender"].to_numpy(), args.size),
+        batch_size=args.batch,
+        shuffle=True,
+        num_workers=2,
+    )
     c = timed(((x, age.float(), g) for x, age, g in dl), c_step)
 
     with keep_freed_memory() as kept:
         a_kept = timed((a_batch for _ in range(n_batches)), a_step)
     print(f"(a) plain fp32 NCHW step, in-memory tensors:          {a:7.1f} img/s")
-    print(f"    (a) + freed memory kept{'' if kept else ' (NOT APPLIED: not glibc or CURATE_MALLOC=system)'}:"
-          f"                  {a_kept:7.1f} img/s")
+    print(
+        f"    (a) + freed memory kept{'' if kept else ' (NOT APPLIED: not glibc or CURATE_MALLOC=system)'}:"
+        f"                  {a_kept:7.1f} img/s"
+    )
 
     # (b) the trainer's pipeline (first pass decodes into the cache, as epoch 1 of a run does)
     results, steps = {}, {}
@@ -195,24 +209,35 @@ def main() -> None:
                 results[name] = timed(it, steps[name][0], first=first)
                 warm[name] = first[0] if first else float("nan")
         best = max(results, key=results.get)
-        paired = (paired_rounds(*steps[best], args.rounds, len(df), args.size, args.batch, args.threads)
-                  if args.rounds else [])
+        paired = (
+            paired_rounds(*steps[best], args.rounds, len(df), args.size, args.batch, args.threads)
+            if args.rounds
+            else []
+        )
     print(f"    (one-off decode into the uint8 cache: {len(df) / decode_s:.0f} img/s)")
     for name, v in results.items():
-        print(f"(b) curate train pipeline, channels_last {name:<21} {v:7.1f} img/s  "
-              f"(3 warm-up batches {warm[name]:.0f} s)")
+        print(
+            f"(b) curate train pipeline, channels_last {name:<21} {v:7.1f} img/s  "
+            f"(3 warm-up batches {warm[name]:.0f} s)"
+        )
     print(f"    best (b) = {best}: {results[best] / a:.2f} x (a)")
     if paired:
         ratios = sorted(r for _, _, r in paired)
-        print("    paired rounds, (a) then best (b) back to back: " + ", ".join(
-            f"{ra:.1f}/{rb:.1f}={r:.2f}x" for ra, rb, r in paired))
-        print(f"    (b)/(a) over {len(paired)} rounds: median {float(np.median(ratios)):.2f}x, "
-              f"range {ratios[0]:.2f}-{ratios[-1]:.2f}x")
+        print(
+            "    paired rounds, (a) then best (b) back to back: "
+            + ", ".join(f"{ra:.1f}/{rb:.1f}={r:.2f}x" for ra, rb, r in paired)
+        )
+        print(
+            f"    (b)/(a) over {len(paired)} rounds: median {float(np.median(ratios)):.2f}x, "
+            f"range {ratios[0]:.2f}-{ratios[-1]:.2f}x"
+        )
     print(f"(c) naive PIL + DataLoader(2 workers), plain step:     {c:7.1f} img/s")
     n_train = 18968
-    print(f"\nprojected 18 epochs x {n_train} train images at {args.size}px at (b) best: "
-          f"{n_train * 18 / results[best] / 60:.0f} min of training steps (+ per-epoch validation; "
-          f"the default config trains at {TrainConfig().image_size}px: rerun with --size to project it)")
+    print(
+        f"\nprojected 18 epochs x {n_train} train images at {args.size}px at (b) best: "
+        f"{n_train * 18 / results[best] / 60:.0f} min of training steps (+ per-epoch validation; "
+        f"the default config trains at {TrainConfig().image_size}px: rerun with --size to project it)"
+    )
 
 
 if __name__ == "__main__":

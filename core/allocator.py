@@ -1,19 +1,20 @@
 """Keep freed memory inside the process while torch works (glibc's malloc only).
 
-Why: a training step of MobileNetV3-Small at 200 px with a batch of 256 allocates ~5 GB of
-activations and gradients and frees them again. glibc serves each block over its mmap threshold
-(128 KB, rising to at most 32 MB) with a fresh mmap() and returns it at free() with munmap(), so every
-step page-faults the whole working set back in and the kernel zeroes it: measured here 1.3-1.6
-million minor faults a step, and the step ran at 45 img/s instead of 95-115. Inference at 200 px
-(batch 256, channels_last) went from 171 to 464 img/s the same way (bench/inference_throughput.py). Telling malloc to serve big blocks from the heap
-and never trim it makes the second step reuse the first step's pages: no faults at all, identical
-numbers (only where memory comes from changes). The cost is that the process keeps its peak memory
-until it exits or the scope ends (5.1 instead of 4.3 GB peak RSS for that step).
+Why: a training step of MobileNetV3-Small at 200 px with a batch of 256 allocates ~5 GB of activations and
+gradients and frees them again. glibc serves each block over its mmap threshold (128 KB, rising to at most 32
+MB) with a fresh mmap() and returns it at free() with munmap(), so every step page-faults the whole working
+set back in and the kernel zeroes it: measured here 1.3-1.6 million minor faults a step, and the step ran at
+45 img/s instead of 95-115. Inference at 200 px (batch 256, channels_last) went from 171 to 464 img/s the same
+way (bench/inference_throughput.py). Telling malloc to serve big blocks from the heap and never trim it makes
+the second step reuse the first step's pages: no faults at all, identical numbers (only where memory comes
+from changes). The cost is that the process keeps its peak memory until it exits or the scope ends (5.1
+instead of 4.3 GB peak RSS for that step).
 
 PyTorch's CPU allocator has no cache of its own; jemalloc or tcmalloc through LD_PRELOAD would do the
 same job but must be set before the interpreter starts and installed separately. Set
 CURATE_MALLOC=system to leave malloc alone.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,8 +57,7 @@ def status() -> str:
     if _depth > 0:
         return "glibc malloc: freed memory kept (no mmap for big blocks, no heap trimming)"
     if _glibc() is None:
-        reason = "CURATE_MALLOC=system" if os.environ.get("CURATE_MALLOC", "").lower() == "system" \
-            else "not glibc"
+        reason = "CURATE_MALLOC=system" if os.environ.get("CURATE_MALLOC", "").lower() == "system" else "not glibc"
         return f"system malloc as is ({reason})"
     return "glibc malloc defaults"
 

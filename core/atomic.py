@@ -4,13 +4,15 @@ be read back later as if it were whole).
 
 One helper for the whole project (trainer, audits and curate all use it) instead of one per module.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pandas only for hints: the CLI imports this module at start-up
     import pandas as pd

@@ -3,6 +3,7 @@
 Why one root: the CLI catches `CurateError` once in `main` and prints its one-line message; any other
 exception is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 

@@ -4,6 +4,7 @@ Why one: training, audits and `curate split` must agree on which files are usabl
 rejects is never trained on, a half-copied JPEG fails loudly instead of training as grey) and on the
 content hash that joins audit rows, predictions and split manifests.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,8 +50,11 @@ def pixel_hash(img: np.ndarray) -> str:
 
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in `folder` (by extension, hidden files skipped), sorted by name."""
-    return sorted(p for p in Path(folder).iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.name.rstrip().lower().endswith(IMAGE_EXTS))
+    return sorted(
+        p
+        for p in Path(folder).iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.name.rstrip().lower().endswith(IMAGE_EXTS)
+    )
 
 
 def is_constant(img: np.ndarray) -> bool:

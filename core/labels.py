@@ -4,6 +4,7 @@ UTKFace's convention: gender 0 = male, 1 = female; race 0-4 = White, Black, Asia
 Age groups are the reference notebook's, read as half-open [lo, hi) intervals in years; the last is
 open-ended ("80+").
 """
+
 from __future__ import annotations
 
 import numpy as np

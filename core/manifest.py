@@ -4,6 +4,7 @@ runs and models.
 Why here: training, cross-fitting, evaluation, comparison and the FiftyOne ingest all read manifests
 and must agree on which manifest (by hash) and which model (by file hash) produced a result.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,7 +38,7 @@ def manifest_file(path: str | Path) -> Path:
     return p
 
 
-def read_manifest(path: str | Path, check_files: bool = True) -> "pd.DataFrame":
+def read_manifest(path: str | Path, check_files: bool = True) -> pd.DataFrame:
     """Read a manifest (CSV or Parquet) and check its columns, rows and (optionally) its files."""
     import pandas as pd
 
@@ -45,8 +46,7 @@ def read_manifest(path: str | Path, check_files: bool = True) -> "pd.DataFrame":
     try:
         df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, dtype={"content_hash": str})
     except Exception as e:  # pandas/pyarrow raise a zoo of types for a damaged or wrong file
-        raise DataError(f"{p}: not a readable manifest ({type(e).__name__}: {str(e).splitlines()[0][:100]})") \
-            from None
+        raise DataError(f"{p}: not a readable manifest ({type(e).__name__}: {str(e).splitlines()[0][:100]})") from None
     missing_cols = [c for c in REQUIRED if c not in df.columns]
     if missing_cols:
         raise DataError(f"{p}: missing column(s) {', '.join(missing_cols)}")
@@ -59,7 +59,7 @@ def read_manifest(path: str | Path, check_files: bool = True) -> "pd.DataFrame":
     return df.reset_index(drop=True)
 
 
-def manifest_hash(df: "pd.DataFrame") -> str:
+def manifest_hash(df: pd.DataFrame) -> str:
     """16 hex digits over content hashes and labels: two runs on the same images and labels match."""
     h = hashlib.sha256()
     for col in ("content_hash", "age", "gender"):

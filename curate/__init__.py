@@ -1,2 +1,3 @@
 """utkface-curate: CLI and FiftyOne-facing workflow."""
+
 __version__ = "0.1.0"

@@ -15,6 +15,7 @@ Report (RUN_NEW/compare/): report.md with
   - a verdict listing the differences whose interval excludes 0;
 plus group_metrics.csv, worst_group_gaps.csv, per_image.csv and the PNG plots.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,10 @@ from core.errors import CurateError
 from curate.splits import RACE_NAMES
 from trainer.evaluate import AGE_GROUP_LABELS, GENDER_NAMES, age_groups, evaluate_predictions
 
-METRICS = {"age MAE": ("base_abs_err", "new_abs_err", "lower"),
-           "gender accuracy": ("base_correct", "new_correct", "higher")}
+METRICS = {
+    "age MAE": ("base_abs_err", "new_abs_err", "lower"),
+    "gender accuracy": ("base_correct", "new_correct", "higher"),
+}
 GROUP_DIMS = ("overall", "age_group", "gender", "race", "skin_category")
 
 
@@ -49,8 +52,9 @@ def run_metadata(run: str | Path) -> dict:
     return json.loads(f.read_text())
 
 
-def retrain(split: str | Path, baseline: str | Path, out: str | Path, threads: int | None = None,
-            progress: bool = True) -> dict:
+def retrain(
+    split: str | Path, baseline: str | Path, out: str | Path, threads: int | None = None, progress: bool = True
+) -> dict:
     """Train on `split` with the baseline's config and seed; reuse or resume a run already in `out`."""
     from core.manifest import read_manifest
     from trainer.config import load_config
@@ -68,8 +72,9 @@ def retrain(split: str | Path, baseline: str | Path, out: str | Path, threads: i
     out = Path(out)
     if (out / "metadata.json").exists():
         prev = run_metadata(out)
-        same = {k: v for k, v in prev["config"].items() if k != "threads"} == \
-            {k: v for k, v in cfg.to_dict().items() if k != "threads"}
+        same = {k: v for k, v in prev["config"].items() if k != "threads"} == {
+            k: v for k, v in cfg.to_dict().items() if k != "threads"
+        }
         if not same:
             raise CompareError(f"{out}: holds a run with another configuration; choose another --out")
         if prev.get("status") == "complete":
@@ -84,7 +89,8 @@ def check_same_test(base_meta: dict, new_meta: dict) -> None:
         raise CompareError(
             f"the runs were evaluated on different test manifests: baseline {base_meta.get('val_manifest')} "
             f"(hash {b}) vs new {new_meta.get('val_manifest')} (hash {n}); retrain with the baseline's "
-            "val_path so both models face the same images")
+            "val_path so both models face the same images"
+        )
 
 
 def test_manifest(base_meta: dict) -> pd.DataFrame:
@@ -96,12 +102,16 @@ def test_manifest(base_meta: dict) -> pd.DataFrame:
     except DataError as e:
         raise CompareError(str(e)) from None
     if manifest_hash(df) != base_meta.get("val_manifest_hash"):
-        raise CompareError(f"{path}: the test manifest changed since the baseline was trained (hash "
-                           f"{manifest_hash(df)} now, {base_meta.get('val_manifest_hash')} then)")
+        raise CompareError(
+            f"{path}: the test manifest changed since the baseline was trained (hash "
+            f"{manifest_hash(df)} now, {base_meta.get('val_manifest_hash')} then)"
+        )
     return df
 
 
-def predictions(run: Path, manifest: pd.DataFrame, cache: Path, threads: int = 0, progress: bool = False) -> pd.DataFrame:
+def predictions(
+    run: Path, manifest: pd.DataFrame, cache: Path, threads: int = 0, progress: bool = False
+) -> pd.DataFrame:
     """The run's final weights (flip TTA) on the test manifest, reusing a cached or `curate evaluate`
     parquet when its model id, rows and TTA match.
 
@@ -119,8 +129,11 @@ def predictions(run: Path, manifest: pd.DataFrame, cache: Path, threads: int = 0
             if cand != cache and _eval_tta(cand.parent) is not True:
                 continue  # a `curate evaluate --no-tta` result: not comparable with the TTA side
             p = pd.read_parquet(cand)
-            if len(p) == len(manifest) and (p["model"] == model_id).all() and \
-                    (p["content_hash"].astype(str).to_numpy() == manifest["content_hash"].astype(str).to_numpy()).all():
+            if (
+                len(p) == len(manifest)
+                and (p["model"] == model_id).all()
+                and (p["content_hash"].astype(str).to_numpy() == manifest["content_hash"].astype(str).to_numpy()).all()
+            ):
                 return p
     p = predict_manifest(ckpt, manifest, threads=threads, progress=progress, tta=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -145,17 +158,26 @@ def _eval_tta(eval_dir: Path) -> bool | None:
 
 
 # --------------------------------------------------------------------------------------- frames
-def joint_frame(manifest: pd.DataFrame, base: pd.DataFrame, new: pd.DataFrame,
-                audits: pd.DataFrame | None = None) -> pd.DataFrame:
+def joint_frame(
+    manifest: pd.DataFrame, base: pd.DataFrame, new: pd.DataFrame, audits: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per test image: labels, groups, both models' predictions and per-image errors."""
-    f = pd.DataFrame({
-        "path": manifest["path"].to_numpy(), "content_hash": manifest["content_hash"].astype(str).to_numpy(),
-        "filename": (manifest["filename"] if "filename" in manifest else manifest["path"].map(os.path.basename)).to_numpy(),
-        "age": manifest["age"].to_numpy(int), "gender": manifest["gender"].to_numpy(int),
-        "race": manifest["race"].to_numpy() if "race" in manifest else np.nan,
-        "base_age_pred": base["age_pred"].to_numpy(float), "new_age_pred": new["age_pred"].to_numpy(float),
-        "base_prob": base["gender_prob"].to_numpy(float), "new_prob": new["gender_prob"].to_numpy(float),
-    })
+    f = pd.DataFrame(
+        {
+            "path": manifest["path"].to_numpy(),
+            "content_hash": manifest["content_hash"].astype(str).to_numpy(),
+            "filename": (
+                manifest["filename"] if "filename" in manifest else manifest["path"].map(os.path.basename)
+            ).to_numpy(),
+            "age": manifest["age"].to_numpy(int),
+            "gender": manifest["gender"].to_numpy(int),
+            "race": manifest["race"].to_numpy() if "race" in manifest else np.nan,
+            "base_age_pred": base["age_pred"].to_numpy(float),
+            "new_age_pred": new["age_pred"].to_numpy(float),
+            "base_prob": base["gender_prob"].to_numpy(float),
+            "new_prob": new["gender_prob"].to_numpy(float),
+        }
+    )
     if audits is not None and "skin_category" in audits:
         f["skin_category"] = audits["skin_category"].to_numpy()
     return add_errors(f)
@@ -206,13 +228,17 @@ def side_by_side(tb: dict[str, pd.DataFrame], tn: dict[str, pd.DataFrame]) -> di
     return out
 
 
-def group_tables(f: pd.DataFrame, n_boot: int = 1000, seed: int = 0, min_group: int = 10
-                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def group_tables(
+    f: pd.DataFrame, n_boot: int = 1000, seed: int = 0, min_group: int = 10
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Paired-bootstrap group metrics for every group dimension present in `f`."""
     w = bootstrap_weights(len(f), n_boot, seed)
     rows, gaps = [], []
-    orders = {"age_group": list(AGE_GROUP_LABELS), "gender_name": list(GENDER_NAMES),
-              "race_name": list(RACE_NAMES) + ["unknown"]}
+    orders = {
+        "age_group": list(AGE_GROUP_LABELS),
+        "gender_name": list(GENDER_NAMES),
+        "race_name": list(RACE_NAMES) + ["unknown"],
+    }
     for dim in GROUP_DIMS:
         col = {"gender": "gender_name", "race": "race_name"}.get(dim, dim)
         if col not in f or f[col].isna().all():
@@ -223,8 +249,7 @@ def group_tables(f: pd.DataFrame, n_boot: int = 1000, seed: int = 0, min_group: 
         if dim != "overall":
             g["dimension"] = dim
             gaps.append(g)
-    return (pd.concat(rows, ignore_index=True),
-            pd.concat(gaps, ignore_index=True) if gaps else pd.DataFrame())
+    return (pd.concat(rows, ignore_index=True), pd.concat(gaps, ignore_index=True) if gaps else pd.DataFrame())
 
 
 def _ci(v, lo, hi, pct: bool) -> str:
@@ -238,34 +263,42 @@ def group_markdown(rows: pd.DataFrame, dim: str) -> str:
     part = rows[rows["dimension"] == dim]
     if part.empty:
         return ""
-    lines = ["| group | n | MAE base | MAE new | MAE delta | acc % base | acc % new | acc delta (pp) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| group | n | MAE base | MAE new | MAE delta | acc % base | acc % new | acc delta (pp) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for g, grp in part.groupby("group", sort=False):
         a = grp[grp["metric"] == "age MAE"].iloc[0]
         c = grp[grp["metric"] == "gender accuracy"].iloc[0]
         star = lambda r: " *" if r["significant"] else ""  # noqa: E731
-        lines.append(f"| {g} | {a['n']} | {_ci(a['baseline'], a['baseline_lo'], a['baseline_hi'], False)} | "
-                     f"{_ci(a['new'], a['new_lo'], a['new_hi'], False)} | "
-                     f"{_ci(a['delta'], a['delta_lo'], a['delta_hi'], False)}{star(a)} | "
-                     f"{_ci(c['baseline'], c['baseline_lo'], c['baseline_hi'], True)} | "
-                     f"{_ci(c['new'], c['new_lo'], c['new_hi'], True)} | "
-                     f"{_ci(c['delta'], c['delta_lo'], c['delta_hi'], True)}{star(c)} |")
+        lines.append(
+            f"| {g} | {a['n']} | {_ci(a['baseline'], a['baseline_lo'], a['baseline_hi'], False)} | "
+            f"{_ci(a['new'], a['new_lo'], a['new_hi'], False)} | "
+            f"{_ci(a['delta'], a['delta_lo'], a['delta_hi'], False)}{star(a)} | "
+            f"{_ci(c['baseline'], c['baseline_lo'], c['baseline_hi'], True)} | "
+            f"{_ci(c['new'], c['new_lo'], c['new_hi'], True)} | "
+            f"{_ci(c['delta'], c['delta_lo'], c['delta_hi'], True)}{star(c)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def gaps_markdown(gaps: pd.DataFrame) -> str:
     if gaps.empty or (gaps["n"] < 2).all():
         return "No dimension has two groups large enough for a gap.\n"
-    lines = ["| dimension | metric | groups | gap base | gap new | gap delta | worst base | worst new |",
-             "|---|---|---:|---:|---:|---:|---|---|"]
+    lines = [
+        "| dimension | metric | groups | gap base | gap new | gap delta | worst base | worst new |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+    ]
     skipped = sorted(set(gaps.loc[gaps["n"] < 2, "dimension"]))
     for _, r in gaps[gaps["n"] >= 2].iterrows():
         pct = r["metric"] == "gender accuracy"
-        lines.append(f"| {r['dimension']} | {r['metric']}{' (pp)' if pct else ''} | {r['n']} | "
-                     f"{_ci(r['baseline'], r['baseline_lo'], r['baseline_hi'], pct)} | "
-                     f"{_ci(r['new'], r['new_lo'], r['new_hi'], pct)} | "
-                     f"{_ci(r['delta'], r['delta_lo'], r['delta_hi'], pct)}{' *' if r['significant'] else ''} | "
-                     f"{r['worst_group_baseline']} | {r['worst_group_new']} |")
+        lines.append(
+            f"| {r['dimension']} | {r['metric']}{' (pp)' if pct else ''} | {r['n']} | "
+            f"{_ci(r['baseline'], r['baseline_lo'], r['baseline_hi'], pct)} | "
+            f"{_ci(r['new'], r['new_lo'], r['new_hi'], pct)} | "
+            f"{_ci(r['delta'], r['delta_lo'], r['delta_hi'], pct)}{' *' if r['significant'] else ''} | "
+            f"{r['worst_group_baseline']} | {r['worst_group_new']} |"
+        )
     if skipped:
         lines.append(f"\n(No gap for {', '.join(skipped)}: fewer than two groups with enough images.)")
     return "\n".join(lines) + "\n"
@@ -281,9 +314,11 @@ def verdict(rows: pd.DataFrame, gaps: pd.DataFrame) -> list[str]:
         pct = r["metric"] == "gender accuracy"
         k, unit = (100, " pp") if pct else (1, " years")
         where = "overall" if r["dimension"] == "overall" else f"{r['dimension']} {r['group']}"
-        out.append(f"{r['verdict'].upper()}: {r['metric']}, {where}: {k * r['baseline']:.2f} -> {k * r['new']:.2f} "
-                   f"(delta {k * r['delta']:+.2f}{unit}, 95% CI [{k * r['delta_lo']:+.2f}, {k * r['delta_hi']:+.2f}], "
-                   f"n={r['n']})")
+        out.append(
+            f"{r['verdict'].upper()}: {r['metric']}, {where}: {k * r['baseline']:.2f} -> {k * r['new']:.2f} "
+            f"(delta {k * r['delta']:+.2f}{unit}, 95% CI [{k * r['delta_lo']:+.2f}, {k * r['delta_hi']:+.2f}], "
+            f"n={r['n']})"
+        )
     return out
 
 
@@ -300,8 +335,12 @@ def gallery_sets(f: pd.DataFrame, n: int = 12, age_tol: float = 5.0) -> dict[str
         # (values, not a Series: assigning a Series to an empty frame would resurrect its index)
         return f[mask].assign(_k=key[mask]).sort_values("_k", ascending=False).head(n)
 
-    return {"gender_fixed": top(bw & ~nw, conf_gain), "gender_broken": top(~bw & nw, conf_gain),
-            "age_fixed": top(~b_ok & n_ok, age_gain), "age_broken": top(b_ok & ~n_ok, -age_gain)}
+    return {
+        "gender_fixed": top(bw & ~nw, conf_gain),
+        "gender_broken": top(~bw & nw, conf_gain),
+        "age_fixed": top(~b_ok & n_ok, age_gain),
+        "age_broken": top(b_ok & ~n_ok, -age_gain),
+    }
 
 
 def _plt():
@@ -333,11 +372,14 @@ def save_gallery(rows: pd.DataFrame, path: Path, title: str, cols: int = 6) -> N
         ax = axes[i // cols, i % cols]
         if img is not None:
             ax.imshow(img[..., ::-1])
-        ax.set_title(f"true {sex[int(r['gender'])]} {int(r['age'])}\n"
-                     f"base {sex[int(r['base_prob'] >= 0.5)]} ({max(r['base_prob'], 1 - r['base_prob']):.2f}) "
-                     f"{r['base_age_pred']:.0f}y\n"
-                     f"new {sex[int(r['new_prob'] >= 0.5)]} ({max(r['new_prob'], 1 - r['new_prob']):.2f}) "
-                     f"{r['new_age_pred']:.0f}y", fontsize=7)
+        ax.set_title(
+            f"true {sex[int(r['gender'])]} {int(r['age'])}\n"
+            f"base {sex[int(r['base_prob'] >= 0.5)]} ({max(r['base_prob'], 1 - r['base_prob']):.2f}) "
+            f"{r['base_age_pred']:.0f}y\n"
+            f"new {sex[int(r['new_prob'] >= 0.5)]} ({max(r['new_prob'], 1 - r['new_prob']):.2f}) "
+            f"{r['new_age_pred']:.0f}y",
+            fontsize=7,
+        )
     if rows.empty:
         axes[0, 0].text(0, 0.5, "none", fontsize=10)
     fig.suptitle(title, fontsize=10)
@@ -361,8 +403,16 @@ def plot_groups(rows: pd.DataFrame, path: Path) -> None:
             for off, m, col in ((-0.15, "baseline", "tab:gray"), (0.15, "new", "tab:blue")):
                 v = k * part[m].to_numpy(float)
                 lo, hi = k * part[f"{m}_lo"].to_numpy(float), k * part[f"{m}_hi"].to_numpy(float)
-                ax.errorbar(x + off, v, yerr=[np.nan_to_num(v - lo), np.nan_to_num(hi - v)], fmt="o", color=col,
-                            capsize=3, label=m, ms=4)
+                ax.errorbar(
+                    x + off,
+                    v,
+                    yerr=[np.nan_to_num(v - lo), np.nan_to_num(hi - v)],
+                    fmt="o",
+                    color=col,
+                    capsize=3,
+                    label=m,
+                    ms=4,
+                )
             ax.set_xticks(x, part["group"], rotation=30, fontsize=8)
             ax.set_title(f"{metric}{' (%)' if k == 100 else ' (years)'} by {d}", fontsize=9)
             ax.grid(alpha=0.3)
@@ -386,8 +436,15 @@ def plot_deltas(rows: pd.DataFrame, gaps: pd.DataFrame, path: Path) -> None:
         sig = part["significant"].to_numpy(bool)
         for mask, color in ((sig, "tab:red"), (~sig, "tab:gray")):
             if mask.any():
-                ax.errorbar(d[mask], y[mask], xerr=[np.nan_to_num(d - lo)[mask], np.nan_to_num(hi - d)[mask]],
-                            fmt="o", ms=3, color=color, capsize=2)
+                ax.errorbar(
+                    d[mask],
+                    y[mask],
+                    xerr=[np.nan_to_num(d - lo)[mask], np.nan_to_num(hi - d)[mask]],
+                    fmt="o",
+                    ms=3,
+                    color=color,
+                    capsize=2,
+                )
         ax.axvline(0, color="k", lw=0.8)
         ax.set_yticks(y, [f"{a}: {b}" for a, b in zip(part["dimension"], part["group"])], fontsize=7)
         better = "lower is better" if METRICS[metric][2] == "lower" else "higher is better"
@@ -398,10 +455,22 @@ def plot_deltas(rows: pd.DataFrame, gaps: pd.DataFrame, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------- report
-def compare_runs(baseline: str | Path, new: str | Path, out_dir: str | Path | None = None,
-                 review: pd.DataFrame | None = None, review_source: str = "", audits: str | Path | None = None,
-                 n_boot: int = 1000, seed: int = 0, n_gallery: int = 12, n_explain: int = 8,
-                 age_tol: float = 5.0, min_group: int = 10, threads: int = 0, progress: bool = False) -> dict:
+def compare_runs(
+    baseline: str | Path,
+    new: str | Path,
+    out_dir: str | Path | None = None,
+    review: pd.DataFrame | None = None,
+    review_source: str = "",
+    audits: str | Path | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    n_gallery: int = 12,
+    n_explain: int = 8,
+    age_tol: float = 5.0,
+    min_group: int = 10,
+    threads: int = 0,
+    progress: bool = False,
+) -> dict:
     """Evaluate both runs on the baseline's test manifest and write the comparison report."""
     t0 = time.time()
     baseline, new = Path(baseline), Path(new)
@@ -416,7 +485,9 @@ def compare_runs(baseline: str | Path, new: str | Path, out_dir: str | Path | No
     if audits:
         from curate.export import load_audits
 
-        aud = load_audits(audits, manifest.assign(filename=manifest.get("filename", manifest["path"].map(os.path.basename))))
+        aud = load_audits(
+            audits, manifest.assign(filename=manifest.get("filename", manifest["path"].map(os.path.basename)))
+        )
     f = joint_frame(manifest, pb, pn, aud)
     tb = evaluate_predictions(_pred_frame(f, "base"), out / "baseline")
     tn = evaluate_predictions(_pred_frame(f, "new"), out / "new")
@@ -430,9 +501,12 @@ def compare_runs(baseline: str | Path, new: str | Path, out_dir: str | Path | No
     plot_groups(rows, out / "group_metrics.png")
     plot_deltas(rows, gaps, out / "deltas.png")
     gal = gallery_sets(f, n_gallery, age_tol)
-    titles = {"gender_fixed": "gender: baseline wrong, new right", "gender_broken": "gender: baseline right, new wrong",
-              "age_fixed": f"age: baseline off by > {age_tol:g} y, new within", "age_broken":
-              f"age: baseline within {age_tol:g} y, new off by more"}
+    titles = {
+        "gender_fixed": "gender: baseline wrong, new right",
+        "gender_broken": "gender: baseline right, new wrong",
+        "age_fixed": f"age: baseline off by > {age_tol:g} y, new within",
+        "age_broken": f"age: baseline within {age_tol:g} y, new off by more",
+    }
     for k, rws in gal.items():
         save_gallery(rws, out / f"gallery_{k}.png", f"{titles[k]} ({len(rws)} shown)")
     explained = {}
@@ -454,13 +528,22 @@ def compare_runs(baseline: str | Path, new: str | Path, out_dir: str | Path | No
             corrected = {"info": info, "rows": rc, "gaps": gc}
     lines = verdict(rows, gaps)
     summary = {
-        "baseline": str(baseline), "new": str(new), "test_manifest": bm["config"]["val_path"],
-        "test_manifest_hash": bm.get("val_manifest_hash"), "n_test": len(f), "n_boot": n_boot, "seed": seed,
+        "baseline": str(baseline),
+        "new": str(new),
+        "test_manifest": bm["config"]["val_path"],
+        "test_manifest_hash": bm.get("val_manifest_hash"),
+        "n_test": len(f),
+        "n_boot": n_boot,
+        "seed": seed,
         "min_group": min_group,
-        "baseline_train": bm.get("train_manifest"), "new_train": nm.get("train_manifest"),
-        "n_train_baseline": bm.get("n_train"), "n_train_new": nm.get("n_train"),
-        "overall": rows[rows["dimension"] == "overall"].to_dict("records"), "verdict": lines,
-        "corrected_test": corrected["info"] if corrected else None, "seconds": round(time.time() - t0, 1),
+        "baseline_train": bm.get("train_manifest"),
+        "new_train": nm.get("train_manifest"),
+        "n_train_baseline": bm.get("n_train"),
+        "n_train_new": nm.get("n_train"),
+        "overall": rows[rows["dimension"] == "overall"].to_dict("records"),
+        "verdict": lines,
+        "corrected_test": corrected["info"] if corrected else None,
+        "seconds": round(time.time() - t0, 1),
     }
     write_json(out / "compare.json", summary, default=str)
     md = report_markdown(summary, bm, nm, sbs, rows, gaps, gal, explained, corrected, review_source, age_tol)
@@ -475,61 +558,98 @@ def _cfg_diff(bm: dict, nm: dict) -> list[str]:
 
 
 def report_markdown(s, bm, nm, sbs, rows, gaps, gal, explained, corrected, review_source, age_tol) -> str:
-    L = ["# Retrain comparison", "",
-         f"Baseline `{s['baseline']}` (trained on `{bm.get('train_manifest')}`, {bm.get('n_train')} images) vs "
-         f"new `{s['new']}` (trained on `{nm.get('train_manifest')}`, {nm.get('n_train')} images). "
-         f"Configuration differences: {', '.join(_cfg_diff(bm, nm)) or 'none'}.", "",
-         f"Both evaluated with their final weights (last epoch: no checkpoint picked by looking at the test "
-         f"set) and flip TTA on the same test manifest `{s['test_manifest']}` ({s['n_test']} images, never "
-         f"trained on, hash {s['test_manifest_hash']}). Intervals: 95 % percentile intervals of a paired bootstrap over the test "
-         f"images ({s['n_boot']} resamples, seed {s['seed']}; the same resampled images for both models, so the "
-         "delta's interval accounts for their correlation). `*` marks a delta whose interval excludes 0.", "",
-         "## Verdict", ""]
+    L = [
+        "# Retrain comparison",
+        "",
+        f"Baseline `{s['baseline']}` (trained on `{bm.get('train_manifest')}`, {bm.get('n_train')} images) vs "
+        f"new `{s['new']}` (trained on `{nm.get('train_manifest')}`, {nm.get('n_train')} images). "
+        f"Configuration differences: {', '.join(_cfg_diff(bm, nm)) or 'none'}.",
+        "",
+        f"Both evaluated with their final weights (last epoch: no checkpoint picked by looking at the test "
+        f"set) and flip TTA on the same test manifest `{s['test_manifest']}` ({s['n_test']} images, never "
+        f"trained on, hash {s['test_manifest_hash']}). Intervals: 95 % percentile intervals of a paired "
+        "bootstrap over the test "
+        f"images ({s['n_boot']} resamples, seed {s['seed']}; the same resampled images for both models, so the "
+        "delta's interval accounts for their correlation). `*` marks a delta whose interval excludes 0.",
+        "",
+        "## Verdict",
+        "",
+    ]
     if s["verdict"]:
         L += ["Differences larger than their uncertainty (95 % interval excludes 0):", ""]
         L += [f"- {v}" for v in s["verdict"]]
-        L += ["", "Every other difference below is within its uncertainty. With this many groups, an "
-              "occasional interval excluding 0 is expected by chance alone (about 1 in 20)."]
+        L += [
+            "",
+            "Every other difference below is within its uncertainty. With this many groups, an "
+            "occasional interval excluding 0 is expected by chance alone (about 1 in 20).",
+        ]
     else:
-        L += ["No difference between the two models is larger than its uncertainty: every delta's 95 % "
-              "interval includes 0."]
+        L += [
+            "No difference between the two models is larger than its uncertainty: every delta's 95 % "
+            "interval includes 0."
+        ]
     L += ["", "![deltas](deltas.png)", "", "## Evaluate tables side by side (new - baseline = delta)", ""]
     for name, t in sbs.items():
         L += [f"### {name.replace('_', ' ')}", "", t.to_markdown(index=False, floatfmt=".4f"), ""]
-    L += ["## Per group, with 95 % intervals", "",
-          "MAE in years (lower is better), gender accuracy in % (deltas in percentage points).", ""]
+    L += [
+        "## Per group, with 95 % intervals",
+        "",
+        "MAE in years (lower is better), gender accuracy in % (deltas in percentage points).",
+        "",
+    ]
     for dim in GROUP_DIMS:
         md = group_markdown(rows, dim)
         if md:
             L += [f"### {dim.replace('_', ' ')}", "", md]
     if "skin_category" not in set(rows["dimension"]):
         L += ["(No skin-tone audit given: pass `--audits` with a skin_category column for that breakdown.)", ""]
-    L += ["### Worst-group gap (max - min over groups with enough images)", "",
-          f"Groups with at least {s['min_group']} test images take part (never \"unknown\"). A gap of noisy group "
-          "estimates is biased upwards; the paired delta of the two models' gaps is the fairer comparison.", "",
-          gaps_markdown(gaps),
-          "![groups](group_metrics.png)", ""]
+    L += [
+        "### Worst-group gap (max - min over groups with enough images)",
+        "",
+        f'Groups with at least {s["min_group"]} test images take part (never "unknown"). A gap of noisy group '
+        "estimates is biased upwards; the paired delta of the two models' gaps is the fairer comparison.",
+        "",
+        gaps_markdown(gaps),
+        "![groups](group_metrics.png)",
+        "",
+    ]
     if corrected:
         i = corrected["info"]
-        L += ["## On the test split with the review's corrections applied", "",
-              f"Review {review_source or ''}: {i['n_review_rows']} reviewed test image(s); {i['n_corrected']} label(s) "
-              f"corrected, {i['n_removed']} image(s) excluded; {i['n']} images remain. Predictions are unchanged, "
-              "only the truth moves.", ""]
+        L += [
+            "## On the test split with the review's corrections applied",
+            "",
+            f"Review {review_source or ''}: {i['n_review_rows']} reviewed test image(s); {i['n_corrected']} label(s) "
+            f"corrected, {i['n_removed']} image(s) excluded; {i['n']} images remain. Predictions are unchanged, "
+            "only the truth moves.",
+            "",
+        ]
         for dim in GROUP_DIMS:
             md = group_markdown(corrected["rows"], dim)
             if md:
                 L += [f"### {dim.replace('_', ' ')} (corrected test)", "", md]
         cv = verdict(corrected["rows"], corrected["gaps"])
-        L += ["Differences larger than their uncertainty on the corrected test:", ""] + \
-             ([f"- {v}" for v in cv] or ["- none"]) + [""]
-    L += ["## Galleries", "", f"Gender: the predicted class flips between right and wrong. Age: an error above "
-          f"{age_tol:g} years on one side, within it on the other. Largest changes first.", ""]
+        L += (
+            ["Differences larger than their uncertainty on the corrected test:", ""]
+            + ([f"- {v}" for v in cv] or ["- none"])
+            + [""]
+        )
+    L += [
+        "## Galleries",
+        "",
+        f"Gender: the predicted class flips between right and wrong. Age: an error above "
+        f"{age_tol:g} years on one side, within it on the other. Largest changes first.",
+        "",
+    ]
     for k, rws in gal.items():
         L += [f"### {k.replace('_', ' ')} ({len(rws)})", "", f"![{k}](gallery_{k}.png)", ""]
     if explained:
-        L += ["## Grad-CAM of the most-misclassified images", "",
-              "Heat maps of the last convolutional block (`curate explain`): for gender the predicted class's "
-              "logit, for age the age output.", ""]
+        L += [
+            "## Grad-CAM of the most-misclassified images",
+            "",
+            "Heat maps of the last convolutional block (`curate explain`): for gender the predicted class's "
+            "logit, for age the age output.",
+            "",
+        ]
         for m, heads in explained.items():
             for head, p in heads.items():
                 L += [f"### {m}: {head}", "", f"![{m} {head}]({Path(p).parent.name}/{Path(p).name})", ""]

@@ -59,6 +59,7 @@ original files and its `filename` column carries the UTKFace name with the corre
 split is built in a temporary folder and renamed into place; an existing split is replaced only with
 `force`, and the source split and the test split are never written to.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -98,8 +99,17 @@ TAG_LOW_QUALITY = "low_quality"
 REVIEWED_TAGS = (TAG_EXCLUDE, TAG_MISLABEL, TAG_OK)
 LABEL_SCORES = ("gender_label_score", "age_label_score")
 EXPORT_COLUMNS = MANIFEST_COLUMNS + [
-    "age_group", "source_path", "source_filename", "original_age", "original_gender", "label_source",
-    "review_tags", "generated", "source_content_hash", "transform", "seed",
+    "age_group",
+    "source_path",
+    "source_filename",
+    "original_age",
+    "original_gender",
+    "label_source",
+    "review_tags",
+    "generated",
+    "source_content_hash",
+    "transform",
+    "seed",
 ]
 JPEG_QUALITY = 95
 
@@ -166,19 +176,31 @@ def normalize_review(raw: pd.DataFrame, source: str = "review") -> pd.DataFrame:
     df["path"] = path
     df["content_hash"] = raw["content_hash"].fillna("").astype(str) if "content_hash" in raw else ""
     tags = raw["tags"] if "tags" in raw else pd.Series("", index=raw.index)
-    df["tags"] = [tuple(t for t in (x.strip() for x in ("" if pd.isna(v) else str(v)).replace(",", ";").split(";")) if t)
-                  if not isinstance(v, (list, tuple)) else tuple(v) for v in tags]
+    df["tags"] = [
+        tuple(t for t in (x.strip() for x in ("" if pd.isna(v) else str(v)).replace(",", ";").split(";")) if t)
+        if not isinstance(v, (list, tuple))
+        else tuple(v)
+        for v in tags
+    ]
     age = pd.to_numeric(raw["age_corrected"], errors="coerce") if "age_corrected" in raw else np.nan
     df["age_corrected"] = age
     if "age_corrected" in raw:
-        bad = raw["age_corrected"].notna() & (raw["age_corrected"].astype(str).str.strip() != "") & df["age_corrected"].isna()
+        bad = (
+            raw["age_corrected"].notna()
+            & (raw["age_corrected"].astype(str).str.strip() != "")
+            & df["age_corrected"].isna()
+        )
         bad |= df["age_corrected"].notna() & ~df["age_corrected"].between(0, 120)
         if bad.any():
             i = bad.idxmax()
-            raise ExportError(f"{source}: age_corrected {raw.loc[i, 'age_corrected']!r} for "
-                              f"{df.loc[i, 'filename']} is not an age in 0-120")
+            raise ExportError(
+                f"{source}: age_corrected {raw.loc[i, 'age_corrected']!r} for "
+                f"{df.loc[i, 'filename']} is not an age in 0-120"
+            )
     try:
-        df["gender_corrected"] = [_gender_value(v) for v in raw["gender_corrected"]] if "gender_corrected" in raw else np.nan
+        df["gender_corrected"] = (
+            [_gender_value(v) for v in raw["gender_corrected"]] if "gender_corrected" in raw else np.nan
+        )
     except ExportError as e:
         raise ExportError(f"{source}: {e}") from None
     for col in ("is_gender_label_issue", "is_age_label_issue", "is_low_quality_issue"):
@@ -188,8 +210,10 @@ def normalize_review(raw: pd.DataFrame, source: str = "review") -> pd.DataFrame:
     df = df[df["filename"] != ""].reset_index(drop=True)
     dup = df["filename"].duplicated(keep=False)
     if dup.any():
-        raise ExportError(f"{source}: {df.loc[dup, 'filename'].nunique()} image(s) reviewed more than once, "
-                          f"first: {df.loc[dup, 'filename'].iloc[0]}")
+        raise ExportError(
+            f"{source}: {df.loc[dup, 'filename'].nunique()} image(s) reviewed more than once, "
+            f"first: {df.loc[dup, 'filename'].iloc[0]}"
+        )
     return df
 
 
@@ -225,16 +249,29 @@ def read_review_fiftyone(name: str) -> pd.DataFrame:
         from curate.fo_dataset import SchemaError, open_dataset
         from curate.fo_db import DatabaseError, connect
     except ImportError as e:
-        raise ExportError(f"FiftyOne support is not available ({e}): export the review with "
-                          "`curate review-status --csv` and pass --review") from None
+        raise ExportError(
+            f"FiftyOne support is not available ({e}): export the review with "
+            "`curate review-status --csv` and pass --review"
+        ) from None
     try:
         ds = open_dataset(connect(), name, create=False)
     except (DatabaseError, SchemaError) as e:
         raise ExportError(str(e)) from None
     schema = ds.get_field_schema()
-    fields = ["filepath", "tags"] + [f for f in ("filename", "content_hash", "age_corrected", "gender_corrected",
-                                                 "is_gender_label_issue", "is_age_label_issue", *LABEL_SCORES,
-                                                 "is_low_quality_issue") if f in schema]
+    fields = ["filepath", "tags"] + [
+        f
+        for f in (
+            "filename",
+            "content_hash",
+            "age_corrected",
+            "gender_corrected",
+            "is_gender_label_issue",
+            "is_age_label_issue",
+            *LABEL_SCORES,
+            "is_low_quality_issue",
+        )
+        if f in schema
+    ]
     vals = ds.values(fields)
     cols = dict(zip(["path" if f == "filepath" else f for f in fields], vals))
     cols["tags"] = [";".join(t or []) for t in cols["tags"]]
@@ -248,12 +285,17 @@ def merge_reviews(review: pd.DataFrame | None, flags: pd.DataFrame) -> pd.DataFr
     parts = [flags.assign(_src=1)] + ([review.assign(_src=0)] if review is not None else [])
     both = pd.concat(parts, ignore_index=True).sort_values("_src", kind="stable")
     agg = both.groupby("filename", sort=False).agg(
-        path=("path", "first"), content_hash=("content_hash", lambda s: next((x for x in s if x), "")),
+        path=("path", "first"),
+        content_hash=("content_hash", lambda s: next((x for x in s if x), "")),
         tags=("tags", lambda s: tuple(dict.fromkeys(t for tt in s for t in tt))),
-        age_corrected=("age_corrected", "first"), gender_corrected=("gender_corrected", "first"),
-        is_gender_label_issue=("is_gender_label_issue", "any"), is_age_label_issue=("is_age_label_issue", "any"),
-        is_low_quality_issue=("is_low_quality_issue", "any"), gender_label_score=("gender_label_score", "min"),
-        age_label_score=("age_label_score", "min"))
+        age_corrected=("age_corrected", "first"),
+        gender_corrected=("gender_corrected", "first"),
+        is_gender_label_issue=("is_gender_label_issue", "any"),
+        is_age_label_issue=("is_age_label_issue", "any"),
+        is_low_quality_issue=("is_low_quality_issue", "any"),
+        gender_label_score=("gender_label_score", "min"),
+        age_label_score=("age_label_score", "min"),
+    )
     return agg.reset_index()
 
 
@@ -263,8 +305,9 @@ def has_decision(review: pd.DataFrame) -> pd.Series:
     return tagged | review["age_corrected"].notna() | review["gender_corrected"].notna()
 
 
-def match_review(review: pd.DataFrame, manifests: dict[str, pd.DataFrame], allow_missing: bool = False
-                 ) -> tuple[pd.DataFrame, list[str]]:
+def match_review(
+    review: pd.DataFrame, manifests: dict[str, pd.DataFrame], allow_missing: bool = False
+) -> tuple[pd.DataFrame, list[str]]:
     """Attach to each review row the split and row it refers to; unknown or changed images are errors.
 
     Returns (review with `split` and `row` columns, warnings). With `allow_missing`, rows that refer to
@@ -287,8 +330,13 @@ def match_review(review: pd.DataFrame, manifests: dict[str, pd.DataFrame], allow
         if not os.path.exists(m["path"]):
             problems.append((i, f"{r['filename']}: image file {m['path']} no longer exists"))
         elif r["content_hash"] and str(m["content_hash"]) != r["content_hash"]:
-            problems.append((i, f"{r['filename']}: pixels changed since the review (content hash "
-                                f"{r['content_hash'][:8]} in the review, {str(m['content_hash'])[:8]} now)"))
+            problems.append(
+                (
+                    i,
+                    f"{r['filename']}: pixels changed since the review (content hash "
+                    f"{r['content_hash'][:8]} in the review, {str(m['content_hash'])[:8]} now)",
+                )
+            )
     warnings = []
     decided = has_decision(rev)
     flag_only = [i for i, _ in problems if not decided[i]]
@@ -297,19 +345,23 @@ def match_review(review: pd.DataFrame, manifests: dict[str, pd.DataFrame], allow
         rev = rev.drop(index=flag_only)
         problems = [(i, p) for i, p in problems if decided[i]]
     if problems:
-        msg = (f"{len(problems)} of {int(decided.sum())} reviewed image(s) no longer exist or changed; first: "
-               + "; ".join(p for _, p in problems[:3]))
+        msg = (
+            f"{len(problems)} of {int(decided.sum())} reviewed image(s) no longer exist or changed; first: "
+            + "; ".join(p for _, p in problems[:3])
+        )
         if not allow_missing:
-            raise ExportError(msg + ". Re-export the review from the current dataset, or pass --allow-missing "
-                                    "to skip those rows")
+            raise ExportError(
+                msg + ". Re-export the review from the current dataset, or pass --allow-missing to skip those rows"
+            )
         warnings.append(msg + " (skipped: --allow-missing)")
         rev = rev.drop(index=[i for i, _ in problems])
     return rev.reset_index(drop=True), warnings
 
 
 # ---------------------------------------------------------------------------------- decisions
-def apply_decisions(df: pd.DataFrame, review: pd.DataFrame, policy: Policy | None = None,
-                    extra_low_quality: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def apply_decisions(
+    df: pd.DataFrame, review: pd.DataFrame, policy: Policy | None = None, extra_low_quality: pd.Series | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Apply the review to a manifest (rows matched on file name): (kept, removed, corrections).
 
     `kept` has the corrected labels in age/gender and the originals in original_age/original_gender;
@@ -332,14 +384,18 @@ def apply_decisions(df: pd.DataFrame, review: pd.DataFrame, policy: Policy | Non
     low_q = has(TAG_LOW_QUALITY) | flag("is_low_quality_issue")
     if extra_low_quality is not None:
         low_q |= pd.Series(extra_low_quality, index=df.index).fillna(False).astype(bool)
-    suspect = has(TAG_SUSPECT_GENDER) | has(TAG_SUSPECT_AGE) | flag("is_gender_label_issue") | flag("is_age_label_issue")
+    suspect = (
+        has(TAG_SUSPECT_GENDER) | has(TAG_SUSPECT_AGE) | flag("is_gender_label_issue") | flag("is_age_label_issue")
+    )
     for col, limit in (("gender_label_score", policy.gender_max_score), ("age_label_score", policy.age_max_score)):
         if limit is not None:
             suspect |= (score(col) <= limit).fillna(False)
     reason = pd.Series("", index=df.index, dtype=object)
-    rules = [(has(TAG_EXCLUDE), "tagged exclude"),
-             (has(TAG_MISLABEL) & has(TAG_OK), "conflicting review (confirmed:mislabel and confirmed:ok)"),
-             (has(TAG_MISLABEL) & ~has_corr, "confirmed:mislabel without a correction")]
+    rules = [
+        (has(TAG_EXCLUDE), "tagged exclude"),
+        (has(TAG_MISLABEL) & has(TAG_OK), "conflicting review (confirmed:mislabel and confirmed:ok)"),
+        (has(TAG_MISLABEL) & ~has_corr, "confirmed:mislabel without a correction"),
+    ]
     if policy.drop_low_quality:
         rules.append((low_q, "low quality (policy --drop-low-quality)"))
     if policy.drop_suspects:
@@ -356,8 +412,9 @@ def apply_decisions(df: pd.DataFrame, review: pd.DataFrame, policy: Policy | Non
     kept["gender"] = np.where(g.notna(), g, kept["gender"]).astype(int)
     changed = (kept["age"] != kept["original_age"]) | (kept["gender"] != kept["original_gender"])
     kept["label_source"] = np.where(changed, "corrected", "original")
-    corrections = kept.loc[changed, ["path", "filename", "content_hash", "original_age", "age", "original_gender",
-                                     "gender", "review_tags"]]
+    corrections = kept.loc[
+        changed, ["path", "filename", "content_hash", "original_age", "age", "original_gender", "gender", "review_tags"]
+    ]
     return kept.reset_index(drop=True), removed.reset_index(drop=True), corrections.reset_index(drop=True)
 
 
@@ -409,8 +466,9 @@ def apply_transform(img: np.ndarray, t: dict) -> np.ndarray:
     m = cv2.getRotationMatrix2D((w / 2, h / 2), t["angle"], t["scale"])
     m[0, 2] += t["tx"] * w
     m[1, 2] += t["ty"] * h
-    out = cv2.warpAffine(np.ascontiguousarray(out), m, (w, h), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REFLECT_101)
+    out = cv2.warpAffine(
+        np.ascontiguousarray(out), m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+    )
     x = out.astype(np.float32) / 255.0
     x = np.clip(x * t["brightness"], 0, 1)
     mean = x.mean()
@@ -484,8 +542,14 @@ def target_shares(counts: pd.Series, spec) -> dict[str, float]:
     return {str(c): float(v) for c, v in t.items()}
 
 
-def plan_oversampling(df: pd.DataFrame, dims: list[str], specs: dict[str, object], max_factor: float = 5.0,
-                      seed: int = 0, iters: int = 500) -> OversamplePlan:
+def plan_oversampling(
+    df: pd.DataFrame,
+    dims: list[str],
+    specs: dict[str, object],
+    max_factor: float = 5.0,
+    seed: int = 0,
+    iters: int = 500,
+) -> OversamplePlan:
     """How many augmented copies of which rows bring every dimension to its target shares."""
     keys = df[dims].astype(str)
     n = len(df)
@@ -519,7 +583,7 @@ def plan_oversampling(df: pd.DataFrame, dims: list[str], specs: dict[str, object
     base = np.floor(m).astype(int)
     order = np.argsort(-(m - base), kind="stable")
     extra = total - base.sum()
-    for i in order[:max(extra, 0)]:
+    for i in order[: max(extra, 0)]:
         if base[i] < cap[i]:
             base[i] += 1
     base = _repair_rounding(base, cap, member, deficit, dims)
@@ -544,8 +608,9 @@ def plan_oversampling(df: pd.DataFrame, dims: list[str], specs: dict[str, object
     return OversamplePlan(dims, targets, before, after, n, n_after, max_factor, float(share_err), capped, jobs)
 
 
-def _repair_rounding(counts: np.ndarray, cap: np.ndarray, member: dict, deficit: dict, dims: list[str],
-                     max_moves: int = 100_000) -> np.ndarray:
+def _repair_rounding(
+    counts: np.ndarray, cap: np.ndarray, member: dict, deficit: dict, dims: list[str], max_moves: int = 100_000
+) -> np.ndarray:
     """Move single images between cells while that lowers the squared miss of the per-category
     deficits (rounding cells one by one can leave a category a few images off on another dimension).
 
@@ -554,8 +619,10 @@ def _repair_rounding(counts: np.ndarray, cap: np.ndarray, member: dict, deficit:
     the best pair is taken until none improves (cells: a few dozen, so the K x K table is cheap).
     """
     counts = counts.astype(np.int64).copy()
-    cats = {d: (np.unique(member[d], return_inverse=True)[1],
-                np.array([deficit[d][c] for c in np.unique(member[d])])) for d in dims}
+    cats = {
+        d: (np.unique(member[d], return_inverse=True)[1], np.array([deficit[d][c] for c in np.unique(member[d])]))
+        for d in dims
+    }
     for _ in range(max_moves):
         gain = np.zeros((len(counts), len(counts)))
         for d in dims:
@@ -594,8 +661,9 @@ class _SplitWriter:
             if self.final == Path(p).resolve():
                 raise ExportError(f"{self.final}: refusing to write over the source or test split")
         if self.final.exists() and not force:
-            raise ExportError(f"{self.final}: split already exists; pass --force to replace it, or choose "
-                              "another --name")
+            raise ExportError(
+                f"{self.final}: split already exists; pass --force to replace it, or choose another --name"
+            )
         root.mkdir(parents=True, exist_ok=True)
         self.tmp = root / f".{name}.tmp-{os.getpid()}"
         if self.tmp.exists():
@@ -620,8 +688,9 @@ def _place_originals(kept: pd.DataFrame, split_dir: Path, final_dir: Path, name:
     out = kept.copy()
     out["source_path"] = out["path"]
     out["source_filename"] = out.get("source_filename", out["filename"])
-    names = _unique_names([utk_name(f, a, g, r) for f, a, g, r in
-                           zip(out["source_filename"], out["age"], out["gender"], out["race"])])
+    names = _unique_names(
+        [utk_name(f, a, g, r) for f, a, g, r in zip(out["source_filename"], out["age"], out["gender"], out["race"])]
+    )
     out["filename"] = names
     if images in ("copy", "link"):
         for src, nm in zip(out["source_path"], names):
@@ -642,8 +711,15 @@ def _finish(df: pd.DataFrame) -> pd.DataFrame:
     return df[EXPORT_COLUMNS + [c for c in df.columns if c not in EXPORT_COLUMNS]]
 
 
-def generate_oversampled(base: pd.DataFrame, plan: OversamplePlan, split_dir: Path, final_dir: Path, name: str,
-                         seed: int, progress: bool = False) -> pd.DataFrame:
+def generate_oversampled(
+    base: pd.DataFrame,
+    plan: OversamplePlan,
+    split_dir: Path,
+    final_dir: Path,
+    name: str,
+    seed: int,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Write the plan's augmented images into `split_dir`; return their manifest rows."""
     from tqdm import tqdm
 
@@ -664,16 +740,32 @@ def generate_oversampled(base: pd.DataFrame, plan: OversamplePlan, split_dir: Pa
         names_taken.add(fname)
         (split_dir / fname).write_bytes(buf.tobytes())
         decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-        rows.append({
-            "path": str(final_dir / fname), "filename": fname, "age": int(src["age"]), "gender": int(src["gender"]),
-            "race": src["race"], "fold": src["fold"], "split": name, "content_hash": pixel_hash(decoded),
-            "width": decoded.shape[1], "height": decoded.shape[0], "name_note": "generated (augmented)",
-            "source_path": src["source_path"], "source_filename": src["source_filename"],
-            "original_age": src["original_age"], "original_gender": src["original_gender"],
-            "label_source": src["label_source"], "review_tags": src["review_tags"], "generated": True,
-            "source_content_hash": src["content_hash"], "transform": json.dumps(t, sort_keys=True), "seed": seed,
-            **({"skin_category": src["skin_category"]} if "skin_category" in src else {}),
-        })
+        rows.append(
+            {
+                "path": str(final_dir / fname),
+                "filename": fname,
+                "age": int(src["age"]),
+                "gender": int(src["gender"]),
+                "race": src["race"],
+                "fold": src["fold"],
+                "split": name,
+                "content_hash": pixel_hash(decoded),
+                "width": decoded.shape[1],
+                "height": decoded.shape[0],
+                "name_note": "generated (augmented)",
+                "source_path": src["source_path"],
+                "source_filename": src["source_filename"],
+                "original_age": src["original_age"],
+                "original_gender": src["original_gender"],
+                "label_source": src["label_source"],
+                "review_tags": src["review_tags"],
+                "generated": True,
+                "source_content_hash": src["content_hash"],
+                "transform": json.dumps(t, sort_keys=True),
+                "seed": seed,
+                **({"skin_category": src["skin_category"]} if "skin_category" in src else {}),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -686,8 +778,11 @@ def load_audits(path: str | Path, df: pd.DataFrame) -> pd.DataFrame:
     a = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     cols = [c for c in ("skin_category", "is_low_quality_issue") if c in a]
     out = pd.DataFrame(index=df.index)
-    for key, mine in (("path", df["path"].astype(str)), ("filename", df["filename"].astype(str)),
-                      ("content_hash", df["content_hash"].astype(str))):
+    for key, mine in (
+        ("path", df["path"].astype(str)),
+        ("filename", df["filename"].astype(str)),
+        ("content_hash", df["content_hash"].astype(str)),
+    ):
         if key in a:
             t = a.drop_duplicates(key).set_index(a.drop_duplicates(key)[key].astype(str))
             for c in cols:
@@ -699,12 +794,26 @@ def load_audits(path: str | Path, df: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------- top level
-def export(source: str | Path = f"dataset/{TRAIN_SPLIT}", root: str | Path = "dataset", name: str = "train_cleaned",
-           review: pd.DataFrame | None = None, review_source: str = "", policy: Policy | None = None,
-           images: str = "ref", oversample: bool = False, oversample_name: str | None = None,
-           by: list[str] | None = None, targets: dict[str, object] | None = None, max_factor: float = 5.0,
-           audits: str | Path | None = None, seed: int = 0, force: bool = False, allow_missing: bool = False,
-           test_split: str | Path | None = None, progress: bool = False) -> dict:
+def export(
+    source: str | Path = f"dataset/{TRAIN_SPLIT}",
+    root: str | Path = "dataset",
+    name: str = "train_cleaned",
+    review: pd.DataFrame | None = None,
+    review_source: str = "",
+    policy: Policy | None = None,
+    images: str = "ref",
+    oversample: bool = False,
+    oversample_name: str | None = None,
+    by: list[str] | None = None,
+    targets: dict[str, object] | None = None,
+    max_factor: float = 5.0,
+    audits: str | Path | None = None,
+    seed: int = 0,
+    force: bool = False,
+    allow_missing: bool = False,
+    test_split: str | Path | None = None,
+    progress: bool = False,
+) -> dict:
     """Write the cleaned split (and the oversampled one); returns the summary also saved as export.json."""
     from core.manifest import DataError, read_manifest
 
@@ -723,22 +832,29 @@ def export(source: str | Path = f"dataset/{TRAIN_SPLIT}", root: str | Path = "da
         if not (test_dir / "manifest.csv").exists():
             raise ExportError(f"{test_dir}: test split manifest not found")
     else:  # the test split next to the source split, else under ROOT
-        test_dir = next((d for d in (src_dir.parent / TEST_SPLIT, root / TEST_SPLIT) if (d / "manifest.csv").exists()),
-                        src_dir.parent / TEST_SPLIT)
+        test_dir = next(
+            (d for d in (src_dir.parent / TEST_SPLIT, root / TEST_SPLIT) if (d / "manifest.csv").exists()),
+            src_dir.parent / TEST_SPLIT,
+        )
     test = None
     if (test_dir / "manifest.csv").exists():
         test = pd.read_csv(test_dir / "manifest.csv", dtype={"content_hash": str})
         leak = set(src["content_hash"]) & set(test["content_hash"])
         if leak:
-            raise ExportError(f"{source}: {len(leak)} image(s) are also in the test split {test_dir}; "
-                              "export only from a training split")
+            raise ExportError(
+                f"{source}: {len(leak)} image(s) are also in the test split {test_dir}; "
+                "export only from a training split"
+            )
     if "filename" not in src:
         src["filename"] = [os.path.basename(p) for p in src["path"]]
     for c in ("race", "fold", "width", "height", "name_note"):
         if c not in src:
             src[c] = np.nan if c != "name_note" else ""
-    warnings: list[str] = [] if test is not None else [
-        f"no test split found at {test_dir}: overlap with the test split not checked (pass --test-split)"]
+    warnings: list[str] = (
+        []
+        if test is not None
+        else [f"no test split found at {test_dir}: overlap with the test split not checked (pass --test-split)"]
+    )
     n_review_test = 0
     if review is not None:
         manifests = {"source": src} | ({"test": test} if test is not None else {})
@@ -748,8 +864,10 @@ def export(source: str | Path = f"dataset/{TRAIN_SPLIT}", root: str | Path = "da
     else:
         review = normalize_review(pd.DataFrame({"filename": []}))
     if policy.drop_suspects and not (~has_decision(review)).any():
-        warnings.append("--drop-suspects: the review lists no unreviewed image, so no suspect can be dropped "
-                        "(a review-status CSV holds reviewed samples only: use --dataset NAME or add --flags FILE)")
+        warnings.append(
+            "--drop-suspects: the review lists no unreviewed image, so no suspect can be dropped "
+            "(a review-status CSV holds reviewed samples only: use --dataset NAME or add --flags FILE)"
+        )
     audit_cols = load_audits(audits, src) if audits else pd.DataFrame(index=src.index)
     if "skin_category" in audit_cols:
         src["skin_category"] = audit_cols["skin_category"]
@@ -760,13 +878,20 @@ def export(source: str | Path = f"dataset/{TRAIN_SPLIT}", root: str | Path = "da
     protected = [src_dir, test_dir]
     written = {}
     summary = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "source": str(Path(source).resolve()),
-        "source_manifest_hash": manifest_hash(src), "n_source": len(src),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "source": str(Path(source).resolve()),
+        "source_manifest_hash": manifest_hash(src),
+        "n_source": len(src),
         "test_split": str(test_dir.resolve()) if test is not None else None,
-        "review": review_source or None, "review_rows": int(len(review)), "review_rows_on_test_split": n_review_test,
-        "policy": asdict(policy), "images": images, "seed": seed,
+        "review": review_source or None,
+        "review_rows": int(len(review)),
+        "review_rows_on_test_split": n_review_test,
+        "policy": asdict(policy),
+        "images": images,
+        "seed": seed,
         "removed": removed["reason"].value_counts().to_dict() if len(removed) else {},
-        "n_removed": len(removed), "n_corrected": len(corrections),
+        "n_removed": len(removed),
+        "n_corrected": len(corrections),
         "n_age_corrected": int((corrections["age"] != corrections["original_age"]).sum()),
         "n_gender_corrected": int((corrections["gender"] != corrections["original_gender"]).sum()),
         "warnings": warnings,
@@ -775,15 +900,22 @@ def export(source: str | Path = f"dataset/{TRAIN_SPLIT}", root: str | Path = "da
     writers = [cleaned_w]
     try:
         cleaned = _finish(_place_originals(kept, cleaned_w.tmp, cleaned_w.final, name, images))
-        summary["cleaned"] = {"name": name, "path": str(cleaned_w.final), "n": len(cleaned),
-                              "manifest_hash": manifest_hash(cleaned)}
+        summary["cleaned"] = {
+            "name": name,
+            "path": str(cleaned_w.final),
+            "n": len(cleaned),
+            "manifest_hash": manifest_hash(cleaned),
+        }
         plan = None
         if oversample:
             oname = oversample_name or f"{name}_oversampled"
             over_w = _SplitWriter(root, oname, force, protected + [cleaned_w.final])
             writers.append(over_w)
-            dims = by or (["age_group", "skin_category"] if "skin_category" in cleaned and
-                          cleaned["skin_category"].notna().any() else ["age_group", "gender"])
+            dims = by or (
+                ["age_group", "skin_category"]
+                if "skin_category" in cleaned and cleaned["skin_category"].notna().any()
+                else ["age_group", "gender"]
+            )
             if "skin_category" in dims and ("skin_category" not in cleaned or cleaned["skin_category"].isna().all()):
                 raise ExportError("oversampling by skin_category needs --audits with a skin_category column")
             if "skin_category" not in dims and not audits:
@@ -792,23 +924,42 @@ def export(source: str | Path = f"dataset/{TRAIN_SPLIT}", root: str | Path = "da
             if "skin_category" in base:
                 base["skin_category"] = base["skin_category"].fillna("unknown").astype(str)
             base["gender"] = base["gender"].astype(int)
-            named = base.assign(gender=base["gender"].map(lambda g: GENDER_NAMES[g]),
-                                race=base["race"].map(lambda r: RACE_NAMES[int(r)] if pd.notna(r) else "unknown"))
+            named = base.assign(
+                gender=base["gender"].map(lambda g: GENDER_NAMES[g]),
+                race=base["race"].map(lambda r: RACE_NAMES[int(r)] if pd.notna(r) else "unknown"),
+            )
             plan = plan_oversampling(named, dims, targets or {}, max_factor=max_factor, seed=seed)
             originals = _place_originals(kept, over_w.tmp, over_w.final, oname, images)
             originals["source_filename"] = cleaned["source_filename"].to_numpy()
             gen = generate_oversampled(base, plan, over_w.tmp, over_w.final, oname, seed, progress)
             over = _finish(pd.concat([originals, gen], ignore_index=True))
-            summary["oversampled"] = {"name": oname, "path": str(over_w.final), "n": len(over),
-                                      "n_generated": len(gen), "manifest_hash": manifest_hash(over),
-                                      "plan": plan.summary()}
+            summary["oversampled"] = {
+                "name": oname,
+                "path": str(over_w.final),
+                "n": len(over),
+                "n_generated": len(gen),
+                "manifest_hash": manifest_hash(over),
+                "plan": plan.summary(),
+            }
             if plan.capped:
-                warnings.append(f"max_factor {max_factor} capped the oversampling: largest share error "
-                                f"{plan.max_share_error:.3f}")
+                warnings.append(
+                    f"max_factor {max_factor} capped the oversampling: largest share error {plan.max_share_error:.3f}"
+                )
         removed = removed.assign(race=pd.to_numeric(removed["race"], errors="coerce").astype("Int64"))
-        corrections = cleaned.loc[cleaned["label_source"] == "corrected",
-                                  ["source_path", "source_filename", "filename", "content_hash", "original_age", "age",
-                                   "original_gender", "gender", "review_tags"]]
+        corrections = cleaned.loc[
+            cleaned["label_source"] == "corrected",
+            [
+                "source_path",
+                "source_filename",
+                "filename",
+                "content_hash",
+                "original_age",
+                "age",
+                "original_gender",
+                "gender",
+                "review_tags",
+            ],
+        ]
         for w_, df_ in [(cleaned_w, cleaned)] + ([(writers[1], over)] if oversample else []):
             write_csv(df_, w_.tmp / "manifest.csv")
             write_csv(removed, w_.tmp / "removed.csv")
@@ -828,26 +979,43 @@ def export(source: str | Path = f"dataset/{TRAIN_SPLIT}", root: str | Path = "da
 
 
 def export_report(s: dict, this: str) -> str:
-    lines = [f"# Export `{this}`", "", f"Source: `{s['source']}` ({s['n_source']} images, manifest "
-             f"{s['source_manifest_hash']}); review: {s['review'] or 'none'} ({s['review_rows']} rows, "
-             f"{s['review_rows_on_test_split']} on the test split, not used here); seed {s['seed']}; "
-             f"images: {s['images']}.", "", "## Cleaned split", "",
-             f"- kept: {s['cleaned']['n']}", f"- removed: {s['n_removed']}"]
+    lines = [
+        f"# Export `{this}`",
+        "",
+        f"Source: `{s['source']}` ({s['n_source']} images, manifest "
+        f"{s['source_manifest_hash']}); review: {s['review'] or 'none'} ({s['review_rows']} rows, "
+        f"{s['review_rows_on_test_split']} on the test split, not used here); seed {s['seed']}; "
+        f"images: {s['images']}.",
+        "",
+        "## Cleaned split",
+        "",
+        f"- kept: {s['cleaned']['n']}",
+        f"- removed: {s['n_removed']}",
+    ]
     lines += [f"  - {why}: {n}" for why, n in s["removed"].items()]
-    lines += [f"- labels corrected: {s['n_corrected']} (age {s['n_age_corrected']}, gender {s['n_gender_corrected']})",
-              f"- policy: {json.dumps(s['policy'])}"]
+    lines += [
+        f"- labels corrected: {s['n_corrected']} (age {s['n_age_corrected']}, gender {s['n_gender_corrected']})",
+        f"- policy: {json.dumps(s['policy'])}",
+    ]
     if "oversampled" in s:
         o = s["oversampled"]
         p = o["plan"]
-        lines += ["", "## Oversampled split", "", f"{o['n']} images: {p['n_before']} originals + {o['n_generated']} "
-                  f"augmented (at most {p['max_factor']} per source), by {' x '.join(p['dims'])}; largest "
-                  f"difference between achieved and target share: {p['max_share_error']:.4f}.", ""]
+        lines += [
+            "",
+            "## Oversampled split",
+            "",
+            f"{o['n']} images: {p['n_before']} originals + {o['n_generated']} "
+            f"augmented (at most {p['max_factor']} per source), by {' x '.join(p['dims'])}; largest "
+            f"difference between achieved and target share: {p['max_share_error']:.4f}.",
+            "",
+        ]
         for d in p["dims"]:
             lines += [f"| {d} | before | share | after | share | target |", "|---|---:|---:|---:|---:|---:|"]
             for c in p["before"][d]:
                 b, a = p["before"][d][c], p["after"][d][c]
-                lines.append(f"| {c} | {b} | {b / p['n_before']:.3f} | {a} | {a / p['n_after']:.3f} | "
-                             f"{p['targets'][d][c]:.3f} |")
+                lines.append(
+                    f"| {c} | {b} | {b / p['n_before']:.3f} | {a} | {a / p['n_after']:.3f} | {p['targets'][d][c]:.3f} |"
+                )
             lines.append("")
     if s["warnings"]:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in s["warnings"]]
@@ -859,6 +1027,4 @@ def corrected_view(df: pd.DataFrame, review: pd.DataFrame) -> tuple[pd.DataFrame
     the "test split with reviewed corrections applied". The frame keeps its other columns."""
     rv = review[review["filename"].isin(df["filename"].astype(str))]
     kept, removed, corr = apply_decisions(df, rv)
-    return kept, {"n": len(kept), "n_removed": len(removed), "n_corrected": len(corr),
-                  "n_review_rows": int(len(rv))}
-
+    return kept, {"n": len(kept), "n_removed": len(removed), "n_corrected": len(corr), "n_review_rows": int(len(rv))}

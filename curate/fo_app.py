@@ -7,6 +7,7 @@ this process already opened) ourselves, wait for it as long as `start_timeout` a
 attach the session to it (FiftyOne reuses a server that answers on the port). The server is ours:
 it is stopped when `curate app` ends.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,13 +39,19 @@ def start_server(address: str, port: int, start_timeout: float = 600.0) -> subpr
     if server_version(address, port):
         return None
     env = {**os.environ, "FIFTYONE_DISABLE_SERVICES": "1"}
-    proc = subprocess.Popen([sys.executable, "main.py", "--port", str(port), "--address", address],
-                            cwd=foc.SERVER_DIR, env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "main.py", "--port", str(port), "--address", address],
+        cwd=foc.SERVER_DIR,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     t0 = time.time()
     while time.time() - t0 < start_timeout:
         if proc.poll() is not None:
-            raise AppError(f"the App server exited with code {proc.returncode} before listening on "
-                           f"{address}:{port} (port in use by another program?)")
+            raise AppError(
+                f"the App server exited with code {proc.returncode} before listening on "
+                f"{address}:{port} (port in use by another program?)"
+            )
         if server_version(address, port):
             return proc
         time.sleep(1.0)

@@ -32,6 +32,7 @@ written. Images that vanished keep their sample (and review decisions) with `sco
 "missing file"; an image found under a new path (same content hash, and the same file name when that
 disambiguates) has its sample moved, not duplicated.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,23 +56,35 @@ REVIEW_TAGS = ("confirmed:mislabel", "confirmed:ok", "exclude")
 # name -> (kind, detail): kind is a FiftyOne field class name; detail the embedded document class
 # name (EmbeddedDocumentField) or the element field class name (ListField).
 LABEL_FIELDS = {
-    "filename": ("StringField", None), "content_hash": ("StringField", None),
-    "age": ("EmbeddedDocumentField", "Regression"), "gender": ("EmbeddedDocumentField", "Classification"),
-    "race": ("EmbeddedDocumentField", "Classification"), "split": ("StringField", None),
-    "fold": ("IntField", None), "age_group": ("StringField", None), "width": ("IntField", None),
-    "height": ("IntField", None), "name_note": ("StringField", None),
+    "filename": ("StringField", None),
+    "content_hash": ("StringField", None),
+    "age": ("EmbeddedDocumentField", "Regression"),
+    "gender": ("EmbeddedDocumentField", "Classification"),
+    "race": ("EmbeddedDocumentField", "Classification"),
+    "split": ("StringField", None),
+    "fold": ("IntField", None),
+    "age_group": ("StringField", None),
+    "width": ("IntField", None),
+    "height": ("IntField", None),
+    "name_note": ("StringField", None),
 }
 PREDICTION_FIELDS = {
     "age_pred": ("EmbeddedDocumentField", "Regression"),
     "gender_pred": ("EmbeddedDocumentField", "Classification"),
-    "gender_prob": ("FloatField", None), "age_abs_error": ("FloatField", None),
-    "gender_loss": ("FloatField", None), "embedding": ("VectorField", None),
-    "model": ("StringField", None), "pred_status": ("StringField", None),
+    "gender_prob": ("FloatField", None),
+    "age_abs_error": ("FloatField", None),
+    "gender_loss": ("FloatField", None),
+    "embedding": ("VectorField", None),
+    "model": ("StringField", None),
+    "pred_status": ("StringField", None),
 }
 BOOK_FIELDS = {
-    "score_status": ("StringField", None), "previous_filepath": ("StringField", None),
-    "scored_at": ("DateTimeField", None), "ingest_hashes": ("DictField", None),
-    "age_corrected": ("IntField", None), "gender_corrected": ("StringField", None),
+    "score_status": ("StringField", None),
+    "previous_filepath": ("StringField", None),
+    "scored_at": ("DateTimeField", None),
+    "ingest_hashes": ("DictField", None),
+    "age_corrected": ("IntField", None),
+    "gender_corrected": ("StringField", None),
 }
 # Audit columns that are identity/bookkeeping, not fields of their own.
 AUDIT_SKIP = {"path", "filename", "content_hash", "width", "height", "age", "gender", "race", "fold", "split"}
@@ -88,23 +101,27 @@ def open_dataset(fo, name: str, create: bool = True):
         ds = fo.load_dataset(name)
         info = ds.info.get(MARKER)
         if ds.media_type not in (None, "image"):
-            raise SchemaError(f"dataset {name!r} exists with media type {ds.media_type!r}, not images; "
-                              "pass another --dataset name")
+            raise SchemaError(
+                f"dataset {name!r} exists with media type {ds.media_type!r}, not images; pass another --dataset name"
+            )
         if not info and len(ds):
-            raise SchemaError(f"dataset {name!r} exists with {len(ds)} samples but was not created by "
-                              "`curate score` (no curate marker in its info); pass another --dataset name, "
-                              f"or delete it (fo.delete_dataset({name!r})) if it is disposable")
+            raise SchemaError(
+                f"dataset {name!r} exists with {len(ds)} samples but was not created by "
+                "`curate score` (no curate marker in its info); pass another --dataset name, "
+                f"or delete it (fo.delete_dataset({name!r})) if it is disposable"
+            )
         if info and int(info.get("schema_version", 0)) > SCHEMA_VERSION:
-            raise SchemaError(f"dataset {name!r} was written by a newer curate (schema "
-                              f"{info.get('schema_version')} > {SCHEMA_VERSION}); upgrade curate")
+            raise SchemaError(
+                f"dataset {name!r} was written by a newer curate (schema "
+                f"{info.get('schema_version')} > {SCHEMA_VERSION}); upgrade curate"
+            )
         if info and int(info.get("schema_version", 1)) < SCHEMA_VERSION:
             upgrade_schema(ds)
         return ds
     if not create:
         raise SchemaError(f"no dataset named {name!r}: run `curate score --dataset {name}` first")
     ds = fo.Dataset(name, persistent=True)
-    ds.info[MARKER] = {"schema_version": SCHEMA_VERSION, "created_at": _now().isoformat(), "runs": [],
-                       "fields": {}}
+    ds.info[MARKER] = {"schema_version": SCHEMA_VERSION, "created_at": _now().isoformat(), "runs": [], "fields": {}}
     ds.save()
     return ds
 
@@ -122,8 +139,10 @@ def upgrade_schema(ds) -> list[str]:
     renames = {o: n for o, n in {**RENAMED_FROM_V1, **RENAMED_FROM_V1_FIFTYONE}.items() if o in have}
     clash = [o for o, n in renames.items() if n in have]
     if clash:
-        raise SchemaError(f"dataset {ds.name!r}: cannot upgrade to schema {SCHEMA_VERSION}, it holds both old and "
-                          f"new fields ({', '.join(clash)}); delete the new ones or pass another --dataset name")
+        raise SchemaError(
+            f"dataset {ds.name!r}: cannot upgrade to schema {SCHEMA_VERSION}, it holds both old and "
+            f"new fields ({', '.join(clash)}); delete the new ones or pass another --dataset name"
+        )
     for old, new in renames.items():
         ds.rename_sample_field(old, new)
     dropped = [f for f in DROPPED_IN_V2 if f in have]
@@ -136,8 +155,16 @@ def upgrade_schema(ds) -> list[str]:
         ds.delete_saved_view(v)
     info = ds.info[MARKER]
     info["schema_version"] = SCHEMA_VERSION
-    info.setdefault("upgrades", []).append({"from": 1, "to": SCHEMA_VERSION, "at": _now().isoformat(),
-                                            "renamed": renames, "dropped": dropped, "views_deleted": views})
+    info.setdefault("upgrades", []).append(
+        {
+            "from": 1,
+            "to": SCHEMA_VERSION,
+            "at": _now().isoformat(),
+            "renamed": renames,
+            "dropped": dropped,
+            "views_deleted": views,
+        }
+    )
     ds.save()
     return [f"{o} -> {n}" for o, n in renames.items()] + [f"{f} dropped" for f in dropped]
 
@@ -155,11 +182,16 @@ def field_spec(field) -> tuple[str, str | None]:
 def check_schema(ds, specs: dict[str, tuple[str, str | None]]) -> None:
     """Raise SchemaError naming every field whose stored type differs from what we would write."""
     schema = ds.get_field_schema()
-    bad = [f"{k} is {_fmt(field_spec(schema[k]))}, expected {_fmt(v)}" for k, v in specs.items()
-           if k in schema and not _compatible(field_spec(schema[k]), v)]
+    bad = [
+        f"{k} is {_fmt(field_spec(schema[k]))}, expected {_fmt(v)}"
+        for k, v in specs.items()
+        if k in schema and not _compatible(field_spec(schema[k]), v)
+    ]
     if bad:
-        raise SchemaError(f"dataset {ds.name!r} exists with a different schema: {'; '.join(bad)}. Nothing was "
-                          "written; pass another --dataset name or delete the conflicting field(s)")
+        raise SchemaError(
+            f"dataset {ds.name!r} exists with a different schema: {'; '.join(bad)}. Nothing was "
+            "written; pass another --dataset name or delete the conflicting field(s)"
+        )
 
 
 def _compatible(have: tuple, want: tuple) -> bool:
@@ -224,8 +256,9 @@ def audit_specs(table: pd.DataFrame, audit_cols: list[str]) -> dict[str, tuple[s
     specs = schema_specs([c for c in audit_cols if c in kinds()])
     for c in (c for c in audit_cols if c not in specs):
         s = table[c]
-        if pd.api.types.is_bool_dtype(s) or (s.dtype == object and s.dropna().map(type).isin([bool, np.bool_]).all()
-                                             and s.notna().any()):
+        if pd.api.types.is_bool_dtype(s) or (
+            s.dtype == object and s.dropna().map(type).isin([bool, np.bool_]).all() and s.notna().any()
+        ):
             specs[c] = ("BooleanField", None)
         elif pd.api.types.is_integer_dtype(s):
             specs[c] = ("IntField", None)
@@ -253,25 +286,43 @@ def _strs(s: pd.Series) -> list:
 
 
 def _bools(s: pd.Series) -> list:
-    return [None if (v is None or (isinstance(v, float) and v != v) or v is pd.NA) else bool(v)
-            for v in s.astype(object)]
+    return [
+        None if (v is None or (isinstance(v, float) and v != v) or v is pd.NA) else bool(v) for v in s.astype(object)
+    ]
 
 
 CONVERT = {"FloatField": _floats, "IntField": _ints, "StringField": _strs, "BooleanField": _bools}
 
 
-def specs_and_hashes(table: pd.DataFrame, audit_version: str | None,
-                     audit_columns: list[str] | None = None) -> tuple[dict, dict]:
+def specs_and_hashes(
+    table: pd.DataFrame, audit_version: str | None, audit_columns: list[str] | None = None
+) -> tuple[dict, dict]:
     """(specs, hashes) per field group present in `table`: the field types, and per row a fingerprint
     of the group's inputs (cheap: no FiftyOne objects are built)."""
     n = len(table)
     specs = {"labels": LABEL_FIELDS}
-    hashes = {"labels": _row_hashes(table, ["filename", "content_hash", "age", "gender", "race", "split", "fold",
-                                            "width", "height", "name_note"])}
+    hashes = {
+        "labels": _row_hashes(
+            table,
+            ["filename", "content_hash", "age", "gender", "race", "split", "fold", "width", "height", "name_note"],
+        )
+    }
     if "age_pred" in table:
         specs["predictions"] = PREDICTION_FIELDS
-        cols = [c for c in ("age_pred", "gender_prob", "gender_logit_0", "gender_logit_1", "age_abs_error",
-                            "gender_loss", "model", "pred_status") if c in table]
+        cols = [
+            c
+            for c in (
+                "age_pred",
+                "gender_prob",
+                "gender_logit_0",
+                "gender_logit_1",
+                "age_abs_error",
+                "gender_loss",
+                "model",
+                "pred_status",
+            )
+            if c in table
+        ]
         emb = table["embedding"].to_numpy() if "embedding" in table else np.full(n, None, dtype=object)
         hashes["predictions"] = _row_hashes(table, cols, extra=[_emb_hash(e) for e in emb])
     audit_cols = audit_fields(audit_columns or [])
@@ -281,8 +332,13 @@ def specs_and_hashes(table: pd.DataFrame, audit_version: str | None,
     return specs, hashes
 
 
-def build_values(fo, table: pd.DataFrame, audit_version: str | None,
-                 audit_columns: list[str] | None = None, audit_spec: dict | None = None) -> tuple[dict, dict, dict]:
+def build_values(
+    fo,
+    table: pd.DataFrame,
+    audit_version: str | None,
+    audit_columns: list[str] | None = None,
+    audit_spec: dict | None = None,
+) -> tuple[dict, dict, dict]:
     """(values, specs, hashes): per group, {field: list aligned with table rows}; the field specs; and
     per group a list of per-row fingerprints of the group's inputs. `audit_spec` (from the whole
     table) fixes the audit fields' types when `table` is a part of it."""
@@ -295,9 +351,12 @@ def build_values(fo, table: pd.DataFrame, audit_version: str | None,
 
     age = table["age"].to_numpy(dtype=float)
     gender = table["gender"].to_numpy(dtype=int)
-    race = pd.to_numeric(table["race"], errors="coerce").to_numpy(dtype=float) if "race" in table else np.full(n, np.nan)
+    race = (
+        pd.to_numeric(table["race"], errors="coerce").to_numpy(dtype=float) if "race" in table else np.full(n, np.nan)
+    )
     values["labels"] = {
-        "filename": _strs(table["filename"]), "content_hash": _strs(table["content_hash"]),
+        "filename": _strs(table["filename"]),
+        "content_hash": _strs(table["content_hash"]),
         "age": [Label("Regression", value=float(a)) for a in age],
         "gender": [Label("Classification", label=GENDER_NAMES[g]) for g in gender],
         "race": [None if r != r else Label("Classification", label=RACE_NAMES[int(r)]) for r in race],
@@ -309,8 +368,9 @@ def build_values(fo, table: pd.DataFrame, audit_version: str | None,
         "name_note": _strs(table["name_note"]) if "name_note" in table else [None] * n,
     }
     specs["labels"] = LABEL_FIELDS
-    hashes["labels"] = _row_hashes(table, ["filename", "content_hash", "age", "gender", "race", "split", "fold",
-                                           "width", "height", "name_note"])
+    hashes["labels"] = _row_hashes(
+        table, ["filename", "content_hash", "age", "gender", "race", "split", "fold", "width", "height", "name_note"]
+    )
 
     if "age_pred" in table:
         have = table["age_pred"].notna().to_numpy()
@@ -320,9 +380,17 @@ def build_values(fo, table: pd.DataFrame, audit_version: str | None,
         emb = table["embedding"].to_numpy() if "embedding" in table else np.full(n, None, dtype=object)
         values["predictions"] = {
             "age_pred": [Label("Regression", value=float(a)) if h else None for a, h in zip(ap, have)],
-            "gender_pred": [Label("Classification", label=GENDER_NAMES[int(p >= 0.5)], confidence=float(max(p, 1 - p)),
-                                  logits=np.array([a, b], dtype=np.float64)) if h else None
-                            for p, a, b, h in zip(prob, l0, l1, have)],
+            "gender_pred": [
+                Label(
+                    "Classification",
+                    label=GENDER_NAMES[int(p >= 0.5)],
+                    confidence=float(max(p, 1 - p)),
+                    logits=np.array([a, b], dtype=np.float64),
+                )
+                if h
+                else None
+                for p, a, b, h in zip(prob, l0, l1, have)
+            ],
             "gender_prob": _floats(table["gender_prob"]),
             "age_abs_error": _floats(table["age_abs_error"]) if "age_abs_error" in table else [None] * n,
             "gender_loss": _floats(table["gender_loss"]) if "gender_loss" in table else [None] * n,
@@ -331,8 +399,20 @@ def build_values(fo, table: pd.DataFrame, audit_version: str | None,
             "pred_status": _strs(table["pred_status"]) if "pred_status" in table else ["ok"] * n,
         }
         specs["predictions"] = PREDICTION_FIELDS
-        cols = [c for c in ("age_pred", "gender_prob", "gender_logit_0", "gender_logit_1", "age_abs_error",
-                            "gender_loss", "model", "pred_status") if c in table]
+        cols = [
+            c
+            for c in (
+                "age_pred",
+                "gender_prob",
+                "gender_logit_0",
+                "gender_logit_1",
+                "age_abs_error",
+                "gender_loss",
+                "model",
+                "pred_status",
+            )
+            if c in table
+        ]
         emb_h = [_emb_hash(e) for e in emb]
         hashes["predictions"] = _row_hashes(table, cols, extra=emb_h)
 
@@ -350,8 +430,13 @@ def build_values(fo, table: pd.DataFrame, audit_version: str | None,
 
 def audit_fields(columns: list[str]) -> list[str]:
     """The audit columns that become fields of their own (identity and label columns excluded)."""
-    known = set(LABEL_FIELDS) | set(PREDICTION_FIELDS) | set(BOOK_FIELDS) | AUDIT_SKIP | {
-        "gender_logit_0", "gender_logit_1", "embedding", "audit_version"}
+    known = (
+        set(LABEL_FIELDS)
+        | set(PREDICTION_FIELDS)
+        | set(BOOK_FIELDS)
+        | AUDIT_SKIP
+        | {"gender_logit_0", "gender_logit_1", "embedding", "audit_version"}
+    )
     return [c for c in columns if c not in known or c == "audit_status"]
 
 
@@ -375,9 +460,15 @@ def _row_hashes(table: pd.DataFrame, cols: list[str], extra: list[str] | None = 
 
 
 # -------------------------------------------------------------------------------------- ingest
-def ingest(fo, ds, table: pd.DataFrame, rejected: pd.DataFrame | None = None,
-           audit_version: str | None = None, provenance: dict | None = None,
-           audit_columns: list[str] | None = None) -> dict:
+def ingest(
+    fo,
+    ds,
+    table: pd.DataFrame,
+    rejected: pd.DataFrame | None = None,
+    audit_version: str | None = None,
+    provenance: dict | None = None,
+    audit_columns: list[str] | None = None,
+) -> dict:
     """Write `table` (curate.fo_inputs.join_inputs output) into `ds`; returns counts per outcome.
 
     `audit_columns`: the table's columns that came from the audits (default: `table.attrs`)."""
@@ -391,8 +482,11 @@ def ingest(fo, ds, table: pd.DataFrame, rejected: pd.DataFrame | None = None,
     present = list(specs)
     now = _now()
 
-    stored = ds.values(["id", "filepath", "content_hash", "filename", "ingest_hashes", "score_status"]) \
-        if len(ds) and "ingest_hashes" in ds.get_field_schema() else [[]] * 6
+    stored = (
+        ds.values(["id", "filepath", "content_hash", "filename", "ingest_hashes", "score_status"])
+        if len(ds) and "ingest_hashes" in ds.get_field_schema()
+        else [[]] * 6
+    )
     ids, fps, chs, fns, ihs, sts = (list(x) for x in stored)
     pos = {p: i for i, p in enumerate(fps)}
     paths = table["path"].tolist()
@@ -428,8 +522,9 @@ def ingest(fo, ds, table: pd.DataFrame, rejected: pd.DataFrame | None = None,
 
     # FiftyOne values only for the rows that will be written (a no-op re-run builds none).
     need = sorted(set(new_rows) | {r for r, _, _ in touched.values()})
-    sub, _, _ = build_values(fo, table.iloc[need].reset_index(drop=True), audit_version, audit_columns,
-                             audit_spec=specs.get("audits"))
+    sub, _, _ = build_values(
+        fo, table.iloc[need].reset_index(drop=True), audit_version, audit_columns, audit_spec=specs.get("audits")
+    )
     values = {g: {f: _scatter(v, need, len(table)) for f, v in fields.items()} for g, fields in sub.items()}
     for g in present:
         values.setdefault(g, {})
@@ -448,8 +543,10 @@ def ingest(fo, ds, table: pd.DataFrame, rejected: pd.DataFrame | None = None,
     n_added = 0
     if new_rows:
         fields = [(f, vals) for g in present for f, vals in values[g].items()]
-        rows = [(paths[r], {f: vals[r] for f, vals in fields if vals[r] is not None},
-                 {g: hashes[g][r] for g in present}) for r in new_rows]
+        rows = [
+            (paths[r], {f: vals[r] for f, vals in fields if vals[r] is not None}, {g: hashes[g][r] for g in present})
+            for r in new_rows
+        ]
         n_added = insert_samples(fo, ds, rows, now)
 
     updated = {g: n for g in present if (n := sum(g in ch for _, _, ch in touched.values()))}
@@ -457,8 +554,11 @@ def ingest(fo, ds, table: pd.DataFrame, rejected: pd.DataFrame | None = None,
         update_samples(fo, ds, touched, values, now)
 
     # Status of every stored sample this run knows about (new samples were added as "ok").
-    rej = {} if rejected is None or rejected.empty else dict(zip(
-        [str(Path(p).resolve()) for p in rejected["path"]], rejected["reason"].astype(str)))
+    rej = (
+        {}
+        if rejected is None or rejected.empty
+        else dict(zip([str(Path(p).resolve()) for p in rejected["path"]], rejected["reason"].astype(str)))
+    )
     status_updates: dict[str, str] = {}
     for i, p in enumerate(fps):
         if p in row_of:
@@ -476,10 +576,14 @@ def ingest(fo, ds, table: pd.DataFrame, rejected: pd.DataFrame | None = None,
     final = [status_updates.get(sid, st) for sid, st in zip(ids, sts)]
 
     counts = {
-        "added": n_added, "moved": len(moved), "updated": updated, "unchanged": len(table) - n_added - len(touched),
+        "added": n_added,
+        "moved": len(moved),
+        "updated": updated,
+        "unchanged": len(table) - n_added - len(touched),
         "missing": sum(1 for st in final if st == "missing file"),
         "rejected_stored": sum(1 for st in final if str(st).startswith("rejected")),
-        "samples": len(ds), "seconds": round(time.time() - t0, 2),
+        "samples": len(ds),
+        "seconds": round(time.time() - t0, 2),
     }
     _record_run(ds, counts, present, provenance or {}, now)
     return counts
@@ -503,10 +607,16 @@ def insert_samples(fo, ds, rows: list[tuple[str, dict, dict]], now: datetime) ->
         except AttributeError:  # a FiftyOne without these internals: the public path
             mode = "add_samples"
     if mode != "fast":
+
         def samples():
             for fp, kw, h in rows:
-                yield fo.Sample(filepath=fp, score_status="ok", scored_at=now, ingest_hashes=h,
-                                **{f: as_fo(fo, v) for f, v in kw.items()})
+                yield fo.Sample(
+                    filepath=fp,
+                    score_status="ok",
+                    scored_at=now,
+                    ingest_hashes=h,
+                    **{f: as_fo(fo, v) for f, v in kw.items()},
+                )
 
         return len(ds.add_samples(samples(), expand_schema=False, progress=False, num_samples=len(rows)))
 
@@ -521,9 +631,19 @@ def insert_samples(fo, ds, rows: list[tuple[str, dict, dict]], now: datetime) ->
     before = ds.count()
     batch = []
     for fp, kw, h in rows:
-        d = {"_id": ObjectId(), "filepath": fp, "tags": [], "_media_type": "image", "_rand": rnd.random() * 0.001 + 0.999,
-             "_dataset_id": ds_id, "created_at": created, "last_modified_at": created,
-             "score_status": "ok", "scored_at": now, "ingest_hashes": h}
+        d = {
+            "_id": ObjectId(),
+            "filepath": fp,
+            "tags": [],
+            "_media_type": "image",
+            "_rand": rnd.random() * 0.001 + 0.999,
+            "_dataset_id": ds_id,
+            "created_at": created,
+            "last_modified_at": created,
+            "score_status": "ok",
+            "scored_at": now,
+            "ingest_hashes": h,
+        }
         for f, v in kw.items():
             d[f] = enc(v)
         batch.append(d)
@@ -678,8 +798,14 @@ def _record_run(ds, counts: dict, groups: list[str], provenance: dict, now: date
     for g in groups:
         fields[g] = {"source": provenance.get(g), "written_at": now.isoformat()}
     runs = list(info.get("runs", []))[-19:]
-    runs.append({"at": now.isoformat(), "groups": groups, "provenance": provenance,
-                 **{k: v for k, v in counts.items() if k != "seconds"}})
+    runs.append(
+        {
+            "at": now.isoformat(),
+            "groups": groups,
+            "provenance": provenance,
+            **{k: v for k, v in counts.items() if k != "seconds"},
+        }
+    )
     info.update(schema_version=SCHEMA_VERSION, fields=fields, runs=runs)
     ds.info[MARKER] = info
     ds.save()
@@ -717,25 +843,28 @@ def run_brain(fo, ds, method: str = "auto", force: bool = False) -> dict:
     info = ds.info.get(MARKER, {})
     m = viz_method(n, method)
     have = set(ds.list_brain_runs())
-    if not force and info.get("brain_state") == state and info.get("brain_viz_method") == m and \
-            {BRAIN_SIMILARITY, BRAIN_VIZ} <= have:
+    if (
+        not force
+        and info.get("brain_state") == state
+        and info.get("brain_viz_method") == m
+        and {BRAIN_SIMILARITY, BRAIN_VIZ} <= have
+    ):
         return {"skipped": "embeddings unchanged since the last brain run"}
     for key in (BRAIN_SIMILARITY, BRAIN_VIZ):
         if key in have:
             ds.delete_brain_run(key)
-    fob.compute_similarity(view, embeddings="embedding", brain_key=BRAIN_SIMILARITY, backend="sklearn",
-                           progress=False)
+    fob.compute_similarity(view, embeddings="embedding", brain_key=BRAIN_SIMILARITY, backend="sklearn", progress=False)
     fob.compute_uniqueness(view, uniqueness_field="uniqueness", embeddings="embedding", progress=False)
     kw = {"seed": 0} if m in ("umap", "tsne") else {}
     if m == "tsne":  # small sets: t-SNE's PCA pre-step and perplexity must fit the sample count
         kw.update(pca_dims=min(50, n - 1), perplexity=float(min(30, max(2, (n - 1) // 3))))
     if m == "umap":
         kw.update(num_neighbors=min(15, n - 1))
-    fob.compute_visualization(view, embeddings="embedding", brain_key=BRAIN_VIZ, method=m, num_dims=2,
-                              progress=False, **kw)
+    fob.compute_visualization(
+        view, embeddings="embedding", brain_key=BRAIN_VIZ, method=m, num_dims=2, progress=False, **kw
+    )
     info = dict(ds.info.get(MARKER, {}))
     info.update(brain_state=state, brain_viz_method=m)
     ds.info[MARKER] = info
     ds.save()
-    return {"similarity": BRAIN_SIMILARITY, "visualization": f"{BRAIN_VIZ} ({m})", "uniqueness": "uniqueness",
-            "n": n}
+    return {"similarity": BRAIN_SIMILARITY, "visualization": f"{BRAIN_VIZ} ({m})", "uniqueness": "uniqueness", "n": n}

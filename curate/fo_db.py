@@ -9,6 +9,7 @@ masked) URI. It also switches FiftyOne's write batching to large fixed-size batc
 "latency" batcher shrinks batches to a few samples on a busy machine, which makes bulk inserts of
 tens of thousands of samples several times slower.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,9 @@ def connect(timeout_s: float = DEFAULT_TIMEOUT_S):
         fo.list_datasets()
     except Exception as e:  # the embedded mongod failed to start, or the server refused us
         where = f"at {mask_uri(uri)}" if uri else "(FiftyOne's embedded mongod)"
-        raise DatabaseError(f"FiftyOne database {where} is not usable: {type(e).__name__}: "
-                            f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        raise DatabaseError(
+            f"FiftyOne database {where} is not usable: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from None
     return fo
 
 
@@ -64,4 +66,5 @@ def ping(uri: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         msg = str(e).split(",")[0].split("\n")[0]
         raise DatabaseError(
             f"cannot reach the FiftyOne database at {mask_uri(uri)} within {timeout_s:g}s ({msg}); "
-            "start that MongoDB server or unset FIFTYONE_DATABASE_URI to use the embedded one") from None
+            "start that MongoDB server or unset FIFTYONE_DATABASE_URI to use the embedded one"
+        ) from None

@@ -12,6 +12,7 @@ audits given as files are used as they are. A prediction or audit row whose cont
 the image's current one is stale: it is dropped and the row gets a status saying so, never a wrong
 value.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -125,8 +126,9 @@ def compute_predictions(manifest: pd.DataFrame, checkpoint: Path, progress: bool
     p = cache_dir() / f"predictions_{model_id}_{key}.parquet"
     if p.exists():
         return pd.read_parquet(p)
-    pred = predict_manifest(checkpoint, manifest, batch_size=64, threads=int(os.environ.get("OMP_NUM_THREADS", 0) or 0),
-                            progress=progress)
+    pred = predict_manifest(
+        checkpoint, manifest, batch_size=64, threads=int(os.environ.get("OMP_NUM_THREADS", 0) or 0), progress=progress
+    )
     write_parquet(pred, p)
     return pred
 
@@ -151,8 +153,9 @@ def compute_audits(manifest: pd.DataFrame, progress: bool = True) -> pd.DataFram
         return pd.read_parquet(p)
     labels = manifest[[c for c in ("age", "gender", "race") if c in manifest]].reset_index(drop=True)
     workers = int(os.environ.get("CURATE_AUDIT_WORKERS", "0")) or None  # 1: in this process, no pool
-    res = runner.run_audit(manifest["path"].tolist(), labels=labels,
-                           config=runner.AuditConfig(progress=progress, workers=workers))
+    res = runner.run_audit(
+        manifest["path"].tolist(), labels=labels, config=runner.AuditConfig(progress=progress, workers=workers)
+    )
     write_parquet(res.table, p)
     return res.table
 
@@ -168,8 +171,11 @@ def join_inputs(manifest: pd.DataFrame, pred: pd.DataFrame | None, audit: pd.Dat
         keep = [c for c in pred.columns if c not in ("age", "gender", "filename", "fold")]
         p = pred[keep].rename(columns={"content_hash": "_pred_hash"})
         out = out.merge(p, on="path", how="left")
-        stale = out["_pred_hash"].notna() & (out["_pred_hash"].astype(str) != out["content_hash"]) \
-            if "_pred_hash" in out else pd.Series(False, index=out.index)
+        stale = (
+            out["_pred_hash"].notna() & (out["_pred_hash"].astype(str) != out["content_hash"])
+            if "_pred_hash" in out
+            else pd.Series(False, index=out.index)
+        )
         have = out["age_pred"].notna() & ~stale
         out["pred_status"] = np.where(have, "ok", np.where(stale, "stale: content changed", "no prediction"))
         pcols = [c for c in p.columns if c not in ("path", "_pred_hash")]
@@ -186,11 +192,13 @@ def join_inputs(manifest: pd.DataFrame, pred: pd.DataFrame | None, audit: pd.Dat
             acols = [c for c in a.columns if c not in ("path", "_audit_hash")]
             _blank(out, stale, acols)
             status = out["audit_status"] if "audit_status" in out else pd.Series("ok", index=out.index)
-            out["audit_status"] = np.where(stale, "stale: content changed",
-                                           np.where(out["_audit_hash"].isna(), "no audit", status.fillna("ok")))
+            out["audit_status"] = np.where(
+                stale, "stale: content changed", np.where(out["_audit_hash"].isna(), "no audit", status.fillna("ok"))
+            )
             out = out.drop(columns=["_audit_hash"])
-        out.attrs["audit_columns"] = [c for c in a.columns if c not in ("path", "_audit_hash")] + \
-            (["audit_status"] if "audit_status" not in a.columns else [])
+        out.attrs["audit_columns"] = [c for c in a.columns if c not in ("path", "_audit_hash")] + (
+            ["audit_status"] if "audit_status" not in a.columns else []
+        )
     return out
 
 

@@ -13,6 +13,7 @@ store a corrected label in `age_corrected` (int years) / `gender_corrected` ("ma
 `review_status` summarises these decisions per saved view; `decisions` is the table `curate export`
 obeys (one row per reviewed sample, `decision` in exclude / conflict / mislabel / ok).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,11 +38,14 @@ VIEW_DESCRIPTIONS = {
 # The label checks' fields come from the one schema (core/schema.py); FiftyOne shows genders as names.
 MISLABEL_FIELDS = {
     **schema_specs([*GENDER_COLUMNS, *AGE_COLUMNS, "label_status"]),
-    "gender_suggested": ("StringField", None), "mislabel_version": ("StringField", None),
+    "gender_suggested": ("StringField", None),
+    "mislabel_version": ("StringField", None),
     "oos_age_pred": ("EmbeddedDocumentField", "Regression"),
     "oos_gender_pred": ("EmbeddedDocumentField", "Classification"),
-    "oos_age_abs_error": ("FloatField", None), "oos_gender_loss": ("FloatField", None),
-    "oos_model": ("StringField", None), "oos_fold": ("IntField", None),
+    "oos_age_abs_error": ("FloatField", None),
+    "oos_gender_loss": ("FloatField", None),
+    "oos_model": ("StringField", None),
+    "oos_fold": ("IntField", None),
 }
 
 
@@ -57,17 +61,32 @@ def dataset_frame(ds, extra: tuple[str, ...] = ()) -> pd.DataFrame:
     view = ds.match(F("score_status") == "ok")
     schema = ds.get_field_schema()
     cols = ["id", "filepath", "content_hash", "age.value", "gender.label", "race.label"]
-    opt = [c for c in ("is_low_quality_issue", "laplacian_var", "brisque_score", "exact_group", "near_group",
-                       "skin_category", "age_group", "is_label_conflict_issue", "age_abs_error", "gender_loss", *extra)
-           if c in schema]
+    opt = [
+        c
+        for c in (
+            "is_low_quality_issue",
+            "laplacian_var",
+            "brisque_score",
+            "exact_group",
+            "near_group",
+            "skin_category",
+            "age_group",
+            "is_label_conflict_issue",
+            "age_abs_error",
+            "gender_loss",
+            *extra,
+        )
+        if c in schema
+    ]
     vals = view.values(cols + opt)
     df = pd.DataFrame(dict(zip(["id", "path", "content_hash", "age", "gender_label", "race"] + opt, vals)))
     df["gender"] = df["gender_label"].map({g: i for i, g in enumerate(GENDER_NAMES)})
     return df
 
 
-def flag_mislabels(fo, ds, oos: pd.DataFrame, top_k: int | None = None, quality_top_k: int | None = None,
-                   worst_n: int = 12, **options) -> dict:
+def flag_mislabels(
+    fo, ds, oos: pd.DataFrame, top_k: int | None = None, quality_top_k: int | None = None, worst_n: int = 12, **options
+) -> dict:
     """Score, store, tag and save views; returns counts. `options` go to score_mislabels
     (gender_threshold, age_z_threshold, age_min_years, neighbors)."""
     from audits.mislabels import align_predictions, score_mislabels
@@ -80,15 +99,18 @@ def flag_mislabels(fo, ds, oos: pd.DataFrame, top_k: int | None = None, quality_
     oos = oos.copy()
     oos["path"] = oos["path"].astype(str)
     stale = oos["content_hash"].astype(str) if "content_hash" in oos else None
-    pred = align_predictions(df[["path", "content_hash", "age", "gender", "race"]], oos.drop(columns=["content_hash"],
-                                                                                        errors="ignore"))
+    pred = align_predictions(
+        df[["path", "content_hash", "age", "gender", "race"]], oos.drop(columns=["content_hash"], errors="ignore")
+    )
     if stale is not None:  # a prediction made for other pixels than the sample's must not count
         h = dict(zip(oos["path"], stale))
         bad = np.array([p in h and h[p] != c for p, c in zip(df["path"], df["content_hash"])])
-        pred.loc[bad, [c for c in ("age_pred", "gender_prob", "gender_logit_0", "gender_logit_1", "model")
-                       if c in pred]] = np.nan
-    audit_cols = [c for c in ("is_low_quality_issue", "laplacian_var", "brisque_score", "exact_group", "near_group")
-                  if c in df]
+        pred.loc[
+            bad, [c for c in ("age_pred", "gender_prob", "gender_logit_0", "gender_logit_1", "model") if c in pred]
+        ] = np.nan
+    audit_cols = [
+        c for c in ("is_low_quality_issue", "laplacian_var", "brisque_score", "exact_group", "near_group") if c in df
+    ]
     audit = df[["path", *audit_cols]] if audit_cols else None
     if audit is not None and "is_low_quality_issue" in audit:
         audit = audit.assign(is_low_quality_issue=audit["is_low_quality_issue"].fillna(False).astype(bool))
@@ -112,14 +134,22 @@ def flag_mislabels(fo, ds, oos: pd.DataFrame, top_k: int | None = None, quality_
     l0 = pred["gender_logit_0"].to_numpy(float) if "gender_logit_0" in pred else np.full(len(df), np.nan)
     l1 = pred["gender_logit_1"].to_numpy(float) if "gender_logit_1" in pred else np.full(len(df), np.nan)
     writes = {
-        **{c: col(c, CONVERT[MISLABEL_FIELDS[c][0]]) for c in (*GENDER_COLUMNS, *AGE_COLUMNS, "label_status")
-           if c != "gender_suggested"},
+        **{
+            c: col(c, CONVERT[MISLABEL_FIELDS[c][0]])
+            for c in (*GENDER_COLUMNS, *AGE_COLUMNS, "label_status")
+            if c != "gender_suggested"
+        },
         "gender_suggested": dict(zip(ids, suggested)),
         "mislabel_version": dict.fromkeys(ids, version),
         "oos_age_pred": {i: fo.Regression(value=float(a)) if h else None for i, a, h in zip(ids, ap, have)},
-        "oos_gender_pred": {i: fo.Classification(label=GENDER_NAMES[int(p >= 0.5)], confidence=float(max(p, 1 - p)),
-                                                 logits=np.array([a, b])) if h else None
-                            for i, p, a, b, h in zip(ids, prob, l0, l1, have)},
+        "oos_gender_pred": {
+            i: fo.Classification(
+                label=GENDER_NAMES[int(p >= 0.5)], confidence=float(max(p, 1 - p)), logits=np.array([a, b])
+            )
+            if h
+            else None
+            for i, p, a, b, h in zip(ids, prob, l0, l1, have)
+        },
         "oos_age_abs_error": dict(zip(ids, _floats(pd.Series(np.abs(ap - df["age"].to_numpy(float)))))),
         "oos_gender_loss": dict(zip(ids, _floats(pred["gender_loss"]) if "gender_loss" in pred else [None] * len(ids))),
         "oos_model": dict(zip(ids, _strs(pred["model"]) if "model" in pred else [None] * len(ids))),
@@ -143,14 +173,26 @@ def flag_mislabels(fo, ds, oos: pd.DataFrame, top_k: int | None = None, quality_
         if tid:
             ds.select(tid).tag_samples(tag)
 
-    err = pd.DataFrame({"id": ids, "age_err": np.abs(ap - df["age"].to_numpy(float)),
-                        "g_loss": pred["gender_loss"].to_numpy(float) if "gender_loss" in pred else np.nan})
+    err = pd.DataFrame(
+        {
+            "id": ids,
+            "age_err": np.abs(ap - df["age"].to_numpy(float)),
+            "g_loss": pred["gender_loss"].to_numpy(float) if "gender_loss" in pred else np.nan,
+        }
+    )
     if not have.any() and "age_abs_error" in df:  # no out-of-sample predictions: fall back to the score model's
         err["age_err"], err["g_loss"] = df["age_abs_error"].to_numpy(float), df.get("gender_loss", np.nan)
     views = save_views(ds, df, err, worst_n)
-    return {"scored": int((scores["label_status"] == "ok").sum()), "not_scored": int((scores["label_status"] != "ok").sum()),
-            "suspect:gender": len(g_ids), "suspect:age": len(a_ids), "low_quality": len(q_ids), "views": views,
-            "version": version, "status_counts": scores["label_status"].value_counts().to_dict()}
+    return {
+        "scored": int((scores["label_status"] == "ok").sum()),
+        "not_scored": int((scores["label_status"] != "ok").sum()),
+        "suspect:gender": len(g_ids),
+        "suspect:age": len(a_ids),
+        "low_quality": len(q_ids),
+        "views": views,
+        "version": version,
+        "status_counts": scores["label_status"].value_counts().to_dict(),
+    }
 
 
 def save_views(ds, df: pd.DataFrame, err: pd.DataFrame, worst_n: int) -> dict[str, int]:
@@ -172,12 +214,14 @@ def save_views(ds, df: pd.DataFrame, err: pd.DataFrame, worst_n: int) -> dict[st
     else:  # no duplicate audit: pixel-identical copies (same content hash) whose labels differ
         g = df.groupby("content_hash")
         bad = g["age"].transform("nunique").gt(1) | g["gender"].transform("nunique").gt(1)
-        views["duplicate-label-conflicts"] = ds.select(df.loc[bad].sort_values("content_hash")["id"].tolist(),
-                                                       ordered=True)
+        views["duplicate-label-conflicts"] = ds.select(
+            df.loc[bad].sort_values("content_hash")["id"].tolist(), ordered=True
+        )
     views["worst-errors-by-age-group"] = ds.select(_worst_per_group(df, err, "age_group", worst_n), ordered=True)
     if "skin_category" in df:
-        views["worst-errors-by-skin-tone"] = ds.select(_worst_per_group(df, err, "skin_category", worst_n),
-                                                       ordered=True)
+        views["worst-errors-by-skin-tone"] = ds.select(
+            _worst_per_group(df, err, "skin_category", worst_n), ordered=True
+        )
     out = {}
     for name, view in views.items():
         ds.save_view(name, view, description=VIEW_DESCRIPTIONS[name], overwrite=True)
@@ -208,13 +252,52 @@ def decisions(ds) -> pd.DataFrame:
     and candidate tags), age_corrected, gender_corrected, decision (exclude / conflict / mislabel / ok),
     problem (an unusable correction), and the flag-mislabels scores where present."""
     schema = ds.get_field_schema()
-    cols = ["id", "filepath", "filename", "content_hash", "age.value", "gender.label", "race.label", "tags",
-            "age_corrected", "gender_corrected"]
-    extra = [c for c in ("is_gender_label_issue", "is_age_label_issue", "gender_flip_prob", "age_residual_z", "age_suggested",
-                         "gender_suggested", "is_low_quality_issue") if c in schema]
+    cols = [
+        "id",
+        "filepath",
+        "filename",
+        "content_hash",
+        "age.value",
+        "gender.label",
+        "race.label",
+        "tags",
+        "age_corrected",
+        "gender_corrected",
+    ]
+    extra = [
+        c
+        for c in (
+            "is_gender_label_issue",
+            "is_age_label_issue",
+            "gender_flip_prob",
+            "age_residual_z",
+            "age_suggested",
+            "gender_suggested",
+            "is_low_quality_issue",
+        )
+        if c in schema
+    ]
     vals = ds.values(cols + extra)
-    df = pd.DataFrame(dict(zip(["id", "path", "filename", "content_hash", "age", "gender", "race", "all_tags",
-                                "age_corrected", "gender_corrected"] + extra, vals)))
+    df = pd.DataFrame(
+        dict(
+            zip(
+                [
+                    "id",
+                    "path",
+                    "filename",
+                    "content_hash",
+                    "age",
+                    "gender",
+                    "race",
+                    "all_tags",
+                    "age_corrected",
+                    "gender_corrected",
+                ]
+                + extra,
+                vals,
+            )
+        )
+    )
     rtags = df["all_tags"].map(lambda t: [x for x in (t or []) if x in REVIEW_TAGS])
     corrected = df["age_corrected"].notna() | df["gender_corrected"].notna()
     df = df[(rtags.map(len) > 0) | corrected].copy()
@@ -223,8 +306,19 @@ def decisions(ds) -> pd.DataFrame:
     df["decision"] = [_decision(t, a, g) for t, a, g in zip(rtags, df["age_corrected"], df["gender_corrected"])]
     df["problem"] = [_correction_problem(a, g) for a, g in zip(df["age_corrected"], df["gender_corrected"])]
     df["age_corrected"] = df["age_corrected"].astype("Int64")
-    first = ["path", "filename", "content_hash", "age", "gender", "race", "tags", "age_corrected",
-             "gender_corrected", "decision", "problem"]
+    first = [
+        "path",
+        "filename",
+        "content_hash",
+        "age",
+        "gender",
+        "race",
+        "tags",
+        "age_corrected",
+        "gender_corrected",
+        "decision",
+        "problem",
+    ]
     return df[first + extra + ["id"]].reset_index(drop=True)
 
 
@@ -256,7 +350,13 @@ def review_status(ds) -> pd.DataFrame:
         ids = ds.values("id") if name == "(all samples)" else ds.load_saved_view(name).values("id")
         d = pd.Series([by_id.get(i) for i in ids], dtype=object)
         counts = d.value_counts()
-        rows.append({"view": name, "samples": len(ids), "reviewed": int(d.notna().sum()),
-                     "pending": int(d.isna().sum()),
-                     **{k: int(counts.get(k, 0)) for k in ("mislabel", "ok", "exclude", "conflict")}})
+        rows.append(
+            {
+                "view": name,
+                "samples": len(ids),
+                "reviewed": int(d.notna().sum()),
+                "pending": int(d.isna().sum()),
+                **{k: int(counts.get(k, 0)) for k in ("mislabel", "ok", "exclude", "conflict")},
+            }
+        )
     return pd.DataFrame(rows)

@@ -4,6 +4,7 @@ A production pipeline should not trust an age/gender prediction on a black, blur
 the verdict says "usable" or why not ("too dark; blurry"), judged against thresholds from an audit of
 the training data (`curate audit` writes them) or the built-in UTKFace defaults.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,6 +4,7 @@ Every image is decoded once: that is how we know it is usable (a truncated JPEG 
 JPEG name must be rejected here, not crash training an hour later) and how we get its content hash
 (a hash of the decoded pixels, so pixel-identical files are one group and never straddle train/test).
 """
+
 from __future__ import annotations
 
 import re
@@ -30,8 +31,17 @@ _NAME_RE = re.compile(
 )
 
 MANIFEST_COLUMNS = [
-    "path", "filename", "age", "gender", "race", "fold", "split", "content_hash",
-    "width", "height", "name_note",
+    "path",
+    "filename",
+    "age",
+    "gender",
+    "race",
+    "fold",
+    "split",
+    "content_hash",
+    "width",
+    "height",
+    "name_note",
 ]
 
 
@@ -89,11 +99,19 @@ def scan_folder(data_dir: Path, progress: bool = True) -> tuple[pd.DataFrame, pd
         if img is None:
             rejected.append({"path": str(p.resolve()), "filename": p.name, "reason": reason})
             continue
-        rows.append({
-            "path": str(p.resolve()), "filename": p.name, "age": parsed.age, "gender": parsed.gender,
-            "race": parsed.race, "content_hash": pixel_hash(img),
-            "width": img.shape[1], "height": img.shape[0], "name_note": parsed.note,
-        })
+        rows.append(
+            {
+                "path": str(p.resolve()),
+                "filename": p.name,
+                "age": parsed.age,
+                "gender": parsed.gender,
+                "race": parsed.race,
+                "content_hash": pixel_hash(img),
+                "width": img.shape[1],
+                "height": img.shape[0],
+                "name_note": parsed.note,
+            }
+        )
     usable = pd.DataFrame(rows, columns=[c for c in MANIFEST_COLUMNS if c not in ("fold", "split")])
     usable["race"] = usable["race"].astype("Int64")
     return usable, pd.DataFrame(rejected, columns=["path", "filename", "reason"])
@@ -125,8 +143,7 @@ def assign_folds(df: pd.DataFrame, seed: int = 0, n_folds: int = N_FOLDS) -> np.
     return df["content_hash"].map(group_fold).to_numpy(dtype=np.int64)
 
 
-def make_splits(data_dir: Path, out_dir: Path, seed: int = 0, copy: bool = False,
-                progress: bool = True) -> dict:
+def make_splits(data_dir: Path, out_dir: Path, seed: int = 0, copy: bool = False, progress: bool = True) -> dict:
     """Scan, assign folds and write manifests; returns a summary dict (also printed by the CLI)."""
     usable, rejected = scan_folder(data_dir, progress=progress)
     out_dir = Path(out_dir)
@@ -174,4 +191,3 @@ def summarize(usable: pd.DataFrame, rejected: pd.DataFrame) -> dict:
         "n_in_duplicate_groups": int(dup_groups.sum()),
         "n_duplicate_groups": int(usable.loc[dup_groups, "content_hash"].nunique()),
     }
-

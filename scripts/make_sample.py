@@ -3,6 +3,7 @@
 Picks about 200 real images stratified by age bin x gender x race (round-robin over strata, seeded),
 plus the five malformed names and two pixel-identical pairs, so the fast tests meet the real quirks.
 """
+
 import random
 import shutil
 import sys

@@ -8,6 +8,7 @@ epoch_NNN.pt) from RUN/checkpoints/last.pt; evaluate it, then ship it with
 
 Usage: python scripts/recalibrate_bn.py runs/NAME
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from core.manifest import read_manifest
+from core.manifest import read_manifest  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.data import Batches, decoded_cache  # noqa: E402
 from trainer.model import (  # noqa: E402
@@ -47,8 +48,16 @@ def main() -> None:
     recalibrate_bn(model, batches, bn_order(cfg, len(df)), len(batches))
     model.eval()
     metrics = {**ckpt["history"][-1], "bn_statistics": f"all {len(df)} training images"} if "history" in ckpt else {}
-    save_torch({"model": model.state_dict(), "config": ckpt["config"], "epoch": ckpt["epoch"],
-                "weights_used": ckpt["weights_used"], "metrics": metrics}, dst)
+    save_torch(
+        {
+            "model": model.state_dict(),
+            "config": ckpt["config"],
+            "epoch": ckpt["epoch"],
+            "weights_used": ckpt["weights_used"],
+            "metrics": metrics,
+        },
+        dst,
+    )
     print(f"{dst}: BatchNorm statistics over all {len(df)} images of {cfg.train_path}")
 
 

@@ -15,6 +15,7 @@ A run trained before `curate train` recalibrated BatchNorm over the whole traini
 run scripts/recalibrate_bn.py RUN first, evaluate RUN/checkpoints/last_bn_all.pt (--eval-tta,
 --eval-plain) and pass --checkpoint last_bn_all. A warm-restarted run's card lists every stage.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,9 +39,13 @@ def headline_metrics(eval_dir: Path) -> dict:
     """The headline figures of one `curate evaluate` output folder."""
     age = pd.read_csv(eval_dir / "age_metrics.csv").iloc[0]
     g = pd.read_csv(eval_dir / "gender_metrics.csv").set_index("class").loc["overall"]
-    return {"age_mae": round(float(age["mae"]), 3), "age_rmse": round(float(age["rmse"]), 3),
-            "age_r2": round(float(age["r2"]), 3), "gender_accuracy": round(float(g["accuracy"]), 4),
-            "gender_auc": round(float(g["auc_roc"]), 3)}
+    return {
+        "age_mae": round(float(age["mae"]), 3),
+        "age_rmse": round(float(age["rmse"]), 3),
+        "age_r2": round(float(age["r2"]), 3),
+        "gender_accuracy": round(float(g["accuracy"]), 4),
+        "gender_auc": round(float(g["auc_roc"]), 3),
+    }
 
 
 def lineage(run: Path) -> list[dict]:
@@ -50,10 +55,18 @@ def lineage(run: Path) -> list[dict]:
     while True:
         meta = json.loads((run / "metadata.json").read_text())
         cfg = meta["config"]
-        stages.append({"run": str(run), "weights_used": meta["weights_used"], "epochs": meta["epochs_completed"],
-                       "image_size": cfg["image_size"], "train_images_per_epoch": meta["n_train"],
-                       "max_lr": cfg["max_lr"], "l1_lambda": cfg["l1_lambda"],
-                       "wall_minutes": round(meta["wall_seconds"] / 60, 1)})
+        stages.append(
+            {
+                "run": str(run),
+                "weights_used": meta["weights_used"],
+                "epochs": meta["epochs_completed"],
+                "image_size": cfg["image_size"],
+                "train_images_per_epoch": meta["n_train"],
+                "max_lr": cfg["max_lr"],
+                "l1_lambda": cfg["l1_lambda"],
+                "wall_minutes": round(meta["wall_seconds"] / 60, 1),
+            }
+        )
         parent = Path(cfg["weights"]).parent.parent
         if cfg["weights"] in ("none", "imagenet") or not (parent / "metadata.json").is_file():
             return stages[::-1]
@@ -77,16 +90,20 @@ def main() -> None:
     meta = json.loads(meta_path.read_text())
     if meta.get("status") != "complete":
         sys.exit(f"{meta_path}: run is not complete (status {meta.get('status')!r})")
-    evals = {"test_2_folds_last": args.eval_tta or args.run / "eval_tta",
-             "test_2_folds_last_no_tta": args.eval_plain or args.run / "eval_plain"}
+    evals = {
+        "test_2_folds_last": args.eval_tta or args.run / "eval_tta",
+        "test_2_folds_last_no_tta": args.eval_plain or args.run / "eval_plain",
+    }
     for d in evals.values():
         if not (d / "age_metrics.csv").is_file():
             sys.exit(f"{d}: no curate evaluate output (age_metrics.csv missing)")
 
     stages = lineage(args.run)
     if stages[0]["weights_used"].startswith("checkpoint"):
-        sys.exit(f"{args.run}: its first stage started from {stages[0]['weights_used']}, whose run folder "
-                 "(with metadata.json) is not here; the card could not show the whole training")
+        sys.exit(
+            f"{args.run}: its first stage started from {stages[0]['weights_used']}, whose run folder "
+            "(with metadata.json) is not here; the card could not show the whole training"
+        )
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     slim = {k: ckpt[k] for k in ("model", "config", "epoch", "weights_used", "metrics") if k in ckpt}
     MODELS.mkdir(parents=True, exist_ok=True)
@@ -100,8 +117,8 @@ def main() -> None:
         "trained_on": args.trained_on,
         "weights_used": meta["weights_used"],
         "config": slim["config"],
-        "bn_statistics": slim.get("metrics", {}).get("bn_statistics") or meta.get(
-            "final_bn_statistics", f"{slim['config']['bn_recalibration_batches']} training batches"),
+        "bn_statistics": slim.get("metrics", {}).get("bn_statistics")
+        or meta.get("final_bn_statistics", f"{slim['config']['bn_recalibration_batches']} training batches"),
         "wall_minutes": round(meta["wall_seconds"] / 60, 1),
         "epochs": meta["epochs_completed"],
         "stages": stages,
@@ -115,9 +132,11 @@ def main() -> None:
     }
     write_json(MODELS / "default.json", card)
     size = (MODELS / "default.pt").stat().st_size / 1e6
-    print(f"shipped {ckpt_path} -> curate/models/default.pt ({size:.1f} MB, sha256 {sha[:12]}); "
-          f"test MAE {card['test_2_folds_last']['age_mae']}, "
-          f"accuracy {card['test_2_folds_last']['gender_accuracy']:.2%} (flip TTA)")
+    print(
+        f"shipped {ckpt_path} -> curate/models/default.pt ({size:.1f} MB, sha256 {sha[:12]}); "
+        f"test MAE {card['test_2_folds_last']['age_mae']}, "
+        f"accuracy {card['test_2_folds_last']['gender_accuracy']:.2%} (flip TTA)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Shared fixtures. Real inputs only: the embedded sample, and the full UTKFace set when present."""
+
 from __future__ import annotations
 
 import os

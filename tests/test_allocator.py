@@ -1,5 +1,6 @@
 """core.allocator: freed memory is kept within the scope (no page faults to refill it), glibc's
 behaviour comes back after it, and the numbers a training step computes do not change."""
+
 from __future__ import annotations
 
 import resource

@@ -1,4 +1,5 @@
 """Outputs are replaced whole or not at all (core.atomic, used by every writer in the project)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Duplicates on real images: exact and re-encoded copies group, conflicting labels are reported."""
+
 from __future__ import annotations
 
 import cv2
@@ -45,13 +46,15 @@ def test_exact_and_reencoded_copies_group_and_label_conflicts_are_reported(sampl
     ok, enc = cv2.imencode(".jpg", imgs[src], [cv2.IMWRITE_JPEG_QUALITY, 80])
     reenc = cv2.imdecode(enc, cv2.IMREAD_COLOR)
     assert ok and not np.array_equal(reenc, imgs[src])
-    extra = pd.DataFrame({
-        "age": [df.loc[src, "age"], df.loc[src, "age"] + 9],
-        "gender": [df.loc[src, "gender"], df.loc[src, "gender"]],
-        "race": [df.loc[src, "race"]] * 2,
-        "content_hash": [pixel_hash(imgs[src].copy()), pixel_hash(reenc)],
-        "phash": [phash(imgs[src].copy()), phash(reenc)],
-    })
+    extra = pd.DataFrame(
+        {
+            "age": [df.loc[src, "age"], df.loc[src, "age"] + 9],
+            "gender": [df.loc[src, "gender"], df.loc[src, "gender"]],
+            "race": [df.loc[src, "race"]] * 2,
+            "content_hash": [pixel_hash(imgs[src].copy()), pixel_hash(reenc)],
+            "phash": [phash(imgs[src].copy()), phash(reenc)],
+        }
+    )
     both = pd.concat([df, extra], ignore_index=True)
     rows, pairs = find_duplicates(both, radius=4)
     n = len(df)
@@ -85,8 +88,9 @@ def test_hamming_pairs_equals_brute_force(sample):
 
 
 def test_unusable_rows_join_no_group():
-    df = pd.DataFrame({"content_hash": ["", "", "abc", "abc"], "phash": ["", "", "", ""],
-                       "age": [1, 2, 3, 4], "gender": [0, 0, 1, 1]})
+    df = pd.DataFrame(
+        {"content_hash": ["", "", "abc", "abc"], "phash": ["", "", "", ""], "age": [1, 2, 3, 4], "gender": [0, 0, 1, 1]}
+    )
     rows, pairs = find_duplicates(df)
     assert rows["exact_group"].tolist() == [-1, -1, 0, 0]  # two corrupt files are not "duplicates"
     assert pairs["label_conflict"].tolist() == [True]

@@ -1,4 +1,5 @@
 """Quality audits on real UTKFace images: BRISQUE equals piq, degradations score worse, flags fire."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,11 @@ def test_brisque_reproduces_piq_on_real_images(sample_imgs):
     """The fast batched path must give piq's numbers (relative difference < 1e-3), including for
     sizes other than 200x200 (non-square, odd, larger) and single-image batches."""
     imgs = sample_imgs[::8][:20]
-    imgs = imgs + [cv2.resize(sample_imgs[1], (157, 203)), sample_imgs[2][:121, :77].copy(),
-                   cv2.resize(sample_imgs[3], (400, 300), interpolation=cv2.INTER_CUBIC)]
+    imgs = imgs + [
+        cv2.resize(sample_imgs[1], (157, 203)),
+        sample_imgs[2][:121, :77].copy(),
+        cv2.resize(sample_imgs[3], (400, 300), interpolation=cv2.INTER_CUBIC),
+    ]
     ref = piq_brisque(imgs)
     ours = brisque_batch(imgs)
     assert np.isfinite(ref).all() and np.isfinite(ours).all()

@@ -1,5 +1,6 @@
 """The one-pass runner and `curate audit`: every image gets every field or a status, the cache makes
 a re-run free, bad files do not stop the run."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,10 @@ def mixed_dir(tmp_path, sample_dir):
     for p in paths:
         shutil.copy2(p, d / p.name)
     src = cv2.imread(str(paths[4]))
-    cv2.imwrite(str(d / "40_0_0_20990101000000001.jpg.chip.jpg"),
-                cv2.cvtColor(cv2.cvtColor(src, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR))
+    cv2.imwrite(
+        str(d / "40_0_0_20990101000000001.jpg.chip.jpg"),
+        cv2.cvtColor(cv2.cvtColor(src, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR),
+    )
     shutil.copy2(paths[4], d / "copy_of_4.jpg")
     (d / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"garbage" * 50 + b"\xff\xd9")
     data = paths[5].read_bytes()
@@ -53,13 +56,29 @@ def test_run_covers_every_file_with_every_field_or_a_status(mixed_dir, tmp_path)
     assert all(t.loc[f, "low_quality_reason"].startswith(t.loc[f, "audit_status"]) for f in bad)
     ok = t[t["audit_status"] == "ok"]
     assert len(ok) == 32
-    numeric = ["brisque", "brisque_score", "laplacian_var", "fft_blur", "brightness_p5", "brightness_p50",
-               "brightness_p95", "contrast", "entropy", "chroma", "width", "height", "aspect", "skin_tone_score"]
+    numeric = [
+        "brisque",
+        "brisque_score",
+        "laplacian_var",
+        "fft_blur",
+        "brightness_p5",
+        "brightness_p50",
+        "brightness_p95",
+        "contrast",
+        "entropy",
+        "chroma",
+        "width",
+        "height",
+        "aspect",
+        "skin_tone_score",
+    ]
     assert ok[numeric].notna().all().all()
     assert ok["content_hash"].str.len().eq(32).all() and ok["phash"].str.len().eq(16).all()
     assert ((ok["brisque_score"] >= 0) & (ok["brisque_score"] <= 1)).all()
     gray = t.loc["40_0_0_20990101000000001.jpg.chip.jpg"]
-    assert gray["is_grayscale_issue"] and "grayscale" in gray["low_quality_reason"] and gray["skin_category"] == "unknown"
+    assert (
+        gray["is_grayscale_issue"] and "grayscale" in gray["low_quality_reason"] and gray["skin_category"] == "unknown"
+    )
     assert pd.isna(gray["monk_tone"])
     assert t.loc["copy_of_4.jpg", "exact_group"] >= 0
     assert t.loc["copy_of_4.jpg", "exact_group"] == t.loc[paths[4].name, "exact_group"]
@@ -99,8 +118,10 @@ def test_two_worker_processes_give_the_same_table(sample_dir, tmp_path):
 def test_cli_audit_folder_writes_table_sidecar_and_thresholds(mixed_dir, tmp_path):
     out = tmp_path / "out" / "a.parquet"
     thr_path = tmp_path / "thr.json"
-    r = CliRunner().invoke(main, ["audit", str(mixed_dir), "--out", str(out), "--workers", "1", "--quiet",
-                                  "--save-thresholds", str(thr_path)])
+    r = CliRunner().invoke(
+        main,
+        ["audit", str(mixed_dir), "--out", str(out), "--workers", "1", "--quiet", "--save-thresholds", str(thr_path)],
+    )
     assert r.exit_code == 0, r.output
     assert "audited 36 images" in r.output and "constant image: 1" in r.output
     df = pd.read_parquet(out)
@@ -114,15 +135,28 @@ def test_cli_audit_folder_writes_table_sidecar_and_thresholds(mixed_dir, tmp_pat
     assert (tmp_path / "out" / "a.dup_pairs.parquet").exists()
     # thresholds of one audit reused verbatim by another run
     out2 = tmp_path / "b.parquet"
-    r2 = CliRunner().invoke(main, ["audit", str(mixed_dir), "--out", str(out2), "--workers", "1", "--quiet",
-                                   "--thresholds", str(thr_path)])
+    r2 = CliRunner().invoke(
+        main, ["audit", str(mixed_dir), "--out", str(out2), "--workers", "1", "--quiet", "--thresholds", str(thr_path)]
+    )
     assert r2.exit_code == 0, r2.output
     assert json.loads((tmp_path / "b.meta.json").read_text())["quality_thresholds"] == meta["quality_thresholds"]
     # a partial override
     over = tmp_path / "over.json"
     over.write_text(json.dumps({"brightness_p95_max_dark": 255}))
-    r3 = CliRunner().invoke(main, ["audit", str(mixed_dir), "--out", str(tmp_path / "c.parquet"), "--workers", "1",
-                                   "--quiet", "--thresholds", str(over)])
+    r3 = CliRunner().invoke(
+        main,
+        [
+            "audit",
+            str(mixed_dir),
+            "--out",
+            str(tmp_path / "c.parquet"),
+            "--workers",
+            "1",
+            "--quiet",
+            "--thresholds",
+            str(over),
+        ],
+    )
     assert r3.exit_code == 0, r3.output
     c = pd.read_parquet(tmp_path / "c.parquet")
     assert c.loc[c["audit_status"] == "ok", "is_dark_issue"].all()
@@ -147,8 +181,7 @@ def test_cli_audit_manifest_and_bad_inputs(sample_split, tmp_path):
 
 
 def test_write_audit_pairs_name_both_files(sample_dir, tmp_path):
-    res = run_audit(list_images(sample_dir), config=AuditConfig(workers=1, progress=False,
-                                                                cache_root=tmp_path / "c"))
+    res = run_audit(list_images(sample_dir), config=AuditConfig(workers=1, progress=False, cache_root=tmp_path / "c"))
     paths = write_audit(res, tmp_path / "s.parquet")
     pairs = pd.read_parquet(paths["pairs"])
     exact = pairs[pairs["kind"] == "exact"]

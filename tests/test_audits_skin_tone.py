@@ -1,4 +1,5 @@
 """Skin tone on real images: categories, Monk swatches, unknown cases, and UTKFace's race ordering."""
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,20 @@ from audits.skin_tone import MONK_HEX, MONK_LAB, ita_category, nearest_monk, ski
 
 
 def test_ita_categories_follow_the_published_boundaries():
-    cases = {60: "very light", 55.01: "very light", 55: "light", 41.5: "light", 41: "intermediate",
-             30: "intermediate", 28: "tan", 10.5: "tan", 10: "brown", -29: "brown", -30: "dark", -60: "dark"}
+    cases = {
+        60: "very light",
+        55.01: "very light",
+        55: "light",
+        41.5: "light",
+        41: "intermediate",
+        30: "intermediate",
+        28: "tan",
+        10.5: "tan",
+        10: "brown",
+        -29: "brown",
+        -30: "dark",
+        -60: "dark",
+    }
     for ita, name in cases.items():
         assert ita_category(ita) == name, ita
     assert ita_category(math.nan) == "unknown"

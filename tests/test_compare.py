@@ -1,5 +1,6 @@
 """`curate retrain --compare` and `curate explain`: bootstrap intervals that cover the truth, group
 tables that match hand computation, the end-to-end loop on the embedded sample, and clear refusals."""
+
 from __future__ import annotations
 
 import hashlib
@@ -25,6 +26,7 @@ TINY = dict(image_size=64, batch_size=32, num_epochs=2, override_cycle_epoch_cou
 
 
 # --- bootstrap ---------------------------------------------------------------------------------
+
 
 def test_bootstrap_weights_are_resamples():
     w = bootstrap_weights(50, 2000, seed=1)
@@ -55,8 +57,9 @@ def test_bootstrap_interval_covers_the_true_value_in_simulation():
         new = 0.9 * base + np.abs(rng.normal(0, 1.0, n))
         true_delta = (0.9 - 1) * true_mae + 1.0 * np.sqrt(2 / np.pi)
         frame = pd.DataFrame({"g": "all", "b": base, "n": new})
-        rows, _ = paired_group_table(frame, "g", {"mae": ("b", "n", "lower")}, bootstrap_weights(n, 1000, s),
-                                     min_group=1)
+        rows, _ = paired_group_table(
+            frame, "g", {"mae": ("b", "n", "lower")}, bootstrap_weights(n, 1000, s), min_group=1
+        )
         cover_delta += rows.delta_lo[0] <= true_delta <= rows.delta_hi[0]
     for name, c in (("MAE", cover_mae), ("accuracy", cover_acc), ("paired delta", cover_delta)):
         assert 0.90 <= c / sims <= 0.99, f"{name}: coverage {c / sims:.3f}"
@@ -69,8 +72,9 @@ def test_group_table_matches_hand_computation():
     base = np.r_[np.full(30, 2.0), np.full(30, 6.0), np.full(3, 50.0)]
     new = np.r_[np.full(30, 2.0), np.full(30, 4.0), np.full(3, 10.0)]
     frame = pd.DataFrame({"g": g, "b": base, "n": new})
-    rows, gaps = paired_group_table(frame, "g", {"mae": ("b", "n", "lower")}, bootstrap_weights(len(g), 500, 0),
-                                    min_group=10)
+    rows, gaps = paired_group_table(
+        frame, "g", {"mae": ("b", "n", "lower")}, bootstrap_weights(len(g), 500, 0), min_group=10
+    )
     r = rows.set_index("group")
     assert list(r["baseline"]) == [2.0, 6.0, 50.0] and list(r["new"]) == [2.0, 4.0, 10.0]
     assert list(r["delta"]) == [0.0, -2.0, -40.0] and list(r["n"]) == [30, 30, 3]
@@ -84,16 +88,25 @@ def test_group_table_matches_hand_computation():
 
 # --- the loop on the sample -------------------------------------------------------------------
 
+
 def digest(*folders: Path) -> dict[str, str]:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for f in folders for p in sorted(Path(f).rglob("*"))
-            if p.is_file()}
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+        for f in folders
+        for p in sorted(Path(f).rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
 def baseline(sample_split: Path, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "base"
-    cfg = replace(TrainConfig(), train_path=str(sample_split / "train_8_folds_first"),
-                  val_path=str(sample_split / "test_2_folds_last"), **TINY)
+    cfg = replace(
+        TrainConfig(),
+        train_path=str(sample_split / "train_8_folds_first"),
+        val_path=str(sample_split / "test_2_folds_last"),
+        **TINY,
+    )
     train(cfg, run, progress=False)
     return run
 
@@ -103,35 +116,87 @@ def test_export_then_retrain_compare_on_the_sample(sample_split: Path, baseline:
     te = pd.read_csv(test_dir / "manifest.csv", dtype={"content_hash": str})
     tr = pd.read_csv(sample_split / "train_8_folds_first" / "manifest.csv", dtype={"content_hash": str})
     review = tmp_path / "review.csv"
-    pd.DataFrame({"path": [tr.path[0], tr.path[1], te.path[0], te.path[1]],
-                  "tags": ["exclude", "confirmed:mislabel", "confirmed:mislabel", "exclude"],
-                  "age_corrected": [None, 70, te.age[0] + 40, None]}).to_csv(review, index=False)
+    pd.DataFrame(
+        {
+            "path": [tr.path[0], tr.path[1], te.path[0], te.path[1]],
+            "tags": ["exclude", "confirmed:mislabel", "confirmed:mislabel", "exclude"],
+            "age_corrected": [None, 70, te.age[0] + 40, None],
+        }
+    ).to_csv(review, index=False)
     before = digest(test_dir)
     root = tmp_path / "dataset"
-    res = CliRunner().invoke(main, ["export", "--from", str(sample_split / "train_8_folds_first"), "--root", str(root),
-                                    "--review", str(review), "--oversample", "--quiet"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "export",
+            "--from",
+            str(sample_split / "train_8_folds_first"),
+            "--root",
+            str(root),
+            "--review",
+            str(review),
+            "--oversample",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (root / "train_cleaned" / "manifest.csv").exists() and (root / "train_cleaned_oversampled").is_dir()
     new = tmp_path / "new"
-    res = CliRunner().invoke(main, ["retrain", "--split", str(root / "train_cleaned_oversampled"), "--baseline",
-                                    str(baseline), "--out", str(new), "--compare", "--review", str(review),
-                                    "--n-boot", "300", "--explain", "3", "--gallery", "4", "--threads", "1",
-                                    "--quiet"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "retrain",
+            "--split",
+            str(root / "train_cleaned_oversampled"),
+            "--baseline",
+            str(baseline),
+            "--out",
+            str(new),
+            "--compare",
+            "--review",
+            str(review),
+            "--n-boot",
+            "300",
+            "--explain",
+            "3",
+            "--gallery",
+            "4",
+            "--threads",
+            "1",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     bm, nm = (json.loads((r / "metadata.json").read_text()) for r in (baseline, new))
-    assert {k: v for k, v in nm["config"].items() if k != "train_path"} == \
-        {k: v for k, v in bm["config"].items() if k != "train_path"}, "same config and seed"
+    assert {k: v for k, v in nm["config"].items() if k != "train_path"} == {
+        k: v for k, v in bm["config"].items() if k != "train_path"
+    }, "same config and seed"
     assert nm["config"]["train_path"] == str(root / "train_cleaned_oversampled")
     assert nm["val_manifest_hash"] == bm["val_manifest_hash"]
     out = new / "compare"
     md = (out / "report.md").read_text()
-    for section in ("## Verdict", "## Evaluate tables side by side", "### age group", "### gender", "### race",
-                    "Worst-group gap", "## On the test split with the review's corrections applied",
-                    "## Galleries", "## Grad-CAM"):
+    for section in (
+        "## Verdict",
+        "## Evaluate tables side by side",
+        "### age group",
+        "### gender",
+        "### race",
+        "Worst-group gap",
+        "## On the test split with the review's corrections applied",
+        "## Galleries",
+        "## Grad-CAM",
+    ):
         assert section in md, section
-    pngs = ["deltas.png", "group_metrics.png", "gallery_gender_fixed.png", "gallery_gender_broken.png",
-            "gallery_age_fixed.png", "gallery_age_broken.png", "explain_new/gradcam_gender.png",
-            "explain_baseline/gradcam_age.png"]
+    pngs = [
+        "deltas.png",
+        "group_metrics.png",
+        "gallery_gender_fixed.png",
+        "gallery_gender_broken.png",
+        "gallery_age_fixed.png",
+        "gallery_age_broken.png",
+        "explain_new/gradcam_gender.png",
+        "explain_baseline/gradcam_age.png",
+    ]
     for png in pngs:
         assert (out / png).read_bytes()[:4] == b"\x89PNG", png
         assert f"]({png})" in md, png
@@ -141,10 +206,14 @@ def test_export_then_retrain_compare_on_the_sample(sample_split: Path, baseline:
     overall = rows[(rows.dimension == "overall")].set_index("metric")
     assert overall.loc["age MAE", "baseline"] == pytest.approx(per["base_abs_err"].mean())
     assert overall.loc["age MAE", "new"] == pytest.approx(per["new_abs_err"].mean())
-    assert overall.loc["gender accuracy", "delta"] == pytest.approx(per["new_correct"].mean() - per["base_correct"].mean())
+    assert overall.loc["gender accuracy", "delta"] == pytest.approx(
+        per["new_correct"].mean() - per["base_correct"].mean()
+    )
     ev = pd.read_csv(out / "baseline" / "age_metrics.csv")
     assert ev["mae"][0] == pytest.approx(per["base_abs_err"].mean())
-    assert (overall["baseline_lo"] <= overall["baseline"]).all() and (overall["baseline"] <= overall["baseline_hi"]).all()
+    assert (overall["baseline_lo"] <= overall["baseline"]).all() and (
+        overall["baseline"] <= overall["baseline_hi"]
+    ).all()
     sbs = pd.read_csv(out / "age_metrics_side_by_side.csv")
     assert sbs["mae delta"][0] == pytest.approx(sbs["mae new"][0] - sbs["mae base"][0])
     by_age = rows[(rows.dimension == "age_group") & (rows.metric == "age MAE")].set_index("group")
@@ -161,9 +230,26 @@ def test_export_then_retrain_compare_on_the_sample(sample_split: Path, baseline:
     assert "1 label(s) corrected, 1 image(s) excluded" in md
     assert digest(test_dir) == before, "the test split is byte-identical after export, retrain and compare"
     # a second call reuses the finished run and the cached predictions
-    res = CliRunner().invoke(main, ["retrain", "--split", str(root / "train_cleaned_oversampled"), "--baseline",
-                                    str(baseline), "--out", str(new), "--compare", "--n-boot", "100", "--explain", "0",
-                                    "--threads", "1", "--quiet"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "retrain",
+            "--split",
+            str(root / "train_cleaned_oversampled"),
+            "--baseline",
+            str(baseline),
+            "--out",
+            str(new),
+            "--compare",
+            "--n-boot",
+            "100",
+            "--explain",
+            "0",
+            "--threads",
+            "1",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads((new / "metadata.json").read_text())["wall_seconds"] == nm["wall_seconds"]
 
@@ -173,8 +259,12 @@ def test_compare_refuses_runs_with_different_test_manifests(sample_split: Path, 
     (tmp_path / "smaller").mkdir()
     te.iloc[:-3].to_csv(tmp_path / "smaller" / "manifest.csv", index=False)
     other = tmp_path / "other"
-    cfg = replace(TrainConfig(), train_path=str(sample_split / "train_8_folds_first"),
-                  val_path=str(tmp_path / "smaller"), **{**TINY, "num_epochs": 1, "override_cycle_epoch_count": 1})
+    cfg = replace(
+        TrainConfig(),
+        train_path=str(sample_split / "train_8_folds_first"),
+        val_path=str(tmp_path / "smaller"),
+        **{**TINY, "num_epochs": 1, "override_cycle_epoch_count": 1},
+    )
     train(cfg, other, progress=False, max_batches=1)
     with pytest.raises(CompareError, match="different test manifests"):
         compare_runs(baseline, other, tmp_path / "cmp", n_boot=50, n_explain=0)
@@ -186,8 +276,10 @@ def test_compare_refuses_runs_with_different_test_manifests(sample_split: Path, 
     (moved / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(CompareError, match="changed since the baseline was trained"):
         compare_runs(moved, moved, tmp_path / "cmp2", n_boot=50, n_explain=0)
-    res = CliRunner().invoke(main, ["retrain", "--split", str(tmp_path / "nowhere"), "--baseline", str(baseline),
-                                    "--out", str(tmp_path / "y")])
+    res = CliRunner().invoke(
+        main,
+        ["retrain", "--split", str(tmp_path / "nowhere"), "--baseline", str(baseline), "--out", str(tmp_path / "y")],
+    )
     assert res.exit_code != 0 and "manifest not found" in res.output
 
 
@@ -210,8 +302,10 @@ def test_gradcam_and_explain_cli(sample_split: Path, baseline: Path, tmp_path: P
         manual = (manual - manual.min()) / (manual.max() - manual.min())
     assert np.allclose(gradcam(model, x, "age")[0], manual.numpy(), atol=1e-4)
     assert not np.allclose(gradcam(model, x, "gender")[0], manual.numpy(), atol=1e-2)
-    res = CliRunner().invoke(main, ["explain", "--run", str(baseline), "--n", "3", "--out", str(tmp_path / "ex"),
-                                    "--threads", "1", "--quiet"])
+    res = CliRunner().invoke(
+        main,
+        ["explain", "--run", str(baseline), "--n", "3", "--out", str(tmp_path / "ex"), "--threads", "1", "--quiet"],
+    )
     assert res.exit_code == 0, res.output
     for head in ("gender", "age"):
         assert (tmp_path / "ex" / f"gradcam_{head}.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,4 +1,5 @@
 """Cross-fitting: every row scored once, by a model that never trained on it; resumable; shared schema."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,15 +25,15 @@ def sample_manifest(sample_split) -> pd.DataFrame:
 
 
 def tiny_config() -> TrainConfig:
-    return replace(TrainConfig(), image_size=32, num_epochs=2, override_cycle_epoch_count=2, batch_size=32,
-                   threads=2)
+    return replace(TrainConfig(), image_size=32, num_epochs=2, override_cycle_epoch_count=2, batch_size=32, threads=2)
 
 
 def test_folds_keep_copies_together_and_are_balanced():
     rng = np.random.default_rng(0)
     n = 1000
-    df = pd.DataFrame({"age": rng.integers(1, 90, n), "gender": rng.integers(0, 2, n),
-                       "content_hash": [f"h{i}" for i in range(n)]})
+    df = pd.DataFrame(
+        {"age": rng.integers(1, 90, n), "gender": rng.integers(0, 2, n), "content_hash": [f"h{i}" for i in range(n)]}
+    )
     df.loc[10:19, "content_hash"] = "dup"  # a 10-image group of pixel-identical copies
     df.loc[10:19, ["age", "gender"]] = [30, 1]
     for k in (2, 3, 5):
@@ -48,11 +49,20 @@ def test_folds_keep_copies_together_and_are_balanced():
 
 
 def test_predictions_frame_schema_and_values():
-    man = pd.DataFrame({"path": ["/a/1.jpg", "/a/2.jpg"], "filename": ["1.jpg", "2.jpg"],
-                        "content_hash": ["x", "y"], "age": [20, 60], "gender": [0, 1]})
-    arrays = {"age_pred": np.array([25.0, 50.0], np.float32),
-              "gender_logits": np.array([[2.0, 0.0], [0.0, 0.0]], np.float32),
-              "embedding": np.ones((2, 576), np.float32)}
+    man = pd.DataFrame(
+        {
+            "path": ["/a/1.jpg", "/a/2.jpg"],
+            "filename": ["1.jpg", "2.jpg"],
+            "content_hash": ["x", "y"],
+            "age": [20, 60],
+            "gender": [0, 1],
+        }
+    )
+    arrays = {
+        "age_pred": np.array([25.0, 50.0], np.float32),
+        "gender_logits": np.array([[2.0, 0.0], [0.0, 0.0]], np.float32),
+        "embedding": np.ones((2, 576), np.float32),
+    }
     out = predictions_frame(man, arrays, model_id="0123456789ab", fold=1)
     assert list(out.columns) == PREDICTION_COLUMNS
     np.testing.assert_allclose(out["gender_prob"], [1 / (1 + np.exp(2.0)), 0.5], rtol=1e-6)
@@ -82,8 +92,11 @@ def test_cheap_mode_is_the_same_recipe_smaller():
     cheap = cheap_config(base)
     assert cheap.image_size < base.image_size and cheap.num_epochs < base.num_epochs
     assert cheap.override_cycle_epoch_count <= cheap.num_epochs
-    assert (cheap.max_lr, cheap.model_type, cheap.gender_loss_weight) == (base.max_lr, base.model_type,
-                                                                         base.gender_loss_weight)
+    assert (cheap.max_lr, cheap.model_type, cheap.gender_loss_weight) == (
+        base.max_lr,
+        base.model_type,
+        base.gender_loss_weight,
+    )
 
 
 @pytest.mark.slow
@@ -124,10 +137,18 @@ def test_crossfit_is_strictly_out_of_sample_and_resumable(sample_split, tmp_path
     (tmp_path / "cf" / "predictions.parquet").unlink()
     redo = crossfit(man, tmp_path / "cf", tiny_config(), k=2, seed=0, progress=False, max_batches=2)
     assert (fold1 / "run" / "checkpoints" / "last.pt").exists()
-    pd.testing.assert_frame_equal(redo[redo["fold"] == 0].drop(columns=["embedding"]),
-                                  out[out["fold"] == 0].drop(columns=["embedding"]))
+    pd.testing.assert_frame_equal(
+        redo[redo["fold"] == 0].drop(columns=["embedding"]), out[out["fold"] == 0].drop(columns=["embedding"])
+    )
     assert redo.loc[redo["fold"] == 1, "age_pred"].notna().all()
     # A different manifest in the same folder is refused rather than mixed with stale folds.
     with pytest.raises(CrossfitError, match="another manifest"):
-        crossfit(man.assign(gender=1 - man["gender"]), tmp_path / "cf", tiny_config(), k=2, seed=0,
-                 progress=False, max_batches=2)
+        crossfit(
+            man.assign(gender=1 - man["gender"]),
+            tmp_path / "cf",
+            tiny_config(),
+            k=2,
+            seed=0,
+            progress=False,
+            max_batches=2,
+        )

@@ -1,6 +1,7 @@
 """`curate export`: the cleaned split obeys every review decision, the oversampled split reaches its
 target and traces every generated image to its source, the test split is never touched, and the
 unusable inputs give clear errors. Real images only: the embedded sample."""
+
 from __future__ import annotations
 
 import hashlib
@@ -67,8 +68,18 @@ def write_review(split: Path, path: Path) -> dict[str, str]:
     ]
     pd.DataFrame(rows).to_csv(path, index=False)
     f = tr.filename
-    return {f[0]: "drop", f[1]: "drop", f[2]: "age", f[3]: "gender", f[4]: "both", f[5]: "suspect",
-            f[6]: "keep", f[7]: "lowq", f[8]: "score", f[9]: "drop"}
+    return {
+        f[0]: "drop",
+        f[1]: "drop",
+        f[2]: "age",
+        f[3]: "gender",
+        f[4]: "both",
+        f[5]: "suspect",
+        f[6]: "keep",
+        f[7]: "lowq",
+        f[8]: "score",
+        f[9]: "drop",
+    }
 
 
 def test_cleaned_split_obeys_every_tag_and_correction(sample_split: Path, tmp_path: Path):
@@ -79,7 +90,9 @@ def test_cleaned_split_obeys_every_tag_and_correction(sample_split: Path, tmp_pa
     rev = read_review_csv(review)
     root = tmp_path / "out"
     # 1) decisions only, originals referenced by the manifest
-    s = export(sample_split / "train_8_folds_first", root, "plain", review=rev, test_split=sample_split / "test_2_folds_last")
+    s = export(
+        sample_split / "train_8_folds_first", root, "plain", review=rev, test_split=sample_split / "test_2_folds_last"
+    )
     plain = read_manifest(root / "plain")  # readable by the trainer, every path exists
     src = set(plain["source_filename"])
     removed = {f for f, what in plan.items() if what == "drop"}
@@ -110,19 +123,30 @@ def test_cleaned_split_obeys_every_tag_and_correction(sample_split: Path, tmp_pa
     assert set(corr["source_filename"]) == {f for f, w in plan.items() if w in ("age", "gender", "both")}
     rem = pd.read_csv(root / "plain" / "removed.csv")
     assert dict(zip(rem["filename"], rem["reason"])) == {
-        tr.filename[0]: "tagged exclude", tr.filename[1]: "confirmed:mislabel without a correction",
-        tr.filename[9]: "tagged exclude"}
+        tr.filename[0]: "tagged exclude",
+        tr.filename[1]: "confirmed:mislabel without a correction",
+        tr.filename[9]: "tagged exclude",
+    }
     # 2) the policies, with copied images named after the corrected labels
-    s = export(sample_split / "train_8_folds_first", root, "strict", review=rev, images="copy",
-               policy=Policy(drop_low_quality=True, drop_suspects=True, gender_max_score=0.4),
-               test_split=sample_split / "test_2_folds_last")
+    s = export(
+        sample_split / "train_8_folds_first",
+        root,
+        "strict",
+        review=rev,
+        images="copy",
+        policy=Policy(drop_low_quality=True, drop_suspects=True, gender_max_score=0.4),
+        test_split=sample_split / "test_2_folds_last",
+    )
     strict = read_manifest(root / "strict")
     gone = {f for f, w in plan.items() if w in ("drop", "suspect", "lowq", "score")}
     assert not (gone & set(strict["source_filename"])) and len(strict) == len(tr) - len(gone)
     assert tr.filename[6] in set(strict["source_filename"]), "a confirmed:ok suspect is kept"
-    assert s["removed"] == {"tagged exclude": 2, "confirmed:mislabel without a correction": 1,
-                            "low quality (policy --drop-low-quality)": 1,
-                            "unreviewed suspect (policy --drop-suspects)": 2}
+    assert s["removed"] == {
+        "tagged exclude": 2,
+        "confirmed:mislabel without a correction": 1,
+        "low quality (policy --drop-low-quality)": 1,
+        "unreviewed suspect (policy --drop-suspects)": 2,
+    }
     for _, row in strict.iterrows():
         p = Path(row.path)
         assert p.parent == (root / "strict").resolve() and p.name == row.filename
@@ -139,7 +163,7 @@ def skin_categories(df: pd.DataFrame) -> pd.DataFrame:
     for p in df["path"]:
         lab = cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2LAB)
         h, w = lab.shape[:2]
-        light.append(float(lab[h // 3:2 * h // 3, w // 3:2 * w // 3, 0].mean()))
+        light.append(float(lab[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3, 0].mean()))
     q = np.quantile(light, [0.15, 0.4])
     cat = np.where(np.asarray(light) < q[0], "dark", np.where(np.asarray(light) < q[1], "medium", "light"))
     return pd.DataFrame({"path": df["path"], "skin_category": cat})
@@ -152,8 +176,17 @@ def test_oversampled_split_reaches_target_and_traces_to_source(sample_split: Pat
     before = tree_digest(sample_split / "test_2_folds_last", files=list(tr.path))
     root = tmp_path / "out"
     targets = {"age_group": "mix:0.8", "skin_category": "uniform"}
-    s = export(sample_split / "train_8_folds_first", root, "base", oversample=True, audits=audits,
-               targets=targets, max_factor=10, seed=3, test_split=sample_split / "test_2_folds_last")
+    s = export(
+        sample_split / "train_8_folds_first",
+        root,
+        "base",
+        oversample=True,
+        audits=audits,
+        targets=targets,
+        max_factor=10,
+        seed=3,
+        test_split=sample_split / "test_2_folds_last",
+    )
     p = s["oversampled"]["plan"]
     assert p["dims"] == ["age_group", "skin_category"] and s["oversampled"]["n_generated"] > 20
     over = read_manifest(root / "base_oversampled")
@@ -183,12 +216,30 @@ def test_oversampled_split_reaches_target_and_traces_to_source(sample_split: Pat
         assert pixel_hash(cv2.imread(g.path)) == g.content_hash and int(g.seed) == 3
     assert gen.groupby("source_path").size().max() <= 10
     # deterministic for a seed, different for another
-    export(sample_split / "train_8_folds_first", tmp_path / "again", "base", oversample=True, audits=audits,
-           targets=targets, max_factor=10, seed=3, test_split=sample_split / "test_2_folds_last")
+    export(
+        sample_split / "train_8_folds_first",
+        tmp_path / "again",
+        "base",
+        oversample=True,
+        audits=audits,
+        targets=targets,
+        max_factor=10,
+        seed=3,
+        test_split=sample_split / "test_2_folds_last",
+    )
     again = read_manifest(tmp_path / "again" / "base_oversampled")
     assert list(again["content_hash"]) == list(over["content_hash"])
-    export(sample_split / "train_8_folds_first", tmp_path / "other", "base", oversample=True, audits=audits,
-           targets=targets, max_factor=10, seed=4, test_split=sample_split / "test_2_folds_last")
+    export(
+        sample_split / "train_8_folds_first",
+        tmp_path / "other",
+        "base",
+        oversample=True,
+        audits=audits,
+        targets=targets,
+        max_factor=10,
+        seed=4,
+        test_split=sample_split / "test_2_folds_last",
+    )
     other = read_manifest(tmp_path / "other" / "base_oversampled")
     assert set(other.loc[other.generated, "content_hash"]) != set(gen["content_hash"])
     assert before == tree_digest(sample_split / "test_2_folds_last", files=list(tr.path))
@@ -199,18 +250,31 @@ def test_target_specs_and_plan_without_skin_audit(sample_split: Path):
     assert target_shares(counts, "uniform") == pytest.approx({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3})
     assert target_shares(counts, "mix:0.5") == pytest.approx({"a": 0.3 + 1 / 6, "b": 0.15 + 1 / 6, "c": 0.05 + 1 / 6})
     fl = target_shares(counts, "floor:0.2")
-    assert fl["c"] == pytest.approx(0.2) and sum(fl.values()) == pytest.approx(1) and fl["a"] / fl["b"] == pytest.approx(2)
-    for bad, msg in (({"a": 0.5, "b": 0.4}, "sum to 1"), ({"a": 0.5, "z": 0.5}, "no source image"),
-                     ("mix:2", "0..1"), ("floor:0.5", "below 1"), ("lots", "unknown target")):
+    assert (
+        fl["c"] == pytest.approx(0.2) and sum(fl.values()) == pytest.approx(1) and fl["a"] / fl["b"] == pytest.approx(2)
+    )
+    for bad, msg in (
+        ({"a": 0.5, "b": 0.4}, "sum to 1"),
+        ({"a": 0.5, "z": 0.5}, "no source image"),
+        ("mix:2", "0..1"),
+        ("floor:0.5", "below 1"),
+        ("lots", "unknown target"),
+    ):
         with pytest.raises(ExportError, match=msg):
             target_shares(counts, bad)
     tr, _ = manifests(sample_split)
-    df = tr.assign(age_group=tr["age"].map(__import__("curate.splits", fromlist=["age_group"]).age_group),
-                   gender=tr["gender"].map({0: "male", 1: "female"}))
+    df = tr.assign(
+        age_group=tr["age"].map(__import__("curate.splits", fromlist=["age_group"]).age_group),
+        gender=tr["gender"].map({0: "male", 1: "female"}),
+    )
     plan = plan_oversampling(df, ["age_group", "gender"], {"age_group": "uniform", "gender": "uniform"}, max_factor=20)
     assert plan.max_share_error < 0.01 and not plan.capped and plan.n_after == len(df) + len(plan.jobs)
-    tight = plan_oversampling(df, ["age_group"], {"age_group": {b: (0.5 if b == "80+" else 0.5 / 9)
-                                                            for b in df["age_group"].unique()}}, max_factor=1)
+    tight = plan_oversampling(
+        df,
+        ["age_group"],
+        {"age_group": {b: (0.5 if b == "80+" else 0.5 / 9) for b in df["age_group"].unique()}},
+        max_factor=1,
+    )
     assert tight.capped and tight.max_share_error > 0.1, "an unreachable target is reported, not faked"
 
 
@@ -230,8 +294,9 @@ def test_export_errors_are_clear(sample_split: Path, tmp_path: Path):
     assert res.exit_code != 0 and "refusing to write over" in res.output
     # a review that refers to images that no longer exist, or whose pixels changed
     review = tmp_path / "review.csv"
-    pd.DataFrame({"path": ["/nowhere/30_1_0_20170117000000000.jpg.chip.jpg", tr.path[1]],
-                  "tags": ["exclude", "exclude"]}).to_csv(review, index=False)
+    pd.DataFrame(
+        {"path": ["/nowhere/30_1_0_20170117000000000.jpg.chip.jpg", tr.path[1]], "tags": ["exclude", "exclude"]}
+    ).to_csv(review, index=False)
     res = run("--review", str(review), "--name", "r")
     assert res.exit_code != 0 and "no longer exist" in res.output and "30_1_0_20170117000000000" in res.output
     assert not (root / "r").exists()
@@ -246,8 +311,19 @@ def test_export_errors_are_clear(sample_split: Path, tmp_path: Path):
     assert res.exit_code != 0 and "not 0/1/male/female" in res.output
     res = run("--oversample", "--by", "age_group,skin_category", "--name", "r4")
     assert res.exit_code != 0 and "needs --audits" in res.output
-    res = CliRunner().invoke(main, ["export", "--from", str(sample_split / "test_2_folds_last"), "--root",
-                                    str(sample_split), "--name", "x", "--quiet"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "export",
+            "--from",
+            str(sample_split / "test_2_folds_last"),
+            "--root",
+            str(sample_split),
+            "--name",
+            "x",
+            "--quiet",
+        ],
+    )
     assert res.exit_code != 0 and "also in the test split" in res.output
 
 
@@ -264,26 +340,66 @@ def test_review_status_csv_with_flags(sample_split: Path, tmp_path: Path):
         (3, "", 61, None, "mislabel"),  # a correction without a tag still counts
         (4, "confirmed:ok;suspect:gender", None, None, "ok"),
     ]
-    dec = pd.DataFrame([{"path": tr.path[i], "filename": tr.filename[i], "content_hash": tr.content_hash[i],
-                         "age": tr.age[i], "gender": g(i), "race": "White", "tags": t, "age_corrected": a,
-                         "gender_corrected": gc, "decision": d, "problem": "", "id": f"id{i}"}
-                        for i, t, a, gc, d in rows])
+    dec = pd.DataFrame(
+        [
+            {
+                "path": tr.path[i],
+                "filename": tr.filename[i],
+                "content_hash": tr.content_hash[i],
+                "age": tr.age[i],
+                "gender": g(i),
+                "race": "White",
+                "tags": t,
+                "age_corrected": a,
+                "gender_corrected": gc,
+                "decision": d,
+                "problem": "",
+                "id": f"id{i}",
+            }
+            for i, t, a, gc, d in rows
+        ]
+    )
     dec["age_corrected"] = dec["age_corrected"].astype("Int64")
     dec.to_csv(tmp_path / "decisions.csv", index=False)
-    flags = pd.DataFrame({"path": tr.path[4:9], "is_gender_label_issue": [True, True, False, False, False],
-                          "age_label_score": [0.9, 0.8, 0.05, 0.7, 0.9],
-                          "is_low_quality_issue": [False] * 4 + [True]})
+    flags = pd.DataFrame(
+        {
+            "path": tr.path[4:9],
+            "is_gender_label_issue": [True, True, False, False, False],
+            "age_label_score": [0.9, 0.8, 0.05, 0.7, 0.9],
+            "is_low_quality_issue": [False] * 4 + [True],
+        }
+    )
     flags.to_parquet(tmp_path / "flags.parquet")
     root = tmp_path / "out"
-    base = ["export", "--from", str(sample_split / "train_8_folds_first"), "--root", str(root), "--review",
-            str(tmp_path / "decisions.csv"), "--quiet"]
+    base = [
+        "export",
+        "--from",
+        str(sample_split / "train_8_folds_first"),
+        "--root",
+        str(root),
+        "--review",
+        str(tmp_path / "decisions.csv"),
+        "--quiet",
+    ]
     res = CliRunner().invoke(main, [*base, "--name", "a", "--drop-suspects"])
     assert res.exit_code == 0 and "no unreviewed image" in res.output, res.output
     a = read_manifest(root / "a").set_index("source_filename")
     assert set(tr.filename[:5]) - set(a.index) == {tr.filename[0], tr.filename[1]}, "exclude and conflict dropped"
     assert a.loc[tr.filename[2], "gender"] == 1 - tr.gender[2] and a.loc[tr.filename[3], "age"] == 61
-    res = CliRunner().invoke(main, [*base, "--name", "b", "--flags", str(tmp_path / "flags.parquet"),
-                                    "--drop-suspects", "--age-max-score", "0.1", "--drop-low-quality"])
+    res = CliRunner().invoke(
+        main,
+        [
+            *base,
+            "--name",
+            "b",
+            "--flags",
+            str(tmp_path / "flags.parquet"),
+            "--drop-suspects",
+            "--age-max-score",
+            "0.1",
+            "--drop-low-quality",
+        ],
+    )
     assert res.exit_code == 0, res.output
     b = set(read_manifest(root / "b")["source_filename"])
     # 4: suspect but confirmed:ok -> kept; 5: unreviewed suspect; 6: age_label_score 0.05 <= 0.1; 8: low quality
@@ -297,9 +413,15 @@ def test_label_score_thresholds_read_one_scale_for_both_tasks(sample_split):
     residual (age, flagged at 3.5) with the same number, so 0.9 made nearly every age label a suspect.
     Label scores are both in [0, 1], lower = worse; a schema-1 review's raw scores are converted."""
     tr, _ = manifests(sample_split)
-    old = pd.DataFrame({"path": tr.path[:4], "content_hash": tr.content_hash[:4], "tags": "",
-                        "gender_issue_score": [0.95, 0.2, 0.1, 0.1],  # schema-1: P(label wrong)
-                        "age_issue_score": [0.2, 0.95, 4.0, 1.0]})   # schema-1: residual in expected errors
+    old = pd.DataFrame(
+        {
+            "path": tr.path[:4],
+            "content_hash": tr.content_hash[:4],
+            "tags": "",
+            "gender_issue_score": [0.95, 0.2, 0.1, 0.1],  # schema-1: P(label wrong)
+            "age_issue_score": [0.2, 0.95, 4.0, 1.0],
+        }
+    )  # schema-1: residual in expected errors
     rev = normalize_review(old, "old review")
     assert np.allclose(rev["gender_label_score"], [0.05, 0.8, 0.9, 0.9])
     assert rev["age_label_score"].between(0, 1).all()

@@ -4,6 +4,7 @@ Real images only (the embedded sample). FiftyOne reads its config at import, so 
 isolated database before anything imports fiftyone (CI sets its own FIFTYONE_DATABASE_DIR; a user's
 FIFTYONE_DATABASE_URI is never used by the tests). Every test works on its own dataset name.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -38,8 +39,18 @@ pytestmark = pytest.mark.timeout(1200)  # a hang (database, App, audit pool) fai
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "dataset" / "sample"
-TINY = ["--set", "image_size=64", "--set", "num_epochs=1", "--set", "override_cycle_epoch_count=1",
-        "--set", "batch_size=32", "--set", "threads=1"]
+TINY = [
+    "--set",
+    "image_size=64",
+    "--set",
+    "num_epochs=1",
+    "--set",
+    "override_cycle_epoch_count=1",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "threads=1",
+]
 
 
 def run(*args: str, ok: bool = True):
@@ -80,9 +91,17 @@ def model(env, tmp_path_factory) -> Path:
         return DEFAULT_MODEL
     out = tmp_path_factory.mktemp("tiny")
     make_splits(SAMPLE, out / "split", progress=False)
-    cfg = replace(TrainConfig(), train_path=str(out / "split" / "train_8_folds_first"),
-                  val_path=str(out / "split" / "test_2_folds_last"), image_size=64, batch_size=32, num_epochs=1,
-                  override_cycle_epoch_count=1, threads=1, keep_epoch_checkpoints=False)
+    cfg = replace(
+        TrainConfig(),
+        train_path=str(out / "split" / "train_8_folds_first"),
+        val_path=str(out / "split" / "test_2_folds_last"),
+        image_size=64,
+        batch_size=32,
+        num_epochs=1,
+        override_cycle_epoch_count=1,
+        threads=1,
+        keep_epoch_checkpoints=False,
+    )
     train(cfg, out / "run", progress=False)
     return out / "run" / "checkpoints" / "last.pt"
 
@@ -176,8 +195,15 @@ def test_flag_mislabels_tags_candidates_and_saves_views(flagged, fo):
     name, out = flagged
     ds = fo.load_dataset(name)
     views = set(ds.list_saved_views())
-    assert {"suspect-gender", "suspect-age", "low-quality", "duplicate-label-conflicts",
-            "worst-errors-by-age-group", "worst-errors-by-skin-tone", "review-queue"} <= views
+    assert {
+        "suspect-gender",
+        "suspect-age",
+        "low-quality",
+        "duplicate-label-conflicts",
+        "worst-errors-by-age-group",
+        "worst-errors-by-skin-tone",
+        "review-queue",
+    } <= views
     assert ds.count_sample_tags()["suspect:gender"] == 5 == ds.count_sample_tags()["suspect:age"]
     sg = ds.load_saved_view("suspect-gender")
     scores = sg.values("gender_flip_prob")
@@ -234,8 +260,10 @@ def test_foreign_or_conflicting_dataset_is_refused_untouched(fo, model, env):
     foreign.info["curate"] = {"schema_version": 1}  # marked, but `age` is a float, not fo.Regression
     foreign.save()
     res = run("score", SAMPLE, "--model", model, "--dataset", foreign.name, "--no-brain", "--no-audits", ok=False)
-    assert res.exit_code == 1 and "different schema: age is FloatField, expected EmbeddedDocumentField(Regression)" \
-        in res.output
+    assert (
+        res.exit_code == 1
+        and "different schema: age is FloatField, expected EmbeddedDocumentField(Regression)" in res.output
+    )
     foreign.reload()
     assert len(foreign) == 1 and foreign.first().age == 3.5 and "embedding" not in foreign.get_field_schema()
     foreign.delete()
@@ -252,7 +280,9 @@ def test_unreachable_database_uri_fails_fast_with_a_clear_error(fo, monkeypatch)
         fo_db.connect(timeout_s=2.0)
     assert time.time() - t0 < 30
     msg = str(e.value)
-    assert f"cannot reach the FiftyOne database at mongodb://curator:***@127.0.0.1:{port}" in msg and "s3cret" not in msg
+    assert (
+        f"cannot reach the FiftyOne database at mongodb://curator:***@127.0.0.1:{port}" in msg and "s3cret" not in msg
+    )
     res = run("review-status", "--dataset", "whatever", ok=False)
     assert res.exit_code == 1 and "cannot reach the FiftyOne database" in res.output
 
@@ -296,8 +326,20 @@ def test_score_against_a_separately_started_mongod(model, tmp_path, env):
     port = free_port()
     dbpath = tmp_path / "mongo"
     dbpath.mkdir()
-    proc = subprocess.Popen([mongod, "--dbpath", str(dbpath), "--port", str(port), "--bind_ip", "127.0.0.1",
-                             "--logpath", str(tmp_path / "mongod.log")], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            mongod,
+            "--dbpath",
+            str(dbpath),
+            "--port",
+            str(port),
+            "--bind_ip",
+            "127.0.0.1",
+            "--logpath",
+            str(tmp_path / "mongod.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         client = pymongo.MongoClient(f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=120_000)
         client.admin.command("ping")
@@ -305,12 +347,29 @@ def test_score_against_a_separately_started_mongod(model, tmp_path, env):
         imgs.mkdir()
         for f in sorted(SAMPLE.glob("*.jpg"))[:10]:
             shutil.copy2(f, imgs / f.name)
-        envv = {k: v for k, v in os.environ.items() if k not in ("FIFTYONE_DATABASE_DIR",
-                                                                  "FIFTYONE_PRIVATE_DATABASE_PORT")}
+        envv = {
+            k: v for k, v in os.environ.items() if k not in ("FIFTYONE_DATABASE_DIR", "FIFTYONE_PRIVATE_DATABASE_PORT")
+        }
         envv["FIFTYONE_DATABASE_URI"] = f"mongodb://127.0.0.1:{port}"
-        r = subprocess.run([sys.executable, "-m", "curate", "score", str(imgs), "--model", str(model),
-                            "--dataset", "team", "--no-audits", "--quiet"], env=envv, capture_output=True,
-                           text=True, timeout=900)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "curate",
+                "score",
+                str(imgs),
+                "--model",
+                str(model),
+                "--dataset",
+                "team",
+                "--no-audits",
+                "--quiet",
+            ],
+            env=envv,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         assert "added 10" in r.stdout
         db = client["fiftyone"]
@@ -324,8 +383,16 @@ def test_score_against_a_separately_started_mongod(model, tmp_path, env):
 
 
 # ------------------------------------------------------------------------------ real browser
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.mark.slow
@@ -346,9 +413,26 @@ def test_app_shows_a_saved_view_in_headless_chromium(flagged, fo, tmp_path):
     assert expected > 0
     port = free_port()
     log = open(tmp_path / "app.log", "w")
-    app = subprocess.Popen([sys.executable, "-m", "curate", "app", "--dataset", name, "--view", "suspect-age",
-                            "--port", str(port), "--address", "127.0.0.1", "--no-browser"],
-                           stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    app = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "curate",
+            "app",
+            "--dataset",
+            name,
+            "--view",
+            "suspect-age",
+            "--port",
+            str(port),
+            "--address",
+            "127.0.0.1",
+            "--no-browser",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+    )
     shot = tmp_path / "app.png"
     try:
         t0 = time.time()
@@ -427,11 +511,22 @@ def test_fast_insert_stores_exactly_what_add_samples_stores(fo, env, monkeypatch
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(8, 2))
     pred = man[["path", "content_hash"]].assign(
-        age_pred=rng.uniform(1, 80, 8), gender_prob=1 / (1 + np.exp(logits[:, 0] - logits[:, 1])),
-        gender_logit_0=logits[:, 0], gender_logit_1=logits[:, 1], age_abs_error=1.0, gender_loss=0.5,
-        embedding=list(rng.normal(size=(8, 576)).astype(np.float32)), model="abc")
-    audit = man[["path", "content_hash"]].assign(low_quality=[True, False] * 4, low_quality_reason="blurry",
-                                                 ita=rng.normal(size=8), monk_tone=list(range(8)), status="ok")
+        age_pred=rng.uniform(1, 80, 8),
+        gender_prob=1 / (1 + np.exp(logits[:, 0] - logits[:, 1])),
+        gender_logit_0=logits[:, 0],
+        gender_logit_1=logits[:, 1],
+        age_abs_error=1.0,
+        gender_loss=0.5,
+        embedding=list(rng.normal(size=(8, 576)).astype(np.float32)),
+        model="abc",
+    )
+    audit = man[["path", "content_hash"]].assign(
+        low_quality=[True, False] * 4,
+        low_quality_reason="blurry",
+        ita=rng.normal(size=8),
+        monk_tone=list(range(8)),
+        status="ok",
+    )
     table = join_inputs(man, pred, audit)
     pred2 = pred.assign(age_pred=pred["age_pred"] + 1, model="def")  # then the predictions change
     pred2.loc[2, ["age_pred", "gender_prob", "gender_logit_0", "gender_logit_1"]] = np.nan
@@ -480,8 +575,14 @@ def test_a_partial_predictions_file_does_not_erase_stored_predictions(fo, env):
 
     def preds(rows, shift):
         p = man.iloc[rows][["path", "content_hash"]].reset_index(drop=True)
-        return p.assign(age_pred=np.arange(len(p)) + shift, gender_prob=0.3, gender_logit_0=0.5, gender_logit_1=-0.3,
-                        embedding=list(np.ones((len(p), 576), np.float32)), model=f"m{shift}")
+        return p.assign(
+            age_pred=np.arange(len(p)) + shift,
+            gender_prob=0.3,
+            gender_logit_0=0.5,
+            gender_logit_1=-0.3,
+            embedding=list(np.ones((len(p), 576), np.float32)),
+            model=f"m{shift}",
+        )
 
     ds = open_dataset(fo, f"t-partial-{uuid.uuid4().hex[:6]}")
     ingest(fo, ds, join_inputs(man, preds(range(6), 10), None))
@@ -521,8 +622,20 @@ def test_schema_1_dataset_is_upgraded_in_place_keeping_every_decision(flagged, f
 
         out = {}
         for ds in (new, old):
-            res = run("export", "--dataset", ds.name, "--from", sample_split / "train_8_folds_first", "--root",
-                      tmp_path, "--name", ds.name, "--drop-suspects", "--drop-low-quality", "--quiet")
+            res = run(
+                "export",
+                "--dataset",
+                ds.name,
+                "--from",
+                sample_split / "train_8_folds_first",
+                "--root",
+                tmp_path,
+                "--name",
+                ds.name,
+                "--drop-suspects",
+                "--drop-low-quality",
+                "--quiet",
+            )
             out[ds.name] = pd.read_csv(tmp_path / ds.name / "manifest.csv").drop(columns=["split"], errors="ignore")
             assert res.exit_code == 0
         old.reload()

@@ -1,4 +1,5 @@
 """Mislabel scores: behaviour on constructed predictions, bad inputs, and injected noise on real images."""
+
 from __future__ import annotations
 
 import time
@@ -19,8 +20,9 @@ from audits.mislabels import (
 )
 
 
-def population(n: int = 3000, seed: int = 0, infant_sep: float = 0.6, adult_sep: float = 4.0,
-               blurry_sep: float | None = None) -> pd.DataFrame:
+def population(
+    n: int = 3000, seed: int = 0, infant_sep: float = 0.6, adult_sep: float = 4.0, blurry_sep: float | None = None
+) -> pd.DataFrame:
     """Out-of-sample-like predictions: gender is hard for infants (weak logits), age errors grow with age.
 
     With `blurry_sep`, a third of the images are 'blurry' (laplacian_var low) with that weaker separation.
@@ -36,25 +38,52 @@ def population(n: int = 3000, seed: int = 0, infant_sep: float = 0.6, adult_sep:
         lap = np.where(blurry, rng.uniform(5, 50, n), lap)
     z = (2 * gender - 1) * sep + rng.normal(0, 1.5, n)
     age_pred = age + rng.normal(0, 1, n) * (1.0 + 0.1 * age)
-    return pd.DataFrame({
-        "path": [f"/img/{i}.jpg" for i in range(n)], "filename": [f"{i}.jpg" for i in range(n)],
-        "content_hash": [f"h{i}" for i in range(n)], "age": age, "gender": gender,
-        "age_pred": age_pred.astype(np.float32), "gender_prob": 1 / (1 + np.exp(-z)),
-        "gender_logit_0": -z / 2, "gender_logit_1": z / 2,
-        "embedding": list(rng.normal(size=(n, 16)).astype(np.float32)),
-        "model": "abc123def456", "fold": rng.integers(0, 2, n), "laplacian_var": lap,
-    })
+    return pd.DataFrame(
+        {
+            "path": [f"/img/{i}.jpg" for i in range(n)],
+            "filename": [f"{i}.jpg" for i in range(n)],
+            "content_hash": [f"h{i}" for i in range(n)],
+            "age": age,
+            "gender": gender,
+            "age_pred": age_pred.astype(np.float32),
+            "gender_prob": 1 / (1 + np.exp(-z)),
+            "gender_logit_0": -z / 2,
+            "gender_logit_1": z / 2,
+            "embedding": list(rng.normal(size=(n, 16)).astype(np.float32)),
+            "model": "abc123def456",
+            "fold": rng.integers(0, 2, n),
+            "laplacian_var": lap,
+        }
+    )
 
 
-def probe(df: pd.DataFrame, age: int, gender: int, p_female: float, age_pred: float | None = None,
-          lap: float = 1000.0, content_hash: str | None = None) -> pd.DataFrame:
+def probe(
+    df: pd.DataFrame,
+    age: int,
+    gender: int,
+    p_female: float,
+    age_pred: float | None = None,
+    lap: float = 1000.0,
+    content_hash: str | None = None,
+) -> pd.DataFrame:
     """Append one constructed image; returns the new frame (probe is the last row)."""
     z = float(np.log(p_female / (1 - p_female)))
     i = len(df)
-    row = {"path": f"/probe/{i}.jpg", "filename": f"{i}.jpg", "content_hash": content_hash or f"probe{i}",
-           "age": age, "gender": gender, "age_pred": age if age_pred is None else age_pred, "gender_prob": p_female,
-           "gender_logit_0": -z / 2, "gender_logit_1": z / 2, "embedding": np.zeros(16, np.float32),
-           "model": "abc123def456", "fold": 0, "laplacian_var": lap}
+    row = {
+        "path": f"/probe/{i}.jpg",
+        "filename": f"{i}.jpg",
+        "content_hash": content_hash or f"probe{i}",
+        "age": age,
+        "gender": gender,
+        "age_pred": age if age_pred is None else age_pred,
+        "gender_prob": p_female,
+        "gender_logit_0": -z / 2,
+        "gender_logit_1": z / 2,
+        "embedding": np.zeros(16, np.float32),
+        "model": "abc123def456",
+        "fold": 0,
+        "laplacian_var": lap,
+    }
     return pd.concat([df, pd.DataFrame([row])], ignore_index=True)
 
 
@@ -72,8 +101,8 @@ def test_confident_contradiction_ranks_above_unsure_one():
 
 def test_infant_uncertainty_ranks_below_adult_contradiction():
     df = population()
-    df = probe(df, 2, 0, 0.90)   # infant labelled male, model says female 0.90
-    df = probe(df, 2, 0, 0.65)   # infant, unsure
+    df = probe(df, 2, 0, 0.90)  # infant labelled male, model says female 0.90
+    df = probe(df, 2, 0, 0.65)  # infant, unsure
     df = probe(df, 40, 0, 0.90)  # adult, same raw confidence against the label
     s = score_gender(df)["gender_flip_prob"].to_numpy()
     assert s[-3] < s[-1], "the same model confidence is worth less where the model is unreliable (infants)"
@@ -98,8 +127,9 @@ def test_race_group_where_the_model_is_weak_counts_less():
     rng = np.random.default_rng(3)
     adults = (df["age"] >= 18).to_numpy()
     weak = adults & (rng.random(len(df)) < 0.3)
-    z = np.where(weak, (2 * df["gender"] - 1) * 0.5 + rng.normal(0, 1.5, len(df)),
-                 df["gender_logit_1"] - df["gender_logit_0"])
+    z = np.where(
+        weak, (2 * df["gender"] - 1) * 0.5 + rng.normal(0, 1.5, len(df)), df["gender_logit_1"] - df["gender_logit_0"]
+    )
     df["gender_logit_0"], df["gender_logit_1"], df["gender_prob"] = -z / 2, z / 2, 1 / (1 + np.exp(-z))
     df["race"] = np.where(weak, "group_b", "group_a")
     df = probe(df, 40, 0, 0.9)
@@ -114,7 +144,7 @@ def test_race_group_where_the_model_is_weak_counts_less():
 def test_blurry_image_low_confidence_counts_less():
     df = population(blurry_sep=0.8)
     df = probe(df, 40, 0, 0.85, lap=1500.0)  # sharp, contradicted
-    df = probe(df, 40, 0, 0.85, lap=10.0)    # blurry, same contradiction
+    df = probe(df, 40, 0, 0.85, lap=10.0)  # blurry, same contradiction
     s = score_gender(df)
     assert s["gender_flip_prob"].iat[-2] > s["gender_flip_prob"].iat[-1]
     assert "sharp image" in s["gender_label_reason"].iat[-2] and "low-quality image" in s["gender_label_reason"].iat[-1]
@@ -124,7 +154,7 @@ def test_duplicate_with_conflicting_label_raises_gender_score():
     df = population()
     df = probe(df, 40, 0, 0.75, content_hash="dup")  # labelled male, model leans female
     df = probe(df, 40, 1, 0.75, content_hash="dup")  # its pixel-identical copy, labelled female
-    df = probe(df, 40, 0, 0.75)                       # same prediction and label, no copy
+    df = probe(df, 40, 0, 0.75)  # same prediction and label, no copy
     df["exact_group"] = np.where(df["content_hash"] == "dup", 7, -1)
     for frame in (df, df.drop(columns=["exact_group"])):  # without the column: same content_hash = copies
         s = score_gender(frame)
@@ -135,7 +165,7 @@ def test_duplicate_with_conflicting_label_raises_gender_score():
 
 def test_age_residual_matters_more_at_3_than_at_80():
     df = population()
-    df = probe(df, 3, 0, 0.1, age_pred=13.0)   # 10 years off at age 3
+    df = probe(df, 3, 0, 0.1, age_pred=13.0)  # 10 years off at age 3
     df = probe(df, 80, 0, 0.1, age_pred=70.0)  # 10 years off at age 80
     s = score_age(df)
     assert s["age_residual_z"].iat[-2] > s["age_residual_z"].iat[-1]
@@ -160,7 +190,7 @@ def test_age_copy_that_backs_the_model_is_suggested():
 def test_missing_and_nan_predictions_get_statuses_not_zeros():
     df = population(500)
     df.loc[3, ["age_pred", "gender_prob", "gender_logit_0", "gender_logit_1"]] = np.nan
-    df.loc[3, "model"] = None                       # never predicted
+    df.loc[3, "model"] = None  # never predicted
     df.loc[4, ["gender_logit_0", "gender_logit_1", "gender_prob"]] = np.nan  # model output NaN
     df.loc[5, "age_pred"] = np.inf
     df.at[6, "embedding"] = np.full(16, np.nan, np.float32)
@@ -170,8 +200,13 @@ def test_missing_and_nan_predictions_get_statuses_not_zeros():
     assert s.loc[4, "gender_label_status"] == "nan prediction" and s.loc[4, "age_label_status"] == "ok"
     assert s.loc[5, "age_label_status"] == "nan prediction" and s.loc[5, "gender_label_status"] == "ok"
     assert s.loc[7, "gender_label_status"] == "invalid label"
-    for i, col in ((3, "gender_flip_prob"), (3, "age_residual_z"), (4, "gender_flip_prob"),
-                   (5, "age_residual_z"), (7, "gender_flip_prob")):
+    for i, col in (
+        (3, "gender_flip_prob"),
+        (3, "age_residual_z"),
+        (4, "gender_flip_prob"),
+        (5, "age_residual_z"),
+        (7, "gender_flip_prob"),
+    ):
         assert np.isnan(s.loc[i, col]), (i, col)
     assert pd.isna(s.loc[5, "age_suggested"])
     assert s.loc[4, "gender_label_reason"] == "not scored: nan prediction"
@@ -185,9 +220,15 @@ def test_missing_and_nan_predictions_get_statuses_not_zeros():
 def test_manifest_rows_without_predictions_are_reported():
     df = population(400)
     manifest = df[["path", "filename", "content_hash", "age", "gender"]].copy()
-    manifest = pd.concat([manifest, pd.DataFrame([{"path": "/img/extra.jpg", "filename": "extra.jpg",
-                                                    "content_hash": "x", "age": 30, "gender": 1}])],
-                         ignore_index=True)
+    manifest = pd.concat(
+        [
+            manifest,
+            pd.DataFrame(
+                [{"path": "/img/extra.jpg", "filename": "extra.jpg", "content_hash": "x", "age": 30, "gender": 1}]
+            ),
+        ],
+        ignore_index=True,
+    )
     s = score_mislabels(align_predictions(manifest, df.drop(columns=["laplacian_var"])))
     assert s["label_status"].iat[-1] == "missing prediction"
     assert (s["label_status"].iloc[:-1] == "ok").all()
@@ -240,7 +281,8 @@ def test_injected_flips_are_found_far_above_chance(utkface_dir, tmp_path):
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location(
-        "mislabel_detection", Path(__file__).resolve().parent.parent / "bench" / "mislabel_detection.py")
+        "mislabel_detection", Path(__file__).resolve().parent.parent / "bench" / "mislabel_detection.py"
+    )
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     detection_metrics, inject_noise = bench.detection_metrics, bench.inject_noise
@@ -260,8 +302,15 @@ def test_injected_flips_are_found_far_above_chance(utkface_dir, tmp_path):
         img, _ = decode_image(p)
         if img is None:
             continue
-        rows.append({"path": str(p), "filename": p.name, "age": parsed.age, "gender": parsed.gender,
-                     "content_hash": pixel_hash(img)})
+        rows.append(
+            {
+                "path": str(p),
+                "filename": p.name,
+                "age": parsed.age,
+                "gender": parsed.gender,
+                "content_hash": pixel_hash(img),
+            }
+        )
         if len(rows) == 2000:
             break
     df = pd.DataFrame(rows)

@@ -1,6 +1,7 @@
 """The one issue schema: every check follows the rule, the audit table and the label scores carry its
 names with the values they had before the schema (same audit values, same mislabel ranking on the
 sample), and README's column table is the generated one."""
+
 from __future__ import annotations
 
 from pathlib import Path

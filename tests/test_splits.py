@@ -1,4 +1,5 @@
 """`curate split`: name parsing, real quirks, bad inputs, determinism and stratification."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,32 +25,46 @@ def test_parse_regular_names():
     assert (p.age, p.gender, p.race, p.note) == (41, 1, 3, "")
 
 
-@pytest.mark.parametrize("name, race, note", [
-    ("39_1_20170116174525125.jpg.chip.jpg", None, "no race field"),
-    ("24_0_1_20170116220224657 .jpg.chip.jpg", 1, "stray whitespace"),
-    ("55_0_0_20170116232725357jpg.chip.jpg", 0, "missing dot"),
-])
+@pytest.mark.parametrize(
+    "name, race, note",
+    [
+        ("39_1_20170116174525125.jpg.chip.jpg", None, "no race field"),
+        ("24_0_1_20170116220224657 .jpg.chip.jpg", 1, "stray whitespace"),
+        ("55_0_0_20170116232725357jpg.chip.jpg", 0, "missing dot"),
+    ],
+)
 def test_parse_quirky_names(name, race, note):
     p = parse_name(name)
     assert p.race == race
     assert note in p.note
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("999_0_0_20170116232725357.jpg.chip.jpg", "age 999 outside"),
-    ("25_2_0_20170116232725357.jpg.chip.jpg", "gender 2"),
-    ("25_0_7_20170116232725357.jpg.chip.jpg", "race 7"),
-    ("face.jpg", "does not match"),
-    ("25_0_0_20170116232725357.txt", "does not match"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("999_0_0_20170116232725357.jpg.chip.jpg", "age 999 outside"),
+        ("25_2_0_20170116232725357.jpg.chip.jpg", "gender 2"),
+        ("25_0_7_20170116232725357.jpg.chip.jpg", "race 7"),
+        ("face.jpg", "does not match"),
+        ("25_0_0_20170116232725357.txt", "does not match"),
+    ],
+)
 def test_parse_rejects(name, reason):
     with pytest.raises(ValueError, match=reason):
         parse_name(name)
 
 
 def test_age_bins_are_half_open():
-    assert [age_group(a) for a in (0, 3, 4, 13, 14, 79, 80, 116)] == \
-        ["0-4", "0-4", "4-14", "4-14", "14-24", "70-80", "80+", "80+"]
+    assert [age_group(a) for a in (0, 3, 4, 13, 14, 79, 80, 116)] == [
+        "0-4",
+        "0-4",
+        "4-14",
+        "4-14",
+        "14-24",
+        "70-80",
+        "80+",
+        "80+",
+    ]
 
 
 def test_sample_quirks_and_duplicates(sample_split: Path):

@@ -1,4 +1,5 @@
 """Lint, format and layer contracts run with the test command (README): ruff and import-linter."""
+
 from __future__ import annotations
 
 import shutil
@@ -22,8 +23,11 @@ def tool(name: str) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("args", [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["lint-imports"]],
-                         ids=["ruff-check", "ruff-format", "import-linter"])
+@pytest.mark.parametrize(
+    "args",
+    [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["lint-imports"]],
+    ids=["ruff-check", "ruff-format", "import-linter"],
+)
 def test_tool_passes(args):
     res = subprocess.run([tool(args[0]), *args[1:]], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]

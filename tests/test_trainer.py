@@ -1,4 +1,5 @@
 """Trainer: config, schedule, frozen backbone, L1 term, runs, resume, evaluate, predict, errors."""
+
 from __future__ import annotations
 
 import json
@@ -43,39 +44,58 @@ TINY = dict(image_size=64, batch_size=32, num_epochs=2, override_cycle_epoch_cou
 
 
 def tiny_cfg(split: Path, **kw) -> TrainConfig:
-    return replace(TrainConfig(), train_path=str(split / "train_8_folds_first"),
-                   val_path=str(split / "test_2_folds_last"), **{**TINY, **kw})
+    return replace(
+        TrainConfig(),
+        train_path=str(split / "train_8_folds_first"),
+        val_path=str(split / "test_2_folds_last"),
+        **{**TINY, **kw},
+    )
 
 
 # --- configuration ---------------------------------------------------------------------------
 
+
 def test_defaults_are_the_reference_run():
     c = TrainConfig()
-    assert (c.base_lr, c.max_lr, c.div_factor, c.final_div_factor) == \
-        (0.0068893981577029285, 0.012321315111072404, 24, 2873)
-    assert (c.pct_start, c.batch_size, c.num_epochs, c.override_cycle_epoch_count) == \
-        (0.36685557351085574, 256, 18, 15)
-    assert (c.dropout, c.gender_loss_weight, c.l1_lambda, c.weight_decay) == \
-        (0.1, 0.9, 0.0001, 0.00019323262043373016)
-    assert (c.lr_scheduler, c.anneal_strategy, c.freeze_epochs, c.use_dynamic_augmentation) == \
-        ("one_cycle", "cos", 0, False)
+    assert (c.base_lr, c.max_lr, c.div_factor, c.final_div_factor) == (
+        0.0068893981577029285,
+        0.012321315111072404,
+        24,
+        2873,
+    )
+    assert (c.pct_start, c.batch_size, c.num_epochs, c.override_cycle_epoch_count) == (0.36685557351085574, 256, 18, 15)
+    assert (c.dropout, c.gender_loss_weight, c.l1_lambda, c.weight_decay) == (0.1, 0.9, 0.0001, 0.00019323262043373016)
+    assert (c.lr_scheduler, c.anneal_strategy, c.freeze_epochs, c.use_dynamic_augmentation) == (
+        "one_cycle",
+        "cos",
+        0,
+        False,
+    )
 
 
 def test_yaml_and_overrides(tmp_path: Path):
     f = tmp_path / "c.yaml"
     f.write_text("num_epochs: 3\nlr_scheduler: step\nuse_dynamic_augmentation: true\n")
     c = load_config(f, {"batch_size": "64", "dropout": "0.2"})
-    assert (c.num_epochs, c.lr_scheduler, c.use_dynamic_augmentation, c.batch_size, c.dropout) == \
-        (3, "step", True, 64, 0.2)
+    assert (c.num_epochs, c.lr_scheduler, c.use_dynamic_augmentation, c.batch_size, c.dropout) == (
+        3,
+        "step",
+        True,
+        64,
+        0.2,
+    )
 
 
-@pytest.mark.parametrize("text, overrides, msg", [
-    ("num_epoch: 3\n", {}, "unknown config key"),
-    ("", {"bogus": "1"}, "unknown config key"),
-    ("", {"batch_size": "lots"}, "not a int"),
-    ("", {"lr_scheduler": "warp"}, "lr_scheduler must be"),
-    ("- a\n- b\n", {}, "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, overrides, msg",
+    [
+        ("num_epoch: 3\n", {}, "unknown config key"),
+        ("", {"bogus": "1"}, "unknown config key"),
+        ("", {"batch_size": "lots"}, "not a int"),
+        ("", {"lr_scheduler": "warp"}, "lr_scheduler must be"),
+        ("- a\n- b\n", {}, "expected a mapping"),
+    ],
+)
 def test_bad_configs(tmp_path: Path, text, overrides, msg):
     f = tmp_path / "c.yaml"
     f.write_text(text)
@@ -113,6 +133,7 @@ def test_the_shipped_model_was_trained_with_its_config_file():
 
 # --- recipe ----------------------------------------------------------------------------------
 
+
 def test_one_cycle_peaks_at_pct_start_and_stays_flat_after_the_cycle():
     cfg = TrainConfig()
     model = torch.nn.Linear(2, 1)
@@ -130,7 +151,7 @@ def test_one_cycle_peaks_at_pct_start_and_stays_flat_after_the_cycle():
     assert abs(int(lrs.argmax()) - (cfg.pct_start * cycle - 1)) <= 1  # OneCycleLR peaks at step pct*total - 1
     assert math.isclose(lrs.max(), cfg.max_lr, rel_tol=1e-3)
     final = cfg.max_lr / cfg.div_factor / cfg.final_div_factor
-    assert np.allclose(lrs[cycle - 1:], final, rtol=1e-3), "the last 3 epochs run at the final rate"
+    assert np.allclose(lrs[cycle - 1 :], final, rtol=1e-3), "the last 3 epochs run at the final rate"
     assert lrs[cycle // 2] > 10 * final
 
 
@@ -198,7 +219,7 @@ def test_uint8_gather_augmentation_equals_flip_pad_crop_on_floats():
     x = u8.permute(0, 3, 1, 2).float()
     x = torch.where(flip.view(16, 1, 1, 1), x.flip(3), x)
     padded = torch.nn.functional.pad(x, (pad,) * 4, mode="reflect")
-    want = torch.stack([padded[i, :, oy:oy + 20, ox:ox + 24] for i, (oy, ox) in enumerate(offs.tolist())])
+    want = torch.stack([padded[i, :, oy : oy + 20, ox : ox + 24] for i, (oy, ox) in enumerate(offs.tolist())])
     assert flip.any() and not flip.all() and len(set(map(tuple, offs.tolist()))) > 4
     assert torch.equal(got.permute(0, 3, 1, 2).float(), want)
     # normalising in HWC order and permuting gives the NCHW normalisation, already channels_last
@@ -237,12 +258,20 @@ def test_compiled_step_matches_the_eager_step():
 
 # --- runs ------------------------------------------------------------------------------------
 
+
 def test_train_writes_checkpoints_metrics_metadata(sample_split: Path, tmp_path: Path):
     cfg = tiny_cfg(sample_split)
     meta = train(cfg, tmp_path / "run", progress=False)
     run = tmp_path / "run"
-    for f in ("checkpoints/epoch_001.pt", "checkpoints/epoch_002.pt", "checkpoints/best.pt",
-              "checkpoints/last.pt", "metrics.csv", "metadata.json", "training_curves.png"):
+    for f in (
+        "checkpoints/epoch_001.pt",
+        "checkpoints/epoch_002.pt",
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+        "metrics.csv",
+        "metadata.json",
+        "training_curves.png",
+    ):
         assert (run / f).exists(), f
     m = pd.read_csv(run / "metrics.csv")
     assert list(m["epoch"]) == [1, 2] and m["val_mae"].notna().all()
@@ -275,8 +304,9 @@ def test_the_final_weights_carry_batchnorm_statistics_of_the_whole_training_set(
     cfg = tiny_cfg(sample_split, bn_recalibration_batches=1)
     train(cfg, tmp_path / "run", progress=False)
     df = read_manifest(cfg.train_path)
-    batches = Batches(decoded_cache(df, cfg.image_size, progress=False), df["age"], df["gender"], cfg.batch_size,
-                      cfg.channels_last)
+    batches = Batches(
+        decoded_cache(df, cfg.image_size, progress=False), df["age"], df["gender"], cfg.batch_size, cfg.channels_last
+    )
     assert len(batches) > 1, "the sample must span several batches for this test to mean anything"
     order = bn_order(cfg, len(df))
     final = load_checkpoint(tmp_path / "run/checkpoints/last.pt")["model"]
@@ -296,17 +326,30 @@ def test_the_final_weights_carry_batchnorm_statistics_of_the_whole_training_set(
 
 
 def test_kill_and_resume_reaches_the_same_result(sample_split: Path, tmp_path: Path):
-    cfg_args = [f"--set=train_path={sample_split / 'train_8_folds_first'}",
-                f"--set=val_path={sample_split / 'test_2_folds_last'}",
-                "--set=image_size=64", "--set=batch_size=16", "--set=num_epochs=4",
-                "--set=override_cycle_epoch_count=4", "--set=threads=1"]
+    cfg_args = [
+        f"--set=train_path={sample_split / 'train_8_folds_first'}",
+        f"--set=val_path={sample_split / 'test_2_folds_last'}",
+        "--set=image_size=64",
+        "--set=batch_size=16",
+        "--set=num_epochs=4",
+        "--set=override_cycle_epoch_count=4",
+        "--set=threads=1",
+    ]
     env = {**os.environ}
-    ref = subprocess.run([sys.executable, "-m", "curate", "train", *cfg_args, "--out", str(tmp_path / "ref"),
-                          "--quiet"], env=env, capture_output=True, text=True)
+    ref = subprocess.run(
+        [sys.executable, "-m", "curate", "train", *cfg_args, "--out", str(tmp_path / "ref"), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert ref.returncode == 0, ref.stderr
     run = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "curate", "train", *cfg_args, "--out", str(run), "--quiet"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "curate", "train", *cfg_args, "--out", str(run), "--quiet"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (run / "checkpoints" / "epoch_001.pt").exists():
         time.sleep(0.02)
@@ -315,8 +358,12 @@ def test_kill_and_resume_reaches_the_same_result(sample_split: Path, tmp_path: P
     proc.wait()
     done = len(pd.read_csv(run / "metrics.csv")) if (run / "metrics.csv").exists() else 0
     assert done < 4, "the run was killed before it finished"
-    res = subprocess.run([sys.executable, "-m", "curate", "train", "--out", str(run), "--resume", "--quiet"],
-                         env=env, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "curate", "train", "--out", str(run), "--resume", "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     a = load_checkpoint(tmp_path / "ref/checkpoints/last.pt")["model"]
     b = load_checkpoint(run / "checkpoints/last.pt")["model"]
@@ -352,8 +399,7 @@ def test_resume_refuses_a_different_config(sample_split: Path, tmp_path: Path):
     assert meta["config"]["threads"] == 1 and meta["epochs_completed"] == 1
 
 
-def test_a_run_that_never_had_a_finite_validation_loss_fails_clearly(sample_split: Path, tmp_path: Path,
-                                                                        monkeypatch):
+def test_a_run_that_never_had_a_finite_validation_loss_fails_clearly(sample_split: Path, tmp_path: Path, monkeypatch):
     import trainer.train as tt
 
     real = tt.val_metrics
@@ -364,8 +410,7 @@ def test_a_run_that_never_had_a_finite_validation_loss_fails_clearly(sample_spli
     assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
 
 
-def test_unreadable_manifests_and_images_fail_with_the_file_named(sample_split: Path, sample_dir: Path,
-                                                                  tmp_path: Path):
+def test_unreadable_manifests_and_images_fail_with_the_file_named(sample_split: Path, sample_dir: Path, tmp_path: Path):
     from trainer.data import decoded_cache, load_image
 
     (tmp_path / "empty.csv").write_text("")
@@ -412,8 +457,9 @@ def test_bad_weights_and_checkpoints(tmp_path: Path, sample_split: Path):
     junk.write_bytes(b"\x00garbage")
     with pytest.raises(WeightsError, match="not a readable checkpoint"):
         load_checkpoint(junk)
-    res = CliRunner().invoke(main, ["evaluate", "--checkpoint", str(junk), "--manifest",
-                                    str(sample_split / "test_2_folds_last")])
+    res = CliRunner().invoke(
+        main, ["evaluate", "--checkpoint", str(junk), "--manifest", str(sample_split / "test_2_folds_last")]
+    )
     assert res.exit_code != 0 and "junk.pt" in res.output
     res = CliRunner().invoke(main, ["evaluate", "--run", str(tmp_path / "norun")])
     assert res.exit_code != 0 and "run folder not found" in res.output
@@ -430,6 +476,7 @@ def test_manifest_with_missing_files(sample_split: Path, tmp_path: Path):
 
 
 # --- evaluation ------------------------------------------------------------------------------
+
 
 def test_metrics_on_known_predictions():
     gender = np.array([0, 0, 1, 1])
@@ -449,8 +496,9 @@ def test_metrics_on_known_predictions():
 
 
 def test_group_tables_use_half_open_age_groups():
-    pred = pd.DataFrame({"age": [3, 4, 80], "age_pred": [5.0, 4.0, 70.0], "gender": [0, 1, 1],
-                         "gender_prob": [0.9, 0.9, 0.9]})
+    pred = pd.DataFrame(
+        {"age": [3, 4, 80], "age_pred": [5.0, 4.0, 70.0], "gender": [0, 1, 1], "gender_prob": [0.9, 0.9, 0.9]}
+    )
     g, a = by_age_group(pred)
     assert list(g["age_group"]) == ["0-4", "4-14", "80+"]
     assert list(g["gender_accuracy"]) == [0.0, 1.0, 1.0]
@@ -473,8 +521,10 @@ def test_evaluate_cli_writes_every_table_and_plot(sample_split: Path, tmp_path: 
     assert pred["gender_prob"].between(0, 1).all() and (pred["fold"] == -1).all()
     again = evaluate_predictions(pred, tmp_path / "again")
     assert again["age_metrics"]["mae"].iloc[0] == pytest.approx(pred["age_abs_error"].mean())
-    res = CliRunner().invoke(main, ["evaluate", "--run", str(tmp_path / "run"), "--which", "last", "--quiet",
-                                    "--out", str(tmp_path / "last")])
+    res = CliRunner().invoke(
+        main,
+        ["evaluate", "--run", str(tmp_path / "run"), "--which", "last", "--quiet", "--out", str(tmp_path / "last")],
+    )
     assert res.exit_code == 0 and "note:" not in res.output, res.output
     assert json.loads((tmp_path / "last" / "evaluation.json").read_text())["checkpoint"].endswith("last.pt")
 
@@ -484,8 +534,18 @@ def test_predict_cli_gives_per_image_status(sample_split: Path, sample_dir: Path
     bad = tmp_path / "bad.jpg"
     bad.write_text("not an image")
     imgs = sorted(sample_dir.glob("*.jpg"))[:3]
-    res = CliRunner().invoke(main, ["predict", *map(str, imgs), str(bad), "--model",
-                                    str(tmp_path / "run/checkpoints/best.pt"), "--out", str(tmp_path / "p.csv")])
+    res = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            *map(str, imgs),
+            str(bad),
+            "--model",
+            str(tmp_path / "run/checkpoints/best.pt"),
+            "--out",
+            str(tmp_path / "p.csv"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     p = pd.read_csv(tmp_path / "p.csv")
     assert list(p["status"]) == ["ok"] * 3 + ["unreadable image"]

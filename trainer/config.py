@@ -3,6 +3,7 @@
 Defaults reproduce the reference project's run. A YAML file overrides them, and `--set key=value`
 options override the file; an unknown key is an error (a typo must never be silently ignored).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,11 +67,13 @@ class TrainConfig:
     # Checkpoint selection: the epoch with the lowest validation loss is "best".
     keep_epoch_checkpoints: bool = True
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         checks = [
             (self.model_type == "mobilenet_v3_small", "model_type must be mobilenet_v3_small"),
-            (self.lr_scheduler in ("one_cycle", "step", "reduce_on_plateau"),
-             "lr_scheduler must be one_cycle, step or reduce_on_plateau"),
+            (
+                self.lr_scheduler in ("one_cycle", "step", "reduce_on_plateau"),
+                "lr_scheduler must be one_cycle, step or reduce_on_plateau",
+            ),
             (self.anneal_strategy in ("cos", "linear"), "anneal_strategy must be cos or linear"),
             (self.precision in ("fp32", "bf16"), "precision must be fp32 or bf16"),
             (0.0 <= self.gender_loss_weight <= 1.0, "gender_loss_weight must be in [0, 1]"),
@@ -110,8 +113,9 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
-                base: dict[str, Any] | None = None) -> TrainConfig:
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None, base: dict[str, Any] | None = None
+) -> TrainConfig:
     """Defaults <- `base` (e.g. a run's saved config) <- YAML file <- overrides."""
     known = {f.name for f in fields(TrainConfig)}
     merged: dict[str, Any] = dict(base or {})

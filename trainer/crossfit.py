@@ -20,14 +20,15 @@ Layout of `out_dir`:
 Resumable: a fold whose predictions parquet exists is skipped; a fold whose training was interrupted
 resumes from its last completed epoch.
 
-Cost, 2 CPU cores, MobileNetV3-Small from scratch. Default mode (160 px, 18 epochs): K=2 trains two
-models on half the data each, i.e. about the compute of one reference run (the reference run: 18
-epochs x 19k images, ~100-150 s per epoch on an idle machine = 30-45 min), plus one prediction pass
-(~1 min) -- estimated from the reference run's measured epoch times, not run end to end. Cheap mode
-(`cheap_config`: 96 px, 8 epochs, batch 128) is ~2.8x fewer pixels x 2.25x fewer epochs = ~6x less
-(estimated, not measured: ~6-8 min idle for the full 23,708 images). Measured on a heavily shared machine (load 5-11): 64 px,
-6 epochs, batch 64 on 2,000 images took 12-22 min for both folds; expect ~2-3 min on an idle one.
+Cost, 2 CPU cores, MobileNetV3-Small from scratch. Default mode (160 px, 18 epochs): K=2 trains two models on
+half the data each, i.e. about the compute of one reference run (the reference run: 18 epochs x 19k images,
+~100-150 s per epoch on an idle machine = 30-45 min), plus one prediction pass (~1 min) -- estimated from the
+reference run's measured epoch times, not run end to end. Cheap mode (`cheap_config`: 96 px, 8 epochs, batch
+128) is ~2.8x fewer pixels x 2.25x fewer epochs = ~6x less (estimated, not measured: ~6-8 min idle for the
+full 23,708 images). Measured on a heavily shared machine (load 5-11): 64 px, 6 epochs, batch 64 on 2,000
+images took 12-22 min for both folds; expect ~2-3 min on an idle one.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,9 +44,22 @@ from core.errors import CurateError
 from core.labels import AGE_GROUP_EDGES
 from trainer.config import TrainConfig, replace
 
-PREDICTION_COLUMNS = ["path", "filename", "content_hash", "age", "gender", "age_pred", "gender_prob",
-                      "gender_logit_0", "gender_logit_1", "age_abs_error", "gender_loss", "embedding",
-                      "model", "fold"]
+PREDICTION_COLUMNS = [
+    "path",
+    "filename",
+    "content_hash",
+    "age",
+    "gender",
+    "age_pred",
+    "gender_prob",
+    "gender_logit_0",
+    "gender_logit_1",
+    "age_abs_error",
+    "gender_loss",
+    "embedding",
+    "model",
+    "fold",
+]
 
 
 class CrossfitError(CurateError, ValueError):
@@ -59,12 +73,21 @@ def cheap_config(cfg: TrainConfig, image_size: int = 96, num_epochs: int = 8, ba
     Same model, same recipe, same code path; only the cost (and some accuracy) changes.
     """
     cycle = max(1, round(cfg.override_cycle_epoch_count * num_epochs / cfg.num_epochs))
-    return replace(cfg, image_size=image_size, num_epochs=num_epochs, override_cycle_epoch_count=cycle,
-                   batch_size=batch_size)
+    return replace(
+        cfg, image_size=image_size, num_epochs=num_epochs, override_cycle_epoch_count=cycle, batch_size=batch_size
+    )
 
 
-def crossfit(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: TrainConfig, k: int = 2, seed: int = 0,
-             progress: bool = True, val_max: int = 1000, max_batches: int | None = None) -> pd.DataFrame:
+def crossfit(
+    manifest_df: pd.DataFrame,
+    out_dir: str | Path,
+    cfg: TrainConfig,
+    k: int = 2,
+    seed: int = 0,
+    progress: bool = True,
+    val_max: int = 1000,
+    max_batches: int | None = None,
+) -> pd.DataFrame:
     """Train K models on K-1 folds each and predict the held-out fold; return every row's prediction.
 
     `manifest_df` needs path, age, gender, content_hash (filename is derived from path if absent).
@@ -90,10 +113,18 @@ def crossfit(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: TrainConfig, k
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     mhash = manifest_hash(df)
     if meta and (meta.get("k"), meta.get("seed"), meta.get("manifest_hash")) != (k, seed, mhash):
-        raise CrossfitError(f"{out_dir}: holds a cross-fit of another manifest or k/seed (k={meta.get('k')}, "
-                            f"seed={meta.get('seed')}, n={meta.get('n')}); use another out_dir")
-    meta.update(k=k, seed=seed, n=len(df), manifest_hash=mhash, config=cfg.to_dict(),
-                scored_with="last epoch (checkpoints/last.pt)")
+        raise CrossfitError(
+            f"{out_dir}: holds a cross-fit of another manifest or k/seed (k={meta.get('k')}, "
+            f"seed={meta.get('seed')}, n={meta.get('n')}); use another out_dir"
+        )
+    meta.update(
+        k=k,
+        seed=seed,
+        n=len(df),
+        manifest_hash=mhash,
+        config=cfg.to_dict(),
+        scored_with="last epoch (checkpoints/last.pt)",
+    )
     meta.setdefault("folds", {})
     parts = []
     for i in range(k):
@@ -109,23 +140,35 @@ def crossfit(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: TrainConfig, k
         train_df = df[folds != i].reset_index(drop=True)
         hold_df = df[folds == i].reset_index(drop=True)
         rng = np.random.default_rng([seed, i])
-        val_df = hold_df if len(hold_df) <= val_max else hold_df.iloc[np.sort(rng.choice(len(hold_df), val_max, replace=False))]
+        val_df = (
+            hold_df
+            if len(hold_df) <= val_max
+            else hold_df.iloc[np.sort(rng.choice(len(hold_df), val_max, replace=False))]
+        )
         for name, part_df in (("train", train_df), ("holdout", hold_df), ("val", val_df)):
             part_df.to_csv(fdir / f"{name}.csv", index=False)
-        fcfg = replace(cfg, train_path=str(fdir / "train.csv"), val_path=str(fdir / "val.csv"),
-                       seed=cfg.seed + i, keep_epoch_checkpoints=False)
+        fcfg = replace(
+            cfg,
+            train_path=str(fdir / "train.csv"),
+            val_path=str(fdir / "val.csv"),
+            seed=cfg.seed + i,
+            keep_epoch_checkpoints=False,
+        )
         run_dir = fdir / "run"
         last = run_dir / "checkpoints" / "last.pt"
         t0 = time.time()
-        done = (run_dir / "metadata.json").exists() and \
-            json.loads((run_dir / "metadata.json").read_text()).get("status") == "complete"
+        done = (run_dir / "metadata.json").exists() and json.loads((run_dir / "metadata.json").read_text()).get(
+            "status"
+        ) == "complete"
         if not done:
             if run_dir.exists() and not last.exists():
                 # Killed before its first epoch ended: nothing to resume, start the fold afresh.
                 shutil.rmtree(run_dir)
             if progress:
-                print(f"cross-fit fold {i + 1}/{k}: training on {len(train_df)} rows, holding out {len(hold_df)}",
-                      flush=True)
+                print(
+                    f"cross-fit fold {i + 1}/{k}: training on {len(train_df)} rows, holding out {len(hold_df)}",
+                    flush=True,
+                )
             train(fcfg, run_dir, resume=last.exists(), progress=progress, max_batches=max_batches)
         t_train = time.time() - t0
         set_threads(fcfg)
@@ -136,22 +179,28 @@ def crossfit(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: TrainConfig, k
         arrays = predict_arrays(model, batches, fcfg, progress=progress, desc=f"predict fold {i + 1}")
         part = predictions_frame(hold_df, arrays, model_id=model_id, fold=i)
         write_parquet(part, pred_path)
-        meta["folds"][str(i)] = {"n_train": len(train_df), "n_holdout": len(hold_df), "model": model_id,
-                                 "train_seconds": round(t_train, 1),
-                                 "predict_seconds": round(time.time() - t0 - t_train, 1)}
+        meta["folds"][str(i)] = {
+            "n_train": len(train_df),
+            "n_holdout": len(hold_df),
+            "model": model_id,
+            "train_seconds": round(t_train, 1),
+            "predict_seconds": round(time.time() - t0 - t_train, 1),
+        }
         write_json(meta_path, meta)
         parts.append(part)
 
     out = _in_manifest_order(df, pd.concat(parts, ignore_index=True), folds)
     write_parquet(out, out_dir / "predictions.parquet")
-    meta["total_seconds"] = round(sum(f.get("train_seconds", 0) + f.get("predict_seconds", 0)
-                                      for f in meta["folds"].values()), 1)
+    meta["total_seconds"] = round(
+        sum(f.get("train_seconds", 0) + f.get("predict_seconds", 0) for f in meta["folds"].values()), 1
+    )
     write_json(meta_path, meta)
     return out
 
 
-def predictions_frame(df_manifest: pd.DataFrame, arrays: dict[str, np.ndarray], model_id: str,
-                      fold: int) -> pd.DataFrame:
+def predictions_frame(
+    df_manifest: pd.DataFrame, arrays: dict[str, np.ndarray], model_id: str, fold: int
+) -> pd.DataFrame:
     """The shared prediction schema from a manifest and `predict_arrays` output (same row order).
 
     gender_prob is P(female) = softmax(logits)[:, 1]; gender_loss is the per-row cross-entropy of the
@@ -162,29 +211,33 @@ def predictions_frame(df_manifest: pd.DataFrame, arrays: dict[str, np.ndarray], 
     logits = np.asarray(arrays["gender_logits"], dtype=np.float32)
     emb = np.asarray(arrays["embedding"], dtype=np.float32)
     if len(age_pred) != n or logits.shape != (n, 2) or emb.shape[0] != n:
-        raise CrossfitError(f"prediction arrays do not match the manifest: {n} rows, age_pred {age_pred.shape}, "
-                            f"gender_logits {logits.shape}, embedding {emb.shape}")
+        raise CrossfitError(
+            f"prediction arrays do not match the manifest: {n} rows, age_pred {age_pred.shape}, "
+            f"gender_logits {logits.shape}, embedding {emb.shape}"
+        )
     lg = logits.astype(np.float64)
     lse = np.logaddexp(lg[:, 0], lg[:, 1])
     gender = df_manifest["gender"].to_numpy(dtype=np.int64)
     age = df_manifest["age"].to_numpy()
     filename = df_manifest["filename"] if "filename" in df_manifest else df_manifest["path"].map(lambda p: Path(p).name)
-    return pd.DataFrame({
-        "path": df_manifest["path"].astype(str).to_numpy(),
-        "filename": np.asarray(filename, dtype=object),
-        "content_hash": df_manifest["content_hash"].astype(str).to_numpy(),
-        "age": age,
-        "gender": gender,
-        "age_pred": age_pred,
-        "gender_prob": np.exp(lg[:, 1] - lse).astype(np.float32),
-        "gender_logit_0": logits[:, 0],
-        "gender_logit_1": logits[:, 1],
-        "age_abs_error": np.abs(age_pred - age.astype(np.float32)).astype(np.float32),
-        "gender_loss": (lse - lg[np.arange(n), gender]).astype(np.float32),
-        "embedding": list(emb),
-        "model": model_id,
-        "fold": np.full(n, fold, dtype=np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "path": df_manifest["path"].astype(str).to_numpy(),
+            "filename": np.asarray(filename, dtype=object),
+            "content_hash": df_manifest["content_hash"].astype(str).to_numpy(),
+            "age": age,
+            "gender": gender,
+            "age_pred": age_pred,
+            "gender_prob": np.exp(lg[:, 1] - lse).astype(np.float32),
+            "gender_logit_0": logits[:, 0],
+            "gender_logit_1": logits[:, 1],
+            "age_abs_error": np.abs(age_pred - age.astype(np.float32)).astype(np.float32),
+            "gender_loss": (lse - lg[np.arange(n), gender]).astype(np.float32),
+            "embedding": list(emb),
+            "model": model_id,
+            "fold": np.full(n, fold, dtype=np.int64),
+        }
+    )
 
 
 def assign_crossfit_folds(df: pd.DataFrame, k: int = 2, seed: int = 0) -> np.ndarray:
@@ -224,8 +277,9 @@ def _check_manifest(manifest_df: pd.DataFrame) -> pd.DataFrame:
         raise CrossfitError(f"manifest lists {int(df['path'].duplicated().sum())} path(s) twice")
     bad = df["age"].isna() | df["gender"].isna() | ~df["gender"].isin([0, 1])
     if bad.any():
-        raise CrossfitError(f"{int(bad.sum())} row(s) without a usable age/gender label, first: "
-                            f"{df.loc[bad, 'path'].iloc[0]}")
+        raise CrossfitError(
+            f"{int(bad.sum())} row(s) without a usable age/gender label, first: {df.loc[bad, 'path'].iloc[0]}"
+        )
     if "filename" not in df:
         df["filename"] = df["path"].map(lambda p: Path(p).name)
     return df
@@ -236,10 +290,11 @@ def _in_manifest_order(df: pd.DataFrame, preds: pd.DataFrame, folds: np.ndarray)
     preds = preds.drop_duplicates("path", keep="last").set_index("path")
     missing = ~df["path"].isin(preds.index)
     if missing.any():
-        raise CrossfitError(f"{int(missing.sum())} manifest row(s) have no out-of-sample prediction "
-                            f"(stale fold parquet?), first: {df.loc[missing, 'path'].iloc[0]}")
+        raise CrossfitError(
+            f"{int(missing.sum())} manifest row(s) have no out-of-sample prediction "
+            f"(stale fold parquet?), first: {df.loc[missing, 'path'].iloc[0]}"
+        )
     out = preds.loc[df["path"]].reset_index()
     if not np.array_equal(out["fold"].to_numpy(), folds):
-        raise CrossfitError("stored fold predictions do not match this manifest's fold assignment; "
-                            "use a fresh out_dir")
+        raise CrossfitError("stored fold predictions do not match this manifest's fold assignment; use a fresh out_dir")
     return out[PREDICTION_COLUMNS]

@@ -5,13 +5,14 @@ each image into a memory-mapped uint8 cache (N x S x S x 3) keyed by the manifes
 later epochs, evaluation and re-runs read pixels straight from the cache and augment whole batches as
 tensors. No DataLoader workers: on 2 cores they only steal threads from the model.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -38,8 +39,7 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def decoded_cache(df: pd.DataFrame, size: int, cache_dir: Path | None = None,
-                  progress: bool = True) -> np.ndarray:
+def decoded_cache(df: pd.DataFrame, size: int, cache_dir: Path | None = None, progress: bool = True) -> np.ndarray:
     """Memory-mapped uint8 pixels for every row of `df`, decoding only what is not cached yet."""
     from tqdm import tqdm
 
@@ -53,8 +53,9 @@ def decoded_cache(df: pd.DataFrame, size: int, cache_dir: Path | None = None,
     tmp = arr_path.with_name(arr_path.name + f".{os.getpid()}.tmp")
     arr = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
     try:
-        for i, p in enumerate(tqdm(df["path"], desc=f"decode {size}px", unit="img", disable=not progress,
-                                   mininterval=1.0)):
+        for i, p in enumerate(
+            tqdm(df["path"], desc=f"decode {size}px", unit="img", disable=not progress, mininterval=1.0)
+        ):
             arr[i] = load_image(p, size)
         arr.flush()
     except BaseException:
@@ -115,8 +116,7 @@ def dynamic_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     angle = (torch.rand(b, generator=gen) - 0.5) * 2 * (15 * np.pi / 180)
     scale = 1 + (torch.rand(b, generator=gen) - 0.5) * 0.2
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, torch.zeros(b)], 1),
-                         torch.stack([sin, cos, torch.zeros(b)], 1)], 1)
+    theta = torch.stack([torch.stack([cos, -sin, torch.zeros(b)], 1), torch.stack([sin, cos, torch.zeros(b)], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     brightness = (torch.rand(b, 1, 1, 1, generator=gen) - 0.5) * 0.6  # in normalised units
@@ -128,8 +128,9 @@ def dynamic_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 class Batches:
     """Shuffled (or ordered) batches of (inputs, age, gender, row index) from a decoded cache."""
 
-    def __init__(self, pixels: np.ndarray, ages: np.ndarray, genders: np.ndarray, batch_size: int,
-                 channels_last: bool = True):
+    def __init__(
+        self, pixels: np.ndarray, ages: np.ndarray, genders: np.ndarray, batch_size: int, channels_last: bool = True
+    ):
         self.pixels, self.batch_size, self.channels_last = pixels, batch_size, channels_last
         self.ages = torch.tensor(np.asarray(ages, dtype=np.float32))
         self.genders = torch.tensor(np.asarray(genders, dtype=np.int64))
@@ -137,11 +138,12 @@ class Batches:
     def __len__(self) -> int:
         return (len(self.ages) + self.batch_size - 1) // self.batch_size
 
-    def iterate(self, order: np.ndarray | None = None, augment: str = "none",
-                gen: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]]:
+    def iterate(
+        self, order: np.ndarray | None = None, augment: str = "none", gen: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]]:
         order = np.arange(len(self.ages)) if order is None else order
         for s in range(0, len(order), self.batch_size):
-            idx = np.sort(order[s:s + self.batch_size])  # sorted reads are kinder to the memmap
+            idx = np.sort(order[s : s + self.batch_size])  # sorted reads are kinder to the memmap
             u8 = torch.from_numpy(np.ascontiguousarray(self.pixels[idx]))
             if augment in ("basic", "dynamic"):
                 u8 = basic_augment(u8, gen)

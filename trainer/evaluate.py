@@ -3,6 +3,7 @@
 Metrics come from scikit-learn (never re-derived by hand) so they can be trusted and compared with
 other tools. Every table is written as CSV (for machines) and Markdown (for people).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,15 @@ from trainer.model import model_from_checkpoint
 from trainer.train import predict_arrays, set_threads
 
 
-def predict_manifest(checkpoint: str | Path, manifest: str | Path | pd.DataFrame, batch_size: int = 256,
-                     threads: int = 0, progress: bool = True, fold: int = -1, tta: bool = True) -> pd.DataFrame:
+def predict_manifest(
+    checkpoint: str | Path,
+    manifest: str | Path | pd.DataFrame,
+    batch_size: int = 256,
+    threads: int = 0,
+    progress: bool = True,
+    fold: int = -1,
+    tta: bool = True,
+) -> pd.DataFrame:
     """Run a checkpoint over a manifest; returns the prediction frame (schema above).
 
     `tta` (default): mean of the image and its mirror image (trainer.train.forward_tta)."""
@@ -54,27 +62,34 @@ def gender_table(gender: np.ndarray, prob_female: np.ndarray) -> pd.DataFrame:
         score = prob_female if cls == 1 else 1 - prob_female
         truth = (gender == cls).astype(int)
         p_cls = (pred == cls).astype(int)
-        rows.append({
-            "class": name, "support": int(truth.sum()),
-            "accuracy": skm.accuracy_score(gender[truth == 1], pred[truth == 1]) if truth.any() else np.nan,
-            "precision": skm.precision_score(truth, p_cls, zero_division=0),
-            "recall": skm.recall_score(truth, p_cls, zero_division=0),
-            "f1": skm.f1_score(truth, p_cls, zero_division=0),
-            "auc_roc": skm.roc_auc_score(truth, score) if two_classes else np.nan,
-            "pr_auc": skm.average_precision_score(truth, score) if truth.any() else np.nan,
-            "log_loss": skm.log_loss(truth, np.clip(score, 1e-7, 1 - 1e-7), labels=[0, 1]),
-            "brier": skm.brier_score_loss(truth, score, pos_label=1) if truth.any() else np.nan,
-        })
-    rows.append({
-        "class": "overall", "support": len(gender), "accuracy": skm.accuracy_score(gender, pred),
-        "precision": skm.precision_score(gender, pred, average="macro", zero_division=0),
-        "recall": skm.recall_score(gender, pred, average="macro", zero_division=0),
-        "f1": skm.f1_score(gender, pred, average="macro", zero_division=0),
-        "auc_roc": skm.roc_auc_score(gender, prob_female) if two_classes else np.nan,
-        "pr_auc": skm.average_precision_score(gender, prob_female) if two_classes else np.nan,
-        "log_loss": skm.log_loss(gender, np.clip(prob_female, 1e-7, 1 - 1e-7), labels=[0, 1]),
-        "brier": skm.brier_score_loss(gender, prob_female, pos_label=1),
-    })
+        rows.append(
+            {
+                "class": name,
+                "support": int(truth.sum()),
+                "accuracy": skm.accuracy_score(gender[truth == 1], pred[truth == 1]) if truth.any() else np.nan,
+                "precision": skm.precision_score(truth, p_cls, zero_division=0),
+                "recall": skm.recall_score(truth, p_cls, zero_division=0),
+                "f1": skm.f1_score(truth, p_cls, zero_division=0),
+                "auc_roc": skm.roc_auc_score(truth, score) if two_classes else np.nan,
+                "pr_auc": skm.average_precision_score(truth, score) if truth.any() else np.nan,
+                "log_loss": skm.log_loss(truth, np.clip(score, 1e-7, 1 - 1e-7), labels=[0, 1]),
+                "brier": skm.brier_score_loss(truth, score, pos_label=1) if truth.any() else np.nan,
+            }
+        )
+    rows.append(
+        {
+            "class": "overall",
+            "support": len(gender),
+            "accuracy": skm.accuracy_score(gender, pred),
+            "precision": skm.precision_score(gender, pred, average="macro", zero_division=0),
+            "recall": skm.recall_score(gender, pred, average="macro", zero_division=0),
+            "f1": skm.f1_score(gender, pred, average="macro", zero_division=0),
+            "auc_roc": skm.roc_auc_score(gender, prob_female) if two_classes else np.nan,
+            "pr_auc": skm.average_precision_score(gender, prob_female) if two_classes else np.nan,
+            "log_loss": skm.log_loss(gender, np.clip(prob_female, 1e-7, 1 - 1e-7), labels=[0, 1]),
+            "brier": skm.brier_score_loss(gender, prob_female, pos_label=1),
+        }
+    )
     return pd.DataFrame(rows)
 
 
@@ -82,7 +97,10 @@ def age_metrics(age: np.ndarray, age_pred: np.ndarray) -> dict[str, float]:
     age, age_pred = np.asarray(age, float), np.asarray(age_pred, float)
     mse = skm.mean_squared_error(age, age_pred)
     return {
-        "n": len(age), "mae": skm.mean_absolute_error(age, age_pred), "mse": mse, "rmse": float(np.sqrt(mse)),
+        "n": len(age),
+        "mae": skm.mean_absolute_error(age, age_pred),
+        "mse": mse,
+        "rmse": float(np.sqrt(mse)),
         "r2": skm.r2_score(age, age_pred) if len(age) > 1 else np.nan,
         "mape": skm.mean_absolute_percentage_error(age, age_pred) * 100,
     }
@@ -153,8 +171,15 @@ def plot_age_confusion(pred: pd.DataFrame, path: Path) -> None:
     for i in range(len(AGE_GROUP_LABELS)):
         for j in range(len(AGE_GROUP_LABELS)):
             if cm[i, j]:
-                ax.text(j, i, f"{pct[i, j]:.0f}%\n{cm[i, j]}", ha="center", va="center", fontsize=7,
-                        color="white" if pct[i, j] > 50 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{pct[i, j]:.0f}%\n{cm[i, j]}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if pct[i, j] > 50 else "black",
+                )
     ax.set_xticks(range(len(AGE_GROUP_LABELS)), AGE_GROUP_LABELS, rotation=45)
     ax.set_yticks(range(len(AGE_GROUP_LABELS)), AGE_GROUP_LABELS)
     ax.set_xlabel("predicted age group")

@@ -6,6 +6,7 @@ averaged over space, weights the activation maps; their ReLU'd sum, upsampled to
 heat map. Targets: the gender head's logit of the PREDICTED class (what drove the wrong answer) and the
 age head's output (what pushed the age up). No dependency beyond torch and OpenCV.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,9 @@ from trainer.data import load_image, to_input
 from trainer.model import AgeGenderClassifier, model_from_checkpoint
 
 
-def gradcam(model: AgeGenderClassifier, x: torch.Tensor, head: str = "gender",
-            target_class: torch.Tensor | None = None) -> np.ndarray:
+def gradcam(
+    model: AgeGenderClassifier, x: torch.Tensor, head: str = "gender", target_class: torch.Tensor | None = None
+) -> np.ndarray:
     """Heat maps in [0, 1], shape (B, H, W) of the input, for `head` "gender" or "age"."""
     if head not in ("gender", "age"):
         raise ValueError("head must be gender or age")
@@ -70,15 +72,16 @@ def most_misclassified(pred: pd.DataFrame, n: int, head: str) -> pd.DataFrame:
     return pred.sort_values("age_abs_error", ascending=False).head(n)
 
 
-def explain_images(checkpoint: str | Path, rows: pd.DataFrame, head: str,
-                   batch_size: int = 16) -> list[tuple[np.ndarray, np.ndarray]]:
+def explain_images(
+    checkpoint: str | Path, rows: pd.DataFrame, head: str, batch_size: int = 16
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """(RGB image, heat map) per row of `rows` (needs `path`), at the checkpoint's image size."""
     model, ckpt = model_from_checkpoint(checkpoint)
     size = int(ckpt.get("config", {}).get("image_size", 160))
     out = []
     paths = list(rows["path"])
     for s in range(0, len(paths), batch_size):
-        imgs = np.stack([load_image(p, size) for p in paths[s:s + batch_size]])
+        imgs = np.stack([load_image(p, size) for p in paths[s : s + batch_size]])
         x = to_input(torch.from_numpy(imgs), channels_last=False)
         cams = gradcam(model, x, head)
         out += list(zip(imgs, cams))
@@ -88,12 +91,15 @@ def explain_images(checkpoint: str | Path, rows: pd.DataFrame, head: str,
 def caption(row: pd.Series) -> str:
     sex = ("M", "F")
     p = float(row["gender_prob"])
-    return (f"true {sex[int(row['gender'])]} {int(row['age'])}\n"
-            f"pred {sex[int(p >= 0.5)]} ({max(p, 1 - p):.2f}) {float(row['age_pred']):.0f}")
+    return (
+        f"true {sex[int(row['gender'])]} {int(row['age'])}\n"
+        f"pred {sex[int(p >= 0.5)]} ({max(p, 1 - p):.2f}) {float(row['age_pred']):.0f}"
+    )
 
 
-def save_grid(items: list[tuple[np.ndarray, np.ndarray]], captions: list[str], path: Path, title: str,
-              cols: int = 6) -> Path:
+def save_grid(
+    items: list[tuple[np.ndarray, np.ndarray]], captions: list[str], path: Path, title: str, cols: int = 6
+) -> Path:
     """One PNG: per image, the photo and its Grad-CAM overlay side by side."""
     import matplotlib
 
@@ -122,8 +128,14 @@ def save_grid(items: list[tuple[np.ndarray, np.ndarray]], captions: list[str], p
     return path
 
 
-def explain_run(checkpoint: str | Path, pred: pd.DataFrame, out_dir: str | Path, n: int = 12,
-                heads: tuple[str, ...] = ("gender", "age"), label: str = "") -> dict[str, Path]:
+def explain_run(
+    checkpoint: str | Path,
+    pred: pd.DataFrame,
+    out_dir: str | Path,
+    n: int = 12,
+    heads: tuple[str, ...] = ("gender", "age"),
+    label: str = "",
+) -> dict[str, Path]:
     """Grad-CAM grids for the `n` most-misclassified images per head; returns head -> PNG path."""
     out_dir = Path(out_dir)
     written = {}
@@ -131,7 +143,10 @@ def explain_run(checkpoint: str | Path, pred: pd.DataFrame, out_dir: str | Path,
         rows = most_misclassified(pred, n, head)
         items = explain_images(checkpoint, rows, head) if len(rows) else []
         what = "gender: highest-loss wrong answers" if head == "gender" else "age: largest errors"
-        written[head] = save_grid(items, [caption(r) for _, r in rows.iterrows()],
-                                  out_dir / f"gradcam_{head}.png",
-                                  f"{label + ' - ' if label else ''}Grad-CAM, {what} (target: {head} head)")
+        written[head] = save_grid(
+            items,
+            [caption(r) for _, r in rows.iterrows()],
+            out_dir / f"gradcam_{head}.png",
+            f"{label + ' - ' if label else ''}Grad-CAM, {what} (target: {head} head)",
+        )
     return written

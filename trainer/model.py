@@ -1,4 +1,5 @@
 """The reference model: MobileNetV3-Small features, global average pool, age and gender heads."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -59,8 +60,9 @@ def build_model(weights: str = "none", dropout: float = 0.1, age_init: float = 3
             raise WeightsError(
                 f"cannot load ImageNet weights ({w}): {type(e).__name__}: {str(e)[:120]}. "
                 "Put the file in $TORCH_HOME/hub/checkpoints, or use weights=none (from scratch) "
-                "or weights=PATH (a checkpoint)") from None
-        feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+                "or weights=PATH (a checkpoint)"
+            ) from None
+        feats = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
         model.features.load_state_dict(feats)
         return model, f"imagenet ({w})"
     path = Path(weights)

@@ -1,4 +1,5 @@
 """Predictions for loose image files (no manifest, no labels), one status per image."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,15 +28,27 @@ def predict_images(checkpoint: str | Path, files: list[Path], batch_size: int = 
             good.append((len(rows), load_image(f, cfg.image_size)))
             rows.append({"path": str(f), "status": "ok"})
         except DataError:
-            rows.append({"path": str(f), "status": "unreadable image", "age_pred": np.nan,
-                         "gender_pred": None, "gender_prob": np.nan, "confidence": np.nan})
+            rows.append(
+                {
+                    "path": str(f),
+                    "status": "unreadable image",
+                    "age_pred": np.nan,
+                    "gender_pred": None,
+                    "gender_prob": np.nan,
+                    "confidence": np.nan,
+                }
+            )
     with torch.no_grad():
         for s in range(0, len(good), batch_size):
-            chunk = good[s:s + batch_size]
+            chunk = good[s : s + batch_size]
             x = to_input(torch.from_numpy(np.stack([img for _, img in chunk])), cfg.channels_last)
             logits, age, _ = forward_tta(model, x, cfg, tta)
             prob = torch.softmax(logits.float(), 1)[:, 1].numpy()
             for (i, _), a, p in zip(chunk, age.float().numpy(), prob):
-                rows[i].update(age_pred=float(a), gender_pred="female" if p >= 0.5 else "male",
-                               gender_prob=float(p), confidence=float(max(p, 1 - p)))
+                rows[i].update(
+                    age_pred=float(a),
+                    gender_pred="female" if p >= 0.5 else "male",
+                    gender_prob=float(p),
+                    confidence=float(max(p, 1 - p)),
+                )
     return rows

@@ -4,6 +4,7 @@ Every epoch draws its shuffling and augmentation from generators seeded by (seed
 model/optimizer/scheduler state is saved at each epoch end, so `resume` after a kill replays exactly
 the epochs that had not finished and reaches the same result as an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,16 +29,33 @@ from trainer.config import TrainConfig, replace
 from trainer.data import Batches, decoded_cache
 from trainer.model import AgeGenderClassifier, build_model, load_checkpoint, save_torch
 
-METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_mae", "train_acc", "val_loss", "val_mae",
-                  "val_acc", "epoch_seconds", "backbone_frozen", "near_zero_weights"]
+METRIC_COLUMNS = [
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_mae",
+    "train_acc",
+    "val_loss",
+    "val_mae",
+    "val_acc",
+    "epoch_seconds",
+    "backbone_frozen",
+    "near_zero_weights",
+]
 
 
 class RunError(CurateError, RuntimeError):
     pass
 
 
-def loss_terms(cfg: TrainConfig, model: nn.Module, gender_logits: torch.Tensor, age_pred: torch.Tensor,
-               gender: torch.Tensor, age: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def loss_terms(
+    cfg: TrainConfig,
+    model: nn.Module,
+    gender_logits: torch.Tensor,
+    age_pred: torch.Tensor,
+    gender: torch.Tensor,
+    age: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Total loss = w*CE + (1-w)*L1(age)/age_loss_scale + l1_lambda*sum|weights|.
 
     Returns (total, gender CE, age L1 in years). The L1 penalty covers every trainable weight tensor.
@@ -103,9 +121,14 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
     """Per-step one-cycle over `override_cycle_epoch_count` epochs, or per-epoch step / plateau."""
     if cfg.lr_scheduler == "one_cycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.max_lr, total_steps=steps_per_epoch * cfg.override_cycle_epoch_count,
-            pct_start=cfg.pct_start, anneal_strategy=cfg.anneal_strategy, div_factor=cfg.div_factor,
-            final_div_factor=cfg.final_div_factor)
+            opt,
+            max_lr=cfg.max_lr,
+            total_steps=steps_per_epoch * cfg.override_cycle_epoch_count,
+            pct_start=cfg.pct_start,
+            anneal_strategy=cfg.anneal_strategy,
+            div_factor=cfg.div_factor,
+            final_div_factor=cfg.final_div_factor,
+        )
     if cfg.lr_scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
     return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.gamma, patience=cfg.plateau_patience)
@@ -184,21 +207,29 @@ def forward_tta(model: nn.Module, x: torch.Tensor, cfg: TrainConfig, tta: bool =
 
 
 @torch.no_grad()
-def predict_arrays(model: AgeGenderClassifier, batches: Batches, cfg: TrainConfig,
-                   progress: bool = False, desc: str = "predict", tta: bool = False) -> dict[str, np.ndarray]:
+def predict_arrays(
+    model: AgeGenderClassifier,
+    batches: Batches,
+    cfg: TrainConfig,
+    progress: bool = False,
+    desc: str = "predict",
+    tta: bool = False,
+) -> dict[str, np.ndarray]:
     """Run the model over every row in order; returns age_pred, gender_logits, embedding."""
     from tqdm import tqdm
 
     model.eval()
     ages, logits, embs = [], [], []
-    for x, _, _, _ in tqdm(batches.iterate(), total=len(batches), desc=desc, disable=not progress,
-                           leave=False):
+    for x, _, _, _ in tqdm(batches.iterate(), total=len(batches), desc=desc, disable=not progress, leave=False):
         g, a, e = forward_tta(model, x, cfg, tta)
         ages.append(a.float())
         logits.append(g.float())
         embs.append(e.float())
-    return {"age_pred": torch.cat(ages).numpy(), "gender_logits": torch.cat(logits).numpy(),
-            "embedding": torch.cat(embs).numpy()}
+    return {
+        "age_pred": torch.cat(ages).numpy(),
+        "gender_logits": torch.cat(logits).numpy(),
+        "embedding": torch.cat(embs).numpy(),
+    }
 
 
 def val_metrics(cfg: TrainConfig, model: AgeGenderClassifier, batches: Batches) -> dict[str, float]:
@@ -221,8 +252,7 @@ def library_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "numpy", "pandas", "opencv-python-headless", "scikit-learn",
-                "utkface-curate"):
+    for pkg in ("torch", "torchvision", "numpy", "pandas", "opencv-python-headless", "scikit-learn", "utkface-curate"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -230,8 +260,9 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
-          max_batches: int | None = None) -> dict:
+def train(
+    cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True, max_batches: int | None = None
+) -> dict:
     """Train (or resume) a run in `out_dir`; returns the run metadata.
 
     `max_batches` stops each epoch early: only for tests of the machinery, never for real runs.
@@ -288,11 +319,18 @@ def _train(cfg: TrainConfig, out_dir: str | Path, resume: bool, progress: bool, 
         weights_used = state["weights_used"]
 
     meta = {
-        "config": cfg.to_dict(), "weights_used": weights_used,
-        "train_manifest": str(Path(cfg.train_path).resolve()), "train_manifest_hash": manifest_hash(train_df),
-        "val_manifest": str(Path(cfg.val_path).resolve()), "val_manifest_hash": manifest_hash(val_df),
-        "n_train": len(train_df), "n_val": len(val_df), "versions": library_versions(),
-        "threads": torch.get_num_threads(), "machine": platform.machine(), "malloc": allocator_status(),
+        "config": cfg.to_dict(),
+        "weights_used": weights_used,
+        "train_manifest": str(Path(cfg.train_path).resolve()),
+        "train_manifest_hash": manifest_hash(train_df),
+        "val_manifest": str(Path(cfg.val_path).resolve()),
+        "val_manifest_hash": manifest_hash(val_df),
+        "n_train": len(train_df),
+        "n_val": len(val_df),
+        "versions": library_versions(),
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "malloc": allocator_status(),
         "status": "running",
     }
     if state is not None:
@@ -313,18 +351,29 @@ def _train(cfg: TrainConfig, out_dir: str | Path, resume: bool, progress: bool, 
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_df))
         augment = "dynamic" if cfg.use_dynamic_augmentation else "basic"
         sums = np.zeros(4)  # loss, abs age err, correct, n
-        bar = tqdm(train_b.iterate(order, augment, gen), total=steps, desc=f"epoch {epoch + 1}/{cfg.num_epochs}",
-                   disable=not progress, unit="batch", leave=False)
+        bar = tqdm(
+            train_b.iterate(order, augment, gen),
+            total=steps,
+            desc=f"epoch {epoch + 1}/{cfg.num_epochs}",
+            disable=not progress,
+            unit="batch",
+            leave=False,
+        )
         for i, (x, age, gender, _) in enumerate(bar):
             if i >= steps:
                 break
             loss, g_logits, a_pred = train_step(x, age, gender)
             step_scheduler_batch(cfg, sched)
             n = len(age)
-            sums += [loss.item() * n, (a_pred.detach().float() - age).abs().sum().item(),
-                     (g_logits.argmax(1) == gender).sum().item(), n]
-            bar.set_postfix(loss=f"{sums[0] / sums[3]:.3f}", mae=f"{sums[1] / sums[3]:.2f}",
-                            acc=f"{sums[2] / sums[3]:.3f}")
+            sums += [
+                loss.item() * n,
+                (a_pred.detach().float() - age).abs().sum().item(),
+                (g_logits.argmax(1) == gender).sum().item(),
+                n,
+            ]
+            bar.set_postfix(
+                loss=f"{sums[0] / sums[3]:.3f}", mae=f"{sums[1] / sums[3]:.2f}", acc=f"{sums[2] / sums[3]:.3f}"
+            )
         bar.close()
         lr = opt.param_groups[0]["lr"]
         if not frozen:
@@ -334,20 +383,43 @@ def _train(cfg: TrainConfig, out_dir: str | Path, resume: bool, progress: bool, 
             sched.step()
         elif cfg.lr_scheduler == "reduce_on_plateau":
             sched.step(vm["val_loss"])
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": sums[0] / sums[3], "train_mae": sums[1] / sums[3],
-               "train_acc": sums[2] / sums[3], **vm, "epoch_seconds": time.time() - t0, "backbone_frozen": frozen,
-               "near_zero_weights": near_zero_weights(model)}
+        row = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": sums[0] / sums[3],
+            "train_mae": sums[1] / sums[3],
+            "train_acc": sums[2] / sums[3],
+            **vm,
+            "epoch_seconds": time.time() - t0,
+            "backbone_frozen": frozen,
+            "near_zero_weights": near_zero_weights(model),
+        }
         history.append(row)
         if progress:
-            print(f"epoch {epoch + 1}/{cfg.num_epochs}: train loss {row['train_loss']:.3f} MAE {row['train_mae']:.2f} "
-                  f"acc {row['train_acc']:.3f} | val MAE {vm['val_mae']:.2f} acc {vm['val_acc']:.3f} "
-                  f"| {row['epoch_seconds']:.0f}s | weights < 1e-3: {row['near_zero_weights']:.1%}", flush=True)
+            print(
+                f"epoch {epoch + 1}/{cfg.num_epochs}: train loss {row['train_loss']:.3f} MAE {row['train_mae']:.2f} "
+                f"acc {row['train_acc']:.3f} | val MAE {vm['val_mae']:.2f} acc {vm['val_acc']:.3f} "
+                f"| {row['epoch_seconds']:.0f}s | weights < 1e-3: {row['near_zero_weights']:.1%}",
+                flush=True,
+            )
         wall = meta.get("wall_seconds_before_resume", 0.0) + (time.time() - t_start)
-        ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "epoch": epoch, "history": history, "config": cfg.to_dict(), "weights_used": weights_used,
-                "wall_seconds": wall}
-        weights_only = {"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch,
-                        "weights_used": weights_used, "metrics": row}
+        ckpt = {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "config": cfg.to_dict(),
+            "weights_used": weights_used,
+            "wall_seconds": wall,
+        }
+        weights_only = {
+            "model": model.state_dict(),
+            "config": cfg.to_dict(),
+            "epoch": epoch,
+            "weights_used": weights_used,
+            "metrics": row,
+        }
         if cfg.keep_epoch_checkpoints:
             save_torch(weights_only, ckpt_dir / f"epoch_{epoch + 1:03d}.pt")
         if _finite(vm["val_loss"]) < best_loss:
@@ -357,15 +429,26 @@ def _train(cfg: TrainConfig, out_dir: str | Path, resume: bool, progress: bool, 
         save_torch(ckpt, last_path)  # last: the resume point, written after everything else
 
     if not np.isfinite(best_loss):
-        raise RunError(f"{out_dir}: validation loss was not finite in any epoch (diverged?); no best.pt "
-                       f"written, see {out_dir / 'metrics.csv'}")
+        raise RunError(
+            f"{out_dir}: validation loss was not finite in any epoch (diverged?); no best.pt "
+            f"written, see {out_dir / 'metrics.csv'}"
+        )
     best = min(history, key=lambda h: _finite(h["val_loss"]))
-    meta.update(status="complete", wall_seconds=meta.get("wall_seconds_before_resume", 0.0) + time.time() - t_start,
-                epochs_completed=len(history), best_epoch=best["epoch"], best_val_mae=best["val_mae"],
-                best_val_acc=best["val_acc"], final=history[-1],
-                best_checkpoint_sha256=file_sha256(ckpt_dir / "best.pt"),
-                final_bn_statistics=(f"all {len(train_df)} training images" if cfg.bn_recalibration_batches > 0
-                                     and cfg.freeze_epochs < cfg.num_epochs else "as trained"))
+    meta.update(
+        status="complete",
+        wall_seconds=meta.get("wall_seconds_before_resume", 0.0) + time.time() - t_start,
+        epochs_completed=len(history),
+        best_epoch=best["epoch"],
+        best_val_mae=best["val_mae"],
+        best_val_acc=best["val_acc"],
+        final=history[-1],
+        best_checkpoint_sha256=file_sha256(ckpt_dir / "best.pt"),
+        final_bn_statistics=(
+            f"all {len(train_df)} training images"
+            if cfg.bn_recalibration_batches > 0 and cfg.freeze_epochs < cfg.num_epochs
+            else "as trained"
+        ),
+    )
     write_json(out_dir / "metadata.json", meta)
     _plot_history(history, out_dir / "training_curves.png")
     return meta
@@ -389,8 +472,10 @@ def _resumed_config(asked: TrainConfig, saved: TrainConfig, last_path: Path) -> 
     a, s = asdict(asked), asdict(saved)
     diff = [f"{k} ({s[k]!r} -> {a[k]!r})" for k in a if k not in _RESUME_FREE and a[k] != s.get(k)]
     if diff:
-        raise RunError(f"{last_path}: a resumed run keeps the config it started with, but these differ: "
-                       f"{', '.join(diff)}; drop them or train into another --out")
+        raise RunError(
+            f"{last_path}: a resumed run keeps the config it started with, but these differ: "
+            f"{', '.join(diff)}; drop them or train into another --out"
+        )
     return replace(saved, **{k: a[k] for k in _RESUME_FREE})
 
 
@@ -402,15 +487,19 @@ def _plot_history(history: list[dict], path: Path) -> None:
 
     h = pd.DataFrame(history)
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
-    ax[0].plot(h.epoch, h.train_loss, label="train"); ax[0].plot(h.epoch, h.val_loss, label="val")
-    ax[0].set_title("loss"); ax[0].legend()
-    ax[1].plot(h.epoch, h.train_mae, label="train"); ax[1].plot(h.epoch, h.val_mae, label="val")
-    ax[1].set_title("age MAE (years)"); ax[1].legend()
-    ax[2].plot(h.epoch, h.train_acc, label="train"); ax[2].plot(h.epoch, h.val_acc, label="val")
-    ax[2].set_title("gender accuracy"); ax[2].legend()
+    ax[0].plot(h.epoch, h.train_loss, label="train")
+    ax[0].plot(h.epoch, h.val_loss, label="val")
+    ax[0].set_title("loss")
+    ax[0].legend()
+    ax[1].plot(h.epoch, h.train_mae, label="train")
+    ax[1].plot(h.epoch, h.val_mae, label="val")
+    ax[1].set_title("age MAE (years)")
+    ax[1].legend()
+    ax[2].plot(h.epoch, h.train_acc, label="train")
+    ax[2].plot(h.epoch, h.val_acc, label="val")
+    ax[2].set_title("gender accuracy")
+    ax[2].legend()
     for a in ax:
         a.set_xlabel("epoch")
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
-
-

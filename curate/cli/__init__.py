@@ -5,6 +5,7 @@ the modules import only `curate.cli.common`, never this package, so there is no 
 Every error a user can cause derives from `core.errors.CurateError` and is caught once, in `Main`,
 as a one-line message; anything else is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 import click
@@ -39,7 +40,18 @@ def main(ctx: click.Context) -> None:
     ctx.with_resource(keep_freed_memory())
 
 
-for command in (data.split, data.train, evaluate.evaluate, evaluate.predict, audit.audit, fiftyone.score,
-                fiftyone.flag_mislabels, fiftyone.app, fiftyone.review_status, export.export_cmd,
-                export.retrain, export.explain):
+for command in (
+    data.split,
+    data.train,
+    evaluate.evaluate,
+    evaluate.predict,
+    audit.audit,
+    fiftyone.score,
+    fiftyone.flag_mislabels,
+    fiftyone.app,
+    fiftyone.review_status,
+    export.export_cmd,
+    export.retrain,
+    export.explain,
+):
     main.add_command(command)

@@ -1,4 +1,5 @@
 """`curate audit`: per-image quality, skin-tone and duplicate audits without FiftyOne."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import click
 from curate.cli.common import SAMPLE_DIR, fail
 
 
-def _inputs(source: Path) -> tuple[list[str], "object"]:
+def _inputs(source: Path) -> tuple[list[str], object]:
     """(paths, labels frame) from a folder (labels parsed from UTKFace names) or a manifest CSV."""
     import pandas as pd
 
@@ -46,21 +47,48 @@ def _inputs(source: Path) -> tuple[list[str], "object"]:
 
 @click.command()
 @click.argument("source", type=click.Path(path_type=Path), required=False)
-@click.option("--out", "out", type=click.Path(path_type=Path), default=Path("audits.parquet"), show_default=True,
-              help="Audit table (parquet); OUT.meta.json and OUT.dup_pairs.parquet are written next to it.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    default=Path("audits.parquet"),
+    show_default=True,
+    help="Audit table (parquet); OUT.meta.json and OUT.dup_pairs.parquet are written next to it.",
+)
 @click.option("--workers", type=int, default=None, help="Processes (default: all CPUs available).")
 @click.option("--near-radius", type=int, default=None, help="phash Hamming radius of near duplicates (default 2).")
-@click.option("--robust-k", type=float, default=3.0, show_default=True,
-              help="Flag images beyond k robust standard deviations (MAD) of the dataset.")
-@click.option("--thresholds", "thresholds_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              help="JSON of quality thresholds: a full set (e.g. another audit's .meta.json) replaces the "
-                   "dataset statistics; a partial dict overrides single values.")
-@click.option("--save-thresholds", type=click.Path(path_type=Path), help="Also write the thresholds used as JSON "
-              "(for `curate predict`).")
+@click.option(
+    "--robust-k",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Flag images beyond k robust standard deviations (MAD) of the dataset.",
+)
+@click.option(
+    "--thresholds",
+    "thresholds_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="JSON of quality thresholds: a full set (e.g. another audit's .meta.json) replaces the "
+    "dataset statistics; a partial dict overrides single values.",
+)
+@click.option(
+    "--save-thresholds",
+    type=click.Path(path_type=Path),
+    help="Also write the thresholds used as JSON (for `curate predict`).",
+)
 @click.option("--no-cache", is_flag=True, help="Recompute everything (the cache is under $CURATE_CACHE_DIR/audits).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def audit(source: Path | None, out: Path, workers: int | None, near_radius: int | None, robust_k: float,
-          thresholds_path: Path | None, save_thresholds: Path | None, no_cache: bool, quiet: bool) -> None:
+def audit(
+    source: Path | None,
+    out: Path,
+    workers: int | None,
+    near_radius: int | None,
+    robust_k: float,
+    thresholds_path: Path | None,
+    save_thresholds: Path | None,
+    no_cache: bool,
+    quiet: bool,
+) -> None:
     """Audit every image of SOURCE: quality (BRISQUE, blur, exposure, contrast, entropy, grayscale,
     size), skin tone (ITA, Monk) and duplicates (exact, near, label conflicts).
 
@@ -74,8 +102,13 @@ def audit(source: Path | None, out: Path, workers: int | None, near_radius: int 
 
     source = source or SAMPLE_DIR
     paths, labels = _inputs(source)
-    cfg = AuditConfig(workers=workers, near_radius=DEFAULT_NEAR_RADIUS if near_radius is None else near_radius,
-                      robust_k=robust_k, use_cache=not no_cache, progress=not quiet)
+    cfg = AuditConfig(
+        workers=workers,
+        near_radius=DEFAULT_NEAR_RADIUS if near_radius is None else near_radius,
+        robust_k=robust_k,
+        use_cache=not no_cache,
+        progress=not quiet,
+    )
     if thresholds_path is not None:
         try:
             raw = json.loads(thresholds_path.read_text())
@@ -100,17 +133,24 @@ def audit(source: Path | None, out: Path, workers: int | None, near_radius: int 
         QualityThresholds.from_dict(result.meta["quality_thresholds"]).save(save_thresholds)
     m = result.meta
     wall = time.perf_counter() - t0
-    click.echo(f"audited {m['n_images']} images in {wall:.1f} s ({m['timing']['computed']} computed, "
-               f"{m['timing']['from_cache']} from cache); status ok: {m['n_ok']}")
+    click.echo(
+        f"audited {m['n_images']} images in {wall:.1f} s ({m['timing']['computed']} computed, "
+        f"{m['timing']['from_cache']} from cache); status ok: {m['n_ok']}"
+    )
     for status, n in m["status_counts"].items():
         if status != "ok":
             click.echo(f"  {status}: {n}")
-    click.echo(f"low quality: {m['flag_counts']['is_low_quality_issue']}  (" + ", ".join(
-        f"{k[3:-6]} {v}" for k, v in m["flag_counts"].items() if k != "is_low_quality_issue") + ")")
+    click.echo(
+        f"low quality: {m['flag_counts']['is_low_quality_issue']}  ("
+        + ", ".join(f"{k[3:-6]} {v}" for k, v in m["flag_counts"].items() if k != "is_low_quality_issue")
+        + ")"
+    )
     click.echo("skin tone: " + ", ".join(f"{k} {v}" for k, v in m["skin_category_counts"].items()))
     d = m["duplicates"]
-    click.echo(f"exact duplicate groups: {d['exact_groups']} ({d['images_in_exact_groups']} images), "
-               f"{d.get('exact_groups_label_conflict', 0)} with conflicting labels; near groups (radius "
-               f"{d['near_radius']}): {d['near_groups']} ({d['images_in_near_groups']} images); "
-               f"images with a conflicting duplicate: {d['images_with_label_conflict']}")
+    click.echo(
+        f"exact duplicate groups: {d['exact_groups']} ({d['images_in_exact_groups']} images), "
+        f"{d.get('exact_groups_label_conflict', 0)} with conflicting labels; near groups (radius "
+        f"{d['near_radius']}): {d['near_groups']} ({d['images_in_near_groups']} images); "
+        f"images with a conflicting duplicate: {d['images_with_label_conflict']}"
+    )
     click.echo(f"wrote {written['table']}, {written['meta']}, {written['pairs']}")

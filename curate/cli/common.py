@@ -1,4 +1,5 @@
 """What every command shares: the one-line failure, the sample and the shipped model, config loading."""
+
 from __future__ import annotations
 
 from pathlib import Path

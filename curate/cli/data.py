@@ -1,4 +1,5 @@
 """`curate split` and `curate train`: manifests from a folder of images, and a training run."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,14 @@ from curate.cli.common import SAMPLE_DIR, fail, load_cfg
 
 @click.command()
 @click.argument("data_dir", type=click.Path(path_type=Path), required=False)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("dataset"),
-              show_default=True, help="Where the split folders and manifests go.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("dataset"),
+    show_default=True,
+    help="Where the split folders and manifests go.",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the fold assignment.")
 @click.option("--copy", is_flag=True, help="Also copy the images into the split folders.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -35,8 +42,10 @@ def split(data_dir: Path | None, out_dir: Path, seed: int, copy: bool, quiet: bo
     for name, table in s["tables"].items():
         click.echo(f"\nper {name}:\n{table.to_string()}")
     if s["n_duplicate_groups"]:
-        click.echo(f"\npixel-identical groups: {s['n_duplicate_groups']} ({s['n_in_duplicate_groups']} images), "
-                   "each kept within one fold")
+        click.echo(
+            f"\npixel-identical groups: {s['n_duplicate_groups']} ({s['n_in_duplicate_groups']} images), "
+            "each kept within one fold"
+        )
     if s["quirks"]:
         click.echo("\nparsed despite malformed names:")
         for q in s["quirks"]:
@@ -48,8 +57,6 @@ def split(data_dir: Path | None, out_dir: Path, seed: int, copy: bool, quiet: bo
         if len(s["rejected"]) > 50:
             click.echo(f"  ... and {len(s['rejected']) - 50} more")
     click.echo(f"\nmanifests written under {out_dir}/")
-
-
 
 
 @click.command()
@@ -82,6 +89,8 @@ def train(config: Path | None, sets: tuple[str, ...], out_dir: Path, resume: boo
         meta = run_train(cfg, out_dir, resume=resume, progress=not quiet)
     except (DataError, WeightsError, RunError) as e:
         fail(str(e))
-    click.echo(f"done in {meta['wall_seconds'] / 60:.1f} min; best epoch {meta['best_epoch']}: "
-               f"val MAE {meta['best_val_mae']:.2f}, gender acc {100 * meta['best_val_acc']:.1f}% "
-               f"(weights: {meta['weights_used']}) -> {out_dir}")
+    click.echo(
+        f"done in {meta['wall_seconds'] / 60:.1f} min; best epoch {meta['best_epoch']}: "
+        f"val MAE {meta['best_val_mae']:.2f}, gender acc {100 * meta['best_val_acc']:.1f}% "
+        f"(weights: {meta['weights_used']}) -> {out_dir}"
+    )

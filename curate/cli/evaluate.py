@@ -1,4 +1,5 @@
 """`curate evaluate` and `curate predict`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,20 +12,43 @@ from curate.cli.common import fail, resolve_checkpoint
 
 @click.command()
 @click.option("--run", type=click.Path(path_type=Path), help="Run folder from `curate train` (uses best.pt).")
-@click.option("--which", type=click.Choice(["best", "last"]), default="best", show_default=True,
-              help="With --run: the best-validation-loss epoch, or the final weights.")
+@click.option(
+    "--which",
+    type=click.Choice(["best", "last"]),
+    default="best",
+    show_default=True,
+    help="With --run: the best-validation-loss epoch, or the final weights.",
+)
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="A checkpoint file instead of --run.")
-@click.option("--manifest", type=click.Path(path_type=Path),
-              help="Split folder or manifest to evaluate on [default: the run's val_path, else "
-                   "dataset/test_2_folds_last].")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path),
-              help="Output folder [default: RUN/eval/<split name>, else eval/<split name>].")
+@click.option(
+    "--manifest",
+    type=click.Path(path_type=Path),
+    help="Split folder or manifest to evaluate on [default: the run's val_path, else dataset/test_2_folds_last].",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    help="Output folder [default: RUN/eval/<split name>, else eval/<split name>].",
+)
 @click.option("--batch-size", default=256, show_default=True)
-@click.option("--tta/--no-tta", default=True, show_default=True,
-              help="Average each image's prediction with its mirror image's (--no-tta: one plain pass).")
+@click.option(
+    "--tta/--no-tta",
+    default=True,
+    show_default=True,
+    help="Average each image's prediction with its mirror image's (--no-tta: one plain pass).",
+)
 @click.option("--quiet", is_flag=True)
-def evaluate(run: Path | None, which: str, checkpoint: Path | None, manifest: Path | None,
-             out_dir: Path | None, batch_size: int, tta: bool, quiet: bool) -> None:
+def evaluate(
+    run: Path | None,
+    which: str,
+    checkpoint: Path | None,
+    manifest: Path | None,
+    out_dir: Path | None,
+    batch_size: int,
+    tta: bool,
+    quiet: bool,
+) -> None:
     """Evaluate a model: metric tables (CSV + Markdown), plots (PNG) and per-sample predictions.
 
     predictions.parquet holds, per image: path, true age/gender, age_pred, gender_prob (P(female)),
@@ -50,21 +74,33 @@ def evaluate(run: Path | None, which: str, checkpoint: Path | None, manifest: Pa
     except (DataError, WeightsError) as e:
         fail(str(e))
     if run is not None and which == "best" and _selected_on(run, pred):
-        click.echo(f"note: {ckpt_path} is the epoch with the lowest validation loss on this same split, so "
-                   "these figures are slightly optimistic; `--which last` gives the final weights", err=True)
+        click.echo(
+            f"note: {ckpt_path} is the epoch with the lowest validation loss on this same split, so "
+            "these figures are slightly optimistic; `--which last` gives the final weights",
+            err=True,
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     write_parquet(pred, out_dir / "predictions.parquet")
     tables = evaluate_predictions(pred, out_dir)
-    write_json(out_dir / "evaluation.json", {
-        "checkpoint": str(ckpt_path), "model": pred["model"].iloc[0], "manifest": str(manifest),
-        "n": len(pred), "weights_used": ckpt.get("weights_used"), "epoch": ckpt.get("epoch"),
-        "tta": "horizontal flip (mean of 2 passes)" if tta else "none",
-    })
+    write_json(
+        out_dir / "evaluation.json",
+        {
+            "checkpoint": str(ckpt_path),
+            "model": pred["model"].iloc[0],
+            "manifest": str(manifest),
+            "n": len(pred),
+            "weights_used": ckpt.get("weights_used"),
+            "epoch": ckpt.get("epoch"),
+            "tta": "horizontal flip (mean of 2 passes)" if tta else "none",
+        },
+    )
     g = tables["gender_metrics"].set_index("class")
     a = tables["age_metrics"].iloc[0]
-    click.echo(f"{len(pred)} images: age MAE {a['mae']:.3f}, RMSE {a['rmse']:.3f}, R2 {a['r2']:.3f} | "
-               f"gender accuracy {100 * g.loc['overall', 'accuracy']:.2f}%, AUC {g.loc['overall', 'auc_roc']:.4f}"
-               f"{' (flip TTA)' if tta else ''}")
+    click.echo(
+        f"{len(pred)} images: age MAE {a['mae']:.3f}, RMSE {a['rmse']:.3f}, R2 {a['r2']:.3f} | "
+        f"gender accuracy {100 * g.loc['overall', 'accuracy']:.2f}%, AUC {g.loc['overall', 'auc_roc']:.4f}"
+        f"{' (flip TTA)' if tta else ''}"
+    )
     click.echo(tables["age_metrics_by_age_group"].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     click.echo(f"tables, plots and predictions.parquet -> {out_dir}")
 
@@ -86,12 +122,17 @@ def _selected_on(run: Path, pred) -> bool:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", "checkpoint", type=click.Path(path_type=Path), help="Checkpoint [default: shipped model].")
 @click.option("--out", "out_csv", type=click.Path(path_type=Path), help="Write a CSV instead of printing.")
-@click.option("--quality-thresholds", type=click.Path(path_type=Path),
-              help="Quality thresholds JSON from `curate audit` (default: the shipped UTKFace thresholds).")
-@click.option("--tta/--no-tta", default=True, show_default=True,
-              help="Average each image's prediction with its mirror image's.")
-def predict(inputs: tuple[Path, ...], checkpoint: Path | None, out_csv: Path | None,
-            quality_thresholds: Path | None, tta: bool) -> None:
+@click.option(
+    "--quality-thresholds",
+    type=click.Path(path_type=Path),
+    help="Quality thresholds JSON from `curate audit` (default: the shipped UTKFace thresholds).",
+)
+@click.option(
+    "--tta/--no-tta", default=True, show_default=True, help="Average each image's prediction with its mirror image's."
+)
+def predict(
+    inputs: tuple[Path, ...], checkpoint: Path | None, out_csv: Path | None, quality_thresholds: Path | None, tta: bool
+) -> None:
     """Predict age and gender for images or folders, with an image-quality verdict per image.
 
     A production pipeline can refuse an unusable photo ("too dark", "blurry") before trusting the model.
@@ -117,8 +158,10 @@ def predict(inputs: tuple[Path, ...], checkpoint: Path | None, out_csv: Path | N
         try:
             QualityThresholds.load(quality_thresholds)
         except (OSError, ValueError, TypeError) as e:
-            fail(f"{quality_thresholds}: not usable quality thresholds ({type(e).__name__}: "
-                 f"{str(e).splitlines()[0][:120]})")
+            fail(
+                f"{quality_thresholds}: not usable quality thresholds ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:120]})"
+            )
     ckpt = resolve_checkpoint(None, checkpoint)
     try:
         rows = predict_images(ckpt, files, tta=tta)

@@ -1,4 +1,5 @@
 """`curate export`, `curate retrain` (--compare) and `curate explain`."""
+
 from __future__ import annotations
 
 import json
@@ -52,54 +53,127 @@ def _targets(specs: tuple[str, ...]) -> dict:
 
 
 @click.command("export")
-@click.option("--from", "source", type=click.Path(path_type=Path), default=Path("dataset/train_8_folds_first"),
-              show_default=True, help="Training split (folder or manifest) to clean.")
-@click.option("--review", type=click.Path(path_type=Path),
-              help="Review CSV (`curate review-status --csv`): path/filename, content_hash, tags, age_corrected, "
-                   "gender_corrected[, is_gender_label_issue, is_age_label_issue, *_label_score, is_low_quality_issue].")
-@click.option("--dataset", help="Read the review from this FiftyOne dataset instead of a CSV (every sample, so "
-              "--drop-suspects also sees the unreviewed suspects).")
-@click.option("--flags", type=click.Path(path_type=Path),
-              help="Per-image candidate flags for all images (CSV/Parquet: path or filename, and any of tags, "
-                   "is_gender_label_issue, is_age_label_issue, *_label_score, is_low_quality_issue), merged with the review.")
-@click.option("--root", type=click.Path(path_type=Path), default=Path("dataset"), show_default=True,
-              help="Folder the new split folders go into.")
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(path_type=Path),
+    default=Path("dataset/train_8_folds_first"),
+    show_default=True,
+    help="Training split (folder or manifest) to clean.",
+)
+@click.option(
+    "--review",
+    type=click.Path(path_type=Path),
+    help="Review CSV (`curate review-status --csv`): path/filename, content_hash, tags, age_corrected, "
+    "gender_corrected[, is_gender_label_issue, is_age_label_issue, *_label_score, is_low_quality_issue].",
+)
+@click.option(
+    "--dataset",
+    help="Read the review from this FiftyOne dataset instead of a CSV (every sample, so "
+    "--drop-suspects also sees the unreviewed suspects).",
+)
+@click.option(
+    "--flags",
+    type=click.Path(path_type=Path),
+    help="Per-image candidate flags for all images (CSV/Parquet: path or filename, and any of tags, "
+    "is_gender_label_issue, is_age_label_issue, *_label_score, is_low_quality_issue), merged with the review.",
+)
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    default=Path("dataset"),
+    show_default=True,
+    help="Folder the new split folders go into.",
+)
 @click.option("--name", default="train_cleaned", show_default=True, help="Name of the cleaned split folder.")
-@click.option("--drop-suspects", is_flag=True,
-              help="Also drop unreviewed suspects (suspect:* tags / is_*_label_issue columns).")
-@click.option("--gender-max-score", type=float, help="With --drop-suspects: a gender_label_score at most this "
-              "(in [0, 1], lower = worse) also makes a suspect.")
-@click.option("--age-max-score", type=float, help="With --drop-suspects: an age_label_score at most this "
-              "(in [0, 1], lower = worse) also makes a suspect.")
+@click.option(
+    "--drop-suspects", is_flag=True, help="Also drop unreviewed suspects (suspect:* tags / is_*_label_issue columns)."
+)
+@click.option(
+    "--gender-max-score",
+    type=float,
+    help="With --drop-suspects: a gender_label_score at most this (in [0, 1], lower = worse) also makes a suspect.",
+)
+@click.option(
+    "--age-max-score",
+    type=float,
+    help="With --drop-suspects: an age_label_score at most this (in [0, 1], lower = worse) also makes a suspect.",
+)
 @click.option("--drop-low-quality", is_flag=True, help="Also drop low_quality images (tag, review or --audits column).")
-@click.option("--copy", "copy_", is_flag=True, help="Copy the kept originals into the split folder, UTKFace-named "
-              "with the corrected labels (default: the manifest references the original files).")
+@click.option(
+    "--copy",
+    "copy_",
+    is_flag=True,
+    help="Copy the kept originals into the split folder, UTKFace-named "
+    "with the corrected labels (default: the manifest references the original files).",
+)
 @click.option("--link", is_flag=True, help="Like --copy, with hard links (copies where links are impossible).")
-@click.option("--oversample", is_flag=True, help="Also write NAME_oversampled: the cleaned split plus augmented copies "
-              "of under-represented groups.")
+@click.option(
+    "--oversample",
+    is_flag=True,
+    help="Also write NAME_oversampled: the cleaned split plus augmented copies of under-represented groups.",
+)
 @click.option("--oversample-name", help="Folder name of the oversampled split [default: NAME_oversampled].")
-@click.option("--audits", type=click.Path(path_type=Path),
-              help="Audits parquet/CSV with skin_category (oversampling) and/or is_low_quality_issue "
-              "(--drop-low-quality).")
-@click.option("--by", help="Comma-separated oversampling dimensions among age_group, skin_category, gender, race "
-              "[default: age_group,skin_category with --audits, else age_group,gender].")
-@click.option("--target", "target_specs", multiple=True, metavar="SPEC",
-              help="Target shares: mix:A (default mix:0.5 = halfway between current and uniform), uniform, "
-                   "floor:F, DIM=SPEC for one dimension, or a JSON file {dim: {category: share}} (repeatable).")
+@click.option(
+    "--audits",
+    type=click.Path(path_type=Path),
+    help="Audits parquet/CSV with skin_category (oversampling) and/or is_low_quality_issue (--drop-low-quality).",
+)
+@click.option(
+    "--by",
+    help="Comma-separated oversampling dimensions among age_group, skin_category, gender, race "
+    "[default: age_group,skin_category with --audits, else age_group,gender].",
+)
+@click.option(
+    "--target",
+    "target_specs",
+    multiple=True,
+    metavar="SPEC",
+    help="Target shares: mix:A (default mix:0.5 = halfway between current and uniform), uniform, "
+    "floor:F, DIM=SPEC for one dimension, or a JSON file {dim: {category: share}} (repeatable).",
+)
 @click.option("--max-factor", default=5.0, show_default=True, help="At most this many augmented images per source.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the augmentation (same seed, same images).")
-@click.option("--test-split", type=click.Path(path_type=Path),
-              help="The test split (never written; checked for overlap, and review rows on it are recognised) "
-                   "[default: test_2_folds_last next to --from, else under --root].")
+@click.option(
+    "--test-split",
+    type=click.Path(path_type=Path),
+    help="The test split (never written; checked for overlap, and review rows on it are recognised) "
+    "[default: test_2_folds_last next to --from, else under --root].",
+)
 @click.option("--force", is_flag=True, help="Replace existing split folders of the same names.")
 @click.option("--allow-missing", is_flag=True, help="Skip review rows whose image no longer exists (default: error).")
-@click.option("--fiftyone", "fo_name", help="Also load the exported split(s) into FiftyOne datasets of this name "
-              "(plus _oversampled).")
+@click.option(
+    "--fiftyone",
+    "fo_name",
+    help="Also load the exported split(s) into FiftyOne datasets of this name (plus _oversampled).",
+)
 @click.option("--quiet", is_flag=True)
-def export_cmd(source, review, dataset, flags, root, name, drop_suspects, gender_max_score, age_max_score,
-               drop_low_quality, copy_, link,
-               oversample, oversample_name, audits, by, target_specs, max_factor, seed, test_split, force,
-               allow_missing, fo_name, quiet) -> None:
+def export_cmd(
+    source,
+    review,
+    dataset,
+    flags,
+    root,
+    name,
+    drop_suspects,
+    gender_max_score,
+    age_max_score,
+    drop_low_quality,
+    copy_,
+    link,
+    oversample,
+    oversample_name,
+    audits,
+    by,
+    target_specs,
+    max_factor,
+    seed,
+    test_split,
+    force,
+    allow_missing,
+    fo_name,
+    quiet,
+) -> None:
     """Write a cleaned training split (and an oversampled one) from the review's decisions.
 
     Cleaned: the training split minus images tagged `exclude` or `confirmed:mislabel` without a
@@ -135,24 +209,42 @@ def export_cmd(source, review, dataset, flags, root, name, drop_suspects, gender
         fail("--target/--by/--oversample-name need --oversample")
     fo = _fiftyone_check(fo_name, oversample, force) if fo_name else None
     try:
-        s = export(source, root, name, review=rev, review_source=rev_src,
-                   policy=Policy(drop_low_quality, drop_suspects, gender_max_score, age_max_score),
-                   images="copy" if copy_ else "link" if link else "ref", oversample=oversample,
-                   oversample_name=oversample_name, by=dims, targets=tg, max_factor=max_factor, audits=audits,
-                   seed=seed, force=force, allow_missing=allow_missing, test_split=test_split,
-                   progress=not quiet)
+        s = export(
+            source,
+            root,
+            name,
+            review=rev,
+            review_source=rev_src,
+            policy=Policy(drop_low_quality, drop_suspects, gender_max_score, age_max_score),
+            images="copy" if copy_ else "link" if link else "ref",
+            oversample=oversample,
+            oversample_name=oversample_name,
+            by=dims,
+            targets=tg,
+            max_factor=max_factor,
+            audits=audits,
+            seed=seed,
+            force=force,
+            allow_missing=allow_missing,
+            test_split=test_split,
+            progress=not quiet,
+        )
     except ExportError as e:
         fail(str(e))
-    click.echo(f"source {s['n_source']} images; removed {s['n_removed']}; labels corrected {s['n_corrected']} "
-               f"(age {s['n_age_corrected']}, gender {s['n_gender_corrected']})")
+    click.echo(
+        f"source {s['n_source']} images; removed {s['n_removed']}; labels corrected {s['n_corrected']} "
+        f"(age {s['n_age_corrected']}, gender {s['n_gender_corrected']})"
+    )
     for why, n in s["removed"].items():
         click.echo(f"  removed, {why}: {n}")
     click.echo(f"cleaned split: {s['cleaned']['n']} images -> {s['cleaned']['path']}")
     if "oversampled" in s:
         o = s["oversampled"]
         p = o["plan"]
-        click.echo(f"oversampled split: {o['n']} images ({o['n_generated']} augmented, by {' x '.join(p['dims'])}; "
-                   f"largest share error {p['max_share_error']:.4f}) -> {o['path']}")
+        click.echo(
+            f"oversampled split: {o['n']} images ({o['n_generated']} augmented, by {' x '.join(p['dims'])}; "
+            f"largest share error {p['max_share_error']:.4f}) -> {o['path']}"
+        )
     for w in s["warnings"]:
         click.echo(f"warning: {w}", err=True)
     if fo_name:
@@ -205,25 +297,55 @@ def _to_fiftyone(fo, s: dict, fo_name: str) -> None:
 
 
 @click.command()
-@click.option("--split", "split", type=click.Path(path_type=Path), required=True,
-              help="Exported split folder (e.g. dataset/train_cleaned) to train on.")
-@click.option("--baseline", type=click.Path(path_type=Path), required=True,
-              help="Baseline run folder: its config and seed are reused, its test manifest is the test.")
+@click.option(
+    "--split",
+    "split",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Exported split folder (e.g. dataset/train_cleaned) to train on.",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Baseline run folder: its config and seed are reused, its test manifest is the test.",
+)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="New run folder.")
 @click.option("--compare", is_flag=True, help="Then evaluate both runs and write OUT/compare/report.md.")
-@click.option("--review", type=click.Path(path_type=Path),
-              help="Review CSV: also report on the test split with its corrections applied.")
+@click.option(
+    "--review",
+    type=click.Path(path_type=Path),
+    help="Review CSV: also report on the test split with its corrections applied.",
+)
 @click.option("--dataset", help="Read that review from this FiftyOne dataset instead.")
-@click.option("--audits", type=click.Path(path_type=Path), help="Audits parquet with skin_category for the test images.")
+@click.option(
+    "--audits", type=click.Path(path_type=Path), help="Audits parquet with skin_category for the test images."
+)
 @click.option("--n-boot", default=1000, show_default=True, help="Bootstrap resamples.")
 @click.option("--gallery", "n_gallery", default=12, show_default=True, help="Images per gallery.")
-@click.option("--explain", "n_explain", default=8, show_default=True, help="Grad-CAM images per model and head (0: none).")
+@click.option(
+    "--explain", "n_explain", default=8, show_default=True, help="Grad-CAM images per model and head (0: none)."
+)
 @click.option("--age-tol", default=5.0, show_default=True, help="Age error (years) counted as wrong in the galleries.")
 @click.option("--min-group", default=10, show_default=True, help="Smallest group that takes part in worst-group gaps.")
 @click.option("--threads", type=int, help="CPU threads for training and prediction [default: the baseline's].")
 @click.option("--quiet", is_flag=True)
-def retrain(split, baseline, out_dir, compare, review, dataset, audits, n_boot, n_gallery, n_explain, age_tol,
-            min_group, threads, quiet) -> None:
+def retrain(
+    split,
+    baseline,
+    out_dir,
+    compare,
+    review,
+    dataset,
+    audits,
+    n_boot,
+    n_gallery,
+    n_explain,
+    age_tol,
+    min_group,
+    threads,
+    quiet,
+) -> None:
     """Train on an exported split with the baseline run's config and seed; --compare writes the report.
 
     The report (OUT/compare/report.md, PNGs, CSVs) puts both models' evaluate tables side by side, gives
@@ -241,19 +363,34 @@ def retrain(split, baseline, out_dir, compare, review, dataset, audits, n_boot, 
     rev, rev_src = _review(review, dataset)
     try:
         meta = do_retrain(split, baseline, out_dir, threads=threads, progress=not quiet)
-        click.echo(f"trained {out_dir}: best epoch {meta['best_epoch']}, val MAE {meta['best_val_mae']:.2f}, "
-                   f"gender acc {100 * meta['best_val_acc']:.1f}%")
+        click.echo(
+            f"trained {out_dir}: best epoch {meta['best_epoch']}, val MAE {meta['best_val_mae']:.2f}, "
+            f"gender acc {100 * meta['best_val_acc']:.1f}%"
+        )
         if compare:
-            s = compare_runs(baseline, out_dir, review=rev, review_source=rev_src, audits=audits, n_boot=n_boot,
-                             n_gallery=n_gallery, n_explain=n_explain, age_tol=age_tol, min_group=min_group,
-                             threads=threads or 0, progress=not quiet)
+            s = compare_runs(
+                baseline,
+                out_dir,
+                review=rev,
+                review_source=rev_src,
+                audits=audits,
+                n_boot=n_boot,
+                n_gallery=n_gallery,
+                n_explain=n_explain,
+                age_tol=age_tol,
+                min_group=min_group,
+                threads=threads or 0,
+                progress=not quiet,
+            )
     except (CompareError, DataError, ConfigError, WeightsError, RunError) as e:
         fail(str(e))
     if compare:
         for r in s["overall"]:
             k = 100 if r["metric"] == "gender accuracy" else 1
-            click.echo(f"{r['metric']}: {k * r['baseline']:.2f} -> {k * r['new']:.2f} (delta {k * r['delta']:+.2f}, "
-                       f"95% CI [{k * r['delta_lo']:+.2f}, {k * r['delta_hi']:+.2f}])")
+            click.echo(
+                f"{r['metric']}: {k * r['baseline']:.2f} -> {k * r['new']:.2f} (delta {k * r['delta']:+.2f}, "
+                f"95% CI [{k * r['delta_lo']:+.2f}, {k * r['delta_hi']:+.2f}])"
+            )
         click.echo(f"{len(s['verdict'])} difference(s) larger than their uncertainty")
         click.echo(f"report -> {s['report']}")
 
@@ -261,10 +398,16 @@ def retrain(split, baseline, out_dir, compare, review, dataset, audits, n_boot, 
 @click.command()
 @click.option("--run", type=click.Path(path_type=Path), help="Run folder (uses best.pt).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="A checkpoint instead of --run.")
-@click.option("--manifest", type=click.Path(path_type=Path),
-              help="Split folder or manifest [default: the run's val_path, else dataset/test_2_folds_last].")
-@click.option("--predictions", type=click.Path(path_type=Path),
-              help="Reuse a predictions.parquet of this model (from `curate evaluate`) instead of predicting.")
+@click.option(
+    "--manifest",
+    type=click.Path(path_type=Path),
+    help="Split folder or manifest [default: the run's val_path, else dataset/test_2_folds_last].",
+)
+@click.option(
+    "--predictions",
+    type=click.Path(path_type=Path),
+    help="Reuse a predictions.parquet of this model (from `curate evaluate`) instead of predicting.",
+)
 @click.option("--n", "n", default=12, show_default=True, help="Images per head.")
 @click.option("--head", type=click.Choice(["gender", "age", "both"]), default="both", show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="[default: RUN/explain, else explain/]")

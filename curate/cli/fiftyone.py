@@ -4,6 +4,7 @@ The work is in curate/fo_*.py: fo_db (connecting), fo_inputs (manifest, predicti
 by content hash), fo_dataset (bulk ingestion, schema checks, brain runs), fo_review (mislabel flags,
 saved views, review decisions).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,14 @@ from curate.cli.common import SAMPLE_DIR, fail, load_cfg, resolve_checkpoint
 
 DEFAULT_DATASET = "utkface"
 
-dataset_option = click.option("--dataset", "name", default=DEFAULT_DATASET, show_default=True,
-                              envvar="CURATE_DATASET", help="FiftyOne dataset name (env CURATE_DATASET).")
+dataset_option = click.option(
+    "--dataset",
+    "name",
+    default=DEFAULT_DATASET,
+    show_default=True,
+    envvar="CURATE_DATASET",
+    help="FiftyOne dataset name (env CURATE_DATASET).",
+)
 
 
 def _connect():
@@ -41,25 +48,56 @@ def _open(fo, name: str, create: bool):
 
 @click.command()
 @click.argument("data_dir", type=click.Path(path_type=Path), required=False)
-@click.option("--manifest", type=click.Path(path_type=Path),
-              help="A manifest (CSV/Parquet) or split folder instead of DATA_DIR.")
-@click.option("--model", "checkpoint", type=click.Path(path_type=Path),
-              help="Checkpoint that predicts [default: the shipped curate/models/default.pt].")
-@click.option("--predictions", type=click.Path(path_type=Path),
-              help="Precomputed predictions.parquet (shared schema) instead of running --model.")
-@click.option("--audits", "audits_file", type=click.Path(path_type=Path),
-              help="Precomputed audits (Parquet/CSV) instead of running the audits.")
+@click.option(
+    "--manifest", type=click.Path(path_type=Path), help="A manifest (CSV/Parquet) or split folder instead of DATA_DIR."
+)
+@click.option(
+    "--model",
+    "checkpoint",
+    type=click.Path(path_type=Path),
+    help="Checkpoint that predicts [default: the shipped curate/models/default.pt].",
+)
+@click.option(
+    "--predictions",
+    type=click.Path(path_type=Path),
+    help="Precomputed predictions.parquet (shared schema) instead of running --model.",
+)
+@click.option(
+    "--audits",
+    "audits_file",
+    type=click.Path(path_type=Path),
+    help="Precomputed audits (Parquet/CSV) instead of running the audits.",
+)
 @click.option("--no-audits", is_flag=True, help="Leave the audit fields as they are.")
 @dataset_option
 @click.option("--seed", default=0, show_default=True, help="Seed of the fold assignment of DATA_DIR.")
-@click.option("--brain/--no-brain", default=True, show_default=True,
-              help="Similarity index, 2-D visualisation and uniqueness from the embeddings.")
-@click.option("--viz-method", type=click.Choice(["auto", "umap", "tsne", "pca"]), default="auto", show_default=True,
-              help="auto: UMAP if installed, else t-SNE up to 5,000 samples, else PCA.")
+@click.option(
+    "--brain/--no-brain",
+    default=True,
+    show_default=True,
+    help="Similarity index, 2-D visualisation and uniqueness from the embeddings.",
+)
+@click.option(
+    "--viz-method",
+    type=click.Choice(["auto", "umap", "tsne", "pca"]),
+    default="auto",
+    show_default=True,
+    help="auto: UMAP if installed, else t-SNE up to 5,000 samples, else PCA.",
+)
 @click.option("--quiet", is_flag=True)
-def score(data_dir: Path | None, manifest: Path | None, checkpoint: Path | None, predictions: Path | None,
-          audits_file: Path | None, no_audits: bool, name: str, seed: int, brain: bool, viz_method: str,
-          quiet: bool) -> None:
+def score(
+    data_dir: Path | None,
+    manifest: Path | None,
+    checkpoint: Path | None,
+    predictions: Path | None,
+    audits_file: Path | None,
+    no_audits: bool,
+    name: str,
+    seed: int,
+    brain: bool,
+    viz_method: str,
+    quiet: bool,
+) -> None:
     """Create or update the FiftyOne dataset: labels, predictions, losses, audits, embeddings.
 
     DATA_DIR defaults to the embedded sample. Idempotent and incremental: a re-run adds new images,
@@ -114,27 +152,41 @@ def score(data_dir: Path | None, manifest: Path | None, checkpoint: Path | None,
     except SchemaError as e:
         fail(str(e))
     upd = ", ".join(f"{g} {n}" for g, n in counts["updated"].items()) or "none"
-    click.echo(f"dataset {name!r}: {counts['samples']} samples | added {counts['added']}, updated ({upd}), "
-               f"unchanged {counts['unchanged']}, moved {counts['moved']}, missing files {counts['missing']}, "
-               f"rejected {len(rejected)} | inputs {t_in:.1f}s, ingest {counts['seconds']:.1f}s")
+    click.echo(
+        f"dataset {name!r}: {counts['samples']} samples | added {counts['added']}, updated ({upd}), "
+        f"unchanged {counts['unchanged']}, moved {counts['moved']}, missing files {counts['missing']}, "
+        f"rejected {len(rejected)} | inputs {t_in:.1f}s, ingest {counts['seconds']:.1f}s"
+    )
     if brain:
         t1 = time.time()
         b = run_brain(fo, ds, method=viz_method)
         if "skipped" in b:
             click.echo(f"brain: skipped ({b['skipped']})")
         else:
-            click.echo(f"brain: similarity index {b['similarity']!r}, visualization {b['visualization']!r}, "
-                       f"field {b['uniqueness']!r} on {b['n']} samples ({time.time() - t1:.1f}s)")
+            click.echo(
+                f"brain: similarity index {b['similarity']!r}, visualization {b['visualization']!r}, "
+                f"field {b['uniqueness']!r} on {b['n']} samples ({time.time() - t1:.1f}s)"
+            )
 
 
 @click.command("flag-mislabels")
 @dataset_option
-@click.option("--predictions", type=click.Path(path_type=Path),
-              help="Out-of-sample predictions (e.g. crossfit's predictions.parquet) instead of cross-fitting.")
-@click.option("--crossfit-dir", type=click.Path(path_type=Path),
-              help="Cross-fit folder, reused on re-runs [default: $CURATE_CACHE_DIR/crossfit/<manifest hash>].")
-@click.option("--cheap/--full", default=True, show_default=True,
-              help="Cross-fit recipe: cheap (96 px, 8 epochs, ~6x less compute) or the full reference run.")
+@click.option(
+    "--predictions",
+    type=click.Path(path_type=Path),
+    help="Out-of-sample predictions (e.g. crossfit's predictions.parquet) instead of cross-fitting.",
+)
+@click.option(
+    "--crossfit-dir",
+    type=click.Path(path_type=Path),
+    help="Cross-fit folder, reused on re-runs [default: $CURATE_CACHE_DIR/crossfit/<manifest hash>].",
+)
+@click.option(
+    "--cheap/--full",
+    default=True,
+    show_default=True,
+    help="Cross-fit recipe: cheap (96 px, 8 epochs, ~6x less compute) or the full reference run.",
+)
 @click.option("--config", type=click.Path(path_type=Path), help="YAML training config for the cross-fit models.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one config key (repeatable).")
 @click.option("-k", "--folds", "k", default=2, show_default=True, help="Cross-fit folds.")
@@ -143,13 +195,32 @@ def score(data_dir: Path | None, manifest: Path | None, checkpoint: Path | None,
 @click.option("--age-z-threshold", type=float, help="Tag suspect:age at this many expected errors [3.5] ...")
 @click.option("--age-min-years", type=float, help="... and at least this many years off [4].")
 @click.option("--top-k", type=int, help="Tag exactly the top K per kind instead of thresholds.")
-@click.option("--quality-top-k", type=int, help="Tag the K lowest BRISQUE scores low_quality instead of the audit flag.")
+@click.option(
+    "--quality-top-k", type=int, help="Tag the K lowest BRISQUE scores low_quality instead of the audit flag."
+)
 @click.option("--neighbors", type=int, help="Look-alikes per image in the label vote [10]; 0 = off.")
-@click.option("--worst-n", default=12, show_default=True, help="Samples per group and error kind in the worst-error views.")
+@click.option(
+    "--worst-n", default=12, show_default=True, help="Samples per group and error kind in the worst-error views."
+)
 @click.option("--quiet", is_flag=True)
-def flag_mislabels(name: str, predictions: Path | None, crossfit_dir: Path | None, cheap: bool, config: Path | None,
-                   sets: tuple[str, ...], k: int, seed: int, gender_threshold, age_z_threshold, age_min_years,
-                   top_k, quality_top_k, neighbors, worst_n: int, quiet: bool) -> None:
+def flag_mislabels(
+    name: str,
+    predictions: Path | None,
+    crossfit_dir: Path | None,
+    cheap: bool,
+    config: Path | None,
+    sets: tuple[str, ...],
+    k: int,
+    seed: int,
+    gender_threshold,
+    age_z_threshold,
+    age_min_years,
+    top_k,
+    quality_top_k,
+    neighbors,
+    worst_n: int,
+    quiet: bool,
+) -> None:
     """Score every label with out-of-sample predictions, tag the suspects, save the review views.
 
     Stores gender/age issue scores, reasons and suggested corrections on each sample; tags
@@ -176,26 +247,48 @@ def flag_mislabels(name: str, predictions: Path | None, crossfit_dir: Path | Non
             df = dataset_frame(ds)
             if df.empty:
                 fail(f"dataset {name!r} has no usable samples: run `curate score` first")
-            man = pd.DataFrame({"path": df["path"], "age": df["age"].astype(int), "gender": df["gender"].astype(int),
-                                "content_hash": df["content_hash"]})
+            man = pd.DataFrame(
+                {
+                    "path": df["path"],
+                    "age": df["age"].astype(int),
+                    "gender": df["gender"].astype(int),
+                    "content_hash": df["content_hash"],
+                }
+            )
             cfg = load_cfg(config, sets)
             cfg = cheap_config(cfg) if cheap else cfg
             if crossfit_dir is None:
                 ckey = json.dumps(cfg.to_dict(), sort_keys=True)
                 import hashlib
 
-                crossfit_dir = fi.cache_dir().parent / "crossfit" / (
-                    f"{manifest_hash(man)}-k{k}-s{seed}-{hashlib.sha256(ckey.encode()).hexdigest()[:8]}")
-            click.echo(f"cross-fitting {len(man)} images ({'cheap' if cheap else 'full'} recipe, k={k}) in {crossfit_dir}")
+                crossfit_dir = (
+                    fi.cache_dir().parent
+                    / "crossfit"
+                    / (f"{manifest_hash(man)}-k{k}-s{seed}-{hashlib.sha256(ckey.encode()).hexdigest()[:8]}")
+                )
+            click.echo(
+                f"cross-fitting {len(man)} images ({'cheap' if cheap else 'full'} recipe, k={k}) in {crossfit_dir}"
+            )
             oos = crossfit(man, crossfit_dir, cfg, k=k, seed=seed, progress=not quiet)
-        summary = run_flags(fo, ds, oos, top_k=top_k, quality_top_k=quality_top_k, worst_n=worst_n,
-                            gender_threshold=gender_threshold, age_z_threshold=age_z_threshold,
-                            age_min_years=age_min_years, neighbors=neighbors)
+        summary = run_flags(
+            fo,
+            ds,
+            oos,
+            top_k=top_k,
+            quality_top_k=quality_top_k,
+            worst_n=worst_n,
+            gender_threshold=gender_threshold,
+            age_z_threshold=age_z_threshold,
+            age_min_years=age_min_years,
+            neighbors=neighbors,
+        )
     except (fi.InputError, CrossfitError, DataError, SingleClassError, ReviewError, SchemaError, ValueError) as e:
         fail(str(e))
-    click.echo(f"scored {summary['scored']} samples ({summary['not_scored']} not scored) with {summary['version']}: "
-               f"suspect:gender {summary['suspect:gender']}, suspect:age {summary['suspect:age']}, "
-               f"low_quality {summary['low_quality']}")
+    click.echo(
+        f"scored {summary['scored']} samples ({summary['not_scored']} not scored) with {summary['version']}: "
+        f"suspect:gender {summary['suspect:gender']}, suspect:age {summary['suspect:age']}, "
+        f"low_quality {summary['low_quality']}"
+    )
     click.echo("saved views: " + ", ".join(f"{v} ({n})" for v, n in summary["views"].items()))
 
 
@@ -203,10 +296,19 @@ def flag_mislabels(name: str, predictions: Path | None, crossfit_dir: Path | Non
 @dataset_option
 @click.option("--view", "view_name", help="Open this saved view (e.g. suspect-gender).")
 @click.option("--port", default=5151, show_default=True)
-@click.option("--address", default="localhost", show_default=True,
-              help="Interface to listen on (0.0.0.0 for every interface; prefer an SSH tunnel).")
-@click.option("--remote", "--no-browser", "remote", is_flag=True,
-              help="Serve only; open no browser (remote machine: reach it through an SSH tunnel).")
+@click.option(
+    "--address",
+    default="localhost",
+    show_default=True,
+    help="Interface to listen on (0.0.0.0 for every interface; prefer an SSH tunnel).",
+)
+@click.option(
+    "--remote",
+    "--no-browser",
+    "remote",
+    is_flag=True,
+    help="Serve only; open no browser (remote machine: reach it through an SSH tunnel).",
+)
 @click.option("--start-timeout", default=600.0, show_default=True, help="Seconds to wait for the App server to start.")
 def app(name: str, view_name: str | None, port: int, address: str, remote: bool, start_timeout: float) -> None:
     """Launch the FiftyOne App on the dataset, with its saved views; Ctrl-C stops it.
@@ -220,18 +322,24 @@ def app(name: str, view_name: str | None, port: int, address: str, remote: bool,
     if view_name:
         saved = ds.list_saved_views()
         if view_name not in saved:
-            fail(f"no saved view {view_name!r} in dataset {name!r}; saved views: {', '.join(saved) or 'none'} "
-                 "(run `curate flag-mislabels`)")
+            fail(
+                f"no saved view {view_name!r} in dataset {name!r}; saved views: {', '.join(saved) or 'none'} "
+                "(run `curate flag-mislabels`)"
+            )
         view = ds.load_saved_view(view_name)
     from curate.fo_app import AppError, serve
 
     def ready():
-        click.echo(f"App serving dataset {name!r}{f' view {view_name!r}' if view_name else ''} at "
-                   f"http://{address}:{port}/ (saved views: {', '.join(ds.list_saved_views()) or 'none'}); "
-                   "Ctrl-C stops it")
+        click.echo(
+            f"App serving dataset {name!r}{f' view {view_name!r}' if view_name else ''} at "
+            f"http://{address}:{port}/ (saved views: {', '.join(ds.list_saved_views()) or 'none'}); "
+            "Ctrl-C stops it"
+        )
         if remote:
-            click.echo(f"from your machine: ssh -N -L {port}:127.0.0.1:{port} USER@THIS_HOST, then open "
-                       f"http://localhost:{port}")
+            click.echo(
+                f"from your machine: ssh -N -L {port}:127.0.0.1:{port} USER@THIS_HOST, then open "
+                f"http://localhost:{port}"
+            )
 
     try:
         serve(fo, ds, view, address=address, port=port, remote=remote, start_timeout=start_timeout, on_ready=ready)
@@ -241,8 +349,13 @@ def app(name: str, view_name: str | None, port: int, address: str, remote: bool,
 
 @click.command("review-status")
 @dataset_option
-@click.option("--out", "--csv", "out_csv", type=click.Path(path_type=Path),
-              help="Decisions CSV [default: reviews/<dataset>_decisions.csv].")
+@click.option(
+    "--out",
+    "--csv",
+    "out_csv",
+    type=click.Path(path_type=Path),
+    help="Decisions CSV [default: reviews/<dataset>_decisions.csv].",
+)
 def review_status(name: str, out_csv: Path | None) -> None:
     """Summarise review decisions (reviewed / pending per saved view) and export them to CSV.
 
