@@ -325,118 +325,11 @@ def run_audit(
     cfg = config or AuditConfig()
     t0 = time.perf_counter()
     paths = [str(Path(p).resolve()) for p in paths]
-    n = len(paths)
     cache = AuditCache(cfg.cache_root, skin_cfg=cfg.skin) if cfg.use_cache else None
-
-    # 1. what the cache already knows: path+size+mtime -> content hash -> measurements
-    content: list[str] = [""] * n  # content hash per position ("" = did not decode)
-    file_status: list[str | None] = [None] * n  # decode failure reason, "" if decoded, None if unknown
-    if cache is not None:
-        for pos, p in enumerate(paths):
-            try:
-                st = os.stat(p)
-            except OSError:
-                continue
-            hit = cache.lookup_file(p, int(st.st_size), int(st.st_mtime_ns))
-            if hit is not None:
-                content[pos], file_status[pos] = hit
-    results: dict[str, dict[str, Any]] = {}
-    if cache is not None and len(cache.results):
-        wanted = {c for c in content if c}
-        if wanted:
-            sub = cache.results[cache.results["content_hash"].isin(wanted)]
-            results = {r["content_hash"]: r for r in sub.to_dict("records")}
-    todo = [
-        (pos, p)
-        for pos, p in enumerate(paths)
-        if file_status[pos] is None or (content[pos] and content[pos] not in results)
-    ]
-
-    # 2. decode + audit what is new, in worker processes
-    n_computed = 0
-    if todo:
-        known = frozenset(cache.known_hashes()) if cache is not None else frozenset()
-        workers = max(1, min(cfg.workers or default_workers(), -(-len(todo) // cfg.chunk_size)))
-        chunks = [todo[i : i + cfg.chunk_size] for i in range(0, len(todo), cfg.chunk_size)]
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), desc="audit", unit="img", disable=not cfg.progress, mininterval=0.5)
-        from_cache: set[str] = set()
-
-        def consume(recs: list[dict[str, Any]]) -> None:
-            nonlocal n_computed
-            for rec in recs:
-                pos = rec["pos"]
-                content[pos], file_status[pos] = (
-                    rec["content_hash"],
-                    rec.get("file_status", rec.get("audit_status", "")),
-                )
-                new = bool(rec["content_hash"]) and not rec.get("cached")
-                if new:
-                    results[rec["content_hash"]] = rec
-                    n_computed += 1
-                elif rec.get("cached"):
-                    from_cache.add(rec["content_hash"])
-                if cache is not None:
-                    cache.add(rec, rec if new else None)
-            bar.update(len(recs))
-
-        try:
-            if workers == 1:
-                import torch
-
-                threads = torch.get_num_threads()
-                torch.set_num_threads(1)  # small batched ops: extra threads only spin
-                try:
-                    for chunk in chunks:
-                        consume(_audit_paths(chunk, known, cfg.skin))
-                finally:
-                    torch.set_num_threads(threads)
-            else:
-                with _pool(workers, known, cfg.skin) as pool:
-                    last_flush = time.perf_counter()
-                    for recs in pool.imap_unordered(_worker_chunk, chunks):
-                        consume(recs)
-                        if cache is not None and time.perf_counter() - last_flush > 60:
-                            cache.flush()  # an interrupted run keeps what it computed
-                            last_flush = time.perf_counter()
-        finally:
-            bar.close()
-            if cache is not None:
-                cache.flush()
-        missing = from_cache - set(results)
-        if missing and cache is not None:
-            sub = cache.results[cache.results["content_hash"].isin(missing)]
-            results.update({r["content_hash"]: r for r in sub.to_dict("records")})
+    known = _Known.from_cache(cache, paths)
+    n_computed = _measure(known, cache, cfg)
     t_measure = time.perf_counter() - t0
-
-    # 3. one row per path
-    rows = []
-    for pos, p in enumerate(paths):
-        ch = content[pos]
-        base = {"path": p, "filename": Path(p).name, "content_hash": ch}
-        res = results.get(ch) if ch else None
-        if res is not None:
-            base.update({c: res.get(c) for c in CACHED_COLUMNS if c != "content_hash"})
-        else:
-            base["audit_status"] = file_status[pos] or "unreadable file"
-        rows.append(base)
-    table = pd.DataFrame(rows)
-    for c in CACHED_COLUMNS:
-        if c not in table:
-            table[c] = None
-    table = _normalise_results(table)
-    if labels is not None:
-        lab = labels.reset_index(drop=True)
-        for c in LABEL_COLUMNS:
-            table[c] = (
-                pd.to_numeric(lab[c], errors="coerce").astype("Int64") if c in lab else pd.array([pd.NA] * n, "Int64")
-            )
-    else:
-        for c in LABEL_COLUMNS:
-            table[c] = pd.array([pd.NA] * n, dtype="Int64")
-    table["audit_version"] = AUDIT_VERSION
-
+    table = _labelled(_table(known), labels)
     if cfg.thresholds is not None:
         thr = cfg.thresholds.with_overrides(cfg.threshold_overrides)
     else:
@@ -446,9 +339,147 @@ def run_audit(
     dup_rows, pairs = find_duplicates(table, radius=cfg.near_radius)
     table[list(dup_rows.columns)] = dup_rows
     table = table[OUTPUT_COLUMNS]
-    wall = time.perf_counter() - t0
-    meta = _metadata(table, pairs, thr, cfg, n_computed, wall, t_measure)
+    meta = _metadata(table, pairs, thr, cfg, n_computed, time.perf_counter() - t0, t_measure)
     return AuditResult(table=table, pairs=pairs, meta=meta)
+
+
+@dataclass
+class _Known:
+    """Per path position: its content hash ("" = did not decode), its decode failure ("" if decoded,
+    None if unknown yet); per content hash: its measurements."""
+
+    paths: list[str]
+    content: list[str]
+    file_status: list[str | None]
+    results: dict[str, dict[str, Any]]
+
+    @classmethod
+    def from_cache(cls, cache: AuditCache | None, paths: list[str]) -> _Known:
+        """What the cache already knows: path + size + mtime -> content hash -> measurements."""
+        n = len(paths)
+        known = cls(paths, [""] * n, [None] * n, {})
+        if cache is None:
+            return known
+        for pos, p in enumerate(paths):
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            hit = cache.lookup_file(p, int(st.st_size), int(st.st_mtime_ns))
+            if hit is not None:
+                known.content[pos], known.file_status[pos] = hit
+        wanted = {c for c in known.content if c}
+        if len(cache.results) and wanted:
+            known.add_cached(cache, wanted)
+        return known
+
+    def add_cached(self, cache: AuditCache, hashes: set[str]) -> None:
+        sub = cache.results[cache.results["content_hash"].isin(hashes)]
+        self.results.update({r["content_hash"]: r for r in sub.to_dict("records")})
+
+    def todo(self) -> list[tuple[int, str]]:
+        """(position, path) of what must be decoded: unknown files, or content without measurements."""
+        return [
+            (pos, p)
+            for pos, p in enumerate(self.paths)
+            if self.file_status[pos] is None or (self.content[pos] and self.content[pos] not in self.results)
+        ]
+
+
+def _measure(known: _Known, cache: AuditCache | None, cfg: AuditConfig) -> int:
+    """Decode and audit what is new, in worker processes (or in-process for one); returns how many."""
+    from tqdm import tqdm
+
+    todo = known.todo()
+    if not todo:
+        return 0
+    hashes = frozenset(cache.known_hashes()) if cache is not None else frozenset()
+    workers = max(1, min(cfg.workers or default_workers(), -(-len(todo) // cfg.chunk_size)))
+    chunks = [todo[i : i + cfg.chunk_size] for i in range(0, len(todo), cfg.chunk_size)]
+    bar = tqdm(total=len(todo), desc="audit", unit="img", disable=not cfg.progress, mininterval=0.5)
+    from_cache: set[str] = set()
+    n_computed = 0
+
+    def consume(recs: list[dict[str, Any]]) -> None:
+        nonlocal n_computed
+        for rec in recs:
+            pos = rec["pos"]
+            known.content[pos] = rec["content_hash"]
+            known.file_status[pos] = rec.get("file_status", rec.get("audit_status", ""))
+            new = bool(rec["content_hash"]) and not rec.get("cached")
+            if new:
+                known.results[rec["content_hash"]] = rec
+                n_computed += 1
+            elif rec.get("cached"):
+                from_cache.add(rec["content_hash"])
+            if cache is not None:
+                cache.add(rec, rec if new else None)
+        bar.update(len(recs))
+
+    try:
+        _run_chunks(chunks, workers, hashes, cfg, cache, consume)
+    finally:
+        bar.close()
+        if cache is not None:
+            cache.flush()
+    missing = from_cache - set(known.results)
+    if missing and cache is not None:
+        known.add_cached(cache, missing)
+    return n_computed
+
+
+def _run_chunks(chunks, workers: int, hashes: frozenset[str], cfg: AuditConfig, cache: AuditCache | None,
+                consume) -> None:  # fmt: skip
+    """Each chunk through `_audit_paths`, in this process (one worker) or a spawned pool."""
+    if workers == 1:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # small batched ops: extra threads only spin
+        try:
+            for chunk in chunks:
+                consume(_audit_paths(chunk, hashes, cfg.skin))
+        finally:
+            torch.set_num_threads(threads)
+        return
+    with _pool(workers, hashes, cfg.skin) as pool:
+        last_flush = time.perf_counter()
+        for recs in pool.imap_unordered(_worker_chunk, chunks):
+            consume(recs)
+            if cache is not None and time.perf_counter() - last_flush > 60:
+                cache.flush()  # an interrupted run keeps what it computed
+                last_flush = time.perf_counter()
+
+
+def _table(known: _Known) -> pd.DataFrame:
+    """One row per path: its measurements, or the reason it has none."""
+    rows = []
+    for pos, p in enumerate(known.paths):
+        ch = known.content[pos]
+        base = {"path": p, "filename": Path(p).name, "content_hash": ch}
+        res = known.results.get(ch) if ch else None
+        if res is not None:
+            base.update({c: res.get(c) for c in CACHED_COLUMNS if c != "content_hash"})
+        else:
+            base["audit_status"] = known.file_status[pos] or "unreadable file"
+        rows.append(base)
+    table = pd.DataFrame(rows)
+    for c in CACHED_COLUMNS:
+        if c not in table:
+            table[c] = None
+    return _normalise_results(table)
+
+
+def _labelled(table: pd.DataFrame, labels: pd.DataFrame | None) -> pd.DataFrame:
+    """The table with the label columns (nullable ints, missing where unknown) and the audit version."""
+    n = len(table)
+    lab = labels.reset_index(drop=True) if labels is not None else pd.DataFrame(index=range(n))
+    for c in LABEL_COLUMNS:
+        table[c] = (
+            pd.to_numeric(lab[c], errors="coerce").astype("Int64") if c in lab else pd.array([pd.NA] * n, "Int64")
+        )
+    table["audit_version"] = AUDIT_VERSION
+    return table
 
 
 def _versions() -> dict[str, str]:

@@ -86,9 +86,12 @@ def main() -> None:
     import numpy as np
     import pandas as pd
 
-    from curate.fo_dataset import as_fo, build_values, ingest, open_dataset
+    from curate.fo_dataset import ingest
     from curate.fo_db import connect
     from curate.fo_inputs import file_manifest, join_inputs
+    from curate.fo_schema import open_dataset
+    from curate.fo_values import build_values
+    from curate.fo_write import as_fo
 
     t = time.time()
     man, _ = file_manifest(args.manifest)

@@ -20,6 +20,7 @@ from core.manifest import read_manifest
 from curate.cli import main
 from curate.export import (
     ExportError,
+    ExportOptions,
     Policy,
     apply_decisions,
     apply_transform,
@@ -91,7 +92,13 @@ def test_cleaned_split_obeys_every_tag_and_correction(sample_split: Path, tmp_pa
     root = tmp_path / "out"
     # 1) decisions only, originals referenced by the manifest
     s = export(
-        sample_split / "train_8_folds_first", root, "plain", review=rev, test_split=sample_split / "test_2_folds_last"
+        ExportOptions(
+            sample_split / "train_8_folds_first",
+            root,
+            "plain",
+            review=rev,
+            test_split=sample_split / "test_2_folds_last",
+        )
     )
     plain = read_manifest(root / "plain")  # readable by the trainer, every path exists
     src = set(plain["source_filename"])
@@ -129,13 +136,15 @@ def test_cleaned_split_obeys_every_tag_and_correction(sample_split: Path, tmp_pa
     }
     # 2) the policies, with copied images named after the corrected labels
     s = export(
-        sample_split / "train_8_folds_first",
-        root,
-        "strict",
-        review=rev,
-        images="copy",
-        policy=Policy(drop_low_quality=True, drop_suspects=True, gender_max_score=0.4),
-        test_split=sample_split / "test_2_folds_last",
+        ExportOptions(
+            sample_split / "train_8_folds_first",
+            root,
+            "strict",
+            review=rev,
+            images="copy",
+            policy=Policy(drop_low_quality=True, drop_suspects=True, gender_max_score=0.4),
+            test_split=sample_split / "test_2_folds_last",
+        )
     )
     strict = read_manifest(root / "strict")
     gone = {f for f, w in plan.items() if w in ("drop", "suspect", "lowq", "score")}
@@ -177,15 +186,17 @@ def test_oversampled_split_reaches_target_and_traces_to_source(sample_split: Pat
     root = tmp_path / "out"
     targets = {"age_group": "mix:0.8", "skin_category": "uniform"}
     s = export(
-        sample_split / "train_8_folds_first",
-        root,
-        "base",
-        oversample=True,
-        audits=audits,
-        targets=targets,
-        max_factor=10,
-        seed=3,
-        test_split=sample_split / "test_2_folds_last",
+        ExportOptions(
+            sample_split / "train_8_folds_first",
+            root,
+            "base",
+            oversample=True,
+            audits=audits,
+            targets=targets,
+            max_factor=10,
+            seed=3,
+            test_split=sample_split / "test_2_folds_last",
+        )
     )
     p = s["oversampled"]["plan"]
     assert p["dims"] == ["age_group", "skin_category"] and s["oversampled"]["n_generated"] > 20
@@ -217,28 +228,32 @@ def test_oversampled_split_reaches_target_and_traces_to_source(sample_split: Pat
     assert gen.groupby("source_path").size().max() <= 10
     # deterministic for a seed, different for another
     export(
-        sample_split / "train_8_folds_first",
-        tmp_path / "again",
-        "base",
-        oversample=True,
-        audits=audits,
-        targets=targets,
-        max_factor=10,
-        seed=3,
-        test_split=sample_split / "test_2_folds_last",
+        ExportOptions(
+            sample_split / "train_8_folds_first",
+            tmp_path / "again",
+            "base",
+            oversample=True,
+            audits=audits,
+            targets=targets,
+            max_factor=10,
+            seed=3,
+            test_split=sample_split / "test_2_folds_last",
+        )
     )
     again = read_manifest(tmp_path / "again" / "base_oversampled")
     assert list(again["content_hash"]) == list(over["content_hash"])
     export(
-        sample_split / "train_8_folds_first",
-        tmp_path / "other",
-        "base",
-        oversample=True,
-        audits=audits,
-        targets=targets,
-        max_factor=10,
-        seed=4,
-        test_split=sample_split / "test_2_folds_last",
+        ExportOptions(
+            sample_split / "train_8_folds_first",
+            tmp_path / "other",
+            "base",
+            oversample=True,
+            audits=audits,
+            targets=targets,
+            max_factor=10,
+            seed=4,
+            test_split=sample_split / "test_2_folds_last",
+        )
     )
     other = read_manifest(tmp_path / "other" / "base_oversampled")
     assert set(other.loc[other.generated, "content_hash"]) != set(gen["content_hash"])

@@ -477,8 +477,9 @@ def test_app_shows_a_saved_view_in_headless_chromium(flagged, fo, tmp_path):
 
 def test_an_integer_audit_column_with_a_gap_is_not_a_schema_change(fo, env):
     """exact_group is stored as int; a later table where one row lacks it (pandas: float + NaN) updates fine."""
-    from curate.fo_dataset import ingest, open_dataset
+    from curate.fo_dataset import ingest
     from curate.fo_inputs import folder_manifest, join_inputs
+    from curate.fo_schema import open_dataset
 
     man, _ = folder_manifest(SAMPLE, progress=False)
     man = man.head(6).reset_index(drop=True)
@@ -492,7 +493,7 @@ def test_an_integer_audit_column_with_a_gap_is_not_a_schema_change(fo, env):
     by_name = dict(zip(ds.values("filename"), ds.values("exact_group")))
     assert by_name[man.at[1, "filename"]] is None and by_name[man.at[5, "filename"]] == 7
     bad = audit.assign(exact_group=[0.5, 1, 1, 1, 1, 1])  # a real float is a schema change: refused
-    from curate.fo_dataset import SchemaError
+    from curate.fo_schema import SchemaError
 
     with pytest.raises(SchemaError, match="exact_group is IntField, expected FloatField"):
         ingest(fo, ds, join_inputs(man, None, bad), audit_version="a1")
@@ -503,8 +504,9 @@ def test_fast_insert_stores_exactly_what_add_samples_stores(fo, env, monkeypatch
     """The default insert path writes documents itself; FiftyOne must read them back identically."""
     import numpy as np
 
-    from curate.fo_dataset import ingest, open_dataset
+    from curate.fo_dataset import ingest
     from curate.fo_inputs import folder_manifest, join_inputs
+    from curate.fo_schema import open_dataset
 
     man, _ = folder_manifest(SAMPLE, progress=False)
     man = man.head(8).reset_index(drop=True)
@@ -567,8 +569,9 @@ def test_fast_insert_stores_exactly_what_add_samples_stores(fo, env, monkeypatch
 def test_a_partial_predictions_file_does_not_erase_stored_predictions(fo, env):
     import numpy as np
 
-    from curate.fo_dataset import ingest, open_dataset
+    from curate.fo_dataset import ingest
     from curate.fo_inputs import folder_manifest, join_inputs
+    from curate.fo_schema import open_dataset
 
     man, _ = folder_manifest(SAMPLE, progress=False)
     man = man.head(6).reset_index(drop=True)

@@ -11,7 +11,7 @@ import os
 import platform
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -272,12 +272,58 @@ def train(
         return _train(cfg, out_dir, resume, progress, max_batches)
 
 
-def _train(cfg: TrainConfig, out_dir: str | Path, resume: bool, progress: bool, max_batches: int | None) -> dict:
-    from tqdm import tqdm
+@dataclass
+class _Run:
+    """What every epoch of one run shares: its folder, data, model, optimiser and history so far."""
 
+    cfg: TrainConfig
+    out_dir: Path
+    train_df: pd.DataFrame
+    val_df: pd.DataFrame
+    train_b: Batches
+    val_b: Batches
+    steps: int
+    model: AgeGenderClassifier
+    opt: torch.optim.Optimizer
+    sched: object
+    weights_used: str
+    history: list[dict] = field(default_factory=list)
+    start_epoch: int = 0
+    wall_before: float = 0.0
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+
+def _train(cfg: TrainConfig, out_dir: str | Path, resume: bool, progress: bool, max_batches: int | None) -> dict:
     out_dir = Path(out_dir)
-    ckpt_dir = out_dir / "checkpoints"
-    last_path = ckpt_dir / "last.pt"
+    cfg, state = _resume_state(cfg, out_dir, resume, progress)
+    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    set_threads(cfg)
+    t_start = time.time()
+    run = _build_run(cfg, out_dir, state, progress, max_batches)
+    meta = _metadata(run, state)
+    write_json(out_dir / "metadata.json", meta)
+    best_loss = min((_finite(h["val_loss"]) for h in run.history), default=float("inf"))
+    train_step = make_train_step(cfg, run.model, run.opt)
+    for epoch in range(run.start_epoch, cfg.num_epochs):
+        row = _epoch(run, train_step, epoch, progress)
+        run.history.append(row)
+        if progress:
+            print(
+                f"epoch {epoch + 1}/{cfg.num_epochs}: train loss {row['train_loss']:.3f} MAE {row['train_mae']:.2f} "
+                f"acc {row['train_acc']:.3f} | val MAE {row['val_mae']:.2f} acc {row['val_acc']:.3f} "
+                f"| {row['epoch_seconds']:.0f}s | weights < 1e-3: {row['near_zero_weights']:.1%}",
+                flush=True,
+            )
+        best_loss = _save_epoch(run, epoch, row, best_loss, run.wall_before + (time.time() - t_start))
+    return _finish_run(run, meta, best_loss, t_start)
+
+
+def _resume_state(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool) -> tuple[TrainConfig, dict | None]:
+    """The config to train with and the checkpoint to resume from (None for a fresh run)."""
+    last_path = out_dir / "checkpoints" / "last.pt"
     started = (out_dir / "metadata.json").exists()
     if last_path.exists() and not resume:
         raise RunError(f"{out_dir}: a run already exists here; use --resume to continue it or another --out")
@@ -290,10 +336,11 @@ def _train(cfg: TrainConfig, out_dir: str | Path, resume: bool, progress: bool, 
     state = load_checkpoint(last_path) if resume else None
     if state is not None:
         cfg = _resumed_config(cfg, TrainConfig(**state["config"]), last_path)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    set_threads(cfg)
-    t_start = time.time()
+    return cfg, state
 
+
+def _build_run(cfg: TrainConfig, out_dir: Path, state: dict | None, progress: bool, max_batches: int | None) -> _Run:
+    """Data (decoded once, cached), model, optimiser and schedule; restored from `state` when resuming."""
     train_df = read_manifest(cfg.train_path)
     val_df = read_manifest(cfg.val_path)
     train_px = decoded_cache(train_df, cfg.image_size, progress=progress)
@@ -307,25 +354,29 @@ def _train(cfg: TrainConfig, out_dir: str | Path, resume: bool, progress: bool, 
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(cfg, model)
-    sched = make_scheduler(cfg, opt, steps)
-    history: list[dict] = []
-    start_epoch = 0
+    run = _Run(
+        cfg, out_dir, train_df, val_df, train_b, val_b, steps, model, opt, make_scheduler(cfg, opt, steps), weights_used
+    )
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        history = state["history"]
-        start_epoch = state["epoch"] + 1
-        weights_used = state["weights_used"]
+        run.sched.load_state_dict(state["scheduler"])
+        run.history, run.start_epoch = state["history"], state["epoch"] + 1
+        run.weights_used, run.wall_before = state["weights_used"], state.get("wall_seconds", 0.0)
+    return run
 
+
+def _metadata(run: _Run, state: dict | None) -> dict:
+    """metadata.json while the run is running: config, weights, manifests and their hashes, versions."""
+    cfg, val_df = run.cfg, run.val_df
     meta = {
         "config": cfg.to_dict(),
-        "weights_used": weights_used,
+        "weights_used": run.weights_used,
         "train_manifest": str(Path(cfg.train_path).resolve()),
-        "train_manifest_hash": manifest_hash(train_df),
+        "train_manifest_hash": manifest_hash(run.train_df),
         "val_manifest": str(Path(cfg.val_path).resolve()),
         "val_manifest_hash": manifest_hash(val_df),
-        "n_train": len(train_df),
+        "n_train": len(run.train_df),
         "n_val": len(val_df),
         "versions": library_versions(),
         "threads": torch.get_num_threads(),
@@ -335,105 +386,79 @@ def _train(cfg: TrainConfig, out_dir: str | Path, resume: bool, progress: bool, 
     }
     if state is not None:
         meta["wall_seconds_before_resume"] = state.get("wall_seconds", 0.0)
-    write_json(out_dir / "metadata.json", meta)
+    return meta
 
-    best_loss = min((_finite(h["val_loss"]) for h in history), default=float("inf"))
-    train_step = make_train_step(cfg, model, opt)
-    for epoch in range(start_epoch, cfg.num_epochs):
-        t0 = time.time()
-        frozen = epoch < cfg.freeze_epochs
-        model.set_backbone_trainable(not frozen)
-        model.train()
-        if frozen:
-            model.features.eval()  # a frozen backbone keeps its BatchNorm statistics too
-        gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout draws from the global generator
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_df))
-        augment = "dynamic" if cfg.use_dynamic_augmentation else "basic"
-        sums = np.zeros(4)  # loss, abs age err, correct, n
-        bar = tqdm(
-            train_b.iterate(order, augment, gen),
-            total=steps,
-            desc=f"epoch {epoch + 1}/{cfg.num_epochs}",
-            disable=not progress,
-            unit="batch",
-            leave=False,
-        )
-        for i, (x, age, gender, _) in enumerate(bar):
-            if i >= steps:
-                break
-            loss, g_logits, a_pred = train_step(x, age, gender)
-            step_scheduler_batch(cfg, sched)
-            n = len(age)
-            sums += [
-                loss.item() * n,
-                (a_pred.detach().float() - age).abs().sum().item(),
-                (g_logits.argmax(1) == gender).sum().item(),
-                n,
-            ]
-            bar.set_postfix(
-                loss=f"{sums[0] / sums[3]:.3f}", mae=f"{sums[1] / sums[3]:.2f}", acc=f"{sums[2] / sums[3]:.3f}"
-            )
-        bar.close()
-        lr = opt.param_groups[0]["lr"]
-        if not frozen:
-            recalibrate_bn(model, train_b, bn_order(cfg, len(train_df)), bn_batches_after(cfg, epoch, len(train_b)))
-        vm = val_metrics(cfg, model, val_b)
-        if cfg.lr_scheduler == "step":
-            sched.step()
-        elif cfg.lr_scheduler == "reduce_on_plateau":
-            sched.step(vm["val_loss"])
-        row = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "train_loss": sums[0] / sums[3],
-            "train_mae": sums[1] / sums[3],
-            "train_acc": sums[2] / sums[3],
-            **vm,
-            "epoch_seconds": time.time() - t0,
-            "backbone_frozen": frozen,
-            "near_zero_weights": near_zero_weights(model),
-        }
-        history.append(row)
-        if progress:
-            print(
-                f"epoch {epoch + 1}/{cfg.num_epochs}: train loss {row['train_loss']:.3f} MAE {row['train_mae']:.2f} "
-                f"acc {row['train_acc']:.3f} | val MAE {vm['val_mae']:.2f} acc {vm['val_acc']:.3f} "
-                f"| {row['epoch_seconds']:.0f}s | weights < 1e-3: {row['near_zero_weights']:.1%}",
-                flush=True,
-            )
-        wall = meta.get("wall_seconds_before_resume", 0.0) + (time.time() - t_start)
-        ckpt = {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "epoch": epoch,
-            "history": history,
-            "config": cfg.to_dict(),
-            "weights_used": weights_used,
-            "wall_seconds": wall,
-        }
-        weights_only = {
-            "model": model.state_dict(),
-            "config": cfg.to_dict(),
-            "epoch": epoch,
-            "weights_used": weights_used,
-            "metrics": row,
-        }
-        if cfg.keep_epoch_checkpoints:
-            save_torch(weights_only, ckpt_dir / f"epoch_{epoch + 1:03d}.pt")
-        if _finite(vm["val_loss"]) < best_loss:
-            best_loss = vm["val_loss"]
-            save_torch(weights_only, ckpt_dir / "best.pt")
-        write_csv(pd.DataFrame(history, columns=METRIC_COLUMNS), out_dir / "metrics.csv")
-        save_torch(ckpt, last_path)  # last: the resume point, written after everything else
 
+def _epoch(run: _Run, train_step, epoch: int, progress: bool) -> dict:
+    """One epoch: the training pass, BatchNorm statistics, validation and the schedule; its metrics row."""
+    from tqdm import tqdm
+
+    cfg, model, t0 = run.cfg, run.model, time.time()
+    frozen = epoch < cfg.freeze_epochs
+    model.set_backbone_trainable(not frozen)
+    model.train()
+    if frozen:
+        model.features.eval()  # a frozen backbone keeps its BatchNorm statistics too
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+    torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout draws from the global generator
+    order = np.random.default_rng([cfg.seed, epoch]).permutation(len(run.train_df))
+    augment = "dynamic" if cfg.use_dynamic_augmentation else "basic"
+    sums = np.zeros(4)  # loss, abs age err, correct, n
+    batches = run.train_b.iterate(order, augment, gen)
+    bar = tqdm(batches, total=run.steps, desc=f"epoch {epoch + 1}/{cfg.num_epochs}", disable=not progress,
+               unit="batch", leave=False)  # fmt: skip
+    for i, (x, age, gender, _) in enumerate(bar):
+        if i >= run.steps:
+            break
+        loss, g_logits, a_pred = train_step(x, age, gender)
+        step_scheduler_batch(cfg, run.sched)
+        n = len(age)
+        sums += [loss.item() * n, (a_pred.detach().float() - age).abs().sum().item(),
+                 (g_logits.argmax(1) == gender).sum().item(), n]  # fmt: skip
+        bar.set_postfix(loss=f"{sums[0] / sums[3]:.3f}", mae=f"{sums[1] / sums[3]:.2f}", acc=f"{sums[2] / sums[3]:.3f}")
+    bar.close()
+    lr = run.opt.param_groups[0]["lr"]
+    if not frozen:
+        n_bn = bn_batches_after(cfg, epoch, len(run.train_b))
+        recalibrate_bn(model, run.train_b, bn_order(cfg, len(run.train_df)), n_bn)
+    vm = val_metrics(cfg, model, run.val_b)
+    if cfg.lr_scheduler == "step":
+        run.sched.step()
+    elif cfg.lr_scheduler == "reduce_on_plateau":
+        run.sched.step(vm["val_loss"])
+    return {"epoch": epoch + 1, "lr": lr, "train_loss": sums[0] / sums[3], "train_mae": sums[1] / sums[3],
+            "train_acc": sums[2] / sums[3], **vm, "epoch_seconds": time.time() - t0, "backbone_frozen": frozen,
+            "near_zero_weights": near_zero_weights(model)}  # fmt: skip
+
+
+def _save_epoch(run: _Run, epoch: int, row: dict, best_loss: float, wall: float) -> float:
+    """Epoch and best checkpoints, metrics.csv, then last.pt (the resume point, last of all); the best loss."""
+    cfg, model = run.cfg, run.model
+    weights_only = {"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch,
+                    "weights_used": run.weights_used, "metrics": row}  # fmt: skip
+    if cfg.keep_epoch_checkpoints:
+        save_torch(weights_only, run.ckpt_dir / f"epoch_{epoch + 1:03d}.pt")
+    if _finite(row["val_loss"]) < best_loss:
+        best_loss = row["val_loss"]
+        save_torch(weights_only, run.ckpt_dir / "best.pt")
+    write_csv(pd.DataFrame(run.history, columns=METRIC_COLUMNS), run.out_dir / "metrics.csv")
+    ckpt = {"model": model.state_dict(), "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
+            "epoch": epoch, "history": run.history, "config": cfg.to_dict(), "weights_used": run.weights_used,
+            "wall_seconds": wall}  # fmt: skip
+    save_torch(ckpt, run.ckpt_dir / "last.pt")
+    return best_loss
+
+
+def _finish_run(run: _Run, meta: dict, best_loss: float, t_start: float) -> dict:
+    """metadata.json of the complete run (best epoch, final metrics, checkpoint hash) and the curves."""
+    cfg, history, out_dir = run.cfg, run.history, run.out_dir
     if not np.isfinite(best_loss):
         raise RunError(
             f"{out_dir}: validation loss was not finite in any epoch (diverged?); no best.pt "
             f"written, see {out_dir / 'metrics.csv'}"
         )
     best = min(history, key=lambda h: _finite(h["val_loss"]))
+    all_bn = cfg.bn_recalibration_batches > 0 and cfg.freeze_epochs < cfg.num_epochs
     meta.update(
         status="complete",
         wall_seconds=meta.get("wall_seconds_before_resume", 0.0) + time.time() - t_start,
@@ -442,12 +467,8 @@ def _train(cfg: TrainConfig, out_dir: str | Path, resume: bool, progress: bool, 
         best_val_mae=best["val_mae"],
         best_val_acc=best["val_acc"],
         final=history[-1],
-        best_checkpoint_sha256=file_sha256(ckpt_dir / "best.pt"),
-        final_bn_statistics=(
-            f"all {len(train_df)} training images"
-            if cfg.bn_recalibration_batches > 0 and cfg.freeze_epochs < cfg.num_epochs
-            else "as trained"
-        ),
+        best_checkpoint_sha256=file_sha256(run.ckpt_dir / "best.pt"),
+        final_bn_statistics=f"all {len(run.train_df)} training images" if all_bn else "as trained",
     )
     write_json(out_dir / "metadata.json", meta)
     _plot_history(history, out_dir / "training_curves.png")

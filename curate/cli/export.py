@@ -11,21 +11,18 @@ from curate.cli.common import fail, resolve_checkpoint
 
 
 def _review(review: Path | None, dataset: str | None, flags: Path | None = None):
-    from curate.export import ExportError, merge_reviews, read_review_csv, read_review_fiftyone
+    from curate.export import merge_reviews, read_review_csv, read_review_fiftyone
 
     if review and dataset:
         fail("give either --review or --dataset, not both")
     rev, src = None, ""
-    try:
-        if review:
-            rev, src = read_review_csv(review), str(review)
-        elif dataset:
-            rev, src = read_review_fiftyone(dataset), f"FiftyOne dataset {dataset}"
-        if flags:
-            rev = merge_reviews(rev, read_review_csv(flags))
-            src = f"{src + ' + ' if src else ''}flags {flags}"
-    except ExportError as e:
-        fail(str(e))
+    if review:
+        rev, src = read_review_csv(review), str(review)
+    elif dataset:
+        rev, src = read_review_fiftyone(dataset), f"FiftyOne dataset {dataset}"
+    if flags:
+        rev = merge_reviews(rev, read_review_csv(flags))
+        src = f"{src + ' + ' if src else ''}flags {flags}"
     return rev, src
 
 
@@ -148,32 +145,7 @@ def _targets(specs: tuple[str, ...]) -> dict:
     help="Also load the exported split(s) into FiftyOne datasets of this name (plus _oversampled).",
 )
 @click.option("--quiet", is_flag=True)
-def export_cmd(
-    source,
-    review,
-    dataset,
-    flags,
-    root,
-    name,
-    drop_suspects,
-    gender_max_score,
-    age_max_score,
-    drop_low_quality,
-    copy_,
-    link,
-    oversample,
-    oversample_name,
-    audits,
-    by,
-    target_specs,
-    max_factor,
-    seed,
-    test_split,
-    force,
-    allow_missing,
-    fo_name,
-    quiet,
-) -> None:
+def export_cmd(**o) -> None:
     """Write a cleaned training split (and an oversampled one) from the review's decisions.
 
     Cleaned: the training split minus images tagged `exclude` or `confirmed:mislabel` without a
@@ -182,55 +154,58 @@ def export_cmd(
     images (flip, rotation, crop, colour, exposure; recorded per image) for age bins and skin-tone
     categories below their target share. The test split and the source images are never changed.
     """
-    from curate.export import ExportError, Policy, export
+    from curate.export import ExportOptions, Policy, export
 
-    if copy_ and link:
+    if o["copy_"] and o["link"]:
         fail("give --copy or --link, not both")
-    rev, rev_src = _review(review, dataset, flags)
-    limits = {"--gender-max-score": gender_max_score, "--age-max-score": age_max_score}
+    rev, rev_src = _review(o["review"], o["dataset"], o["flags"])
+    _check_policy(o, rev is not None)
+    dims = [d.strip() for d in o["by"].split(",")] if o["by"] else None
+    targets = _target_dims(_targets(o["target_specs"]), dims)
+    if not o["oversample"] and (targets or dims or o["oversample_name"]):
+        fail("--target/--by/--oversample-name need --oversample")
+    fo = _fiftyone_check(o["fo_name"], o["oversample"], o["force"]) if o["fo_name"] else None
+    policy = Policy(o["drop_low_quality"], o["drop_suspects"], o["gender_max_score"], o["age_max_score"])
+    opts = ExportOptions(
+        o["source"], o["root"], o["name"], review=rev, review_source=rev_src, policy=policy,
+        images="copy" if o["copy_"] else "link" if o["link"] else "ref", oversample=o["oversample"],
+        oversample_name=o["oversample_name"], by=dims, targets=targets, max_factor=o["max_factor"],
+        audits=o["audits"], seed=o["seed"], force=o["force"], allow_missing=o["allow_missing"],
+        test_split=o["test_split"], progress=not o["quiet"],
+    )  # fmt: skip
+    s = export(opts)
+    _print_summary(s)
+    if o["fo_name"]:
+        _to_fiftyone(fo, s, o["fo_name"])
+
+
+def _check_policy(o: dict, have_flags: bool) -> None:
+    limits = {"--gender-max-score": o["gender_max_score"], "--age-max-score": o["age_max_score"]}
     given = [k for k, v in limits.items() if v is not None]
-    if drop_suspects and rev is None:
+    if o["drop_suspects"] and not have_flags:
         fail("--drop-suspects needs the flags (--dataset, --flags or --review)")
-    if given and not drop_suspects:
+    if given and not o["drop_suspects"]:
         fail(f"{given[0]} only applies with --drop-suspects")
     bad = [f"{k} {v}" for k, v in limits.items() if v is not None and not 0 <= v <= 1]
     if bad:
         fail(f"{bad[0]}: label scores are in [0, 1] (lower = worse)")
-    tg = _targets(target_specs)
-    dims = [d.strip() for d in by.split(",")] if by else None
-    if dims:
-        bad = [d for d in dims if d not in ("age_group", "skin_category", "gender", "race")]
-        if bad:
-            fail(f"--by: unknown dimension(s) {', '.join(bad)} (age_group, skin_category, gender, race)")
+
+
+DIMS = ("age_group", "skin_category", "gender", "race")
+
+
+def _target_dims(tg: dict, dims: list[str] | None) -> dict:
+    """Targets per oversampling dimension; a bare spec ("*") applies to every dimension."""
+    bad = [d for d in dims or () if d not in DIMS]
+    if bad:
+        fail(f"--by: unknown dimension(s) {', '.join(bad)} ({', '.join(DIMS)})")
     if "*" in tg:
         default = tg.pop("*")
-        tg = {d: tg.get(d, default) for d in (dims or ["age_group", "skin_category", "gender", "race"])} | tg
-    if not oversample and (tg or by or oversample_name):
-        fail("--target/--by/--oversample-name need --oversample")
-    fo = _fiftyone_check(fo_name, oversample, force) if fo_name else None
-    try:
-        s = export(
-            source,
-            root,
-            name,
-            review=rev,
-            review_source=rev_src,
-            policy=Policy(drop_low_quality, drop_suspects, gender_max_score, age_max_score),
-            images="copy" if copy_ else "link" if link else "ref",
-            oversample=oversample,
-            oversample_name=oversample_name,
-            by=dims,
-            targets=tg,
-            max_factor=max_factor,
-            audits=audits,
-            seed=seed,
-            force=force,
-            allow_missing=allow_missing,
-            test_split=test_split,
-            progress=not quiet,
-        )
-    except ExportError as e:
-        fail(str(e))
+        tg = {d: tg.get(d, default) for d in (dims or DIMS)} | tg
+    return tg
+
+
+def _print_summary(s: dict) -> None:
     click.echo(
         f"source {s['n_source']} images; removed {s['n_removed']}; labels corrected {s['n_corrected']} "
         f"(age {s['n_age_corrected']}, gender {s['n_gender_corrected']})"
@@ -247,20 +222,15 @@ def export_cmd(
         )
     for w in s["warnings"]:
         click.echo(f"warning: {w}", err=True)
-    if fo_name:
-        _to_fiftyone(fo, s, fo_name)
 
 
 def _fiftyone_check(fo_name: str, oversample: bool, force: bool):
     """Connect (failing fast) and refuse existing dataset names before anything is written."""
     try:
-        from curate.fo_db import DatabaseError, connect
+        from curate.fo_db import connect
     except ImportError as e:
         fail(f"FiftyOne support is not available ({e})")
-    try:
-        fo = connect()
-    except DatabaseError as e:
-        fail(str(e))
+    fo = connect()
     names = [fo_name] + ([fo_name + "_oversampled"] if oversample else [])
     taken = [n for n in names if n in fo.list_datasets()]
     if taken and not force:
@@ -353,37 +323,30 @@ def retrain(
     intervals and worst-group gaps, galleries of fixed and broken predictions, Grad-CAM overlays, and a
     verdict naming the differences larger than their uncertainty. A finished run in OUT is reused.
     """
-    from core.manifest import DataError
-    from curate.compare import CompareError, compare_runs
+    from curate.compare import compare_runs
     from curate.compare import retrain as do_retrain
-    from trainer.config import ConfigError
-    from trainer.model import WeightsError
-    from trainer.train import RunError
 
     rev, rev_src = _review(review, dataset)
-    try:
-        meta = do_retrain(split, baseline, out_dir, threads=threads, progress=not quiet)
-        click.echo(
-            f"trained {out_dir}: best epoch {meta['best_epoch']}, val MAE {meta['best_val_mae']:.2f}, "
-            f"gender acc {100 * meta['best_val_acc']:.1f}%"
+    meta = do_retrain(split, baseline, out_dir, threads=threads, progress=not quiet)
+    click.echo(
+        f"trained {out_dir}: best epoch {meta['best_epoch']}, val MAE {meta['best_val_mae']:.2f}, "
+        f"gender acc {100 * meta['best_val_acc']:.1f}%"
+    )
+    if compare:
+        s = compare_runs(
+            baseline,
+            out_dir,
+            review=rev,
+            review_source=rev_src,
+            audits=audits,
+            n_boot=n_boot,
+            n_gallery=n_gallery,
+            n_explain=n_explain,
+            age_tol=age_tol,
+            min_group=min_group,
+            threads=threads or 0,
+            progress=not quiet,
         )
-        if compare:
-            s = compare_runs(
-                baseline,
-                out_dir,
-                review=rev,
-                review_source=rev_src,
-                audits=audits,
-                n_boot=n_boot,
-                n_gallery=n_gallery,
-                n_explain=n_explain,
-                age_tol=age_tol,
-                min_group=min_group,
-                threads=threads or 0,
-                progress=not quiet,
-            )
-    except (CompareError, DataError, ConfigError, WeightsError, RunError) as e:
-        fail(str(e))
     if compare:
         for r in s["overall"]:
             k = 100 if r["metric"] == "gender accuracy" else 1
@@ -418,26 +381,22 @@ def explain(run, checkpoint, manifest, predictions, n, head, out_dir, threads, q
     age: the largest errors), as PNG grids: OUT/gradcam_gender.png, OUT/gradcam_age.png."""
     import pandas as pd
 
-    from core.manifest import DataError
     from trainer.evaluate import predict_manifest
     from trainer.explain import explain_run
-    from trainer.model import WeightsError, load_checkpoint
+    from trainer.model import load_checkpoint
 
     ckpt = resolve_checkpoint(run, checkpoint)
-    try:
-        if predictions:
-            if not Path(predictions).is_file():
-                fail(f"{predictions}: predictions file not found")
-            pred = pd.read_parquet(predictions)
-        else:
-            if manifest is None:
-                val = load_checkpoint(ckpt).get("config", {}).get("val_path") if run else None
-                manifest = Path(val or "dataset/test_2_folds_last")
-            pred = predict_manifest(ckpt, manifest, threads=threads, progress=not quiet)
-        out_dir = out_dir or ((run / "explain") if run else Path("explain"))
-        heads = ("gender", "age") if head == "both" else (head,)
-        written = explain_run(ckpt, pred, out_dir, n, heads)
-    except (DataError, WeightsError) as e:
-        fail(str(e))
+    if predictions:
+        if not Path(predictions).is_file():
+            fail(f"{predictions}: predictions file not found")
+        pred = pd.read_parquet(predictions)
+    else:
+        if manifest is None:
+            val = load_checkpoint(ckpt).get("config", {}).get("val_path") if run else None
+            manifest = Path(val or "dataset/test_2_folds_last")
+        pred = predict_manifest(ckpt, manifest, threads=threads, progress=not quiet)
+    out_dir = out_dir or ((run / "explain") if run else Path("explain"))
+    heads = ("gender", "age") if head == "both" else (head,)
+    written = explain_run(ckpt, pred, out_dir, n, heads)
     for h, p in written.items():
         click.echo(f"{h}: {p}")

@@ -1,0 +1,44 @@
+"""What every part of the export shares: its error, the review tags, the output columns, the policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import CurateError
+from curate.splits import MANIFEST_COLUMNS
+
+
+class ExportError(CurateError, ValueError):
+    """The export cannot proceed; the message says why and what to do."""
+
+
+TAG_EXCLUDE = "exclude"
+TAG_MISLABEL = "confirmed:mislabel"
+TAG_OK = "confirmed:ok"
+TAG_SUSPECT_GENDER = "suspect:gender"
+TAG_SUSPECT_AGE = "suspect:age"
+TAG_LOW_QUALITY = "low_quality"
+REVIEWED_TAGS = (TAG_EXCLUDE, TAG_MISLABEL, TAG_OK)
+LABEL_SCORES = ("gender_label_score", "age_label_score")
+EXPORT_COLUMNS = MANIFEST_COLUMNS + [
+    "age_group",
+    "source_path",
+    "source_filename",
+    "original_age",
+    "original_gender",
+    "label_source",
+    "review_tags",
+    "generated",
+    "source_content_hash",
+    "transform",
+    "seed",
+]
+JPEG_QUALITY = 95
+
+
+@dataclass
+class Policy:
+    drop_low_quality: bool = False
+    drop_suspects: bool = False
+    gender_max_score: float | None = None  # also a suspect: gender_label_score at most this
+    age_max_score: float | None = None  # also a suspect: age_label_score at most this

@@ -1,0 +1,334 @@
+"""The review in: decisions, corrections and candidate flags, from a CSV or FiftyOne, applied to a manifest.
+
+Review input
+------------
+A review CSV (what `curate review-status --csv` exports from the FiftyOne dataset), one row per
+reviewed image. Columns (case-sensitive; unknown columns are ignored):
+
+    path | filename         required, at least one: the image (matched to the manifests by file name)
+    content_hash           optional, recommended: pixel hash from the manifest; a mismatch is an error
+                           (the image changed since it was reviewed)
+    tags                   ";"-joined FiftyOne tags: exclude, confirmed:mislabel, confirmed:ok,
+                           suspect:gender, suspect:age, low_quality (others are kept but unused)
+    age_corrected          reviewed age in years (blank: no correction)
+    gender_corrected       reviewed gender, 0/1 or male/female (blank: no correction)
+    is_gender_label_issue, is_age_label_issue          optional booleans from `curate flag-mislabels`
+    gender_label_score, age_label_score   optional [0, 1] label scores from `curate flag-mislabels`
+                           (lower = worse; schema-1 names and raw scores are converted)
+    is_low_quality_issue   optional boolean from `curate audit`
+
+`--dataset NAME` reads the same fields straight from a FiftyOne dataset instead.
+
+Decisions (each removal and correction is listed in removed.csv / corrections.csv and counted)
+---------------------------------------------------------------------------------------------
+- `exclude`                                   -> removed
+- `confirmed:mislabel` without any correction -> removed (known wrong, right answer unknown)
+- `age_corrected` / `gender_corrected`        -> label replaced (file name and manifest both)
+- policy `drop_low_quality`: `low_quality` tag or `is_low_quality_issue` column (review or `--audits`) -> removed
+- policy `drop_suspects`: unreviewed suspects -> removed. Suspect: tag suspect:gender / suspect:age,
+  column is_gender_label_issue / is_age_label_issue, or (with `gender_max_score` / `age_max_score`) a
+  label score at most that: both scores are in [0, 1], lower = worse (core/schema.py), so one threshold
+  reads the same way for both tasks.
+  Unreviewed: none of exclude, confirmed:mislabel, confirmed:ok, and no correction.
+The first matching reason, in this order, is the one recorded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.schema import upgrade_columns
+from curate.export.common import (
+    LABEL_SCORES,
+    REVIEWED_TAGS,
+    TAG_EXCLUDE,
+    TAG_LOW_QUALITY,
+    TAG_MISLABEL,
+    TAG_OK,
+    TAG_SUSPECT_AGE,
+    TAG_SUSPECT_GENDER,
+    ExportError,
+    Policy,
+)
+
+
+def _bool_col(s: pd.Series) -> pd.Series:
+    if s.dtype == bool:
+        return s
+    low = s.astype(str).str.strip().str.lower()
+    return low.isin(("1", "true", "yes", "y", "t", "1.0"))
+
+
+def _gender_value(v) -> float:
+    if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "" or pd.isna(v):
+        return np.nan
+    s = str(v).strip().lower()
+    table = {"0": 0, "0.0": 0, "male": 0, "m": 0, "1": 1, "1.0": 1, "female": 1, "f": 1}
+    if s not in table:
+        raise ExportError(f"gender_corrected {v!r} is not 0/1/male/female")
+    return float(table[s])
+
+
+def normalize_review(raw: pd.DataFrame, source: str = "review") -> pd.DataFrame:
+    """The review as one frame: filename, path, content_hash, tags (tuple), corrections, flags, scores."""
+    raw = _label_scores_v2(upgrade_columns(raw, source))
+    if "filename" not in raw and "path" not in raw:
+        raise ExportError(f"{source}: needs a path or filename column (has: {', '.join(map(str, raw.columns))})")
+    df = pd.DataFrame(index=raw.index)
+    path = raw["path"].fillna("").astype(str) if "path" in raw else pd.Series("", index=raw.index)
+    fname = raw["filename"].fillna("").astype(str) if "filename" in raw else pd.Series("", index=raw.index)
+    df["filename"] = np.where(fname != "", fname, [os.path.basename(p) for p in path])
+    df["path"] = path
+    df["content_hash"] = raw["content_hash"].fillna("").astype(str) if "content_hash" in raw else ""
+    tags = raw["tags"] if "tags" in raw else pd.Series("", index=raw.index)
+    df["tags"] = [
+        tuple(t for t in (x.strip() for x in ("" if pd.isna(v) else str(v)).replace(",", ";").split(";")) if t)
+        if not isinstance(v, (list, tuple))
+        else tuple(v)
+        for v in tags
+    ]
+    age = pd.to_numeric(raw["age_corrected"], errors="coerce") if "age_corrected" in raw else np.nan
+    df["age_corrected"] = age
+    if "age_corrected" in raw:
+        bad = (
+            raw["age_corrected"].notna()
+            & (raw["age_corrected"].astype(str).str.strip() != "")
+            & df["age_corrected"].isna()
+        )
+        bad |= df["age_corrected"].notna() & ~df["age_corrected"].between(0, 120)
+        if bad.any():
+            i = bad.idxmax()
+            raise ExportError(
+                f"{source}: age_corrected {raw.loc[i, 'age_corrected']!r} for "
+                f"{df.loc[i, 'filename']} is not an age in 0-120"
+            )
+    try:
+        df["gender_corrected"] = (
+            [_gender_value(v) for v in raw["gender_corrected"]] if "gender_corrected" in raw else np.nan
+        )
+    except ExportError as e:
+        raise ExportError(f"{source}: {e}") from None
+    for col in ("is_gender_label_issue", "is_age_label_issue", "is_low_quality_issue"):
+        df[col] = _bool_col(raw[col]) if col in raw else False
+    for col in LABEL_SCORES:
+        df[col] = pd.to_numeric(raw[col], errors="coerce") if col in raw else np.nan
+    df = df[df["filename"] != ""].reset_index(drop=True)
+    dup = df["filename"].duplicated(keep=False)
+    if dup.any():
+        raise ExportError(
+            f"{source}: {df.loc[dup, 'filename'].nunique()} image(s) reviewed more than once, "
+            f"first: {df.loc[dup, 'filename'].iloc[0]}"
+        )
+    return df
+
+
+def _label_scores_v2(raw: pd.DataFrame) -> pd.DataFrame:
+    """Label scores of a schema-1 review, which carried only the raw scores: gender_label_score =
+    1 - gender_flip_prob, age_label_score = 2 (1 - Phi(age_residual_z)), as audits.mislabels defines them."""
+    from math import erfc, sqrt
+
+    out = raw
+    if "gender_label_score" not in raw and "gender_flip_prob" in raw:
+        out = out.assign(gender_label_score=1 - pd.to_numeric(raw["gender_flip_prob"], errors="coerce"))
+    if "age_label_score" not in raw and "age_residual_z" in raw:
+        z = pd.to_numeric(raw["age_residual_z"], errors="coerce")
+        out = out.assign(age_label_score=[erfc(v / sqrt(2)) if v == v else np.nan for v in z])
+    return out
+
+
+def read_review_csv(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: review file not found")
+    if path.suffix == ".parquet":
+        raw = pd.read_parquet(path)
+    else:
+        raw = pd.read_csv(path, dtype={"content_hash": str, "tags": str, "path": str, "filename": str})
+    return normalize_review(raw, str(path))
+
+
+def read_review_fiftyone(name: str) -> pd.DataFrame:
+    """Every sample of a FiftyOne dataset with its tags, corrections and flags (reviewed or not, so that
+    --drop-suspects sees the unreviewed suspects, which a review-status CSV does not list)."""
+    try:
+        from curate.fo_db import DatabaseError, connect
+        from curate.fo_schema import SchemaError, open_dataset
+    except ImportError as e:
+        raise ExportError(
+            f"FiftyOne support is not available ({e}): export the review with "
+            "`curate review-status --csv` and pass --review"
+        ) from None
+    try:
+        ds = open_dataset(connect(), name, create=False)
+    except (DatabaseError, SchemaError) as e:
+        raise ExportError(str(e)) from None
+    schema = ds.get_field_schema()
+    fields = ["filepath", "tags"] + [
+        f
+        for f in (
+            "filename",
+            "content_hash",
+            "age_corrected",
+            "gender_corrected",
+            "is_gender_label_issue",
+            "is_age_label_issue",
+            *LABEL_SCORES,
+            "is_low_quality_issue",
+        )
+        if f in schema
+    ]
+    vals = ds.values(fields)
+    cols = dict(zip(["path" if f == "filepath" else f for f in fields], vals))
+    cols["tags"] = [";".join(t or []) for t in cols["tags"]]
+    return normalize_review(pd.DataFrame(cols), f"FiftyOne dataset {name}")
+
+
+def merge_reviews(review: pd.DataFrame | None, flags: pd.DataFrame) -> pd.DataFrame:
+    """Decisions from `review`, plus the flags (suspect/low-quality tags, columns, scores) of `flags`, one
+    row per file name: tags are united, corrections come from the review, booleans are OR-ed, and the
+    lowest (worst) label score counts."""
+    parts = [flags.assign(_src=1)] + ([review.assign(_src=0)] if review is not None else [])
+    both = pd.concat(parts, ignore_index=True).sort_values("_src", kind="stable")
+    agg = both.groupby("filename", sort=False).agg(
+        path=("path", "first"),
+        content_hash=("content_hash", lambda s: next((x for x in s if x), "")),
+        tags=("tags", lambda s: tuple(dict.fromkeys(t for tt in s for t in tt))),
+        age_corrected=("age_corrected", "first"),
+        gender_corrected=("gender_corrected", "first"),
+        is_gender_label_issue=("is_gender_label_issue", "any"),
+        is_age_label_issue=("is_age_label_issue", "any"),
+        is_low_quality_issue=("is_low_quality_issue", "any"),
+        gender_label_score=("gender_label_score", "min"),
+        age_label_score=("age_label_score", "min"),
+    )
+    return agg.reset_index()
+
+
+def has_decision(review: pd.DataFrame) -> pd.Series:
+    """Rows that carry a reviewer's decision (a review tag or a correction), not just candidate flags."""
+    tagged = review["tags"].apply(lambda t: any(x in REVIEWED_TAGS for x in t))
+    return tagged | review["age_corrected"].notna() | review["gender_corrected"].notna()
+
+
+def match_review(
+    review: pd.DataFrame, manifests: dict[str, pd.DataFrame], allow_missing: bool = False
+) -> tuple[pd.DataFrame, list[str]]:
+    """Attach to each review row the split and row it refers to; unknown or changed images are errors.
+
+    Returns (review with `split` and `row` columns, warnings). With `allow_missing`, rows that refer to
+    no known image are dropped with a warning instead.
+    """
+    where: dict[str, tuple[str, int]] = {}
+    for split, m in manifests.items():
+        for i, f in enumerate(m["filename"].astype(str)):
+            where.setdefault(f, (split, i))
+    rev = review.copy()
+    hit = [where.get(f) for f in rev["filename"]]
+    rev["split"] = [h[0] if h else None for h in hit]
+    rev["row"] = [h[1] if h else -1 for h in hit]
+    problems = []
+    for i, r in rev.iterrows():
+        if pd.isna(r["split"]):
+            problems.append((i, f"{r['filename']}: not in any split manifest (no longer in the dataset)"))
+            continue
+        m = manifests[r["split"]].iloc[r["row"]]
+        if not os.path.exists(m["path"]):
+            problems.append((i, f"{r['filename']}: image file {m['path']} no longer exists"))
+        elif r["content_hash"] and str(m["content_hash"]) != r["content_hash"]:
+            problems.append(
+                (
+                    i,
+                    f"{r['filename']}: pixels changed since the review (content hash "
+                    f"{r['content_hash'][:8]} in the review, {str(m['content_hash'])[:8]} now)",
+                )
+            )
+    warnings = []
+    decided = has_decision(rev)
+    flag_only = [i for i, _ in problems if not decided[i]]
+    if flag_only:  # candidate flags of images outside these splits: nothing to obey, skip quietly
+        warnings.append(f"{len(flag_only)} flagged but unreviewed image(s) are in no split here; ignored")
+        rev = rev.drop(index=flag_only)
+        problems = [(i, p) for i, p in problems if decided[i]]
+    if problems:
+        msg = (
+            f"{len(problems)} of {int(decided.sum())} reviewed image(s) no longer exist or changed; first: "
+            + "; ".join(p for _, p in problems[:3])
+        )
+        if not allow_missing:
+            raise ExportError(
+                msg + ". Re-export the review from the current dataset, or pass --allow-missing to skip those rows"
+            )
+        warnings.append(msg + " (skipped: --allow-missing)")
+        rev = rev.drop(index=[i for i, _ in problems])
+    return rev.reset_index(drop=True), warnings
+
+
+def apply_decisions(
+    df: pd.DataFrame, review: pd.DataFrame, policy: Policy | None = None, extra_low_quality: pd.Series | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Apply the review to a manifest (rows matched on file name): (kept, removed, corrections).
+
+    `kept` has the corrected labels in age/gender and the originals in original_age/original_gender;
+    `removed` lists each dropped row with its `reason`; `corrections` each changed label.
+    `extra_low_quality` (aligned with `df`) adds low-quality flags from an audits table.
+    """
+    policy = policy or Policy()
+    df = df.reset_index(drop=True).copy()
+    rv = review.set_index("filename")
+    rv = rv[rv.index.isin(df["filename"].astype(str))]
+    idx = df["filename"].astype(str)
+    tags = idx.map(rv["tags"]).apply(lambda t: t if isinstance(t, tuple) else ())
+    age_c = idx.map(rv["age_corrected"]).astype(float)
+    gen_c = idx.map(rv["gender_corrected"]).astype(float)
+    has_corr = age_c.notna() | gen_c.notna()
+    flag = lambda col: idx.map(rv[col]).eq(True)  # noqa: E731
+    score = lambda col: idx.map(rv[col]).astype(float)  # noqa: E731
+    has = lambda tag: tags.apply(lambda t: tag in t)  # noqa: E731
+    reviewed = has(TAG_EXCLUDE) | has(TAG_MISLABEL) | has(TAG_OK) | has_corr
+    low_q = has(TAG_LOW_QUALITY) | flag("is_low_quality_issue")
+    if extra_low_quality is not None:
+        low_q |= pd.Series(extra_low_quality, index=df.index).fillna(False).astype(bool)
+    suspect = (
+        has(TAG_SUSPECT_GENDER) | has(TAG_SUSPECT_AGE) | flag("is_gender_label_issue") | flag("is_age_label_issue")
+    )
+    for col, limit in (("gender_label_score", policy.gender_max_score), ("age_label_score", policy.age_max_score)):
+        if limit is not None:
+            suspect |= (score(col) <= limit).fillna(False)
+    reason = pd.Series("", index=df.index, dtype=object)
+    rules = [
+        (has(TAG_EXCLUDE), "tagged exclude"),
+        (has(TAG_MISLABEL) & has(TAG_OK), "conflicting review (confirmed:mislabel and confirmed:ok)"),
+        (has(TAG_MISLABEL) & ~has_corr, "confirmed:mislabel without a correction"),
+    ]
+    if policy.drop_low_quality:
+        rules.append((low_q, "low quality (policy --drop-low-quality)"))
+    if policy.drop_suspects:
+        rules.append((suspect & ~reviewed, "unreviewed suspect (policy --drop-suspects)"))
+    for mask, why in rules:
+        reason[(reason == "") & mask.to_numpy()] = why
+    df["review_tags"] = tags.apply(";".join)
+    removed = df[reason != ""].assign(reason=reason[reason != ""])
+    kept = df[reason == ""].copy()
+    kept["original_age"] = kept["age"].astype(int)
+    kept["original_gender"] = kept["gender"].astype(int)
+    a, g = age_c[kept.index], gen_c[kept.index]
+    kept["age"] = np.where(a.notna(), a, kept["age"]).astype(int)
+    kept["gender"] = np.where(g.notna(), g, kept["gender"]).astype(int)
+    changed = (kept["age"] != kept["original_age"]) | (kept["gender"] != kept["original_gender"])
+    kept["label_source"] = np.where(changed, "corrected", "original")
+    corrections = kept.loc[
+        changed, ["path", "filename", "content_hash", "original_age", "age", "original_gender", "gender", "review_tags"]
+    ]
+    return kept.reset_index(drop=True), removed.reset_index(drop=True), corrections.reset_index(drop=True)
+
+
+def corrected_view(df: pd.DataFrame, review: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """A manifest/prediction frame with the review applied (labels corrected, excluded rows dropped):
+    the "test split with reviewed corrections applied". The frame keeps its other columns."""
+    rv = review[review["filename"].isin(df["filename"].astype(str))]
+    kept, removed, corr = apply_decisions(df, rv)
+    return kept, {"n": len(kept), "n_removed": len(removed), "n_corrected": len(corr), "n_review_rows": int(len(rv))}

@@ -1,0 +1,320 @@
+"""The whole export: read the source split, apply the review, write the cleaned and oversampled splits."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.atomic import write_csv
+from core.labels import GENDER_NAMES, RACE_NAMES
+from core.manifest import TEST_SPLIT, TRAIN_SPLIT, DataError, manifest_hash, read_manifest
+from core.schema import upgrade_columns
+from curate.export.common import ExportError, Policy
+from curate.export.oversample import plan_oversampling
+from curate.export.review import apply_decisions, has_decision, match_review, normalize_review
+from curate.export.writer import SplitWriter, finish_manifest, generate_oversampled, place_originals
+
+
+def load_audits(path: str | Path, df: pd.DataFrame) -> pd.DataFrame:
+    """Audit columns (skin_category, is_low_quality_issue) aligned with `df`'s rows: joined on path, file name
+    or content hash, whichever the audits table has."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: audits file not found")
+    a = upgrade_columns(pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path), str(path))
+    cols = [c for c in ("skin_category", "is_low_quality_issue") if c in a]
+    out = pd.DataFrame(index=df.index)
+    for key, mine in (
+        ("path", df["path"].astype(str)),
+        ("filename", df["filename"].astype(str)),
+        ("content_hash", df["content_hash"].astype(str)),
+    ):
+        if key in a:
+            t = a.drop_duplicates(key).set_index(a.drop_duplicates(key)[key].astype(str))
+            for c in cols:
+                out[c] = mine.map(t[c]).to_numpy()
+            break
+    else:
+        raise ExportError(f"{path}: audits table needs a path, filename or content_hash column")
+    return out
+
+
+@dataclass
+class ExportOptions:
+    """One export: where from and to, the review and policy, how images are written, oversampling."""
+
+    source: str | Path = f"dataset/{TRAIN_SPLIT}"
+    root: str | Path = "dataset"
+    name: str = "train_cleaned"
+    review: pd.DataFrame | None = None
+    review_source: str = ""
+    policy: Policy = field(default_factory=Policy)
+    images: str = "ref"  # ref (manifest points at the originals), copy, or link
+    oversample: bool = False
+    oversample_name: str | None = None
+    by: list[str] | None = None
+    targets: dict[str, object] | None = None
+    max_factor: float = 5.0
+    audits: str | Path | None = None
+    seed: int = 0
+    force: bool = False
+    allow_missing: bool = False
+    test_split: str | Path | None = None
+    progress: bool = False
+
+
+def export(opts: ExportOptions) -> dict:
+    """Write the cleaned split (and the oversampled one); returns the summary also saved as export.json."""
+    t0 = time.time()
+    if opts.images not in ("ref", "copy", "link"):
+        raise ExportError("images must be ref, copy or link")
+    src, src_dir = _read_source(opts.source)
+    test_dir, test = _test_split(opts, src, src_dir)
+    warnings = (
+        []
+        if test is not None
+        else [f"no test split found at {test_dir}: overlap with the test split not checked (pass --test-split)"]
+    )
+    review, n_review_test = _review_for(opts, src, test, warnings)
+    audit_cols = load_audits(opts.audits, src) if opts.audits else pd.DataFrame(index=src.index)
+    if "skin_category" in audit_cols:
+        src["skin_category"] = audit_cols["skin_category"]
+    kept, removed, corrections = apply_decisions(src, review, opts.policy, audit_cols.get("is_low_quality_issue"))
+    kept["source_filename"] = kept["filename"]
+    if kept.empty:
+        raise ExportError("every image was removed: nothing to export")
+    summary = _summary(
+        opts, src, test_dir if test is not None else None, review, n_review_test, removed, corrections, warnings
+    )
+    writers = [SplitWriter(opts.root, opts.name, opts.force, [src_dir, test_dir])]
+    try:
+        splits = {"cleaned": _write_cleaned(opts, kept, writers[0], summary)}
+        if opts.oversample:
+            oname = opts.oversample_name or f"{opts.name}_oversampled"
+            writers.append(SplitWriter(opts.root, oname, opts.force, [src_dir, test_dir, writers[0].final]))
+            splits["oversampled"] = _write_oversampled(opts, kept, splits["cleaned"], writers[1], summary)
+        _write_tables(splits, writers, removed, summary, t0)
+        written = {w.final.name: w.commit() for w in writers}
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    summary["written"] = {k: str(v) for k, v in written.items()}
+    return summary
+
+
+def _read_source(source: str | Path) -> tuple[pd.DataFrame, Path]:
+    """The source split's manifest, with the optional columns filled, and its folder."""
+    try:
+        src = read_manifest(source)
+    except DataError as e:
+        raise ExportError(str(e)) from None
+    if "filename" not in src:
+        src["filename"] = [os.path.basename(p) for p in src["path"]]
+    for c in ("race", "fold", "width", "height", "name_note"):
+        if c not in src:
+            src[c] = np.nan if c != "name_note" else ""
+    return src, Path(source) if Path(source).is_dir() else Path(source).parent
+
+
+def _test_split(opts: ExportOptions, src: pd.DataFrame, src_dir: Path) -> tuple[Path, pd.DataFrame | None]:
+    """The test split (given, else next to the source split, else under ROOT), checked for no overlap."""
+    root = Path(opts.root)
+    if opts.test_split:
+        test_dir = Path(opts.test_split)
+        if not (test_dir / "manifest.csv").exists():
+            raise ExportError(f"{test_dir}: test split manifest not found")
+    else:
+        candidates = (src_dir.parent / TEST_SPLIT, root / TEST_SPLIT)
+        test_dir = next((d for d in candidates if (d / "manifest.csv").exists()), candidates[0])
+    if not (test_dir / "manifest.csv").exists():
+        return test_dir, None
+    test = pd.read_csv(test_dir / "manifest.csv", dtype={"content_hash": str})
+    leak = set(src["content_hash"]) & set(test["content_hash"])
+    if leak:
+        raise ExportError(
+            f"{opts.source}: {len(leak)} image(s) are also in the test split {test_dir}; "
+            "export only from a training split"
+        )
+    return test_dir, test
+
+
+def _review_for(
+    opts: ExportOptions, src: pd.DataFrame, test: pd.DataFrame | None, warnings: list[str]
+) -> tuple[pd.DataFrame, int]:
+    """The review matched to the source (and test) manifests, and how many of its rows are on the test split."""
+    n_review_test = 0
+    if opts.review is not None:
+        manifests = {"source": src} | ({"test": test} if test is not None else {})
+        review, w = match_review(opts.review, manifests, allow_missing=opts.allow_missing)
+        warnings += w
+        n_review_test = int((review["split"] == "test").sum())
+    else:
+        review = normalize_review(pd.DataFrame({"filename": []}))
+    if opts.policy.drop_suspects and not (~has_decision(review)).any():
+        warnings.append(
+            "--drop-suspects: the review lists no unreviewed image, so no suspect can be dropped "
+            "(a review-status CSV holds reviewed samples only: use --dataset NAME or add --flags FILE)"
+        )
+    return review, n_review_test
+
+
+def _summary(
+    opts: ExportOptions,
+    src: pd.DataFrame,
+    test_dir: Path | None,
+    review: pd.DataFrame,
+    n_review_test: int,
+    removed: pd.DataFrame,
+    corrections: pd.DataFrame,
+    warnings: list[str],
+) -> dict:
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "source": str(Path(opts.source).resolve()),
+        "source_manifest_hash": manifest_hash(src),
+        "n_source": len(src),
+        "test_split": str(test_dir.resolve()) if test_dir is not None else None,
+        "review": opts.review_source or None,
+        "review_rows": int(len(review)),
+        "review_rows_on_test_split": n_review_test,
+        "policy": asdict(opts.policy),
+        "images": opts.images,
+        "seed": opts.seed,
+        "removed": removed["reason"].value_counts().to_dict() if len(removed) else {},
+        "n_removed": len(removed),
+        "n_corrected": len(corrections),
+        "n_age_corrected": int((corrections["age"] != corrections["original_age"]).sum()),
+        "n_gender_corrected": int((corrections["gender"] != corrections["original_gender"]).sum()),
+        "warnings": warnings,
+    }
+
+
+def _write_cleaned(opts: ExportOptions, kept: pd.DataFrame, w: SplitWriter, summary: dict) -> pd.DataFrame:
+    cleaned = finish_manifest(place_originals(kept, w.tmp, w.final, opts.name, opts.images))
+    summary["cleaned"] = {
+        "name": opts.name,
+        "path": str(w.final),
+        "n": len(cleaned),
+        "manifest_hash": manifest_hash(cleaned),
+    }
+    return cleaned
+
+
+def _write_oversampled(
+    opts: ExportOptions, kept: pd.DataFrame, cleaned: pd.DataFrame, w: SplitWriter, summary: dict
+) -> pd.DataFrame:
+    """The cleaned split plus augmented copies of the groups below their target share."""
+    has_skin = "skin_category" in cleaned and cleaned["skin_category"].notna().any()
+    dims = opts.by or (["age_group", "skin_category"] if has_skin else ["age_group", "gender"])
+    if "skin_category" in dims and not has_skin:
+        raise ExportError("oversampling by skin_category needs --audits with a skin_category column")
+    if "skin_category" not in dims and not opts.audits:
+        summary["warnings"].append("no skin-tone audit given (--audits): oversampling by " + " x ".join(dims) + " only")
+    base = cleaned.copy()
+    if "skin_category" in base:
+        base["skin_category"] = base["skin_category"].fillna("unknown").astype(str)
+    base["gender"] = base["gender"].astype(int)
+    named = base.assign(
+        gender=base["gender"].map(lambda g: GENDER_NAMES[g]),
+        race=base["race"].map(lambda r: RACE_NAMES[int(r)] if pd.notna(r) else "unknown"),
+    )
+    plan = plan_oversampling(named, dims, opts.targets or {}, max_factor=opts.max_factor, seed=opts.seed)
+    name = w.final.name
+    originals = place_originals(kept, w.tmp, w.final, name, opts.images)
+    originals["source_filename"] = cleaned["source_filename"].to_numpy()
+    gen = generate_oversampled(base, plan, w.tmp, w.final, name, opts.seed, opts.progress)
+    over = finish_manifest(pd.concat([originals, gen], ignore_index=True))
+    summary["oversampled"] = {
+        "name": name,
+        "path": str(w.final),
+        "n": len(over),
+        "n_generated": len(gen),
+        "manifest_hash": manifest_hash(over),
+        "plan": plan.summary(),
+    }
+    if plan.capped:
+        summary["warnings"].append(
+            f"max_factor {opts.max_factor} capped the oversampling: largest share error {plan.max_share_error:.3f}"
+        )
+    return over
+
+
+CORRECTION_COLUMNS = [
+    "source_path",
+    "source_filename",
+    "filename",
+    "content_hash",
+    "original_age",
+    "age",
+    "original_gender",
+    "gender",
+    "review_tags",
+]
+
+
+def _write_tables(
+    splits: dict[str, pd.DataFrame], writers: list[SplitWriter], removed: pd.DataFrame, summary: dict, t0: float
+) -> None:
+    """Manifest, removed.csv, corrections.csv, export.json and EXPORT.md into every split folder."""
+    removed = removed.assign(race=pd.to_numeric(removed["race"], errors="coerce").astype("Int64"))
+    cleaned = splits["cleaned"]
+    corrections = cleaned.loc[cleaned["label_source"] == "corrected", CORRECTION_COLUMNS]
+    summary["seconds"] = round(time.time() - t0, 1)
+    for w, df in zip(writers, splits.values()):
+        write_csv(df, w.tmp / "manifest.csv")
+        write_csv(removed, w.tmp / "removed.csv")
+        write_csv(corrections, w.tmp / "corrections.csv")
+    for w in writers:
+        (w.tmp / "export.json").write_text(json.dumps(summary, indent=2, default=str))
+        (w.tmp / "EXPORT.md").write_text(export_report(summary, w.final.name))
+
+
+def export_report(s: dict, this: str) -> str:
+    lines = [
+        f"# Export `{this}`",
+        "",
+        f"Source: `{s['source']}` ({s['n_source']} images, manifest "
+        f"{s['source_manifest_hash']}); review: {s['review'] or 'none'} ({s['review_rows']} rows, "
+        f"{s['review_rows_on_test_split']} on the test split, not used here); seed {s['seed']}; "
+        f"images: {s['images']}.",
+        "",
+        "## Cleaned split",
+        "",
+        f"- kept: {s['cleaned']['n']}",
+        f"- removed: {s['n_removed']}",
+    ]
+    lines += [f"  - {why}: {n}" for why, n in s["removed"].items()]
+    lines += [
+        f"- labels corrected: {s['n_corrected']} (age {s['n_age_corrected']}, gender {s['n_gender_corrected']})",
+        f"- policy: {json.dumps(s['policy'])}",
+    ]
+    if "oversampled" in s:
+        o = s["oversampled"]
+        p = o["plan"]
+        lines += [
+            "",
+            "## Oversampled split",
+            "",
+            f"{o['n']} images: {p['n_before']} originals + {o['n_generated']} "
+            f"augmented (at most {p['max_factor']} per source), by {' x '.join(p['dims'])}; largest "
+            f"difference between achieved and target share: {p['max_share_error']:.4f}.",
+            "",
+        ]
+        for d in p["dims"]:
+            lines += [f"| {d} | before | share | after | share | target |", "|---|---:|---:|---:|---:|---:|"]
+            for c in p["before"][d]:
+                b, a = p["before"][d][c], p["after"][d][c]
+                lines.append(
+                    f"| {c} | {b} | {b / p['n_before']:.3f} | {a} | {a / p['n_after']:.3f} | {p['targets'][d][c]:.3f} |"
+                )
+            lines.append("")
+    if s["warnings"]:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in s["warnings"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,243 @@
+"""The FiftyOne side of the one schema: which fields `curate score` and `flag-mislabels` write, with
+which types, and how a dataset is opened, checked and upgraded.
+
+Safety. A dataset of the same name is only written when it carries our marker (`info["curate"]`) and
+its fields have the types we write; otherwise `SchemaError` says which field differs and nothing is
+written. A dataset written with schema 1 (the names before core/schema.py) is upgraded in place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+
+from core.errors import CurateError
+
+# 2: the one issue schema (core/schema.py); datasets written with 1 are upgraded in place on open.
+SCHEMA_VERSION = 2
+MARKER = "curate"
+REVIEW_TAGS = ("confirmed:mislabel", "confirmed:ok", "exclude")
+
+# name -> (kind, detail): kind is a FiftyOne field class name; detail the embedded document class
+# name (EmbeddedDocumentField) or the element field class name (ListField).
+LABEL_FIELDS = {
+    "filename": ("StringField", None),
+    "content_hash": ("StringField", None),
+    "age": ("EmbeddedDocumentField", "Regression"),
+    "gender": ("EmbeddedDocumentField", "Classification"),
+    "race": ("EmbeddedDocumentField", "Classification"),
+    "split": ("StringField", None),
+    "fold": ("IntField", None),
+    "age_group": ("StringField", None),
+    "width": ("IntField", None),
+    "height": ("IntField", None),
+    "name_note": ("StringField", None),
+}
+PREDICTION_FIELDS = {
+    "age_pred": ("EmbeddedDocumentField", "Regression"),
+    "gender_pred": ("EmbeddedDocumentField", "Classification"),
+    "gender_prob": ("FloatField", None),
+    "age_abs_error": ("FloatField", None),
+    "gender_loss": ("FloatField", None),
+    "embedding": ("VectorField", None),
+    "model": ("StringField", None),
+    "pred_status": ("StringField", None),
+}
+BOOK_FIELDS = {
+    "score_status": ("StringField", None),
+    "previous_filepath": ("StringField", None),
+    "scored_at": ("DateTimeField", None),
+    "ingest_hashes": ("DictField", None),
+    "age_corrected": ("IntField", None),
+    "gender_corrected": ("StringField", None),
+}
+# Audit columns that are identity/bookkeeping, not fields of their own.
+AUDIT_SKIP = {"path", "filename", "content_hash", "width", "height", "age", "gender", "race", "fold", "split"}
+
+
+class SchemaError(CurateError, ValueError):
+    """The named dataset exists but is not one `curate score` can safely write."""
+
+
+# ------------------------------------------------------------------------------------ dataset
+def open_dataset(fo, name: str, create: bool = True):
+    """The named dataset, checked to be ours; created (persistent, marked) when absent and `create`."""
+    if fo.dataset_exists(name):
+        ds = fo.load_dataset(name)
+        info = ds.info.get(MARKER)
+        if ds.media_type not in (None, "image"):
+            raise SchemaError(
+                f"dataset {name!r} exists with media type {ds.media_type!r}, not images; pass another --dataset name"
+            )
+        if not info and len(ds):
+            raise SchemaError(
+                f"dataset {name!r} exists with {len(ds)} samples but was not created by "
+                "`curate score` (no curate marker in its info); pass another --dataset name, "
+                f"or delete it (fo.delete_dataset({name!r})) if it is disposable"
+            )
+        if info and int(info.get("schema_version", 0)) > SCHEMA_VERSION:
+            raise SchemaError(
+                f"dataset {name!r} was written by a newer curate (schema "
+                f"{info.get('schema_version')} > {SCHEMA_VERSION}); upgrade curate"
+            )
+        if info and int(info.get("schema_version", 1)) < SCHEMA_VERSION:
+            upgrade_schema(ds)
+        return ds
+    if not create:
+        raise SchemaError(f"no dataset named {name!r}: run `curate score --dataset {name}` first")
+    ds = fo.Dataset(name, persistent=True)
+    ds.info[MARKER] = {"schema_version": SCHEMA_VERSION, "created_at": now_utc().isoformat(), "runs": [], "fields": {}}
+    ds.save()
+    return ds
+
+
+def upgrade_schema(ds) -> list[str]:
+    """Rename a schema-1 dataset's fields to the one schema's names, in place; returns what changed.
+
+    Review state (tags, `age_corrected`, `gender_corrected`, `reviewed_*`) is not touched; the saved
+    views, which name old fields, are deleted (`curate flag-mislabels` saves them again), and the
+    ingest fingerprints are cleared so the next `curate score` rewrites the renamed groups once.
+    """
+    from core.schema import DROPPED_IN_V2, RENAMED_FROM_V1, RENAMED_FROM_V1_FIFTYONE
+
+    have = set(ds.get_field_schema())
+    renames = {o: n for o, n in {**RENAMED_FROM_V1, **RENAMED_FROM_V1_FIFTYONE}.items() if o in have}
+    clash = [o for o, n in renames.items() if n in have]
+    if clash:
+        raise SchemaError(
+            f"dataset {ds.name!r}: cannot upgrade to schema {SCHEMA_VERSION}, it holds both old and "
+            f"new fields ({', '.join(clash)}); delete the new ones or pass another --dataset name"
+        )
+    for old, new in renames.items():
+        ds.rename_sample_field(old, new)
+    dropped = [f for f in DROPPED_IN_V2 if f in have]
+    for f in dropped:
+        ds.delete_sample_field(f)
+    if "ingest_hashes" in have:
+        ds.clear_sample_field("ingest_hashes")
+    views = list(ds.list_saved_views())
+    for v in views:
+        ds.delete_saved_view(v)
+    info = ds.info[MARKER]
+    info["schema_version"] = SCHEMA_VERSION
+    info.setdefault("upgrades", []).append(
+        {
+            "from": 1,
+            "to": SCHEMA_VERSION,
+            "at": now_utc().isoformat(),
+            "renamed": renames,
+            "dropped": dropped,
+            "views_deleted": views,
+        }
+    )
+    ds.save()
+    return [f"{o} -> {n}" for o, n in renames.items()] + [f"{f} dropped" for f in dropped]
+
+
+def field_spec(field) -> tuple[str, str | None]:
+    """(kind, detail) of an existing FiftyOne field, in the notation of LABEL_FIELDS."""
+    kind = type(field).__name__
+    if kind == "EmbeddedDocumentField":
+        return kind, field.document_type.__name__
+    if kind == "ListField":
+        return kind, type(field.field).__name__ if field.field is not None else None
+    return kind, None
+
+
+def check_schema(ds, specs: dict[str, tuple[str, str | None]]) -> None:
+    """Raise SchemaError naming every field whose stored type differs from what we would write."""
+    schema = ds.get_field_schema()
+    bad = [
+        f"{k} is {_fmt(field_spec(schema[k]))}, expected {_fmt(v)}"
+        for k, v in specs.items()
+        if k in schema and not _compatible(field_spec(schema[k]), v)
+    ]
+    if bad:
+        raise SchemaError(
+            f"dataset {ds.name!r} exists with a different schema: {'; '.join(bad)}. Nothing was "
+            "written; pass another --dataset name or delete the conflicting field(s)"
+        )
+
+
+def _compatible(have: tuple, want: tuple) -> bool:
+    return have == want
+
+
+def reconcile_numeric(ds, specs: dict, values: dict, all_specs: dict) -> None:
+    """Keep a stored int/float field's type when the new values fit it: an integer audit column turns
+    float in pandas as soon as one row lacks a value, which must not count as a schema change."""
+    schema = ds.get_field_schema()
+    for g, sp in specs.items():
+        for f, (kind, _) in list(sp.items()):
+            if f not in schema or f not in values.get(g, {}):
+                continue
+            have = field_spec(schema[f])[0]
+            vals = values[g][f]
+            if have == "FloatField" and kind == "IntField":
+                values[g][f] = [None if v is None else float(v) for v in vals]
+            elif have == "IntField" and kind == "FloatField" and all(v is None or float(v).is_integer() for v in vals):
+                values[g][f] = [None if v is None else int(v) for v in vals]
+            else:
+                continue
+            sp = specs[g] = {**specs[g], f: (have, None)}
+            all_specs[f] = (have, None)
+
+
+def _fmt(spec: tuple) -> str:
+    return spec[0] + (f"({spec[1]})" if spec[1] else "")
+
+
+def declare_fields(fo, ds, specs: dict[str, tuple[str, str | None]]) -> None:
+    import fiftyone.core.fields as fof
+
+    schema = ds.get_field_schema()
+    for name, (kind, detail) in specs.items():
+        if name in schema:
+            continue
+        kw = {}
+        if kind == "EmbeddedDocumentField":
+            kw["embedded_doc_type"] = getattr(fo, detail)
+        elif kind == "ListField" and detail:
+            kw["subfield"] = getattr(fof, detail)
+        ds.add_sample_field(name, getattr(fof, kind), **kw)
+
+
+# ----------------------------------------------------------------------------- table -> values
+FIELD_TYPES = {"float": "FloatField", "int": "IntField", "str": "StringField", "bool": "BooleanField"}
+
+
+def schema_specs(names) -> dict[str, tuple[str, None]]:
+    """FiftyOne field specs of one-schema columns (core/schema.py), from their value kinds."""
+    from core.schema import kinds
+
+    k = kinds()
+    return {n: (FIELD_TYPES[k[n]], None) for n in names}
+
+
+def audit_specs(table: pd.DataFrame, audit_cols: list[str]) -> dict[str, tuple[str, None]]:
+    """Field specs of the audit columns: the one schema's kinds, dtypes for any other column."""
+    from core.schema import kinds
+
+    specs = schema_specs([c for c in audit_cols if c in kinds()])
+    for c in (c for c in audit_cols if c not in specs):
+        s = table[c]
+        if pd.api.types.is_bool_dtype(s) or (
+            s.dtype == object and s.dropna().map(type).isin([bool, np.bool_]).all() and s.notna().any()
+        ):
+            specs[c] = ("BooleanField", None)
+        elif pd.api.types.is_integer_dtype(s):
+            specs[c] = ("IntField", None)
+        elif pd.api.types.is_numeric_dtype(s):
+            specs[c] = ("FloatField", None)
+        else:
+            specs[c] = ("StringField", None)
+    specs["audit_status"] = ("StringField", None)
+    specs["audit_version"] = ("StringField", None)
+    return specs
+
+
+def now_utc() -> datetime:
+    """UTC now to the second, naive (how FiftyOne stores datetimes)."""
+    return datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)

@@ -1,0 +1,214 @@
+"""Table rows -> FiftyOne field values, per field group, with the fingerprints that tell a re-run which
+groups changed (`ingest_hashes`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from core.labels import GENDER_NAMES, RACE_NAMES
+from curate.fo_schema import AUDIT_SKIP, BOOK_FIELDS, LABEL_FIELDS, PREDICTION_FIELDS, audit_specs
+from curate.fo_write import Label
+
+
+def _floats(s: pd.Series) -> list:
+    a = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+    return [None if v != v else float(v) for v in a]
+
+
+def _ints(s: pd.Series) -> list:
+    a = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+    return [None if v != v else int(v) for v in a]
+
+
+def _strs(s: pd.Series) -> list:
+    return [None if (v is None or (isinstance(v, float) and v != v)) else str(v) for v in s.astype(object)]
+
+
+def _bools(s: pd.Series) -> list:
+    return [
+        None if (v is None or (isinstance(v, float) and v != v) or v is pd.NA) else bool(v) for v in s.astype(object)
+    ]
+
+
+CONVERT = {"FloatField": _floats, "IntField": _ints, "StringField": _strs, "BooleanField": _bools}
+
+
+def specs_and_hashes(
+    table: pd.DataFrame, audit_version: str | None, audit_columns: list[str] | None = None
+) -> tuple[dict, dict]:
+    """(specs, hashes) per field group present in `table`: the field types, and per row a fingerprint
+    of the group's inputs (cheap: no FiftyOne objects are built)."""
+    n = len(table)
+    specs = {"labels": LABEL_FIELDS}
+    hashes = {
+        "labels": _row_hashes(
+            table,
+            ["filename", "content_hash", "age", "gender", "race", "split", "fold", "width", "height", "name_note"],
+        )
+    }
+    if "age_pred" in table:
+        specs["predictions"] = PREDICTION_FIELDS
+        cols = [
+            c
+            for c in (
+                "age_pred",
+                "gender_prob",
+                "gender_logit_0",
+                "gender_logit_1",
+                "age_abs_error",
+                "gender_loss",
+                "model",
+                "pred_status",
+            )
+            if c in table
+        ]
+        emb = table["embedding"].to_numpy() if "embedding" in table else np.full(n, None, dtype=object)
+        hashes["predictions"] = _row_hashes(table, cols, extra=[_emb_hash(e) for e in emb])
+    audit_cols = audit_fields(audit_columns or [])
+    if audit_cols:
+        specs["audits"] = audit_specs(table, [c for c in audit_cols if c != "audit_status"])
+        hashes["audits"] = _row_hashes(table, audit_cols, extra=[audit_version or ""] * n)
+    return specs, hashes
+
+
+def build_values(
+    fo,
+    table: pd.DataFrame,
+    audit_version: str | None,
+    audit_columns: list[str] | None = None,
+    audit_spec: dict | None = None,
+) -> tuple[dict, dict, dict]:
+    """(values, specs, hashes): per group, {field: list aligned with table rows}; the field specs; and
+    per group a list of per-row fingerprints of the group's inputs. `audit_spec` (from the whole
+    table) fixes the audit fields' types when `table` is a part of it."""
+    from curate.splits import age_group
+
+    n = len(table)
+    values: dict[str, dict[str, list]] = {}
+    specs: dict[str, dict] = {}
+    hashes: dict[str, list[str]] = {}
+
+    age = table["age"].to_numpy(dtype=float)
+    gender = table["gender"].to_numpy(dtype=int)
+    race = (
+        pd.to_numeric(table["race"], errors="coerce").to_numpy(dtype=float) if "race" in table else np.full(n, np.nan)
+    )
+    values["labels"] = {
+        "filename": _strs(table["filename"]),
+        "content_hash": _strs(table["content_hash"]),
+        "age": [Label("Regression", value=float(a)) for a in age],
+        "gender": [Label("Classification", label=GENDER_NAMES[g]) for g in gender],
+        "race": [None if r != r else Label("Classification", label=RACE_NAMES[int(r)]) for r in race],
+        "split": _strs(table["split"]) if "split" in table else [None] * n,
+        "fold": _ints(table["fold"]) if "fold" in table else [None] * n,
+        "age_group": [age_group(a) for a in age],
+        "width": _ints(table["width"]) if "width" in table else [None] * n,
+        "height": _ints(table["height"]) if "height" in table else [None] * n,
+        "name_note": _strs(table["name_note"]) if "name_note" in table else [None] * n,
+    }
+    specs["labels"] = LABEL_FIELDS
+    hashes["labels"] = _row_hashes(
+        table, ["filename", "content_hash", "age", "gender", "race", "split", "fold", "width", "height", "name_note"]
+    )
+
+    if "age_pred" in table:
+        have = table["age_pred"].notna().to_numpy()
+        ap = table["age_pred"].to_numpy(dtype=float)
+        prob = table["gender_prob"].to_numpy(dtype=float)
+        l0, l1 = table["gender_logit_0"].to_numpy(dtype=float), table["gender_logit_1"].to_numpy(dtype=float)
+        emb = table["embedding"].to_numpy() if "embedding" in table else np.full(n, None, dtype=object)
+        values["predictions"] = {
+            "age_pred": [Label("Regression", value=float(a)) if h else None for a, h in zip(ap, have)],
+            "gender_pred": [
+                Label(
+                    "Classification",
+                    label=GENDER_NAMES[int(p >= 0.5)],
+                    confidence=float(max(p, 1 - p)),
+                    logits=np.array([a, b], dtype=np.float64),
+                )
+                if h
+                else None
+                for p, a, b, h in zip(prob, l0, l1, have)
+            ],
+            "gender_prob": _floats(table["gender_prob"]),
+            "age_abs_error": _floats(table["age_abs_error"]) if "age_abs_error" in table else [None] * n,
+            "gender_loss": _floats(table["gender_loss"]) if "gender_loss" in table else [None] * n,
+            "embedding": [np.asarray(e, dtype=np.float32) if h and e is not None else None for e, h in zip(emb, have)],
+            "model": _strs(table["model"]),
+            "pred_status": _strs(table["pred_status"]) if "pred_status" in table else ["ok"] * n,
+        }
+        specs["predictions"] = PREDICTION_FIELDS
+        cols = [
+            c
+            for c in (
+                "age_pred",
+                "gender_prob",
+                "gender_logit_0",
+                "gender_logit_1",
+                "age_abs_error",
+                "gender_loss",
+                "model",
+                "pred_status",
+            )
+            if c in table
+        ]
+        emb_h = [_emb_hash(e) for e in emb]
+        hashes["predictions"] = _row_hashes(table, cols, extra=emb_h)
+
+    audit_cols = audit_fields(audit_columns or [])
+    if audit_cols:
+        sp = audit_spec or audit_specs(table, [c for c in audit_cols if c != "audit_status"])
+        vals = {c: CONVERT[sp[c][0]](table[c]) for c in audit_cols if c in sp and c in table}
+        vals["audit_status"] = _strs(table["audit_status"]) if "audit_status" in table else ["ok"] * n
+        vals["audit_version"] = [audit_version] * n
+        values["audits"] = vals
+        specs["audits"] = sp
+        hashes["audits"] = _row_hashes(table, audit_cols, extra=[audit_version or ""] * n)
+    return values, specs, hashes
+
+
+def audit_fields(columns: list[str]) -> list[str]:
+    """The audit columns that become fields of their own (identity and label columns excluded)."""
+    known = (
+        set(LABEL_FIELDS)
+        | set(PREDICTION_FIELDS)
+        | set(BOOK_FIELDS)
+        | AUDIT_SKIP
+        | {"gender_logit_0", "gender_logit_1", "embedding", "audit_version"}
+    )
+    return [c for c in columns if c not in known or c == "audit_status"]
+
+
+def _emb_hash(e) -> str:
+    if e is None or (isinstance(e, float) and e != e):
+        return ""
+    return hashlib.blake2b(np.ascontiguousarray(e, dtype=np.float32).tobytes(), digest_size=8).hexdigest()
+
+
+def _row_hashes(table: pd.DataFrame, cols: list[str], extra: list[str] | None = None) -> list[str]:
+    part = table[[c for c in cols if c in table]].copy()
+    for c in part.columns:  # ints and floats alike ("3" == "3.0"): a NaN elsewhere turns a column float
+        s = part[c]
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            s = s.astype("float64")
+        part[c] = s.astype(str)
+    if extra is not None:
+        part["_extra"] = extra
+    h = pd.util.hash_pandas_object(part, index=False).to_numpy(dtype=np.uint64)
+    return [f"{v:016x}" for v in h]
+
+
+# -------------------------------------------------------------------------------------- ingest
+
+
+def scatter(vals: list, rows: list[int], n: int) -> list:
+    if len(rows) == n:
+        return vals
+    out = [None] * n
+    for r, v in zip(rows, vals):
+        out[r] = v
+    return out
