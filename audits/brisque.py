@@ -25,7 +25,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from core.errors import CurateError
 from core.images import is_constant
+
+
+class BrisqueWeightsError(CurateError, RuntimeError):
+    """piq's BRISQUE weights are neither cached nor downloadable."""
+
 
 BRISQUE_URL = "https://github.com/photosynthesis-team/piq/releases/download/v0.4.0/brisque_svm_weights.pt"
 # Largest batch handed to torch at once, in pixels: 16 UTKFace crops amortise torch's per-operation
@@ -239,24 +245,21 @@ def _times_rolled(torch, m, shift: tuple[int, int]):
     h, w = m.shape[-2:]
     out = torch.empty_like(m)
     # rolled[i, j] = m[(i - dy) % h, (j - dx) % w]; split rows and columns where the wrap happens
-    row_parts = (
-        [(slice(0, dy), slice(h - dy, h)), (slice(dy, h), slice(0, h - dy))]
-        if dy > 0
-        else [(slice(0, h + dy), slice(-dy, h)), (slice(h + dy, h), slice(0, -dy))]
-        if dy < 0
-        else [(slice(0, h), slice(0, h))]
-    )
-    col_parts = (
-        [(slice(0, dx), slice(w - dx, w)), (slice(dx, w), slice(0, w - dx))]
-        if dx > 0
-        else [(slice(0, w + dx), slice(-dx, w)), (slice(w + dx, w), slice(0, -dx))]
-        if dx < 0
-        else [(slice(0, w), slice(0, w))]
-    )
+    row_parts, col_parts = _wrapped_parts(dy, h), _wrapped_parts(dx, w)
     for ro, ri in row_parts:
         for co, ci in col_parts:
             torch.mul(m[..., ro, co], m[..., ri, ci], out=out[..., ro, co])
     return out
+
+
+def _wrapped_parts(shift: int, n: int) -> list[tuple[slice, slice]]:
+    """(output, input) slices along one axis of length n for a cyclic shift by `shift`: the rolled
+    copy's out[o] is the plane's in[i]; a shift wraps the axis into two parts, no shift leaves one."""
+    if shift > 0:
+        return [(slice(0, shift), slice(n - shift, n)), (slice(shift, n), slice(0, n - shift))]
+    if shift < 0:
+        return [(slice(0, n + shift), slice(-shift, n)), (slice(n + shift, n), slice(0, -shift))]
+    return [(slice(0, n), slice(0, n))]
 
 
 # The three helpers below are piq 0.8.0's `gaussian_filter`, `get_weight(kernel="cubic")` (with
@@ -310,48 +313,26 @@ def _get_padding(base, kernel_size: int, x_size: int):
     return pad_pre, pad_post, base
 
 
+# piq's BRISQUE feature scaling ranges (lo, hi), in feature order. Per scale: the GGD fit of the
+# normalised luminance (shape, variance), then per neighbour direction (horizontal, vertical, two
+# diagonals) the AGGD fit of the pairwise products (shape, mean, left variance, right variance).
+_FEATURE_RANGES = (
+    ((0.338, 10), (0.017204, 0.806612)),
+    ((0.236, 1.642), (-0.123884, 0.20293), (0.000155, 0.712298), (0.001122, 0.470257)),
+    ((0.244, 1.641), (-0.123586, 0.179083), (0.000152, 0.710456), (0.000975, 0.470984)),
+    ((0.249, 1.555), (-0.135687, 0.100858), (0.000174, 0.684173), (0.000913, 0.534174)),
+    ((0.258, 1.561), (-0.143408, 0.100486), (0.000179, 0.685696), (0.000888, 0.536508)),
+    # the second scale (half size)
+    ((0.471, 3.264), (0.012809, 0.703171)),
+    ((0.218, 1.046), (-0.094876, 0.187459), (1.5e-005, 0.442057), (0.001272, 0.40803)),
+    ((0.222, 1.042), (-0.115772, 0.162604), (1.6e-005, 0.444362), (0.001374, 0.40243)),
+    ((0.227, 0.996), (-0.117188, 0.09832299999999999), (3e-005, 0.531903), (0.001122, 0.369589)),
+    ((0.228, 0.99), (-0.12243, 0.098658), (2.8e-005, 0.530092), (0.001118, 0.370399)),
+)
+
+
 def _feature_ranges(torch):
-    r = torch.tensor(
-        [
-            [0.338, 10],
-            [0.017204, 0.806612],
-            [0.236, 1.642],
-            [-0.123884, 0.20293],
-            [0.000155, 0.712298],
-            [0.001122, 0.470257],
-            [0.244, 1.641],
-            [-0.123586, 0.179083],
-            [0.000152, 0.710456],
-            [0.000975, 0.470984],
-            [0.249, 1.555],
-            [-0.135687, 0.100858],
-            [0.000174, 0.684173],
-            [0.000913, 0.534174],
-            [0.258, 1.561],
-            [-0.143408, 0.100486],
-            [0.000179, 0.685696],
-            [0.000888, 0.536508],
-            [0.471, 3.264],
-            [0.012809, 0.703171],
-            [0.218, 1.046],
-            [-0.094876, 0.187459],
-            [1.5e-005, 0.442057],
-            [0.001272, 0.40803],
-            [0.222, 1.042],
-            [-0.115772, 0.162604],
-            [1.6e-005, 0.444362],
-            [0.001374, 0.40243],
-            [0.227, 0.996],
-            [-0.117188, 0.09832299999999999],
-            [3e-005, 0.531903],
-            [0.001122, 0.369589],
-            [0.228, 0.99],
-            [-0.12243, 0.098658],
-            [2.8e-005, 0.530092],
-            [0.001118, 0.370399],
-        ],
-        dtype=torch.float32,
-    )
+    r = torch.tensor([pair for row in _FEATURE_RANGES for pair in row], dtype=torch.float32)
     return r[..., 0], r[..., 1]
 
 
@@ -367,7 +348,7 @@ def load_brisque_weights() -> tuple[Any, Any]:
     try:
         return load_state_dict_from_url(BRISQUE_URL, map_location="cpu", progress=False)
     except Exception as e:  # offline and not cached
-        raise RuntimeError(
+        raise BrisqueWeightsError(
             f"piq's BRISQUE weights are not at {cached} and could not be downloaded ({e}); "
             "set TORCH_HOME to a folder holding hub/checkpoints/brisque_svm_weights.pt"
         ) from e

@@ -66,7 +66,11 @@ GENDER_COLUMNS = [col.name for col in GENDER_LABEL.columns()]
 AGE_COLUMNS = [col.name for col in AGE_LABEL.columns()]
 
 
-class SingleClassError(CurateError, ValueError):
+class ScoringError(CurateError, ValueError):
+    """The predictions or audits given cannot be scored as they are (missing columns, rows that do not join)."""
+
+
+class SingleClassError(ScoringError):
     """All usable gender labels are one class: per-class calibration is impossible."""
 
 
@@ -103,12 +107,7 @@ def score_gender(
     wrong), gender_label_score (0..1, lower = worse), is_gender_label_issue, gender_label_reason,
     gender_suggested (the likelier label), gender_label_status. Same index as `pred`.
     """
-    opt = Options(**options)
-    df = _with_audit(pred, audit)
-    label, status = _gender_labels(df)
-    z, pstatus = _gender_logodds(df)
-    status = np.where(status == "ok", pstatus, status)
-    ok = status == "ok"
+    opt, df, label, z, status, ok = _scorable(pred, audit, options, _gender_labels, _gender_logodds)
     out = pd.DataFrame(
         {
             "gender_flip_prob": np.nan,
@@ -207,12 +206,7 @@ def score_age(
     age_label_score (0..1, lower = worse), is_age_label_issue, age_suggested (int years or <NA>),
     age_label_reason, age_label_status. Same index as `pred`.
     """
-    opt = Options(**options)
-    df = _with_audit(pred, audit)
-    age, status = _age_labels(df)
-    ap, pstatus = _age_predictions(df)
-    status = np.where(status == "ok", pstatus, status)
-    ok = status == "ok"
+    opt, df, age, ap, status, ok = _scorable(pred, audit, options, _age_labels, _age_predictions)
     out = pd.DataFrame(
         {
             "age_residual_z": np.nan,
@@ -283,6 +277,18 @@ def score_age(
     return out
 
 
+def _scorable(pred: pd.DataFrame, audit: pd.DataFrame | None, options: dict, labels, predictions):
+    """(Options, `pred` joined with `audit`, labels, predictions, status, ok) for one label check: `labels` and
+    `predictions` give per row a value and a status; a row is scored (ok) when both are "ok", else its status
+    says what is missing, the label's first."""
+    opt = Options(**options)
+    df = _with_audit(pred, audit)
+    label, status = labels(df)
+    predicted, pstatus = predictions(df)
+    status = np.where(status == "ok", pstatus, status)
+    return opt, df, label, predicted, status, status == "ok"
+
+
 def gender_difficulty(pred: pd.DataFrame) -> pd.DataFrame:
     """Out-of-sample gender accuracy and mean confidence per reference age bin (from the data)."""
     df = pred
@@ -335,14 +341,14 @@ def _with_audit(pred: pd.DataFrame, audit: pd.DataFrame | None) -> pd.DataFrame:
     elif len(audit) == len(pred):
         extra = audit[cols].set_axis(pred.index)
     else:
-        raise ValueError(f"audit has {len(audit)} rows for {len(pred)} predictions and no `path` column to join on")
+        raise ScoringError(f"audit has {len(audit)} rows for {len(pred)} predictions and no `path` column to join on")
     return pred.drop(columns=[c for c in cols if c in pred.columns]).join(extra)
 
 
 def _need(df: pd.DataFrame, *cols: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise ValueError(
+        raise ScoringError(
             f"predictions lack column(s) {', '.join(missing)} (expected the shared prediction "
             "schema: path, age, gender, age_pred, gender_prob, gender_logit_0/1, embedding, model, fold)"
         )

@@ -20,8 +20,13 @@ import numpy as np
 import pandas as pd
 
 from core.atomic import write_text
+from core.errors import CurateError
 
 MAD_TO_SIGMA = 1.4826
+
+
+class ThresholdError(CurateError, ValueError):
+    """A thresholds file or override names a threshold that does not exist."""
 
 
 @dataclass
@@ -58,7 +63,7 @@ class QualityThresholds:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown quality threshold(s): {', '.join(sorted(unknown))}")
+            raise ThresholdError(f"unknown quality threshold(s): {', '.join(sorted(unknown))}")
         return cls(**{k: v for k, v in d.items()})
 
     def save(self, path: str | os.PathLike) -> None:
@@ -77,7 +82,7 @@ class QualityThresholds:
         d = self.to_dict()
         for k, v in overrides.items():
             if k not in d or k in ("source", "details"):
-                raise ValueError(f"unknown quality threshold: {k}")
+                raise ThresholdError(f"unknown quality threshold: {k}")
             d[k] = float(v)
         d["source"] = f"{self.source}; overridden: {', '.join(sorted(overrides))}"
         return QualityThresholds.from_dict(d)

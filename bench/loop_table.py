@@ -1,4 +1,4 @@
-"""The README comparison table from `curate retrain --compare` outputs.
+"""The comparison table of docs/benchmarks.md ("Did oversampling help?") from `curate retrain --compare` outputs.
 
 Usage: python bench/loop_table.py BASELINE_RUN NEW_RUN [NEW_RUN ...]
 Reads NEW_RUN/compare/compare.json and group_metrics.csv / worst_group_gaps.csv; prints Markdown.

@@ -5,7 +5,7 @@ Rule (cleanlab Datalab's): every check `<name>` gives raw measurement column(s) 
 where a reason exists. The same names are used in the audit Parquet, the predictions and label
 scores, the FiftyOne fields, the exported manifests and every CSV. The audit runner, the FiftyOne
 field schema, the audit sidecar's column documentation and README's column table are all generated
-from `CHECKS` below; a test iterates it against real outputs.
+from `CHECKS`, declared in core/checks.yaml; a test iterates it against real outputs.
 
 `python -m core.schema --markdown` prints README's table; `--write README.md` replaces it in place.
 """
@@ -66,191 +66,29 @@ class Check:
         return cols + list(self.extra)
 
 
-def _q(name: str, raw: tuple[Column, ...], score_doc: str, issue_doc: str) -> Check:
-    return Check(name, "quality", raw, score_doc, issue_doc)
+def _column(spec: list) -> Column:
+    name, kind, doc = spec
+    if kind not in ("float", "int", "str", "bool"):
+        raise ValueError(f"core/checks.yaml: column {name} has kind {kind!r}, not float, int, str or bool")
+    return Column(name, kind, doc)
 
 
-QUALITY_CHECKS = (
-    _q(
-        "blurry",
-        (
-            Column(
-                "laplacian_var",
-                "float",
-                "variance of the 3x3 Laplacian of the gray image, gray levels^2 (higher = sharper)",
-            ),
-            Column(
-                "fft_blur",
-                "float",
-                "log10 share of spectral energy above half Nyquist (higher = "
-                "sharper; reported, not flagged: smooth skin reads as blur)",
-            ),
-        ),
-        "clip(log10(1 + laplacian_var) / 4)",
-        "laplacian_var below laplacian_var_min",
-    ),
-    _q(
-        "brisque",
-        (Column("brisque", "float", "BRISQUE (piq's, to 1e-3), about 0-100, higher = worse; NaN where undefined"),),
-        "clip(1 - brisque / 100)",
-        "brisque above the threshold brisque_max",
-    ),
-    _q(
-        "dark",
-        (
-            Column("brightness_p95", "float", "95th percentile of gray levels, 0-255"),
-            Column("brightness_p50", "float", "median gray level, 0-255"),
-        ),
-        "brightness_p95 / 255",
-        "even the brightest 5 % darker than brightness_p95_max_dark",
-    ),
-    _q(
-        "overexposed",
-        (Column("brightness_p5", "float", "5th percentile of gray levels, 0-255"),),
-        "1 - brightness_p5 / 255",
-        "even the darkest 5 % brighter than brightness_p5_min_over",
-    ),
-    _q(
-        "low_contrast",
-        (Column("contrast", "float", "standard deviation of gray levels (RMS contrast), 0-127.5"),),
-        "clip(contrast / 64)",
-        "contrast below contrast_min",
-    ),
-    _q(
-        "low_information",
-        (Column("entropy", "float", "Shannon entropy of the gray histogram, bits (0-8)"),),
-        "entropy / 8",
-        "entropy below entropy_min",
-    ),
-    _q(
-        "grayscale",
-        (Column("chroma", "float", "mean of max(B,G,R) - min(B,G,R), 0-255; about 0 for grayscale stored as RGB"),),
-        "clip(chroma / 20)",
-        "chroma below chroma_max_gray",
-    ),
-    _q(
-        "odd_size",
-        (
-            Column("width", "int", "pixels"),
-            Column("height", "int", "pixels"),
-            Column("aspect", "float", "width / height"),
-        ),
-        "clip(min(width, height) / 200) * clip(1 - |log(aspect)|)",
-        "shorter side below min_side, or aspect off aspect_expected by more than aspect_tolerance",
-    ),
-)
+def _load(path: Path) -> tuple[Check, ...]:
+    """The checks declared in core/checks.yaml (data, so that a new check is a few lines there)."""
+    import yaml
 
-LOW_QUALITY = Check(
-    "low_quality",
-    "quality",
-    (
-        Column(
-            "audit_status",
-            "str",
-            '"ok", or why the image was not fully audited ("corrupt image ...", "too small (1x1)", "constant image")',
-        ),
-    ),
-    "the lowest quality score of the image; 0 when audit_status is not ok",
-    "audit_status not ok, or any quality check's issue (the FiftyOne tag `low_quality`)",
-    'the status and the words of every quality issue ("too dark; blurry")',
-)
+    return tuple(
+        Check(d["name"], d["family"], tuple(map(_column, d["raw"])), d["score"], d["issue"], d.get("reason"),
+              tuple(map(_column, d.get("extra", ()))))
+        for d in yaml.safe_load(path.read_text())
+    )  # fmt: skip
 
-SKIN_TONE = Check(
-    "skin_tone",
-    "skin_tone",
-    (
-        Column("ita", "float", "median Individual Typology Angle of the skin pixels, degrees"),
-        Column("skin_category", "str", "ITA category (very light ... dark) or unknown"),
-        Column("monk_tone", "int", "nearest Monk Skin Tone 1-10 (missing when unknown)"),
-        Column("skin_L", "float", "median CIELAB L* of the skin pixels"),
-        Column("skin_a", "float", "median CIELAB a* of the skin pixels"),
-        Column("skin_b", "float", "median CIELAB b* of the skin pixels"),
-    ),
-    "skin-pixel fraction of the central face region (how much the estimate rests on)",
-    "no skin-tone estimate (skin_category unknown: grayscale, or too few skin pixels)",
-    "why there is no estimate",
-)
 
-DUPLICATE = Check(
-    "duplicate",
-    "duplicates",
-    (
-        Column("phash", "str", "64-bit DCT perceptual hash, hex"),
-        Column("exact_group", "int", "id of the pixel-identical group, -1 if unique"),
-        Column(
-            "near_group",
-            "int",
-            "id of the near-duplicate group (phash within the radius, exact groups included), -1 if none",
-        ),
-        Column("duplicate_distance", "float", "phash Hamming distance (bits) to the closest copy; NaN if none"),
-    ),
-    "0 for a pixel-identical copy, distance / (radius + 1) for a near one, 1 for none",
-    "the image has a pixel-identical or near-duplicate copy (near_group >= 0)",
-    "how many copies, and how close",
-)
-
-LABEL_CONFLICT = Check(
-    "label_conflict",
-    "duplicates",
-    (Column("label_conflict_count", "int", "copies (exact or near) labelled with another age or gender"),),
-    "1 / (1 + label_conflict_count)",
-    "a copy carries another age or gender: one photo cannot have two ages",
-    "the copies' labels",
-)
-
-GENDER_LABEL = Check(
-    "gender_label",
-    "label",
-    (
-        Column(
-            "gender_flip_prob",
-            "float",
-            "posterior probability that the gender label is flipped (noisy-channel EM on out-of-sample predictions)",
-        ),
-    ),
-    "1 - gender_flip_prob (the probability the label is right)",
-    "gender_flip_prob at least the threshold (default 0.5), or among the top k",
-    "prediction, label, image quality, age group, look-alikes, copies, P(label wrong)",
-    (
-        Column(
-            "gender_suggested",
-            "int",
-            "the likelier gender (0 male, 1 female): the other one when gender_flip_prob >= 0.5, else the label",
-        ),
-        Column("gender_label_status", "str", '"ok", or why the label was not scored'),
-    ),
-)
-
-AGE_LABEL = Check(
-    "age_label",
-    "label",
-    (
-        Column(
-            "age_residual_z",
-            "float",
-            "|label - refined estimate| in expected errors at that age (robust z; copies' labels taken into account)",
-        ),
-    ),
-    "2 * (1 - Phi(age_residual_z)): the two-sided normal tail of the residual",
-    "age_residual_z at least the threshold (default 3.5) and the suggestion at least 4 years away, or top k",
-    "label, estimate, how far off against the usual error there, quality, copies, suggestion",
-    (
-        Column(
-            "age_suggested", "int", "suggested age in years (copies' label when they back the model, else the estimate)"
-        ),
-        Column("age_label_status", "str", '"ok", or why the label was not scored'),
-    ),
-)
-
-CHECKS: tuple[Check, ...] = (
-    *QUALITY_CHECKS,
-    LOW_QUALITY,
-    SKIN_TONE,
-    DUPLICATE,
-    LABEL_CONFLICT,
-    GENDER_LABEL,
-    AGE_LABEL,
-)
+CHECKS: tuple[Check, ...] = _load(Path(__file__).with_name("checks.yaml"))
+_BY_NAME = {c.name: c for c in CHECKS}
+QUALITY_CHECKS = tuple(c for c in CHECKS if c.family == "quality" and c.name != "low_quality")
+LOW_QUALITY, SKIN_TONE, DUPLICATE = _BY_NAME["low_quality"], _BY_NAME["skin_tone"], _BY_NAME["duplicate"]
+LABEL_CONFLICT, GENDER_LABEL, AGE_LABEL = _BY_NAME["label_conflict"], _BY_NAME["gender_label"], _BY_NAME["age_label"]
 LABEL_STATUS = Column("label_status", "str", '"ok", or why a label was not scored (gender and age together)')
 
 # The names before the one schema (SCHEMA_VERSION 1), for reading old audit files and upgrading old
@@ -307,20 +145,11 @@ def columns(family: str | None = None) -> list[Column]:
     return [col for c in checks(family) for col in c.columns()]
 
 
-def column_names(family: str | None = None) -> list[str]:
-    return [col.name for col in columns(family)]
-
-
 def kinds() -> dict[str, str]:
     """name -> value kind for every schema column (the FiftyOne field types follow from it)."""
     out = {col.name: col.kind for col in columns()}
     out[LABEL_STATUS.name] = LABEL_STATUS.kind
     return out
-
-
-def column_doc(family: str | None = None) -> dict[str, str]:
-    """name -> meaning, for sidecars and tables."""
-    return {col.name: col.doc for col in columns(family)}
 
 
 def upgrade_columns(df, where: str = ""):

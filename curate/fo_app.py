@@ -59,12 +59,13 @@ def start_server(address: str, port: int, start_timeout: float = 600.0) -> subpr
     raise AppError(f"the App server did not answer on {address}:{port} within {start_timeout:g}s")
 
 
-def stop_server(proc: subprocess.Popen | None) -> None:
+def stop_server(proc: subprocess.Popen | None, timeout: float = 20) -> None:
+    """Terminate a server we started (by its process), killing it if it does not stop within `timeout` s."""
     if proc is None or proc.poll() is not None:
         return
     proc.terminate()
     try:
-        proc.wait(timeout=20)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()

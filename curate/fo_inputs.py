@@ -27,7 +27,6 @@ from core.errors import CurateError
 from core.schema import upgrade_columns
 
 PREDICTION_REQUIRED = ("path", "age_pred", "gender_prob", "gender_logit_0", "gender_logit_1", "model")
-AUDIT_KEYS = ("path", "filename", "content_hash")
 
 
 class InputError(CurateError, ValueError):

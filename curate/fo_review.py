@@ -23,7 +23,8 @@ import pandas as pd
 
 from audits.mislabels import AGE_COLUMNS, GENDER_COLUMNS
 from core.errors import CurateError
-from curate.fo_dataset import GENDER_NAMES, REVIEW_TAGS, schema_specs
+from core.labels import GENDER_NAMES
+from curate.fo_schema import REVIEW_TAGS, schema_specs
 
 SUSPECT_TAGS = ("suspect:gender", "suspect:age", "low_quality")
 VIEW_DESCRIPTIONS = {
@@ -90,7 +91,7 @@ def flag_mislabels(
     """Score, store, tag and save views; returns counts. `options` go to score_mislabels
     (gender_threshold, age_z_threshold, age_min_years, neighbors)."""
     from audits.mislabels import align_predictions, score_mislabels
-    from curate.fo_dataset import check_schema, declare_fields
+    from curate.fo_schema import check_schema, declare_fields
 
     df = dataset_frame(ds)
     if df.empty:
@@ -126,7 +127,7 @@ def flag_mislabels(
         s = scores[name] if name in scores else pd.Series(np.nan, index=scores.index)
         return dict(zip(ids, conv(s)))
 
-    from curate.fo_dataset import CONVERT, _floats, _ints, _strs
+    from curate.fo_values import CONVERT, _floats, _ints, _strs
 
     suggested = [None if s != s else GENDER_NAMES[int(s)] for s in scores["gender_suggested"].astype(float)]
     ap = pred["age_pred"].to_numpy(float) if "age_pred" in pred else np.full(len(df), np.nan)
@@ -245,6 +246,10 @@ def _worst_per_group(df: pd.DataFrame, err: pd.DataFrame, group: str, n: int) ->
 
 
 # ------------------------------------------------------------------------------------ review
+_SAMPLE_COLUMNS = ("path", "filename", "content_hash", "age", "gender", "race")  # a decision row's sample and labels
+_CORRECTIONS = ("age_corrected", "gender_corrected")
+
+
 def decisions(ds) -> pd.DataFrame:
     """One row per reviewed sample (a review tag or a correction): the table `curate export` obeys.
 
@@ -278,26 +283,7 @@ def decisions(ds) -> pd.DataFrame:
         if c in schema
     ]
     vals = ds.values(cols + extra)
-    df = pd.DataFrame(
-        dict(
-            zip(
-                [
-                    "id",
-                    "path",
-                    "filename",
-                    "content_hash",
-                    "age",
-                    "gender",
-                    "race",
-                    "all_tags",
-                    "age_corrected",
-                    "gender_corrected",
-                ]
-                + extra,
-                vals,
-            )
-        )
-    )
+    df = pd.DataFrame(dict(zip(["id", *_SAMPLE_COLUMNS, "all_tags", *_CORRECTIONS, *extra], vals)))
     rtags = df["all_tags"].map(lambda t: [x for x in (t or []) if x in REVIEW_TAGS])
     corrected = df["age_corrected"].notna() | df["gender_corrected"].notna()
     df = df[(rtags.map(len) > 0) | corrected].copy()
@@ -306,20 +292,7 @@ def decisions(ds) -> pd.DataFrame:
     df["decision"] = [_decision(t, a, g) for t, a, g in zip(rtags, df["age_corrected"], df["gender_corrected"])]
     df["problem"] = [_correction_problem(a, g) for a, g in zip(df["age_corrected"], df["gender_corrected"])]
     df["age_corrected"] = df["age_corrected"].astype("Int64")
-    first = [
-        "path",
-        "filename",
-        "content_hash",
-        "age",
-        "gender",
-        "race",
-        "tags",
-        "age_corrected",
-        "gender_corrected",
-        "decision",
-        "problem",
-    ]
-    return df[first + extra + ["id"]].reset_index(drop=True)
+    return df[[*_SAMPLE_COLUMNS, "tags", *_CORRECTIONS, "decision", "problem", *extra, "id"]].reset_index(drop=True)
 
 
 def _decision(tags: list[str], age_c, gender_c) -> str:

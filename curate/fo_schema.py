@@ -22,37 +22,16 @@ REVIEW_TAGS = ("confirmed:mislabel", "confirmed:ok", "exclude")
 
 # name -> (kind, detail): kind is a FiftyOne field class name; detail the embedded document class
 # name (EmbeddedDocumentField) or the element field class name (ListField).
-LABEL_FIELDS = {
-    "filename": ("StringField", None),
-    "content_hash": ("StringField", None),
-    "age": ("EmbeddedDocumentField", "Regression"),
-    "gender": ("EmbeddedDocumentField", "Classification"),
-    "race": ("EmbeddedDocumentField", "Classification"),
-    "split": ("StringField", None),
-    "fold": ("IntField", None),
-    "age_group": ("StringField", None),
-    "width": ("IntField", None),
-    "height": ("IntField", None),
-    "name_note": ("StringField", None),
-}
-PREDICTION_FIELDS = {
-    "age_pred": ("EmbeddedDocumentField", "Regression"),
-    "gender_pred": ("EmbeddedDocumentField", "Classification"),
-    "gender_prob": ("FloatField", None),
-    "age_abs_error": ("FloatField", None),
-    "gender_loss": ("FloatField", None),
-    "embedding": ("VectorField", None),
-    "model": ("StringField", None),
-    "pred_status": ("StringField", None),
-}
-BOOK_FIELDS = {
-    "score_status": ("StringField", None),
-    "previous_filepath": ("StringField", None),
-    "scored_at": ("DateTimeField", None),
-    "ingest_hashes": ("DictField", None),
-    "age_corrected": ("IntField", None),
-    "gender_corrected": ("StringField", None),
-}
+STR, INT, FLOAT = ("StringField", None), ("IntField", None), ("FloatField", None)
+REGRESSION, CLASSIFICATION = ("EmbeddedDocumentField", "Regression"), ("EmbeddedDocumentField", "Classification")
+LABEL_FIELDS = {"filename": STR, "content_hash": STR, "age": REGRESSION, "gender": CLASSIFICATION,
+                "race": CLASSIFICATION, "split": STR, "fold": INT, "age_group": STR, "width": INT, "height": INT,
+                "name_note": STR}  # fmt: skip
+PREDICTION_FIELDS = {"age_pred": REGRESSION, "gender_pred": CLASSIFICATION, "gender_prob": FLOAT,
+                     "age_abs_error": FLOAT, "gender_loss": FLOAT, "embedding": ("VectorField", None), "model": STR,
+                     "pred_status": STR}  # fmt: skip
+BOOK_FIELDS = {"score_status": STR, "previous_filepath": STR, "scored_at": ("DateTimeField", None),
+               "ingest_hashes": ("DictField", None), "age_corrected": INT, "gender_corrected": STR}  # fmt: skip
 # Audit columns that are identity/bookkeeping, not fields of their own.
 AUDIT_SKIP = {"path", "filename", "content_hash", "width", "height", "age", "gender", "race", "fold", "split"}
 
@@ -221,6 +200,10 @@ def audit_specs(table: pd.DataFrame, audit_cols: list[str]) -> dict[str, tuple[s
     from core.schema import kinds
 
     specs = schema_specs([c for c in audit_cols if c in kinds()])
+    for c, (kind, _) in list(specs.items()):  # an int column holding fractions is not an int: say so
+        vals = pd.to_numeric(table[c], errors="coerce").dropna() if kind == "IntField" else None
+        if vals is not None and not (vals == vals.round()).all():
+            specs[c] = ("FloatField", None)
     for c in (c for c in audit_cols if c not in specs):
         s = table[c]
         if pd.api.types.is_bool_dtype(s) or (

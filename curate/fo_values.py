@@ -13,6 +13,11 @@ from core.labels import GENDER_NAMES, RACE_NAMES
 from curate.fo_schema import AUDIT_SKIP, BOOK_FIELDS, LABEL_FIELDS, PREDICTION_FIELDS, audit_specs
 from curate.fo_write import Label
 
+# The columns whose values make each group's fingerprint (besides the embedding and audit version).
+LABEL_COLUMNS = ["filename", "content_hash", "age", "gender", "race", "split", "fold", "width", "height", "name_note"]
+PREDICTION_COLUMNS = ("age_pred", "gender_prob", "gender_logit_0", "gender_logit_1", "age_abs_error", "gender_loss",
+                      "model", "pred_status")  # fmt: skip
+
 
 def _floats(s: pd.Series) -> list:
     a = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
@@ -44,28 +49,10 @@ def specs_and_hashes(
     of the group's inputs (cheap: no FiftyOne objects are built)."""
     n = len(table)
     specs = {"labels": LABEL_FIELDS}
-    hashes = {
-        "labels": _row_hashes(
-            table,
-            ["filename", "content_hash", "age", "gender", "race", "split", "fold", "width", "height", "name_note"],
-        )
-    }
+    hashes = {"labels": _row_hashes(table, LABEL_COLUMNS)}
     if "age_pred" in table:
         specs["predictions"] = PREDICTION_FIELDS
-        cols = [
-            c
-            for c in (
-                "age_pred",
-                "gender_prob",
-                "gender_logit_0",
-                "gender_logit_1",
-                "age_abs_error",
-                "gender_loss",
-                "model",
-                "pred_status",
-            )
-            if c in table
-        ]
+        cols = [c for c in PREDICTION_COLUMNS if c in table]
         emb = table["embedding"].to_numpy() if "embedding" in table else np.full(n, None, dtype=object)
         hashes["predictions"] = _row_hashes(table, cols, extra=[_emb_hash(e) for e in emb])
     audit_cols = audit_fields(audit_columns or [])
@@ -111,9 +98,7 @@ def build_values(
         "name_note": _strs(table["name_note"]) if "name_note" in table else [None] * n,
     }
     specs["labels"] = LABEL_FIELDS
-    hashes["labels"] = _row_hashes(
-        table, ["filename", "content_hash", "age", "gender", "race", "split", "fold", "width", "height", "name_note"]
-    )
+    hashes["labels"] = _row_hashes(table, LABEL_COLUMNS)
 
     if "age_pred" in table:
         have = table["age_pred"].notna().to_numpy()
@@ -142,20 +127,7 @@ def build_values(
             "pred_status": _strs(table["pred_status"]) if "pred_status" in table else ["ok"] * n,
         }
         specs["predictions"] = PREDICTION_FIELDS
-        cols = [
-            c
-            for c in (
-                "age_pred",
-                "gender_prob",
-                "gender_logit_0",
-                "gender_logit_1",
-                "age_abs_error",
-                "gender_loss",
-                "model",
-                "pred_status",
-            )
-            if c in table
-        ]
+        cols = [c for c in PREDICTION_COLUMNS if c in table]
         emb_h = [_emb_hash(e) for e in emb]
         hashes["predictions"] = _row_hashes(table, cols, extra=emb_h)
 

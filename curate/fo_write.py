@@ -69,29 +69,27 @@ def insert_samples(fo, ds, rows: list[tuple[str, dict, dict]], now: datetime) ->
     created = now.replace(microsecond=0)
     enc = LabelEncoder(fou)
     before = ds.count()
-    batch = []
-    for fp, kw, h in rows:
-        d = {
-            "_id": ObjectId(),
-            "filepath": fp,
-            "tags": [],
-            "_media_type": "image",
-            "_rand": rnd.random() * 0.001 + 0.999,
-            "_dataset_id": ds_id,
-            "created_at": created,
-            "last_modified_at": created,
-            "score_status": "ok",
-            "scored_at": now,
-            "ingest_hashes": h,
-        }
-        for f, v in kw.items():
-            d[f] = enc(v)
-        batch.append(d)
-        if len(batch) == 5000:
-            coll.insert_many(batch, ordered=True)
-            batch = []
-    if batch:
-        coll.insert_many(batch, ordered=True)
+
+    def documents():
+        for fp, kw, h in rows:
+            d = {
+                "_id": ObjectId(),
+                "filepath": fp,
+                "tags": [],
+                "_media_type": "image",
+                "_rand": rnd.random() * 0.001 + 0.999,
+                "_dataset_id": ds_id,
+                "created_at": created,
+                "last_modified_at": created,
+                "score_status": "ok",
+                "scored_at": now,
+                "ingest_hashes": h,
+            }
+            for f, v in kw.items():
+                d[f] = enc(v)
+            yield d
+
+    in_batches(documents(), 5000, lambda batch: coll.insert_many(batch, ordered=True))
     ds.reload()
     added = ds.count() - before
     if added != len(rows):
@@ -121,20 +119,30 @@ def update_samples(fo, ds, touched: dict[str, tuple[int, dict, list[str]]], valu
 
     enc = LabelEncoder(fou)
     stamp = datetime.now(timezone.utc).replace(tzinfo=None)
-    ops = []
     coll = ds._sample_collection
-    for sid, (r, h, ch) in touched.items():
-        d = {"ingest_hashes": h, "scored_at": now, "last_modified_at": stamp}
-        for g in ch:
-            for f, vals in values[g].items():
-                d[f] = None if vals[r] is None else enc(vals[r])
-        ops.append(UpdateOne({"_id": ObjectId(sid)}, {"$set": d}))
-        if len(ops) == 2000:
-            coll.bulk_write(ops, ordered=False)
-            ops = []
-    if ops:
-        coll.bulk_write(ops, ordered=False)
+
+    def operations():
+        for sid, (r, h, ch) in touched.items():
+            d = {"ingest_hashes": h, "scored_at": now, "last_modified_at": stamp}
+            for g in ch:
+                for f, vals in values[g].items():
+                    d[f] = None if vals[r] is None else enc(vals[r])
+            yield UpdateOne({"_id": ObjectId(sid)}, {"$set": d})
+
+    in_batches(operations(), 2000, lambda batch: coll.bulk_write(batch, ordered=False))
     ds.reload()
+
+
+def in_batches(items, size: int, write) -> None:
+    """`write` every `size` items, then the rest (one round trip per batch, never one per item)."""
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            write(batch)
+            batch = []
+    if batch:
+        write(batch)
 
 
 class Label:

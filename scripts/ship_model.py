@@ -3,7 +3,7 @@
 The shipped file keeps only what prediction needs (weights, config, epoch, weights used, metrics), not
 the optimizer state, so it stays well under the 10 MB limit; the card (default.json) records where it
 came from, its test metrics from `curate evaluate` (flip TTA and one plain pass), versions and hash,
-so that a reader can check every figure in README.md against a file.
+so that a reader can check every figure in README.md and docs/model.md against a file.
 
 Usage:
   curate evaluate --checkpoint runs/NAME/checkpoints/last.pt --out runs/NAME/eval_tta

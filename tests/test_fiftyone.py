@@ -467,11 +467,9 @@ def test_app_shows_a_saved_view_in_headless_chromium(flagged, fo, tmp_path):
             (REPO / "docs").mkdir(exist_ok=True)
             shutil.copy2(shot, REPO / "docs" / "app_screenshot.png")
     finally:
-        app.terminate()
-        try:
-            app.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            app.kill()
+        from curate.fo_app import stop_server
+
+        stop_server(app, timeout=60)
         log.close()
 
 

@@ -47,7 +47,7 @@ class TrainConfig:
     train_path: str = "dataset/train_8_folds_first"
     val_path: str = "dataset/test_2_folds_last"
     # 160 px: the full 18-epoch run takes 39 min on 2 CPU cores and scores 5.81 / 91.84% (flip TTA)
-    # where 128 px scored 6.10 / 91.56%; 200 px would not fit the hour (README "Speed").
+    # where 128 px scored 6.10 / 91.56%; 200 px would not fit the hour (docs/speed.md).
     image_size: int = 160
     seed: int = 42
     threads: int = 0  # 0 = all cores
@@ -55,7 +55,7 @@ class TrainConfig:
     channels_last: bool = True
     # torch.compile (inductor) the training forward/backward, after a one-off compile of ~2 min: it was
     # 1.2-1.5x faster while malloc page faults dominated the step; with freed memory kept
-    # (core/allocator.py) it measured 0.94x at 200 px, so it stays off (README "Speed").
+    # (core/allocator.py) it measured 0.94x at 200 px, so it stays off (docs/speed.md).
     compile: bool = False
     step_size: int = 5  # step scheduler: epochs between decays
     gamma: float = 0.3  # step / plateau decay factor

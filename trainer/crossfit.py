@@ -45,20 +45,9 @@ from core.labels import AGE_GROUP_EDGES
 from trainer.config import TrainConfig, replace
 
 PREDICTION_COLUMNS = [
-    "path",
-    "filename",
-    "content_hash",
-    "age",
-    "gender",
-    "age_pred",
-    "gender_prob",
-    "gender_logit_0",
-    "gender_logit_1",
-    "age_abs_error",
-    "gender_loss",
-    "embedding",
-    "model",
-    "fold",
+    *("path", "filename", "content_hash", "age", "gender"),  # the manifest row
+    *("age_pred", "gender_prob", "gender_logit_0", "gender_logit_1", "age_abs_error", "gender_loss", "embedding"),
+    *("model", "fold"),  # the checkpoint hash of the model that scored the row, and the fold that held it out
 ]
 
 

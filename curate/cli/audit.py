@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from curate.cli.common import SAMPLE_DIR, fail
+from curate.cli.common import SAMPLE_DIR, data_argument, fail, path_option
 
 
 def _inputs(source: Path) -> tuple[list[str], object]:
@@ -46,11 +46,9 @@ def _inputs(source: Path) -> tuple[list[str], object]:
 
 
 @click.command()
-@click.argument("source", type=click.Path(path_type=Path), required=False)
-@click.option(
+@data_argument("source")
+@path_option(
     "--out",
-    "out",
-    type=click.Path(path_type=Path),
     default=Path("audits.parquet"),
     show_default=True,
     help="Audit table (parquet); OUT.meta.json and OUT.dup_pairs.parquet are written next to it.",
@@ -71,11 +69,7 @@ def _inputs(source: Path) -> tuple[list[str], object]:
     help="JSON of quality thresholds: a full set (e.g. another audit's .meta.json) replaces the "
     "dataset statistics; a partial dict overrides single values.",
 )
-@click.option(
-    "--save-thresholds",
-    type=click.Path(path_type=Path),
-    help="Also write the thresholds used as JSON (for `curate predict`).",
-)
+@path_option("--save-thresholds", help="Also write the thresholds used as JSON (for `curate predict`).")
 @click.option("--no-cache", is_flag=True, help="Recompute everything (the cache is under $CURATE_CACHE_DIR/audits).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def audit(
@@ -124,10 +118,7 @@ def audit(
         except (TypeError, ValueError) as e:
             fail(f"{thresholds_path}: {e}")
     t0 = time.perf_counter()
-    try:
-        result = run_audit(paths, labels=labels, config=cfg)
-    except (RuntimeError, ValueError) as e:
-        fail(str(e))
+    result = run_audit(paths, labels=labels, config=cfg)
     written = write_audit(result, out)
     if save_thresholds:
         QualityThresholds.from_dict(result.meta["quality_thresholds"]).save(save_thresholds)

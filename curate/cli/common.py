@@ -1,8 +1,11 @@
-"""What every command shares: the one-line failure, the sample and the shipped model, config loading."""
+"""What every command shares: the one-line failure, the sample and the shipped model, config loading,
+and the options that several commands take."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import click
 
 from core.errors import CurateError
 
@@ -36,9 +39,40 @@ def resolve_checkpoint(run: Path | None, checkpoint: Path | None, which: str = "
 
 def load_cfg(config: Path | None, sets: tuple[str, ...], base: dict | None = None):
     """The training config: YAML file, then --set overrides, over `base` (a resumed run's own)."""
-    from trainer.config import ConfigError, load_config, parse_overrides
+    from trainer.config import load_config, parse_overrides
 
-    try:
-        return load_config(config, parse_overrides(sets), base=base)
-    except ConfigError as e:
-        fail(str(e))
+    return load_config(config, parse_overrides(sets), base=base)
+
+
+# ------------------------------------------------------------------------------------- options
+def path_option(*decls: str, **kwargs):
+    """A click option whose value is a `Path`."""
+    return click.option(*decls, type=click.Path(path_type=Path), **kwargs)
+
+
+def data_argument(name: str):
+    """The optional folder (or manifest) argument; the command defaults it to the embedded sample."""
+    return click.argument(name, type=click.Path(path_type=Path), required=False)
+
+
+model_option = path_option("--model", "checkpoint", help="Checkpoint [default: the shipped curate/models/default.pt].")
+
+
+def config_options(config_help: str):
+    """--config FILE and repeatable --set KEY=VALUE: the training config that `load_cfg` reads."""
+
+    def apply(f):
+        f = click.option(
+            "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one config key (repeatable)."
+        )(f)
+        return path_option("--config", help=config_help)(f)
+
+    return apply
+
+
+tta_option = click.option(
+    "--tta/--no-tta",
+    default=True,
+    show_default=True,
+    help="Average each image's prediction with its mirror image's (--no-tta: one plain pass).",
+)

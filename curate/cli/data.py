@@ -6,18 +6,13 @@ from pathlib import Path
 
 import click
 
-from curate.cli.common import SAMPLE_DIR, fail, load_cfg
+from curate.cli.common import SAMPLE_DIR, config_options, data_argument, fail, load_cfg, path_option
 
 
 @click.command()
-@click.argument("data_dir", type=click.Path(path_type=Path), required=False)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=Path("dataset"),
-    show_default=True,
-    help="Where the split folders and manifests go.",
+@data_argument("data_dir")
+@path_option(
+    "--out", "out_dir", default=Path("dataset"), show_default=True, help="Where the split folders and manifests go."
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the fold assignment.")
 @click.option("--copy", is_flag=True, help="Also copy the images into the split folders.")
@@ -29,13 +24,10 @@ def split(data_dir: Path | None, out_dir: Path, seed: int, copy: bool, quiet: bo
     manifest.csv (folds 0-7), OUT/test_2_folds_last/manifest.csv (folds 8-9), OUT/folds.csv and
     OUT/rejected.csv.
     """
-    from curate.splits import SplitError, make_splits
+    from curate.splits import make_splits
 
     data_dir = data_dir or SAMPLE_DIR
-    try:
-        s = make_splits(data_dir, out_dir, seed=seed, copy=copy, progress=not quiet)
-    except SplitError as e:
-        fail(str(e))
+    s = make_splits(data_dir, out_dir, seed=seed, copy=copy, progress=not quiet)
     click.echo(f"usable images: {s['n_usable']}   rejected: {s['n_rejected']}")
     for split_name, n in sorted(s["per_split"].items()):
         click.echo(f"  {split_name}: {n} ({100 * n / s['n_usable']:.2f}%)")
@@ -60,9 +52,8 @@ def split(data_dir: Path | None, out_dir: Path, seed: int, copy: bool, quiet: bo
 
 
 @click.command()
-@click.option("--config", type=click.Path(path_type=Path), help="YAML config (keys of TrainConfig).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one config key (repeatable).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Run folder, e.g. runs/NAME.")
+@config_options("YAML config (keys of TrainConfig).")
+@path_option("--out", "out_dir", required=True, help="Run folder, e.g. runs/NAME.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last completed epoch.")
 @click.option("--quiet", is_flag=True)
 def train(config: Path | None, sets: tuple[str, ...], out_dir: Path, resume: bool, quiet: bool) -> None:
@@ -71,9 +62,6 @@ def train(config: Path | None, sets: tuple[str, ...], out_dir: Path, resume: boo
     Writes OUT/metrics.csv, OUT/metadata.json, OUT/training_curves.png and OUT/checkpoints/
     (epoch_NNN.pt, best.pt, last.pt).
     """
-    from core.manifest import DataError
-    from trainer.model import WeightsError
-    from trainer.train import RunError
     from trainer.train import train as run_train
 
     base = None
@@ -85,10 +73,7 @@ def train(config: Path | None, sets: tuple[str, ...], out_dir: Path, resume: boo
         except (OSError, ValueError, KeyError, TypeError) as e:
             fail(f"{out_dir / 'metadata.json'}: unreadable run metadata ({type(e).__name__}); cannot resume")
     cfg = load_cfg(config, sets, base)
-    try:
-        meta = run_train(cfg, out_dir, resume=resume, progress=not quiet)
-    except (DataError, WeightsError, RunError) as e:
-        fail(str(e))
+    meta = run_train(cfg, out_dir, resume=resume, progress=not quiet)
     click.echo(
         f"done in {meta['wall_seconds'] / 60:.1f} min; best epoch {meta['best_epoch']}: "
         f"val MAE {meta['best_val_mae']:.2f}, gender acc {100 * meta['best_val_acc']:.1f}% "

@@ -7,11 +7,11 @@ from pathlib import Path
 import click
 
 from core.atomic import write_csv, write_json, write_parquet
-from curate.cli.common import fail, resolve_checkpoint
+from curate.cli.common import fail, model_option, path_option, resolve_checkpoint, tta_option
 
 
 @click.command()
-@click.option("--run", type=click.Path(path_type=Path), help="Run folder from `curate train` (uses best.pt).")
+@path_option("--run", help="Run folder from `curate train` (uses best.pt).")
 @click.option(
     "--which",
     type=click.Choice(["best", "last"]),
@@ -19,25 +19,14 @@ from curate.cli.common import fail, resolve_checkpoint
     show_default=True,
     help="With --run: the best-validation-loss epoch, or the final weights.",
 )
-@click.option("--checkpoint", type=click.Path(path_type=Path), help="A checkpoint file instead of --run.")
-@click.option(
+@path_option("--checkpoint", help="A checkpoint file instead of --run.")
+@path_option(
     "--manifest",
-    type=click.Path(path_type=Path),
     help="Split folder or manifest to evaluate on [default: the run's val_path, else dataset/test_2_folds_last].",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    help="Output folder [default: RUN/eval/<split name>, else eval/<split name>].",
-)
+@path_option("--out", "out_dir", help="Output folder [default: RUN/eval/<split name>, else eval/<split name>].")
 @click.option("--batch-size", default=256, show_default=True)
-@click.option(
-    "--tta/--no-tta",
-    default=True,
-    show_default=True,
-    help="Average each image's prediction with its mirror image's (--no-tta: one plain pass).",
-)
+@tta_option
 @click.option("--quiet", is_flag=True)
 def evaluate(
     run: Path | None,
@@ -54,25 +43,18 @@ def evaluate(
     predictions.parquet holds, per image: path, true age/gender, age_pred, gender_prob (P(female)),
     logits, losses and the 576-d embedding; the audits and FiftyOne steps read it.
     """
-    from core.manifest import DataError
     from trainer.evaluate import evaluate_predictions, predict_manifest
-    from trainer.model import WeightsError, load_checkpoint
+    from trainer.model import load_checkpoint
 
     ckpt_path = resolve_checkpoint(run, checkpoint, which)
-    try:
-        ckpt = load_checkpoint(ckpt_path)
-    except WeightsError as e:
-        fail(str(e))
+    ckpt = load_checkpoint(ckpt_path)
     if manifest is None:
         val = ckpt.get("config", {}).get("val_path") if run is not None else None
         manifest = Path(val or "dataset/test_2_folds_last")
     split_name = manifest.stem if manifest.suffix else manifest.name
     if out_dir is None:
         out_dir = (run / "eval" / split_name) if run is not None else Path("eval") / split_name
-    try:
-        pred = predict_manifest(ckpt_path, manifest, batch_size=batch_size, progress=not quiet, tta=tta)
-    except (DataError, WeightsError) as e:
-        fail(str(e))
+    pred = predict_manifest(ckpt_path, manifest, batch_size=batch_size, progress=not quiet, tta=tta)
     if run is not None and which == "best" and _selected_on(run, pred):
         click.echo(
             f"note: {ckpt_path} is the epoch with the lowest validation loss on this same split, so "
@@ -120,16 +102,13 @@ def _selected_on(run: Path, pred) -> bool:
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", "checkpoint", type=click.Path(path_type=Path), help="Checkpoint [default: shipped model].")
-@click.option("--out", "out_csv", type=click.Path(path_type=Path), help="Write a CSV instead of printing.")
-@click.option(
+@model_option
+@path_option("--out", "out_csv", help="Write a CSV instead of printing.")
+@path_option(
     "--quality-thresholds",
-    type=click.Path(path_type=Path),
     help="Quality thresholds JSON from `curate audit` (default: the shipped UTKFace thresholds).",
 )
-@click.option(
-    "--tta/--no-tta", default=True, show_default=True, help="Average each image's prediction with its mirror image's."
-)
+@tta_option
 def predict(
     inputs: tuple[Path, ...], checkpoint: Path | None, out_csv: Path | None, quality_thresholds: Path | None, tta: bool
 ) -> None:
@@ -139,7 +118,6 @@ def predict(
     """
     import pandas as pd
 
-    from trainer.model import WeightsError
     from trainer.predict import predict_images
 
     files: list[Path] = []
@@ -163,10 +141,7 @@ def predict(
                 f"{str(e).splitlines()[0][:120]})"
             )
     ckpt = resolve_checkpoint(None, checkpoint)
-    try:
-        rows = predict_images(ckpt, files, tta=tta)
-    except WeightsError as e:
-        fail(str(e))
+    rows = predict_images(ckpt, files, tta=tta)
     df = pd.DataFrame(rows)
     df = _add_quality(df, files, quality_thresholds)
     if out_csv:
@@ -178,14 +153,12 @@ def predict(
 
 
 def _add_quality(df, files, thresholds_path):
-    """Attach the audits' quality verdict when the audits library is available."""
-    try:
-        from curate.quality_verdict import attach_verdict
-    except ImportError:
-        return df
+    """Attach the audits' quality verdict; without BRISQUE weights (offline, not cached) say so and go on."""
+    from audits.brisque import BrisqueWeightsError
+    from curate.quality_verdict import attach_verdict
 
     try:
         return attach_verdict(df, files, thresholds_path)
-    except RuntimeError as e:  # e.g. BRISQUE weights neither cached nor downloadable
+    except BrisqueWeightsError as e:
         click.echo(f"warning: no quality verdict: {str(e).splitlines()[0]}", err=True)
         return df.assign(quality_ok=None, quality_verdict="unavailable")

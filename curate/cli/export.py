@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from curate.cli.common import fail, resolve_checkpoint
+from curate.cli.common import fail, path_option, resolve_checkpoint
 
 
 def _review(review: Path | None, dataset: str | None, flags: Path | None = None):
@@ -50,34 +50,23 @@ def _targets(specs: tuple[str, ...]) -> dict:
 
 
 @click.command("export")
-@click.option(
+@path_option(
     "--from",
     "source",
-    type=click.Path(path_type=Path),
     default=Path("dataset/train_8_folds_first"),
     show_default=True,
     help="Training split (folder or manifest) to clean.",
 )
-@click.option(
-    "--review",
-    type=click.Path(path_type=Path),
-    help="Review CSV (`curate review-status --csv`): path/filename, content_hash, tags, age_corrected, "
-    "gender_corrected[, is_gender_label_issue, is_age_label_issue, *_label_score, is_low_quality_issue].",
-)
-@click.option(
-    "--dataset",
-    help="Read the review from this FiftyOne dataset instead of a CSV (every sample, so "
-    "--drop-suspects also sees the unreviewed suspects).",
-)
-@click.option(
-    "--flags",
-    type=click.Path(path_type=Path),
-    help="Per-image candidate flags for all images (CSV/Parquet: path or filename, and any of tags, "
-    "is_gender_label_issue, is_age_label_issue, *_label_score, is_low_quality_issue), merged with the review.",
-)
-@click.option(
+@path_option("--review", help="Review CSV (`curate review-status --csv`): "
+              "path/filename, content_hash, tags, age_corrected, gender_corrected[, is_gender_label_issue, "
+              "is_age_label_issue, *_label_score, is_low_quality_issue].")  # fmt: skip
+@click.option("--dataset", help="Read the review from this FiftyOne dataset instead of a CSV (every sample, so "
+              "--drop-suspects also sees the unreviewed suspects).")  # fmt: skip
+@path_option("--flags", help="Per-image candidate flags for all images "
+              "(CSV/Parquet: path or filename, and any of tags, is_gender_label_issue, is_age_label_issue, "
+              "*_label_score, is_low_quality_issue), merged with the review.")  # fmt: skip
+@path_option(
     "--root",
-    type=click.Path(path_type=Path),
     default=Path("dataset"),
     show_default=True,
     help="Folder the new split folders go into.",
@@ -111,9 +100,8 @@ def _targets(specs: tuple[str, ...]) -> dict:
     help="Also write NAME_oversampled: the cleaned split plus augmented copies of under-represented groups.",
 )
 @click.option("--oversample-name", help="Folder name of the oversampled split [default: NAME_oversampled].")
-@click.option(
+@path_option(
     "--audits",
-    type=click.Path(path_type=Path),
     help="Audits parquet/CSV with skin_category (oversampling) and/or is_low_quality_issue (--drop-low-quality).",
 )
 @click.option(
@@ -131,9 +119,8 @@ def _targets(specs: tuple[str, ...]) -> dict:
 )
 @click.option("--max-factor", default=5.0, show_default=True, help="At most this many augmented images per source.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the augmentation (same seed, same images).")
-@click.option(
+@path_option(
     "--test-split",
-    type=click.Path(path_type=Path),
     help="The test split (never written; checked for overlap, and review rows on it are recognised) "
     "[default: test_2_folds_last next to --from, else under --root].",
 )
@@ -267,24 +254,21 @@ def _to_fiftyone(fo, s: dict, fo_name: str) -> None:
 
 
 @click.command()
-@click.option(
+@path_option(
     "--split",
     "split",
-    type=click.Path(path_type=Path),
     required=True,
     help="Exported split folder (e.g. dataset/train_cleaned) to train on.",
 )
-@click.option(
+@path_option(
     "--baseline",
-    type=click.Path(path_type=Path),
     required=True,
     help="Baseline run folder: its config and seed are reused, its test manifest is the test.",
 )
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="New run folder.")
+@path_option("--out", "out_dir", required=True, help="New run folder.")
 @click.option("--compare", is_flag=True, help="Then evaluate both runs and write OUT/compare/report.md.")
-@click.option(
+@path_option(
     "--review",
-    type=click.Path(path_type=Path),
     help="Review CSV: also report on the test split with its corrections applied.",
 )
 @click.option("--dataset", help="Read that review from this FiftyOne dataset instead.")
@@ -359,21 +343,19 @@ def retrain(
 
 
 @click.command()
-@click.option("--run", type=click.Path(path_type=Path), help="Run folder (uses best.pt).")
-@click.option("--checkpoint", type=click.Path(path_type=Path), help="A checkpoint instead of --run.")
-@click.option(
+@path_option("--run", help="Run folder (uses best.pt).")
+@path_option("--checkpoint", help="A checkpoint instead of --run.")
+@path_option(
     "--manifest",
-    type=click.Path(path_type=Path),
     help="Split folder or manifest [default: the run's val_path, else dataset/test_2_folds_last].",
 )
-@click.option(
+@path_option(
     "--predictions",
-    type=click.Path(path_type=Path),
     help="Reuse a predictions.parquet of this model (from `curate evaluate`) instead of predicting.",
 )
 @click.option("--n", "n", default=12, show_default=True, help="Images per head.")
 @click.option("--head", type=click.Choice(["gender", "age", "both"]), default="both", show_default=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="[default: RUN/explain, else explain/]")
+@path_option("--out", "out_dir", help="[default: RUN/explain, else explain/]")
 @click.option("--threads", default=0, help="CPU threads (0: all).")
 @click.option("--quiet", is_flag=True)
 def explain(run, checkpoint, manifest, predictions, n, head, out_dir, threads, quiet) -> None:

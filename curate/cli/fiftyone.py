@@ -14,7 +14,16 @@ from pathlib import Path
 import click
 
 from core.atomic import write_csv
-from curate.cli.common import SAMPLE_DIR, fail, load_cfg, resolve_checkpoint
+from curate.cli.common import (
+    SAMPLE_DIR,
+    config_options,
+    data_argument,
+    fail,
+    load_cfg,
+    model_option,
+    path_option,
+    resolve_checkpoint,
+)
 
 DEFAULT_DATASET = "utkface"
 
@@ -29,45 +38,23 @@ dataset_option = click.option(
 
 
 def _connect():
-    from curate.fo_db import DatabaseError, connect
+    from curate.fo_db import connect
 
-    try:
-        return connect()
-    except DatabaseError as e:
-        fail(str(e))
+    return connect()
 
 
 def _open(fo, name: str, create: bool):
-    from curate.fo_dataset import SchemaError, open_dataset
+    from curate.fo_schema import open_dataset
 
-    try:
-        return open_dataset(fo, name, create=create)
-    except SchemaError as e:
-        fail(str(e))
+    return open_dataset(fo, name, create=create)
 
 
 @click.command()
-@click.argument("data_dir", type=click.Path(path_type=Path), required=False)
-@click.option(
-    "--manifest", type=click.Path(path_type=Path), help="A manifest (CSV/Parquet) or split folder instead of DATA_DIR."
-)
-@click.option(
-    "--model",
-    "checkpoint",
-    type=click.Path(path_type=Path),
-    help="Checkpoint that predicts [default: the shipped curate/models/default.pt].",
-)
-@click.option(
-    "--predictions",
-    type=click.Path(path_type=Path),
-    help="Precomputed predictions.parquet (shared schema) instead of running --model.",
-)
-@click.option(
-    "--audits",
-    "audits_file",
-    type=click.Path(path_type=Path),
-    help="Precomputed audits (Parquet/CSV) instead of running the audits.",
-)
+@data_argument("data_dir")
+@path_option("--manifest", help="A manifest (CSV/Parquet) or split folder instead of DATA_DIR.")
+@model_option
+@path_option("--predictions", help="Precomputed predictions.parquet (shared schema) instead of running --model.")
+@path_option("--audits", "audits_file", help="Precomputed audits (Parquet/CSV) instead of running the audits.")
 @click.option("--no-audits", is_flag=True, help="Leave the audit fields as they are.")
 @dataset_option
 @click.option("--seed", default=0, show_default=True, help="Seed of the fold assignment of DATA_DIR.")
@@ -105,52 +92,44 @@ def score(
     Images that disappeared keep their sample with score_status "missing file"; moved images are
     followed by content hash.
     """
-    from core.manifest import DataError
     from curate import fo_inputs as fi
-    from curate.fo_dataset import SchemaError, ingest, run_brain
-    from trainer.model import WeightsError
+    from curate.fo_dataset import ingest, run_brain
 
     if data_dir is not None and manifest is not None:
         fail("pass DATA_DIR or --manifest, not both")
     fo = _connect()  # fail fast, before minutes of predictions, when the database is unreachable
     ds = _open(fo, name, create=True)
     t0 = time.time()
-    try:
-        if manifest is not None:
-            table, rejected = fi.file_manifest(manifest, seed=seed)
-        else:
-            table, rejected = fi.folder_manifest(data_dir or SAMPLE_DIR, seed=seed, progress=not quiet)
-        if table.empty:
-            fail(f"{manifest or data_dir or SAMPLE_DIR}: no usable image ({len(rejected)} rejected)")
-        provenance = {"labels": str(manifest or data_dir or SAMPLE_DIR)}
-        if predictions is not None:
-            pred = fi.check_predictions(fi.read_table(predictions, "predictions"), str(predictions))
-            provenance["predictions"] = f"{predictions} (models {', '.join(sorted(set(pred['model'].astype(str))))})"
-        else:
-            ckpt = resolve_checkpoint(None, checkpoint)
-            pred = fi.compute_predictions(table, ckpt, progress=not quiet)
-            provenance["predictions"] = f"{ckpt} (model {pred['model'].iloc[0]})"
-        audit, audit_version = None, None
-        if audits_file is not None:
-            audit = fi.read_table(audits_file, "audits")
-            audit_version = f"file:{audits_file.name}"
-        elif not no_audits:
-            if fi.audits_available():
-                audit = fi.compute_audits(table, progress=not quiet)
-            elif not quiet:
-                click.echo("audits runner not available: audit fields left as they are (pass --audits FILE)")
-        if audit is not None:
-            if "audit_version" in audit:
-                audit_version = ",".join(sorted(set(audit["audit_version"].dropna().astype(str)))) or audit_version
-            provenance["audits"] = audit_version
-        joined = fi.join_inputs(table, pred, audit)
-    except (fi.InputError, DataError, WeightsError) as e:
-        fail(str(e))
+    if manifest is not None:
+        table, rejected = fi.file_manifest(manifest, seed=seed)
+    else:
+        table, rejected = fi.folder_manifest(data_dir or SAMPLE_DIR, seed=seed, progress=not quiet)
+    if table.empty:
+        fail(f"{manifest or data_dir or SAMPLE_DIR}: no usable image ({len(rejected)} rejected)")
+    provenance = {"labels": str(manifest or data_dir or SAMPLE_DIR)}
+    if predictions is not None:
+        pred = fi.check_predictions(fi.read_table(predictions, "predictions"), str(predictions))
+        provenance["predictions"] = f"{predictions} (models {', '.join(sorted(set(pred['model'].astype(str))))})"
+    else:
+        ckpt = resolve_checkpoint(None, checkpoint)
+        pred = fi.compute_predictions(table, ckpt, progress=not quiet)
+        provenance["predictions"] = f"{ckpt} (model {pred['model'].iloc[0]})"
+    audit, audit_version = None, None
+    if audits_file is not None:
+        audit = fi.read_table(audits_file, "audits")
+        audit_version = f"file:{audits_file.name}"
+    elif not no_audits:
+        if fi.audits_available():
+            audit = fi.compute_audits(table, progress=not quiet)
+        elif not quiet:
+            click.echo("audits runner not available: audit fields left as they are (pass --audits FILE)")
+    if audit is not None:
+        if "audit_version" in audit:
+            audit_version = ",".join(sorted(set(audit["audit_version"].dropna().astype(str)))) or audit_version
+        provenance["audits"] = audit_version
+    joined = fi.join_inputs(table, pred, audit)
     t_in = time.time() - t0
-    try:
-        counts = ingest(fo, ds, joined, rejected, audit_version=audit_version, provenance=provenance)
-    except SchemaError as e:
-        fail(str(e))
+    counts = ingest(fo, ds, joined, rejected, audit_version=audit_version, provenance=provenance)
     upd = ", ".join(f"{g} {n}" for g, n in counts["updated"].items()) or "none"
     click.echo(
         f"dataset {name!r}: {counts['samples']} samples | added {counts['added']}, updated ({upd}), "
@@ -171,14 +150,12 @@ def score(
 
 @click.command("flag-mislabels")
 @dataset_option
-@click.option(
+@path_option(
     "--predictions",
-    type=click.Path(path_type=Path),
     help="Out-of-sample predictions (e.g. crossfit's predictions.parquet) instead of cross-fitting.",
 )
-@click.option(
+@path_option(
     "--crossfit-dir",
-    type=click.Path(path_type=Path),
     help="Cross-fit folder, reused on re-runs [default: $CURATE_CACHE_DIR/crossfit/<manifest hash>].",
 )
 @click.option(
@@ -187,8 +164,7 @@ def score(
     show_default=True,
     help="Cross-fit recipe: cheap (96 px, 8 epochs, ~6x less compute) or the full reference run.",
 )
-@click.option("--config", type=click.Path(path_type=Path), help="YAML training config for the cross-fit models.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one config key (repeatable).")
+@config_options("YAML training config for the cross-fit models.")
 @click.option("-k", "--folds", "k", default=2, show_default=True, help="Cross-fit folds.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--gender-threshold", type=float, help="Tag suspect:gender at P(label wrong) >= this [0.5].")
@@ -212,14 +188,9 @@ def flag_mislabels(
     sets: tuple[str, ...],
     k: int,
     seed: int,
-    gender_threshold,
-    age_z_threshold,
-    age_min_years,
-    top_k,
-    quality_top_k,
-    neighbors,
     worst_n: int,
     quiet: bool,
+    **flag_options,  # the thresholds, --top-k, --quality-top-k and --neighbors: fo_review.flag_mislabels takes them
 ) -> None:
     """Score every label with out-of-sample predictions, tag the suspects, save the review views.
 
@@ -230,60 +201,42 @@ def flag_mislabels(
     """
     import pandas as pd
 
-    from audits.mislabels import SingleClassError
-    from core.manifest import DataError, manifest_hash
+    from core.manifest import manifest_hash
     from curate import fo_inputs as fi
-    from curate.fo_dataset import SchemaError
-    from curate.fo_review import ReviewError, dataset_frame
+    from curate.fo_review import dataset_frame
     from curate.fo_review import flag_mislabels as run_flags
-    from trainer.crossfit import CrossfitError, cheap_config, crossfit
+    from trainer.crossfit import cheap_config, crossfit
 
     fo = _connect()
     ds = _open(fo, name, create=False)
-    try:
-        if predictions is not None:
-            oos = fi.check_predictions(fi.read_table(predictions, "predictions"), str(predictions))
-        else:
-            df = dataset_frame(ds)
-            if df.empty:
-                fail(f"dataset {name!r} has no usable samples: run `curate score` first")
-            man = pd.DataFrame(
-                {
-                    "path": df["path"],
-                    "age": df["age"].astype(int),
-                    "gender": df["gender"].astype(int),
-                    "content_hash": df["content_hash"],
-                }
-            )
-            cfg = load_cfg(config, sets)
-            cfg = cheap_config(cfg) if cheap else cfg
-            if crossfit_dir is None:
-                ckey = json.dumps(cfg.to_dict(), sort_keys=True)
-                import hashlib
-
-                crossfit_dir = (
-                    fi.cache_dir().parent
-                    / "crossfit"
-                    / (f"{manifest_hash(man)}-k{k}-s{seed}-{hashlib.sha256(ckey.encode()).hexdigest()[:8]}")
-                )
-            click.echo(
-                f"cross-fitting {len(man)} images ({'cheap' if cheap else 'full'} recipe, k={k}) in {crossfit_dir}"
-            )
-            oos = crossfit(man, crossfit_dir, cfg, k=k, seed=seed, progress=not quiet)
-        summary = run_flags(
-            fo,
-            ds,
-            oos,
-            top_k=top_k,
-            quality_top_k=quality_top_k,
-            worst_n=worst_n,
-            gender_threshold=gender_threshold,
-            age_z_threshold=age_z_threshold,
-            age_min_years=age_min_years,
-            neighbors=neighbors,
+    if predictions is not None:
+        oos = fi.check_predictions(fi.read_table(predictions, "predictions"), str(predictions))
+    else:
+        df = dataset_frame(ds)
+        if df.empty:
+            fail(f"dataset {name!r} has no usable samples: run `curate score` first")
+        man = pd.DataFrame(
+            {
+                "path": df["path"],
+                "age": df["age"].astype(int),
+                "gender": df["gender"].astype(int),
+                "content_hash": df["content_hash"],
+            }
         )
-    except (fi.InputError, CrossfitError, DataError, SingleClassError, ReviewError, SchemaError, ValueError) as e:
-        fail(str(e))
+        cfg = load_cfg(config, sets)
+        cfg = cheap_config(cfg) if cheap else cfg
+        if crossfit_dir is None:
+            ckey = json.dumps(cfg.to_dict(), sort_keys=True)
+            import hashlib
+
+            crossfit_dir = (
+                fi.cache_dir().parent
+                / "crossfit"
+                / (f"{manifest_hash(man)}-k{k}-s{seed}-{hashlib.sha256(ckey.encode()).hexdigest()[:8]}")
+            )
+        click.echo(f"cross-fitting {len(man)} images ({'cheap' if cheap else 'full'} recipe, k={k}) in {crossfit_dir}")
+        oos = crossfit(man, crossfit_dir, cfg, k=k, seed=seed, progress=not quiet)
+    summary = run_flags(fo, ds, oos, worst_n=worst_n, **flag_options)
     click.echo(
         f"scored {summary['scored']} samples ({summary['not_scored']} not scored) with {summary['version']}: "
         f"suspect:gender {summary['suspect:gender']}, suspect:age {summary['suspect:age']}, "
@@ -327,7 +280,7 @@ def app(name: str, view_name: str | None, port: int, address: str, remote: bool,
                 "(run `curate flag-mislabels`)"
             )
         view = ds.load_saved_view(view_name)
-    from curate.fo_app import AppError, serve
+    from curate.fo_app import serve
 
     def ready():
         click.echo(
@@ -341,21 +294,12 @@ def app(name: str, view_name: str | None, port: int, address: str, remote: bool,
                 f"http://localhost:{port}"
             )
 
-    try:
-        serve(fo, ds, view, address=address, port=port, remote=remote, start_timeout=start_timeout, on_ready=ready)
-    except AppError as e:
-        fail(str(e))
+    serve(fo, ds, view, address=address, port=port, remote=remote, start_timeout=start_timeout, on_ready=ready)
 
 
 @click.command("review-status")
 @dataset_option
-@click.option(
-    "--out",
-    "--csv",
-    "out_csv",
-    type=click.Path(path_type=Path),
-    help="Decisions CSV [default: reviews/<dataset>_decisions.csv].",
-)
+@path_option("--out", "--csv", "out_csv", help="Decisions CSV [default: reviews/<dataset>_decisions.csv].")
 def review_status(name: str, out_csv: Path | None) -> None:
     """Summarise review decisions (reviewed / pending per saved view) and export them to CSV.
 
