@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole curation loop on UTKFace, end to end, resumable:
 #   split -> baseline run -> audit -> score + flag-mislabels (FiftyOne) -> [human review] ->
-#   export (cleaned + oversampled) -> retrain --compare (x2) -> README table.
+#   export (cleaned + oversampled) -> retrain --compare (x2) -> the results table (docs/benchmarks.md).
 #
 # Every step is skipped when its output already exists (a complete run, a manifest, a split folder), so
-# the script can be re-run after an interruption, or after a review session to redo the export and the
+# the script can be re-run after an interruption, or after reviewing in the App to redo the export and the
 # retrains (FORCE=1 replaces the exported splits; delete runs/loop/cleaned etc. to retrain them).
 #
 # Configure with environment variables:

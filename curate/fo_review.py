@@ -90,78 +90,113 @@ def flag_mislabels(
 ) -> dict:
     """Score, store, tag and save views; returns counts. `options` go to score_mislabels
     (gender_threshold, age_z_threshold, age_min_years, neighbors)."""
-    from audits.mislabels import align_predictions, score_mislabels
+    from audits.mislabels import score_mislabels
     from curate.fo_schema import check_schema, declare_fields
 
     df = dataset_frame(ds)
     if df.empty:
         raise ReviewError(f"dataset {ds.name!r} has no usable samples: run `curate score` first")
     check_schema(ds, MISLABEL_FIELDS)
+    pred = _aligned_predictions(df, oos)
+    opts = {k: v for k, v in options.items() if v is not None}
+    scores = score_mislabels(pred, _audit_frame(df), top_k=top_k, **opts)
+    have = pred["age_pred"].notna().to_numpy() if "age_pred" in pred else np.zeros(len(df), bool)
+    models = sorted(set(pred.loc[have, "model"].astype(str))) if "model" in pred else []
+    version = "mislabels:" + hashlib.sha256(",".join(models).encode()).hexdigest()[:12]
+    declare_fields(fo, ds, MISLABEL_FIELDS)
+    for f, v in _field_values(fo, df, pred, scores, have, version).items():
+        ds.set_values(f, v, key_field="id")
+    tagged = _tag_candidates(ds, df, scores, quality_top_k)
+    ids, ap = df["id"].tolist(), _num(pred, "age_pred")
+    err = pd.DataFrame(
+        {"id": ids, "age_err": np.abs(ap - df["age"].to_numpy(float)), "g_loss": _num(pred, "gender_loss")}
+    )
+    if not have.any() and "age_abs_error" in df:  # no out-of-sample predictions: fall back to the score model's
+        err["age_err"], err["g_loss"] = df["age_abs_error"].to_numpy(float), df.get("gender_loss", np.nan)
+    status = scores["label_status"]
+    return {"scored": int((status == "ok").sum()), "not_scored": int((status != "ok").sum()), **tagged,
+            "views": save_views(ds, df, err, worst_n), "version": version,
+            "status_counts": status.value_counts().to_dict()}  # fmt: skip
+
+
+def _aligned_predictions(df: pd.DataFrame, oos: pd.DataFrame) -> pd.DataFrame:
+    """Out-of-sample predictions in the dataset's row order; one made for other pixels than the sample's
+    (its content hash differs) does not count."""
+    from audits.mislabels import align_predictions
+
     oos = oos.copy()
     oos["path"] = oos["path"].astype(str)
     stale = oos["content_hash"].astype(str) if "content_hash" in oos else None
     pred = align_predictions(
         df[["path", "content_hash", "age", "gender", "race"]], oos.drop(columns=["content_hash"], errors="ignore")
     )
-    if stale is not None:  # a prediction made for other pixels than the sample's must not count
+    if stale is not None:
         h = dict(zip(oos["path"], stale))
         bad = np.array([p in h and h[p] != c for p, c in zip(df["path"], df["content_hash"])])
-        pred.loc[
-            bad, [c for c in ("age_pred", "gender_prob", "gender_logit_0", "gender_logit_1", "model") if c in pred]
-        ] = np.nan
-    audit_cols = [
+        cols = [c for c in ("age_pred", "gender_prob", "gender_logit_0", "gender_logit_1", "model") if c in pred]
+        pred.loc[bad, cols] = np.nan
+    return pred
+
+
+def _audit_frame(df: pd.DataFrame) -> pd.DataFrame | None:
+    """The audit columns the label scores use (quality ranks, duplicate groups), when the dataset has them."""
+    cols = [
         c for c in ("is_low_quality_issue", "laplacian_var", "brisque_score", "exact_group", "near_group") if c in df
     ]
-    audit = df[["path", *audit_cols]] if audit_cols else None
-    if audit is not None and "is_low_quality_issue" in audit:
+    if not cols:
+        return None
+    audit = df[["path", *cols]]
+    if "is_low_quality_issue" in audit:
         audit = audit.assign(is_low_quality_issue=audit["is_low_quality_issue"].fillna(False).astype(bool))
-    opts = {k: v for k, v in options.items() if v is not None}
-    scores = score_mislabels(pred, audit, top_k=top_k, **opts)
+    return audit
 
-    have = pred["age_pred"].notna().to_numpy() if "age_pred" in pred else np.zeros(len(df), bool)
-    models = sorted(set(pred.loc[have, "model"].astype(str))) if "model" in pred else []
-    version = "mislabels:" + hashlib.sha256(",".join(models).encode()).hexdigest()[:12]
+
+def _num(frame: pd.DataFrame, col: str) -> np.ndarray:
+    """A numeric column as floats, NaN where the frame lacks it."""
+    return frame[col].to_numpy(float) if col in frame else np.full(len(frame), np.nan)
+
+
+def _field_values(fo, df: pd.DataFrame, pred: pd.DataFrame, scores: pd.DataFrame, have: np.ndarray,
+                  version: str) -> dict[str, dict]:  # fmt: skip
+    """Field -> {sample id: value}: the label checks' columns and the out-of-sample predictions."""
+    from curate.fo_values import CONVERT
+
     ids = df["id"].tolist()
 
-    def col(name, conv):
-        s = scores[name] if name in scores else pd.Series(np.nan, index=scores.index)
-        return dict(zip(ids, conv(s)))
+    def by_id(values) -> dict:
+        return dict(zip(ids, values))
 
-    from curate.fo_values import CONVERT, _floats, _ints, _strs
+    def col(frame: pd.DataFrame, name: str, field: str) -> dict:
+        values = frame[name] if name in frame else pd.Series(np.nan, index=frame.index)
+        return by_id(CONVERT[field](values))
 
-    suggested = [None if s != s else GENDER_NAMES[int(s)] for s in scores["gender_suggested"].astype(float)]
-    ap = pred["age_pred"].to_numpy(float) if "age_pred" in pred else np.full(len(df), np.nan)
-    prob = pred["gender_prob"].to_numpy(float) if "gender_prob" in pred else np.full(len(df), np.nan)
-    l0 = pred["gender_logit_0"].to_numpy(float) if "gender_logit_0" in pred else np.full(len(df), np.nan)
-    l1 = pred["gender_logit_1"].to_numpy(float) if "gender_logit_1" in pred else np.full(len(df), np.nan)
-    writes = {
-        **{
-            c: col(c, CONVERT[MISLABEL_FIELDS[c][0]])
-            for c in (*GENDER_COLUMNS, *AGE_COLUMNS, "label_status")
-            if c != "gender_suggested"
-        },
-        "gender_suggested": dict(zip(ids, suggested)),
+    ap, prob, l0, l1 = (_num(pred, c) for c in ("age_pred", "gender_prob", "gender_logit_0", "gender_logit_1"))
+    label_cols = [c for c in (*GENDER_COLUMNS, *AGE_COLUMNS, "label_status") if c != "gender_suggested"]
+    gender_pred = [
+        fo.Classification(label=GENDER_NAMES[int(p >= 0.5)], confidence=float(max(p, 1 - p)), logits=np.array([a, b]))
+        if h
+        else None
+        for p, a, b, h in zip(prob, l0, l1, have)
+    ]
+    return {
+        **{c: col(scores, c, MISLABEL_FIELDS[c][0]) for c in label_cols},
+        "gender_suggested": by_id(
+            None if s != s else GENDER_NAMES[int(s)] for s in scores["gender_suggested"].astype(float)
+        ),
         "mislabel_version": dict.fromkeys(ids, version),
-        "oos_age_pred": {i: fo.Regression(value=float(a)) if h else None for i, a, h in zip(ids, ap, have)},
-        "oos_gender_pred": {
-            i: fo.Classification(
-                label=GENDER_NAMES[int(p >= 0.5)], confidence=float(max(p, 1 - p)), logits=np.array([a, b])
-            )
-            if h
-            else None
-            for i, p, a, b, h in zip(ids, prob, l0, l1, have)
-        },
-        "oos_age_abs_error": dict(zip(ids, _floats(pd.Series(np.abs(ap - df["age"].to_numpy(float)))))),
-        "oos_gender_loss": dict(zip(ids, _floats(pred["gender_loss"]) if "gender_loss" in pred else [None] * len(ids))),
-        "oos_model": dict(zip(ids, _strs(pred["model"]) if "model" in pred else [None] * len(ids))),
-        "oos_fold": dict(zip(ids, _ints(pred["fold"]) if "fold" in pred else [None] * len(ids))),
+        "oos_age_pred": by_id(fo.Regression(value=float(a)) if h else None for a, h in zip(ap, have)),
+        "oos_gender_pred": by_id(gender_pred),
+        "oos_age_abs_error": col(pd.DataFrame({"e": np.abs(ap - df["age"].to_numpy(float))}), "e", "FloatField"),
+        "oos_gender_loss": col(pred, "gender_loss", "FloatField"),
+        "oos_model": col(pred, "model", "StringField"),
+        "oos_fold": col(pred, "fold", "IntField"),
     }
-    declare_fields(fo, ds, MISLABEL_FIELDS)
-    for f, v in writes.items():
-        ds.set_values(f, v, key_field="id")
 
-    # Tags: candidates are re-derived each run; reviewer tags are left alone.
+
+def _tag_candidates(ds, df: pd.DataFrame, scores: pd.DataFrame, quality_top_k: int | None) -> dict[str, int]:
+    """Tag suspects and low-quality images (re-derived each run; reviewer tags are left alone); counts."""
     ds.untag_samples(list(SUSPECT_TAGS))
+    ids = df["id"].tolist()
     g_ids = [i for i, s in zip(ids, scores["is_gender_label_issue"].fillna(False)) if s]
     a_ids = [i for i, s in zip(ids, scores["is_age_label_issue"].fillna(False)) if s]
     if quality_top_k is not None and "brisque_score" in df:
@@ -170,30 +205,11 @@ def flag_mislabels(
         q_ids = df.loc[df["is_low_quality_issue"].fillna(False).astype(bool), "id"].tolist()
     else:
         q_ids = []
-    for tag, tid in (("suspect:gender", g_ids), ("suspect:age", a_ids), ("low_quality", q_ids)):
+    tagged = {"suspect:gender": g_ids, "suspect:age": a_ids, "low_quality": q_ids}
+    for tag, tid in tagged.items():
         if tid:
             ds.select(tid).tag_samples(tag)
-
-    err = pd.DataFrame(
-        {
-            "id": ids,
-            "age_err": np.abs(ap - df["age"].to_numpy(float)),
-            "g_loss": pred["gender_loss"].to_numpy(float) if "gender_loss" in pred else np.nan,
-        }
-    )
-    if not have.any() and "age_abs_error" in df:  # no out-of-sample predictions: fall back to the score model's
-        err["age_err"], err["g_loss"] = df["age_abs_error"].to_numpy(float), df.get("gender_loss", np.nan)
-    views = save_views(ds, df, err, worst_n)
-    return {
-        "scored": int((scores["label_status"] == "ok").sum()),
-        "not_scored": int((scores["label_status"] != "ok").sum()),
-        "suspect:gender": len(g_ids),
-        "suspect:age": len(a_ids),
-        "low_quality": len(q_ids),
-        "views": views,
-        "version": version,
-        "status_counts": scores["label_status"].value_counts().to_dict(),
-    }
+    return {tag: len(tid) for tag, tid in tagged.items()}
 
 
 def save_views(ds, df: pd.DataFrame, err: pd.DataFrame, worst_n: int) -> dict[str, int]:

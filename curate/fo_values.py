@@ -19,27 +19,27 @@ PREDICTION_COLUMNS = ("age_pred", "gender_prob", "gender_logit_0", "gender_logit
                       "model", "pred_status")  # fmt: skip
 
 
-def _floats(s: pd.Series) -> list:
+def to_floats(s: pd.Series) -> list:
     a = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
     return [None if v != v else float(v) for v in a]
 
 
-def _ints(s: pd.Series) -> list:
+def to_ints(s: pd.Series) -> list:
     a = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
     return [None if v != v else int(v) for v in a]
 
 
-def _strs(s: pd.Series) -> list:
+def to_strs(s: pd.Series) -> list:
     return [None if (v is None or (isinstance(v, float) and v != v)) else str(v) for v in s.astype(object)]
 
 
-def _bools(s: pd.Series) -> list:
+def to_bools(s: pd.Series) -> list:
     return [
         None if (v is None or (isinstance(v, float) and v != v) or v is pd.NA) else bool(v) for v in s.astype(object)
     ]
 
 
-CONVERT = {"FloatField": _floats, "IntField": _ints, "StringField": _strs, "BooleanField": _bools}
+CONVERT = {"FloatField": to_floats, "IntField": to_ints, "StringField": to_strs, "BooleanField": to_bools}
 
 
 def specs_and_hashes(
@@ -85,17 +85,17 @@ def build_values(
         pd.to_numeric(table["race"], errors="coerce").to_numpy(dtype=float) if "race" in table else np.full(n, np.nan)
     )
     values["labels"] = {
-        "filename": _strs(table["filename"]),
-        "content_hash": _strs(table["content_hash"]),
+        "filename": to_strs(table["filename"]),
+        "content_hash": to_strs(table["content_hash"]),
         "age": [Label("Regression", value=float(a)) for a in age],
         "gender": [Label("Classification", label=GENDER_NAMES[g]) for g in gender],
         "race": [None if r != r else Label("Classification", label=RACE_NAMES[int(r)]) for r in race],
-        "split": _strs(table["split"]) if "split" in table else [None] * n,
-        "fold": _ints(table["fold"]) if "fold" in table else [None] * n,
+        "split": to_strs(table["split"]) if "split" in table else [None] * n,
+        "fold": to_ints(table["fold"]) if "fold" in table else [None] * n,
         "age_group": [age_group(a) for a in age],
-        "width": _ints(table["width"]) if "width" in table else [None] * n,
-        "height": _ints(table["height"]) if "height" in table else [None] * n,
-        "name_note": _strs(table["name_note"]) if "name_note" in table else [None] * n,
+        "width": to_ints(table["width"]) if "width" in table else [None] * n,
+        "height": to_ints(table["height"]) if "height" in table else [None] * n,
+        "name_note": to_strs(table["name_note"]) if "name_note" in table else [None] * n,
     }
     specs["labels"] = LABEL_FIELDS
     hashes["labels"] = _row_hashes(table, LABEL_COLUMNS)
@@ -119,12 +119,12 @@ def build_values(
                 else None
                 for p, a, b, h in zip(prob, l0, l1, have)
             ],
-            "gender_prob": _floats(table["gender_prob"]),
-            "age_abs_error": _floats(table["age_abs_error"]) if "age_abs_error" in table else [None] * n,
-            "gender_loss": _floats(table["gender_loss"]) if "gender_loss" in table else [None] * n,
+            "gender_prob": to_floats(table["gender_prob"]),
+            "age_abs_error": to_floats(table["age_abs_error"]) if "age_abs_error" in table else [None] * n,
+            "gender_loss": to_floats(table["gender_loss"]) if "gender_loss" in table else [None] * n,
             "embedding": [np.asarray(e, dtype=np.float32) if h and e is not None else None for e, h in zip(emb, have)],
-            "model": _strs(table["model"]),
-            "pred_status": _strs(table["pred_status"]) if "pred_status" in table else ["ok"] * n,
+            "model": to_strs(table["model"]),
+            "pred_status": to_strs(table["pred_status"]) if "pred_status" in table else ["ok"] * n,
         }
         specs["predictions"] = PREDICTION_FIELDS
         cols = [c for c in PREDICTION_COLUMNS if c in table]
@@ -135,7 +135,7 @@ def build_values(
     if audit_cols:
         sp = audit_spec or audit_specs(table, [c for c in audit_cols if c != "audit_status"])
         vals = {c: CONVERT[sp[c][0]](table[c]) for c in audit_cols if c in sp and c in table}
-        vals["audit_status"] = _strs(table["audit_status"]) if "audit_status" in table else ["ok"] * n
+        vals["audit_status"] = to_strs(table["audit_status"]) if "audit_status" in table else ["ok"] * n
         vals["audit_version"] = [audit_version] * n
         values["audits"] = vals
         specs["audits"] = sp

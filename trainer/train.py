@@ -100,7 +100,7 @@ def make_train_step(cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimiz
     Measured and rejected here: splitting the batch into micro-batches of 64 with gradient
     accumulation ran the bare step 1.3-1.6x faster (activations stay in cache), but BatchNorm then
     normalises over 64 images ("ghost batch norm") and age regression stalled: train MAE 13.9 vs
-    10.6 after 3 epochs of the reference schedule at 128 px (README "Speed").
+    10.6 after 3 epochs of the reference schedule at 128 px (docs/speed.md).
     """
     fwd = torch.compile(model, dynamic=False) if cfg.compile else model
 
