@@ -134,76 +134,99 @@ def paired_group_table(
     holding a per-image value whose group mean is the metric (absolute error -> MAE, 0/1 correct ->
     accuracy). Returns (rows: group x metric, gaps: metric) as tidy frames.
     """
-    onehot, labels = group_onehot(frame[group_col], order)
-    if not labels:
+    groups = _groups(frame[group_col], group_col, order, min_group)
+    if groups is None:
         return pd.DataFrame(), pd.DataFrame()
+    rows, gaps = [], []
+    for metric, (bcol, ncol, better) in metrics.items():
+        b_vals, n_vals = frame[bcol].to_numpy(np.float64), frame[ncol].to_numpy(np.float64)
+        boot = Paired(group_stat(weights, groups.onehot, b_vals), group_stat(weights, groups.onehot, n_vals))
+        point = Paired(point_stat(groups.onehot, b_vals), point_stat(groups.onehot, n_vals))
+        rows += _group_rows(groups, metric, better, boot, point, alpha)
+        gaps.append(_gap_row(groups, metric, better, boot, point, alpha))
+    return pd.DataFrame(rows), pd.DataFrame(gaps)
+
+
+@dataclass
+class _Groups:
+    """The groups of one dimension and their roles, worked out once for all of its metrics."""
+
+    dimension: str
+    labels: list
+    onehot: np.ndarray
+    sizes: np.ndarray
+    big: np.ndarray  # at least min_group images: a bootstrap interval worth a verdict
+    eligible: np.ndarray  # big and a real group (not "unknown"): these make the worst-group gap
+    min_group: int
+
+
+def _groups(values: pd.Series, dimension: str, order: list | None, min_group: int) -> _Groups | None:
+    """Group membership and which groups may be judged or form a gap; None when no row has a group."""
+    onehot, labels = group_onehot(values, order)
+    if not labels:
+        return None
     sizes = onehot.sum(0)
     # "unknown" (a label the data could not give) is reported but is no group in a fairness gap
     big = sizes >= min_group
     eligible = big & np.array([str(g).lower() not in ("unknown", "nan") for g in labels])
-    rows, gaps = [], []
-    for metric, (bcol, ncol, better) in metrics.items():
-        b_vals, n_vals = frame[bcol].to_numpy(np.float64), frame[ncol].to_numpy(np.float64)
-        p = Paired(group_stat(weights, onehot, b_vals), group_stat(weights, onehot, n_vals))
-        pb, pn = point_stat(onehot, b_vals), point_stat(onehot, n_vals)
-        (blo, bhi), (nlo, nhi), (dlo, dhi) = (
-            percentile_ci(p.base, alpha),
-            percentile_ci(p.new, alpha),
-            percentile_ci(p.delta, alpha),
-        )
-        for k, g in enumerate(labels):
-            r = _row(
-                group_col,
-                g,
-                metric,
-                better,
-                int(sizes[k]),
-                pb[k],
-                blo[k],
-                bhi[k],
-                pn[k],
-                nlo[k],
-                nhi[k],
-                dlo[k],
-                dhi[k],
-            )
-            if not big[k]:  # a handful of images: its bootstrap interval is not trustworthy
-                r.update(significant=False, verdict=f"too few images (< {min_group})")
-            rows.append(r)
-        gb, gn = worst_gap(p.base, eligible), worst_gap(p.new, eligible)
-        pgb, pgn = worst_gap(pb[None], eligible)[0], worst_gap(pn[None], eligible)[0]
-        (gblo, gbhi), (gnlo, gnhi), (gdlo, gdhi) = (
-            percentile_ci(gb, alpha),
-            percentile_ci(gn, alpha),
-            percentile_ci(gn - gb, alpha),
-        )
-        worst_b = _worst_label(pb, eligible, labels, better)
-        worst_n = _worst_label(pn, eligible, labels, better)
-        gaps.append(
-            {
-                **_row(
-                    group_col,
-                    "worst-group gap",
-                    metric,
-                    "lower",
-                    int(eligible.sum()),
-                    pgb,
-                    gblo,
-                    gbhi,
-                    pgn,
-                    gnlo,
-                    gnhi,
-                    gdlo,
-                    gdhi,
-                ),
-                "worst_group_baseline": worst_b,
-                "worst_group_new": worst_n,
-            }
-        )
-    return pd.DataFrame(rows), pd.DataFrame(gaps)
+    return _Groups(dimension, labels, onehot, sizes, big, eligible, min_group)
+
+
+@dataclass
+class _Estimate:
+    """A metric of both models with percentile intervals, and the interval of their paired difference."""
+
+    base: np.ndarray | float  # per group, or one value (a gap)
+    new: np.ndarray | float
+    base_ci: tuple
+    new_ci: tuple
+    delta_ci: tuple
+
+    def at(self, k: int) -> _Estimate:
+        """Group k's estimate, when every field holds one value per group."""
+        lo_hi = [(lo[k], hi[k]) for lo, hi in (self.base_ci, self.new_ci, self.delta_ci)]
+        return _Estimate(self.base[k], self.new[k], *lo_hi)
+
+
+def _estimate(base, new, boot: Paired, alpha: float) -> _Estimate:
+    """Point values `base`, `new` with the intervals of their resampled statistics `boot`."""
+    return _Estimate(
+        base, new, percentile_ci(boot.base, alpha), percentile_ci(boot.new, alpha), percentile_ci(boot.delta, alpha)
+    )
+
+
+def _group_rows(groups: _Groups, metric: str, better: str, boot: Paired, point: Paired, alpha: float) -> list[dict]:
+    """One row per group; a group too small for a trustworthy interval is never called significant."""
+    est = _estimate(point.base, point.new, boot, alpha)
+    rows = []
+    for k, g in enumerate(groups.labels):
+        r = _row(est.at(k), dimension=groups.dimension, group=g, metric=metric, better=better, n=int(groups.sizes[k]))
+        if not groups.big[k]:  # a handful of images: its bootstrap interval is not trustworthy
+            r.update(significant=False, verdict=f"too few images (< {groups.min_group})")
+        rows.append(r)
+    return rows
+
+
+def _gap_row(groups: _Groups, metric: str, better: str, boot: Paired, point: Paired, alpha: float) -> dict:
+    """The worst-group gap of both models (a gap is always better lower) and which group is worst."""
+    eligible = groups.eligible
+    gaps = Paired(worst_gap(boot.base, eligible), worst_gap(boot.new, eligible))
+    pgb, pgn = worst_gap(point.base[None], eligible)[0], worst_gap(point.new[None], eligible)[0]
+    worst_b = _worst_label(point.base, eligible, groups.labels, better)
+    worst_n = _worst_label(point.new, eligible, groups.labels, better)
+    row = _row(
+        _estimate(pgb, pgn, gaps, alpha),
+        dimension=groups.dimension,
+        group="worst-group gap",
+        metric=metric,
+        better="lower",
+        n=int(eligible.sum()),
+    )
+    return {**row, "worst_group_baseline": worst_b, "worst_group_new": worst_n}
 
 
 def _worst_label(point: np.ndarray, eligible: np.ndarray, labels: list, better: str):
+    """The eligible group with the worst point value: a gap is reported with the group it is about."""
     if eligible.sum() == 0:
         return None
     vals = np.where(eligible, point, np.nan)
@@ -211,22 +234,24 @@ def _worst_label(point: np.ndarray, eligible: np.ndarray, labels: list, better: 
     return labels[k]
 
 
-def _row(dim, group, metric, better, n, b, blo, bhi, nv, nlo, nhi, dlo, dhi) -> dict:
-    delta = nv - b
+def _row(est: _Estimate, *, dimension: str, group, metric: str, better: str, n: int) -> dict:
+    """One tidy row: both models' values and intervals, the paired difference, and its verdict."""
+    dlo, dhi = est.delta_ci
+    delta = est.new - est.base
     significant = bool(np.isfinite(dlo) and np.isfinite(dhi) and (dlo > 0 or dhi < 0))
     improved = (delta < 0) if better == "lower" else (delta > 0)
     return {
-        "dimension": dim,
+        "dimension": dimension,
         "group": str(group),
         "metric": metric,
         "better": better,
         "n": n,
-        "baseline": b,
-        "baseline_lo": blo,
-        "baseline_hi": bhi,
-        "new": nv,
-        "new_lo": nlo,
-        "new_hi": nhi,
+        "baseline": est.base,
+        "baseline_lo": est.base_ci[0],
+        "baseline_hi": est.base_ci[1],
+        "new": est.new,
+        "new_lo": est.new_ci[0],
+        "new_hi": est.new_ci[1],
         "delta": delta,
         "delta_lo": dlo,
         "delta_hi": dhi,

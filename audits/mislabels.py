@@ -137,10 +137,36 @@ def score_gender(
     q = qual[ok] - 0.5 if qual is not None else np.zeros(ok.sum())
 
     n_bins = len(AGE_GROUP_LABELS) + 1  # + "age unknown"
+    designs = _gender_designs(df, ok, zq, q, knn_vote, bins, n_bins)
+    with _one_blas_thread():  # small dense fits: threads only contend (measured 4.7 s vs 22.5 s beside a training)
+        level, cv = _select_design(designs, y, dup)
+        issue, noise_rate, _ = _fit_flip_model(designs[level][0], y, designs[level][1], copies=dup)
+    out.attrs["gender_model"] = {"design": GENDER_DESIGNS[level], "cv_loglik": cv, "noise_rate": noise_rate}
+    p_label = 1.0 - issue
+
+    out.loc[ok, "gender_flip_prob"] = issue
+    out.loc[ok, "gender_label_score"] = p_label
+    out.loc[ok, "gender_suggested"] = np.where(issue >= 0.5, 1 - y, y)
+    out.loc[ok, "is_gender_label_issue"] = _suspects(issue, opt.gender_threshold, opt.top_k)
+    acc = _bin_accuracy(bins, zq, y, n_bins)
+    p_model = _sigmoid(zq)
+    qtxt = _quality_words(qual[ok]) if qual is not None else None
+    reasons = [
+        _gender_reason(p_model[i], y[i], bins[i], acc, qtxt[i] if qtxt is not None else None, knn_vote[i],
+                       knn_counts[i], copies_f[i], copies_m[i], issue[i])
+        for i in range(len(y))
+    ]  # fmt: skip
+    out.loc[ok, "gender_label_reason"] = reasons
+    return out
+
+
+def _gender_designs(df: pd.DataFrame, ok: np.ndarray, zq: np.ndarray, q: np.ndarray, knn_vote: np.ndarray,
+                    bins: np.ndarray, n_bins: int) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    """Nested designs (columns, ridge penalties), from "one calibration for everyone" to per-group
+    calibration; cross-validation picks one (`GENDER_DESIGNS` names them)."""
     onehot = np.eye(n_bins)[bins]
-    # Nested designs, from "one calibration for everyone" to per-group calibration; the data pick one.
     blocks: list[tuple[list[np.ndarray], list[float]]] = [
-        ([np.ones(len(y)), zq, knn_vote, zq * q, q], [1e-3, 1e-3, 1e-3, 1e-1, 1e-1])
+        ([np.ones(len(zq)), zq, knn_vote, zq * q, q], [1e-3, 1e-3, 1e-3, 1e-1, 1e-1])
     ]
     # Per age bin: intercepts (class balance), then slopes (what the confidence is worth at that age);
     # ridge-shrunk towards the global fit, so small bins fall back to it.
@@ -163,40 +189,24 @@ def score_gender(
         keep = x.std(axis=0) > 0
         keep[0] = True
         designs.append((x[:, keep], pen[keep]))
-    with _one_blas_thread():  # small dense fits: threads only contend (measured 4.7 s vs 22.5 s beside a training)
-        level, cv = _select_design(designs, y, dup)
-        issue, noise_rate, _ = _fit_flip_model(designs[level][0], y, designs[level][1], copies=dup)
-    out.attrs["gender_model"] = {"design": GENDER_DESIGNS[level], "cv_loglik": cv, "noise_rate": noise_rate}
-    p_label = 1.0 - issue
+    return designs
 
-    out.loc[ok, "gender_flip_prob"] = issue
-    out.loc[ok, "gender_label_score"] = p_label
-    out.loc[ok, "gender_suggested"] = np.where(issue >= 0.5, 1 - y, y)
-    out.loc[ok, "is_gender_label_issue"] = _suspects(issue, opt.gender_threshold, opt.top_k)
-    acc = _bin_accuracy(bins, zq, y, n_bins)
-    p_model = _sigmoid(zq)
-    qtxt = _quality_words(qual[ok]) if qual is not None else None
-    reasons = []
-    for i in range(len(y)):
-        pred_cls = int(p_model[i] >= 0.5)
-        parts = [
-            f"predicted {GENDER_NAMES[pred_cls]} {max(p_model[i], 1 - p_model[i]):.2f}",
-            f"label {GENDER_NAMES[y[i]]}",
-        ]
-        if qtxt is not None:
-            parts.append(qtxt[i])
-        b = bins[i]
-        if b < len(AGE_GROUP_LABELS):
-            parts.append(f"{AGE_GROUP_WORDS[b]} {AGE_GROUP_LABELS[b]} (gender right on {acc[b]:.0%} here)")
-        if knn_counts[i] > 0:
-            nf = int(round(_vote_share(knn_vote[i], knn_counts[i]) * knn_counts[i]))
-            parts.append(f"{nf}/{knn_counts[i]} look-alikes female")
-        if copies_f[i] + copies_m[i] > 0:
-            parts.append(f"copies labelled {copies_f[i]} female / {copies_m[i]} male")
-        parts.append(f"P(label wrong) {issue[i]:.2f}")
-        reasons.append(", ".join(parts))
-    out.loc[ok, "gender_label_reason"] = reasons
-    return out
+
+def _gender_reason(p: float, label: int, b: int, acc: np.ndarray, quality: str | None, vote: float, n_votes: int,
+                   copies_f: int, copies_m: int, issue: float) -> str:  # fmt: skip
+    """One line a reviewer reads: "predicted female 0.98, label male, sharp image, adult 30-40 (...)"."""
+    parts = [f"predicted {GENDER_NAMES[int(p >= 0.5)]} {max(p, 1 - p):.2f}", f"label {GENDER_NAMES[label]}"]
+    if quality is not None:
+        parts.append(quality)
+    if b < len(AGE_GROUP_LABELS):
+        parts.append(f"{AGE_GROUP_WORDS[b]} {AGE_GROUP_LABELS[b]} (gender right on {acc[b]:.0%} here)")
+    if n_votes > 0:
+        nf = int(round(_vote_share(vote, n_votes) * n_votes))
+        parts.append(f"{nf}/{n_votes} look-alikes female")
+    if copies_f + copies_m > 0:
+        parts.append(f"copies labelled {copies_f} female / {copies_m} male")
+    parts.append(f"P(label wrong) {issue:.2f}")
+    return ", ".join(parts)
 
 
 def score_age(
@@ -225,56 +235,57 @@ def score_age(
     nb = _neighbours(df, opt.neighbors) if _nb is None else _nb
     knn_age, knn_counts = _neighbour_votes(nb, ok, age, kind="age")
     est = _refine_age(y, p, knn_age, knn_counts)
-    r = y - est
-    scale_lo, scale_hi, center = _age_scales(est, r)
-    c = np.interp(est, *center)
-    s = np.where(r - c >= 0, np.interp(est, *scale_hi), np.interp(est, *scale_lo))
-    zres = (r - c) / s
     qual = _quality_rank(df)
-    if qual is not None:  # errors are larger on poor images: rescale by quality tercile
-        qt = np.minimum((qual[ok] * 3).astype(int), 2)
-        med_all = np.median(np.abs(zres)) + 1e-9
-        for t in range(3):
-            m = qt == t
-            if m.sum() >= 30:
-                zres[m] /= max(np.median(np.abs(zres[m])) / med_all, 0.5)
-    score = np.abs(zres)
+    r, c, s, zres = _age_residuals(y, est, qual[ok] if qual is not None else None)
     copy_med, copy_n = _copy_label_counts(df, ok, age, kind="age")
     has_copy = copy_n > 0
     copy_agrees = has_copy & (np.abs(copy_med - y) <= 1)
     copy_backs_model = has_copy & ~copy_agrees & (np.abs(copy_med - est) < np.abs(y - est))
+    score = np.abs(zres)
     score = np.where(copy_agrees, score * 0.5, score)
     score = np.where(copy_backs_model, score * 1.5 + 1.0, score)
     suggested = np.where(copy_backs_model, copy_med, est + c)
     suggested = np.clip(np.round(suggested), 1, 116).astype(np.int64)
-    quality_01 = 2.0 * _norm_sf(score)
 
     out.loc[ok, "age_residual_z"] = score
-    out.loc[ok, "age_label_score"] = quality_01
+    out.loc[ok, "age_label_score"] = 2.0 * _norm_sf(score)
     flag = _suspects(score, opt.age_z_threshold, opt.top_k)
     if opt.top_k is None:
         flag &= np.abs(y - suggested) >= opt.age_min_years
     out.loc[ok, "is_age_label_issue"] = flag
     out.loc[ok, "age_suggested"] = suggested
     qtxt = _quality_words(qual[ok]) if qual is not None else None
-    reasons = []
-    for i in range(len(y)):
-        b = _bin_of(est[i])
-        parts = [
-            f"label {y[i]:g}, predicted {est[i]:.0f}",
-            f"{abs(r[i] - c[i]):.0f} y off where ±{s[i]:.1f} is usual at {AGE_GROUP_LABELS[b]}",
-            f"{score[i]:.1f}x the usual error",
-        ]
-        if qtxt is not None:
-            parts.append(qtxt[i])
-        if copy_agrees[i]:
-            parts.append("a copy has the same label")
-        elif copy_backs_model[i]:
-            parts.append(f"a copy is labelled {copy_med[i]:g}")
-        parts.append(f"suggest {suggested[i]}")
-        reasons.append(", ".join(parts))
+    copies = np.where(copy_agrees, "a copy has the same label", "")
+    copies = np.where(copy_backs_model, [f"a copy is labelled {m:g}" for m in copy_med], copies)
+    reasons = [
+        ", ".join([f"label {y[i]:g}, predicted {est[i]:.0f}",
+                   f"{abs(r[i] - c[i]):.0f} y off where ±{s[i]:.1f} is usual at {AGE_GROUP_LABELS[_bin_of(est[i])]}",
+                   f"{score[i]:.1f}x the usual error"]
+                  + ([qtxt[i]] if qtxt is not None else []) + ([copies[i]] if copies[i] else [])
+                  + [f"suggest {suggested[i]}"])
+        for i in range(len(y))
+    ]  # fmt: skip
     out.loc[ok, "age_label_reason"] = reasons
     return out
+
+
+def _age_residuals(y: np.ndarray, est: np.ndarray, qual: np.ndarray | None):
+    """(residual, its typical centre, its scale, standardised residual) per label: errors grow with age
+    and are larger on poor images, so the residual is measured in the errors usual at that estimate (per
+    reference age bin, separately above and below) and rescaled by quality tercile."""
+    r = y - est
+    scale_lo, scale_hi, center = _age_scales(est, r)
+    c = np.interp(est, *center)
+    s = np.where(r - c >= 0, np.interp(est, *scale_hi), np.interp(est, *scale_lo))
+    zres = (r - c) / s
+    if qual is not None:
+        qt = np.minimum((qual * 3).astype(int), 2)
+        med_all = np.median(np.abs(zres)) + 1e-9
+        for t in range(3):
+            m = qt == t
+            if m.sum() >= 30:
+                zres[m] /= max(np.median(np.abs(zres[m])) / med_all, 0.5)
+    return r, c, s, zres
 
 
 def _scorable(pred: pd.DataFrame, audit: pd.DataFrame | None, options: dict, labels, predictions):

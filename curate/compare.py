@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -94,13 +95,10 @@ def check_same_test(base_meta: dict, new_meta: dict) -> None:
 
 
 def test_manifest(base_meta: dict) -> pd.DataFrame:
-    from core.manifest import DataError, manifest_hash, read_manifest
+    from core.manifest import manifest_hash, read_manifest
 
     path = base_meta["config"]["val_path"]
-    try:
-        df = read_manifest(path)
-    except DataError as e:
-        raise CompareError(str(e)) from None
+    df = read_manifest(path)  # a missing or broken manifest: the data module's DataError (a CurateError)
     if manifest_hash(df) != base_meta.get("val_manifest_hash"):
         raise CompareError(
             f"{path}: the test manifest changed since the baseline was trained (hash "
@@ -455,44 +453,81 @@ def plot_deltas(rows: pd.DataFrame, gaps: pd.DataFrame, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------- report
+@dataclass
+class CompareOptions:
+    """How two runs are compared and reported (the options of `curate retrain --compare`)."""
+
+    review: pd.DataFrame | None = None  # review decisions: also report on the corrected test split
+    review_source: str = ""  # where the review came from, for the report
+    audits: str | Path | None = None  # audits table with skin_category for the test images
+    n_boot: int = 1000
+    seed: int = 0
+    n_gallery: int = 12
+    n_explain: int = 8  # Grad-CAM images per model and head (0: none)
+    age_tol: float = 5.0  # age error (years) counted as wrong in the galleries
+    min_group: int = 10  # smallest group that takes part in worst-group gaps
+    threads: int = 0
+    progress: bool = False
+
+
+@dataclass
+class Comparison:
+    """Everything the report is written from, so that writing it needs no dozen arguments."""
+
+    base_meta: dict
+    new_meta: dict
+    side_by_side: dict[str, pd.DataFrame]
+    rows: pd.DataFrame
+    gaps: pd.DataFrame
+    galleries: dict[str, pd.DataFrame]
+    explained: dict
+    corrected: dict | None
+    summary: dict = field(default_factory=dict)  # compare.json
+
+
 def compare_runs(
-    baseline: str | Path,
-    new: str | Path,
-    out_dir: str | Path | None = None,
-    review: pd.DataFrame | None = None,
-    review_source: str = "",
-    audits: str | Path | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
-    n_gallery: int = 12,
-    n_explain: int = 8,
-    age_tol: float = 5.0,
-    min_group: int = 10,
-    threads: int = 0,
-    progress: bool = False,
+    baseline: str | Path, new: str | Path, out_dir: str | Path | None = None, opts: CompareOptions | None = None
 ) -> dict:
     """Evaluate both runs on the baseline's test manifest and write the comparison report."""
     t0 = time.time()
+    o = opts or CompareOptions()
     baseline, new = Path(baseline), Path(new)
     out = Path(out_dir) if out_dir else new / "compare"
     bm, nm = run_metadata(baseline), run_metadata(new)
     check_same_test(bm, nm)
     manifest = test_manifest(bm)
     out.mkdir(parents=True, exist_ok=True)
-    pb = predictions(baseline, manifest, out / "predictions_baseline.parquet", threads, progress)
-    pn = predictions(new, manifest, out / "predictions_new.parquet", threads, progress)
-    aud = None
-    if audits:
-        from curate.export import load_audits
+    pb = predictions(baseline, manifest, out / "predictions_baseline.parquet", o.threads, o.progress)
+    pn = predictions(new, manifest, out / "predictions_new.parquet", o.threads, o.progress)
+    f = joint_frame(manifest, pb, pn, _test_audits(o.audits, manifest))
+    sbs, rows, gaps = _write_tables(f, out, o)
+    gal = _write_galleries(f, out, o)
+    explained = _explain((("baseline", baseline, pb), ("new", new, pn)), out, o.n_explain) if o.n_explain > 0 else {}
+    c = Comparison(bm, nm, sbs, rows, gaps, gal, explained, _write_corrected(f, out, o))
+    c.summary = {**_summary(c, baseline, new, len(f), o), "seconds": round(time.time() - t0, 1)}
+    write_json(out / "compare.json", c.summary, default=str)
+    write_text(out / "report.md", report_markdown(c, o))
+    c.summary["report"] = str(out / "report.md")
+    return c.summary
 
-        aud = load_audits(
-            audits, manifest.assign(filename=manifest.get("filename", manifest["path"].map(os.path.basename)))
-        )
-    f = joint_frame(manifest, pb, pn, aud)
+
+def _test_audits(audits: str | Path | None, manifest: pd.DataFrame) -> pd.DataFrame | None:
+    """The audits rows of the test images (skin_category for the per-group tables), when given."""
+    if not audits:
+        return None
+    from curate.export import load_audits
+
+    return load_audits(
+        audits, manifest.assign(filename=manifest.get("filename", manifest["path"].map(os.path.basename)))
+    )
+
+
+def _write_tables(f: pd.DataFrame, out: Path, o: CompareOptions) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Both models' evaluate tables, the paired group metrics and gaps, as CSVs and plots."""
     tb = evaluate_predictions(_pred_frame(f, "base"), out / "baseline")
     tn = evaluate_predictions(_pred_frame(f, "new"), out / "new")
     sbs = side_by_side(tb, tn)
-    rows, gaps = group_tables(f, n_boot, seed, min_group)
+    rows, gaps = group_tables(f, o.n_boot, o.seed, o.min_group)
     write_csv(rows, out / "group_metrics.csv")
     write_csv(gaps, out / "worst_group_gaps.csv")
     for name, t in sbs.items():
@@ -500,56 +535,65 @@ def compare_runs(
     write_csv(f, out / "per_image.csv")
     plot_groups(rows, out / "group_metrics.png")
     plot_deltas(rows, gaps, out / "deltas.png")
-    gal = gallery_sets(f, n_gallery, age_tol)
+    return sbs, rows, gaps
+
+
+def _write_galleries(f: pd.DataFrame, out: Path, o: CompareOptions) -> dict[str, pd.DataFrame]:
+    """The fixed / broken galleries, so the numbers can be checked against faces."""
+    gal = gallery_sets(f, o.n_gallery, o.age_tol)
     titles = {
         "gender_fixed": "gender: baseline wrong, new right",
         "gender_broken": "gender: baseline right, new wrong",
-        "age_fixed": f"age: baseline off by > {age_tol:g} y, new within",
-        "age_broken": f"age: baseline within {age_tol:g} y, new off by more",
+        "age_fixed": f"age: baseline off by > {o.age_tol:g} y, new within",
+        "age_broken": f"age: baseline within {o.age_tol:g} y, new off by more",
     }
     for k, rws in gal.items():
         save_gallery(rws, out / f"gallery_{k}.png", f"{titles[k]} ({len(rws)} shown)")
-    explained = {}
-    if n_explain > 0:
-        from trainer.explain import explain_run
+    return gal
 
-        for m, run, p in (("baseline", baseline, pb), ("new", new, pn)):
-            explained[m] = explain_run(final_checkpoint(run), p, out / f"explain_{m}", n_explain, label=m)
-    corrected = None
-    if review is not None:
-        from curate.export import corrected_view
 
-        fc, info = corrected_view(f, review)
-        if info["n_review_rows"]:
-            fc = add_errors(fc)
-            rc, gc = group_tables(fc, n_boot, seed, min_group)
-            write_csv(rc, out / "group_metrics_corrected_test.csv")
-            write_csv(gc, out / "worst_group_gaps_corrected_test.csv")
-            corrected = {"info": info, "rows": rc, "gaps": gc}
-    lines = verdict(rows, gaps)
-    summary = {
+def _explain(models: tuple, out: Path, n: int) -> dict:
+    """Grad-CAM of each model's worst images (label, run, predictions), from its final weights."""
+    from trainer.explain import explain_run
+
+    return {m: explain_run(final_checkpoint(run), p, out / f"explain_{m}", n, label=m) for m, run, p in models}
+
+
+def _write_corrected(f: pd.DataFrame, out: Path, o: CompareOptions) -> dict | None:
+    """Group metrics on the test split with the review's corrections applied (None: no reviewed test image)."""
+    if o.review is None:
+        return None
+    from curate.export import corrected_view
+
+    fc, info = corrected_view(f, o.review)
+    if not info["n_review_rows"]:
+        return None
+    rc, gc = group_tables(add_errors(fc), o.n_boot, o.seed, o.min_group)
+    write_csv(rc, out / "group_metrics_corrected_test.csv")
+    write_csv(gc, out / "worst_group_gaps_corrected_test.csv")
+    return {"info": info, "rows": rc, "gaps": gc}
+
+
+def _summary(c: Comparison, baseline: Path, new: Path, n_test: int, o: CompareOptions) -> dict:
+    """compare.json: what was compared, on what, the overall deltas and the verdict (no timing yet)."""
+    bm, nm = c.base_meta, c.new_meta
+    return {
         "baseline": str(baseline),
         "new": str(new),
         "test_manifest": bm["config"]["val_path"],
         "test_manifest_hash": bm.get("val_manifest_hash"),
-        "n_test": len(f),
-        "n_boot": n_boot,
-        "seed": seed,
-        "min_group": min_group,
+        "n_test": n_test,
+        "n_boot": o.n_boot,
+        "seed": o.seed,
+        "min_group": o.min_group,
         "baseline_train": bm.get("train_manifest"),
         "new_train": nm.get("train_manifest"),
         "n_train_baseline": bm.get("n_train"),
         "n_train_new": nm.get("n_train"),
-        "overall": rows[rows["dimension"] == "overall"].to_dict("records"),
-        "verdict": lines,
-        "corrected_test": corrected["info"] if corrected else None,
-        "seconds": round(time.time() - t0, 1),
+        "overall": c.rows[c.rows["dimension"] == "overall"].to_dict("records"),
+        "verdict": verdict(c.rows, c.gaps),
+        "corrected_test": c.corrected["info"] if c.corrected else None,
     }
-    write_json(out / "compare.json", summary, default=str)
-    md = report_markdown(summary, bm, nm, sbs, rows, gaps, gal, explained, corrected, review_source, age_tol)
-    write_text(out / "report.md", md)
-    summary["report"] = str(out / "report.md")
-    return summary
 
 
 def _cfg_diff(bm: dict, nm: dict) -> list[str]:
@@ -557,8 +601,19 @@ def _cfg_diff(bm: dict, nm: dict) -> list[str]:
     return [f"`{k}`: {b.get(k)!r} -> {n.get(k)!r}" for k in sorted(set(b) | set(n)) if b.get(k) != n.get(k)]
 
 
-def report_markdown(s, bm, nm, sbs, rows, gaps, gal, explained, corrected, review_source, age_tol) -> str:
-    L = [
+def report_markdown(c: Comparison, o: CompareOptions) -> str:
+    """report.md: the sections in reading order, each built by its own step."""
+    L = _md_intro(c) + _md_verdict(c.summary["verdict"]) + _md_tables(c)
+    if c.corrected:
+        L += _md_corrected(c.corrected, o.review_source)
+    L += _md_galleries(c.galleries, o.age_tol) + _md_explained(c.explained)
+    return "\n".join(L) + "\n"
+
+
+def _md_intro(c: Comparison) -> list[str]:
+    """Which runs, trained on what, tested on what, and how the intervals are made."""
+    s, bm, nm = c.summary, c.base_meta, c.new_meta
+    return [
         "# Retrain comparison",
         "",
         f"Baseline `{s['baseline']}` (trained on `{bm.get('train_manifest')}`, {bm.get('n_train')} images) vs "
@@ -572,12 +627,15 @@ def report_markdown(s, bm, nm, sbs, rows, gaps, gal, explained, corrected, revie
         f"images ({s['n_boot']} resamples, seed {s['seed']}; the same resampled images for both models, so the "
         "delta's interval accounts for their correlation). `*` marks a delta whose interval excludes 0.",
         "",
-        "## Verdict",
-        "",
     ]
-    if s["verdict"]:
+
+
+def _md_verdict(lines: list[str]) -> list[str]:
+    """The differences larger than their uncertainty, first, since that is the answer."""
+    L = ["## Verdict", ""]
+    if lines:
         L += ["Differences larger than their uncertainty (95 % interval excludes 0):", ""]
-        L += [f"- {v}" for v in s["verdict"]]
+        L += [f"- {v}" for v in lines]
         L += [
             "",
             "Every other difference below is within its uncertainty. With this many groups, an "
@@ -588,8 +646,23 @@ def report_markdown(s, bm, nm, sbs, rows, gaps, gal, explained, corrected, revie
             "No difference between the two models is larger than its uncertainty: every delta's 95 % "
             "interval includes 0."
         ]
-    L += ["", "![deltas](deltas.png)", "", "## Evaluate tables side by side (new - baseline = delta)", ""]
-    for name, t in sbs.items():
+    return L + ["", "![deltas](deltas.png)", ""]
+
+
+def _md_groups(rows: pd.DataFrame, suffix: str = "") -> list[str]:
+    """One table per group dimension present (shared by the plain and the corrected test)."""
+    L = []
+    for dim in GROUP_DIMS:
+        md = group_markdown(rows, dim)
+        if md:
+            L += [f"### {dim.replace('_', ' ')}{suffix}", "", md]
+    return L
+
+
+def _md_tables(c: Comparison) -> list[str]:
+    """The evaluate tables side by side, the per-group intervals and the worst-group gaps."""
+    L = ["## Evaluate tables side by side (new - baseline = delta)", ""]
+    for name, t in c.side_by_side.items():
         L += [f"### {name.replace('_', ' ')}", "", t.to_markdown(index=False, floatfmt=".4f"), ""]
     L += [
         "## Per group, with 95 % intervals",
@@ -597,43 +670,45 @@ def report_markdown(s, bm, nm, sbs, rows, gaps, gal, explained, corrected, revie
         "MAE in years (lower is better), gender accuracy in % (deltas in percentage points).",
         "",
     ]
-    for dim in GROUP_DIMS:
-        md = group_markdown(rows, dim)
-        if md:
-            L += [f"### {dim.replace('_', ' ')}", "", md]
-    if "skin_category" not in set(rows["dimension"]):
+    L += _md_groups(c.rows)
+    if "skin_category" not in set(c.rows["dimension"]):
         L += ["(No skin-tone audit given: pass `--audits` with a skin_category column for that breakdown.)", ""]
-    L += [
+    return L + [
         "### Worst-group gap (max - min over groups with enough images)",
         "",
-        f'Groups with at least {s["min_group"]} test images take part (never "unknown"). A gap of noisy group '
-        "estimates is biased upwards; the paired delta of the two models' gaps is the fairer comparison.",
+        f'Groups with at least {c.summary["min_group"]} test images take part (never "unknown"). A gap of noisy '
+        "group estimates is biased upwards; the paired delta of the two models' gaps is the fairer comparison.",
         "",
-        gaps_markdown(gaps),
+        gaps_markdown(c.gaps),
         "![groups](group_metrics.png)",
         "",
     ]
-    if corrected:
-        i = corrected["info"]
-        L += [
-            "## On the test split with the review's corrections applied",
-            "",
-            f"Review {review_source or ''}: {i['n_review_rows']} reviewed test image(s); {i['n_corrected']} label(s) "
-            f"corrected, {i['n_removed']} image(s) excluded; {i['n']} images remain. Predictions are unchanged, "
-            "only the truth moves.",
-            "",
-        ]
-        for dim in GROUP_DIMS:
-            md = group_markdown(corrected["rows"], dim)
-            if md:
-                L += [f"### {dim.replace('_', ' ')} (corrected test)", "", md]
-        cv = verdict(corrected["rows"], corrected["gaps"])
-        L += (
-            ["Differences larger than their uncertainty on the corrected test:", ""]
-            + ([f"- {v}" for v in cv] or ["- none"])
-            + [""]
-        )
-    L += [
+
+
+def _md_corrected(corrected: dict, review_source: str) -> list[str]:
+    """The same group tables and verdict with the review's corrections applied to the test labels."""
+    i = corrected["info"]
+    L = [
+        "## On the test split with the review's corrections applied",
+        "",
+        f"Review {review_source or ''}: {i['n_review_rows']} reviewed test image(s); {i['n_corrected']} label(s) "
+        f"corrected, {i['n_removed']} image(s) excluded; {i['n']} images remain. Predictions are unchanged, "
+        "only the truth moves.",
+        "",
+    ]
+    L += _md_groups(corrected["rows"], " (corrected test)")
+    cv = verdict(corrected["rows"], corrected["gaps"])
+    return (
+        L
+        + ["Differences larger than their uncertainty on the corrected test:", ""]
+        + ([f"- {v}" for v in cv] or ["- none"])
+        + [""]
+    )
+
+
+def _md_galleries(gal: dict[str, pd.DataFrame], age_tol: float) -> list[str]:
+    """Links to the fixed / broken galleries, with what counts as a flip."""
+    L = [
         "## Galleries",
         "",
         f"Gender: the predicted class flips between right and wrong. Age: an error above "
@@ -642,15 +717,21 @@ def report_markdown(s, bm, nm, sbs, rows, gaps, gal, explained, corrected, revie
     ]
     for k, rws in gal.items():
         L += [f"### {k.replace('_', ' ')} ({len(rws)})", "", f"![{k}](gallery_{k}.png)", ""]
-    if explained:
-        L += [
-            "## Grad-CAM of the most-misclassified images",
-            "",
-            "Heat maps of the last convolutional block (`curate explain`): for gender the predicted class's "
-            "logit, for age the age output.",
-            "",
-        ]
-        for m, heads in explained.items():
-            for head, p in heads.items():
-                L += [f"### {m}: {head}", "", f"![{m} {head}]({Path(p).parent.name}/{Path(p).name})", ""]
-    return "\n".join(L) + "\n"
+    return L
+
+
+def _md_explained(explained: dict) -> list[str]:
+    """Links to the Grad-CAM grids of both models (none when --explain 0)."""
+    if not explained:
+        return []
+    L = [
+        "## Grad-CAM of the most-misclassified images",
+        "",
+        "Heat maps of the last convolutional block (`curate explain`): for gender the predicted class's "
+        "logit, for age the age output.",
+        "",
+    ]
+    for m, heads in explained.items():
+        for head, p in heads.items():
+            L += [f"### {m}: {head}", "", f"![{m} {head}]({Path(p).parent.name}/{Path(p).name})", ""]
+    return L

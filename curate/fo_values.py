@@ -47,18 +47,15 @@ def specs_and_hashes(
 ) -> tuple[dict, dict]:
     """(specs, hashes) per field group present in `table`: the field types, and per row a fingerprint
     of the group's inputs (cheap: no FiftyOne objects are built)."""
-    n = len(table)
     specs = {"labels": LABEL_FIELDS}
     hashes = {"labels": _row_hashes(table, LABEL_COLUMNS)}
     if "age_pred" in table:
         specs["predictions"] = PREDICTION_FIELDS
-        cols = [c for c in PREDICTION_COLUMNS if c in table]
-        emb = table["embedding"].to_numpy() if "embedding" in table else np.full(n, None, dtype=object)
-        hashes["predictions"] = _row_hashes(table, cols, extra=[_emb_hash(e) for e in emb])
+        hashes["predictions"] = _prediction_hashes(table)
     audit_cols = audit_fields(audit_columns or [])
     if audit_cols:
-        specs["audits"] = audit_specs(table, [c for c in audit_cols if c != "audit_status"])
-        hashes["audits"] = _row_hashes(table, audit_cols, extra=[audit_version or ""] * n)
+        specs["audits"] = _audit_spec(table, audit_cols)
+        hashes["audits"] = _audit_hashes(table, audit_cols, audit_version)
     return specs, hashes
 
 
@@ -72,19 +69,33 @@ def build_values(
     """(values, specs, hashes): per group, {field: list aligned with table rows}; the field specs; and
     per group a list of per-row fingerprints of the group's inputs. `audit_spec` (from the whole
     table) fixes the audit fields' types when `table` is a part of it."""
+    values: dict[str, dict[str, list]] = {"labels": _label_values(table)}
+    specs: dict[str, dict] = {"labels": LABEL_FIELDS}
+    hashes: dict[str, list[str]] = {"labels": _row_hashes(table, LABEL_COLUMNS)}
+    if "age_pred" in table:
+        values["predictions"] = _prediction_values(table)
+        specs["predictions"] = PREDICTION_FIELDS
+        hashes["predictions"] = _prediction_hashes(table)
+    audit_cols = audit_fields(audit_columns or [])
+    if audit_cols:
+        sp = audit_spec or _audit_spec(table, audit_cols)
+        values["audits"] = _audit_values(table, audit_cols, sp, audit_version)
+        specs["audits"] = sp
+        hashes["audits"] = _audit_hashes(table, audit_cols, audit_version)
+    return values, specs, hashes
+
+
+def _label_values(table: pd.DataFrame) -> dict[str, list]:
+    """The ground-truth fields: labels become FiftyOne labels so the App can filter and colour by them."""
     from curate.splits import age_group
 
     n = len(table)
-    values: dict[str, dict[str, list]] = {}
-    specs: dict[str, dict] = {}
-    hashes: dict[str, list[str]] = {}
-
     age = table["age"].to_numpy(dtype=float)
     gender = table["gender"].to_numpy(dtype=int)
     race = (
         pd.to_numeric(table["race"], errors="coerce").to_numpy(dtype=float) if "race" in table else np.full(n, np.nan)
     )
-    values["labels"] = {
+    return {
         "filename": to_strs(table["filename"]),
         "content_hash": to_strs(table["content_hash"]),
         "age": [Label("Regression", value=float(a)) for a in age],
@@ -97,50 +108,66 @@ def build_values(
         "height": to_ints(table["height"]) if "height" in table else [None] * n,
         "name_note": to_strs(table["name_note"]) if "name_note" in table else [None] * n,
     }
-    specs["labels"] = LABEL_FIELDS
-    hashes["labels"] = _row_hashes(table, LABEL_COLUMNS)
 
-    if "age_pred" in table:
-        have = table["age_pred"].notna().to_numpy()
-        ap = table["age_pred"].to_numpy(dtype=float)
-        prob = table["gender_prob"].to_numpy(dtype=float)
-        l0, l1 = table["gender_logit_0"].to_numpy(dtype=float), table["gender_logit_1"].to_numpy(dtype=float)
-        emb = table["embedding"].to_numpy() if "embedding" in table else np.full(n, None, dtype=object)
-        values["predictions"] = {
-            "age_pred": [Label("Regression", value=float(a)) if h else None for a, h in zip(ap, have)],
-            "gender_pred": [
-                Label(
-                    "Classification",
-                    label=GENDER_NAMES[int(p >= 0.5)],
-                    confidence=float(max(p, 1 - p)),
-                    logits=np.array([a, b], dtype=np.float64),
-                )
-                if h
-                else None
-                for p, a, b, h in zip(prob, l0, l1, have)
-            ],
-            "gender_prob": to_floats(table["gender_prob"]),
-            "age_abs_error": to_floats(table["age_abs_error"]) if "age_abs_error" in table else [None] * n,
-            "gender_loss": to_floats(table["gender_loss"]) if "gender_loss" in table else [None] * n,
-            "embedding": [np.asarray(e, dtype=np.float32) if h and e is not None else None for e, h in zip(emb, have)],
-            "model": to_strs(table["model"]),
-            "pred_status": to_strs(table["pred_status"]) if "pred_status" in table else ["ok"] * n,
-        }
-        specs["predictions"] = PREDICTION_FIELDS
-        cols = [c for c in PREDICTION_COLUMNS if c in table]
-        emb_h = [_emb_hash(e) for e in emb]
-        hashes["predictions"] = _row_hashes(table, cols, extra=emb_h)
 
-    audit_cols = audit_fields(audit_columns or [])
-    if audit_cols:
-        sp = audit_spec or audit_specs(table, [c for c in audit_cols if c != "audit_status"])
-        vals = {c: CONVERT[sp[c][0]](table[c]) for c in audit_cols if c in sp and c in table}
-        vals["audit_status"] = to_strs(table["audit_status"]) if "audit_status" in table else ["ok"] * n
-        vals["audit_version"] = [audit_version] * n
-        values["audits"] = vals
-        specs["audits"] = sp
-        hashes["audits"] = _row_hashes(table, audit_cols, extra=[audit_version or ""] * n)
-    return values, specs, hashes
+def _prediction_values(table: pd.DataFrame) -> dict[str, list]:
+    """The model's fields; a row without a prediction (failed image) gets None, not a made-up label."""
+    n = len(table)
+    have = table["age_pred"].notna().to_numpy()
+    ap = table["age_pred"].to_numpy(dtype=float)
+    prob = table["gender_prob"].to_numpy(dtype=float)
+    l0, l1 = table["gender_logit_0"].to_numpy(dtype=float), table["gender_logit_1"].to_numpy(dtype=float)
+    emb = _embeddings(table)
+    return {
+        "age_pred": [Label("Regression", value=float(a)) if h else None for a, h in zip(ap, have)],
+        "gender_pred": [
+            Label(
+                "Classification",
+                label=GENDER_NAMES[int(p >= 0.5)],
+                confidence=float(max(p, 1 - p)),
+                logits=np.array([a, b], dtype=np.float64),
+            )
+            if h
+            else None
+            for p, a, b, h in zip(prob, l0, l1, have)
+        ],
+        "gender_prob": to_floats(table["gender_prob"]),
+        "age_abs_error": to_floats(table["age_abs_error"]) if "age_abs_error" in table else [None] * n,
+        "gender_loss": to_floats(table["gender_loss"]) if "gender_loss" in table else [None] * n,
+        "embedding": [np.asarray(e, dtype=np.float32) if h and e is not None else None for e, h in zip(emb, have)],
+        "model": to_strs(table["model"]),
+        "pred_status": to_strs(table["pred_status"]) if "pred_status" in table else ["ok"] * n,
+    }
+
+
+def _audit_values(table: pd.DataFrame, audit_cols: list[str], spec: dict, audit_version: str | None) -> dict:
+    """The audit fields, converted by their spec's type so every part of a table stores the same types."""
+    n = len(table)
+    vals = {c: CONVERT[spec[c][0]](table[c]) for c in audit_cols if c in spec and c in table}
+    vals["audit_status"] = to_strs(table["audit_status"]) if "audit_status" in table else ["ok"] * n
+    vals["audit_version"] = [audit_version] * n
+    return vals
+
+
+def _embeddings(table: pd.DataFrame) -> np.ndarray:
+    """Per-row embeddings, all None when the table has none (older prediction files)."""
+    return table["embedding"].to_numpy() if "embedding" in table else np.full(len(table), None, dtype=object)
+
+
+def _prediction_hashes(table: pd.DataFrame) -> list[str]:
+    """Fingerprints of the prediction inputs, the embedding included, so a re-scored row is re-written."""
+    cols = [c for c in PREDICTION_COLUMNS if c in table]
+    return _row_hashes(table, cols, extra=[_emb_hash(e) for e in _embeddings(table)])
+
+
+def _audit_spec(table: pd.DataFrame, audit_cols: list[str]) -> dict:
+    """Audit field types from the table (audit_status is a fixed field, not inferred)."""
+    return audit_specs(table, [c for c in audit_cols if c != "audit_status"])
+
+
+def _audit_hashes(table: pd.DataFrame, audit_cols: list[str], audit_version: str | None) -> list[str]:
+    """Fingerprints of the audit inputs and version, so a new audit version re-writes every row."""
+    return _row_hashes(table, audit_cols, extra=[audit_version or ""] * len(table))
 
 
 def audit_fields(columns: list[str]) -> list[str]:

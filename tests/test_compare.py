@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from audits.group_metrics import bootstrap_mean_ci, bootstrap_weights, paired_group_table
 from curate.cli import main
-from curate.compare import CompareError, compare_runs
+from curate.compare import CompareError, CompareOptions, compare_runs
 from trainer.config import TrainConfig, replace
 from trainer.explain import gradcam
 from trainer.model import AgeGenderClassifier
@@ -267,7 +267,7 @@ def test_compare_refuses_runs_with_different_test_manifests(sample_split: Path, 
     )
     train(cfg, other, progress=False, max_batches=1)
     with pytest.raises(CompareError, match="different test manifests"):
-        compare_runs(baseline, other, tmp_path / "cmp", n_boot=50, n_explain=0)
+        compare_runs(baseline, other, tmp_path / "cmp", CompareOptions(n_boot=50, n_explain=0))
     # the baseline's test manifest edited after training: refused too
     moved = tmp_path / "base_copy"
     shutil.copytree(baseline, moved)
@@ -275,7 +275,7 @@ def test_compare_refuses_runs_with_different_test_manifests(sample_split: Path, 
     meta["config"]["val_path"] = str(tmp_path / "smaller")
     (moved / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(CompareError, match="changed since the baseline was trained"):
-        compare_runs(moved, moved, tmp_path / "cmp2", n_boot=50, n_explain=0)
+        compare_runs(moved, moved, tmp_path / "cmp2", CompareOptions(n_boot=50, n_explain=0))
     res = CliRunner().invoke(
         main,
         ["retrain", "--split", str(tmp_path / "nowhere"), "--baseline", str(baseline), "--out", str(tmp_path / "y")],

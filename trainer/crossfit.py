@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -84,20 +85,61 @@ def crossfit(
     row, in manifest order, with `fold` = the fold that held the row out and `model` = the
     checkpoint hash of the model that scored it. `max_batches` caps each epoch: tests only.
     """
-    from core.manifest import checkpoint_id, manifest_hash
-    from trainer.data import Batches, decoded_cache
-    from trainer.model import model_from_checkpoint
-    from trainer.train import predict_arrays, set_threads, train
-
     df = _check_manifest(manifest_df)
     if k < 2:
         raise CrossfitError(f"k must be >= 2 (got {k}): with one fold no row could be held out")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    folds = _nonempty_folds(df, k, seed)
+    run = _Run(
+        df=df,
+        folds=folds,
+        out_dir=out_dir,
+        cfg=cfg,
+        k=k,
+        seed=seed,
+        progress=progress,
+        val_max=val_max,
+        max_batches=max_batches,
+        meta=_open_meta(out_dir, df, cfg, k, seed),
+    )
+    parts = [_fold_predictions(run, i) for i in range(k)]
+    return _assemble(run, parts)
+
+
+@dataclass
+class _Run:
+    """One cross-fit's inputs and its growing metadata, handed to each per-fold step as one object."""
+
+    df: pd.DataFrame
+    folds: np.ndarray
+    out_dir: Path
+    cfg: TrainConfig
+    k: int
+    seed: int
+    progress: bool
+    val_max: int
+    max_batches: int | None
+    meta: dict
+
+    @property
+    def meta_path(self) -> Path:
+        return self.out_dir / "crossfit.json"
+
+
+def _nonempty_folds(df: pd.DataFrame, k: int, seed: int) -> np.ndarray:
+    """The fold of every row, refused when a fold would be empty: its model would score nothing."""
     folds = assign_crossfit_folds(df, k=k, seed=seed)
     sizes = np.bincount(folds, minlength=k)
     if (sizes == 0).any():
         raise CrossfitError(f"only {len(df)} distinct row(s) for k={k}: some fold would be empty")
+    return folds
+
+
+def _open_meta(out_dir: Path, df: pd.DataFrame, cfg: TrainConfig, k: int, seed: int) -> dict:
+    """`crossfit.json` updated for this run: a folder holding another manifest's folds must not be mixed in."""
+    from core.manifest import manifest_hash
+
     meta_path = out_dir / "crossfit.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     mhash = manifest_hash(df)
@@ -115,75 +157,102 @@ def crossfit(
         scored_with="last epoch (checkpoints/last.pt)",
     )
     meta.setdefault("folds", {})
-    parts = []
-    for i in range(k):
-        fdir = out_dir / f"fold_{i}"
-        pred_path = fdir / "predictions.parquet"
-        if pred_path.exists():
-            part = pd.read_parquet(pred_path)
-            parts.append(part)
-            if progress:
-                print(f"cross-fit fold {i + 1}/{k}: predictions exist, skipped", flush=True)
-            continue
-        fdir.mkdir(exist_ok=True)
-        train_df = df[folds != i].reset_index(drop=True)
-        hold_df = df[folds == i].reset_index(drop=True)
-        rng = np.random.default_rng([seed, i])
-        val_df = (
-            hold_df
-            if len(hold_df) <= val_max
-            else hold_df.iloc[np.sort(rng.choice(len(hold_df), val_max, replace=False))]
-        )
-        for name, part_df in (("train", train_df), ("holdout", hold_df), ("val", val_df)):
-            part_df.to_csv(fdir / f"{name}.csv", index=False)
-        fcfg = replace(
-            cfg,
-            train_path=str(fdir / "train.csv"),
-            val_path=str(fdir / "val.csv"),
-            seed=cfg.seed + i,
-            keep_epoch_checkpoints=False,
-        )
-        run_dir = fdir / "run"
-        last = run_dir / "checkpoints" / "last.pt"
-        t0 = time.time()
-        done = (run_dir / "metadata.json").exists() and json.loads((run_dir / "metadata.json").read_text()).get(
-            "status"
-        ) == "complete"
-        if not done:
-            if run_dir.exists() and not last.exists():
-                # Killed before its first epoch ended: nothing to resume, start the fold afresh.
-                shutil.rmtree(run_dir)
-            if progress:
-                print(
-                    f"cross-fit fold {i + 1}/{k}: training on {len(train_df)} rows, holding out {len(hold_df)}",
-                    flush=True,
-                )
-            train(fcfg, run_dir, resume=last.exists(), progress=progress, max_batches=max_batches)
-        t_train = time.time() - t0
-        set_threads(fcfg)
-        model, _ = model_from_checkpoint(last)
-        model_id = checkpoint_id(last)
-        px = decoded_cache(hold_df, fcfg.image_size, progress=progress)
-        batches = Batches(px, hold_df["age"], hold_df["gender"], fcfg.batch_size, fcfg.channels_last)
-        arrays = predict_arrays(model, batches, fcfg, progress=progress, desc=f"predict fold {i + 1}")
-        part = predictions_frame(hold_df, arrays, model_id=model_id, fold=i)
-        write_parquet(part, pred_path)
-        meta["folds"][str(i)] = {
-            "n_train": len(train_df),
-            "n_holdout": len(hold_df),
-            "model": model_id,
-            "train_seconds": round(t_train, 1),
-            "predict_seconds": round(time.time() - t0 - t_train, 1),
-        }
-        write_json(meta_path, meta)
-        parts.append(part)
+    return meta
 
-    out = _in_manifest_order(df, pd.concat(parts, ignore_index=True), folds)
-    write_parquet(out, out_dir / "predictions.parquet")
-    meta["total_seconds"] = round(
-        sum(f.get("train_seconds", 0) + f.get("predict_seconds", 0) for f in meta["folds"].values()), 1
+
+def _fold_predictions(run: _Run, i: int) -> pd.DataFrame:
+    """Fold i's out-of-sample predictions: read back if stored (resume), else trained, scored and stored."""
+    fdir = run.out_dir / f"fold_{i}"
+    pred_path = fdir / "predictions.parquet"
+    if pred_path.exists():
+        part = pd.read_parquet(pred_path)
+        if run.progress:
+            print(f"cross-fit fold {i + 1}/{run.k}: predictions exist, skipped", flush=True)
+        return part
+    fdir.mkdir(exist_ok=True)
+    train_df, hold_df, fcfg = _fold_manifests(run, i, fdir)
+    run_dir = fdir / "run"
+    last = run_dir / "checkpoints" / "last.pt"
+    t0 = time.time()
+    _train_fold(run, i, fcfg, run_dir, f"training on {len(train_df)} rows, holding out {len(hold_df)}")
+    t_train = time.time() - t0
+    part, model_id = _score_holdout(hold_df, last, fcfg, i, run.progress)
+    write_parquet(part, pred_path)
+    run.meta["folds"][str(i)] = {
+        "n_train": len(train_df),
+        "n_holdout": len(hold_df),
+        "model": model_id,
+        "train_seconds": round(t_train, 1),
+        "predict_seconds": round(time.time() - t0 - t_train, 1),
+    }
+    write_json(run.meta_path, run.meta)
+    return part
+
+
+def _fold_manifests(run: _Run, i: int, fdir: Path) -> tuple[pd.DataFrame, pd.DataFrame, TrainConfig]:
+    """Fold i's train / holdout / val rows, written as the CSVs the trainer reads, and the fold's config."""
+    train_df = run.df[run.folds != i].reset_index(drop=True)
+    hold_df = run.df[run.folds == i].reset_index(drop=True)
+    rng = np.random.default_rng([run.seed, i])
+    val_df = (
+        hold_df
+        if len(hold_df) <= run.val_max
+        else hold_df.iloc[np.sort(rng.choice(len(hold_df), run.val_max, replace=False))]
     )
-    write_json(meta_path, meta)
+    for name, part_df in (("train", train_df), ("holdout", hold_df), ("val", val_df)):
+        part_df.to_csv(fdir / f"{name}.csv", index=False)
+    fcfg = replace(
+        run.cfg,
+        train_path=str(fdir / "train.csv"),
+        val_path=str(fdir / "val.csv"),
+        seed=run.cfg.seed + i,
+        keep_epoch_checkpoints=False,
+    )
+    return train_df, hold_df, fcfg
+
+
+def _train_fold(run: _Run, i: int, fcfg: TrainConfig, run_dir: Path, announce: str) -> None:
+    """Train fold i's model unless its run completed; an interrupted run resumes from its last epoch."""
+    from trainer.train import train
+
+    last = run_dir / "checkpoints" / "last.pt"
+    meta_file = run_dir / "metadata.json"
+    if meta_file.exists() and json.loads(meta_file.read_text()).get("status") == "complete":
+        return
+    if run_dir.exists() and not last.exists():
+        # Killed before its first epoch ended: nothing to resume, start the fold afresh.
+        shutil.rmtree(run_dir)
+    if run.progress:
+        print(f"cross-fit fold {i + 1}/{run.k}: {announce}", flush=True)
+    train(fcfg, run_dir, resume=last.exists(), progress=run.progress, max_batches=run.max_batches)
+
+
+def _score_holdout(
+    hold_df: pd.DataFrame, last: Path, fcfg: TrainConfig, i: int, progress: bool
+) -> tuple[pd.DataFrame, str]:
+    """(predictions, model id) of the held-out rows, scored with the LAST epoch's weights, never best.pt."""
+    from core.manifest import checkpoint_id
+    from trainer.data import Batches, decoded_cache
+    from trainer.model import model_from_checkpoint
+    from trainer.train import predict_arrays, set_threads
+
+    set_threads(fcfg)
+    model, _ = model_from_checkpoint(last)
+    model_id = checkpoint_id(last)
+    px = decoded_cache(hold_df, fcfg.image_size, progress=progress)
+    batches = Batches(px, hold_df["age"], hold_df["gender"], fcfg.batch_size, fcfg.channels_last)
+    arrays = predict_arrays(model, batches, fcfg, progress=progress, desc=f"predict fold {i + 1}")
+    return predictions_frame(hold_df, arrays, model_id=model_id, fold=i), model_id
+
+
+def _assemble(run: _Run, parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Every fold's predictions in manifest order, written with the run's total cost in `crossfit.json`."""
+    out = _in_manifest_order(run.df, pd.concat(parts, ignore_index=True), run.folds)
+    write_parquet(out, run.out_dir / "predictions.parquet")
+    run.meta["total_seconds"] = round(
+        sum(f.get("train_seconds", 0) + f.get("predict_seconds", 0) for f in run.meta["folds"].values()), 1
+    )
+    write_json(run.meta_path, run.meta)
     return out
 
 
@@ -255,6 +324,7 @@ def assign_crossfit_folds(df: pd.DataFrame, k: int = 2, seed: int = 0) -> np.nda
 
 
 def _check_manifest(manifest_df: pd.DataFrame) -> pd.DataFrame:
+    """The manifest validated up front, so a bad row fails before hours of training rather than after."""
     missing = [c for c in ("path", "age", "gender", "content_hash") if c not in manifest_df.columns]
     if missing:
         raise CrossfitError(f"manifest lacks column(s) {', '.join(missing)}")

@@ -72,17 +72,7 @@ def _inputs(source: Path) -> tuple[list[str], object]:
 @path_option("--save-thresholds", help="Also write the thresholds used as JSON (for `curate predict`).")
 @click.option("--no-cache", is_flag=True, help="Recompute everything (the cache is under $CURATE_CACHE_DIR/audits).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def audit(
-    source: Path | None,
-    out: Path,
-    workers: int | None,
-    near_radius: int | None,
-    robust_k: float,
-    thresholds_path: Path | None,
-    save_thresholds: Path | None,
-    no_cache: bool,
-    quiet: bool,
-) -> None:
+def audit(**o) -> None:
     """Audit every image of SOURCE: quality (BRISQUE, blur, exposure, contrast, entropy, grayscale,
     size), skin tone (ITA, Monk) and duplicates (exact, near, label conflicts).
 
@@ -90,40 +80,57 @@ def audit(
     (columns path, age, gender, race, content_hash); default: the embedded sample. One decode per
     image, all CPUs, cached by content hash: a second run takes seconds.
     """
-    from audits.duplicates import DEFAULT_NEAR_RADIUS
-    from audits.runner import AuditConfig, run_audit, write_audit
+    from audits.runner import run_audit, write_audit
     from audits.thresholds import QualityThresholds
 
-    source = source or SAMPLE_DIR
-    paths, labels = _inputs(source)
-    cfg = AuditConfig(
-        workers=workers,
-        near_radius=DEFAULT_NEAR_RADIUS if near_radius is None else near_radius,
-        robust_k=robust_k,
-        use_cache=not no_cache,
-        progress=not quiet,
-    )
-    if thresholds_path is not None:
-        try:
-            raw = json.loads(thresholds_path.read_text())
-        except (OSError, ValueError) as e:
-            fail(f"{thresholds_path}: not a JSON file ({e})")
-        raw = raw.get("quality_thresholds", raw)
-        try:
-            full = QualityThresholds.from_dict(raw)
-            if "source" in raw:  # a complete saved set: use it as is
-                cfg.thresholds = full
-            else:
-                cfg.threshold_overrides = {k: float(v) for k, v in raw.items() if k != "details"}
-        except (TypeError, ValueError) as e:
-            fail(f"{thresholds_path}: {e}")
+    paths, labels = _inputs(o["source"] or SAMPLE_DIR)
+    cfg = _audit_config(o)
     t0 = time.perf_counter()
     result = run_audit(paths, labels=labels, config=cfg)
-    written = write_audit(result, out)
-    if save_thresholds:
-        QualityThresholds.from_dict(result.meta["quality_thresholds"]).save(save_thresholds)
-    m = result.meta
-    wall = time.perf_counter() - t0
+    written = write_audit(result, o["out"])
+    if o["save_thresholds"]:
+        QualityThresholds.from_dict(result.meta["quality_thresholds"]).save(o["save_thresholds"])
+    _print_audit(result.meta, time.perf_counter() - t0, written)
+
+
+def _audit_config(o: dict):
+    """The runner's AuditConfig from the options, with --thresholds applied."""
+    from audits.duplicates import DEFAULT_NEAR_RADIUS
+    from audits.runner import AuditConfig
+
+    cfg = AuditConfig(
+        workers=o["workers"],
+        near_radius=DEFAULT_NEAR_RADIUS if o["near_radius"] is None else o["near_radius"],
+        robust_k=o["robust_k"],
+        use_cache=not o["no_cache"],
+        progress=not o["quiet"],
+    )
+    if o["thresholds_path"] is not None:
+        _apply_thresholds(cfg, o["thresholds_path"])
+    return cfg
+
+
+def _apply_thresholds(cfg, path: Path) -> None:
+    """A complete saved set (it names its `source`) replaces the dataset statistics; a partial dict overrides."""
+    from audits.thresholds import QualityThresholds
+
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        fail(f"{path}: not a JSON file ({e})")
+    raw = raw.get("quality_thresholds", raw)
+    try:
+        full = QualityThresholds.from_dict(raw)
+        if "source" in raw:  # a complete saved set: use it as is
+            cfg.thresholds = full
+        else:
+            cfg.threshold_overrides = {k: float(v) for k, v in raw.items() if k != "details"}
+    except (TypeError, ValueError) as e:
+        fail(f"{path}: {e}")
+
+
+def _print_audit(m: dict, wall: float, written: dict) -> None:
+    """The run's counts: statuses, quality flags, skin tones, duplicate groups, and the files written."""
     click.echo(
         f"audited {m['n_images']} images in {wall:.1f} s ({m['timing']['computed']} computed, "
         f"{m['timing']['from_cache']} from cache); status ok: {m['n_ok']}"

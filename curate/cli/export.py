@@ -284,22 +284,7 @@ def _to_fiftyone(fo, s: dict, fo_name: str) -> None:
 @click.option("--min-group", default=10, show_default=True, help="Smallest group that takes part in worst-group gaps.")
 @click.option("--threads", type=int, help="CPU threads for training and prediction [default: the baseline's].")
 @click.option("--quiet", is_flag=True)
-def retrain(
-    split,
-    baseline,
-    out_dir,
-    compare,
-    review,
-    dataset,
-    audits,
-    n_boot,
-    n_gallery,
-    n_explain,
-    age_tol,
-    min_group,
-    threads,
-    quiet,
-) -> None:
+def retrain(**o) -> None:
     """Train on an exported split with the baseline run's config and seed; --compare writes the report.
 
     The report (OUT/compare/report.md, PNGs, CSVs) puts both models' evaluate tables side by side, gives
@@ -307,39 +292,34 @@ def retrain(
     intervals and worst-group gaps, galleries of fixed and broken predictions, Grad-CAM overlays, and a
     verdict naming the differences larger than their uncertainty. A finished run in OUT is reused.
     """
-    from curate.compare import compare_runs
+    from curate.compare import CompareOptions, compare_runs
     from curate.compare import retrain as do_retrain
 
-    rev, rev_src = _review(review, dataset)
-    meta = do_retrain(split, baseline, out_dir, threads=threads, progress=not quiet)
+    rev, rev_src = _review(o["review"], o["dataset"])
+    meta = do_retrain(o["split"], o["baseline"], o["out_dir"], threads=o["threads"], progress=not o["quiet"])
     click.echo(
-        f"trained {out_dir}: best epoch {meta['best_epoch']}, val MAE {meta['best_val_mae']:.2f}, "
+        f"trained {o['out_dir']}: best epoch {meta['best_epoch']}, val MAE {meta['best_val_mae']:.2f}, "
         f"gender acc {100 * meta['best_val_acc']:.1f}%"
     )
-    if compare:
-        s = compare_runs(
-            baseline,
-            out_dir,
-            review=rev,
-            review_source=rev_src,
-            audits=audits,
-            n_boot=n_boot,
-            n_gallery=n_gallery,
-            n_explain=n_explain,
-            age_tol=age_tol,
-            min_group=min_group,
-            threads=threads or 0,
-            progress=not quiet,
+    if o["compare"]:
+        opts = CompareOptions(
+            review=rev, review_source=rev_src, audits=o["audits"], n_boot=o["n_boot"], n_gallery=o["n_gallery"],
+            n_explain=o["n_explain"], age_tol=o["age_tol"], min_group=o["min_group"], threads=o["threads"] or 0,
+            progress=not o["quiet"],
+        )  # fmt: skip
+        _print_comparison(compare_runs(o["baseline"], o["out_dir"], opts=opts))
+
+
+def _print_comparison(s: dict) -> None:
+    """The overall deltas with their intervals and the verdict count; the rest is in the report."""
+    for r in s["overall"]:
+        k = 100 if r["metric"] == "gender accuracy" else 1
+        click.echo(
+            f"{r['metric']}: {k * r['baseline']:.2f} -> {k * r['new']:.2f} (delta {k * r['delta']:+.2f}, "
+            f"95% CI [{k * r['delta_lo']:+.2f}, {k * r['delta_hi']:+.2f}])"
         )
-    if compare:
-        for r in s["overall"]:
-            k = 100 if r["metric"] == "gender accuracy" else 1
-            click.echo(
-                f"{r['metric']}: {k * r['baseline']:.2f} -> {k * r['new']:.2f} (delta {k * r['delta']:+.2f}, "
-                f"95% CI [{k * r['delta_lo']:+.2f}, {k * r['delta_hi']:+.2f}])"
-            )
-        click.echo(f"{len(s['verdict'])} difference(s) larger than their uncertainty")
-        click.echo(f"report -> {s['report']}")
+    click.echo(f"{len(s['verdict'])} difference(s) larger than their uncertainty")
+    click.echo(f"report -> {s['report']}")
 
 
 @click.command()
@@ -358,27 +338,33 @@ def retrain(
 @path_option("--out", "out_dir", help="[default: RUN/explain, else explain/]")
 @click.option("--threads", default=0, help="CPU threads (0: all).")
 @click.option("--quiet", is_flag=True)
-def explain(run, checkpoint, manifest, predictions, n, head, out_dir, threads, quiet) -> None:
+def explain(**o) -> None:
     """Grad-CAM overlays for the most-misclassified images (gender: the highest-loss wrong answers;
     age: the largest errors), as PNG grids: OUT/gradcam_gender.png, OUT/gradcam_age.png."""
+    from trainer.explain import explain_run
+
+    run = o["run"]
+    ckpt = resolve_checkpoint(run, o["checkpoint"])
+    pred = _explain_predictions(ckpt, o)
+    out_dir = o["out_dir"] or ((run / "explain") if run else Path("explain"))
+    heads = ("gender", "age") if o["head"] == "both" else (o["head"],)
+    for h, p in explain_run(ckpt, pred, out_dir, o["n"], heads).items():
+        click.echo(f"{h}: {p}")
+
+
+def _explain_predictions(ckpt: Path, o: dict):
+    """The predictions to explain: --predictions as given, else the model on --manifest (or the run's test)."""
     import pandas as pd
 
     from trainer.evaluate import predict_manifest
-    from trainer.explain import explain_run
     from trainer.model import load_checkpoint
 
-    ckpt = resolve_checkpoint(run, checkpoint)
-    if predictions:
-        if not Path(predictions).is_file():
-            fail(f"{predictions}: predictions file not found")
-        pred = pd.read_parquet(predictions)
-    else:
-        if manifest is None:
-            val = load_checkpoint(ckpt).get("config", {}).get("val_path") if run else None
-            manifest = Path(val or "dataset/test_2_folds_last")
-        pred = predict_manifest(ckpt, manifest, threads=threads, progress=not quiet)
-    out_dir = out_dir or ((run / "explain") if run else Path("explain"))
-    heads = ("gender", "age") if head == "both" else (head,)
-    written = explain_run(ckpt, pred, out_dir, n, heads)
-    for h, p in written.items():
-        click.echo(f"{h}: {p}")
+    if o["predictions"]:
+        if not Path(o["predictions"]).is_file():
+            fail(f"{o['predictions']}: predictions file not found")
+        return pd.read_parquet(o["predictions"])
+    manifest = o["manifest"]
+    if manifest is None:
+        val = load_checkpoint(ckpt).get("config", {}).get("val_path") if o["run"] else None
+        manifest = Path(val or "dataset/test_2_folds_last")
+    return predict_manifest(ckpt, manifest, threads=o["threads"], progress=not o["quiet"])

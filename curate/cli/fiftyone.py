@@ -72,19 +72,7 @@ def _open(fo, name: str, create: bool):
     help="auto: UMAP if installed, else t-SNE up to 5,000 samples, else PCA.",
 )
 @click.option("--quiet", is_flag=True)
-def score(
-    data_dir: Path | None,
-    manifest: Path | None,
-    checkpoint: Path | None,
-    predictions: Path | None,
-    audits_file: Path | None,
-    no_audits: bool,
-    name: str,
-    seed: int,
-    brain: bool,
-    viz_method: str,
-    quiet: bool,
-) -> None:
+def score(**o) -> None:
     """Create or update the FiftyOne dataset: labels, predictions, losses, audits, embeddings.
 
     DATA_DIR defaults to the embedded sample. Idempotent and incremental: a re-run adds new images,
@@ -92,60 +80,101 @@ def score(
     Images that disappeared keep their sample with score_status "missing file"; moved images are
     followed by content hash.
     """
-    from curate import fo_inputs as fi
-    from curate.fo_dataset import ingest, run_brain
+    from curate.fo_dataset import ingest
+    from curate.fo_inputs import join_inputs
 
-    if data_dir is not None and manifest is not None:
+    if o["data_dir"] is not None and o["manifest"] is not None:
         fail("pass DATA_DIR or --manifest, not both")
     fo = _connect()  # fail fast, before minutes of predictions, when the database is unreachable
-    ds = _open(fo, name, create=True)
+    ds = _open(fo, o["name"], create=True)
     t0 = time.time()
-    if manifest is not None:
-        table, rejected = fi.file_manifest(manifest, seed=seed)
-    else:
-        table, rejected = fi.folder_manifest(data_dir or SAMPLE_DIR, seed=seed, progress=not quiet)
-    if table.empty:
-        fail(f"{manifest or data_dir or SAMPLE_DIR}: no usable image ({len(rejected)} rejected)")
-    provenance = {"labels": str(manifest or data_dir or SAMPLE_DIR)}
-    if predictions is not None:
-        pred = fi.check_predictions(fi.read_table(predictions, "predictions"), str(predictions))
-        provenance["predictions"] = f"{predictions} (models {', '.join(sorted(set(pred['model'].astype(str))))})"
-    else:
-        ckpt = resolve_checkpoint(None, checkpoint)
-        pred = fi.compute_predictions(table, ckpt, progress=not quiet)
-        provenance["predictions"] = f"{ckpt} (model {pred['model'].iloc[0]})"
-    audit, audit_version = None, None
-    if audits_file is not None:
-        audit = fi.read_table(audits_file, "audits")
-        audit_version = f"file:{audits_file.name}"
-    elif not no_audits:
-        if fi.audits_available():
-            audit = fi.compute_audits(table, progress=not quiet)
-        elif not quiet:
-            click.echo("audits runner not available: audit fields left as they are (pass --audits FILE)")
+    table, rejected, labels_src = _score_labels(o)
+    pred, pred_src = _score_predictions(table, o)
+    provenance = {"labels": labels_src, "predictions": pred_src}
+    audit, audit_version = _score_audits(table, o)
     if audit is not None:
-        if "audit_version" in audit:
-            audit_version = ",".join(sorted(set(audit["audit_version"].dropna().astype(str)))) or audit_version
         provenance["audits"] = audit_version
-    joined = fi.join_inputs(table, pred, audit)
+    joined = join_inputs(table, pred, audit)
     t_in = time.time() - t0
     counts = ingest(fo, ds, joined, rejected, audit_version=audit_version, provenance=provenance)
     upd = ", ".join(f"{g} {n}" for g, n in counts["updated"].items()) or "none"
     click.echo(
-        f"dataset {name!r}: {counts['samples']} samples | added {counts['added']}, updated ({upd}), "
+        f"dataset {o['name']!r}: {counts['samples']} samples | added {counts['added']}, updated ({upd}), "
         f"unchanged {counts['unchanged']}, moved {counts['moved']}, missing files {counts['missing']}, "
         f"rejected {len(rejected)} | inputs {t_in:.1f}s, ingest {counts['seconds']:.1f}s"
     )
-    if brain:
-        t1 = time.time()
-        b = run_brain(fo, ds, method=viz_method)
-        if "skipped" in b:
-            click.echo(f"brain: skipped ({b['skipped']})")
-        else:
-            click.echo(
-                f"brain: similarity index {b['similarity']!r}, visualization {b['visualization']!r}, "
-                f"field {b['uniqueness']!r} on {b['n']} samples ({time.time() - t1:.1f}s)"
-            )
+    if o["brain"]:
+        _brain(fo, ds, o["viz_method"])
+
+
+def _score_labels(o: dict):
+    """(images with labels, rejected images, where they came from): --manifest, else DATA_DIR or the sample."""
+    from curate import fo_inputs as fi
+
+    source = o["manifest"] or o["data_dir"] or SAMPLE_DIR
+    if o["manifest"] is not None:
+        table, rejected = fi.file_manifest(o["manifest"], seed=o["seed"])
+    else:
+        table, rejected = fi.folder_manifest(source, seed=o["seed"], progress=not o["quiet"])
+    if table.empty:
+        fail(f"{source}: no usable image ({len(rejected)} rejected)")
+    return table, rejected, str(source)
+
+
+def _read_predictions(path: Path):
+    """A predictions table in the shared schema (checked), as `score` and `flag-mislabels` accept it."""
+    from curate import fo_inputs as fi
+
+    return fi.check_predictions(fi.read_table(path, "predictions"), str(path))
+
+
+def _score_predictions(table, o: dict):
+    """(predictions, their provenance): the --predictions file, else --model run on the images."""
+    from curate import fo_inputs as fi
+
+    if o["predictions"] is not None:
+        pred = _read_predictions(o["predictions"])
+        return pred, f"{o['predictions']} (models {', '.join(sorted(set(pred['model'].astype(str))))})"
+    ckpt = resolve_checkpoint(None, o["checkpoint"])
+    pred = fi.compute_predictions(table, ckpt, progress=not o["quiet"])
+    return pred, f"{ckpt} (model {pred['model'].iloc[0]})"
+
+
+def _score_audits(table, o: dict):
+    """(audits or None, audit version): the --audits file, else the audits runner when installed."""
+    from curate import fo_inputs as fi
+
+    audit, version = None, None
+    if o["audits_file"] is not None:
+        audit = fi.read_table(o["audits_file"], "audits")
+        version = f"file:{o['audits_file'].name}"
+    elif not o["no_audits"]:
+        if fi.audits_available():
+            audit = fi.compute_audits(table, progress=not o["quiet"])
+        elif not o["quiet"]:
+            click.echo("audits runner not available: audit fields left as they are (pass --audits FILE)")
+    if audit is not None and "audit_version" in audit:
+        version = ",".join(sorted(set(audit["audit_version"].dropna().astype(str)))) or version
+    return audit, version
+
+
+def _brain(fo, ds, method: str) -> None:
+    """Similarity index, 2-D visualisation and uniqueness, and a line saying what was computed."""
+    from curate.fo_dataset import run_brain
+
+    t1 = time.time()
+    b = run_brain(fo, ds, method=method)
+    if "skipped" in b:
+        click.echo(f"brain: skipped ({b['skipped']})")
+    else:
+        click.echo(
+            f"brain: similarity index {b['similarity']!r}, visualization {b['visualization']!r}, "
+            f"field {b['uniqueness']!r} on {b['n']} samples ({time.time() - t1:.1f}s)"
+        )
+
+
+# The thresholds, --top-k, --quality-top-k and --neighbors: fo_review.flag_mislabels takes them as they are.
+FLAG_OPTIONS = ("gender_threshold", "age_z_threshold", "age_min_years", "top_k", "quality_top_k", "neighbors")
 
 
 @click.command("flag-mislabels")
@@ -179,19 +208,7 @@ def score(
     "--worst-n", default=12, show_default=True, help="Samples per group and error kind in the worst-error views."
 )
 @click.option("--quiet", is_flag=True)
-def flag_mislabels(
-    name: str,
-    predictions: Path | None,
-    crossfit_dir: Path | None,
-    cheap: bool,
-    config: Path | None,
-    sets: tuple[str, ...],
-    k: int,
-    seed: int,
-    worst_n: int,
-    quiet: bool,
-    **flag_options,  # the thresholds, --top-k, --quality-top-k and --neighbors: fo_review.flag_mislabels takes them
-) -> None:
+def flag_mislabels(**o) -> None:
     """Score every label with out-of-sample predictions, tag the suspects, save the review views.
 
     Stores gender/age issue scores, reasons and suggested corrections on each sample; tags
@@ -199,50 +216,60 @@ def flag_mislabels(
     suspect-age, low-quality, duplicate-label-conflicts, worst-errors-by-age-group,
     worst-errors-by-skin-tone and review-queue.
     """
-    import pandas as pd
-
-    from core.manifest import manifest_hash
-    from curate import fo_inputs as fi
-    from curate.fo_review import dataset_frame
     from curate.fo_review import flag_mislabels as run_flags
-    from trainer.crossfit import cheap_config, crossfit
 
     fo = _connect()
-    ds = _open(fo, name, create=False)
-    if predictions is not None:
-        oos = fi.check_predictions(fi.read_table(predictions, "predictions"), str(predictions))
-    else:
-        df = dataset_frame(ds)
-        if df.empty:
-            fail(f"dataset {name!r} has no usable samples: run `curate score` first")
-        man = pd.DataFrame(
-            {
-                "path": df["path"],
-                "age": df["age"].astype(int),
-                "gender": df["gender"].astype(int),
-                "content_hash": df["content_hash"],
-            }
-        )
-        cfg = load_cfg(config, sets)
-        cfg = cheap_config(cfg) if cheap else cfg
-        if crossfit_dir is None:
-            ckey = json.dumps(cfg.to_dict(), sort_keys=True)
-            import hashlib
-
-            crossfit_dir = (
-                fi.cache_dir().parent
-                / "crossfit"
-                / (f"{manifest_hash(man)}-k{k}-s{seed}-{hashlib.sha256(ckey.encode()).hexdigest()[:8]}")
-            )
-        click.echo(f"cross-fitting {len(man)} images ({'cheap' if cheap else 'full'} recipe, k={k}) in {crossfit_dir}")
-        oos = crossfit(man, crossfit_dir, cfg, k=k, seed=seed, progress=not quiet)
-    summary = run_flags(fo, ds, oos, worst_n=worst_n, **flag_options)
+    ds = _open(fo, o["name"], create=False)
+    oos = _read_predictions(o["predictions"]) if o["predictions"] is not None else _crossfit_predictions(ds, o)
+    summary = run_flags(fo, ds, oos, worst_n=o["worst_n"], **{k: o[k] for k in FLAG_OPTIONS})
     click.echo(
         f"scored {summary['scored']} samples ({summary['not_scored']} not scored) with {summary['version']}: "
         f"suspect:gender {summary['suspect:gender']}, suspect:age {summary['suspect:age']}, "
         f"low_quality {summary['low_quality']}"
     )
     click.echo("saved views: " + ", ".join(f"{v} ({n})" for v, n in summary["views"].items()))
+
+
+def _crossfit_predictions(ds, o: dict):
+    """Out-of-sample predictions from models cross-fitted on the dataset's own labels (folder reused)."""
+    from trainer.crossfit import cheap_config, crossfit
+
+    man = _label_manifest(ds, o["name"])
+    cfg = load_cfg(o["config"], o["sets"])
+    cfg = cheap_config(cfg) if o["cheap"] else cfg
+    out = o["crossfit_dir"] or _crossfit_dir(man, cfg, o["k"], o["seed"])
+    click.echo(f"cross-fitting {len(man)} images ({'cheap' if o['cheap'] else 'full'} recipe, k={o['k']}) in {out}")
+    return crossfit(man, out, cfg, k=o["k"], seed=o["seed"], progress=not o["quiet"])
+
+
+def _label_manifest(ds, name: str):
+    """The dataset's usable samples as a training manifest (path, age, gender, content_hash)."""
+    import pandas as pd
+
+    from curate.fo_review import dataset_frame
+
+    df = dataset_frame(ds)
+    if df.empty:
+        fail(f"dataset {name!r} has no usable samples: run `curate score` first")
+    return pd.DataFrame(
+        {
+            "path": df["path"],
+            "age": df["age"].astype(int),
+            "gender": df["gender"].astype(int),
+            "content_hash": df["content_hash"],
+        }
+    )
+
+
+def _crossfit_dir(man, cfg, k: int, seed: int) -> Path:
+    """The default cross-fit folder, named by labels, folds, seed and config, so that a re-run reuses it."""
+    import hashlib
+
+    from core.manifest import manifest_hash
+    from curate.fo_inputs import cache_dir
+
+    ckey = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    return cache_dir().parent / "crossfit" / f"{manifest_hash(man)}-k{k}-s{seed}-{ckey}"
 
 
 @click.command()
