@@ -38,7 +38,7 @@ from audits.skin_tone import DEFAULT_SKIN_CONFIG, SKIN_VERSION, SkinConfig, skin
 from audits.thresholds import QualityThresholds, compute_thresholds
 from core.allocator import keep_freed_memory
 from core.atomic import write_json, write_parquet
-from core.images import decode_image, list_images, pixel_hash  # noqa: F401  (list_images: the CLI's)
+from core.images import decode_image, pixel_hash
 from core.manifest import default_cache_dir
 from core.schema import CHECKS, SKIN_TONE
 

@@ -98,7 +98,8 @@ def main() -> None:
     import numpy as np
     import pandas as pd
 
-    from audits.runner import AuditConfig, default_workers, list_images, run_audit
+    from audits.runner import AuditConfig, default_workers, run_audit
+    from core.images import list_images
 
     paths = [str(p) for p in list_images(Path(args.data_dir))]
     if args.limit:

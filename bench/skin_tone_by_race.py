@@ -24,8 +24,9 @@ def load_table(data_dir: str, audit: str | None):
 
     if audit:
         return pd.read_parquet(audit)
-    from audits.runner import AuditConfig, list_images, run_audit
+    from audits.runner import AuditConfig, run_audit
     from bench.audit_throughput import labels_for
+    from core.images import list_images
 
     paths = [str(p) for p in list_images(Path(data_dir))]
     return run_audit(paths, labels=labels_for(paths), config=AuditConfig(progress=True)).table

@@ -128,14 +128,6 @@ RENAMED_FROM_V1_FIFTYONE = {"mislabel_status": "label_status", "pred_model": "mo
 DROPPED_IN_V2 = ("fft_blur_score",)
 
 
-def check(name: str) -> Check:
-    """The check called `name` (KeyError names the known ones)."""
-    for c in CHECKS:
-        if c.name == name:
-            return c
-    raise KeyError(f"no check {name!r}; known: {', '.join(c.name for c in CHECKS)}")
-
-
 def checks(family: str | None = None) -> list[Check]:
     return [c for c in CHECKS if family is None or c.family == family]
 

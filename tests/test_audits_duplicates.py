@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 
 from audits.duplicates import find_duplicates, hamming_pairs, phash, summarize_duplicates
-from audits.runner import list_images
-from core.images import pixel_hash
+from core.images import list_images, pixel_hash
 from curate.splits import parse_name
 
 

@@ -16,8 +16,8 @@ from audits.quality import (
     measure_quality,
     quality_verdict,
 )
-from audits.runner import list_images
 from audits.thresholds import DEFAULT_THRESHOLDS, QualityThresholds, compute_thresholds
+from core.images import list_images
 
 
 @pytest.fixture(scope="module")

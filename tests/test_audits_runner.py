@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from audits.runner import OUTPUT_COLUMNS, AuditCache, AuditConfig, list_images, run_audit, write_audit
+from audits.runner import OUTPUT_COLUMNS, AuditCache, AuditConfig, run_audit, write_audit
 from audits.thresholds import QualityThresholds
+from core.images import list_images
 from curate.cli import main
 
 

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from audits.runner import list_images
 from audits.skin_tone import MONK_HEX, MONK_LAB, ita_category, nearest_monk, skin_tone
+from core.images import list_images
 
 
 def test_ita_categories_follow_the_published_boundaries():

@@ -15,7 +15,7 @@ def _inputs(source: Path) -> tuple[list[str], object]:
     """(paths, labels frame) from a folder (labels parsed from UTKFace names) or a manifest CSV."""
     import pandas as pd
 
-    from audits.runner import list_images
+    from core.images import list_images
     from curate.splits import parse_name
 
     if source.is_dir():
