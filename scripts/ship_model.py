@@ -24,13 +24,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from core.atomic import write_json  # noqa: E402
 from core.manifest import file_sha256  # noqa: E402
-from trainer.model import save_torch  # noqa: E402
+from trainer.model import load_checkpoint, save_torch  # noqa: E402
 
 MODELS = ROOT / "curate" / "models"
 
@@ -104,7 +103,7 @@ def main() -> None:
             f"{args.run}: its first stage started from {stages[0]['weights_used']}, whose run folder "
             "(with metadata.json) is not here; the card could not show the whole training"
         )
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(ckpt_path)
     slim = {k: ckpt[k] for k in ("model", "config", "epoch", "weights_used", "metrics") if k in ckpt}
     MODELS.mkdir(parents=True, exist_ok=True)
     save_torch(slim, MODELS / "default.pt")

@@ -465,6 +465,35 @@ def test_bad_weights_and_checkpoints(tmp_path: Path, sample_split: Path):
     assert res.exit_code != 0 and "run folder not found" in res.output
 
 
+class _Payload:
+    """Pickled, it asks the loader to call os.system: what a hostile .pt file would carry."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_carrying_code_is_refused_and_runs_nothing(tmp_path: Path, sample_dir: Path, sample_split: Path):
+    from curate.cli.common import DEFAULT_MODEL
+
+    marker = tmp_path / "payload-ran"
+    evil = tmp_path / "evil.pt"
+    good = load_checkpoint(DEFAULT_MODEL)  # the shipped model (numpy scalars in its metrics) still loads
+    torch.save({**good, "extra": _Payload(marker)}, evil)
+    with pytest.raises(WeightsError, match="evil.pt: refused.*could run code"):
+        load_checkpoint(evil)
+    split = [f"train_path={sample_split / 'train_8_folds_first'}", f"val_path={sample_split / 'test_2_folds_last'}"]
+    train = ["train", "--out", str(tmp_path / "r"), "--set", f"weights={evil}", "--set", split[0], "--set", split[1]]
+    for args in (["predict", str(sample_dir), "--model", str(evil)], train):
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 1 and "evil.pt: refused" in res.output and "Traceback" not in res.output, res.output
+    assert not marker.exists(), "the payload ran"
+
+
 def test_manifest_with_missing_files(sample_split: Path, tmp_path: Path):
     m = pd.read_csv(sample_split / "test_2_folds_last" / "manifest.csv")
     m.loc[0, "path"] = str(tmp_path / "gone.jpg")

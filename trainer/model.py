@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torchvision.models import MobileNet_V3_Small_Weights, mobilenet_v3_small
@@ -12,6 +15,9 @@ from core.atomic import atomic_path
 from core.errors import CurateError
 
 EMBED_DIM = 576
+# numpy scalars and their dtypes: runs store metrics as numpy floats, which are safe to rebuild.
+_MULTIARRAY = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+_NUMPY_SCALARS = [_MULTIARRAY.scalar, np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.int64))]
 
 
 class WeightsError(CurateError, RuntimeError):
@@ -83,12 +89,26 @@ def save_torch(obj: object, path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint file with a clear error when it is missing or not a checkpoint."""
+    """Load a checkpoint file with a clear error when it is missing or not a checkpoint.
+
+    Why weights-only: a checkpoint is a pickle, and a user passes paths (`--model`, `--checkpoint`,
+    `weights=PATH`, `--resume`); loading a full pickle would run whatever code it carries. Only tensors,
+    plain Python values and numpy scalars (which older runs stored in their metrics) are accepted.
+    """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_NUMPY_SCALARS):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        what = re.search(r"GLOBAL (\S+)", str(e))  # a callable the pickle asks for: refused, never called
+        if not what:
+            raise WeightsError(f"{path}: not a readable checkpoint (UnpicklingError)") from None
+        raise WeightsError(
+            f"{path}: refused, the file holds Python objects beyond tensors and plain values ({what.group(1)}); "
+            "it could run code when loaded, so it is not loaded"
+        ) from None
     except Exception as e:
         raise WeightsError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
     if isinstance(ckpt, dict) and "model" not in ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
