@@ -32,7 +32,10 @@ def mask_uri(uri: str) -> str:
 
 def connect(timeout_s: float = DEFAULT_TIMEOUT_S):
     """Import fiftyone, check its database answers, and return the `fiftyone` module."""
+    # For this process only (the user's ~/.fiftyone is theirs): no usage tracking, and no warning that
+    # the offline fallback's bundled mongod (6.0) is FiftyOne's oldest supported version.
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+    os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
     import fiftyone as fo
 
     uri = fo.config.database_uri

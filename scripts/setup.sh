@@ -62,10 +62,14 @@ else
     (
       cd "$deb_dir"
       if ! apt-get download libssl1.1 2>/dev/null; then
-        echo "deb http://deb.debian.org/debian bullseye main" > /etc/apt/sources.list.d/bullseye-libssl.list
-        apt-get update -qq -o Dir::Etc::sourcelist=sources.list.d/bullseye-libssl.list \
-          -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0
-        apt-get download libssl1.1
+        # Debian bullseye's index for this one download only: a private source list and package lists
+        # in this temporary folder, so apt on the machine never sees bullseye afterwards.
+        echo "deb http://deb.debian.org/debian bullseye main" > bullseye.list
+        mkdir -p lists/partial
+        apt_opts=(-o Dir::Etc::SourceList="$deb_dir/bullseye.list" -o Dir::Etc::SourceParts=-
+                  -o Dir::State::Lists="$deb_dir/lists" -o APT::Get::List-Cleanup=0)
+        apt-get update -qq "${apt_opts[@]}"
+        apt-get download "${apt_opts[@]}" libssl1.1
       fi
       dpkg -i libssl1.1_*.deb >/dev/null
     )
@@ -75,18 +79,12 @@ else
   echo "[setup] FiftyOne database OK (fiftyone-db 0.4.5)"
 fi
 
-# Old bundled mongod (6.0) triggers FiftyOne's version warning; we know, so silence it for this venv.
-mkdir -p "$HOME/.fiftyone"
-cfg="$HOME/.fiftyone/config.json"
-if [ ! -f "$cfg" ] || ! grep -q database_validation "$cfg"; then
-  "$VENV/bin/python" - "$cfg" <<'PYEOF'
-import json, os, sys
-p = sys.argv[1]
-c = json.load(open(p)) if os.path.exists(p) and os.path.getsize(p) else {}
-c["database_validation"] = False
-c.setdefault("do_not_track", True)
-json.dump(c, open(p, "w"), indent=2)
-PYEOF
+# Earlier versions of this script left a bullseye source behind (apt then saw bullseye's packages
+# for good): remove it when it is exactly the line they wrote. The user's ~/.fiftyone is not touched:
+# `curate` sets what it needs for its own process (README "Setup").
+old_src=/etc/apt/sources.list.d/bullseye-libssl.list
+if [ -f "$old_src" ] && [ "$(cat "$old_src")" = "deb http://deb.debian.org/debian bullseye main" ]; then
+  rm -f "$old_src" 2>/dev/null && echo "[setup] removed $old_src (left by an earlier setup)"
 fi
 
 [ -n "${FIFTYONE_DATABASE_URI:-}" ] || touch "$db_stamp"
