@@ -8,16 +8,25 @@ content hash that joins audit rows, predictions and split manifests.
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# Decompression-bomb guard (Pillow warns at ~89 MP): above MAX_PIXELS (MAX_JPEG_PIXELS for a JPEG) an
+# image is refused with its size; above DECODE_PIXELS it is decoded reduced (JPEG) or resized, so one
+# huge file cannot take gigabytes. Face crops and camera photos pass; every audit and model input is
+# far smaller than DECODE_PIXELS.
+MAX_PIXELS = 50_000_000
+MAX_JPEG_PIXELS = 400_000_000  # JPEGs decode at 1/8 scale by DCT scaling: 400 MP costs what 6 MP does
+DECODE_PIXELS = 4_000_000
 
 
 def decode_image(path: Path) -> tuple[np.ndarray | None, str]:
-    """Decode (OpenCV BGR) or say why not: return (image, "") or (None, reason).
+    """Decode (OpenCV BGR) or say why not: return (image, "") or (None, reason). Images above 4 MP
+    come back reduced (DECODE_PIXELS); above 50 MP (400 MP for a JPEG) they are refused.
 
     Why not just cv2.imread: OpenCV silently pads a truncated JPEG with grey and returns None without
     a reason.
@@ -33,10 +42,76 @@ def decode_image(path: Path) -> tuple[np.ndarray | None, str]:
         return None, "not an image (no JPEG/PNG/BMP/WebP signature)"
     if is_jpeg and not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
         return None, "truncated JPEG (no end-of-image marker)"
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    size, too_large = _header(data, is_jpeg)
+    if too_large:
+        return None, too_large
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), _decode_flag(size) if is_jpeg else cv2.IMREAD_COLOR)
     if img is None:
         return None, "corrupt image (decoder failed)"
-    return img, ""
+    return _shrink(img), ""
+
+
+def _header(data: bytes, is_jpeg: bool) -> tuple[tuple[int, int] | None, str]:
+    """(width, height) from the file's header alone (None when unreadable: the decoder will say why),
+    and why the image is refused as too large ("" when it is not)."""
+    size = _jpeg_size(data) if is_jpeg else _pillow_size(data)
+    limit = MAX_JPEG_PIXELS if is_jpeg else MAX_PIXELS
+    if size is None or size[0] * size[1] <= limit:
+        return size, ""
+    w, h = size
+    return size, f"image too large ({w}x{h}, {w * h / 1e6:.0f} MP; the limit is {limit / 1e6:.0f} MP)"
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a JPEG's start-of-frame marker (no decoding, no size limit of its own)."""
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
+
+
+def _pillow_size(data: bytes) -> tuple[int, int] | None:
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return im.size
+    except Image.DecompressionBombError:  # beyond Pillow's own limit (~179 MP): certainly too large
+        return MAX_PIXELS, MAX_PIXELS
+    except Exception:  # noqa: BLE001 - an unreadable header is for the decoder to report
+        return None
+
+
+def _decode_flag(size: tuple[int, int] | None) -> int:
+    """A JPEG above DECODE_PIXELS is decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself (DCT scaling):
+    a 10000x10000 photo then never exists in memory at full size."""
+    if size is None or size[0] * size[1] <= DECODE_PIXELS:
+        return cv2.IMREAD_COLOR
+    for factor, flag in ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4)):
+        if size[0] * size[1] / factor**2 <= DECODE_PIXELS:
+            return flag
+    return cv2.IMREAD_REDUCED_COLOR_8
+
+
+def _shrink(img: np.ndarray) -> np.ndarray:
+    """Images still above DECODE_PIXELS (other formats, or beyond 1/8) are resized down to it."""
+    h, w = img.shape[:2]
+    if h * w <= DECODE_PIXELS:
+        return img
+    scale = (DECODE_PIXELS / (h * w)) ** 0.5
+    return cv2.resize(img, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 def pixel_hash(img: np.ndarray) -> str:

@@ -27,11 +27,11 @@ def predict_images(checkpoint: str | Path, files: list[Path], batch_size: int = 
         try:
             good.append((len(rows), load_image(f, cfg.image_size)))
             rows.append({"path": str(f), "status": "ok"})
-        except DataError:
+        except DataError as e:  # its message is "<path>: <reason>"
             rows.append(
                 {
                     "path": str(f),
-                    "status": "unreadable image",
+                    "status": f"unreadable image: {str(e).rsplit(': ', 1)[-1]}",
                     "age_pred": np.nan,
                     "gender_pred": None,
                     "gender_prob": np.nan,

@@ -1,0 +1,91 @@
+"""One huge image must not take the machine: a 10000x10000 JPEG is decoded at 1/8 scale and audited and
+predicted in seconds at the memory a small face costs; one beyond the limit is refused with its size, by
+split, audit and predict."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.images import decode_image
+
+REPO = Path(__file__).resolve().parent.parent
+GB_KB = 1024 * 1024  # ru_maxrss is in KiB on Linux
+
+
+def _jpeg_header_only(path: Path, width: int, height: int) -> None:
+    """A JPEG whose frame header claims width x height (what a decompression bomb looks like to a reader)."""
+    sof = b"\xff\xc0\x00\x11\x08" + height.to_bytes(2, "big") + width.to_bytes(2, "big") + b"\x03" + b"\x01\x22\x00" * 3
+    path.write_bytes(b"\xff\xd8" + sof + b"\xff\xd9")
+
+
+@pytest.fixture(scope="module")
+def big_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("big")
+    img = np.zeros((10000, 10000), np.uint8)
+    img[::7] = 200  # structure, so the photo is not constant
+    img[:, ::13] = 90
+    cv2.imwrite(str(d / "30_1_0_20170101000000000.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    _jpeg_header_only(d / "40_0_0_20170101000000001.jpg", 30000, 30000)
+    return d
+
+
+def _peak_kb(cmd: list[str]) -> tuple[int, float, subprocess.CompletedProcess]:
+    """Peak resident memory (KiB) of `cmd` and its children, measured in a fresh wrapper process."""
+    wrapper = (
+        "import resource, subprocess, sys, time; t = time.time(); "
+        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.time() - t, r.returncode); "
+        "sys.stderr.write(r.stdout + r.stderr)"
+    )
+    res = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, cwd=REPO, timeout=600)
+    kb, secs, rc = res.stdout.split()
+    return int(kb), float(secs), res if int(rc) == 0 else pytest.fail(res.stderr[-3000:])
+
+
+def test_decode_reduces_a_huge_jpeg_and_refuses_a_bomb(big_dir):
+    t = time.time()
+    img, reason = decode_image(big_dir / "30_1_0_20170101000000000.jpg")
+    assert reason == "" and img.shape == (1250, 1250, 3) and time.time() - t < 5
+    img, reason = decode_image(big_dir / "40_0_0_20170101000000001.jpg")
+    assert img is None and reason == "image too large (30000x30000, 900 MP; the limit is 400 MP)"
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 2 * GB_KB
+
+
+def test_audit_and_predict_a_huge_jpeg_cost_what_a_small_one_costs(big_dir, sample_dir, tmp_path):
+    """Peak memory of `curate audit` / `predict` on the huge JPEG against the same command on one 200x200
+    face: the image may add at most 256 MB (it added ~10 GB before). Importing torch and torchvision alone
+    takes ~700 MB here, so the absolute peak is about 1 GB either way."""
+    curate = str(Path(sys.executable).parent / "curate")
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "a.jpg").write_bytes(sorted(sample_dir.glob("*.jpg"))[0].read_bytes())
+    for cmd in (["audit", "--workers", "1", "--out"], ["predict", "--out"]):
+        out = tmp_path / ("a.parquet" if cmd[0] == "audit" else "p.csv")
+        base, _, _ = _peak_kb([curate, cmd[0], str(small), *cmd[1:], str(tmp_path / ("s_" + out.name))])
+        kb, secs, _ = _peak_kb([curate, cmd[0], str(big_dir), *cmd[1:], str(out)])
+        assert kb - base < GB_KB / 4 and kb < 1.5 * GB_KB and secs < 120, (cmd[0], kb, base, secs)
+    t = pd.read_parquet(tmp_path / "a.parquet").set_index("filename")
+    assert t.loc["30_1_0_20170101000000000.jpg", "audit_status"] == "ok"
+    assert t.loc["30_1_0_20170101000000000.jpg", "width"] == 1250
+    assert t.loc["40_0_0_20170101000000001.jpg", "audit_status"].startswith("image too large (30000x30000")
+    p = pd.read_csv(tmp_path / "p.csv")
+    status = dict(zip(p["path"].map(lambda x: Path(x).name), p["status"]))
+    assert status["30_1_0_20170101000000000.jpg"] == "ok"
+    assert status["40_0_0_20170101000000001.jpg"].startswith("unreadable image: image too large")
+
+
+def test_split_rejects_the_bomb_with_its_size(big_dir, tmp_path):
+    from curate.splits import make_splits
+
+    make_splits(big_dir, tmp_path / "split", progress=False)
+    rejected = pd.read_csv(tmp_path / "split" / "rejected.csv")
+    assert list(rejected["reason"]) == ["image too large (30000x30000, 900 MP; the limit is 400 MP)"]
