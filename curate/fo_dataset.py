@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from curate.fo_db import DatabaseError
 from curate.fo_schema import (
     BOOK_FIELDS,
     MARKER,
@@ -54,7 +55,7 @@ from curate.fo_schema import (
     reconcile_numeric,
 )
 from curate.fo_values import build_values, scatter, specs_and_hashes
-from curate.fo_write import insert_samples, update_samples
+from curate.fo_write import ConcurrentWriteError, insert_samples, update_samples
 
 BRAIN_SIMILARITY = "img_sim"
 BRAIN_VIZ = "img_viz"
@@ -71,7 +72,23 @@ def ingest(
 ) -> dict:
     """Write `table` (curate.fo_inputs.join_inputs output) into `ds`; returns counts per outcome.
 
-    `audit_columns`: the table's columns that came from the audits (default: `table.attrs`)."""
+    `audit_columns`: the table's columns that came from the audits (default: `table.attrs`).
+    Two processes scoring one dataset at once: the unique filepath index refuses the second insert of a
+    file, and the losing process reads the dataset again and writes only what is still missing or changed.
+    """
+    for attempt in range(3):
+        try:
+            return _ingest(fo, ds, table, rejected, audit_version, provenance, audit_columns)
+        except ConcurrentWriteError:
+            if attempt == 2:
+                raise DatabaseError(
+                    f"dataset {ds.name!r}: another process keeps inserting the same images; run one "
+                    "`curate score` at a time"
+                ) from None
+            ds.reload()
+
+
+def _ingest(fo, ds, table, rejected, audit_version, provenance, audit_columns) -> dict:
     import time
 
     t0 = time.time()

@@ -51,7 +51,32 @@ def connect(timeout_s: float = DEFAULT_TIMEOUT_S):
         raise DatabaseError(
             f"FiftyOne database {where} is not usable: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         ) from None
+    if not uri:
+        check_database_dir(fo)
     return fo
+
+
+def check_database_dir(fo) -> None:
+    """Refuse a FiftyOne service that serves another folder than the configured database_dir.
+
+    Why: FiftyOne reuses any database service already running on the machine, whatever its folder, so
+    with another FiftyOne (an App, a script) running on other data, `FIFTYONE_DATABASE_DIR` is silently
+    ignored and curate would read and write that other database.
+    """
+    from fiftyone.core.odm.database import get_db_client
+
+    want = os.path.realpath(os.path.expanduser(fo.config.database_dir))
+    try:
+        opts = get_db_client().admin.command("getCmdLineOpts")
+        have = os.path.realpath(opts["parsed"]["storage"]["dbPath"])
+    except Exception:  # noqa: BLE001 - a server that does not say where its data is: nothing to compare
+        return
+    if have != want:
+        raise DatabaseError(
+            f"FiftyOne connected to a database service serving {have}, not the configured database_dir {want}: "
+            "another FiftyOne (App or script) is running on other data; stop it, or point "
+            "FIFTYONE_DATABASE_DIR at its folder"
+        )
 
 
 def ping(uri: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:

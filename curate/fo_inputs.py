@@ -50,15 +50,18 @@ def _key(*parts: str) -> str:
 
 
 # --------------------------------------------------------------------------------------- manifest
-def folder_manifest(data_dir: Path, seed: int = 0, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(usable rows with split and fold, rejected rows) for a folder, as `curate split` would assign them."""
+def folder_manifest(
+    data_dir: Path, seed: int = 0, progress: bool = True, previous: dict[str, int] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(usable rows with split and fold, rejected rows) for a folder, as `curate split` would assign them;
+    `previous` (content hash -> fold, e.g. the dataset's) keeps the folds images already have."""
     from curate.splits import TEST_FOLDS, TEST_SPLIT, TRAIN_SPLIT, SplitError, assign_folds, scan_folder
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: not a directory")
     listing = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(data_dir) if e.is_file())
-    key = _key(str(data_dir.resolve()), repr(listing), f"seed={seed}")
+    key = _key(str(data_dir.resolve()), repr(listing), f"seed={seed}", repr(sorted((previous or {}).items())))
     usable_p, rejected_p = cache_dir() / f"scan_{key}.parquet", cache_dir() / f"scan_{key}.rejected.parquet"
     if usable_p.exists() and rejected_p.exists():
         return pd.read_parquet(usable_p), pd.read_parquet(rejected_p)
@@ -67,7 +70,7 @@ def folder_manifest(data_dir: Path, seed: int = 0, progress: bool = True) -> tup
     except SplitError as e:
         raise InputError(str(e)) from None
     usable = usable.sort_values("filename", kind="stable").reset_index(drop=True)
-    usable["fold"] = assign_folds(usable, seed=seed)
+    usable["fold"] = assign_folds(usable, seed=seed, previous=previous)
     usable["split"] = np.where(usable["fold"].isin(TEST_FOLDS), TEST_SPLIT, TRAIN_SPLIT)
     write_parquet(usable, usable_p)
     write_parquet(rejected, rejected_p)

@@ -63,13 +63,55 @@ def open_dataset(fo, name: str, create: bool = True):
             )
         if info and int(info.get("schema_version", 1)) < SCHEMA_VERSION:
             upgrade_schema(ds)
+        if info:
+            unique_filepaths(ds)
         return ds
     if not create:
         raise SchemaError(f"no dataset named {name!r}: run `curate score --dataset {name}` first")
-    ds = fo.Dataset(name, persistent=True)
+    try:
+        ds = fo.Dataset(name, persistent=True)
+    except ValueError:  # another process created it a moment ago
+        return open_dataset(fo, name, create=False)
     ds.info[MARKER] = {"schema_version": SCHEMA_VERSION, "created_at": now_utc().isoformat(), "runs": [], "fields": {}}
     ds.save()
+    unique_filepaths(ds)
     return ds
+
+
+def unique_filepaths(ds) -> int:
+    """One sample per file, for good: merge duplicate samples of a file (left by two `curate score` runs
+    at once before this existed), then make FiftyOne's filepath index unique; returns how many merged.
+
+    Merging keeps the oldest sample and moves onto it every review tag of the others, and their
+    corrections where it has none, so no decision is lost.
+    """
+    info = ds.get_index_information().get("filepath", {})
+    if info.get("unique"):
+        return 0
+    counts = ds.count_values("filepath")
+    dup_paths = [p for p, n in counts.items() if n > 1]
+    merged = 0
+    if dup_paths:
+        from fiftyone import ViewField as F
+
+        fields = [f for f in ("age_corrected", "gender_corrected") if f in ds.get_field_schema()]
+        view = ds.match(F("filepath").is_in(dup_paths)).sort_by("created_at")
+        rows = pd.DataFrame(
+            dict(zip(["id", "filepath", "tags", *fields], view.values(["id", "filepath", "tags", *fields])))
+        )
+        drop = []
+        for _, group in rows.groupby("filepath", sort=False):
+            keep = ds[group["id"].iloc[0]]
+            keep.tags = list(dict.fromkeys(t for tags in group["tags"] for t in (tags or [])))
+            for f in fields:
+                if keep[f] is None:
+                    keep[f] = next((v for v in group[f] if v is not None and v == v), None)
+            keep.save()
+            drop += group["id"].iloc[1:].tolist()
+        ds.delete_samples(drop)
+        merged = len(drop)
+    ds.create_index("filepath", unique=True)
+    return merged
 
 
 def upgrade_schema(ds) -> list[str]:

@@ -11,6 +11,7 @@ public path otherwise, or when `CURATE_FO_INSERT=add_samples`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import datetime, timezone
 
@@ -57,7 +58,8 @@ def insert_samples(fo, ds, rows: list[tuple[str, dict, dict]], now: datetime) ->
                     **{f: as_fo(fo, v) for f, v in kw.items()},
                 )
 
-        return len(ds.add_samples(samples(), expand_schema=False, progress=False, num_samples=len(rows)))
+        with _duplicates_as(ConcurrentWriteError):
+            return len(ds.add_samples(samples(), expand_schema=False, progress=False, num_samples=len(rows)))
 
     import random
 
@@ -89,7 +91,8 @@ def insert_samples(fo, ds, rows: list[tuple[str, dict, dict]], now: datetime) ->
                 d[f] = enc(v)
             yield d
 
-    in_batches(documents(), 5000, lambda batch: coll.insert_many(batch, ordered=True))
+    with _duplicates_as(ConcurrentWriteError):
+        in_batches(documents(), 5000, lambda batch: coll.insert_many(batch, ordered=True))
     ds.reload()
     added = ds.count() - before
     if added != len(rows):
@@ -131,6 +134,27 @@ def update_samples(fo, ds, touched: dict[str, tuple[int, dict, list[str]]], valu
 
     in_batches(operations(), 2000, lambda batch: coll.bulk_write(batch, ordered=False))
     ds.reload()
+
+
+class ConcurrentWriteError(Exception):
+    """Another process inserted a sample for the same file meanwhile (the unique filepath index said so)."""
+
+
+@contextlib.contextmanager
+def _duplicates_as(error: type[Exception]):
+    """MongoDB's duplicate-key refusals (code 11000), however FiftyOne wraps them, as `error`."""
+    from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+    try:
+        yield
+    except (BulkWriteError, DuplicateKeyError) as e:
+        if isinstance(e, DuplicateKeyError) or any(w.get("code") == 11000 for w in e.details.get("writeErrors", [])):
+            raise error(str(e).splitlines()[0]) from None
+        raise
+    except ValueError as e:  # FiftyOne's add_samples reports a duplicate as a ValueError around pymongo's
+        if "E11000" in str(e) or "duplicate key" in str(e):
+            raise error(str(e).splitlines()[0]) from None
+        raise
 
 
 def in_batches(items, size: int, write) -> None:

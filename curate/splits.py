@@ -7,8 +7,10 @@ JPEG name must be rejected here, not crash training an hour later) and how we ge
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +119,35 @@ def scan_folder(data_dir: Path, progress: bool = True) -> tuple[pd.DataFrame, pd
     return usable, pd.DataFrame(rejected, columns=["path", "filename", "reason"])
 
 
-def assign_folds(df: pd.DataFrame, seed: int = 0, n_folds: int = N_FOLDS) -> np.ndarray:
+def assign_folds(
+    df: pd.DataFrame, seed: int = 0, n_folds: int = N_FOLDS, previous: Mapping[str, int] | None = None
+) -> np.ndarray:
+    """Folds per row. With `previous` (content hash -> fold of an earlier split: its record), every image
+    seen before keeps its fold and only new ones get a fold, from their content hash alone
+    (`stable_fold`), so no image ever moves because others came or went. Without it, a fresh
+    stratified assignment (`balanced_folds`)."""
+    if not previous:
+        return balanced_folds(df, seed, n_folds)
+    hashes = df["content_hash"].astype(str)
+    return np.array([previous.get(h, stable_fold(h, seed, n_folds)) for h in hashes], dtype=np.int64)
+
+
+def stable_fold(content_hash: str, seed: int = 0, n_folds: int = N_FOLDS) -> int:
+    """A fold from the image's content hash (its duplicate group) and the seed alone: copies share it,
+    and about TEST_FOLDS / N_FOLDS (20 %) of new images land in the test split."""
+    return int(hashlib.blake2b(f"{seed}:{content_hash}".encode(), digest_size=8).hexdigest(), 16) % n_folds
+
+
+def previous_folds(out_dir: Path) -> dict[str, int]:
+    """content hash -> fold recorded by an earlier `curate split` into `out_dir` (folds.csv), {} if none."""
+    p = Path(out_dir) / "folds.csv"
+    if not p.is_file():
+        return {}
+    rec = pd.read_csv(p, usecols=["content_hash", "fold"], dtype={"content_hash": str})
+    return dict(zip(rec["content_hash"], rec["fold"].astype(int)))
+
+
+def balanced_folds(df: pd.DataFrame, seed: int = 0, n_folds: int = N_FOLDS) -> np.ndarray:
     """Stratified (age bin x gender), duplicate-grouped fold assignment, deterministic for a seed.
 
     Pixel-identical images form one group that takes one fold. Within each stratum the groups are
@@ -143,18 +173,25 @@ def assign_folds(df: pd.DataFrame, seed: int = 0, n_folds: int = N_FOLDS) -> np.
     return df["content_hash"].map(group_fold).to_numpy(dtype=np.int64)
 
 
-def make_splits(data_dir: Path, out_dir: Path, seed: int = 0, copy: bool = False, progress: bool = True) -> dict:
-    """Scan, assign folds and write manifests; returns a summary dict (also printed by the CLI)."""
+def make_splits(
+    data_dir: Path, out_dir: Path, seed: int = 0, copy: bool = False, progress: bool = True, reassign: bool = False
+) -> dict:
+    """Scan, assign folds and write manifests; returns a summary dict (also printed by the CLI).
+
+    An earlier split in `out_dir` (its folds.csv) is the record: its images keep their folds, new ones
+    get `stable_fold`; `reassign` ignores the record and assigns every fold afresh."""
     usable, rejected = scan_folder(data_dir, progress=progress)
     out_dir = Path(out_dir)
+    previous = {} if reassign else previous_folds(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(rejected, out_dir / "rejected.csv")
     if usable.empty:
         raise SplitError(f"{data_dir}: no usable image ({len(rejected)} rejected, see {out_dir / 'rejected.csv'})")
     usable = usable.sort_values("filename", kind="stable").reset_index(drop=True)
-    usable["fold"] = assign_folds(usable, seed=seed)
+    usable["fold"] = assign_folds(usable, seed=seed, previous=previous)
     usable["split"] = np.where(usable["fold"].isin(TEST_FOLDS), TEST_SPLIT, TRAIN_SPLIT)
     usable = usable[MANIFEST_COLUMNS]
+    n_kept = int(usable["content_hash"].astype(str).isin(previous).sum())
     write_csv(usable, out_dir / "folds.csv")
     for split in (TRAIN_SPLIT, TEST_SPLIT):
         part = usable[usable["split"] == split].reset_index(drop=True)
@@ -168,7 +205,7 @@ def make_splits(data_dir: Path, out_dir: Path, seed: int = 0, copy: bool = False
                         shutil.copy2(src, tmp)
             part = part.assign(path=[str((split_dir / Path(p).name).resolve()) for p in part["path"]])
         write_csv(part, split_dir / "manifest.csv")
-    return summarize(usable, rejected)
+    return {**summarize(usable, rejected), "folds_kept": n_kept, "folds_new": len(usable) - n_kept if previous else 0}
 
 
 def summarize(usable: pd.DataFrame, rejected: pd.DataFrame) -> dict:

@@ -297,6 +297,7 @@ def test_moved_and_vanished_images_keep_their_samples(fo, model, env, tmp_path):
     run("score", src, "--model", model, "--dataset", name, "--no-brain", "--no-audits", "--quiet")
     ds = fo.load_dataset(name)
     assert len(ds) == 12
+    folds = dict(zip(ds.values("filename"), ds.values("fold")))
     first = ds.match(fo.ViewField("filename") == files[0].name).first()
     first.tags.append("exclude")
     first.save()
@@ -313,6 +314,7 @@ def test_moved_and_vanished_images_keep_their_samples(fo, model, env, tmp_path):
     assert "exclude" in s.tags and s.score_status == "ok"
     gone = ds.match(fo.ViewField("filename") == files[1].name).first()
     assert gone.score_status == "missing file" and gone.age_pred is not None  # stored data kept
+    assert dict(zip(ds.values("filename"), ds.values("fold"))) == folds, "a fold moved because an image went"
     ds.delete()
 
 
@@ -650,3 +652,62 @@ def test_schema_1_dataset_is_upgraded_in_place_keeping_every_decision(flagged, f
     finally:
         fo.delete_dataset(new.name)
         fo.delete_dataset(old.name)
+
+
+def test_a_service_on_another_database_dir_is_refused(fo, tmp_path):
+    """FiftyOne reuses whatever database service runs on the machine; curate checks the folder it serves.
+    This test process's service is running (the `fo` fixture): a command configured for another folder
+    must refuse it in one line instead of reading and writing this database."""
+    other = tmp_path / "other-db"
+    env = {**os.environ, "FIFTYONE_DATABASE_DIR": str(other)}
+    env.pop("FIFTYONE_DATABASE_URI", None)
+    curate = str(Path(sys.executable).parent / "curate")
+    res = subprocess.run([curate, "review-status", "--dataset", "nope"], env=env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"not the configured database_dir {other.resolve()}" in res.stderr and "Traceback" not in res.stderr
+    assert not other.exists() or not any(other.iterdir()), "nothing may be written for the other folder"
+
+
+def test_two_scores_at_once_leave_one_sample_per_file(model, env, fo):
+    """Two `curate score` processes on one new dataset: the unique filepath index refuses the second
+    insert of a file, and the loser writes only what is missing; both succeed."""
+    name = f"t-race-{uuid.uuid4().hex[:6]}"
+    curate = str(Path(sys.executable).parent / "curate")
+    cmd = [curate, "score", str(SAMPLE), "--model", str(model), "--dataset", name, "--quiet"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    try:
+        assert [p.returncode for p in procs] == [0, 0], outs
+        ds = fo.load_dataset(name)
+        usable, _ = usable_sample()
+        assert len(ds) == len(usable) == len(set(ds.values("filepath")))
+        assert ds.get_index_information()["filepath"].get("unique")
+    finally:
+        fo.delete_dataset(name)
+
+
+def test_duplicate_samples_are_merged_keeping_every_decision(model, env, fo):
+    """A dataset holding two samples of one file (what two runs at once left before the unique index):
+    the next `curate score` merges them, keeping the review tags and corrections of both."""
+    name = f"t-dups-{uuid.uuid4().hex[:6]}"
+    ds = fo.Dataset(name, persistent=True)  # as an older curate left it: marked, no unique index
+    ds.info["curate"] = {"schema_version": 2, "runs": [], "fields": {}}
+    ds.save()
+    path = str(sorted(SAMPLE.glob("*.jpg"))[0].resolve())
+    first = fo.Sample(filepath=path, tags=["confirmed:ok"])
+    ds.add_sample(first)
+    dup = fo.Sample(filepath=path, tags=["exclude"])
+    dup["gender_corrected"] = "female"
+    ds.add_sample(dup)
+    assert len(ds) == 2 and not ds.get_index_information()["filepath"].get("unique")
+    try:
+        run("score", SAMPLE, "--model", model, "--dataset", name, "--quiet")
+        ds.reload()
+        usable, _ = usable_sample()
+        assert len(ds) == len(usable) == len(set(ds.values("filepath")))
+        kept = ds.one(fo.ViewField("filepath") == path)
+        assert set(kept.tags) == {"confirmed:ok", "exclude"} and kept.gender_corrected == "female"
+        assert kept.id == first.id and ds.get_index_information()["filepath"].get("unique")
+    finally:
+        fo.delete_dataset(name)

@@ -177,3 +177,38 @@ def test_full_dataset_split(utkface_dir: Path, tmp_path: Path):
     assert (np.abs(share[sizes >= 100] - 0.2) < 0.02).all(), share
     # all ten folds within 0.5% of a tenth
     assert (np.abs(folds["fold"].value_counts(normalize=True) - 0.1) < 0.005).all()
+
+
+def test_folds_never_move_when_images_come_or_go(sample_copy: Path, tmp_path: Path):
+    """The earlier split (OUT/folds.csv) is the record: a removed image moves no other, a new one gets a
+    fold from its content hash alone; --reassign starts afresh."""
+    import cv2
+
+    from curate.splits import balanced_folds, scan_folder, stable_fold
+
+    out = tmp_path / "split"
+    make_splits(sample_copy, out, progress=False)
+    before = pd.read_csv(out / "folds.csv", dtype={"content_hash": str})
+    sorted(sample_copy.glob("*.jpg"))[5].unlink()
+    flipped = cv2.imread(str(sorted(sample_copy.glob("*.jpg"))[0]))[:, ::-1]
+    cv2.imwrite(str(sample_copy / "33_1_0_20170101000000000.jpg"), flipped)
+    s = make_splits(sample_copy, out, progress=False)
+    after = pd.read_csv(out / "folds.csv", dtype={"content_hash": str})
+    both = before.merge(after, on="filename", suffixes=("_before", "_after"))
+    assert len(both) == len(before) - 1 and (both["fold_before"] == both["fold_after"]).all()
+    new = after.set_index("filename").loc["33_1_0_20170101000000000.jpg"]
+    assert new["fold"] == stable_fold(new["content_hash"]) and s["folds_new"] == 1
+    assert s["folds_kept"] == len(before) - 1
+    make_splits(sample_copy, out, progress=False, reassign=True)
+    fresh = pd.read_csv(out / "folds.csv", dtype={"content_hash": str})
+    usable, _ = scan_folder(sample_copy, progress=False)
+    usable = usable.sort_values("filename", kind="stable").reset_index(drop=True)
+    assert list(fresh["fold"]) == list(balanced_folds(usable))
+
+
+def test_stable_folds_put_a_fifth_of_new_images_in_test():
+    from core.manifest import TEST_FOLDS
+    from curate.splits import stable_fold
+
+    folds = np.array([stable_fold(f"{i:032x}") for i in range(20000)])
+    assert 0.18 < np.isin(folds, TEST_FOLDS).mean() < 0.22 and set(folds) == set(range(10))

@@ -16,8 +16,10 @@ from curate.cli.common import SAMPLE_DIR, config_options, data_argument, fail, l
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the fold assignment.")
 @click.option("--copy", is_flag=True, help="Also copy the images into the split folders.")
+@click.option("--reassign", is_flag=True, help="Ignore the folds an earlier split recorded in OUT/folds.csv "
+              "(by default images keep them and only new images get a fold).")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def split(data_dir: Path | None, out_dir: Path, seed: int, copy: bool, quiet: bool) -> None:
+def split(data_dir: Path | None, out_dir: Path, seed: int, copy: bool, reassign: bool, quiet: bool) -> None:
     """Parse UTKFace names, reject unusable files, and write 10-fold stratified split manifests.
 
     DATA_DIR defaults to the embedded sample (dataset/sample). Writes OUT/train_8_folds_first/
@@ -27,7 +29,9 @@ def split(data_dir: Path | None, out_dir: Path, seed: int, copy: bool, quiet: bo
     from curate.splits import make_splits
 
     data_dir = data_dir or SAMPLE_DIR
-    s = make_splits(data_dir, out_dir, seed=seed, copy=copy, progress=not quiet)
+    s = make_splits(data_dir, out_dir, seed=seed, copy=copy, progress=not quiet, reassign=reassign)
+    if s["folds_kept"]:
+        click.echo(f"kept the recorded fold of {s['folds_kept']} image(s); new images: {s['folds_new']}")
     click.echo(f"usable images: {s['n_usable']}   rejected: {s['n_rejected']}")
     for split_name, n in sorted(s["per_split"].items()):
         click.echo(f"  {split_name}: {n} ({100 * n / s['n_usable']:.2f}%)")

@@ -88,7 +88,7 @@ def score(**o) -> None:
     fo = _connect()  # fail fast, before minutes of predictions, when the database is unreachable
     ds = _open(fo, o["name"], create=True)
     t0 = time.time()
-    table, rejected, labels_src = _score_labels(o)
+    table, rejected, labels_src = _score_labels(o, _stored_folds(ds))
     pred, pred_src = _score_predictions(table, o)
     provenance = {"labels": labels_src, "predictions": pred_src}
     audit, audit_version = _score_audits(table, o)
@@ -107,15 +107,23 @@ def score(**o) -> None:
         _brain(fo, ds, o["viz_method"])
 
 
-def _score_labels(o: dict):
-    """(images with labels, rejected images, where they came from): --manifest, else DATA_DIR or the sample."""
+def _stored_folds(ds) -> dict[str, int]:
+    """content hash -> fold of the samples already scored: they keep it whatever else came or went."""
+    if not len(ds) or "fold" not in ds.get_field_schema():
+        return {}
+    return {h: int(f) for h, f in zip(*ds.values(["content_hash", "fold"])) if h is not None and f is not None}
+
+
+def _score_labels(o: dict, previous: dict[str, int]):
+    """(images with labels, rejected images, where they came from): --manifest, else DATA_DIR or the sample;
+    folds recorded in the dataset (`previous`) are kept."""
     from curate import fo_inputs as fi
 
     source = o["manifest"] or o["data_dir"] or SAMPLE_DIR
     if o["manifest"] is not None:
         table, rejected = fi.file_manifest(o["manifest"], seed=o["seed"])
     else:
-        table, rejected = fi.folder_manifest(source, seed=o["seed"], progress=not o["quiet"])
+        table, rejected = fi.folder_manifest(source, seed=o["seed"], progress=not o["quiet"], previous=previous)
     if table.empty:
         fail(f"{source}: no usable image ({len(rejected)} rejected)")
     return table, rejected, str(source)
