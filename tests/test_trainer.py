@@ -94,6 +94,13 @@ def test_yaml_and_overrides(tmp_path: Path):
         ("", {"batch_size": "lots"}, "not a int"),
         ("", {"lr_scheduler": "warp"}, "lr_scheduler must be"),
         ("- a\n- b\n", {}, "expected a mapping"),
+        ("batch_size: [1, 2]\n", {}, r"batch_size: \[1, 2\] is not a int"),
+        ("num_epochs: 1.5\n", {}, "num_epochs: 1.5 is not a int"),
+        ("dropout: null\n", {}, "dropout: None is not a float"),
+        ("channels_last: 5\n", {}, "channels_last: 5 is not a bool"),
+        ("", {"threads": "-3"}, "threads must be >= 0"),
+        ("", {"max_lr": "-1"}, "max_lr, div_factor and final_div_factor must be > 0"),
+        ("", {"pct_start": "1.5"}, "pct_start must be in"),
     ],
 )
 def test_bad_configs(tmp_path: Path, text, overrides, msg):

@@ -83,7 +83,15 @@ class TrainConfig:
             (0 <= self.freeze_epochs <= self.num_epochs, "freeze_epochs must be in [0, num_epochs]"),
             (self.image_size >= 32, "image_size must be >= 32"),
             (self.age_loss_scale > 0, "age_loss_scale must be > 0"),
-        ]
+            (self.threads >= 0, "threads must be >= 0 (0 = all cores)"),
+            (min(self.base_lr, self.max_lr, self.div_factor, self.final_div_factor) > 0,
+             "base_lr, max_lr, div_factor and final_div_factor must be > 0"),
+            (0.0 < self.pct_start < 1.0, "pct_start must be in (0, 1)"),
+            (self.weight_decay >= 0 and self.l1_lambda >= 0, "weight_decay and l1_lambda must be >= 0"),
+            (self.step_size > 0 and 0.0 < self.gamma <= 1.0, "step_size must be > 0 and gamma in (0, 1]"),
+            (self.plateau_patience >= 0 and self.bn_recalibration_batches >= 0,
+             "plateau_patience and bn_recalibration_batches must be >= 0"),
+        ]  # fmt: skip
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
@@ -108,8 +116,11 @@ def _coerce(name: str, value: Any) -> Any:
                 return float(value)
         except ValueError:
             raise ConfigError(f"{name}: {value!r} is not a {ftype}") from None
-    if ftype == "float" and isinstance(value, int):
+    if ftype == "float" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    want = {"int": int, "float": float, "bool": bool, "str": str}[ftype]
+    if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+        raise ConfigError(f"{name}: {value!r} is not a {ftype}")
     return value
 
 
