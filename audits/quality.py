@@ -28,11 +28,10 @@ import pandas as pd
 
 from audits.brisque import brisque_batch
 from audits.thresholds import DEFAULT_THRESHOLDS, QualityThresholds
-from core.images import decode_image, is_constant
+from core.images import MIN_SIDE, decode_image, is_constant
 from core.schema import LOW_QUALITY, QUALITY_CHECKS
 
 QUALITY_VERSION = "quality-2"  # 2: the one schema's names (values as in quality-1, plus odd_size_score)
-MIN_SIDE = 16  # below this an image gets status "too small (WxH)" and no audit beyond its size
 
 # Raw measurements: `measure_quality` gives all but BRISQUE, which comes from `brisque_batch`.
 RAW_COLUMNS = [col.name for chk in QUALITY_CHECKS for col in chk.raw]

@@ -20,6 +20,7 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # huge file cannot take gigabytes. Face crops and camera photos pass; every audit and model input is
 # far smaller than DECODE_PIXELS.
 MAX_PIXELS = 50_000_000
+MIN_SIDE = 16  # below this an image is refused: "too small (WxH)"
 MAX_JPEG_PIXELS = 400_000_000  # JPEGs decode at 1/8 scale by DCT scaling: 400 MP costs what 6 MP does
 DECODE_PIXELS = 4_000_000
 
@@ -40,14 +41,16 @@ def decode_image(path: Path) -> tuple[np.ndarray | None, str]:
     is_jpeg = data[:2] == b"\xff\xd8"
     if not is_jpeg and data[:8] != b"\x89PNG\r\n\x1a\n" and data[:2] != b"BM" and data[8:12] != b"WEBP":
         return None, "not an image (no JPEG/PNG/BMP/WebP signature)"
-    if is_jpeg and not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
-        return None, "truncated JPEG (no end-of-image marker)"
+    if is_jpeg and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):  # no end marker after the last scan
+        return None, "truncated JPEG (no end-of-image marker)"  # (bytes after the end marker are harmless)
     size, too_large = _header(data, is_jpeg)
     if too_large:
         return None, too_large
     img = cv2.imdecode(np.frombuffer(data, np.uint8), _decode_flag(size) if is_jpeg else cv2.IMREAD_COLOR)
     if img is None:
         return None, "corrupt image (decoder failed)"
+    if min(img.shape[:2]) < MIN_SIDE:  # nothing to measure or learn: a 1x1 "face" must not be trained on
+        return None, f"too small ({img.shape[1]}x{img.shape[0]})"
     return _shrink(img), ""
 
 

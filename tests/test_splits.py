@@ -86,6 +86,7 @@ def _write_bad_files(folder: Path, sample_dir: Path) -> dict[str, str]:
         "31_1_0_20170101000000002.jpg.chip.jpg": b"this is not an image\n",  # text named like an image
         "32_0_1_20170101000000003.jpg.chip.jpg": b"",  # empty file
         "999_0_0_20170101000000004.jpg.chip.jpg": real,  # impossible age
+        "33_1_0_20170101000000005.jpg.chip.jpg": cv2.imencode(".jpg", np.zeros((1, 1, 3), np.uint8))[1].tobytes(),
     }
     for name, data in bad.items():
         (folder / name).write_bytes(data)
@@ -94,6 +95,7 @@ def _write_bad_files(folder: Path, sample_dir: Path) -> dict[str, str]:
         "31_1_0_20170101000000002.jpg.chip.jpg": "not an image",
         "32_0_1_20170101000000003.jpg.chip.jpg": "empty file",
         "999_0_0_20170101000000004.jpg.chip.jpg": "age 999",
+        "33_1_0_20170101000000005.jpg.chip.jpg": "too small (1x1)",  # nothing to learn from
     }
 
 
@@ -212,3 +214,17 @@ def test_stable_folds_put_a_fifth_of_new_images_in_test():
 
     folds = np.array([stable_fold(f"{i:032x}") for i in range(20000)])
     assert 0.18 < np.isin(folds, TEST_FOLDS).mean() < 0.22 and set(folds) == set(range(10))
+
+
+def test_a_jpeg_with_bytes_after_its_end_is_usable_and_a_cut_one_is_not(sample_dir: Path, tmp_path: Path):
+    """Cameras and editors append data after the end-of-image marker: that image is fine. A JPEG cut
+    before its end marker is truncated, even when an embedded thumbnail carries an end marker of its own."""
+    from core.images import decode_image
+
+    real = sorted(sample_dir.glob("*.jpg"))[0].read_bytes()
+    (tmp_path / "trailing.jpg").write_bytes(real + b"\x00metadata after the image" * 20)
+    img, reason = decode_image(tmp_path / "trailing.jpg")
+    assert reason == "" and img.shape == (200, 200, 3)
+    thumb = real[:2] + b"\xff\xe1\x00\x10thumb\xff\xd8\xff\xd9\x00\x00" + real[2:]  # an APP1 holding SOI+EOI
+    (tmp_path / "cut.jpg").write_bytes(thumb[: len(thumb) // 2])
+    assert decode_image(tmp_path / "cut.jpg") == (None, "truncated JPEG (no end-of-image marker)")
