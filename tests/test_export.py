@@ -324,6 +324,22 @@ def test_export_errors_are_clear(sample_split: Path, tmp_path: Path):
     pd.DataFrame({"path": [tr.path[2]], "gender_corrected": ["robot"]}).to_csv(review, index=False)
     res = run("--review", str(review), "--name", "r3")
     assert res.exit_code != 0 and "not 0/1/male/female" in res.output
+    # every bad row is named at once, with the value as written (no numpy reprs); a tag typo is an error
+    tags = ["confirmd:mislabel", "exclude", "my-own-tag", "suspect:gendr"]
+    pd.DataFrame({"path": tr.path[:4], "age_corrected": ["300", "x", "40", "-1"], "tags": tags}).to_csv(
+        review, index=False
+    )
+    res = run("--review", str(review), "--name", "r5")
+    assert res.exit_code == 1 and "3 row(s) with an age_corrected that is not an age in 0-120" in res.output
+    assert all(f"{tr.filename[i]} ({v})" in res.output for i, v in ((0, "300"), (1, "x"), (3, "-1")))
+    pd.DataFrame({"path": tr.path[:4], "tags": tags}).to_csv(review, index=False)
+    res = run("--review", str(review), "--name", "r6")
+    assert res.exit_code == 1 and "2 row(s) with an unknown tag" in res.output
+    assert "confirmd:mislabel (did you mean confirmed:mislabel?)" in res.output and "my-own-tag" not in res.output
+    review.write_text("")
+    res = run("--review", str(review), "--name", "r7")
+    assert res.exit_code == 1 and "review.csv: not a review CSV (EmptyDataError" in res.output
+    assert "Traceback" not in res.output
     res = run("--oversample", "--by", "age_group,skin_category", "--name", "r4")
     assert res.exit_code != 0 and "needs --audits" in res.output
     res = CliRunner().invoke(

@@ -63,14 +63,44 @@ def _bool_col(s: pd.Series) -> pd.Series:
     return low.isin(("1", "true", "yes", "y", "t", "1.0"))
 
 
-def _gender_value(v) -> float:
+_GENDERS = {"0": 0, "0.0": 0, "male": 0, "m": 0, "1": 1, "1.0": 1, "female": 1, "f": 1}
+
+
+def _gender_value(v) -> float | None:
+    """0.0 / 1.0 for a gender, NaN for none given, None for a value that is not a gender."""
     if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "" or pd.isna(v):
         return np.nan
-    s = str(v).strip().lower()
-    table = {"0": 0, "0.0": 0, "male": 0, "m": 0, "1": 1, "1.0": 1, "female": 1, "f": 1}
-    if s not in table:
-        raise ExportError(f"gender_corrected {v!r} is not 0/1/male/female")
-    return float(table[s])
+    g = _GENDERS.get(str(v).strip().lower())
+    return None if g is None else float(g)
+
+
+def _bad_rows(source: str, what: str, mask: pd.Series, values: pd.Series, names: pd.Series) -> None:
+    """One error naming every offending row (the first ten by file name, and how many in all)."""
+    if not mask.any():
+        return
+    shown = [f"{n} ({v})" for n, v in zip(names[mask].head(10), values[mask].head(10).astype(str))]
+    more = f" and {int(mask.sum()) - 10} more" if mask.sum() > 10 else ""
+    raise ExportError(f"{source}: {int(mask.sum())} row(s) with {what}: {', '.join(shown)}{more}")
+
+
+KNOWN_TAGS = (TAG_EXCLUDE, TAG_MISLABEL, TAG_OK, TAG_SUSPECT_GENDER, TAG_SUSPECT_AGE, TAG_LOW_QUALITY, "generated")
+
+
+def _check_tags(source: str, tags: pd.Series, names: pd.Series) -> None:
+    """A tag in curate's namespaces that curate does not know, or one a letter or two from a known tag,
+    is a typo that would silently drop a decision: refuse it. Other tags are the reviewer's own."""
+    import difflib
+
+    def unknown(t: str) -> str | None:
+        if t in KNOWN_TAGS:
+            return None
+        near = difflib.get_close_matches(t, KNOWN_TAGS, n=1, cutoff=0.8)
+        if near or t.split(":")[0] in ("confirmed", "suspect"):
+            return f"{t} (did you mean {near[0]}?)" if near else t
+        return None
+
+    found = tags.map(lambda ts: "; ".join(u for u in map(unknown, ts) if u))
+    _bad_rows(source, f"an unknown tag (known: {', '.join(KNOWN_TAGS)})", found != "", found, names)
 
 
 def normalize_review(raw: pd.DataFrame, source: str = "review") -> pd.DataFrame:
@@ -100,18 +130,14 @@ def normalize_review(raw: pd.DataFrame, source: str = "review") -> pd.DataFrame:
             & df["age_corrected"].isna()
         )
         bad |= df["age_corrected"].notna() & ~df["age_corrected"].between(0, 120)
-        if bad.any():
-            i = bad.idxmax()
-            raise ExportError(
-                f"{source}: age_corrected {raw.loc[i, 'age_corrected']!r} for "
-                f"{df.loc[i, 'filename']} is not an age in 0-120"
-            )
-    try:
-        df["gender_corrected"] = (
-            [_gender_value(v) for v in raw["gender_corrected"]] if "gender_corrected" in raw else np.nan
-        )
-    except ExportError as e:
-        raise ExportError(f"{source}: {e}") from None
+        _bad_rows(source, "an age_corrected that is not an age in 0-120", bad, raw["age_corrected"], df["filename"])
+    df["gender_corrected"] = np.nan
+    if "gender_corrected" in raw:
+        g = pd.Series([_gender_value(v) for v in raw["gender_corrected"]], index=raw.index, dtype=object)
+        _bad_rows(source, "a gender_corrected that is not 0/1/male/female", g.map(lambda v: v is None),
+                  raw["gender_corrected"], df["filename"])  # fmt: skip
+        df["gender_corrected"] = g.astype(float)
+    _check_tags(source, df["tags"], df["filename"])
     for col in ("is_gender_label_issue", "is_age_label_issue", "is_low_quality_issue"):
         df[col] = _bool_col(raw[col]) if col in raw else False
     for col in LABEL_SCORES:
@@ -147,7 +173,10 @@ def read_review_csv(path: str | Path) -> pd.DataFrame:
     if path.suffix == ".parquet":
         raw = pd.read_parquet(path)
     else:
-        raw = pd.read_csv(path, dtype={"content_hash": str, "tags": str, "path": str, "filename": str})
+        try:
+            raw = pd.read_csv(path, dtype={"content_hash": str, "tags": str, "path": str, "filename": str})
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+            raise ExportError(f"{path}: not a review CSV ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     return normalize_review(raw, str(path))
 
 
