@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -21,6 +23,8 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # far smaller than DECODE_PIXELS.
 MAX_PIXELS = 50_000_000
 MIN_SIDE = 16  # below this an image is refused: "too small (WxH)"
+_KINDS = {stat.S_IFDIR: "directory", stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFCHR: "device",
+          stat.S_IFBLK: "device"}  # fmt: skip
 MAX_JPEG_PIXELS = 400_000_000  # JPEGs decode at 1/8 scale by DCT scaling: 400 MP costs what 6 MP does
 DECODE_PIXELS = 4_000_000
 
@@ -33,6 +37,9 @@ def decode_image(path: Path) -> tuple[np.ndarray | None, str]:
     a reason.
     """
     try:
+        mode = os.stat(path).st_mode  # follows symlinks: a dangling one or a loop is an OSError
+        if not stat.S_ISREG(mode):  # a FIFO would block the read forever, a directory cannot be read
+            return None, f"not a regular file ({_KINDS.get(stat.S_IFMT(mode), 'special file')})"
         data = Path(path).read_bytes()
     except OSError as e:
         return None, f"unreadable file ({e.strerror})"
@@ -127,11 +134,10 @@ def pixel_hash(img: np.ndarray) -> str:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly in `folder` (by extension, hidden files skipped), sorted by name."""
+    """Entries directly in `folder` named like images (hidden ones skipped), sorted by name. Directories,
+    dangling symlinks and FIFOs named like images are listed too: `decode_image` says what they are."""
     return sorted(
-        p
-        for p in Path(folder).iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.name.rstrip().lower().endswith(IMAGE_EXTS)
+        p for p in Path(folder).iterdir() if not p.name.startswith(".") and p.name.rstrip().lower().endswith(IMAGE_EXTS)
     )
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from core.atomic import atomic_path, write_csv
 from core.errors import CurateError
-from core.images import decode_image, pixel_hash
+from core.images import IMAGE_EXTS, decode_image, pixel_hash
 from core.labels import AGE_GROUP_LABELS, GENDER_NAMES, MAX_AGE, RACE_NAMES, age_group
 from core.manifest import N_FOLDS, TEST_FOLDS, TEST_SPLIT, TRAIN_SPLIT
 
@@ -89,17 +89,21 @@ def scan_folder(data_dir: Path, progress: bool = True) -> tuple[pd.DataFrame, pd
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise SplitError(f"{data_dir}: not a directory")
-    files = sorted(p for p in data_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = sorted(  # regular files, and anything named like an image (a directory, FIFO or broken link is
+        p  # rejected with what it is rather than silently skipped)
+        for p in data_dir.iterdir()
+        if not p.name.startswith(".") and (p.is_file() or p.name.rstrip().lower().endswith(IMAGE_EXTS))
+    )
     rows, rejected = [], []
     for p in tqdm(files, desc="scan", unit="img", disable=not progress, mininterval=0.5):
         try:
             parsed = parse_name(p.name)
         except ValueError as e:
-            rejected.append({"path": str(p.resolve()), "filename": p.name, "reason": str(e)})
+            rejected.append({"path": _abs(p), "filename": p.name, "reason": str(e)})
             continue
         img, reason = decode_image(p)
         if img is None:
-            rejected.append({"path": str(p.resolve()), "filename": p.name, "reason": reason})
+            rejected.append({"path": _abs(p), "filename": p.name, "reason": reason})
             continue
         rows.append(
             {
@@ -117,6 +121,14 @@ def scan_folder(data_dir: Path, progress: bool = True) -> tuple[pd.DataFrame, pd
     usable = pd.DataFrame(rows, columns=[c for c in MANIFEST_COLUMNS if c not in ("fold", "split")])
     usable["race"] = usable["race"].astype("Int64")
     return usable, pd.DataFrame(rejected, columns=["path", "filename", "reason"])
+
+
+def _abs(p: Path) -> str:
+    """The absolute path, resolved where it can be (a symlink loop cannot)."""
+    try:
+        return str(p.resolve())
+    except (OSError, RuntimeError):
+        return str(p.absolute())
 
 
 def assign_folds(

@@ -228,3 +228,26 @@ def test_a_jpeg_with_bytes_after_its_end_is_usable_and_a_cut_one_is_not(sample_d
     thumb = real[:2] + b"\xff\xe1\x00\x10thumb\xff\xd8\xff\xd9\x00\x00" + real[2:]  # an APP1 holding SOI+EOI
     (tmp_path / "cut.jpg").write_bytes(thumb[: len(thumb) // 2])
     assert decode_image(tmp_path / "cut.jpg") == (None, "truncated JPEG (no end-of-image marker)")
+
+
+@pytest.mark.timeout(60)  # reading a FIFO would block forever
+def test_entries_that_are_not_files_are_named_not_skipped(sample_dir: Path, tmp_path: Path):
+    import os
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    (d / "20_0_0_20170101000000000.jpg").write_bytes(sorted(sample_dir.glob("*.jpg"))[0].read_bytes())
+    os.symlink(d / "21_0_0_20170101000000002.jpg", d / "21_0_0_20170101000000001.jpg")  # a loop of two links
+    os.symlink(d / "21_0_0_20170101000000001.jpg", d / "21_0_0_20170101000000002.jpg")
+    os.symlink(tmp_path / "gone.jpg", d / "22_0_0_20170101000000003.jpg")  # dangling
+    os.mkfifo(d / "23_0_0_20170101000000004.jpg")
+    (d / "24_0_0_20170101000000005.jpg").mkdir()
+    s = make_splits(d, tmp_path / "out", progress=False)
+    rej = pd.read_csv(tmp_path / "out" / "rejected.csv").set_index("filename")["reason"].to_dict()
+    assert s["n_usable"] == 1 and rej == {
+        "21_0_0_20170101000000001.jpg": "unreadable file (Too many levels of symbolic links)",
+        "21_0_0_20170101000000002.jpg": "unreadable file (Too many levels of symbolic links)",
+        "22_0_0_20170101000000003.jpg": "unreadable file (No such file or directory)",
+        "23_0_0_20170101000000004.jpg": "not a regular file (FIFO)",
+        "24_0_0_20170101000000005.jpg": "not a regular file (directory)",
+    }
