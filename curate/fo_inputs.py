@@ -60,7 +60,7 @@ def folder_manifest(
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: not a directory")
-    listing = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(data_dir) if e.is_file())
+    listing = sorted(_entry_key(e) for e in os.scandir(data_dir))
     key = _key(str(data_dir.resolve()), repr(listing), f"seed={seed}", repr(sorted((previous or {}).items())))
     usable_p, rejected_p = cache_dir() / f"scan_{key}.parquet", cache_dir() / f"scan_{key}.rejected.parquet"
     if usable_p.exists() and rejected_p.exists():
@@ -75,6 +75,15 @@ def folder_manifest(
     write_parquet(usable, usable_p)
     write_parquet(rejected, rejected_p)
     return usable, rejected
+
+
+def _entry_key(e: os.DirEntry) -> tuple:
+    """What identifies a folder entry for the scan cache; a broken link or a loop has no size to read."""
+    try:
+        st = e.stat()
+        return e.name, st.st_size, st.st_mtime_ns
+    except OSError as err:
+        return e.name, -1, err.errno or -1
 
 
 def file_manifest(path: Path, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:

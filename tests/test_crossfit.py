@@ -152,3 +152,16 @@ def test_crossfit_is_strictly_out_of_sample_and_resumable(sample_split, tmp_path
             progress=False,
             max_batches=2,
         )
+
+
+def test_cheap_recipe_keeps_what_set_names():
+    """`flag-mislabels --cheap --set num_epochs=3` trains 3 epochs, not the recipe's 8 (it used to override)."""
+    from curate.cli.fiftyone import crossfit_config
+    from trainer.config import load_config
+
+    sets = ("num_epochs=3", "dropout=0.2")
+    cfg = crossfit_config(load_config(None, {"num_epochs": "3", "dropout": "0.2"}), True, sets)
+    assert (cfg.num_epochs, cfg.image_size, cfg.batch_size, cfg.dropout) == (3, 96, 128, 0.2)
+    plain = crossfit_config(load_config(), True, ())
+    assert (plain.num_epochs, plain.image_size, plain.batch_size) == (8, 96, 128)
+    assert crossfit_config(load_config(), False, ()) == load_config()

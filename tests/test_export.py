@@ -303,6 +303,8 @@ def test_export_errors_are_clear(sample_split: Path, tmp_path: Path):
     res = run()
     assert res.exit_code != 0 and "already exists" in res.output and "--force" in res.output
     assert (root / "train_cleaned" / "manifest.csv").stat().st_mtime_ns == stamp, "left untouched"
+    (root / ".train_cleaned.tmp-999999999").mkdir()  # what a killed export (that pid is gone) left behind
+    (root / ".train_cleaned.tmp-999999999" / "manifest.csv").write_text("half")
     res = run("--force")
     assert res.exit_code == 0 and not list(root.glob(".train_cleaned*")), "replaced, no temp folder left"
     res = run("--name", "test_2_folds_last", "--root", str(sample_split), "--force")

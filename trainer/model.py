@@ -113,7 +113,7 @@ def load_checkpoint(path: str | Path) -> dict:
         raise WeightsError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
     if isinstance(ckpt, dict) and "model" not in ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
         ckpt = {"model": ckpt}
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
         raise WeightsError(f"{path}: not an AgeGenderClassifier checkpoint (no model state)")
     return ckpt
 

@@ -240,11 +240,11 @@ def flag_mislabels(**o) -> None:
 
 def _crossfit_predictions(ds, o: dict):
     """Out-of-sample predictions from models cross-fitted on the dataset's own labels (folder reused)."""
-    from trainer.crossfit import cheap_config, crossfit
+    from trainer.crossfit import crossfit
 
     man = _label_manifest(ds, o["name"])
     cfg = load_cfg(o["config"], o["sets"])
-    cfg = cheap_config(cfg) if o["cheap"] else cfg
+    cfg = crossfit_config(cfg, o["cheap"], o["sets"])
     out = o["crossfit_dir"] or _crossfit_dir(man, cfg, o["k"], o["seed"])
     click.echo(f"cross-fitting {len(man)} images ({'cheap' if o['cheap'] else 'full'} recipe, k={o['k']}) in {out}")
     return crossfit(man, out, cfg, k=o["k"], seed=o["seed"], progress=not o["quiet"])
@@ -357,3 +357,17 @@ def review_status(name: str, out_csv: Path | None) -> None:
     if len(bad):
         click.echo(f"{len(bad)} correction(s) need fixing, e.g. {bad['filename'].iloc[0]}: {bad['problem'].iloc[0]}")
     click.echo(f"{len(dec)} decisions -> {out_csv}")
+
+
+def crossfit_config(cfg, cheap: bool, sets: tuple[str, ...]):
+    """The fold models' config: with --cheap the cheap recipe, except the keys --set names (it wins)."""
+    from trainer.config import parse_overrides
+    from trainer.crossfit import cheap_config
+
+    if not cheap:
+        return cfg
+    named = parse_overrides(sets)
+    kept = {k: getattr(cfg, k) for k in ("image_size", "num_epochs", "batch_size") if k in named}
+    if kept:
+        click.echo(f"--cheap: keeping --set {', '.join(sorted(kept))}", err=True)
+    return cheap_config(cfg, **kept)

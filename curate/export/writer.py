@@ -77,6 +77,7 @@ class SplitWriter:
                 f"{self.final}: split already exists; pass --force to replace it, or choose another --name"
             )
         root.mkdir(parents=True, exist_ok=True)
+        _remove_stale(root, name)
         self.tmp = root / f".{name}.tmp-{os.getpid()}"
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
@@ -94,6 +95,25 @@ class SplitWriter:
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _remove_stale(root: Path, name: str) -> None:
+    """Folders a killed export left (.NAME.tmp-PID, .NAME.old-PID) whose process is gone."""
+    for p in root.glob(f".{name}.*-*"):
+        kind, _, pid = p.name.rpartition("-")
+        if not (kind.endswith((".tmp", ".old")) and pid.isdigit()) or _alive(int(pid)):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def place_originals(kept: pd.DataFrame, split_dir: Path, final_dir: Path, name: str, images: str) -> pd.DataFrame:
