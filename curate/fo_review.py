@@ -86,11 +86,21 @@ def dataset_frame(ds, extra: tuple[str, ...] = ()) -> pd.DataFrame:
 
 
 def flag_mislabels(
-    fo, ds, oos: pd.DataFrame, top_k: int | None = None, quality_top_k: int | None = None, worst_n: int = 12, **options
+    fo,
+    ds,
+    oos: pd.DataFrame,
+    top_k: int | None = None,
+    quality_top_k: int | None = None,
+    worst_n: int = 12,
+    allow_weak_model: bool = False,
+    **options,
 ) -> dict:
     """Score, store, tag and save views; returns counts. `options` go to score_mislabels
-    (gender_threshold, age_z_threshold, age_min_years, neighbors)."""
+    (gender_threshold, age_z_threshold, age_min_years, neighbors). Rows of a fold whose model is no
+    better than the trivial answer (audits.model_checks) are scored but not flagged, unless
+    `allow_weak_model`; the checks are stored in the dataset's info for `curate review-status`."""
     from audits.mislabels import score_mislabels
+    from audits.model_checks import fold_checks
     from curate.fo_schema import check_schema, declare_fields
 
     df = dataset_frame(ds)
@@ -100,6 +110,10 @@ def flag_mislabels(
     pred = _aligned_predictions(df, oos)
     opts = {k: v for k, v in options.items() if v is not None}
     scores = score_mislabels(pred, _audit_frame(df), top_k=top_k, **opts)
+    checks = fold_checks(pred)
+    if not allow_weak_model:
+        _unflag_weak_folds(scores, pred, checks)
+    _store_checks(ds, checks, allow_weak_model)
     have = pred["age_pred"].notna().to_numpy() if "age_pred" in pred else np.zeros(len(df), bool)
     models = sorted(set(pred.loc[have, "model"].astype(str))) if "model" in pred else []
     version = "mislabels:" + hashlib.sha256(",".join(models).encode()).hexdigest()[:12]
@@ -115,8 +129,27 @@ def flag_mislabels(
         err["age_err"], err["g_loss"] = df["age_abs_error"].to_numpy(float), df.get("gender_loss", np.nan)
     status = scores["label_status"]
     return {"scored": int((status == "ok").sum()), "not_scored": int((status != "ok").sum()), **tagged,
+            "model_checks": checks.to_dict("records"),
             "views": save_views(ds, df, err, worst_n), "version": version,
             "status_counts": status.value_counts().to_dict()}  # fmt: skip
+
+
+def _unflag_weak_folds(scores: pd.DataFrame, pred: pd.DataFrame, checks: pd.DataFrame) -> None:
+    """No suspect from a model that learned nothing: clear the issue flags of its fold's rows."""
+    fold = pred["fold"].fillna(-1).astype(int) if "fold" in pred else pd.Series(-1, index=pred.index)
+    for task in ("gender", "age"):
+        weak = checks.loc[~checks[f"{task}_ok"].astype(bool), "fold"].tolist()
+        scores.loc[fold.isin(weak).to_numpy(), f"is_{task}_label_issue"] = False
+
+
+def _store_checks(ds, checks: pd.DataFrame, allowed: bool) -> None:
+    """The model checks in `info["curate"]["model_checks"]`: review-status shows them."""
+    from curate.fo_schema import MARKER, now_utc
+
+    rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in checks.to_dict("records")]
+    ds.info.setdefault(MARKER, {})["model_checks"] = {"at": now_utc().isoformat(), "weak_allowed": allowed,
+                                                      "folds": rows}  # fmt: skip
+    ds.save()
 
 
 def _aligned_predictions(df: pd.DataFrame, oos: pd.DataFrame) -> pd.DataFrame:

@@ -124,9 +124,10 @@ def scored(env, model, fo):
 
 @pytest.fixture(scope="module")
 def flagged(scored, fo):
-    """flag-mislabels through its own cross-fit (tiny recipe), top 5 per kind."""
+    """flag-mislabels through its own cross-fit (tiny recipe), top 5 per kind; the tiny fold models learn
+    next to nothing, so tagging their suspects needs --allow-weak-model (see the test of the refusal)."""
     name, _ = scored
-    res = run("flag-mislabels", "--dataset", name, "--full", *TINY, "--top-k", "5", "--quiet")
+    res = run("flag-mislabels", "--dataset", name, "--full", *TINY, "--top-k", "5", "--allow-weak-model", "--quiet")
     return name, res.output
 
 
@@ -711,3 +712,32 @@ def test_duplicate_samples_are_merged_keeping_every_decision(model, env, fo):
         assert kept.id == first.id and ds.get_index_information()["filepath"].get("unique")
     finally:
         fo.delete_dataset(name)
+
+
+def test_suspects_from_a_model_no_better_than_chance_are_not_tagged(scored, fo, tmp_path):
+    """Random predictions (a model that learned nothing): every label is scored, none is tagged, and
+    flag-mislabels and review-status say why; --allow-weak-model tags them anyway."""
+    import numpy as np
+
+    src = fo.load_dataset(scored[0])
+    ds = src.clone(f"{src.name}-weak", persistent=True)
+    try:
+        rng = np.random.default_rng(0)
+        paths = ds.values("filepath")
+        prob = rng.random(len(paths))
+        ages = rng.uniform(20, 50, len(paths))
+        pd.DataFrame({"path": paths, "content_hash": ds.values("content_hash"), "age_pred": ages, "gender_prob": prob,
+                      "gender_logit_0": np.log1p(-prob), "gender_logit_1": np.log(prob), "model": "random",
+                      "fold": -1}).to_parquet(tmp_path / "random.parquet")  # fmt: skip
+        res = run("flag-mislabels", "--dataset", ds.name, "--predictions", tmp_path / "random.parquet", "--quiet")
+        assert "no better than chance: its suspects are not tagged" in res.output
+        assert "suspect:gender 0, suspect:age 0" in res.output
+        ds.reload()
+        assert ds.count("gender_label_score") == len(ds) and not ds.match_tags(["suspect:gender", "suspect:age"])
+        res = run("review-status", "--dataset", ds.name, "--csv", tmp_path / "d.csv")
+        assert "gender accuracy" in res.output and "no better than chance" in res.output
+        res = run("flag-mislabels", "--dataset", ds.name, "--predictions", tmp_path / "random.parquet",
+                  "--allow-weak-model", "--top-k", "3", "--quiet")  # fmt: skip
+        assert "suspect:gender 3, suspect:age 3" in res.output
+    finally:
+        fo.delete_dataset(ds.name)

@@ -182,7 +182,9 @@ def _brain(fo, ds, method: str) -> None:
 
 
 # The thresholds, --top-k, --quality-top-k and --neighbors: fo_review.flag_mislabels takes them as they are.
-FLAG_OPTIONS = ("gender_threshold", "age_z_threshold", "age_min_years", "top_k", "quality_top_k", "neighbors")
+FLAG_OPTIONS = (
+    "gender_threshold", "age_z_threshold", "age_min_years", "top_k", "quality_top_k", "neighbors", "allow_weak_model"
+)  # fmt: skip
 
 
 @click.command("flag-mislabels")
@@ -208,6 +210,8 @@ FLAG_OPTIONS = ("gender_threshold", "age_z_threshold", "age_min_years", "top_k",
 @click.option("--age-z-threshold", type=float, help="Tag suspect:age at this many expected errors [3.5] ...")
 @click.option("--age-min-years", type=float, help="... and at least this many years off [4].")
 @click.option("--top-k", type=int, help="Tag exactly the top K per kind instead of thresholds.")
+@click.option("--allow-weak-model", is_flag=True, help="Tag suspects even from a fold model no better than always "
+              "answering the majority gender / median age (default: its suspects are not tagged).")  # fmt: skip
 @click.option(
     "--quality-top-k", type=int, help="Tag the K lowest BRISQUE scores low_quality instead of the audit flag."
 )
@@ -230,6 +234,7 @@ def flag_mislabels(**o) -> None:
     ds = _open(fo, o["name"], create=False)
     oos = _read_predictions(o["predictions"]) if o["predictions"] is not None else _crossfit_predictions(ds, o)
     summary = run_flags(fo, ds, oos, worst_n=o["worst_n"], **{k: o[k] for k in FLAG_OPTIONS})
+    _echo_model_checks(summary["model_checks"])
     click.echo(
         f"scored {summary['scored']} samples ({summary['not_scored']} not scored) with {summary['version']}: "
         f"suspect:gender {summary['suspect:gender']}, suspect:age {summary['suspect:age']}, "
@@ -353,6 +358,7 @@ def review_status(name: str, out_csv: Path | None) -> None:
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     write_csv(dec, out_csv)
     click.echo(table.to_string(index=False))
+    _echo_model_checks(ds.info.get("curate", {}).get("model_checks", {}).get("folds", []))
     bad = dec[dec["problem"] != ""]
     if len(bad):
         click.echo(f"{len(bad)} correction(s) need fixing, e.g. {bad['filename'].iloc[0]}: {bad['problem'].iloc[0]}")
@@ -371,3 +377,11 @@ def crossfit_config(cfg, cheap: bool, sets: tuple[str, ...]):
     if kept:
         click.echo(f"--cheap: keeping --set {', '.join(sorted(kept))}", err=True)
     return cheap_config(cfg, **kept)
+
+
+def _echo_model_checks(folds: list[dict]) -> None:
+    """The per-fold check of the models behind the label scores, one line each."""
+    from audits.model_checks import describe
+
+    for row in folds:
+        click.echo(describe(row))
