@@ -246,7 +246,7 @@ def test_review_status_summarises_and_exports_decisions(flagged, fo, tmp_path):
     reviewed = sum(i in by_id for i in ids)
     assert reviewed >= 4 and line.split()[1:4] == [str(len(ids)), str(reviewed), str(len(ids) - reviewed)], line
     # re-flagging re-derives the candidate tags but leaves the reviewer's alone
-    run("flag-mislabels", "--dataset", name, "--full", *TINY, "--top-k", "3", "--quiet")
+    run("flag-mislabels", "--dataset", name, "--full", *TINY, "--top-k", "3", "--allow-weak-model", "--quiet")
     ds.reload()
     assert ds.count_sample_tags()["suspect:gender"] == 3
     assert ds.count_sample_tags()["confirmed:mislabel"] >= 1 and ds.count_sample_tags()["exclude"] >= 1
