@@ -32,12 +32,26 @@ def server_version(address: str, port: int) -> str | None:
         return None
 
 
+def port_free(address: str, port: int) -> bool:
+    """Whether a server could listen on address:port now."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as sock:
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
 def start_server(address: str, port: int, start_timeout: float = 600.0) -> subprocess.Popen | None:
     """Start the App server on address:port unless one answers there already; None when reused."""
     import fiftyone.constants as foc
 
     if server_version(address, port):
         return None
+    if not port_free(address, port):  # the server would die in a page of tracebacks: say it in one line
+        raise AppError(f"port {port} on {address} is in use by another program; pass another --port")
     env = {**os.environ, "FIFTYONE_DISABLE_SERVICES": "1"}
     proc = subprocess.Popen(
         [sys.executable, "main.py", "--port", str(port), "--address", address],

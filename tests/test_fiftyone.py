@@ -145,6 +145,7 @@ def test_score_stores_labels_predictions_embeddings_and_provenance(scored, model
     usable, rejected = usable_sample()
     ds = fo.load_dataset(name)
     assert len(ds) == len(usable) and f"added {len(usable)}" in out and len(rejected) >= 1
+    assert all(f"rejected {f!r}: {r}" in out for f, r in zip(rejected["filename"], rejected["reason"]))
     assert ds.persistent
     s = ds.first()
     row = usable.set_index("path").loc[s.filepath]
@@ -741,3 +742,19 @@ def test_suspects_from_a_model_no_better_than_chance_are_not_tagged(scored, fo, 
         assert "suspect:gender 3, suspect:age 3" in res.output
     finally:
         fo.delete_dataset(ds.name)
+
+
+def test_app_on_a_busy_port_fails_in_one_line(scored, tmp_path):
+    """Another program holds the port: one line saying so, no server started, no page of tracebacks."""
+    import socket
+
+    name, _ = scored
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        curate = str(Path(sys.executable).parent / "curate")
+        res = subprocess.run([curate, "app", "--dataset", name, "--port", str(port), "--address", "127.0.0.1"],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 1 and f"port {port} on 127.0.0.1 is in use by another program" in res.stderr
+    assert "Traceback" not in res.stderr + res.stdout and len((res.stderr + res.stdout).strip().splitlines()) <= 2

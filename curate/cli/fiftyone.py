@@ -103,6 +103,10 @@ def score(**o) -> None:
         f"unchanged {counts['unchanged']}, moved {counts['moved']}, missing files {counts['missing']}, "
         f"rejected {len(rejected)} | inputs {t_in:.1f}s, ingest {counts['seconds']:.1f}s"
     )
+    for r in rejected.head(20).itertuples():
+        click.echo(f"  rejected {r.filename!r}: {r.reason}")
+    if len(rejected) > 20:
+        click.echo(f"  ... and {len(rejected) - 20} more")
     if o["brain"]:
         _brain(fo, ds, o["viz_method"])
 
