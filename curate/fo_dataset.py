@@ -53,6 +53,7 @@ from curate.fo_schema import (
     declare_fields,
     now_utc,
     reconcile_numeric,
+    update_info,
 )
 from curate.fo_values import build_values, scatter, specs_and_hashes
 from curate.fo_write import ConcurrentWriteError, insert_samples, update_samples
@@ -258,22 +259,17 @@ def _match_moves(gone: list[int], new_rows: list[int], chs: list, fns: list, tab
 
 
 def _record_run(ds, counts: dict, groups: list[str], provenance: dict, now: datetime) -> None:
-    info = dict(ds.info.get(MARKER) or {"schema_version": SCHEMA_VERSION, "runs": [], "fields": {}})
-    fields = dict(info.get("fields", {}))
-    for g in groups:
-        fields[g] = {"source": provenance.get(g), "written_at": now.isoformat()}
-    runs = list(info.get("runs", []))[-19:]
-    runs.append(
-        {
-            "at": now.isoformat(),
-            "groups": groups,
-            "provenance": provenance,
-            **{k: v for k, v in counts.items() if k != "seconds"},
-        }
-    )
-    info.update(schema_version=SCHEMA_VERSION, fields=fields, runs=runs)
-    ds.info[MARKER] = info
-    ds.save()
+    """This run's provenance and counts in `info["curate"]` (the last 20 runs, and per field group)."""
+
+    def change(info: dict) -> None:
+        fields = dict(info.get("fields", {}))
+        for g in groups:
+            fields[g] = {"source": provenance.get(g), "written_at": now.isoformat()}
+        run = {"at": now.isoformat(), "groups": groups, "provenance": provenance,
+               **{k: v for k, v in counts.items() if k != "seconds"}}  # fmt: skip
+        info.update(schema_version=SCHEMA_VERSION, fields=fields, runs=[*list(info.get("runs", []))[-19:], run])
+
+    update_info(ds, change)
 
 
 # --------------------------------------------------------------------------------------- brain
@@ -324,8 +320,5 @@ def run_brain(fo, ds, method: str = "auto", force: bool = False) -> dict:
     fob.compute_visualization(
         view, embeddings="embedding", brain_key=BRAIN_VIZ, method=m, num_dims=2, progress=False, **kw
     )
-    info = dict(ds.info.get(MARKER, {}))
-    info.update(brain_state=state, brain_viz_method=m)
-    ds.info[MARKER] = info
-    ds.save()
+    update_info(ds, lambda info: info.update(brain_state=state, brain_viz_method=m))
     return {"similarity": BRAIN_SIMILARITY, "visualization": f"{BRAIN_VIZ} ({m})", "uniqueness": "uniqueness", "n": n}

@@ -144,12 +144,11 @@ def _unflag_weak_folds(scores: pd.DataFrame, pred: pd.DataFrame, checks: pd.Data
 
 def _store_checks(ds, checks: pd.DataFrame, allowed: bool) -> None:
     """The model checks in `info["curate"]["model_checks"]`: review-status shows them."""
-    from curate.fo_schema import MARKER, now_utc
+    from curate.fo_schema import now_utc, update_info
 
     rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in checks.to_dict("records")]
-    ds.info.setdefault(MARKER, {})["model_checks"] = {"at": now_utc().isoformat(), "weak_allowed": allowed,
-                                                      "folds": rows}  # fmt: skip
-    ds.save()
+    stored = {"at": now_utc().isoformat(), "weak_allowed": allowed, "folds": rows}
+    update_info(ds, lambda info: info.update(model_checks=stored))
 
 
 def _aligned_predictions(df: pd.DataFrame, oos: pd.DataFrame) -> pd.DataFrame:

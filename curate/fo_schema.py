@@ -8,6 +8,7 @@ written. A dataset written with schema 1 (the names before core/schema.py) is up
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 import numpy as np
@@ -70,12 +71,31 @@ def open_dataset(fo, name: str, create: bool = True):
         raise SchemaError(f"no dataset named {name!r}: run `curate score --dataset {name}` first")
     try:
         ds = fo.Dataset(name, persistent=True)
-    except ValueError:  # another process created it a moment ago
-        return open_dataset(fo, name, create=False)
-    ds.info[MARKER] = {"schema_version": SCHEMA_VERSION, "created_at": now_utc().isoformat(), "runs": [], "fields": {}}
-    ds.save()
+    except Exception:  # noqa: BLE001 - another process created it a moment ago (name taken), else re-raise
+        if fo.dataset_exists(name):
+            return open_dataset(fo, name, create=False)
+        raise
+    update_info(ds, lambda info: info.update(schema_version=SCHEMA_VERSION, created_at=now_utc().isoformat(),
+                                             runs=[], fields={}))  # fmt: skip
     unique_filepaths(ds)
     return ds
+
+
+def update_info(ds, change) -> None:
+    """Apply `change` to `ds.info["curate"]` and save, again on a fresh copy when another process saved the
+    dataset meanwhile (FiftyOne then refuses the stale save)."""
+    for attempt in range(5):
+        info = dict(ds.info.get(MARKER) or {})
+        change(info)
+        ds.info[MARKER] = info
+        try:
+            ds.save()
+            return
+        except ValueError as e:
+            if "Failed to update" not in str(e) or attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+            ds.reload()
 
 
 def unique_filepaths(ds) -> int:
