@@ -125,46 +125,15 @@ def test_export_then_retrain_compare_on_the_sample(sample_split: Path, baseline:
     ).to_csv(review, index=False)
     before = digest(test_dir)
     root = tmp_path / "dataset"
-    res = CliRunner().invoke(
-        main,
-        [
-            "export",
-            "--from",
-            str(sample_split / "train_8_folds_first"),
-            "--root",
-            str(root),
-            "--review",
-            str(review),
-            "--oversample",
-            "--quiet",
-        ],
-    )
+    export_args = ["export", "--from", str(sample_split / "train_8_folds_first"), "--root", str(root)]
+    res = CliRunner().invoke(main, [*export_args, "--review", str(review), "--oversample", "--quiet"])
     assert res.exit_code == 0, res.output
     assert (root / "train_cleaned" / "manifest.csv").exists() and (root / "train_cleaned_oversampled").is_dir()
     new = tmp_path / "new"
+    retrain = ["retrain", "--split", str(root / "train_cleaned_oversampled"), "--baseline", str(baseline)]
+    retrain += ["--out", str(new), "--compare", "--threads", "1", "--quiet"]
     res = CliRunner().invoke(
-        main,
-        [
-            "retrain",
-            "--split",
-            str(root / "train_cleaned_oversampled"),
-            "--baseline",
-            str(baseline),
-            "--out",
-            str(new),
-            "--compare",
-            "--review",
-            str(review),
-            "--n-boot",
-            "300",
-            "--explain",
-            "3",
-            "--gallery",
-            "4",
-            "--threads",
-            "1",
-            "--quiet",
-        ],
+        main, [*retrain, "--review", str(review), "--n-boot", "300", "--explain", "3", "--gallery", "4"]
     )
     assert res.exit_code == 0, res.output
     bm, nm = (json.loads((r / "metadata.json").read_text()) for r in (baseline, new))
@@ -230,26 +199,7 @@ def test_export_then_retrain_compare_on_the_sample(sample_split: Path, baseline:
     assert "1 label(s) corrected, 1 image(s) excluded" in md
     assert digest(test_dir) == before, "the test split is byte-identical after export, retrain and compare"
     # a second call reuses the finished run and the cached predictions
-    res = CliRunner().invoke(
-        main,
-        [
-            "retrain",
-            "--split",
-            str(root / "train_cleaned_oversampled"),
-            "--baseline",
-            str(baseline),
-            "--out",
-            str(new),
-            "--compare",
-            "--n-boot",
-            "100",
-            "--explain",
-            "0",
-            "--threads",
-            "1",
-            "--quiet",
-        ],
-    )
+    res = CliRunner().invoke(main, [*retrain, "--n-boot", "100", "--explain", "0"])
     assert res.exit_code == 0, res.output
     assert json.loads((new / "metadata.json").read_text())["wall_seconds"] == nm["wall_seconds"]
 

@@ -185,19 +185,13 @@ def test_oversampled_split_reaches_target_and_traces_to_source(sample_split: Pat
     before = tree_digest(sample_split / "test_2_folds_last", files=list(tr.path))
     root = tmp_path / "out"
     targets = {"age_group": "mix:0.8", "skin_category": "uniform"}
-    s = export(
-        ExportOptions(
-            sample_split / "train_8_folds_first",
-            root,
-            "base",
-            oversample=True,
-            audits=audits,
-            targets=targets,
-            max_factor=10,
-            seed=3,
-            test_split=sample_split / "test_2_folds_last",
-        )
-    )
+
+    def oversampled(out: Path, seed: int) -> ExportOptions:
+        test = sample_split / "test_2_folds_last"
+        return ExportOptions(sample_split / "train_8_folds_first", out, "base", oversample=True, audits=audits,
+                             targets=targets, max_factor=10, seed=seed, test_split=test)  # fmt: skip
+
+    s = export(oversampled(root, 3))
     p = s["oversampled"]["plan"]
     assert p["dims"] == ["age_group", "skin_category"] and s["oversampled"]["n_generated"] > 20
     over = read_manifest(root / "base_oversampled")
@@ -227,34 +221,10 @@ def test_oversampled_split_reaches_target_and_traces_to_source(sample_split: Pat
         assert pixel_hash(cv2.imread(g.path)) == g.content_hash and int(g.seed) == 3
     assert gen.groupby("source_path").size().max() <= 10
     # deterministic for a seed, different for another
-    export(
-        ExportOptions(
-            sample_split / "train_8_folds_first",
-            tmp_path / "again",
-            "base",
-            oversample=True,
-            audits=audits,
-            targets=targets,
-            max_factor=10,
-            seed=3,
-            test_split=sample_split / "test_2_folds_last",
-        )
-    )
+    export(oversampled(tmp_path / "again", 3))
     again = read_manifest(tmp_path / "again" / "base_oversampled")
     assert list(again["content_hash"]) == list(over["content_hash"])
-    export(
-        ExportOptions(
-            sample_split / "train_8_folds_first",
-            tmp_path / "other",
-            "base",
-            oversample=True,
-            audits=audits,
-            targets=targets,
-            max_factor=10,
-            seed=4,
-            test_split=sample_split / "test_2_folds_last",
-        )
-    )
+    export(oversampled(tmp_path / "other", 4))
     other = read_manifest(tmp_path / "other" / "base_oversampled")
     assert set(other.loc[other.generated, "content_hash"]) != set(gen["content_hash"])
     assert before == tree_digest(sample_split / "test_2_folds_last", files=list(tr.path))
@@ -404,16 +374,8 @@ def test_review_status_csv_with_flags(sample_split: Path, tmp_path: Path):
     )
     flags.to_parquet(tmp_path / "flags.parquet")
     root = tmp_path / "out"
-    base = [
-        "export",
-        "--from",
-        str(sample_split / "train_8_folds_first"),
-        "--root",
-        str(root),
-        "--review",
-        str(tmp_path / "decisions.csv"),
-        "--quiet",
-    ]
+    base = ["export", "--from", str(sample_split / "train_8_folds_first"), "--root", str(root)]
+    base += ["--review", str(tmp_path / "decisions.csv"), "--quiet"]
     res = CliRunner().invoke(main, [*base, "--name", "a", "--drop-suspects"])
     assert res.exit_code == 0 and "no unreviewed image" in res.output, res.output
     a = read_manifest(root / "a").set_index("source_filename")
