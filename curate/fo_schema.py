@@ -31,8 +31,11 @@ LABEL_FIELDS = {"filename": STR, "content_hash": STR, "age": REGRESSION, "gender
 PREDICTION_FIELDS = {"age_pred": REGRESSION, "gender_pred": CLASSIFICATION, "gender_prob": FLOAT,
                      "age_abs_error": FLOAT, "gender_loss": FLOAT, "embedding": ("VectorField", None), "model": STR,
                      "pred_status": STR}  # fmt: skip
+# A reviewer's decision: review tags plus these fields (curate/fo_decide.py writes them; nothing else does).
+REVIEW_FIELDS = {"age_corrected": INT, "gender_corrected": STR, "reviewed_by": STR,
+                 "reviewed_at": ("DateTimeField", None), "review_log": ("ListField", "DictField")}  # fmt: skip
 BOOK_FIELDS = {"score_status": STR, "previous_filepath": STR, "scored_at": ("DateTimeField", None),
-               "ingest_hashes": ("DictField", None), "age_corrected": INT, "gender_corrected": STR}  # fmt: skip
+               "ingest_hashes": ("DictField", None), **REVIEW_FIELDS}  # fmt: skip
 # Audit columns that are identity/bookkeeping, not fields of their own.
 AUDIT_SKIP = {"path", "filename", "content_hash", "width", "height", "age", "gender", "race", "fold", "split"}
 

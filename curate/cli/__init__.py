@@ -50,6 +50,7 @@ for command in (
     fiftyone.flag_mislabels,
     fiftyone.app,
     fiftyone.review_status,
+    fiftyone.plugin,
     export.export_cmd,
     export.retrain,
     export.explain,

@@ -325,6 +325,10 @@ def app(name: str, view_name: str | None, port: int, address: str, remote: bool,
             )
         view = ds.load_saved_view(view_name)
     from curate.fo_app import serve
+    from curate.fo_plugin import configure_app, use_plugin
+
+    plugins = use_plugin(fo)
+    configure_app(fo, ds)
 
     def ready():
         click.echo(
@@ -332,6 +336,7 @@ def app(name: str, view_name: str | None, port: int, address: str, remote: bool,
             f"http://{address}:{port}/ (saved views: {', '.join(ds.list_saved_views()) or 'none'}); "
             "Ctrl-C stops it"
         )
+        click.echo(f"review: open a sample and the 'Curate review' panel (+ next to the tabs); plugins from {plugins}")
         if remote:
             click.echo(
                 f"from your machine: ssh -N -L {port}:127.0.0.1:{port} USER@THIS_HOST, then open "
@@ -389,3 +394,30 @@ def _echo_model_checks(folds: list[dict]) -> None:
 
     for row in folds:
         click.echo(describe(row))
+
+
+@click.group("plugin")
+def plugin() -> None:
+    """The review plugin for the FiftyOne App (`curate app` finds it by itself)."""
+
+
+@plugin.command("install")
+@path_option("--dir", "plugins_dir", help="Plugins folder [default: FiftyOne's, fo.config.plugins_dir].")
+def plugin_install(plugins_dir: Path | None) -> None:
+    """Link the plugin into FiftyOne's plugins folder, so a plain `fiftyone app launch` has it."""
+    from curate.fo_plugin import install
+
+    if plugins_dir is None:
+        import fiftyone as fo
+
+        plugins_dir = Path(fo.config.plugins_dir)
+    link = install(plugins_dir)
+    click.echo(f"review plugin linked: {link} -> {link.resolve()}")
+
+
+@plugin.command("path")
+def plugin_path() -> None:
+    """Print the plugin's folder (e.g. for FIFTYONE_PLUGINS_DIR's parent or a manual link)."""
+    from curate.fo_plugin import plugin_source
+
+    click.echo(str(plugin_source()))

@@ -1,0 +1,251 @@
+"""The utkface-curate review plugin for the FiftyOne App: decisions as operators, and a review panel.
+
+FiftyOne loads this file itself (not as `curate.plugin`), so it imports the package absolutely. All
+writing goes through curate.fo_decide (the one writer of decisions) and all wording through
+curate.review_card; this module only places buttons and forms in the App.
+
+Operators: in the sample modal (one click, then the next pending sample of the view) "Label is wrong"
+(a form prefilled with the suggested correction), "Label is right", "Exclude image", "Undo decision";
+in the grid, the same four on the selected samples (bulk; "Label is wrong" applies each sample's own
+suggestion). Panel "Curate review": the current sample in words, its duplicates with their labels, the
+decision buttons, and reviewed / pending per saved view.
+"""
+
+from __future__ import annotations
+
+import time
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from core.errors import CurateError
+from core.labels import GENDER_NAMES
+from curate import fo_decide, review_card
+
+QUEUE_COLUMNS = (("view", "Saved view"), ("samples", "Samples"), ("reviewed", "Reviewed"), ("pending", "Pending"),
+                 ("mislabel", "Wrong"), ("ok", "Right"), ("exclude", "Excluded"))  # fmt: skip
+WHAT = {"mislabel": "Label is wrong", "ok": "Label is right", "exclude": "Image excluded", "pending": "Decision undone"}
+
+
+def _user(ctx) -> str | None:
+    user = getattr(ctx, "user", None)
+    return (getattr(user, "email", None) or getattr(user, "name", None)) if user else None
+
+
+def _targets(ctx, grid: bool) -> list[str]:
+    """The samples a decision is about: the open sample in the modal, the selection in the grid."""
+    one = [ctx.current_sample] if ctx.current_sample else []
+    many = list(ctx.selected or [])
+    return (many or one) if grid else (one or many)
+
+
+def decide(ctx, kind: str, grid: bool, age=None, gender=None) -> dict:
+    """Store `kind` for the targets; in the modal, open the next pending sample of the view."""
+    ids = _targets(ctx, grid)
+    t0 = time.perf_counter()
+    try:
+        if kind == "mislabel" and (grid or len(ids) != 1):
+            decisions = {s.id: fo_decide.suggested(s) for s in ctx.dataset.select(ids)}
+        elif kind == "mislabel":
+            decisions = {ids[0]: fo_decide.mislabel(ctx.dataset[ids[0]], age=age, gender=gender)}
+        else:
+            decisions = {i: fo_decide.Decision(kind) for i in ids}
+        counts = fo_decide.apply(ctx.dataset, decisions, by=_user(ctx))
+    except CurateError as e:
+        ctx.ops.notify(str(e), variant="error")
+        return {"error": str(e)}
+    stored_s = time.perf_counter() - t0
+    n = len(decisions)
+    ctx.ops.notify(f"{WHAT[kind]}: {n} sample{'s' * (n != 1)} ({counts['changed']} changed)", variant="success")
+    nxt = None
+    if not grid and ctx.current_sample and ctx.params.get("advance", True):
+        nxt = review_card.next_pending(ctx.view, ctx.current_sample)
+    if nxt:
+        ctx.ops.open_sample(id=nxt)
+    ctx.ops.reload_dataset()  # the grid's tags and the open sample's fields show the decision
+    return {**counts, "next": nxt, "stored_s": round(stored_s, 4)}
+
+
+class _Decide(foo.Operator):
+    kind, name, label, icon, grid = "ok", "label_right", "Label is right", "check_circle", False
+
+    @property
+    def config(self):
+        where = "selected samples" if self.grid else "the open sample"
+        return foo.OperatorConfig(
+            name=self.name,
+            label=f"Curate: {self.label}" + (" (selected)" if self.grid else ""),
+            description=f"{self.label}: stores the review decision on {where}",
+            icon=self.icon,
+            dynamic=True,
+        )
+
+    def resolve_placement(self, ctx):
+        place = types.Places.SAMPLES_GRID_SECONDARY_ACTIONS if self.grid else types.Places.SAMPLES_VIEWER_ACTIONS
+        return types.Placement(place, types.Button(label=self.label, icon=self.icon, prompt=False))
+
+    def execute(self, ctx):
+        return decide(ctx, self.kind, self.grid)
+
+
+class LabelRight(_Decide):
+    pass
+
+
+class ExcludeImage(_Decide):
+    kind, name, label, icon = "exclude", "exclude_image", "Exclude image", "block"
+
+
+class UndoDecision(_Decide):
+    kind, name, label, icon = "pending", "undo_decision", "Undo decision", "undo"
+
+
+class LabelWrong(_Decide):
+    """Prompts for the correction, prefilled with the suggestion (in the grid: each sample's own)."""
+
+    kind, name, label, icon = "mislabel", "label_wrong", "Label is wrong", "report"
+
+    def resolve_placement(self, ctx):
+        place = types.Places.SAMPLES_GRID_SECONDARY_ACTIONS if self.grid else types.Places.SAMPLES_VIEWER_ACTIONS
+        return types.Placement(place, types.Button(label=self.label, icon=self.icon, prompt=True))
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        ids = _targets(ctx, self.grid)
+        if not ids:
+            inputs.view("none", types.Warning(label="Open a sample or select samples first"))
+            return types.Property(inputs)
+        if self.grid or len(ids) != 1:
+            inputs.view(
+                "bulk",
+                types.Notice(
+                    label=f"{len(ids)} selected: each gets its own suggested correction of the labels "
+                    "flag-mislabels flagged (none flagged: marked wrong without a correction, which export drops)"
+                ),
+            )
+            return types.Property(inputs, view=types.View(label=self.label))
+        fill = fo_decide.prefill(ctx.dataset[ids[0]])
+        inputs.enum("gender", list(GENDER_NAMES), label="Gender", default=fill["gender"], view=types.RadioGroup())
+        inputs.int("age", label="Age (years)", default=fill["age"], min=0, max=fo_decide.MAX_AGE_CORRECTION)
+        hint = "Prefilled with the suggestion; edit if needed. Unchanged = label kept."
+        inputs.view("help", types.Notice(label=hint))
+        return types.Property(inputs, view=types.View(label="Label is wrong: corrected label"))
+
+    def execute(self, ctx):
+        return decide(ctx, self.kind, self.grid, age=ctx.params.get("age"), gender=ctx.params.get("gender"))
+
+
+def _grid(cls):
+    return type(cls.__name__ + "Selected", (cls,), {"name": cls.name.replace("_image", "") + "_selected", "grid": True})
+
+
+class NextPending(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(name="next_pending", label="Curate: next pending sample", icon="skip_next")
+
+    def execute(self, ctx):
+        nxt = review_card.next_pending(ctx.view, ctx.current_sample)
+        if nxt:
+            ctx.ops.open_sample(id=nxt)
+        else:
+            ctx.ops.notify("Nothing pending in this view", variant="info")
+        return {"next": nxt}
+
+
+class ReviewPanel(foo.Panel):
+    @property
+    def config(self):
+        return foo.PanelConfig(
+            name="curate_review",
+            label="Curate review",
+            icon="fact_check",
+            surfaces="grid modal",
+            help_markdown="Label vs model, why a sample was flagged, and one-click decisions (utkface-curate).",
+        )
+
+    def on_load(self, ctx):
+        self._refresh(ctx, queue=True)
+
+    def on_change_current_sample(self, ctx):
+        self._refresh(ctx)
+
+    def on_change_view(self, ctx):
+        self._refresh(ctx, queue=True)
+
+    def _refresh(self, ctx, queue: bool = False) -> None:
+        sid = ctx.current_sample
+        if sid:
+            sample = ctx.dataset[sid]
+            fill = fo_decide.prefill(sample)
+            ctx.panel.state.card = review_card.card_markdown(sample)
+            ctx.panel.state.fix_gender, ctx.panel.state.fix_age = fill["gender"], fill["age"]
+            copies = review_card.copies(ctx.dataset, sample)
+            ctx.panel.state.copies = [c["caption"] for c in copies]
+            for i, c in enumerate(copies):
+                ctx.panel.set_state(f"copy_{i}", c["url"])
+        else:
+            ctx.panel.state.card = None
+        if queue or ctx.panel.state.queue is None:
+            ctx.panel.state.queue = review_card.queue_rows(ctx.dataset)
+
+    def _decide(self, ctx, kind: str) -> None:
+        st = ctx.panel.state
+        decide(ctx, kind, grid=not ctx.current_sample, age=st.fix_age, gender=st.fix_gender)
+        self._refresh(ctx, queue=True)
+
+    def wrong(self, ctx):
+        self._decide(ctx, "mislabel")
+
+    def right(self, ctx):
+        self._decide(ctx, "ok")
+
+    def exclude(self, ctx):
+        self._decide(ctx, "exclude")
+
+    def undo(self, ctx):
+        self._decide(ctx, "pending")
+
+    def next(self, ctx):
+        nxt = review_card.next_pending(ctx.view, ctx.current_sample)
+        if nxt:
+            ctx.ops.open_sample(id=nxt)
+        else:
+            ctx.ops.notify("Nothing pending in this view", variant="info")
+
+    def render(self, ctx):
+        panel = types.Object()
+        st = ctx.panel.state
+        if st.card:
+            panel.md(st.card, name="card")
+            row = panel.h_stack("fix", align_x="left", gap=2)
+            row.enum("fix_gender", list(GENDER_NAMES), label="Gender", default=st.fix_gender)
+            row.int("fix_age", label="Age", default=st.fix_age, min=0, max=fo_decide.MAX_AGE_CORRECTION)
+            btns = panel.h_stack("decide", align_x="left", gap=1)
+            btns.btn("wrong", label="Label is wrong", icon="report", variant="contained", on_click=self.wrong)
+            btns.btn("right", label="Label is right", icon="check_circle", variant="outlined", on_click=self.right)
+            btns.btn("exclude", label="Exclude image", icon="block", variant="outlined", on_click=self.exclude)
+            btns.btn("undo", label="Undo", icon="undo", variant="outlined", on_click=self.undo)
+            btns.btn("next", label="Next pending", icon="skip_next", on_click=self.next)
+            if st.copies:
+                panel.md("**Duplicate group** (same or near-identical pixels):", name="copies_title")
+                pics = panel.h_stack("copies_row", align_x="left", gap=1)
+                for i, caption in enumerate(st.copies):
+                    pics.view(f"copy_{i}", types.ImageView(width="96px", height="96px", alt=caption))
+                    pics.md(caption, name=f"copy_caption_{i}")
+        else:
+            panel.md("Open a sample to review it here. Grid: select samples and use the Curate buttons.", name="hint")
+        panel.md(review_card.LEGEND_TEXT, name="legend")
+        table = types.TableView()
+        for key, label in QUEUE_COLUMNS:
+            table.add_column(key, label=label)
+        panel.list("queue", types.Object(), view=table, label="Review queue")
+        return types.Property(panel, view=types.GridView(orientation="vertical", gap=2, padding=2))
+
+
+def register(p):
+    for cls in (LabelWrong, LabelRight, ExcludeImage, UndoDecision):
+        p.register(cls)
+        p.register(_grid(cls))
+    p.register(NextPending)
+    p.register(ReviewPanel)
