@@ -37,7 +37,7 @@ from audits.quality import (
 from audits.skin_tone import DEFAULT_SKIN_CONFIG, SKIN_VERSION, SkinConfig, skin_tone, skin_tone_issues
 from audits.thresholds import QualityThresholds, compute_thresholds
 from core.allocator import keep_freed_memory
-from core.atomic import write_json, write_parquet
+from core.atomic import remove_stale_temps, write_json, write_parquet
 from core.images import decode_image, pixel_hash
 from core.manifest import default_cache_dir
 from core.schema import CHECKS, SKIN_TONE
@@ -187,6 +187,8 @@ class AuditCache:
         # measurements depend on the code version and on the skin parameters
         cfg_key = hashlib.blake2b(repr(asdict(skin_cfg)).encode(), digest_size=4).hexdigest()
         safe = f"{version.replace('+', '_')}_{cfg_key}"
+        if self.root.is_dir():
+            remove_stale_temps(self.root)  # a killed run's half-written cache files
         self.files_path = self.root / f"files-{safe}.parquet"
         self.results_path = self.root / f"results-{safe}.parquet"
         self.files = self._read(self.files_path, ["path", "size", "mtime_ns", "content_hash", "status"])
@@ -428,9 +430,23 @@ def _measure(known: _Known, cache: AuditCache | None, cfg: AuditConfig) -> int:
     return n_computed
 
 
+FLUSH_EVERY_S = 30.0  # an interrupted audit (kill -9 included) loses at most this much work
+
+
 def _run_chunks(chunks, workers: int, hashes: frozenset[str], cfg: AuditConfig, cache: AuditCache | None,
                 consume) -> None:  # fmt: skip
-    """Each chunk through `_audit_paths`, in this process (one worker) or a spawned pool."""
+    """Each chunk through `_audit_paths`, in this process (one worker) or a spawned pool; the cache is
+    written every FLUSH_EVERY_S seconds (CURATE_AUDIT_FLUSH_S), so a re-run resumes where a killed one was."""
+    every = float(os.environ.get("CURATE_AUDIT_FLUSH_S", FLUSH_EVERY_S))
+    last = time.perf_counter()
+
+    def done(recs) -> None:
+        nonlocal last
+        consume(recs)
+        if cache is not None and time.perf_counter() - last >= every:
+            cache.flush()
+            last = time.perf_counter()
+
     if workers == 1:
         import torch
 
@@ -438,17 +454,13 @@ def _run_chunks(chunks, workers: int, hashes: frozenset[str], cfg: AuditConfig, 
         torch.set_num_threads(1)  # small batched ops: extra threads only spin
         try:
             for chunk in chunks:
-                consume(_audit_paths(chunk, hashes, cfg.skin))
+                done(_audit_paths(chunk, hashes, cfg.skin))
         finally:
             torch.set_num_threads(threads)
         return
     with _pool(workers, hashes, cfg.skin) as pool:
-        last_flush = time.perf_counter()
         for recs in pool.imap_unordered(_worker_chunk, chunks):
-            consume(recs)
-            if cache is not None and time.perf_counter() - last_flush > 60:
-                cache.flush()  # an interrupted run keeps what it computed
-                last_flush = time.perf_counter()
+            done(recs)
 
 
 def _table(known: _Known) -> pd.DataFrame:

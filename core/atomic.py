@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (a temporary file's owner may still be writing it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Delete the files `atomic_path` left in `folder` when its process was killed (NAME.tmp-PID.SUFFIX,
+    the PID gone); returns how many. Why: kill -9 skips the cleanup, and nothing else would remove them."""
+    n = 0
+    for p in Path(folder).glob("*.tmp-*"):
+        m = re.search(r"\.tmp-(\d+)(\.[^.]*)?$", p.name)
+        if m and p.is_file() and not pid_alive(int(m.group(1))):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

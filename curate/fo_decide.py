@@ -61,10 +61,15 @@ def mislabel(sample, age=None, gender: str | None = None) -> Decision:
 
 
 def suggested(sample) -> Decision:
-    """ "Label is wrong" with the flag-mislabels suggestion of every flagged label of the sample."""
-    has = sample.has_field
-    gender = sample["gender_suggested"] if has("is_gender_label_issue") and sample["is_gender_label_issue"] else None
-    age = sample["age_suggested"] if has("is_age_label_issue") and sample["is_age_label_issue"] else None
+    """ "Label is wrong" for every label of the sample that is flagged (issue flag or suspect tag).
+
+    Gender is binary, so a wrong gender label means the other one; a wrong age gets `age_suggested`."""
+    tags = set(sample.tags)
+    gender = age = None
+    if (_get(sample, "is_gender_label_issue") or "suspect:gender" in tags) and sample["gender"] is not None:
+        gender = GENDER_NAMES[1 - GENDER_NAMES.index(sample["gender"].label)]
+    if _get(sample, "is_age_label_issue") or "suspect:age" in tags:
+        age = _get(sample, "age_suggested")
     return mislabel(sample, age=age, gender=gender)
 
 

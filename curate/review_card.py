@@ -28,6 +28,11 @@ def _get(sample, field: str):
     return sample[field] if sample.has_field(field) else None
 
 
+def _num(sample, field: str, fmt: str) -> str:
+    v = _get(sample, field)
+    return f" ({fmt.format(v)})" if v is not None else ""
+
+
 def model_line(sample) -> str:
     """The model's view of the sample: out-of-sample when flag-mislabels ran, else the shipped model's."""
     age, gen, fold = _get(sample, "oos_age_pred"), _get(sample, "oos_gender_pred"), _get(sample, "oos_fold")
@@ -70,9 +75,9 @@ def card_markdown(sample) -> str:
     fill = prefill(sample)
     changes = []
     if gen is not None and fill["gender"] != gen.label:
-        changes.append(f"gender → **{fill['gender']}** (flip probability {_get(sample, 'gender_flip_prob'):.2f})")
+        changes.append(f"gender → **{fill['gender']}**" + _num(sample, "gender_flip_prob", "flip probability {:.2f}"))
     if age is not None and fill["age"] is not None and fill["age"] != round(age.value):
-        changes.append(f"age → **{fill['age']}** (residual z {_get(sample, 'age_residual_z'):.1f})")
+        changes.append(f"age → **{fill['age']}**" + _num(sample, "age_residual_z", "residual z {:.1f}"))
     lines.append("**Suggested correction**: " + ("; ".join(changes) if changes else "none (no label flagged)"))
     why = [f"- {about}: {_get(sample, f)}" for f, about in REASONS if _get(sample, f)]
     if why:
@@ -102,9 +107,19 @@ def copies(ds, sample) -> list[dict]:
     return out
 
 
+_QUEUE_CACHE: dict[str, tuple] = {}
+
+
 def queue_rows(ds) -> list[dict]:
-    """Reviewed / pending per saved view: the numbers `curate review-status` prints."""
-    return review_status(ds).to_dict("records")
+    """Reviewed / pending per saved view: the numbers `curate review-status` prints.
+
+    Cached per dataset until a sample or a saved view changes (FiftyOne stamps every sample it saves with
+    `last_modified_at`), so stepping through samples in the App does not recount 20k samples each time."""
+    stamp = (ds.max("last_modified_at"), len(ds), tuple(sorted(ds.list_saved_views())))
+    hit = _QUEUE_CACHE.get(ds.name)
+    if hit is None or hit[0] != stamp:
+        hit = _QUEUE_CACHE[ds.name] = (stamp, review_status(ds).to_dict("records"))
+    return hit[1]
 
 
 def next_pending(view, after_id: str | None) -> str | None:

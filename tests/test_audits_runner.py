@@ -4,6 +4,7 @@ a re-run free, bad files do not stop the run."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import cv2
@@ -193,3 +194,38 @@ def test_write_audit_pairs_name_both_files(sample_dir, tmp_path):
         a = t[t["path"] == p["path_a"]].iloc[0]
         b = t[t["path"] == p["path_b"]].iloc[0]
         assert a["content_hash"] == b["content_hash"]
+
+
+def test_an_audit_killed_mid_run_resumes_from_its_cache(sample_dir, tmp_path):
+    """kill -9 in single-worker mode: what was measured before the kill is in the cache, not redone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "CURATE_CACHE_DIR": str(tmp_path / "cache"), "CURATE_AUDIT_WORKERS": "1",
+           "CURATE_AUDIT_FLUSH_S": "0"}  # fmt: skip
+    cmd = [sys.executable, "-m", "curate", "audit", str(sample_dir), "--out", str(tmp_path / "a.parquet")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results: list = []
+    t0 = time.time()
+    while not results and proc.poll() is None and time.time() - t0 < 300:
+        time.sleep(0.05)
+        results = [r for r in (tmp_path / "cache" / "audits").glob("results-*.parquet") if ".tmp-" not in r.name]
+    assert results, "no cache was written before the audit ended"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(pd.read_parquet(results[0]))
+    n = len(list_images(sample_dir))
+    assert 0 < done, done
+    res = CliRunner().invoke(main, cmd[3:], env=env, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert not list((tmp_path / "cache" / "audits").glob("*.tmp-*"))  # the killed run's temporary files are gone
+    computed = int(re.search(r"\((\d+) computed", res.output).group(1))
+    assert computed <= n - done + 1 and computed < n, (computed, done, n)  # resumed, not started over
+    fresh = run_audit(list_images(sample_dir), config=AuditConfig(use_cache=False, workers=1)).table
+    table = pd.read_parquet(tmp_path / "a.parquet")
+    cols = ["path", "audit_status", "brisque", "laplacian_var", "ita", "phash"]
+    a, b = (t[cols].sort_values("path").reset_index(drop=True) for t in (table, fresh))
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)  # the resumed table is the uninterrupted one

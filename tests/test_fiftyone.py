@@ -7,134 +7,23 @@ FIFTYONE_DATABASE_URI is never used by the tests). Every test works on its own d
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
-if "fiftyone" not in sys.modules:
-    os.environ.pop("FIFTYONE_DATABASE_URI", None)
-    if not os.environ.get("FIFTYONE_DATABASE_DIR"):
-        _db_dir = tempfile.mkdtemp(prefix="curate-fo-db-")
-        os.environ["FIFTYONE_DATABASE_DIR"] = _db_dir
-        atexit.register(shutil.rmtree, _db_dir, True)
-os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
-os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("CURATE_AUDIT_WORKERS", "1")  # audits in-process: no worker pool next to FiftyOne's services
+import fo_common
+import pandas as pd
+import pytest
+from fo_common import CHROMIUM_ARGS, REPO, SAMPLE, TINY, free_port, run, usable_sample
 
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
-
-from curate.cli import main  # noqa: E402
+# the module-scoped fixtures, by name (each module that takes them gets its own scored dataset)
+env, model, fo, scored, flagged = fo_common.env, fo_common.model, fo_common.fo, fo_common.scored, fo_common.flagged
 
 pytestmark = pytest.mark.timeout(1200)  # a hang (database, App, audit pool) fails instead of blocking CI
-
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE = REPO / "dataset" / "sample"
-TINY = [
-    "--set",
-    "image_size=64",
-    "--set",
-    "num_epochs=1",
-    "--set",
-    "override_cycle_epoch_count=1",
-    "--set",
-    "batch_size=32",
-    "--set",
-    "threads=1",
-]
-
-
-def run(*args: str, ok: bool = True):
-    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert res.exit_code == 0, res.output
-    return res
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    """A cache folder for the module (conftest's per-test cache would make module fixtures recompute)."""
-    mp = pytest.MonkeyPatch()
-    cache = tmp_path_factory.mktemp("fo-cache")
-    mp.setenv("CURATE_CACHE_DIR", str(cache))
-    yield cache
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def model(env, tmp_path_factory) -> Path:
-    """The shipped default model when present, else a tiny one trained on the sample (64 px, 1 epoch)."""
-    import torch
-
-    from curate.cli.common import DEFAULT_MODEL
-    from curate.splits import make_splits
-    from trainer.config import TrainConfig, replace
-    from trainer.train import train
-
-    torch.set_num_threads(1)
-    if DEFAULT_MODEL.exists():
-        return DEFAULT_MODEL
-    out = tmp_path_factory.mktemp("tiny")
-    make_splits(SAMPLE, out / "split", progress=False)
-    cfg = replace(
-        TrainConfig(),
-        train_path=str(out / "split" / "train_8_folds_first"),
-        val_path=str(out / "split" / "test_2_folds_last"),
-        image_size=64,
-        batch_size=32,
-        num_epochs=1,
-        override_cycle_epoch_count=1,
-        threads=1,
-        keep_epoch_checkpoints=False,
-    )
-    train(cfg, out / "run", progress=False)
-    return out / "run" / "checkpoints" / "last.pt"
-
-
-@pytest.fixture(scope="module")
-def fo():
-    from curate.fo_db import connect
-
-    return connect()
-
-
-@pytest.fixture(scope="module")
-def scored(env, model, fo):
-    """The sample scored once: name of the dataset and the command output."""
-    name = f"t-score-{uuid.uuid4().hex[:6]}"
-    res = run("score", SAMPLE, "--model", model, "--dataset", name, "--quiet")
-    yield name, res.output
-    fo.delete_dataset(name)
-
-
-@pytest.fixture(scope="module")
-def flagged(scored, fo):
-    """flag-mislabels through its own cross-fit (tiny recipe), top 5 per kind; the tiny fold models learn
-    next to nothing, so tagging their suspects needs --allow-weak-model (see the test of the refusal)."""
-    name, _ = scored
-    res = run("flag-mislabels", "--dataset", name, "--full", *TINY, "--top-k", "5", "--allow-weak-model", "--quiet")
-    return name, res.output
-
-
-def usable_sample():
-    from curate.fo_inputs import folder_manifest
-
-    return folder_manifest(SAMPLE, progress=False)
 
 
 # ------------------------------------------------------------------------------------------ score
@@ -384,19 +273,6 @@ def test_score_against_a_separately_started_mongod(model, tmp_path, env):
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-
-
-# ------------------------------------------------------------------------------ real browser
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.mark.slow

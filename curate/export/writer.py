@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import pandas as pd
 
+from core.atomic import pid_alive
 from core.images import pixel_hash
 from core.labels import age_group
 from curate.export.common import EXPORT_COLUMNS, JPEG_QUALITY, ExportError
@@ -101,19 +102,9 @@ def _remove_stale(root: Path, name: str) -> None:
     """Folders a killed export left (.NAME.tmp-PID, .NAME.old-PID) whose process is gone."""
     for p in root.glob(f".{name}.*-*"):
         kind, _, pid = p.name.rpartition("-")
-        if not (kind.endswith((".tmp", ".old")) and pid.isdigit()) or _alive(int(pid)):
+        if not (kind.endswith((".tmp", ".old")) and pid.isdigit()) or pid_alive(int(pid)):
             continue
         shutil.rmtree(p, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def place_originals(kept: pd.DataFrame, split_dir: Path, final_dir: Path, name: str, images: str) -> pd.DataFrame:

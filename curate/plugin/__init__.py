@@ -179,19 +179,18 @@ class ReviewPanel(foo.Panel):
             sample = ctx.dataset[sid]
             fill = fo_decide.prefill(sample)
             ctx.panel.state.card = review_card.card_markdown(sample)
-            ctx.panel.state.fix_gender, ctx.panel.state.fix_age = fill["gender"], fill["age"]
+            ctx.panel.set_state("fix", {"gender": fill["gender"], "age": fill["age"]})  # the inputs' state
             copies = review_card.copies(ctx.dataset, sample)
             ctx.panel.state.copies = [c["caption"] for c in copies]
-            for i, c in enumerate(copies):
-                ctx.panel.set_state(f"copy_{i}", c["url"])
+            ctx.panel.set_state("copies_row", {f"copy_{i}": c["url"] for i, c in enumerate(copies)})
         else:
             ctx.panel.state.card = None
         if queue or ctx.panel.state.queue is None:
             ctx.panel.state.queue = review_card.queue_rows(ctx.dataset)
 
     def _decide(self, ctx, kind: str) -> None:
-        st = ctx.panel.state
-        decide(ctx, kind, grid=not ctx.current_sample, age=st.fix_age, gender=st.fix_gender)
+        fix = ctx.panel.get_state("fix") or {}
+        decide(ctx, kind, grid=not ctx.current_sample, age=fix.get("age"), gender=fix.get("gender"))
         self._refresh(ctx, queue=True)
 
     def wrong(self, ctx):
@@ -219,8 +218,8 @@ class ReviewPanel(foo.Panel):
         if st.card:
             panel.md(st.card, name="card")
             row = panel.h_stack("fix", align_x="left", gap=2)
-            row.enum("fix_gender", list(GENDER_NAMES), label="Gender", default=st.fix_gender)
-            row.int("fix_age", label="Age", default=st.fix_age, min=0, max=fo_decide.MAX_AGE_CORRECTION)
+            row.enum("gender", list(GENDER_NAMES), label="Corrected gender")
+            row.int("age", label="Corrected age", min=0, max=fo_decide.MAX_AGE_CORRECTION)
             btns = panel.h_stack("decide", align_x="left", gap=1)
             btns.btn("wrong", label="Label is wrong", icon="report", variant="contained", on_click=self.wrong)
             btns.btn("right", label="Label is right", icon="check_circle", variant="outlined", on_click=self.right)
@@ -231,7 +230,7 @@ class ReviewPanel(foo.Panel):
                 panel.md("**Duplicate group** (same or near-identical pixels):", name="copies_title")
                 pics = panel.h_stack("copies_row", align_x="left", gap=1)
                 for i, caption in enumerate(st.copies):
-                    pics.view(f"copy_{i}", types.ImageView(width="96px", height="96px", alt=caption))
+                    pics.str(f"copy_{i}", view=types.ImageView(width="96px", height="96px", alt=caption))
                     pics.md(caption, name=f"copy_caption_{i}")
         else:
             panel.md("Open a sample to review it here. Grid: select samples and use the Curate buttons.", name="hint")

@@ -1,0 +1,325 @@
+"""Review in the FiftyOne App: the plugin's decisions clicked in headless Chromium, and the writer behind them.
+
+The browser test fails when the plugin is not loaded (its buttons are what it clicks). Everything the App
+stores is checked from Python, then read back by `curate review-status` and obeyed by `curate export`;
+re-running `curate score` and `curate flag-mislabels` afterwards must leave every decision as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import fo_common
+import pandas as pd
+import pytest
+from fo_common import CHROMIUM_ARGS, SAMPLE, TINY, free_port, run
+
+env, model, fo, scored, flagged = fo_common.env, fo_common.model, fo_common.fo, fo_common.scored, fo_common.flagged
+pytestmark = pytest.mark.timeout(1200)
+PLUGIN = "@utkface-curate/review"
+REVIEW_STATE = ("tags", "age_corrected", "gender_corrected", "reviewed_by", "reviewed_at", "review_log")
+
+
+def _target(ds):
+    """A train-split suspect whose suggested correction differs from its label (what the test accepts)."""
+    from fiftyone import ViewField as F
+
+    from core.manifest import TRAIN_SPLIT
+    from curate.fo_decide import prefill
+
+    for s in ds.match_tags(["suspect:gender", "suspect:age"]).match(F("split") == TRAIN_SPLIT):
+        fill = prefill(s)
+        if fill["gender"] != s.gender.label or fill["age"] != round(s.age.value):
+            return s, fill
+    raise AssertionError("no suspect with a suggested correction among the flagged samples")
+
+
+def _state(ds, ids) -> dict:
+    view = ds.select(ids)
+    rows = zip(view.values("id"), zip(*view.values(list(REVIEW_STATE))))
+    return {i: (sorted(v[0]), *v[1:]) for i, v in rows}  # tag order is not a decision
+
+
+# ------------------------------------------------------------------------- the one decision writer
+def test_decisions_replace_each_other_are_idempotent_and_logged(flagged, fo, monkeypatch):
+    from curate.fo_decide import Decision, apply, current, mislabel
+    from curate.fo_review import ReviewError, decisions
+
+    name, _ = flagged
+    ds = fo.load_dataset(name)
+    s, fill = _target(ds)
+    monkeypatch.setenv("CURATE_REVIEWER", "alice")
+    d = mislabel(s, age=fill["age"], gender=fill["gender"])
+    assert d.kind == "mislabel" and (d.gender is not None or d.age is not None)
+    assert apply(ds, {s.id: d}) == {"changed": 1, "unchanged": 0}
+    s.reload()
+    assert "confirmed:mislabel" in s.tags and current(s) == d and s.reviewed_by == "alice"
+    first_at = s.reviewed_at
+    assert apply(ds, {s.id: d}, by="bob") == {"changed": 0, "unchanged": 1}  # idempotent: nothing moves
+    s.reload()
+    assert s.reviewed_by == "alice" and s.reviewed_at == first_at and len(s.review_log) == 1
+    apply(ds, {s.id: Decision("ok")}, by="bob")  # a new decision replaces the old one entirely
+    s.reload()
+    assert "confirmed:ok" in s.tags and "confirmed:mislabel" not in s.tags
+    assert s.age_corrected is None and s.gender_corrected is None and s.reviewed_by == "bob"
+    assert any(t.startswith("suspect:") for t in s.tags)  # candidate tags are never touched
+    apply(ds, {s.id: Decision("pending")}, by="bob")
+    s.reload()
+    assert current(s) == Decision("pending") and s.reviewed_at is None
+    assert [e["decision"] for e in s.review_log] == ["mislabel", "ok", "pending"]  # undone, still on record
+    assert s.id not in set(decisions(ds)["id"])
+    for bad in (lambda: Decision("maybe"), lambda: Decision("ok", age=3), lambda: mislabel(s, age=200),
+                lambda: mislabel(s, age="3.5"), lambda: Decision("mislabel", gender="other")):  # fmt: skip
+        with pytest.raises(ReviewError):
+            bad()
+    with pytest.raises(ReviewError, match="not in"):
+        apply(ds, {"0" * 24: Decision("ok")})
+
+
+def test_next_pending_follows_the_view_order_and_skips_decided(flagged, fo):
+    from curate.fo_decide import Decision, apply
+    from curate.review_card import next_pending
+
+    name, _ = flagged
+    ds = fo.load_dataset(name)
+    view = ds.load_saved_view("review-queue")
+    ids = view.values("id")
+    assert len(ids) >= 4
+    apply(ds, {ids[1]: Decision("exclude")})
+    try:
+        assert next_pending(view, ids[0]) == ids[2]  # the excluded one is skipped
+        assert next_pending(view, ids[-1]) == ids[0]  # wraps around
+    finally:
+        apply(ds, {ids[1]: Decision("pending")})
+
+
+def test_review_card_says_label_model_suggestion_and_why(flagged, fo):
+    from curate.review_card import card_markdown, copies
+
+    name, _ = flagged
+    ds = fo.load_dataset(name)
+    s, fill = _target(ds)
+    text = card_markdown(s)
+    assert f"**Label**: {s.age.value:.0f} y · {s.gender.label}" in text
+    assert "out-of-sample, fold model" in text and "**Suggested correction**" in text
+    assert (f"gender → **{fill['gender']}**" in text) or (f"age → **{fill['age']}**" in text)
+    assert s.gender_label_reason in text and "**Decision**: pending" in text
+    group = ds.match_tags("suspect:gender").exists("near_group")
+    dup = next((x for x in ds.exists("near_group") if x.near_group >= 0), None)
+    assert dup is not None and group is not None
+    members = copies(ds, dup)
+    assert members and all(m["url"].startswith("/media?filepath=") for m in members)
+    assert all(re.search(r": \d+ y · (male|female)", m["caption"]) for m in members)
+
+
+# ------------------------------------------------------------------------------ plugin discovery
+def test_plugin_is_found_by_fiftyone_and_the_users_plugins_stay(tmp_path, fo):
+    from fiftyone.plugins.core import list_plugins
+
+    from curate.fo_plugin import LINK_NAME, app_plugins_dir, plugin_source
+
+    user = tmp_path / "user-plugins"
+    (user / "mine").mkdir(parents=True)
+    (user / "mine" / "fiftyone.yml").write_text('name: "@me/mine"\ntype: plugin\noperators: []\n')
+    res = run("plugin", "install", "--dir", tmp_path / "fo-plugins")
+    assert (tmp_path / "fo-plugins" / LINK_NAME).resolve() == plugin_source() and "linked" in res.output
+    run("plugin", "install", "--dir", tmp_path / "fo-plugins")  # idempotent
+    merged = app_plugins_dir(str(user), tmp_path / "cache")
+    old = fo.config.plugins_dir
+    try:
+        for d, want in ((tmp_path / "fo-plugins", {PLUGIN}), (merged, {PLUGIN, "@me/mine"})):
+            fo.config.plugins_dir = str(d)
+            assert {p.name for p in list_plugins()} == want
+    finally:
+        fo.config.plugins_dir = old
+    blocker = tmp_path / "taken"
+    (blocker / LINK_NAME).mkdir(parents=True)  # a real folder of that name is never replaced
+    res = run("plugin", "install", "--dir", blocker, ok=False)
+    assert res.exit_code == 1 and "is not a link" in res.output and "Traceback" not in res.output
+
+
+# ------------------------------------------------------------------------------------ the browser
+@contextmanager
+def app(name: str, view: str, log: Path):
+    port = free_port()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "curate",
+                "app",
+                "--dataset",
+                name,
+                "--view",
+                view,
+                "--port",
+                str(port),
+                "--address",
+                "127.0.0.1",
+                "--no-browser",
+            ],  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ),
+        )
+        try:
+            t0 = time.time()
+            while "App serving" not in log.read_text(errors="replace"):
+                assert proc.poll() is None, log.read_text(errors="replace")
+                assert time.time() - t0 < 600, "App did not start within 600 s"
+                time.sleep(1)
+            yield port
+        finally:
+            from curate.fo_app import stop_server
+
+            stop_server(proc, timeout=60)
+
+
+def _wait(cond, what: str, timeout: float = 60.0) -> float:
+    t0 = time.perf_counter()
+    while not cond():
+        assert time.perf_counter() - t0 < timeout, f"timed out waiting for {what}"
+        time.sleep(0.02)
+    return time.perf_counter() - t0
+
+
+def _open_grid(page, port: int, name: str, view: str) -> None:
+    page.goto(f"http://127.0.0.1:{port}/datasets/{name}?view={view}", timeout=300_000)
+    page.wait_for_selector('[data-cy="looker"]', timeout=300_000)
+    time.sleep(1)
+    dismiss = page.get_by_text("Dismiss")
+    if dismiss.count():
+        dismiss.first.click(timeout=10_000)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_review_decisions_clicked_in_the_app_are_stored_counted_and_exported(
+    flagged, fo, model, sample_split, tmp_path
+):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium) and could not be here")
+    from playwright.sync_api import sync_playwright
+
+    name, _ = flagged
+    ds = fo.load_dataset(name)
+    for sample in ds.match_tags(["confirmed:mislabel", "confirmed:ok", "exclude"]):  # other tests' decisions
+        sample.tags = [t for t in sample.tags if t not in ("confirmed:mislabel", "confirmed:ok", "exclude")]
+        sample.save()
+    ds.set_values("age_corrected", [None] * len(ds))
+    ds.set_values("gender_corrected", [None] * len(ds))
+    target, fill = _target(ds)
+    tid = target.id
+    one = f"t-one-{uuid.uuid4().hex[:6]}"
+    ds.save_view(one, ds.select([tid]))
+    lq = ds.load_saved_view("low-quality").values("id")
+    bulk = [i for i in lq if i != tid][:3]
+    assert len(bulk) == 3
+
+    def stored(i):
+        s = ds[i]
+        s.reload()
+        return s
+
+    timings = {}
+    with app(name, one, tmp_path / "app.log") as port, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1500, "height": 950})
+        _open_grid(page, port, name, one)
+        page.locator('[data-cy="looker"]').first.click()
+        modal = page.locator('[data-cy="modal"]')
+        modal.wait_for(timeout=120_000)
+        # "Label is wrong": the prompt is prefilled with the suggestion; accept it
+        modal.locator(".material-icons", has_text=re.compile(r"^report$")).first.click()
+        execute = page.get_by_text("Execute", exact=True)
+        execute.wait_for(timeout=120_000)
+        assert page.get_by_label(fill["gender"], exact=True).is_checked()
+        execute.click()
+        t0 = time.perf_counter()
+        _wait(lambda: "confirmed:mislabel" in stored(tid).tags, "the mislabel decision")
+        timings["label wrong"] = time.perf_counter() - t0
+        s = stored(tid)
+        want_g = fill["gender"] if fill["gender"] != target.gender.label else None
+        want_a = fill["age"] if fill["age"] != round(target.age.value) else None
+        assert (s.gender_corrected, s.age_corrected) == (want_g, want_a) and s.reviewed_at is not None
+        # "Undo" removes both the tag and the correction
+        time.sleep(1)
+        modal.locator(".material-icons", has_text=re.compile(r"^undo$")).first.click()
+        t0 = time.perf_counter()
+        _wait(lambda: "confirmed:mislabel" not in stored(tid).tags, "the undo")
+        timings["undo"] = time.perf_counter() - t0
+        s = stored(tid)
+        assert s.gender_corrected is None and s.age_corrected is None and s.reviewed_at is None
+        # the panel: the sample in words, and its own buttons
+        modal.locator('[data-cy="panel-tab-curate_review"], [data-cy="new-panel-btn"]').first.click()
+        if not page.get_by_text("Suggested correction").count():
+            page.get_by_text("Curate review", exact=True).last.click()
+        t0 = time.perf_counter()
+        page.get_by_text("Suggested correction").first.wait_for(timeout=60_000)
+        timings["panel"] = time.perf_counter() - t0
+        body = page.inner_text("body")
+        assert target.filename in body and "Review queue" in body and "low-quality" in body
+        page.get_by_role("button", name="Label is right").first.click()
+        _wait(lambda: "confirmed:ok" in stored(tid).tags, "the panel's decision")
+        page.screenshot(path=str(tmp_path / "panel.png"))
+        # bulk in the grid: "Label is right" on 3 selected samples
+        page.keyboard.press("Escape")
+        _open_grid(page, port, name, "low-quality")
+        if page.locator("#modal.modalon").count():
+            page.keyboard.press("Escape")
+        tiles = page.locator('[data-cy="looker"]')
+        order = ds.load_saved_view("low-quality").values("id")
+        for i in bulk:
+            tile = tiles.nth(order.index(i))
+            tile.hover()
+            tile.locator('[title^="Click to select"]').first.click()
+        page.locator(f'[data-item-id="{PLUGIN}/label_right_selected"]').click()
+        t0 = time.perf_counter()
+        _wait(lambda: all("confirmed:ok" in stored(i).tags for i in bulk), "the bulk decision")
+        timings["bulk of 3"] = time.perf_counter() - t0
+        browser.close()
+    print("App round trips (click -> stored, s):", {k: round(v, 3) for k, v in timings.items()})
+
+    # review-status counts what the App stored; export obeys it
+    csv = tmp_path / "decisions.csv"
+    res = run("review-status", "--dataset", name, "--out", csv)
+    dec = pd.read_csv(csv).set_index("id")
+    assert set(dec.index) == {tid, *bulk} and set(dec["decision"]) == {"ok"}
+    line = next(x for x in res.output.splitlines() if x.strip().startswith("low-quality"))
+    assert line.split()[1:3] == [str(len(lq)), str(sum(i in dec.index for i in lq))]
+    # an App decision survives re-scoring and re-flagging untouched
+    from curate.fo_decide import Decision, apply
+
+    apply(ds, {tid: Decision("mislabel", gender=want_g or s.gender.label, age=want_a)}, by="app")
+    from core.manifest import TRAIN_SPLIT
+
+    copies = ds.count_values("content_hash")
+    ex = next(  # in the exported split unless excluded, and no pixel-identical copy there
+        i for i in lq if i != tid and ds[i].split == TRAIN_SPLIT and copies[ds[i].content_hash] == 1
+    )
+    apply(ds, {ex: Decision("exclude")}, by="app")
+    before = _state(ds, [tid, ex, *bulk])
+    run("score", SAMPLE, "--model", model, "--dataset", name, "--quiet")
+    run("flag-mislabels", "--dataset", name, "--full", *TINY, "--top-k", "5", "--allow-weak-model", "--quiet")
+    ds.reload()
+    assert _state(ds, [tid, ex, *bulk]) == before
+    out = tmp_path / "export"
+    run("export", "--dataset", name, "--from", sample_split / "train_8_folds_first", "--root", out,
+        "--name", "cleaned", "--quiet")  # fmt: skip
+    man = pd.read_csv(out / "cleaned" / "manifest.csv")
+    hashes = dict(zip(*ds.select([tid, ex]).values(["id", "content_hash"])))
+    kept = man.set_index("content_hash")
+    assert hashes[ex] not in kept.index  # excluded
+    row = kept.loc[hashes[tid]]
+    gender = {"male": 0, "female": 1}[want_g or target.gender.label]
+    assert int(row["gender"]) == gender and int(row["age"]) == (want_a or round(target.age.value))
