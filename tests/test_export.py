@@ -424,3 +424,50 @@ def test_label_score_thresholds_read_one_scale_for_both_tasks(sample_split):
     # gender: only 0.95 (score 0.05); age: only the residual of 4 expected errors (score 6e-5), not 0.95
     assert set(removed["filename"]) == {tr.filename[0], tr.filename[2]}
     assert len(kept) == len(tr) - 2
+
+
+def test_relabel_policy_applies_suggestions_to_unreviewed_suspects_only(sample_split: Path, tmp_path: Path):
+    """--relabel-suspects: suggested labels for open suspects above the threshold; reviews win; the rest of the
+    suspects are dropped with --drop-suspects; every change is listed with old, new, score and reason."""
+    tr, _ = manifests(sample_split)
+    g = lambda i: ["male", "female"][1 - tr.gender[i]]  # noqa: E731 - the other gender
+    r = lambda i, **kw: {"path": tr.path[i], "content_hash": tr.content_hash[i], **kw}  # noqa: E731
+    rows = [
+        r(0, tags="suspect:gender", gender_suggested=g(0), gender_label_score=0.02, gender_label_reason="pred 0.98"),
+        r(1, tags="suspect:age", age_suggested=int(tr.age[1]) + 30, age_label_score=0.001, age_label_reason="far"),
+        r(2, tags="suspect:gender", gender_suggested=g(2), gender_label_score=0.4, gender_label_reason="weak"),
+        r(3, tags="suspect:gender;confirmed:ok", gender_suggested=g(3), gender_label_score=0.01),  # reviewed: kept
+        r(
+            4,
+            tags="suspect:gender;confirmed:mislabel",
+            gender_corrected=g(4),
+            gender_suggested=g(4),
+            gender_label_score=0.01,
+        ),  # fmt: skip
+        r(5, tags="suspect:gender", gender_suggested=["male", "female"][tr.gender[5]], gender_label_score=0.45),
+    ]
+    review = tmp_path / "review.csv"
+    pd.DataFrame(rows).to_csv(review, index=False)
+    args = ["export", "--from", sample_split / "train_8_folds_first", "--review", review, "--root", tmp_path,
+            "--relabel-suspects", "--relabel-gender-max-score", "0.1", "--drop-suspects", "--quiet"]  # fmt: skip
+    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    man = pd.read_csv(tmp_path / "train_cleaned" / "manifest.csv").set_index("source_filename")
+    f = tr.filename
+    assert man.loc[f[0], "gender"] == 1 - tr.gender[0] and man.loc[f[0], "label_source"] == "relabelled"
+    assert man.loc[f[1], "age"] == tr.age[1] + 30 and man.loc[f[1], "original_age"] == tr.age[1]
+    assert parse_name(man.loc[f[1], "filename"]).age == tr.age[1] + 30  # the file name carries the new label
+    assert f[2] not in man.index and f[5] not in man.index  # above the threshold / nothing to change: dropped
+    assert man.loc[f[3], "gender"] == tr.gender[3] and man.loc[f[3], "label_source"] == "original"  # review wins
+    assert man.loc[f[4], "label_source"] == "corrected"
+    corr = pd.read_csv(tmp_path / "train_cleaned" / "corrections.csv").set_index("source_filename")
+    assert set(corr.index) == {f[0], f[1], f[4]}
+    assert "gender_label_score 0.02: pred 0.98" in corr.loc[f[0], "label_note"]
+    assert f"age {tr.age[1]}->{tr.age[1] + 30} (age_label_score 0.001: far)" == corr.loc[f[1], "label_note"]
+    report = (tmp_path / "train_cleaned" / "EXPORT.md").read_text()
+    assert "relabelled by the policy (unreviewed suspects, suggested label): 2" in report
+    assert f"| {man.loc[f[0], 'filename']} | relabelled | gender " in report
+    rem = pd.read_csv(tmp_path / "train_cleaned" / "removed.csv")
+    assert set(rem["filename"]) == {f[2], f[5]}
+    bad = CliRunner().invoke(main, [str(a) for a in [*args[:-4], "--relabel-age-max-score", "2"]])
+    assert bad.exit_code != 0 and "label scores are in [0, 1]" in bad.output

@@ -85,6 +85,22 @@ def _targets(specs: tuple[str, ...]) -> dict:
     type=float,
     help="With --drop-suspects: an age_label_score at most this (in [0, 1], lower = worse) also makes a suspect.",
 )
+@click.option(
+    "--relabel-suspects",
+    is_flag=True,
+    help="Give unreviewed suspects the suggested label (gender_suggested, age_suggested) instead of dropping "
+    "them; reviewed decisions win; with --drop-suspects, the suspects left unresolved are dropped.",
+)
+@click.option(
+    "--relabel-gender-max-score",
+    type=float,
+    help="With --relabel-suspects: change a gender only where gender_label_score is at most this.",
+)
+@click.option(
+    "--relabel-age-max-score",
+    type=float,
+    help="With --relabel-suspects: change an age only where age_label_score is at most this.",
+)
 @click.option("--drop-low-quality", is_flag=True, help="Also drop low_quality images (tag, review or --audits column).")
 @click.option(
     "--copy",
@@ -152,7 +168,8 @@ def export_cmd(**o) -> None:
     if not o["oversample"] and (targets or dims or o["oversample_name"]):
         fail("--target/--by/--oversample-name need --oversample")
     fo = _fiftyone_check(o["fo_name"], o["oversample"], o["force"]) if o["fo_name"] else None
-    policy = Policy(o["drop_low_quality"], o["drop_suspects"], o["gender_max_score"], o["age_max_score"])
+    policy = Policy(o["drop_low_quality"], o["drop_suspects"], o["gender_max_score"], o["age_max_score"],
+                    o["relabel_suspects"], o["relabel_gender_max_score"], o["relabel_age_max_score"])  # fmt: skip
     opts = ExportOptions(
         o["source"], o["root"], o["name"], review=rev, review_source=rev_src, policy=policy,
         images="copy" if o["copy_"] else "link" if o["link"] else "ref", oversample=o["oversample"],
@@ -168,12 +185,18 @@ def export_cmd(**o) -> None:
 
 def _check_policy(o: dict, have_flags: bool) -> None:
     limits = {"--gender-max-score": o["gender_max_score"], "--age-max-score": o["age_max_score"]}
+    relabel = {"--relabel-gender-max-score": o["relabel_gender_max_score"],
+               "--relabel-age-max-score": o["relabel_age_max_score"]}  # fmt: skip
     given = [k for k, v in limits.items() if v is not None]
-    if o["drop_suspects"] and not have_flags:
-        fail("--drop-suspects needs the flags (--dataset, --flags or --review)")
-    if given and not o["drop_suspects"]:
-        fail(f"{given[0]} only applies with --drop-suspects")
-    bad = [f"{k} {v}" for k, v in limits.items() if v is not None and not 0 <= v <= 1]
+    for flag, wanted in (("--drop-suspects", o["drop_suspects"]), ("--relabel-suspects", o["relabel_suspects"])):
+        if wanted and not have_flags:
+            fail(f"{flag} needs the flags (--dataset, --flags or --review)")
+    if given and not (o["drop_suspects"] or o["relabel_suspects"]):
+        fail(f"{given[0]} only applies with --drop-suspects or --relabel-suspects")
+    r_given = [k for k, v in relabel.items() if v is not None]
+    if r_given and not o["relabel_suspects"]:
+        fail(f"{r_given[0]} only applies with --relabel-suspects")
+    bad = [f"{k} {v}" for k, v in {**limits, **relabel}.items() if v is not None and not 0 <= v <= 1]
     if bad:
         fail(f"{bad[0]}: label scores are in [0, 1] (lower = worse)")
 

@@ -28,6 +28,7 @@ EXPORT_COLUMNS = MANIFEST_COLUMNS + [
     "original_gender",
     "label_source",
     "review_tags",
+    "label_note",
     "generated",
     "source_content_hash",
     "transform",
@@ -42,3 +43,6 @@ class Policy:
     drop_suspects: bool = False
     gender_max_score: float | None = None  # also a suspect: gender_label_score at most this
     age_max_score: float | None = None  # also a suspect: age_label_score at most this
+    relabel_suspects: bool = False  # unreviewed suspects get the suggested label (before any dropping)
+    relabel_gender_max_score: float | None = None  # relabel a gender only at gender_label_score <= this
+    relabel_age_max_score: float | None = None  # relabel an age only at age_label_score <= this

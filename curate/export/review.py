@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.labels import GENDER_NAMES
 from core.schema import upgrade_columns
 from curate.export.common import (
     LABEL_SCORES,
@@ -142,6 +143,7 @@ def normalize_review(raw: pd.DataFrame, source: str = "review") -> pd.DataFrame:
         df[col] = _bool_col(raw[col]) if col in raw else False
     for col in LABEL_SCORES:
         df[col] = pd.to_numeric(raw[col], errors="coerce") if col in raw else np.nan
+    _suggestions(raw, df, source)
     df = df[df["filename"] != ""].reset_index(drop=True)
     dup = df["filename"].duplicated(keep=False)
     if dup.any():
@@ -150,6 +152,18 @@ def normalize_review(raw: pd.DataFrame, source: str = "review") -> pd.DataFrame:
             f"first: {df.loc[dup, 'filename'].iloc[0]}"
         )
     return df
+
+
+SUGGESTIONS = ("gender_suggested", "age_suggested", "gender_label_reason", "age_label_reason")
+
+
+def _suggestions(raw: pd.DataFrame, df: pd.DataFrame, source: str) -> None:
+    """flag-mislabels' suggested labels and reasons (what --relabel-suspects applies and reports)."""
+    g = [None if pd.isna(v) or str(v).strip() == "" else _gender_value(v) for v in raw.get("gender_suggested", [])]
+    df["gender_suggested"] = pd.Series(g, index=raw.index, dtype=float) if "gender_suggested" in raw else np.nan
+    df["age_suggested"] = pd.to_numeric(raw["age_suggested"], errors="coerce") if "age_suggested" in raw else np.nan
+    for col in ("gender_label_reason", "age_label_reason"):
+        df[col] = raw[col].fillna("").astype(str) if col in raw else ""
 
 
 def _label_scores_v2(raw: pd.DataFrame) -> pd.DataFrame:
@@ -206,6 +220,7 @@ def read_review_fiftyone(name: str) -> pd.DataFrame:
             "is_gender_label_issue",
             "is_age_label_issue",
             *LABEL_SCORES,
+            *SUGGESTIONS,
             "is_low_quality_issue",
         )
         if f in schema
@@ -233,6 +248,7 @@ def merge_reviews(review: pd.DataFrame | None, flags: pd.DataFrame) -> pd.DataFr
         is_low_quality_issue=("is_low_quality_issue", "any"),
         gender_label_score=("gender_label_score", "min"),
         age_label_score=("age_label_score", "min"),
+        **{c: (c, "first") for c in SUGGESTIONS if c in both},
     )
     return agg.reset_index()
 
@@ -301,9 +317,13 @@ def apply_decisions(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Apply the review to a manifest (rows matched on file name): (kept, removed, corrections).
 
-    `kept` has the corrected labels in age/gender and the originals in original_age/original_gender;
-    `removed` lists each dropped row with its `reason`; `corrections` each changed label.
-    `extra_low_quality` (aligned with `df`) adds low-quality flags from an audits table.
+    Order: reviewed decisions always win; then --relabel-suspects gives unreviewed suspects the
+    suggested label (gender_suggested / age_suggested); then --drop-suspects drops the suspects that
+    are still unresolved, and --drop-low-quality the low-quality images. `kept` has the new labels in
+    age/gender, the originals in original_age/original_gender, `label_source` (original / corrected /
+    relabelled) and a `label_note` saying what changed and why; `removed` lists each dropped row with its
+    `reason`; `corrections` each changed label. `extra_low_quality` (aligned with `df`) adds low-quality
+    flags from an audits table.
     """
     policy = policy or Policy()
     df = df.reset_index(drop=True).copy()
@@ -311,22 +331,24 @@ def apply_decisions(
     rv = rv[rv.index.isin(df["filename"].astype(str))]
     idx = df["filename"].astype(str)
     tags = idx.map(rv["tags"]).apply(lambda t: t if isinstance(t, tuple) else ())
-    age_c = idx.map(rv["age_corrected"]).astype(float)
-    gen_c = idx.map(rv["gender_corrected"]).astype(float)
+    col = lambda c: idx.map(rv[c]) if c in rv else pd.Series(np.nan, index=df.index)  # noqa: E731
+    age_c, gen_c = col("age_corrected").astype(float), col("gender_corrected").astype(float)
     has_corr = age_c.notna() | gen_c.notna()
-    flag = lambda col: idx.map(rv[col]).eq(True)  # noqa: E731
-    score = lambda col: idx.map(rv[col]).astype(float)  # noqa: E731
+    flag = lambda c: col(c).eq(True)  # noqa: E731
+    score = lambda c: col(c).astype(float)  # noqa: E731
     has = lambda tag: tags.apply(lambda t: tag in t)  # noqa: E731
     reviewed = has(TAG_EXCLUDE) | has(TAG_MISLABEL) | has(TAG_OK) | has_corr
     low_q = has(TAG_LOW_QUALITY) | flag("is_low_quality_issue")
     if extra_low_quality is not None:
         low_q |= pd.Series(extra_low_quality, index=df.index).fillna(False).astype(bool)
-    suspect = (
-        has(TAG_SUSPECT_GENDER) | has(TAG_SUSPECT_AGE) | flag("is_gender_label_issue") | flag("is_age_label_issue")
-    )
-    for col, limit in (("gender_label_score", policy.gender_max_score), ("age_label_score", policy.age_max_score)):
-        if limit is not None:
-            suspect |= (score(col) <= limit).fillna(False)
+    g_sus = has(TAG_SUSPECT_GENDER) | flag("is_gender_label_issue")
+    a_sus = has(TAG_SUSPECT_AGE) | flag("is_age_label_issue")
+    if policy.gender_max_score is not None:
+        g_sus |= (score("gender_label_score") <= policy.gender_max_score).fillna(False)
+    if policy.age_max_score is not None:
+        a_sus |= (score("age_label_score") <= policy.age_max_score).fillna(False)
+    new_g, new_a = _relabels(df, policy, g_sus & ~reviewed, a_sus & ~reviewed, col, score)
+    unresolved = (g_sus & new_g.isna()) | (a_sus & new_a.isna())
     reason = pd.Series("", index=df.index, dtype=object)
     rules = [
         (has(TAG_EXCLUDE), "tagged exclude"),
@@ -336,7 +358,7 @@ def apply_decisions(
     if policy.drop_low_quality:
         rules.append((low_q, "low quality (policy --drop-low-quality)"))
     if policy.drop_suspects:
-        rules.append((suspect & ~reviewed, "unreviewed suspect (policy --drop-suspects)"))
+        rules.append((unresolved & ~reviewed, "unreviewed suspect (policy --drop-suspects)"))
     for mask, why in rules:
         reason[(reason == "") & mask.to_numpy()] = why
     df["review_tags"] = tags.apply(";".join)
@@ -344,15 +366,50 @@ def apply_decisions(
     kept = df[reason == ""].copy()
     kept["original_age"] = kept["age"].astype(int)
     kept["original_gender"] = kept["gender"].astype(int)
-    a, g = age_c[kept.index], gen_c[kept.index]
-    kept["age"] = np.where(a.notna(), a, kept["age"]).astype(int)
-    kept["gender"] = np.where(g.notna(), g, kept["gender"]).astype(int)
+    k = kept.index
+    kept["age"] = age_c[k].fillna(new_a[k]).fillna(kept["age"]).astype(int)
+    kept["gender"] = gen_c[k].fillna(new_g[k]).fillna(kept["gender"]).astype(int)
     changed = (kept["age"] != kept["original_age"]) | (kept["gender"] != kept["original_gender"])
-    kept["label_source"] = np.where(changed, "corrected", "original")
-    corrections = kept.loc[
-        changed, ["path", "filename", "content_hash", "original_age", "age", "original_gender", "gender", "review_tags"]
-    ]
+    kept["label_source"] = np.where(~changed, "original", np.where(has_corr[k], "corrected", "relabelled"))
+    g_score, a_score, g_why, a_why = (score("gender_label_score"), score("age_label_score"),
+                                      col("gender_label_reason"), col("age_label_reason"))  # fmt: skip
+    kept["label_note"] = [
+        _note(r, None if r["label_source"] == "corrected" else (g_score[i], a_score[i], g_why[i], a_why[i]))
+        if r["label_source"] != "original" else ""
+        for i, r in kept.iterrows()
+    ]  # fmt: skip
+    corrections = kept.loc[changed, ["path", "filename", "content_hash", "original_age", "age", "original_gender",
+                                     "gender", "review_tags", "label_source", "label_note"]]  # fmt: skip
     return kept.reset_index(drop=True), removed.reset_index(drop=True), corrections.reset_index(drop=True)
+
+
+def _relabels(df, policy: Policy, g_open: pd.Series, a_open: pd.Series, col, score) -> tuple[pd.Series, pd.Series]:
+    """The suggested gender / age for the open (unreviewed) suspects --relabel-suspects may change; NaN else."""
+    nan = pd.Series(np.nan, index=df.index)
+    if not policy.relabel_suspects:
+        return nan, nan.copy()
+    sug_g, sug_a = col("gender_suggested").astype(float), col("age_suggested").astype(float)
+    ok_g = g_open & sug_g.notna() & (sug_g != df["gender"].astype(float))
+    ok_a = a_open & sug_a.notna() & (sug_a != df["age"].astype(float))
+    if policy.relabel_gender_max_score is not None:
+        ok_g &= (score("gender_label_score") <= policy.relabel_gender_max_score).fillna(False)
+    if policy.relabel_age_max_score is not None:
+        ok_a &= (score("age_label_score") <= policy.relabel_age_max_score).fillna(False)
+    return sug_g.where(ok_g), sug_a.where(ok_a)
+
+
+def _note(row, why: tuple | None) -> str:
+    """What changed and why: "gender male->female (reviewed)" or, for a relabelled suspect,
+    "gender male->female (gender_label_score 0.012: <flag-mislabels' reason>)"."""
+    parts = []
+    for what, old, new, k in (("gender", row["original_gender"], row["gender"], 0), ("age", row["original_age"],
+                                                                                     row["age"], 1)):  # fmt: skip
+        if old == new:
+            continue
+        shown = (GENDER_NAMES[old], GENDER_NAMES[new]) if what == "gender" else (old, new)
+        because = "reviewed" if why is None else f"{what}_label_score {why[k]:.3g}: {why[k + 2]}"
+        parts.append(f"{what} {shown[0]}->{shown[1]} ({because})")
+    return "; ".join(parts)
 
 
 def corrected_view(df: pd.DataFrame, review: pd.DataFrame) -> tuple[pd.DataFrame, dict]:

@@ -192,6 +192,7 @@ def _summary(
         "n_corrected": len(corrections),
         "n_age_corrected": int((corrections["age"] != corrections["original_age"]).sum()),
         "n_gender_corrected": int((corrections["gender"] != corrections["original_gender"]).sum()),
+        "n_relabelled": int((corrections["label_source"] == "relabelled").sum()),
         "warnings": warnings,
     }
 
@@ -256,6 +257,8 @@ CORRECTION_COLUMNS = [
     "original_gender",
     "gender",
     "review_tags",
+    "label_source",
+    "label_note",
 ]
 
 
@@ -265,7 +268,8 @@ def _write_tables(
     """Manifest, removed.csv, corrections.csv, export.json and EXPORT.md into every split folder."""
     removed = removed.assign(race=pd.to_numeric(removed["race"], errors="coerce").astype("Int64"))
     cleaned = splits["cleaned"]
-    corrections = cleaned.loc[cleaned["label_source"] == "corrected", CORRECTION_COLUMNS]
+    corrections = cleaned.loc[cleaned["label_source"] != "original", CORRECTION_COLUMNS]
+    summary["changed_labels"] = corrections[["filename", "label_source", "label_note"]].to_dict("records")
     summary["seconds"] = round(time.time() - t0, 1)
     for w, df in zip(writers, splits.values()):
         write_csv(df, w.tmp / "manifest.csv")
@@ -293,8 +297,12 @@ def export_report(s: dict, this: str) -> str:
     lines += [f"  - {why}: {n}" for why, n in s["removed"].items()]
     lines += [
         f"- labels corrected: {s['n_corrected']} (age {s['n_age_corrected']}, gender {s['n_gender_corrected']})",
+        f"- of which relabelled by the policy (unreviewed suspects, suggested label): {s['n_relabelled']}",
         f"- policy: {json.dumps(s['policy'])}",
     ]
+    if s.get("changed_labels"):
+        lines += ["", "## Changed labels", "", "| file | by | what and why |", "|---|---|---|"]
+        lines += [f"| {c['filename']} | {c['label_source']} | {c['label_note']} |" for c in s["changed_labels"]]
     if "oversampled" in s:
         o = s["oversampled"]
         p = o["plan"]
