@@ -1,0 +1,267 @@
+"""Does cleaning pay? Noise injected into the training split only, the product's loop, five training sets.
+
+For each (rate, seed): gender flipped on `rate` of the training images and age shifted 10-40 years on
+`rate` (bench/mislabel_detection.py's `inject_noise`; the test split `test_2_folds_last` untouched), then
+the product's own loop, non-interactively: a cross-fit on the noisy training split (flag-mislabels' cheap
+recipe), the label scores (audits.mislabels), and `curate export`'s policies (curate.export.review). One
+fixed training config then trains on
+  (a) noisy: the noisy labels              (b) ours_drop: drop our suspects
+  (c) ours_relabel: relabel our suspects   (d) cleanlab_drop: drop what cleanlab flags (find_label_issues
+      for gender; its regression label-quality rank for age, as many as we flag)
+  (e) oracle: the true labels
+and every model (final weights, flip TTA) is measured on the clean test split: age MAE and gender accuracy
+with paired-bootstrap 95% intervals against (a), the recovered fraction (noisy - policy) / (noisy -
+oracle) per metric, and the same per age group and skin tone. Every step is cached under --out (a re-run
+resumes; a training resumes from its last epoch) and its wall time recorded.
+
+    python bench/cleaning_payoff.py --settings 0.2:0,0.2:1,0.1:0 --out runs/payoff
+    python bench/cleaning_payoff.py --quick        # the embedded sample, tiny models: checks the machinery
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mislabel_detection import audit_frame, cleanlab_age, cleanlab_gender, inject_noise, sharpness  # noqa: E402
+
+POLICIES = ("noisy", "ours_drop", "ours_relabel", "cleanlab_drop", "oracle")
+LABELS = {
+    "noisy": "(a) noisy labels",
+    "ours_drop": "(b) ours: drop suspects",
+    "ours_relabel": "(c) ours: relabel suspects",
+    "cleanlab_drop": "(d) cleanlab: drop its issues",
+    "oracle": "(e) true labels",
+}
+
+
+class Steps:
+    """Cached steps with their wall times (steps.json), so an interrupted run resumes where it stopped."""
+
+    def __init__(self, out: Path):
+        out.mkdir(parents=True, exist_ok=True)
+        self.path = out / "steps.json"
+        self.times = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def run(self, name: str, path: Path, fn, read=pd.read_parquet, write=None):
+        if path.exists():
+            return read(path)
+        t0 = time.time()
+        print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
+        value = fn()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (write or (lambda v, p: v.to_parquet(p, index=False)))(value, path)
+        self.times[name] = round(time.time() - t0, 1)
+        self.path.write_text(json.dumps(self.times, indent=1))
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: {self.times[name] / 60:.1f} min", flush=True)
+        return value
+
+
+def configs(quick: bool, threads: int):
+    """(cross-fit config, the policies' training config): flag-mislabels' cheap recipe, and one cheap config."""
+    from trainer.config import TrainConfig, replace
+    from trainer.crossfit import cheap_config
+
+    base = replace(TrainConfig(), threads=threads, keep_epoch_checkpoints=False)
+    if quick:
+        tiny = replace(base, image_size=64, num_epochs=2, override_cycle_epoch_count=2, batch_size=32)
+        return tiny, tiny
+    return cheap_config(base), cheap_config(base, image_size=64, num_epochs=8)
+
+
+def review_frame(noisy: pd.DataFrame, g: pd.DataFrame, a: pd.DataFrame) -> pd.DataFrame:
+    """flag-mislabels' output for the noisy training split, as the review table `curate export` reads."""
+    from curate.export.review import normalize_review
+
+    raw = pd.DataFrame({"path": noisy["path"], "filename": noisy["filename"], "content_hash": noisy["content_hash"],
+                        "tags": ""})  # fmt: skip
+    for c in ("is_gender_label_issue", "gender_label_score", "gender_suggested", "gender_label_reason"):
+        raw[c] = g[c].to_numpy()
+    for c in ("is_age_label_issue", "age_label_score", "age_suggested", "age_label_reason"):
+        raw[c] = a[c].to_numpy()
+    return normalize_review(raw, "flags")
+
+
+def policy_sets(train: pd.DataFrame, noisy: pd.DataFrame, pred: pd.DataFrame, flags: pd.DataFrame) -> dict:
+    """The five training manifests and what each policy changed."""
+    from curate.export.common import Policy
+    from curate.export.review import apply_decisions
+
+    out = {"noisy": (noisy, {}), "oracle": (train, {})}
+    for name, pol in (("ours_drop", Policy(drop_suspects=True)), ("ours_relabel", Policy(relabel_suspects=True))):
+        kept, removed, corr = apply_decisions(noisy, flags, pol)
+        out[name] = (kept, {"removed": len(removed), "relabelled": len(corr)})
+    g_issue = cleanlab_gender(pred, "self_confidence") >= 2  # flagged by find_label_issues
+    n_age = int(flags["is_age_label_issue"].sum())
+    a_issue = np.zeros(len(pred), bool)
+    if n_age:
+        a_issue[np.argsort(-cleanlab_age(pred), kind="stable")[:n_age]] = True
+    drop = g_issue | a_issue
+    out["cleanlab_drop"] = (noisy[~drop].reset_index(drop=True), {"removed": int(drop.sum())})
+    return out
+
+
+def train_and_predict(name: str, manifest: pd.DataFrame, test_dir: Path, run_dir: Path, cfg, steps: Steps):
+    from curate.compare import final_checkpoint
+    from trainer.config import replace
+    from trainer.evaluate import predict_manifest
+    from trainer.train import train
+
+    def fit():
+        split = run_dir / "train"
+        split.mkdir(parents=True, exist_ok=True)
+        manifest.to_csv(split / "manifest.csv", index=False)
+        meta = run_dir / "run" / "metadata.json"
+        resume = meta.exists()
+        train(replace(cfg, train_path=str(split), val_path=str(test_dir)), run_dir / "run", resume=resume)
+        test = pd.read_csv(test_dir / "manifest.csv", dtype={"content_hash": str})
+        return predict_manifest(final_checkpoint(run_dir / "run"), test, threads=cfg.threads, tta=True)
+
+    return steps.run(f"{run_dir.parent.name}/{name}: train + predict", run_dir / "test_predictions.parquet", fit)
+
+
+def measure(test: pd.DataFrame, preds: dict, audits: pd.DataFrame | None, n_boot: int) -> pd.DataFrame:
+    """Each policy against (a) noisy on the clean test split: paired bootstrap per group, recovered fraction."""
+    from curate.compare import group_tables, joint_frame
+
+    rows = []
+    for name in POLICIES:
+        f = joint_frame(test, preds["noisy"], preds[name], audits)
+        r, _ = group_tables(f, n_boot=n_boot)
+        r = r[r["dimension"].isin(["overall", "age_group", "skin_category"])].assign(policy=name)
+        rows.append(r)
+    res = pd.concat(rows, ignore_index=True)
+    key = ["dimension", "group", "metric"]
+    oracle = res[res["policy"] == "oracle"].set_index(key)["new"]
+    gap = oracle.reindex(pd.MultiIndex.from_frame(res[key])).to_numpy() - res["baseline"].to_numpy()
+    res["recovered"] = np.where(np.abs(gap) > 1e-9, (res["new"] - res["baseline"]) / gap, np.nan)
+    return res
+
+
+def run_setting(rate: float, seed: int, train: pd.DataFrame, test: pd.DataFrame, test_dir: Path, args, cfgs):
+    from audits.mislabels import score_age, score_gender
+    from trainer.crossfit import crossfit
+
+    out = args.out / f"r{rate:g}_s{seed}"
+    steps = Steps(out)
+    noisy, g_true, a_true = inject_noise(train, seed, rate)
+    sharp = steps.run(
+        "sharpness",
+        args.out / "sharpness.parquet",
+        lambda: pd.DataFrame({"path": train["path"], "laplacian_var": sharpness(train["path"])}),
+    )
+    pred = steps.run(
+        "cross-fit",
+        out / "crossfit_predictions.parquet",
+        lambda: crossfit(noisy, out / "crossfit", cfgs[0], k=2, seed=seed, progress=not args.quiet),
+    )
+    audit = audit_frame(pred, dict(zip(sharp["path"], sharp["laplacian_var"])), train["race"])
+    g, a = score_gender(pred, audit), score_age(pred, audit)
+    flags = review_frame(noisy, g, a)
+    gi, ai = g["is_gender_label_issue"].to_numpy(bool), a["is_age_label_issue"].to_numpy(bool)
+    share = lambda hit, of: float(hit[of].mean()) if of.any() else float("nan")  # noqa: E731
+    detect = {
+        "gender_flagged": int(gi.sum()),
+        "gender_precision": share(g_true, gi),
+        "gender_recall": share(gi, g_true),
+        "age_flagged": int(ai.sum()),
+        "age_precision": share(a_true, ai),
+        "age_recall": share(ai, a_true),
+    }
+    sets = policy_sets(train, noisy, pred, flags)
+    preds = {name: train_and_predict(name, sets[name][0], test_dir, out / name, cfgs[1], steps) for name in POLICIES}
+    res = measure(test, preds, args.audits, args.n_boot).assign(rate=rate, seed=seed)
+    changes = {name: {"n_train": len(sets[name][0]), **sets[name][1]} for name in POLICIES}
+    summary = {"rate": rate, "seed": seed, "detection": detect, "changes": changes, "wall_s": steps.times}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    res.to_csv(out / "results.csv", index=False)
+    return res, summary
+
+
+def _cells(m: pd.DataFrame, metric: str, scale: float) -> list[str]:
+    """value, paired difference to (a) with its 95% interval, recovered fraction."""
+    r = m.loc[metric]
+    rec = f"{r['recovered']:.2f}" if r["recovered"] == r["recovered"] else "-"
+    diff = f"{r['delta'] * scale:+.2f} [{r['delta_lo'] * scale:+.2f}, {r['delta_hi'] * scale:+.2f}]"
+    return [f"{r['new'] * scale:.2f}", diff, rec]
+
+
+def report(results: pd.DataFrame, summaries: list[dict], out: Path) -> str:
+    lines = ["# Cleaning payoff", "", "Test split untouched (true labels); each model's final weights, flip TTA.", ""]
+    head = ["policy", "train images", "changed", "age MAE", "vs (a), 95% CI", "recovered", "gender acc %",
+            "vs (a), pp, 95% CI", "recovered"]  # fmt: skip
+    for s in summaries:
+        mine = (results["rate"] == s["rate"]) & (results["seed"] == s["seed"]) & (results["dimension"] == "overall")
+        d = s["detection"]
+        lines += [
+            f"## noise rate {s['rate']:g}, seed {s['seed']}",
+            "",
+            f"Flags on the noisy training split: gender {d['gender_flagged']} (precision "
+            f"{d['gender_precision']:.2f}, recall {d['gender_recall']:.2f}); age {d['age_flagged']} (precision "
+            f"{d['age_precision']:.2f}, recall {d['age_recall']:.2f}).",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|---|---:|---|---:|---|---:|---:|---|---:|",
+        ]
+        for name in POLICIES:
+            m = results[mine & (results["policy"] == name)].set_index("metric")
+            c = s["changes"][name]
+            what = ", ".join(f"{k} {v}" for k, v in c.items() if k != "n_train") or "-"
+            cells = [LABELS[name], str(c["n_train"]), what]
+            cells += _cells(m, "age MAE", 1) + _cells(m, "gender accuracy", 100)
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "Wall time per step (s): " + json.dumps(s["wall_s"]), ""]
+    text = "\n".join(lines) + "\n"
+    (out / "report.md").write_text(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "utkface" / "UTKFace")
+    ap.add_argument("--split", type=Path, help="A split folder (train_8_folds_first, test_2_folds_last) "
+                    "[default: made under --out with `curate split`'s rules]")  # fmt: skip
+    ap.add_argument("--settings", default="0.2:0,0.2:1,0.1:0", help="rate:seed, comma-separated, in this order")
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "payoff")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--quick", action="store_true", help="the embedded sample, tiny models")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.data, args.out = REPO / "dataset" / "sample", args.out.parent / "payoff_quick"
+        args.settings, args.n_boot = "0.2:0", 200
+    from audits.runner import AuditConfig, run_audit
+    from curate.splits import make_splits
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    split = args.split or args.out / "split"
+    if not (split / "test_2_folds_last" / "manifest.csv").exists():
+        make_splits(args.data, split, progress=not args.quiet)
+    read = lambda s: pd.read_csv(split / s / "manifest.csv", dtype={"content_hash": str})  # noqa: E731
+    train, test = read("train_8_folds_first"), read("test_2_folds_last")
+    aud = Steps(args.out).run("test audits (skin tone)", args.out / "test_audits.parquet",
+                              lambda: run_audit(test["path"].tolist(), config=AuditConfig()).table)  # fmt: skip
+    args.audits = test[["path"]].merge(aud[["path", "skin_category"]], on="path", how="left")
+    cfgs = configs(args.quick, args.threads)
+    results, summaries = [], []
+    for item in args.settings.split(","):
+        rate, seed = item.split(":")
+        res, summary = run_setting(float(rate), int(seed), train, test, split / "test_2_folds_last", args, cfgs)
+        results.append(res)
+        summaries.append(summary)
+        print(report(pd.concat(results, ignore_index=True), summaries, args.out), flush=True)
+    pd.concat(results, ignore_index=True).to_csv(args.out / "results.csv", index=False)
+
+
+if __name__ == "__main__":
+    main()
