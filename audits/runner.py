@@ -315,6 +315,16 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _absolute(p: str | os.PathLike) -> str:
+    """The resolved path (as split and score use it); a dangling link or a link loop keeps its own name,
+    so the row that says what is wrong with it carries the name the user sees."""
+    q = Path(p)
+    try:
+        return str(q.resolve(strict=True))
+    except (OSError, RuntimeError):
+        return str(q.parent.resolve() / q.name)
+
+
 def run_audit(
     paths: Sequence[str | os.PathLike], labels: pd.DataFrame | None = None, config: AuditConfig | None = None
 ) -> AuditResult:
@@ -326,7 +336,7 @@ def run_audit(
     """
     cfg = config or AuditConfig()
     t0 = time.perf_counter()
-    paths = [str(Path(p).resolve()) for p in paths]
+    paths = [_absolute(p) for p in paths]
     cache = AuditCache(cfg.cache_root, skin_cfg=cfg.skin) if cfg.use_cache else None
     known = _Known.from_cache(cache, paths)
     n_computed = _measure(known, cache, cfg)

@@ -11,6 +11,9 @@ import hashlib
 import io
 import os
 import stat
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -53,12 +56,40 @@ def decode_image(path: Path) -> tuple[np.ndarray | None, str]:
     size, too_large = _header(data, is_jpeg)
     if too_large:
         return None, too_large
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), _decode_flag(size) if is_jpeg else cv2.IMREAD_COLOR)
+    if is_jpeg:
+        with _libjpeg_messages() as said:
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), _decode_flag(size))
+        if img is not None and said and "Corrupt JPEG data" in said[0]:
+            return None, "corrupt JPEG data (libjpeg: " + said[0].split("Corrupt JPEG data: ")[1].split("\n")[0] + ")"
+    else:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         return None, "corrupt image (decoder failed)"
     if min(img.shape[:2]) < MIN_SIDE:  # nothing to measure or learn: a 1x1 "face" must not be trained on
         return None, f"too small ({img.shape[1]}x{img.shape[0]})"
     return _shrink(img), ""
+
+
+@contextmanager
+def _libjpeg_messages() -> Iterator[list[str]]:
+    """What libjpeg prints while decoding (fd 2; it decodes a damaged scan anyway and names no file).
+
+    Captured through a pipe so the caller can turn "Corrupt JPEG data: ..." into a reason for the file
+    it is decoding; the messages are a few dozen bytes, far below a pipe's buffer."""
+    out: list[str] = []
+    read_fd, write_fd = os.pipe()
+    saved = os.dup(2)
+    try:
+        sys.stderr.flush()
+        os.dup2(write_fd, 2)
+        yield out
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as r:
+            out.append(r.read().decode(errors="replace"))
+        out[:] = [m for m in out if m]
 
 
 def _header(data: bytes, is_jpeg: bool) -> tuple[tuple[int, int] | None, str]:

@@ -31,7 +31,7 @@ def predict_images(checkpoint: str | Path, files: list[Path], batch_size: int = 
             rows.append(
                 {
                     "path": str(f),
-                    "status": f"unreadable image: {str(e).rsplit(': ', 1)[-1]}",
+                    "status": f"unreadable image: {str(e).removeprefix(f'{f}: ')}",
                     "age_pred": np.nan,
                     "gender_pred": None,
                     "gender_prob": np.nan,
