@@ -107,4 +107,5 @@ def use_plugin(fo) -> Path:
 
     d = app_plugins_dir(fo.config.plugins_dir, Path(default_cache_dir()))
     os.environ["FIFTYONE_PLUGINS_DIR"] = fo.config.plugins_dir = str(d)
+    os.environ.setdefault("CURATE_WORKDIR", os.getcwd())  # where the App's long jobs resolve relative paths
     return d

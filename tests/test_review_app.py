@@ -323,3 +323,28 @@ def test_review_decisions_clicked_in_the_app_are_stored_counted_and_exported(
     row = kept.loc[hashes[tid]]
     gender = {"male": 0, "female": 1}[want_g or target.gender.label]
     assert int(row["gender"]) == gender and int(row["age"]) == (want_a or round(target.age.value))
+
+
+def test_export_runs_from_the_app_as_a_delegated_operation(flagged, fo, sample_split, tmp_path, monkeypatch):
+    """The App's long jobs: queued as delegated operations and run by FiftyOne's executor, same CLI code."""
+    import fiftyone.operators as foo
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    from curate.fo_plugin import use_plugin
+
+    name, _ = flagged
+    monkeypatch.setenv("CURATE_WORKDIR", str(tmp_path))
+    old = fo.config.plugins_dir
+    try:
+        use_plugin(fo)
+        params = {"source": str(sample_split / "train_8_folds_first"), "name": "from-app", "relabel_suspects": True}
+        uri = f"{PLUGIN}/run_export"
+        queued = foo.execute_operator(uri, ctx={"dataset": name, "params": params, "request_delegation": True})
+        assert queued.delegated
+        done = DelegatedOperationService().execute_queued_operations(operator=uri, dataset_name=name)
+        assert done and all(d.error is None for d in done), [d.error_message for d in done]
+        assert "curate export" in done[0].result["command"]
+    finally:
+        fo.config.plugins_dir = old
+    report = (tmp_path / "dataset" / "from-app" / "EXPORT.md").read_text()
+    assert 'relabel_suspects": true' in report and (tmp_path / "dataset" / "from-app" / "manifest.csv").exists()

@@ -13,6 +13,7 @@ decision buttons, and reviewed / pending per saved view.
 
 from __future__ import annotations
 
+import os
 import time
 
 import fiftyone.operators as foo
@@ -153,6 +154,68 @@ class NextPending(foo.Operator):
         return {"next": nxt}
 
 
+class _Job(foo.Operator):
+    """A long `curate` command run from the App, by default delegated (`fiftyone delegated launch` runs
+    the queue): the very command line a user would type, so the App and the CLI share one code path."""
+
+    name, label, icon = "run_flag_mislabels", "Curate: flag mislabels (cross-fit)", "travel_explore"
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name=self.name,
+            label=self.label,
+            icon=self.icon,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+            default_choice_to_delegated=True,
+        )
+
+    def argv(self, ctx) -> list[str]:
+        recipe = "--full" if ctx.params.get("recipe") == "full" else "--cheap"
+        return ["flag-mislabels", "--dataset", ctx.dataset.name, recipe, "--quiet"]
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        inputs.enum("recipe", ["cheap", "full"], default="cheap", label="Cross-fit recipe", view=types.RadioGroup())
+        return types.Property(inputs, view=types.View(label=self.label))
+
+    def execute(self, ctx):
+        import subprocess
+        import sys
+
+        cmd = [sys.executable, "-m", "curate", *self.argv(ctx)]
+        # the App server runs in FiftyOne's folder: relative paths mean the folder `curate app` started in
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=os.environ.get("CURATE_WORKDIR") or None)
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-6:]
+        if proc.returncode != 0:
+            raise RuntimeError(f"`curate {' '.join(self.argv(ctx))}` failed: " + " / ".join(tail))
+        return {"command": "curate " + " ".join(self.argv(ctx)), "output": "\n".join(tail)}
+
+
+class RunExport(_Job):
+    name, label, icon = "run_export", "Curate: export the cleaned split", "output"
+
+    def argv(self, ctx) -> list[str]:
+        p = ctx.params
+        out = ["export", "--dataset", ctx.dataset.name, "--from", p.get("source") or "dataset/train_8_folds_first"]
+        out += ["--name", p.get("name") or "train_cleaned", "--quiet"]
+        for flag in ("drop_suspects", "relabel_suspects", "drop_low_quality", "force"):
+            if p.get(flag):
+                out.append("--" + flag.replace("_", "-"))
+        return out
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        inputs.str("source", label="Training split to clean", default="dataset/train_8_folds_first")
+        inputs.str("name", label="Name of the cleaned split", default="train_cleaned")
+        for flag, label in (("drop_suspects", "Drop unreviewed suspects"), ("relabel_suspects",
+                            "Relabel unreviewed suspects (suggested label)"), ("drop_low_quality", "Drop low-quality"),
+                            ("force", "Replace an existing split of that name")):  # fmt: skip
+            inputs.bool(flag, label=label, default=False)
+        return types.Property(inputs, view=types.View(label=self.label))
+
+
 class ReviewPanel(foo.Panel):
     @property
     def config(self):
@@ -247,4 +310,6 @@ def register(p):
         p.register(cls)
         p.register(_grid(cls))
     p.register(NextPending)
+    p.register(_Job)
+    p.register(RunExport)
     p.register(ReviewPanel)
