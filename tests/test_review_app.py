@@ -269,8 +269,10 @@ def test_review_decisions_clicked_in_the_app_are_stored_counted_and_exported(
         timings["panel"] = time.perf_counter() - t0
         body = page.inner_text("body")
         assert target.filename in body and "Review queue" in body and "low-quality" in body
-        page.get_by_role("button", name="Label is right").first.click()
-        _wait(lambda: "confirmed:ok" in stored(tid).tags, "the panel's decision")
+        page.get_by_role("button", name="Label is wrong").first.click()  # the panel's inputs hold the suggestion
+        _wait(lambda: "confirmed:mislabel" in stored(tid).tags, "the panel's decision")
+        s = stored(tid)
+        assert (s.gender_corrected, s.age_corrected) == (want_g, want_a), "the panel stored another correction"
         page.screenshot(path=str(tmp_path / "panel.png"))
         # bulk in the grid: "Label is right" on 3 selected samples
         page.keyboard.press("Escape")
@@ -294,13 +296,13 @@ def test_review_decisions_clicked_in_the_app_are_stored_counted_and_exported(
     csv = tmp_path / "decisions.csv"
     res = run("review-status", "--dataset", name, "--out", csv)
     dec = pd.read_csv(csv).set_index("id")
-    assert set(dec.index) == {tid, *bulk} and set(dec["decision"]) == {"ok"}
+    assert set(dec.index) == {tid, *bulk} and dec.loc[tid, "decision"] == "mislabel"
+    assert set(dec.loc[bulk, "decision"]) == {"ok"}
     line = next(x for x in res.output.splitlines() if x.strip().startswith("low-quality"))
     assert line.split()[1:3] == [str(len(lq)), str(sum(i in dec.index for i in lq))]
     # an App decision survives re-scoring and re-flagging untouched
     from curate.fo_decide import Decision, apply
 
-    apply(ds, {tid: Decision("mislabel", gender=want_g or s.gender.label, age=want_a)}, by="app")
     from core.manifest import TRAIN_SPLIT
 
     copies = ds.count_values("content_hash")
