@@ -301,9 +301,8 @@ def test_review_decisions_clicked_in_the_app_are_stored_counted_and_exported(
     line = next(x for x in res.output.splitlines() if x.strip().startswith("low-quality"))
     assert line.split()[1:3] == [str(len(lq)), str(sum(i in dec.index for i in lq))]
     # an App decision survives re-scoring and re-flagging untouched
-    from curate.fo_decide import Decision, apply
-
     from core.manifest import TRAIN_SPLIT
+    from curate.fo_decide import Decision, apply
 
     copies = ds.count_values("content_hash")
     ex = next(  # in the exported split unless excluded, and no pixel-identical copy there
