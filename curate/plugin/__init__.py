@@ -140,18 +140,23 @@ def _grid(cls):
     return type(cls.__name__ + "Selected", (cls,), {"name": cls.name.replace("_image", "") + "_selected", "grid": True})
 
 
+def open_next(ctx) -> str | None:
+    """Open the next undecided sample of the App's view after the open one (or say there is none)."""
+    nxt = review_card.next_pending(ctx.view, ctx.current_sample)
+    if nxt:
+        ctx.ops.open_sample(id=nxt)
+    else:
+        ctx.ops.notify("Nothing pending in this view", variant="info")
+    return nxt
+
+
 class NextPending(foo.Operator):
     @property
     def config(self):
         return foo.OperatorConfig(name="next_pending", label="Curate: next pending sample", icon="skip_next")
 
     def execute(self, ctx):
-        nxt = review_card.next_pending(ctx.view, ctx.current_sample)
-        if nxt:
-            ctx.ops.open_sample(id=nxt)
-        else:
-            ctx.ops.notify("Nothing pending in this view", variant="info")
-        return {"next": nxt}
+        return {"next": open_next(ctx)}
 
 
 class _Job(foo.Operator):
@@ -269,11 +274,7 @@ class ReviewPanel(foo.Panel):
         self._decide(ctx, "pending")
 
     def next(self, ctx):
-        nxt = review_card.next_pending(ctx.view, ctx.current_sample)
-        if nxt:
-            ctx.ops.open_sample(id=nxt)
-        else:
-            ctx.ops.notify("Nothing pending in this view", variant="info")
+        open_next(ctx)
 
     def render(self, ctx):
         panel = types.Object()
