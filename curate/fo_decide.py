@@ -66,10 +66,10 @@ def suggested(sample) -> Decision:
     Gender is binary, so a wrong gender label means the other one; a wrong age gets `age_suggested`."""
     tags = set(sample.tags)
     gender = age = None
-    if (_get(sample, "is_gender_label_issue") or "suspect:gender" in tags) and sample["gender"] is not None:
+    if (field(sample, "is_gender_label_issue") or "suspect:gender" in tags) and sample["gender"] is not None:
         gender = GENDER_NAMES[1 - GENDER_NAMES.index(sample["gender"].label)]
-    if _get(sample, "is_age_label_issue") or "suspect:age" in tags:
-        age = _get(sample, "age_suggested")
+    if field(sample, "is_age_label_issue") or "suspect:age" in tags:
+        age = field(sample, "age_suggested")
     return mislabel(sample, age=age, gender=gender)
 
 
@@ -85,7 +85,7 @@ def prefill(sample) -> dict:
 def current(sample) -> Decision:
     """The sample's decision now ("pending" when it has none; a conflicting pair reads as mislabel)."""
     tags = set(sample.tags)
-    age, gender = _get(sample, "age_corrected"), _get(sample, "gender_corrected")
+    age, gender = field(sample, "age_corrected"), field(sample, "gender_corrected")
     if "exclude" in tags:
         return Decision("exclude")
     if "confirmed:mislabel" in tags or age is not None or gender is not None:
@@ -97,7 +97,9 @@ def apply(ds, decisions: dict[str, Decision], by: str | None = None, now: dateti
     """Store each sample's decision; returns {"changed": n, "unchanged": m}. Unknown ids are an error."""
     if not decisions:
         raise ReviewError("no sample to decide on: select samples in the grid or open one")
-    declare_fields(__import__("fiftyone"), ds, REVIEW_FIELDS)
+    import fiftyone as fo
+
+    declare_fields(fo, ds, REVIEW_FIELDS)
     by, now = reviewer(by), now or datetime.now(timezone.utc).replace(microsecond=0)
     view = ds.select(list(decisions))
     if len(view) != len(decisions):
@@ -122,11 +124,12 @@ def _write(sample, new: Decision, by: str, now: datetime) -> None:
     pending = new.kind == "pending"
     sample["reviewed_by"], sample["reviewed_at"] = (None, None) if pending else (by, now)
     entry = {"decision": new.kind, "by": by, "at": now.isoformat(), "age": new.age, "gender": new.gender}
-    sample["review_log"] = [*(_get(sample, "review_log") or []), entry]
+    sample["review_log"] = [*(field(sample, "review_log") or []), entry]
 
 
-def _get(sample, field: str):
-    return sample[field] if sample.has_field(field) else None
+def field(sample, name: str):
+    """The sample's value of `name`, or None where the dataset has no such field (yet)."""
+    return sample[name] if sample.has_field(name) else None
 
 
 def _whole_years(age) -> int:

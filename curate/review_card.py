@@ -9,7 +9,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from curate.fo_decide import current, prefill
-from curate.fo_review import review_status
+from curate.fo_decide import field as _get
+from curate.fo_review import decided_filter, review_status
 from curate.fo_schema import REVIEW_TAGS
 
 REASONS = (  # (field, what it is about), in the order a reviewer needs them
@@ -22,10 +23,6 @@ REASONS = (  # (field, what it is about), in the order a reviewer needs them
 LEGEND = {"gender": "#2e7d32", "age": "#2e7d32", "oos_gender_pred": "#ef6c00", "oos_age_pred": "#ef6c00"}
 LEGEND_TEXT = "Colours in the grid: **green** = the dataset's label, **orange** = the out-of-sample model prediction."
 MAX_COPIES = 6
-
-
-def _get(sample, field: str):
-    return sample[field] if sample.has_field(field) else None
 
 
 def _num(sample, field: str, fmt: str) -> str:
@@ -124,17 +121,8 @@ def queue_rows(ds) -> list[dict]:
 
 def next_pending(view, after_id: str | None) -> str | None:
     """The first undecided sample after `after_id` in the view's order (wrapping around), or None."""
-    from fiftyone import ViewField as F
-
     ids = view.values("id")
-    undecided = (
-        view.match(
-            ~F("tags").contains(list(REVIEW_TAGS)) & (F("age_corrected") == None) & (F("gender_corrected") == None)  # noqa: E711
-        )
-        if "age_corrected" in view.get_field_schema()
-        else view.match(~F("tags").contains(list(REVIEW_TAGS)))
-    )
-    todo = set(undecided.values("id")) - {after_id}
+    todo = set(view.match(~decided_filter(view)).values("id")) - {after_id}
     if not todo:
         return None
     start = ids.index(after_id) + 1 if after_id in ids else 0

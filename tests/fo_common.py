@@ -11,9 +11,12 @@ import atexit
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
+import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 if "fiftyone" not in sys.modules:
@@ -145,3 +148,41 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@contextmanager
+def serve_app(name: str, view: str, log: Path):
+    """`curate app` on a free port in a process of its own, until the block ends; yields the port."""
+    port = free_port()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "curate",
+                "app",
+                "--dataset",
+                name,
+                "--view",
+                view,
+                "--port",
+                str(port),
+                "--address",
+                "127.0.0.1",
+                "--no-browser",
+            ],  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ),
+        )
+        try:
+            t0 = time.time()
+            while "App serving" not in log.read_text(errors="replace"):
+                assert proc.poll() is None, log.read_text(errors="replace")
+                assert time.time() - t0 < 600, "App did not start within 600 s"
+                time.sleep(1)
+            yield port
+        finally:
+            from curate.fo_app import stop_server
+
+            stop_server(proc, timeout=60)

@@ -18,7 +18,7 @@ from pathlib import Path
 import fo_common
 import pandas as pd
 import pytest
-from fo_common import CHROMIUM_ARGS, REPO, SAMPLE, TINY, free_port, run, usable_sample
+from fo_common import CHROMIUM_ARGS, REPO, SAMPLE, TINY, free_port, run, serve_app, usable_sample
 
 # the module-scoped fixtures, by name (each module that takes them gets its own scored dataset)
 env, model, fo, scored, flagged = fo_common.env, fo_common.model, fo_common.fo, fo_common.scored, fo_common.flagged
@@ -291,35 +291,8 @@ def test_app_shows_a_saved_view_in_headless_chromium(flagged, fo, tmp_path):
     ds = fo.load_dataset(name)
     expected = len(ds.load_saved_view("suspect-age"))
     assert expected > 0
-    port = free_port()
-    log = open(tmp_path / "app.log", "w")
-    app = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "curate",
-            "app",
-            "--dataset",
-            name,
-            "--view",
-            "suspect-age",
-            "--port",
-            str(port),
-            "--address",
-            "127.0.0.1",
-            "--no-browser",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=dict(os.environ),
-    )
     shot = tmp_path / "app.png"
-    try:
-        t0 = time.time()
-        while "App serving" not in (tmp_path / "app.log").read_text():
-            assert app.poll() is None, (tmp_path / "app.log").read_text()
-            assert time.time() - t0 < 600, "App did not start within 600 s"
-            time.sleep(2)
+    with serve_app(name, "suspect-age", tmp_path / "app.log") as port:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -346,11 +319,6 @@ def test_app_shows_a_saved_view_in_headless_chromium(flagged, fo, tmp_path):
         if os.environ.get("CURATE_UPDATE_SCREENSHOT"):
             (REPO / "docs").mkdir(exist_ok=True)
             shutil.copy2(shot, REPO / "docs" / "app_screenshot.png")
-    finally:
-        from curate.fo_app import stop_server
-
-        stop_server(app, timeout=60)
-        log.close()
 
 
 def test_an_integer_audit_column_with_a_gap_is_not_a_schema_change(fo, env):

@@ -7,20 +7,15 @@ re-running `curate score` and `curate flag-mislabels` afterwards must leave ever
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 import uuid
-from contextlib import contextmanager
-from pathlib import Path
 
 import fo_common
 import pandas as pd
 import pytest
-from fo_common import CHROMIUM_ARGS, SAMPLE, TINY, free_port, run
+from fo_common import CHROMIUM_ARGS, SAMPLE, TINY, run, serve_app
 
 env, model, fo, scored, flagged = fo_common.env, fo_common.model, fo_common.fo, fo_common.scored, fo_common.flagged
 pytestmark = pytest.mark.timeout(1200)
@@ -147,43 +142,6 @@ def test_plugin_is_found_by_fiftyone_and_the_users_plugins_stay(tmp_path, fo):
 
 
 # ------------------------------------------------------------------------------------ the browser
-@contextmanager
-def app(name: str, view: str, log: Path):
-    port = free_port()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "curate",
-                "app",
-                "--dataset",
-                name,
-                "--view",
-                view,
-                "--port",
-                str(port),
-                "--address",
-                "127.0.0.1",
-                "--no-browser",
-            ],  # fmt: skip
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ),
-        )
-        try:
-            t0 = time.time()
-            while "App serving" not in log.read_text(errors="replace"):
-                assert proc.poll() is None, log.read_text(errors="replace")
-                assert time.time() - t0 < 600, "App did not start within 600 s"
-                time.sleep(1)
-            yield port
-        finally:
-            from curate.fo_app import stop_server
-
-            stop_server(proc, timeout=60)
-
-
 def _wait(cond, what: str, timeout: float = 60.0) -> float:
     t0 = time.perf_counter()
     while not cond():
@@ -232,7 +190,7 @@ def test_review_decisions_clicked_in_the_app_are_stored_counted_and_exported(
         return s
 
     timings = {}
-    with app(name, one, tmp_path / "app.log") as port, sync_playwright() as p:
+    with serve_app(name, one, tmp_path / "app.log") as port, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1500, "height": 950})
         _open_grid(page, port, name, one)
