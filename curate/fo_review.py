@@ -93,12 +93,14 @@ def flag_mislabels(
     quality_top_k: int | None = None,
     worst_n: int = 12,
     allow_weak_model: bool = False,
+    source: dict | None = None,
     **options,
 ) -> dict:
     """Score, store, tag and save views; returns counts. `options` go to score_mislabels
     (gender_threshold, age_z_threshold, age_min_years, neighbors). Rows of a fold whose model is no
     better than the trivial answer (audits.model_checks) are scored but not flagged, unless
-    `allow_weak_model`; the checks are stored in the dataset's info for `curate review-status`."""
+    `allow_weak_model`; the checks and the predictions' `source` are stored in the dataset's info for
+    `curate review-status`."""
     from audits.mislabels import score_mislabels
     from audits.model_checks import fold_checks
     from curate.fo_schema import check_schema, declare_fields
@@ -113,7 +115,7 @@ def flag_mislabels(
     checks = fold_checks(pred)
     if not allow_weak_model:
         _unflag_weak_folds(scores, pred, checks)
-    _store_checks(ds, checks, allow_weak_model)
+    _store_checks(ds, checks, allow_weak_model, source)
     have = pred["age_pred"].notna().to_numpy() if "age_pred" in pred else np.zeros(len(df), bool)
     models = sorted(set(pred.loc[have, "model"].astype(str))) if "model" in pred else []
     version = "mislabels:" + hashlib.sha256(",".join(models).encode()).hexdigest()[:12]
@@ -142,12 +144,12 @@ def _unflag_weak_folds(scores: pd.DataFrame, pred: pd.DataFrame, checks: pd.Data
         scores.loc[fold.isin(weak).to_numpy(), f"is_{task}_label_issue"] = False
 
 
-def _store_checks(ds, checks: pd.DataFrame, allowed: bool) -> None:
-    """The model checks in `info["curate"]["model_checks"]`: review-status shows them."""
+def _store_checks(ds, checks: pd.DataFrame, allowed: bool, source: dict | None) -> None:
+    """The model checks and where the predictions came from, in `info["curate"]["model_checks"]`."""
     from curate.fo_schema import now_utc, update_info
 
     rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in checks.to_dict("records")]
-    stored = {"at": now_utc().isoformat(), "weak_allowed": allowed, "folds": rows}
+    stored = {"at": now_utc().isoformat(), "weak_allowed": allowed, "folds": rows, "source": source or {}}
     update_info(ds, lambda info: info.update(model_checks=stored))
 
 

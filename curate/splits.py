@@ -23,6 +23,7 @@ from core.images import IMAGE_EXTS, decode_image, pixel_hash
 from core.labels import AGE_GROUP_LABELS, GENDER_NAMES, MAX_AGE, RACE_NAMES, age_group
 from core.manifest import N_FOLDS, TEST_FOLDS, TEST_SPLIT, TRAIN_SPLIT
 
+DOC_EXTS = (".md", ".txt", ".csv", ".json", ".yaml", ".yml", ".parquet", ".pdf", ".html")  # beside images, not images
 # {age}_{gender}_{race}_{datetime}.jpg[.chip.jpg]; the race field is optional (3 real files lack it),
 # and we tolerate whitespace before the extension and a missing dot ("...357jpg.chip.jpg"), and
 # suffixes such as "_aug3" / "_dup1" that `curate export` gives generated or renamed samples.
@@ -90,9 +91,11 @@ def scan_folder(data_dir: Path, progress: bool = True) -> tuple[pd.DataFrame, pd
     if not data_dir.is_dir():
         raise SplitError(f"{data_dir}: not a directory")
     files = sorted(  # regular files, and anything named like an image (a directory, FIFO or broken link is
-        p  # rejected with what it is rather than silently skipped)
-        for p in data_dir.iterdir()
-        if not p.name.startswith(".") and (p.is_file() or p.name.rstrip().lower().endswith(IMAGE_EXTS))
+        p  # rejected with what it is rather than silently skipped); notes and tables beside the images are not
+        for p in data_dir.iterdir()  # images to reject (README.md, labels.csv)
+        if not p.name.startswith(".")
+        and not p.name.lower().endswith(DOC_EXTS)
+        and (p.is_file() or p.name.rstrip().lower().endswith(IMAGE_EXTS))
     )
     rows, rejected = [], []
     for p in tqdm(files, desc="scan", unit="img", disable=not progress, mininterval=0.5):

@@ -9,7 +9,14 @@ Usage:
   curate evaluate --checkpoint runs/NAME/checkpoints/last.pt --out runs/NAME/eval_tta
   curate evaluate --checkpoint runs/NAME/checkpoints/last.pt --out runs/NAME/eval_plain --no-tta
   python scripts/ship_model.py runs/NAME --config configs/default_model.yaml \
-      --trained-on "UTKFace train_8_folds_first, oversampled (27,053 images)"
+      --trained-on "UTKFace train_8_folds_first, oversampled (27,053 images)" \
+      --train-manifest dataset/train_8_folds_first/manifest.csv
+  python scripts/ship_model.py --training-record-only dataset/train_8_folds_first/manifest.csv
+
+--train-manifest writes curate/models/default.train_hashes.npy (the content hashes of every training image)
+and the card's `training_images` record (core/training_set.py): `curate flag-mislabels` uses the shipped
+model's predictions as out-of-sample only for images whose hash is not in it. Pass the distinct images the
+run trained on (an oversampled manifest repeats them; the hash file keeps each once).
 
 A run trained before `curate train` recalibrated BatchNorm over the whole training set at its end:
 run scripts/recalibrate_bn.py RUN first, evaluate RUN/checkpoints/last_bn_all.pt (--eval-tta,
@@ -28,7 +35,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from core.atomic import write_json  # noqa: E402
-from core.manifest import file_sha256  # noqa: E402
+from core.manifest import file_sha256, read_manifest  # noqa: E402
+from core.training_set import write_record  # noqa: E402
 from trainer.model import load_checkpoint, save_torch  # noqa: E402
 
 MODELS = ROOT / "curate" / "models"
@@ -72,15 +80,32 @@ def lineage(run: Path) -> list[dict]:
         run = parent
 
 
+def training_record(manifest: Path) -> dict:
+    """The card's `training_images` record, and the hash file it names, from the training manifest."""
+    df = read_manifest(manifest)
+    return write_record(df, MODELS / "default.train_hashes.npy", split=manifest.parent.name)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", type=Path)
+    ap.add_argument("run", type=Path, nargs="?")
+    ap.add_argument("--train-manifest", type=Path, help="The manifest of the images the run trained on.")
+    ap.add_argument("--training-record-only", type=Path, metavar="MANIFEST",
+                    help="Only (re)write the shipped card's training-image record from this manifest.")  # fmt: skip
     ap.add_argument("--checkpoint", default="last", help="Checkpoint name in RUN/checkpoints [last].")
     ap.add_argument("--config", type=Path, help="The YAML the run was trained with (recorded in the card).")
-    ap.add_argument("--trained-on", required=True, help="One line: which images the model saw.")
+    ap.add_argument("--trained-on", help="One line: which images the model saw (required with RUN).")
     ap.add_argument("--eval-tta", type=Path, help="[RUN/eval_tta]")
     ap.add_argument("--eval-plain", type=Path, help="[RUN/eval_plain]")
     args = ap.parse_args()
+    if args.training_record_only:
+        card = json.loads((MODELS / "default.json").read_text())
+        card["training_images"] = training_record(args.training_record_only)
+        write_json(MODELS / "default.json", card)
+        print(f"card: {card['training_images']}")
+        return
+    if args.run is None or args.train_manifest is None or args.trained_on is None:
+        ap.error("RUN, --trained-on and --train-manifest are required")
 
     ckpt_path = args.run / "checkpoints" / f"{args.checkpoint}.pt"
     if not ckpt_path.is_file():
@@ -127,6 +152,7 @@ def main() -> None:
         **{k: headline_metrics(d) for k, d in evals.items()},
         "versions": meta["versions"],
         "sha256": sha,
+        "training_images": training_record(args.train_manifest),
         "terms": "Trained on UTKFace: non-commercial research use only.",
     }
     write_json(MODELS / "default.json", card)

@@ -125,9 +125,11 @@ def scored(env, model, fo):
 @pytest.fixture(scope="module")
 def flagged(scored, fo):
     """flag-mislabels through its own cross-fit (tiny recipe), top 5 per kind; the tiny fold models learn
-    next to nothing, so tagging their suspects needs --allow-weak-model (see the test of the refusal)."""
+    next to nothing, so tagging their suspects needs --allow-weak-model (see the test of the refusal).
+    (Without --oos crossfit the shipped model's predictions would be used: the sample is new to it.)"""
     name, _ = scored
-    res = run("flag-mislabels", "--dataset", name, "--full", *TINY, "--top-k", "5", "--allow-weak-model", "--quiet")
+    res = run("flag-mislabels", "--dataset", name, "--oos", "crossfit", "--full", *TINY, "--top-k", "5",
+              "--allow-weak-model", "--quiet")  # fmt: skip
     return name, res.output
 
 

@@ -145,7 +145,7 @@ def test_cli_audit_folder_writes_table_sidecar_and_thresholds(mixed_dir, tmp_pat
     assert json.loads((tmp_path / "b.meta.json").read_text())["quality_thresholds"] == meta["quality_thresholds"]
     # a partial override
     over = tmp_path / "over.json"
-    over.write_text(json.dumps({"brightness_p95_max_dark": 255}))
+    over.write_text(json.dumps({"brightness_p95_max_dark": 256}))  # above any 8-bit level: every image is dark
     r3 = CliRunner().invoke(
         main,
         [

@@ -32,15 +32,31 @@ def test_every_check_has_raw_score_and_flag_named_by_the_rule():
     assert set(RENAMED_FROM_V1.values()) - seen <= {"age_group"}
 
 
-@pytest.fixture(scope="module")
-def audit_table(sample_dir, tmp_path_factory):
+def _audited(folder: Path, cache: Path):
     from audits.runner import AuditConfig, run_audit
     from curate.splits import scan_folder
 
-    usable, _ = scan_folder(sample_dir, progress=False)
-    cfg = AuditConfig(workers=1, progress=False, cache_root=tmp_path_factory.mktemp("audit-cache"))
+    usable, _ = scan_folder(folder, progress=False)
+    cfg = AuditConfig(workers=1, progress=False, cache_root=cache)
     table = run_audit(list(usable["path"]), usable[["age", "gender", "race"]].reset_index(drop=True), cfg).table
     return usable.reset_index(drop=True), table
+
+
+@pytest.fixture(scope="module")
+def audit_table(sample_dir, tmp_path_factory):
+    return _audited(sample_dir, tmp_path_factory.mktemp("audit-cache"))
+
+
+@pytest.fixture(scope="module")
+def v1_table(utkface_dir, tmp_path_factory):
+    """The 200 UTKFace files the schema-1 figures were measured on (the embedded sample of that time,
+    listed in tests/data), copied from the full UTKFace folder and audited as they were."""
+    import shutil
+
+    d = tmp_path_factory.mktemp("v1-sample")
+    for name in pd.read_csv(DATA / "schema_v1_audit_sample.csv", usecols=["filename"])["filename"]:
+        shutil.copy2(utkface_dir / name, d / name)
+    return _audited(d, tmp_path_factory.mktemp("audit-cache-v1"))
 
 
 def test_audit_table_carries_every_audit_check_with_scores_in_unit_interval(audit_table):
@@ -56,9 +72,9 @@ def test_audit_table_carries_every_audit_check_with_scores_in_unit_interval(audi
             assert flagged.median() <= fine.median(), f"{c.name}: flagged images score higher than the rest"
 
 
-def test_audit_values_are_the_schema_1_values_under_the_new_names(audit_table):
-    """Figures unchanged: the sample's audit measured before the schema (tests/data, renamed) matches."""
-    _, t = audit_table
+def test_audit_values_are_the_schema_1_values_under_the_new_names(v1_table):
+    """Figures unchanged: the audit measured before the schema (tests/data, renamed) matches."""
+    _, t = v1_table
     old = upgrade_columns(pd.read_csv(DATA / "schema_v1_audit_sample.csv", dtype={"content_hash": str}))
     t = t.set_index("filename").loc[old["filename"]].reset_index()
     for c in old.columns:
@@ -69,13 +85,13 @@ def test_audit_values_are_the_schema_1_values_under_the_new_names(audit_table):
             assert a.fillna("").astype(str).tolist() == b.fillna("").astype(str).tolist(), c
 
 
-def test_mislabel_ranking_is_unchanged_on_the_sample(audit_table):
+def test_mislabel_ranking_is_unchanged_on_the_sample(v1_table):
     """Same shipped model, same audits -> the schema-1 scores and flags, image for image."""
     from audits.mislabels import score_mislabels
     from curate.cli.common import DEFAULT_MODEL
     from trainer.evaluate import predict_manifest
 
-    usable, table = audit_table
+    usable, table = v1_table
     pred = predict_manifest(DEFAULT_MODEL, usable.assign(fold=0), progress=False)
     new = pd.concat([pred[["filename"]], score_mislabels(pred, table)], axis=1).set_index("filename")
     old = upgrade_columns(pd.read_csv(DATA / "schema_v1_scores_sample.csv")).set_index("filename")

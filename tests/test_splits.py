@@ -70,9 +70,9 @@ def test_age_bins_are_half_open():
 def test_sample_quirks_and_duplicates(sample_split: Path):
     folds = pd.read_csv(sample_split / "folds.csv")
     notes = dict(zip(folds["filename"], folds["name_note"].fillna("")))
-    assert "no race field" in notes["39_1_20170116174525125.jpg.chip.jpg"]
-    assert "stray whitespace" in notes["24_0_1_20170116220224657 .jpg.chip.jpg"]
-    assert "missing dot" in notes["55_0_0_20170116232725357jpg.chip.jpg"]
+    assert "no race field" in notes["40_0_20170117001148193.jpg.chip.jpg"]
+    assert "stray whitespace" in notes["26_0_2_20170117172630501 .jpg.chip.jpg"]
+    assert "missing dot" in notes["30_1_0_20170117103601281jpg.chip.jpg"]
     assert folds["race"].isna().sum() == 3
     dup = folds[folds["content_hash"].duplicated(keep=False)]
     assert len(dup) >= 4, "the sample carries pixel-identical pairs"
@@ -101,6 +101,8 @@ def _write_bad_files(folder: Path, sample_dir: Path) -> dict[str, str]:
 
 def test_bad_inputs_are_rejected_with_reasons(sample_copy: Path, sample_dir: Path, tmp_path: Path):
     expected = _write_bad_files(sample_copy, sample_dir)
+    (sample_copy / "README.md").write_text("# my faces\n")  # notes and tables beside the images: not rejected
+    (sample_copy / "labels.csv").write_text("path,age\n")
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sample_copy.iterdir()}
     res = CliRunner().invoke(main, ["split", str(sample_copy), "--out", str(tmp_path / "o"), "--quiet"])
     assert res.exit_code == 0, res.output

@@ -208,6 +208,16 @@ FLAG_OPTIONS = (
     help="Cross-fit recipe: cheap (96 px, 8 epochs, ~6x less compute) or the full reference run.",
 )
 @config_options("YAML training config for the cross-fit models.")
+@click.option(
+    "--oos",
+    "oos_from",
+    type=click.Choice(["auto", "model", "crossfit"]),
+    default="auto",
+    show_default=True,
+    help="Out-of-sample predictions: the --model's own, allowed only when its card shows it never trained on "
+    "any image of the dataset (model); a cross-fit (crossfit); model when allowed, else crossfit (auto).",
+)
+@model_option
 @click.option("-k", "--folds", "k", default=2, show_default=True, help="Cross-fit folds.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--gender-threshold", type=float, help="Tag suspect:gender at P(label wrong) >= this [0.5].")
@@ -236,8 +246,8 @@ def flag_mislabels(**o) -> None:
 
     fo = _connect()
     ds = _open(fo, o["name"], create=False)
-    oos = _read_predictions(o["predictions"]) if o["predictions"] is not None else _crossfit_predictions(ds, o)
-    summary = run_flags(fo, ds, oos, worst_n=o["worst_n"], **{k: o[k] for k in FLAG_OPTIONS})
+    oos, source = _oos_predictions(ds, o)
+    summary = run_flags(fo, ds, oos, worst_n=o["worst_n"], source=source, **{k: o[k] for k in FLAG_OPTIONS})
     _echo_model_checks(summary["model_checks"])
     click.echo(
         f"scored {summary['scored']} samples ({summary['not_scored']} not scored) with {summary['version']}: "
@@ -247,16 +257,56 @@ def flag_mislabels(**o) -> None:
     click.echo("saved views: " + ", ".join(f"{v} ({n})" for v, n in summary["views"].items()))
 
 
-def _crossfit_predictions(ds, o: dict):
+def _oos_predictions(ds, o: dict):
+    """(out-of-sample predictions, where they came from): --predictions, the model when every image is new
+    to it (--oos auto/model), else a cross-fit on the dataset's own labels (its folder reused)."""
+    if o["predictions"] is not None:
+        return _read_predictions(o["predictions"]), {"kind": "file", "file": str(o["predictions"])}
+    man = _label_manifest(ds, o["name"])
+    if o["oos_from"] != "crossfit":
+        got = _model_predictions(man, o)
+        if got is not None:
+            return got
+    return _crossfit_predictions(man, o)
+
+
+def _model_predictions(man, o: dict):
+    """The model's predictions with their provenance when its card shows that it never trained on any of the
+    images (content hashes); else None (--oos auto) or a refusal (--oos model)."""
+    from core.training_set import load
+    from curate import fo_inputs as fi
+
+    ckpt = resolve_checkpoint(None, o["checkpoint"])
+    ts = load(ckpt)
+    seen = ts.seen(man["content_hash"]) if ts is not None else None
+    if ts is None:
+        why = f"{ckpt}: its card lists no training images, so its predictions may not be out-of-sample"
+    elif seen.any():
+        first = Path(man.loc[seen, "path"].iloc[0]).name
+        why = f"{int(seen.sum())} of {len(man)} images were in {ckpt.name}'s training set (e.g. {first})"
+    else:
+        click.echo(f"all {len(man)} images are out-of-sample for {ckpt.name} ({ts.describe()}): its predictions "
+                   "score the labels, no cross-fit")  # fmt: skip
+        pred = fi.compute_predictions(man, ckpt, progress=not o["quiet"]).assign(fold=-1)
+        src = {"kind": "model", "checkpoint": str(ckpt), "model": str(pred["model"].iloc[0]),
+               "training_manifest": ts.record["manifest_hash"], "images": len(man), "in_training": 0}  # fmt: skip
+        return pred, src
+    if o["oos_from"] == "model":
+        fail(f"--oos model: {why}; use --oos crossfit")
+    click.echo(f"{why}: cross-fitting instead")
+    return None
+
+
+def _crossfit_predictions(man, o: dict):
     """Out-of-sample predictions from models cross-fitted on the dataset's own labels (folder reused)."""
     from trainer.crossfit import crossfit
 
-    man = _label_manifest(ds, o["name"])
     cfg = load_cfg(o["config"], o["sets"])
     cfg = crossfit_config(cfg, o["cheap"], o["sets"])
     out = o["crossfit_dir"] or _crossfit_dir(man, cfg, o["k"], o["seed"])
     click.echo(f"cross-fitting {len(man)} images ({'cheap' if o['cheap'] else 'full'} recipe, k={o['k']}) in {out}")
-    return crossfit(man, out, cfg, k=o["k"], seed=o["seed"], progress=not o["quiet"])
+    pred = crossfit(man, out, cfg, k=o["k"], seed=o["seed"], progress=not o["quiet"])
+    return pred, {"kind": "crossfit", "folder": str(out), "k": o["k"], "seed": o["seed"], "images": len(man)}
 
 
 def _label_manifest(ds, name: str):
@@ -367,7 +417,10 @@ def review_status(name: str, out_csv: Path | None) -> None:
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     write_csv(dec, out_csv)
     click.echo(table.to_string(index=False))
-    _echo_model_checks(ds.info.get("curate", {}).get("model_checks", {}).get("folds", []))
+    stored = ds.info.get("curate", {}).get("model_checks", {})
+    if stored.get("source"):
+        click.echo(describe_source(stored["source"]))
+    _echo_model_checks(stored.get("folds", []))
     bad = dec[dec["problem"] != ""]
     if len(bad):
         click.echo(f"{len(bad)} correction(s) need fixing, e.g. {bad['filename'].iloc[0]}: {bad['problem'].iloc[0]}")
@@ -386,6 +439,16 @@ def crossfit_config(cfg, cheap: bool, sets: tuple[str, ...]):
     if kept:
         click.echo(f"--cheap: keeping --set {', '.join(sorted(kept))}", err=True)
     return cheap_config(cfg, **kept)
+
+
+def describe_source(src: dict) -> str:
+    """One line: where the out-of-sample predictions behind the label scores came from."""
+    if src.get("kind") == "model":
+        return (f"out-of-sample predictions: model {src['model']} ({src['checkpoint']}), none of the {src['images']} "
+                f"images in its training set (manifest {src['training_manifest']})")  # fmt: skip
+    if src.get("kind") == "crossfit":
+        return f"out-of-sample predictions: {src['k']}-fold cross-fit of {src['images']} images in {src['folder']}"
+    return f"out-of-sample predictions: {src.get('file', src)}"
 
 
 def _echo_model_checks(folds: list[dict]) -> None:

@@ -163,7 +163,7 @@ class _Job(foo.Operator):
     """A long `curate` command run from the App, by default delegated (`fiftyone delegated launch` runs
     the queue): the very command line a user would type, so the App and the CLI share one code path."""
 
-    name, label, icon = "run_flag_mislabels", "Curate: flag mislabels (cross-fit)", "travel_explore"
+    name, label, icon = "run_flag_mislabels", "Curate: flag mislabels", "travel_explore"
 
     @property
     def config(self):
@@ -178,10 +178,19 @@ class _Job(foo.Operator):
 
     def argv(self, ctx) -> list[str]:
         recipe = "--full" if ctx.params.get("recipe") == "full" else "--cheap"
-        return ["flag-mislabels", "--dataset", ctx.dataset.name, recipe, "--quiet"]
+        oos = ctx.params.get("oos") if ctx.params.get("oos") in ("model", "crossfit") else "auto"
+        return ["flag-mislabels", "--dataset", ctx.dataset.name, "--oos", oos, recipe, "--quiet"]
 
     def resolve_input(self, ctx):
         inputs = types.Object()
+        inputs.enum(
+            "oos",
+            ["auto", "model", "crossfit"],
+            default="auto",
+            view=types.RadioGroup(),
+            label="Out-of-sample predictions",
+            description="auto: the shipped model's when it never trained on these images, else a cross-fit",
+        )
         inputs.enum("recipe", ["cheap", "full"], default="cheap", label="Cross-fit recipe", view=types.RadioGroup())
         return types.Property(inputs, view=types.View(label=self.label))
 
