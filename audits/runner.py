@@ -161,6 +161,13 @@ def _worker_chunk(items: Sequence[tuple[int, str]]) -> list[dict[str, Any]]:
     return _audit_paths(items, _WORKER_STATE["known"], _WORKER_STATE["skin_cfg"])
 
 
+def _ray_chunk(items: Sequence[tuple[int, str]], known: frozenset[str], skin_cfg: SkinConfig) -> list[dict[str, Any]]:
+    """A Ray task: the pool worker's body, the worker set up once per Ray worker process."""
+    if "malloc" not in _WORKER_STATE:
+        _init_worker(known, skin_cfg)
+    return _audit_paths(items, known, skin_cfg)
+
+
 # --------------------------------------------------------------------------------------------------
 # Cache
 # --------------------------------------------------------------------------------------------------
@@ -283,7 +290,8 @@ class AuditConfig:
     workers: processes (default: the CPUs this process may use); chunk_size: images per task;
     near_radius: phash Hamming radius of near duplicates; robust_k: MAD multiple of the dataset
     thresholds; thresholds: fixed QualityThresholds (skip dataset statistics, e.g. at predict time);
-    threshold_overrides: values that win over dataset statistics (config).
+    threshold_overrides: values that win over dataset statistics (config); ray_address: the chunks run
+    as Ray tasks on that cluster instead of local processes (same chunks, same results, same cache).
     """
 
     workers: int | None = None
@@ -296,6 +304,7 @@ class AuditConfig:
     use_cache: bool = True
     cache_root: Path | None = None
     progress: bool = True
+    ray_address: str | None = None  # run the chunks as Ray tasks: an address, "auto" or "local" (core.ray_cluster)
 
 
 @dataclass
@@ -457,6 +466,12 @@ def _run_chunks(chunks, workers: int, hashes: frozenset[str], cfg: AuditConfig, 
             cache.flush()
             last = time.perf_counter()
 
+    if cfg.ray_address is not None:
+        from core.ray_cluster import map_unordered
+
+        for recs in map_unordered(_ray_chunk, chunks, shared=(hashes, cfg.skin), address=cfg.ray_address):
+            done(recs)
+        return
     if workers == 1:
         import torch
 
@@ -548,6 +563,7 @@ def _metadata(
         "skin_config": asdict(cfg.skin),
         "config": {
             "workers": cfg.workers or default_workers(),
+            "executor": _executor(cfg),
             "chunk_size": cfg.chunk_size,
             "robust_k": cfg.robust_k,
             "threshold_overrides": dict(cfg.threshold_overrides),
@@ -563,6 +579,14 @@ def _metadata(
         "libraries": _versions(),
         "columns": COLUMN_DOC,
     }
+
+
+def _executor(cfg: AuditConfig) -> str:
+    if cfg.ray_address is None:
+        return "local processes"
+    from core.ray_cluster import connect, describe
+
+    return f"ray {cfg.ray_address}: {describe(connect(cfg.ray_address))}"
 
 
 def sidecar_paths(out: Path) -> tuple[Path, Path]:

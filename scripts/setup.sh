@@ -30,7 +30,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
       pip install -q "torch==2.9.1" "torchvision==0.24.1" || pip install -q torch torchvision
     fi
   fi
-  pip install -q -e ".[dev]"
+  pip install -q -e ".[dev,ray]"
 fi
 
 # --- FiftyOne database -----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ images took 12-22 min for both folds; expect ~2-3 min on an idle one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -77,6 +78,7 @@ def crossfit(
     progress: bool = True,
     val_max: int = 1000,
     max_batches: int | None = None,
+    ray_address: str | None = None,
 ) -> pd.DataFrame:
     """Train K models on K-1 folds each and predict the held-out fold; return every row's prediction.
 
@@ -84,6 +86,9 @@ def crossfit(
     Returns a DataFrame in the shared prediction schema (`PREDICTION_COLUMNS`), one row per manifest
     row, in manifest order, with `fold` = the fold that held the row out and `model` = the
     checkpoint hash of the model that scored it. `max_batches` caps each epoch: tests only.
+    With `ray_address` (core.ray_cluster) the K folds train at once as Ray tasks of `cfg.threads` CPUs each
+    (out_dir on a filesystem every node sees); a fold whose node dies is re-run and resumes from its last
+    epoch's checkpoint; the results are the sequential path's.
     """
     df = _check_manifest(manifest_df)
     if k < 2:
@@ -103,8 +108,34 @@ def crossfit(
         max_batches=max_batches,
         meta=_open_meta(out_dir, df, cfg, k, seed),
     )
-    parts = [_fold_predictions(run, i) for i in range(k)]
+    if ray_address is None:
+        parts = [_fold_predictions(run, i) for i in range(k)]
+    else:
+        parts = _folds_on_ray(run, ray_address)
     return _assemble(run, parts)
+
+
+def _folds_on_ray(run: _Run, address: str) -> list[pd.DataFrame]:
+    """Every fold as one Ray task; the driver alone writes crossfit.json."""
+    from core.ray_cluster import map_unordered
+
+    parts: dict[int, pd.DataFrame] = {}
+    work = dataclasses.replace(run, meta={}, progress=False)  # what a task needs: no metadata, no output
+    for i, part, fold_meta in map_unordered(_fold_task, range(run.k), shared=(work,), num_cpus=max(1, run.cfg.threads),
+                                            address=address):  # fmt: skip
+        parts[i] = part
+        if fold_meta is not None:
+            run.meta["folds"][str(i)] = fold_meta
+            write_json(run.meta_path, run.meta)
+        if run.progress:
+            print(f"cross-fit fold {i + 1}/{run.k}: done on Ray", flush=True)
+    return [parts[i] for i in range(run.k)]
+
+
+def _fold_task(i: int, run: _Run) -> tuple[int, pd.DataFrame, dict | None]:
+    """A Ray task: fold i's predictions and, when it trained them, their metadata for the driver."""
+    part, fold_meta = _fold_work(run, i)
+    return i, part, fold_meta
 
 
 @dataclass
@@ -161,14 +192,24 @@ def _open_meta(out_dir: Path, df: pd.DataFrame, cfg: TrainConfig, k: int, seed: 
 
 
 def _fold_predictions(run: _Run, i: int) -> pd.DataFrame:
-    """Fold i's out-of-sample predictions: read back if stored (resume), else trained, scored and stored."""
+    """Fold i's out-of-sample predictions, with its metadata written to crossfit.json when it trained."""
+    part, fold_meta = _fold_work(run, i)
+    if fold_meta is not None:
+        run.meta["folds"][str(i)] = fold_meta
+        write_json(run.meta_path, run.meta)
+    return part
+
+
+def _fold_work(run: _Run, i: int) -> tuple[pd.DataFrame, dict | None]:
+    """(fold i's predictions, their metadata): read back if stored (resume; no metadata), else trained,
+    scored and stored (the predictions file only: crossfit.json is the caller's)."""
     fdir = run.out_dir / f"fold_{i}"
     pred_path = fdir / "predictions.parquet"
     if pred_path.exists():
         part = pd.read_parquet(pred_path)
         if run.progress:
             print(f"cross-fit fold {i + 1}/{run.k}: predictions exist, skipped", flush=True)
-        return part
+        return part, None
     fdir.mkdir(exist_ok=True)
     train_df, hold_df, fcfg = _fold_manifests(run, i, fdir)
     run_dir = fdir / "run"
@@ -178,15 +219,13 @@ def _fold_predictions(run: _Run, i: int) -> pd.DataFrame:
     t_train = time.time() - t0
     part, model_id = _score_holdout(hold_df, last, fcfg, i, run.progress)
     write_parquet(part, pred_path)
-    run.meta["folds"][str(i)] = {
+    return part, {
         "n_train": len(train_df),
         "n_holdout": len(hold_df),
         "model": model_id,
         "train_seconds": round(t_train, 1),
         "predict_seconds": round(time.time() - t0 - t_train, 1),
     }
-    write_json(run.meta_path, run.meta)
-    return part
 
 
 def _fold_manifests(run: _Run, i: int, fdir: Path) -> tuple[pd.DataFrame, pd.DataFrame, TrainConfig]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from curate.cli.common import SAMPLE_DIR, data_argument, fail, path_option
+from curate.cli.common import SAMPLE_DIR, data_argument, fail, path_option, ray_option
 
 
 def _inputs(source: Path) -> tuple[list[str], object]:
@@ -71,6 +71,7 @@ def _inputs(source: Path) -> tuple[list[str], object]:
 )
 @path_option("--save-thresholds", help="Also write the thresholds used as JSON (for `curate predict`).")
 @click.option("--no-cache", is_flag=True, help="Recompute everything (the cache is under $CURATE_CACHE_DIR/audits).")
+@ray_option("The per-image audit as Ray tasks")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def audit(**o) -> None:
     """Audit every image of SOURCE: quality (BRISQUE, blur, exposure, contrast, entropy, grayscale,
@@ -104,6 +105,7 @@ def _audit_config(o: dict):
         robust_k=o["robust_k"],
         use_cache=not o["no_cache"],
         progress=not o["quiet"],
+        ray_address=o["ray_address"],
     )
     if o["thresholds_path"] is not None:
         _apply_thresholds(cfg, o["thresholds_path"])

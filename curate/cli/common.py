@@ -76,3 +76,17 @@ tta_option = click.option(
     show_default=True,
     help="Average each image's prediction with its mirror image's (--no-tta: one plain pass).",
 )
+
+
+def ray_option(what: str):
+    """--ray [ADDRESS]: `what` on a Ray cluster (core/ray_cluster.py); no value = a local cluster."""
+    return click.option(
+        "--ray",
+        "ray_address",
+        is_flag=False,
+        flag_value="local",
+        default=None,
+        metavar="[ADDRESS]",
+        help=f"{what} on a Ray cluster: ADDRESS (host:6379, ray://host:10001), 'auto', or none for a local "
+        "one. Images, $CURATE_CACHE_DIR and outputs must be on paths every node sees.",
+    )

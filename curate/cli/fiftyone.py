@@ -22,6 +22,7 @@ from curate.cli.common import (
     load_cfg,
     model_option,
     path_option,
+    ray_option,
     resolve_checkpoint,
 )
 
@@ -219,6 +220,7 @@ FLAG_OPTIONS = (
 )
 @model_option
 @click.option("-k", "--folds", "k", default=2, show_default=True, help="Cross-fit folds.")
+@ray_option("The cross-fit's folds (in parallel, one task each)")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--gender-threshold", type=float, help="Tag suspect:gender at P(label wrong) >= this [0.5].")
 @click.option("--age-z-threshold", type=float, help="Tag suspect:age at this many expected errors [3.5] ...")
@@ -305,8 +307,9 @@ def _crossfit_predictions(man, o: dict):
     cfg = crossfit_config(cfg, o["cheap"], o["sets"])
     out = o["crossfit_dir"] or _crossfit_dir(man, cfg, o["k"], o["seed"])
     click.echo(f"cross-fitting {len(man)} images ({'cheap' if o['cheap'] else 'full'} recipe, k={o['k']}) in {out}")
-    pred = crossfit(man, out, cfg, k=o["k"], seed=o["seed"], progress=not o["quiet"])
-    return pred, {"kind": "crossfit", "folder": str(out), "k": o["k"], "seed": o["seed"], "images": len(man)}
+    pred = crossfit(man, out, cfg, k=o["k"], seed=o["seed"], progress=not o["quiet"], ray_address=o["ray_address"])
+    return pred, {"kind": "crossfit", "folder": str(out), "k": o["k"], "seed": o["seed"], "images": len(man),
+                  "ray": o["ray_address"]}  # fmt: skip
 
 
 def _label_manifest(ds, name: str):
