@@ -6,7 +6,13 @@ the product's own loop, non-interactively: a cross-fit on the noisy training spl
 recipe), the label scores (audits.mislabels), and `curate export`'s policies (curate.export.review). One
 fixed training config then trains on
   (a) noisy: the noisy labels              (b) ours_drop: drop our suspects
-  (c) ours_relabel: relabel our suspects   (d) cleanlab_drop: drop what cleanlab flags (find_label_issues
+  (c) ours_relabel: relabel our suspects
+  (b2) ours_drop_broad: drop every label the scores call likely wrong, not only the review suspects:
+      `curate export --drop-suspects --gender-max-score 0.8 --age-max-score 0.05` (P(gender wrong) >= 0.2;
+      age about 2 usual errors off or more). The review thresholds (P >= 0.5, 3.5 usual errors) pick what
+      a person should look at first; a policy that acts without review can afford to lose some right
+      labels to remove more wrong ones. Thresholds fixed before this policy was measured, never on the test split.
+  (d) cleanlab_drop: drop what cleanlab flags (find_label_issues
       for gender; its regression label-quality rank for age, as many as we flag)
   (e) oracle: the true labels
 and every model (final weights, flip TTA) is measured on the clean test split: age MAE and gender accuracy
@@ -34,14 +40,18 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mislabel_detection import audit_frame, cleanlab_age, cleanlab_gender, inject_noise, sharpness  # noqa: E402
 
-POLICIES = ("noisy", "ours_drop", "ours_relabel", "cleanlab_drop", "oracle")
+POLICIES = ("noisy", "ours_drop", "ours_relabel", "ours_drop_broad", "cleanlab_drop", "oracle")
 LABELS = {
     "noisy": "(a) noisy labels",
     "ours_drop": "(b) ours: drop suspects",
     "ours_relabel": "(c) ours: relabel suspects",
+    "ours_drop_broad": "(b2) ours: drop likely-wrong labels",
     "cleanlab_drop": "(d) cleanlab: drop its issues",
     "oracle": "(e) true labels",
 }
+
+
+BROAD_GENDER, BROAD_AGE = 0.8, 0.05  # (b2): gender_label_score / age_label_score at most these
 
 
 class Steps:
@@ -97,7 +107,11 @@ def policy_sets(train: pd.DataFrame, noisy: pd.DataFrame, pred: pd.DataFrame, fl
     from curate.export.review import apply_decisions
 
     out = {"noisy": (noisy, {}), "oracle": (train, {})}
-    for name, pol in (("ours_drop", Policy(drop_suspects=True)), ("ours_relabel", Policy(relabel_suspects=True))):
+    for name, pol in (
+        ("ours_drop", Policy(drop_suspects=True)),
+        ("ours_relabel", Policy(relabel_suspects=True)),
+        ("ours_drop_broad", Policy(drop_suspects=True, gender_max_score=BROAD_GENDER, age_max_score=BROAD_AGE)),
+    ):
         kept, removed, corr = apply_decisions(noisy, flags, pol)
         out[name] = (kept, {"removed": len(removed), "relabelled": len(corr)})
     g_issue = cleanlab_gender(pred, "self_confidence") >= 2  # flagged by find_label_issues
@@ -177,6 +191,11 @@ def run_setting(rate: float, seed: int, train: pd.DataFrame, test: pd.DataFrame,
         "age_precision": share(a_true, ai),
         "age_recall": share(ai, a_true),
     }
+    gb = g["gender_label_score"].to_numpy(float) <= BROAD_GENDER
+    ab = a["age_label_score"].to_numpy(float) <= BROAD_AGE
+    detect.update(broad_gender_flagged=int(gb.sum()), broad_gender_precision=share(g_true, gb),
+                  broad_gender_recall=share(gb, g_true), broad_age_flagged=int(ab.sum()),
+                  broad_age_precision=share(a_true, ab), broad_age_recall=share(ab, a_true))  # fmt: skip
     sets = policy_sets(train, noisy, pred, flags)
     preds = {name: train_and_predict(name, sets[name][0], test_dir, out / name, cfgs[1], steps) for name in POLICIES}
     res = measure(test, preds, args.audits, args.n_boot).assign(rate=rate, seed=seed)
@@ -207,7 +226,15 @@ def report(results: pd.DataFrame, summaries: list[dict], out: Path) -> str:
             "",
             f"Flags on the noisy training split: gender {d['gender_flagged']} (precision "
             f"{d['gender_precision']:.2f}, recall {d['gender_recall']:.2f}); age {d['age_flagged']} (precision "
-            f"{d['age_precision']:.2f}, recall {d['age_recall']:.2f}).",
+            f"{d['age_precision']:.2f}, recall {d['age_recall']:.2f})"
+            + (
+                f"; likely-wrong (b2): gender {d['broad_gender_flagged']} ({d['broad_gender_precision']:.2f} / "
+                f"{d['broad_gender_recall']:.2f}), age {d['broad_age_flagged']} ({d['broad_age_precision']:.2f} / "
+                f"{d['broad_age_recall']:.2f})"
+                if "broad_age_flagged" in d
+                else ""
+            )
+            + ".",
             "",
             "| " + " | ".join(head) + " |",
             "|---|---:|---|---:|---|---:|---:|---|---:|",
