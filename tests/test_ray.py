@@ -10,14 +10,17 @@ import os
 # address, which a sandbox may not route back to itself).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
+import fo_common  # noqa: I001 - first: it isolates FiftyOne's database before anything imports fiftyone
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from fo_common import TINY, run
 
 from curate.cli import main
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install '.[ray]' (scripts/setup.sh does)")
 pytestmark = pytest.mark.timeout(900)
+env, model, fo, scored = fo_common.env, fo_common.model, fo_common.fo, fo_common.scored
 MB = 2**20
 
 
@@ -127,3 +130,29 @@ def test_crossfit_folds_on_ray_equal_the_sequential_ones_even_when_a_node_dies(c
 
     meta = json.loads((tmp_path / "ray" / "crossfit.json").read_text())
     assert sorted(meta["folds"]) == ["0", "1"] and all(f["n_holdout"] > 0 for f in meta["folds"].values())
+
+
+def test_flag_mislabels_on_ray_stores_what_the_local_cross_fit_stores(cluster, scored, fo, tmp_path):
+    """`curate flag-mislabels --ray ADDRESS`: the same out-of-sample predictions, scores and tags in the
+    dataset as the local cross-fit (the review state is untouched either way)."""
+    c, _ = cluster
+    name, _ = scored
+    base = ["flag-mislabels", "--dataset", name, "--oos", "crossfit", "--full", *TINY, "--top-k", "5",
+            "--allow-weak-model", "--quiet"]  # fmt: skip
+    fields = ["filename", "oos_fold", "gender_flip_prob", "age_residual_z", "gender_suggested", "tags"]
+
+    def stored():
+        ds = fo.load_dataset(name)
+        ds.reload()
+        df = pd.DataFrame(dict(zip(fields, ds.values(fields))))
+        df["tags"] = df["tags"].map(sorted)
+        df["oos_age_pred"] = [p.value for p in ds.values("oos_age_pred")]
+        return df.sort_values("filename").reset_index(drop=True)
+
+    run(*base, "--crossfit-dir", tmp_path / "local")
+    local = stored()
+    res = run(*base, "--crossfit-dir", tmp_path / "ray", "--ray", c.address)
+    assert "cross-fitting 200 images" in res.output
+    pd.testing.assert_frame_equal(stored(), local)
+    res = run("review-status", "--dataset", name, "--csv", tmp_path / "d.csv")
+    assert f"2-fold cross-fit of 200 images in {tmp_path / 'ray'}" in res.output
