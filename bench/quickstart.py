@@ -108,7 +108,9 @@ def contact_sheet(rows: list[dict], known: set[str], out: Path) -> None:
             side.set_visible(True), side.set_edgecolor(colour), side.set_linewidth(3)
         ax.set_xticks([]), ax.set_yticks([]), ax.axis("on")
         tags = ", ".join(t.replace("suspect:", "") for t in r["tags"])
-        ax.set_title(f"{tags}\nlabel {r['age']:.0f} {r['gender']}\nmodel {r['p_age']:.0f} {r['p_gender']}", fontsize=7.5)
+        ax.set_title(
+            f"{tags}\nlabel {r['age']:.0f} {r['gender']}\nmodel {r['p_age']:.0f} {r['p_gender']}", fontsize=7.5
+        )
     title = ("Flags of `curate flag-mislabels` on the embedded sample (shipped model, out-of-sample). Red: known "
              "problem cases (dataset/sample_known_cases.csv); grey: other flags")  # fmt: skip
     fig.suptitle(title, fontsize=9)
