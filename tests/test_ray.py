@@ -156,3 +156,21 @@ def test_flag_mislabels_on_ray_stores_what_the_local_cross_fit_stores(cluster, s
     pd.testing.assert_frame_equal(stored(), local)
     res = run("review-status", "--dataset", name, "--csv", tmp_path / "d.csv")
     assert f"2-fold cross-fit of 200 images in {tmp_path / 'ray'}" in res.output
+
+
+def test_predict_on_ray_returns_the_local_rows(cluster, sample_dir, tmp_path):
+    """`curate predict --ray`: shards of whole batches as tasks, rows in file order, the local values."""
+    c, _ = cluster
+    from trainer.predict import predict_images, predict_images_on_ray
+
+    files = sorted(sample_dir.glob("*.jpg"))[:150] + [tmp_path / "broken.jpg"]
+    files[-1].write_bytes(b"not a jpeg")
+    from curate.cli.common import DEFAULT_MODEL
+
+    local = pd.DataFrame(predict_images(DEFAULT_MODEL, files))
+    on_ray = pd.DataFrame(predict_images_on_ray(DEFAULT_MODEL, files, address=c.address, shard=64))
+    pd.testing.assert_frame_equal(on_ray, local)
+    assert on_ray["status"].iloc[-1].startswith("unreadable image")
+    out = tmp_path / "p.csv"
+    res = run("predict", str(sample_dir), "--ray", c.address, "--out", out)
+    assert "200 predictions" in res.output and len(pd.read_csv(out)) == 200

@@ -52,3 +52,24 @@ def predict_images(checkpoint: str | Path, files: list[Path], batch_size: int = 
                     confidence=float(max(p, 1 - p)),
                 )
     return rows
+
+
+def predict_images_on_ray(
+    checkpoint: str | Path, files: list[Path], batch_size: int = 64, tta: bool = True, address: str | None = None,
+    shard: int = 1024,
+) -> list[dict]:  # fmt: skip
+    """`predict_images` over shards of `shard` files, each a Ray task (core.ray_cluster) that loads the model
+    once; rows in file order, as the local path returns them. Checkpoint and images on shared paths."""
+    from core.ray_cluster import map_unordered
+
+    shard = max(batch_size, shard - shard % batch_size)  # whole batches: the local path's batches, shard by shard
+    shards = [(i, files[i : i + shard]) for i in range(0, len(files), shard)]
+    out: dict[int, list[dict]] = {}
+    for i, rows in map_unordered(_predict_shard, shards, shared=(str(checkpoint), batch_size, tta), address=address):
+        out[i] = rows
+    return [row for i in sorted(out) for row in out[i]]
+
+
+def _predict_shard(item: tuple[int, list[Path]], checkpoint: str, batch_size: int, tta: bool) -> tuple[int, list]:
+    start, files = item
+    return start, predict_images(checkpoint, files, batch_size=batch_size, tta=tta)

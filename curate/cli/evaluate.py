@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from core.atomic import write_csv, write_json, write_parquet
-from curate.cli.common import fail, model_option, path_option, resolve_checkpoint, tta_option
+from curate.cli.common import fail, model_option, path_option, ray_option, resolve_checkpoint, tta_option
 
 
 @click.command()
@@ -109,8 +109,14 @@ def _selected_on(run: Path, pred) -> bool:
     help="Quality thresholds JSON from `curate audit` (default: the shipped UTKFace thresholds).",
 )
 @tta_option
+@ray_option("Prediction in shards of 1,024 images, one task each (the quality verdict stays on this machine)")
 def predict(
-    inputs: tuple[Path, ...], checkpoint: Path | None, out_csv: Path | None, quality_thresholds: Path | None, tta: bool
+    inputs: tuple[Path, ...],
+    checkpoint: Path | None,
+    out_csv: Path | None,
+    quality_thresholds: Path | None,
+    tta: bool,
+    ray_address: str | None,
 ) -> None:
     """Predict age and gender for images or folders, with an image-quality verdict per image.
 
@@ -141,7 +147,12 @@ def predict(
                 f"{str(e).splitlines()[0][:120]})"
             )
     ckpt = resolve_checkpoint(None, checkpoint)
-    rows = predict_images(ckpt, files, tta=tta)
+    if ray_address is not None:
+        from trainer.predict import predict_images_on_ray
+
+        rows = predict_images_on_ray(ckpt.resolve(), [f.resolve() for f in files], tta=tta, address=ray_address)
+    else:
+        rows = predict_images(ckpt, files, tta=tta)
     df = pd.DataFrame(rows)
     df = _add_quality(df, files, quality_thresholds)
     if out_csv:
