@@ -38,6 +38,11 @@ def cluster():
     c.shutdown()
 
 
+def _worker_nodes() -> int:
+    """Alive nodes that run tasks (the head has no CPU)."""
+    return sum(1 for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU"))
+
+
 def _local(sample_dir, tmp_path) -> pd.DataFrame:
     res = CliRunner().invoke(main, ["audit", str(sample_dir), "--out", str(tmp_path / "local.parquet"), "--workers",
                                     "1", "--no-cache", "--quiet"])  # fmt: skip
@@ -83,8 +88,7 @@ def test_a_worker_node_killed_mid_audit_costs_a_retry_not_a_row(cluster, sample_
     monkeypatch.setattr(ray_cluster, "map_unordered", kill_a_node_after_five_chunks)
     cfg = AuditConfig(chunk_size=4, cache_root=tmp_path / "cache", progress=False, ray_address=c.address)
     table = run_audit(list(usable["path"]), usable[["age", "gender", "race"]], cfg).table
-    alive = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")]
-    assert len(alive) == 1, "one worker node was really removed"
+    assert _worker_nodes() == 1, "one worker node was really removed"
     assert sorted(seen) == list(range(200)), "every image audited once: none lost, none twice"
     assert len(table) == 200 and table["path"].is_unique
     cols = [c for c in local.columns if c not in ("path",)]
@@ -105,7 +109,7 @@ def test_crossfit_folds_on_ray_equal_the_sequential_ones_even_when_a_node_dies(c
 
     c, _ = cluster
     node = {"node_ip_address": "127.0.0.1", "object_store_memory": 80 * MB, "num_cpus": 1}
-    while len([n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")]) < 2:
+    while _worker_nodes() < 2:
         victim = c.add_node(**node)
     c.wait_for_nodes()
     man = pd.read_csv(sample_split / "folds.csv", dtype={"content_hash": str})
@@ -123,7 +127,7 @@ def test_crossfit_folds_on_ray_equal_the_sequential_ones_even_when_a_node_dies(c
     killer.start()
     on_ray = crossfit(man, tmp_path / "ray", cfg, k=2, seed=0, progress=False, ray_address=c.address)
     killer.join(timeout=60)
-    assert not killer.is_alive() and len([n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")]) == 1
+    assert not killer.is_alive() and _worker_nodes() == 1
     cols = [col for col in local.columns if col != "model"]  # the model id hashes a file that names its folder
     pd.testing.assert_frame_equal(on_ray[cols], local[cols])
     import json

@@ -124,9 +124,7 @@ def _folds_on_ray(run: _Run, address: str) -> list[pd.DataFrame]:
     for i, part, fold_meta in map_unordered(_fold_task, range(run.k), shared=(work,), num_cpus=max(1, run.cfg.threads),
                                             address=address):  # fmt: skip
         parts[i] = part
-        if fold_meta is not None:
-            run.meta["folds"][str(i)] = fold_meta
-            write_json(run.meta_path, run.meta)
+        _record_fold(run, i, fold_meta)
         if run.progress:
             print(f"cross-fit fold {i + 1}/{run.k}: done on Ray", flush=True)
     return [parts[i] for i in range(run.k)]
@@ -194,10 +192,15 @@ def _open_meta(out_dir: Path, df: pd.DataFrame, cfg: TrainConfig, k: int, seed: 
 def _fold_predictions(run: _Run, i: int) -> pd.DataFrame:
     """Fold i's out-of-sample predictions, with its metadata written to crossfit.json when it trained."""
     part, fold_meta = _fold_work(run, i)
+    _record_fold(run, i, fold_meta)
+    return part
+
+
+def _record_fold(run: _Run, i: int, fold_meta: dict | None) -> None:
+    """A fold that trained: its metadata into crossfit.json (written by the caller's process only)."""
     if fold_meta is not None:
         run.meta["folds"][str(i)] = fold_meta
         write_json(run.meta_path, run.meta)
-    return part
 
 
 def _fold_work(run: _Run, i: int) -> tuple[pd.DataFrame, dict | None]:
