@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -125,6 +126,45 @@ def dynamic_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (x - mean) * contrast + mean + brightness
 
 
+@dataclass(frozen=True)
+class CropAugment:
+    """Random crop geometry, so the model survives crops other than UTKFace's tight aligned one.
+
+    With probability `p` a sample is resampled from a square of side s x the image (s log-uniform in
+    [scale_min, scale_max]: above 1 the face is smaller, with looser margins, as most datasets crop),
+    its centre shifted by up to `shift` of the side in x and y and turned by up to `rotation` degrees:
+    what a face detector's residual misalignment and other datasets' margins look like. Outside the
+    image the edge pixels are repeated (grid_sample's border mode): mirroring would put half faces there.
+    """
+
+    p: float = 0.0
+    scale_min: float = 0.8
+    scale_max: float = 1.6
+    shift: float = 0.1
+    rotation: float = 15.0
+
+    def theta(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """(n, 2, 3) affine matrices (output -> input, normalised coordinates) for n samples."""
+        u = torch.rand(n, 4, generator=gen)
+        lo, hi = np.log(self.scale_min), np.log(self.scale_max)
+        s = torch.exp(lo + (hi - lo) * u[:, 0])
+        a = (u[:, 1] - 0.5) * 2 * np.deg2rad(self.rotation)
+        dx, dy = (u[:, 2] - 0.5) * 4 * self.shift, (u[:, 3] - 0.5) * 4 * self.shift  # +-shift of the side
+        cos, sin = s * torch.cos(a), s * torch.sin(a)
+        return torch.stack([torch.stack([cos, -sin, dx], 1), torch.stack([sin, cos, dy], 1)], 1)
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Applied to a normalised float (B, 3, H, W) batch; the other samples are left as they are."""
+        chosen = torch.nonzero(torch.rand(x.shape[0], generator=gen) < self.p).flatten()
+        if not len(chosen):
+            return x
+        sub = x[chosen]
+        grid = F.affine_grid(self.theta(len(chosen), gen), list(sub.shape), align_corners=False)
+        out = x.clone()
+        out[chosen] = F.grid_sample(sub, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return out
+
+
 class Batches:
     """Shuffled (or ordered) batches of (inputs, age, gender, row index) from a decoded cache."""
 
@@ -139,7 +179,11 @@ class Batches:
         return (len(self.ages) + self.batch_size - 1) // self.batch_size
 
     def iterate(
-        self, order: np.ndarray | None = None, augment: str = "none", gen: torch.Generator | None = None
+        self,
+        order: np.ndarray | None = None,
+        augment: str = "none",
+        gen: torch.Generator | None = None,
+        crop: CropAugment | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]]:
         order = np.arange(len(self.ages)) if order is None else order
         for s in range(0, len(order), self.batch_size):
@@ -148,8 +192,11 @@ class Batches:
             if augment in ("basic", "dynamic"):
                 u8 = basic_augment(u8, gen)
             x = to_input(u8, self.channels_last)
+            resampled = augment == "dynamic" or (crop is not None and crop.p > 0)
             if augment == "dynamic":
                 x = dynamic_augment(x, gen)
-                if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
+            if crop is not None and crop.p > 0:
+                x = crop(x, gen)
+            if resampled and self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.ages[idx], self.genders[idx], idx

@@ -4,40 +4,72 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
-from core.manifest import DataError
+from core.images import decode_image
 from trainer.config import TrainConfig
-from trainer.data import load_image, to_input
+from trainer.data import to_input
 from trainer.model import model_from_checkpoint
 from trainer.train import forward_tta, set_threads
 
+FACE_MODES = ("auto", "detect", "none")
+NO_PREDICTION = {"age_pred": np.nan, "gender_pred": None, "gender_prob": np.nan, "confidence": np.nan}
 
-def predict_images(checkpoint: str | Path, files: list[Path], batch_size: int = 64, tta: bool = True) -> list[dict]:
-    """Age, gender and confidence per file; an unreadable file gets a status instead of a crash.
 
-    `tta`: mean of the image and its mirror image, as `curate evaluate` does by default."""
+def prepare_image(path: Path, size: int, faces: str = "auto") -> tuple[np.ndarray | None, dict]:
+    """(RGB model input or None, the row's status and face columns) for one file.
+
+    `faces`: "none" feeds the image as it is (an aligned face crop); "detect" finds the largest face and
+    aligns it to UTKFace's geometry (core.faces); "auto" does that too, but keeps an image that already
+    is an aligned crop as it is (its landmarks within core.faces.ALIGNED_MAX_OFFSET of UTKFace's), so
+    UTKFace-style crops get exactly the predictions they always had."""
+    from core.faces import ALIGNED_MAX_OFFSET, detect_faces, find_face, misalignment
+
+    img, reason = decode_image(Path(path))
+    if img is None:
+        return None, {"path": str(path), "status": f"unreadable image: {reason}", **NO_PREDICTION}
+    row: dict = {"path": str(path), "status": "ok"}
+    if faces != "none":
+        found = detect_faces(img) if faces == "auto" else []
+        h, w = img.shape[:2]
+        if faces == "auto" and len(found) == 1 and misalignment(found[0], w, h) <= ALIGNED_MAX_OFFSET:
+            row.update(face_status="aligned crop, used as it is", n_faces=1, face_score=found[0].score)
+        else:
+            fc = find_face(img)
+            row.update(face_status=fc.status, n_faces=fc.n_faces, face_score=fc.score)
+            if fc.crop is None:
+                return None, {**row, "status": "no face found", **NO_PREDICTION}
+            img = fc.crop
+    return _model_input(img, size), row
+
+
+def _model_input(img: np.ndarray, size: int) -> np.ndarray:
+    if img.shape[0] != size or img.shape[1] != size:
+        interp = cv2.INTER_AREA if min(img.shape[:2]) > size else cv2.INTER_LINEAR
+        img = cv2.resize(img, (size, size), interpolation=interp)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def predict_images(
+    checkpoint: str | Path, files: list[Path], batch_size: int = 64, tta: bool = True, faces: str = "auto"
+) -> list[dict]:
+    """Age, gender and confidence per file; an unreadable file or a photo without a face gets a status
+    instead of a crash or a guess.
+
+    `tta`: mean of the image and its mirror image, as `curate evaluate` does by default. `faces`: see
+    `prepare_image` (ordinary photos are detected and aligned; the model only knows aligned crops)."""
     model, ckpt = model_from_checkpoint(checkpoint)
     cfg = TrainConfig(**ckpt.get("config", {}))
     set_threads(cfg)
     rows: list[dict] = []
     good: list[tuple[int, np.ndarray]] = []
     for f in files:
-        try:
-            good.append((len(rows), load_image(f, cfg.image_size)))
-            rows.append({"path": str(f), "status": "ok"})
-        except DataError as e:  # its message is "<path>: <reason>"
-            rows.append(
-                {
-                    "path": str(f),
-                    "status": f"unreadable image: {str(e).removeprefix(f'{f}: ')}",
-                    "age_pred": np.nan,
-                    "gender_pred": None,
-                    "gender_prob": np.nan,
-                    "confidence": np.nan,
-                }
-            )
+        img, row = prepare_image(f, cfg.image_size, faces)
+        if img is not None:
+            good.append((len(rows), img))
+        rows.append(row)
     with torch.no_grad():
         for s in range(0, len(good), batch_size):
             chunk = good[s : s + batch_size]
@@ -56,7 +88,7 @@ def predict_images(checkpoint: str | Path, files: list[Path], batch_size: int = 
 
 def predict_images_on_ray(
     checkpoint: str | Path, files: list[Path], batch_size: int = 64, tta: bool = True, address: str | None = None,
-    shard: int = 1024,
+    shard: int = 1024, faces: str = "auto",
 ) -> list[dict]:  # fmt: skip
     """`predict_images` over shards of `shard` files, each a Ray task (core.ray_cluster) that loads the model
     once; rows in file order, as the local path returns them. Checkpoint and images on shared paths."""
@@ -65,11 +97,14 @@ def predict_images_on_ray(
     shard = max(batch_size, shard - shard % batch_size)  # whole batches: the local path's batches, shard by shard
     shards = [(i, files[i : i + shard]) for i in range(0, len(files), shard)]
     out: dict[int, list[dict]] = {}
-    for i, rows in map_unordered(_predict_shard, shards, shared=(str(checkpoint), batch_size, tta), address=address):
+    shared = (str(checkpoint), batch_size, tta, faces)
+    for i, rows in map_unordered(_predict_shard, shards, shared=shared, address=address):
         out[i] = rows
     return [row for i in sorted(out) for row in out[i]]
 
 
-def _predict_shard(item: tuple[int, list[Path]], checkpoint: str, batch_size: int, tta: bool) -> tuple[int, list]:
+def _predict_shard(
+    item: tuple[int, list[Path]], checkpoint: str, batch_size: int, tta: bool, faces: str
+) -> tuple[int, list]:
     start, files = item
-    return start, predict_images(checkpoint, files, batch_size=batch_size, tta=tta)
+    return start, predict_images(checkpoint, files, batch_size=batch_size, tta=tta, faces=faces)

@@ -404,7 +404,7 @@ def _epoch(run: _Run, train_step, epoch: int, progress: bool) -> dict:
     order = np.random.default_rng([cfg.seed, epoch]).permutation(len(run.train_df))
     augment = "dynamic" if cfg.use_dynamic_augmentation else "basic"
     sums = np.zeros(4)  # loss, abs age err, correct, n
-    batches = run.train_b.iterate(order, augment, gen)
+    batches = run.train_b.iterate(order, augment, gen, crop=cfg.crop_augment())
     bar = tqdm(batches, total=run.steps, desc=f"epoch {epoch + 1}/{cfg.num_epochs}", disable=not progress,
                unit="batch", leave=False)  # fmt: skip
     for i, (x, age, gender, _) in enumerate(bar):

@@ -109,6 +109,14 @@ def _selected_on(run: Path, pred) -> bool:
     help="Quality thresholds JSON from `curate audit` (default: the shipped UTKFace thresholds).",
 )
 @tta_option
+@click.option(
+    "--faces",
+    type=click.Choice(["auto", "detect", "none"]),
+    default="auto",
+    show_default=True,
+    help="auto: find the face (YuNet, offline) and align it to UTKFace's geometry unless the image already is "
+    "an aligned crop; detect: always align the largest face; none: use the image as it is.",
+)
 @ray_option("Prediction in shards of 1,024 images, one task each (the quality verdict stays on this machine)")
 def predict(
     inputs: tuple[Path, ...],
@@ -116,11 +124,14 @@ def predict(
     out_csv: Path | None,
     quality_thresholds: Path | None,
     tta: bool,
+    faces: str,
     ray_address: str | None,
 ) -> None:
-    """Predict age and gender for images or folders, with an image-quality verdict per image.
+    """Predict age and gender for images or folders, with a face status and an image-quality verdict per image.
 
-    A production pipeline can refuse an unusable photo ("too dark", "blurry") before trusting the model.
+    Ordinary photos work: the face is found and aligned first (a photo without a face says "no face found";
+    with several, the largest is used and the status says how many). A production pipeline can refuse an
+    unusable photo ("too dark", "blurry") before trusting the model.
     """
     import pandas as pd
 
@@ -150,16 +161,19 @@ def predict(
     if ray_address is not None:
         from trainer.predict import predict_images_on_ray
 
-        rows = predict_images_on_ray(ckpt.resolve(), [f.resolve() for f in files], tta=tta, address=ray_address)
+        rows = predict_images_on_ray(
+            ckpt.resolve(), [f.resolve() for f in files], tta=tta, address=ray_address, faces=faces
+        )
     else:
-        rows = predict_images(ckpt, files, tta=tta)
+        rows = predict_images(ckpt, files, tta=tta, faces=faces)
     df = pd.DataFrame(rows)
     df = _add_quality(df, files, quality_thresholds)
     if out_csv:
         write_csv(df, out_csv)
         click.echo(f"{len(df)} predictions -> {out_csv}")
     else:
-        cols = [c for c in ("path", "status", "age_pred", "gender_pred", "confidence", "quality_verdict") if c in df]
+        show = ("path", "status", "face_status", "age_pred", "gender_pred", "confidence", "quality_verdict")
+        cols = [c for c in show if c in df]
         click.echo(df[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 

@@ -1,0 +1,127 @@
+"""Faces in ordinary photos: detection, alignment to UTKFace's geometry, `curate predict` on photos with
+0, 1 and 2 faces, and the crop geometry shared by the training augmentation and the robustness bench."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from core import faces
+from core.faces import ALIGNED_MAX_OFFSET, detect_faces, find_face, misalignment, recrop
+from curate.cli import main
+from trainer.data import CropAugment
+
+SAMPLE = Path(__file__).resolve().parent.parent / "dataset" / "sample"
+KNOWN = pd.read_csv(SAMPLE.parent / "sample_known_cases.csv")
+NOT_FACES = set(KNOWN.loc[KNOWN["problem"] == "not a face", "filename"])
+
+
+def _crops(n: int) -> list[Path]:
+    return [p for p in sorted(SAMPLE.glob("*.jpg")) if p.name not in NOT_FACES][:n]
+
+
+def _photo(faces_at: list[tuple[Path, float, int, int]], seed: int = 0) -> np.ndarray:
+    """A 480x640 photo: a smooth textured background, each face crop pasted at (x, y) and scale."""
+    rng = np.random.default_rng(seed)
+    bg = np.linspace(60, 190, 640)[None, :, None] + rng.normal(0, 8, (480, 640, 3))
+    photo = np.clip(bg, 0, 255).astype(np.uint8)
+    for path, s, x, y in faces_at:
+        f = cv2.resize(cv2.imread(str(path)), None, fx=s, fy=s)
+        photo[y : y + f.shape[0], x : x + f.shape[1]] = f
+    return photo
+
+
+def test_utkface_crops_are_found_and_already_aligned():
+    off = []
+    for p in _crops(40):
+        found = detect_faces(cv2.imread(str(p)))
+        assert len(found) == 1 and found[0].score > 0.6, p.name
+        off.append(misalignment(found[0], 200, 200))
+    assert np.median(off) < 9 and np.mean(np.array(off) <= ALIGNED_MAX_OFFSET) >= 0.85, off
+    for name in NOT_FACES:  # an eye filling the crop, printed digits: no face
+        assert detect_faces(cv2.imread(str(SAMPLE / name))) == [], name
+
+
+def test_a_face_in_a_photo_is_aligned_to_utkface_geometry():
+    for i, p in enumerate(_crops(6)):
+        turned = cv2.imread(str(p))
+        m = cv2.getRotationMatrix2D((100, 100), 12 * (-1) ** i, 1)
+        turned = cv2.warpAffine(turned, m, (200, 200), borderMode=cv2.BORDER_REFLECT)
+        photo = _photo([])
+        f = cv2.resize(turned, None, fx=1.4, fy=1.4)
+        photo[100 : 100 + f.shape[0], 250 : 250 + f.shape[1]] = f
+        fc = find_face(photo)
+        assert fc.status == "one face" and fc.n_faces == 1 and fc.crop.shape == (200, 200, 3)
+        cx, cy = fc.box[0] + fc.box[2] / 2, fc.box[1] + fc.box[3] / 2  # the face's centre in the pasted crop
+        assert 250 + 100 < cx < 250 + 180 and 100 + 100 < cy < 100 + 200, fc.box
+        again = detect_faces(fc.crop)  # the aligned crop looks like UTKFace's: landmarks where its are
+        assert len(again) == 1 and misalignment(again[0], 200, 200) <= ALIGNED_MAX_OFFSET, p.name
+        before = detect_faces(turned)[0]
+        assert misalignment(again[0], 200, 200) < misalignment(before, 200, 200)  # the turn was undone
+
+
+def test_several_faces_use_the_largest_and_none_says_so():
+    a, b = _crops(2)
+    fc = find_face(_photo([(a, 0.8, 20, 40), (b, 1.6, 300, 100)]))
+    assert fc.status == "2 faces: the largest used" and fc.n_faces == 2 and fc.box[0] > 250  # b, the larger
+    fc = find_face(_photo([]))
+    assert (fc.status, fc.n_faces, fc.crop) == ("no face found", 0, None) and np.isnan(fc.score)
+
+
+def test_missing_detector_weights_are_one_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(faces, "MODEL_PATH", tmp_path / "gone.onnx")
+    monkeypatch.setattr(faces._local, "det", None, raising=False)
+    with pytest.raises(faces.FaceError, match="gone.onnx: face detector weights missing"):
+        detect_faces(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_predict_photos_with_0_1_2_faces_gives_a_status_each(tmp_path):
+    a, b = _crops(2)
+    d = tmp_path / "photos"
+    d.mkdir()
+    cv2.imwrite(str(d / "none.jpg"), _photo([]))
+    cv2.imwrite(str(d / "one.jpg"), _photo([(a, 1.3, 200, 90)]))
+    cv2.imwrite(str(d / "two.jpg"), _photo([(a, 0.7, 20, 20), (b, 1.5, 300, 120)]))
+    (d / "crop.jpg").write_bytes(a.read_bytes())  # an aligned crop: used as it is
+    res = CliRunner().invoke(main, ["predict", str(d), "--out", str(tmp_path / "p.csv")])
+    assert res.exit_code == 0, res.output
+    p = pd.read_csv(tmp_path / "p.csv").assign(name=lambda t: t["path"].map(lambda x: Path(x).name)).set_index("name")
+    assert p.loc["none.jpg", "status"] == "no face found" and np.isnan(p.loc["none.jpg", "age_pred"])
+    assert p.loc["one.jpg", ["status", "face_status", "n_faces"]].tolist() == ["ok", "one face", 1]
+    assert p.loc["two.jpg", ["status", "face_status", "n_faces"]].tolist() == ["ok", "2 faces: the largest used", 2]
+    assert p.loc["crop.jpg", "face_status"] == "aligned crop, used as it is"
+    args = ["predict", str(d / "crop.jpg"), "--faces", "none", "--out", str(tmp_path / "q.csv")]
+    res = CliRunner().invoke(main, args)
+    q = pd.read_csv(tmp_path / "q.csv")
+    assert res.exit_code == 0 and "face_status" not in q  # as it is: exactly the old path
+    assert q["age_pred"].iloc[0] == pytest.approx(p.loc["crop.jpg", "age_pred"], abs=1e-4)
+    # the face in the photo, aligned, gets about the answer its own crop gets
+    assert abs(p.loc["one.jpg", "age_pred"] - p.loc["crop.jpg", "age_pred"]) < 8
+
+
+def test_recrop_geometry():
+    img = cv2.imread(str(_crops(1)[0]))
+    assert np.array_equal(recrop(img), img)
+    half = recrop(img, scale=2.0)  # the face at half size, centred
+    small = cv2.resize(img, (100, 100), interpolation=cv2.INTER_AREA)
+    assert np.abs(half[50:150, 50:150].astype(int) - small.astype(int)).mean() < 6
+    moved = recrop(img, dx=0.1)  # the crop's centre moves right: the face moves left by 20 px
+    assert np.abs(moved[:, :150].astype(int) - img[:, 20:170].astype(int)).mean() < 1
+
+
+def test_crop_augment_is_off_at_p0_identity_at_scale1_and_seeded():
+    x = torch.randn(8, 3, 64, 64)
+    assert torch.equal(CropAugment(p=0.0)(x, torch.Generator().manual_seed(0)), x)
+    ident = CropAugment(p=1.0, scale_min=1.0, scale_max=1.0, shift=0.0, rotation=0.0)
+    assert torch.allclose(ident(x, torch.Generator().manual_seed(0)), x, atol=1e-5)
+    aug = CropAugment(p=0.5)
+    y1, y2 = aug(x, torch.Generator().manual_seed(3)), aug(x, torch.Generator().manual_seed(3))
+    assert torch.equal(y1, y2)
+    changed = [not torch.equal(y1[i], x[i]) for i in range(8)]
+    assert 1 <= sum(changed) <= 7  # about half the batch, the rest untouched
