@@ -18,6 +18,21 @@ if TYPE_CHECKING:
     import pandas as pd
 
 REQUIRED = ("path", "age", "gender", "content_hash")
+# A split manifest's columns, in order (`curate split`); datasets read from a labels table add id and
+# labels_table, aligned photos (`curate split --align`) their face columns.
+MANIFEST_COLUMNS = [
+    "path",
+    "filename",
+    "age",
+    "gender",
+    "race",
+    "fold",
+    "split",
+    "content_hash",
+    "width",
+    "height",
+    "name_note",
+]
 TRAIN_SPLIT = "train_8_folds_first"
 TEST_SPLIT = "test_2_folds_last"
 N_FOLDS = 10

@@ -53,20 +53,23 @@ def _key(*parts: str) -> str:
 def folder_manifest(
     data_dir: Path, seed: int = 0, progress: bool = True, previous: dict[str, int] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(usable rows with split and fold, rejected rows) for a folder, as `curate split` would assign them;
-    `previous` (content hash -> fold, e.g. the dataset's) keeps the folds images already have."""
-    from curate.splits import TEST_FOLDS, TEST_SPLIT, TRAIN_SPLIT, SplitError, assign_folds, scan_folder
+    """(usable rows with split and fold, rejected rows) for a UTKFace folder or a labels table (file, or a
+    folder holding labels.csv / labels.parquet), as `curate split` would assign them; `previous`
+    (content hash -> fold, e.g. the dataset's) keeps the folds images already have."""
+    from curate.sources import labels_table
+    from curate.splits import TEST_FOLDS, TEST_SPLIT, TRAIN_SPLIT, SplitError, assign_folds, scan_source
 
     data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise InputError(f"{data_dir}: not a directory")
-    listing = sorted(_entry_key(e) for e in os.scandir(data_dir))
+    table = labels_table(data_dir)
+    if table is None and not data_dir.is_dir():
+        raise InputError(f"{data_dir}: not a directory, nor a labels table")
+    listing = _listing(data_dir) if table is None else _listing(table.parent, recursive=True)
     key = _key(str(data_dir.resolve()), repr(listing), f"seed={seed}", repr(sorted((previous or {}).items())))
     usable_p, rejected_p = cache_dir() / f"scan_{key}.parquet", cache_dir() / f"scan_{key}.rejected.parquet"
     if usable_p.exists() and rejected_p.exists():
         return pd.read_parquet(usable_p), pd.read_parquet(rejected_p)
     try:
-        usable, rejected = scan_folder(data_dir, progress=progress)
+        usable, rejected = scan_source(data_dir, progress=progress)
     except SplitError as e:
         raise InputError(str(e)) from None
     usable = usable.sort_values("filename", kind="stable").reset_index(drop=True)
@@ -75,6 +78,19 @@ def folder_manifest(
     write_parquet(usable, usable_p)
     write_parquet(rejected, rejected_p)
     return usable, rejected
+
+
+def _listing(folder: Path, recursive: bool = False) -> list[tuple]:
+    """What identifies a folder's contents for the scan cache: names, sizes, mtimes (and, for a labels
+    table's folder, those of its subfolders: the images may sit anywhere below it)."""
+    if not recursive:
+        return sorted(_entry_key(e) for e in os.scandir(folder))
+    out = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        with os.scandir(root) as it:
+            out += [(os.path.relpath(root, folder), *_entry_key(e)) for e in it if e.name in files]
+    return sorted(out)
 
 
 def _entry_key(e: os.DirEntry) -> tuple:

@@ -21,7 +21,7 @@ from core.atomic import atomic_path, write_csv
 from core.errors import CurateError
 from core.images import IMAGE_EXTS, decode_image, pixel_hash
 from core.labels import AGE_GROUP_LABELS, GENDER_NAMES, MAX_AGE, RACE_NAMES, age_group
-from core.manifest import N_FOLDS, TEST_FOLDS, TEST_SPLIT, TRAIN_SPLIT
+from core.manifest import MANIFEST_COLUMNS, N_FOLDS, TEST_FOLDS, TEST_SPLIT, TRAIN_SPLIT
 
 DOC_EXTS = (".md", ".txt", ".csv", ".json", ".yaml", ".yml", ".parquet", ".pdf", ".html")  # beside images, not images
 # {age}_{gender}_{race}_{datetime}.jpg[.chip.jpg]; the race field is optional (3 real files lack it),
@@ -33,19 +33,9 @@ _NAME_RE = re.compile(
     re.IGNORECASE,
 )
 
-MANIFEST_COLUMNS = [
-    "path",
-    "filename",
-    "age",
-    "gender",
-    "race",
-    "fold",
-    "split",
-    "content_hash",
-    "width",
-    "height",
-    "name_note",
-]
+# Columns some datasets add after MANIFEST_COLUMNS: identity and labels table (curate.sources), the
+# aligned face's source and detection (`--align`, curate.align).
+EXTRA_COLUMNS = ["id", "labels_table", "source_path", "face_status", "n_faces", "face_score"]
 
 
 class SplitError(CurateError):
@@ -81,6 +71,15 @@ def parse_name(name: str) -> ParsedName:
     if not m["dot"]:
         notes.append("missing dot before extension")
     return ParsedName(age, gender, race, "; ".join(notes))
+
+
+def scan_source(source: Path, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(usable rows, rejected rows) of a dataset: a labels table (a CSV/Parquet file, or a folder holding
+    labels.csv or labels.parquet: curate.sources), else a folder of UTKFace-named images."""
+    from curate.sources import labels_table, scan_table
+
+    table = labels_table(source)
+    return scan_folder(source, progress=progress) if table is None else scan_table(table, progress=progress)
 
 
 def scan_folder(data_dir: Path, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -135,16 +134,75 @@ def _abs(p: Path) -> str:
 
 
 def assign_folds(
-    df: pd.DataFrame, seed: int = 0, n_folds: int = N_FOLDS, previous: Mapping[str, int] | None = None
+    df: pd.DataFrame,
+    seed: int = 0,
+    n_folds: int = N_FOLDS,
+    previous: Mapping[str, int] | None = None,
+    previous_ids: Mapping[str, int] | None = None,
 ) -> np.ndarray:
     """Folds per row. With `previous` (content hash -> fold of an earlier split: its record), every image
     seen before keeps its fold and only new ones get a fold, from their content hash alone
     (`stable_fold`), so no image ever moves because others came or went. Without it, a fresh
-    stratified assignment (`balanced_folds`)."""
+    stratified assignment (`balanced_folds`).
+
+    With an `id` column (a person per image) the unit is a group of images connected by id or content
+    hash (`identity_groups`): one fold per group, so no person is in both train and test; a new image of
+    a known identity takes that identity's fold (from its recorded images, else `previous_ids`)."""
+    groups = identity_groups(df)
     if not previous:
-        return balanced_folds(df, seed, n_folds)
-    hashes = df["content_hash"].astype(str)
-    return np.array([previous.get(h, stable_fold(h, seed, n_folds)) for h in hashes], dtype=np.int64)
+        if groups is None:
+            return balanced_folds(df, seed, n_folds)
+        return balanced_folds(df.assign(_group=groups.to_numpy()), seed, n_folds, key="_group")
+    hashes = df["content_hash"].astype(str).to_numpy()
+    if groups is None:
+        return np.array([previous.get(h, stable_fold(h, seed, n_folds)) for h in hashes], dtype=np.int64)
+    ids = df["id"].to_numpy()
+    out = np.zeros(len(df), dtype=np.int64)
+    for key, idx in groups.reset_index(drop=True).groupby(groups.to_numpy(), sort=True).indices.items():
+        recorded = [previous[hashes[i]] for i in idx if hashes[i] in previous]
+        known = [(previous_ids or {}).get(str(ids[i])) for i in idx if _has_id(ids[i])]
+        known = [f for f in known if f is not None]
+        fold = _most_common(recorded) if recorded else known[0] if known else stable_fold(key, seed, n_folds)
+        out[idx] = [previous.get(hashes[i], fold) for i in idx]
+    return out
+
+
+def identity_groups(df: pd.DataFrame) -> pd.Series | None:
+    """Per row, the key of its group: images connected through a shared id or a shared content hash
+    (a person's photos, and pixel-identical copies even under two ids). The key is the group's smallest
+    id ("id:<id>"), else its content hash. None without an `id` column or without any id in it."""
+    if "id" not in df or not any(_has_id(v) for v in df["id"]):
+        return None
+    parent = list(range(len(df)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    keys = []
+    for i, (h, pid) in enumerate(zip(df["content_hash"].astype(str), df["id"])):
+        keys.append((0, f"id:{pid}") if _has_id(pid) else (1, h))
+        for k in (f"h:{h}", f"id:{pid}" if _has_id(pid) else None):
+            if k is not None:
+                parent[find(i)] = find(first.setdefault(k, i))
+    roots = [find(i) for i in range(len(df))]
+    best: dict[int, tuple[int, str]] = {}
+    for r, k in zip(roots, keys):
+        best[r] = min(best.get(r, k), k)
+    return pd.Series([best[r][1] for r in roots], index=df.index)
+
+
+def _has_id(v: object) -> bool:
+    return v is not None and not (isinstance(v, float) and v != v) and v is not pd.NA and str(v).strip() != ""
+
+
+def _most_common(folds: list[int]) -> int:
+    """The fold most of a group's recorded images have (the smallest on a tie)."""
+    values, counts = np.unique(folds, return_counts=True)
+    return int(values[np.argmax(counts)])
 
 
 def stable_fold(content_hash: str, seed: int = 0, n_folds: int = N_FOLDS) -> int:
@@ -162,65 +220,96 @@ def previous_folds(out_dir: Path) -> dict[str, int]:
     return dict(zip(rec["content_hash"], rec["fold"].astype(int)))
 
 
-def balanced_folds(df: pd.DataFrame, seed: int = 0, n_folds: int = N_FOLDS) -> np.ndarray:
+def previous_id_folds(out_dir: Path) -> dict[str, int]:
+    """identity -> fold recorded in `out_dir`/folds.csv (its id column), {} if none: where a new image of a
+    known person goes even when that person's earlier images are gone."""
+    p = Path(out_dir) / "folds.csv"
+    if not p.is_file() or "id" not in pd.read_csv(p, nrows=0).columns:
+        return {}
+    rec = pd.read_csv(p, usecols=["id", "fold"], dtype={"id": str}).dropna()
+    return {i: _most_common(list(g)) for i, g in rec.groupby("id")["fold"]}
+
+
+def balanced_folds(df: pd.DataFrame, seed: int = 0, n_folds: int = N_FOLDS, key: str = "content_hash") -> np.ndarray:
     """Stratified (age bin x gender), duplicate-grouped fold assignment, deterministic for a seed.
 
-    Pixel-identical images form one group that takes one fold. Within each stratum the groups are
-    shuffled with the seed and dealt round-robin; the dealer's position carries over from one stratum
-    to the next, so fold sizes differ by at most a handful of images overall (plain per-stratum
-    round-robin would bias every stratum's remainder towards fold 0).
+    Pixel-identical images (or, with `key`, any group: an identity) form one group that takes one fold.
+    Within each stratum the groups are shuffled with the seed and dealt round-robin; the dealer's
+    position carries over from one stratum to the next, so fold sizes differ by at most a handful of
+    images overall (plain per-stratum round-robin would bias every stratum's remainder towards fold 0).
     """
     if df.empty:
         return np.zeros(0, dtype=np.int64)
     rng = np.random.default_rng(seed)
-    first = df.groupby("content_hash", sort=True).head(1)
+    first = df.groupby(key, sort=True).head(1)
     strata = first.assign(stratum=[f"{age_group(a)}|{g}" for a, g in zip(first["age"], first["gender"])])
     group_fold: dict[str, int] = {}
     fill = np.zeros(n_folds, dtype=np.int64)
-    sizes = df["content_hash"].value_counts()
+    sizes = df[key].value_counts()
     for _, grp in strata.groupby("stratum", sort=True):
-        hashes = grp["content_hash"].to_numpy()
+        hashes = grp[key].to_numpy()
         hashes = hashes[rng.permutation(len(hashes))]
         for h in hashes:
             fold = int(np.argmin(fill))  # emptiest fold first: balances sizes incl. duplicate groups
             group_fold[h] = fold
             fill[fold] += sizes[h]
-    return df["content_hash"].map(group_fold).to_numpy(dtype=np.int64)
+    return df[key].map(group_fold).to_numpy(dtype=np.int64)
 
 
 def make_splits(
-    data_dir: Path, out_dir: Path, seed: int = 0, copy: bool = False, progress: bool = True, reassign: bool = False
+    data_dir: Path,
+    out_dir: Path,
+    seed: int = 0,
+    copy: bool = False,
+    progress: bool = True,
+    reassign: bool = False,
+    align: bool = False,
 ) -> dict:
     """Scan, assign folds and write manifests; returns a summary dict (also printed by the CLI).
 
     An earlier split in `out_dir` (its folds.csv) is the record: its images keep their folds, new ones
-    get `stable_fold`; `reassign` ignores the record and assigns every fold afresh."""
-    usable, rejected = scan_folder(data_dir, progress=progress)
+    get `stable_fold` (or their identity's recorded fold); `reassign` ignores the record and assigns
+    every fold afresh. `align`: the manifests point at aligned face crops written under OUT/aligned/
+    (curate.align), and images without a face are rejected."""
+    usable, rejected = scan_source(data_dir, progress=progress)
     out_dir = Path(out_dir)
     previous = {} if reassign else previous_folds(out_dir)
+    previous_ids = {} if reassign else previous_id_folds(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if align and not usable.empty:
+        from curate.align import align_faces
+
+        usable, no_face = align_faces(usable, out_dir / "aligned", progress=progress)
+        rejected = pd.concat([rejected, no_face], ignore_index=True)
     write_csv(rejected, out_dir / "rejected.csv")
     if usable.empty:
         raise SplitError(f"{data_dir}: no usable image ({len(rejected)} rejected, see {out_dir / 'rejected.csv'})")
     usable = usable.sort_values("filename", kind="stable").reset_index(drop=True)
-    usable["fold"] = assign_folds(usable, seed=seed, previous=previous)
+    usable["fold"] = assign_folds(usable, seed=seed, previous=previous, previous_ids=previous_ids)
     usable["split"] = np.where(usable["fold"].isin(TEST_FOLDS), TEST_SPLIT, TRAIN_SPLIT)
-    usable = usable[MANIFEST_COLUMNS]
+    usable = usable[MANIFEST_COLUMNS + [c for c in EXTRA_COLUMNS if c in usable]]
     n_kept = int(usable["content_hash"].astype(str).isin(previous).sum())
     write_csv(usable, out_dir / "folds.csv")
     for split in (TRAIN_SPLIT, TEST_SPLIT):
-        part = usable[usable["split"] == split].reset_index(drop=True)
-        split_dir = out_dir / split
-        split_dir.mkdir(exist_ok=True)
-        if copy:
-            for src in part["path"]:
-                dst = split_dir / Path(src).name
-                if not dst.exists():  # copied under a temporary name: a killed copy is never half a JPEG
-                    with atomic_path(dst) as tmp:
-                        shutil.copy2(src, tmp)
-            part = part.assign(path=[str((split_dir / Path(p).name).resolve()) for p in part["path"]])
-        write_csv(part, split_dir / "manifest.csv")
+        _write_split(usable[usable["split"] == split].reset_index(drop=True), out_dir / split, copy)
     return {**summarize(usable, rejected), "folds_kept": n_kept, "folds_new": len(usable) - n_kept if previous else 0}
+
+
+def _write_split(part: pd.DataFrame, split_dir: Path, copy: bool) -> None:
+    """A split's manifest.csv, with `copy` its images too: under their own names, or for a labels-table
+    dataset under their paths relative to the table (a/001.jpg and b/001.jpg are two images)."""
+    split_dir.mkdir(exist_ok=True)
+    if copy:
+        layout = "labels_table" in part
+        names = part["filename"] if layout else [Path(p).name for p in part["path"]]
+        for src, name in zip(part["path"], names):
+            dst = split_dir / name
+            if not dst.exists():  # copied under a temporary name: a killed copy is never half a JPEG
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(dst) as tmp:
+                    shutil.copy2(src, tmp)
+        part = part.assign(path=[str((split_dir / n).resolve()) for n in names])
+    write_csv(part, split_dir / "manifest.csv")
 
 
 def summarize(usable: pd.DataFrame, rejected: pd.DataFrame) -> dict:
@@ -242,4 +331,21 @@ def summarize(usable: pd.DataFrame, rejected: pd.DataFrame) -> dict:
         "rejected": rejected.to_dict("records"),
         "n_in_duplicate_groups": int(dup_groups.sum()),
         "n_duplicate_groups": int(usable.loc[dup_groups, "content_hash"].nunique()),
+        "faces": usable["face_status"].value_counts().to_dict() if "face_status" in usable else {},
+        **_identities(usable),
+    }
+
+
+def _identities(usable: pd.DataFrame) -> dict:
+    """How many persons (ids), how many fold groups they form, and how many groups are in both splits
+    (0 unless folds recorded before the ids existed keep an identity apart: --reassign fixes that)."""
+    groups = identity_groups(usable)
+    if groups is None:
+        return {"n_identities": 0, "n_identity_groups": 0, "identity_groups_straddling": 0}
+    ids = usable["id"][usable["id"].map(_has_id)].astype(str)
+    straddling = usable.groupby(groups.to_numpy())["split"].nunique() > 1
+    return {
+        "n_identities": int(ids.nunique()),
+        "n_identity_groups": int(groups.nunique()),
+        "identity_groups_straddling": int(straddling.sum()),
     }

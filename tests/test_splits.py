@@ -102,7 +102,7 @@ def _write_bad_files(folder: Path, sample_dir: Path) -> dict[str, str]:
 def test_bad_inputs_are_rejected_with_reasons(sample_copy: Path, sample_dir: Path, tmp_path: Path):
     expected = _write_bad_files(sample_copy, sample_dir)
     (sample_copy / "README.md").write_text("# my faces\n")  # notes and tables beside the images: not rejected
-    (sample_copy / "labels.csv").write_text("path,age\n")
+    (sample_copy / "notes.csv").write_text("path,age\n")  # (labels.csv would make it a labels-table dataset)
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sample_copy.iterdir()}
     res = CliRunner().invoke(main, ["split", str(sample_copy), "--out", str(tmp_path / "o"), "--quiet"])
     assert res.exit_code == 0, res.output

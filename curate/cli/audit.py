@@ -12,24 +12,18 @@ from curate.cli.common import SAMPLE_DIR, data_argument, fail, path_option, ray_
 
 
 def _inputs(source: Path) -> tuple[list[str], object]:
-    """(paths, labels frame) from a folder (labels parsed from UTKFace names) or a manifest CSV."""
+    """(paths, labels frame) from a folder (labels parsed from UTKFace names), a labels table (a
+    CSV/Parquet file without content_hash, or a folder holding labels.csv / labels.parquet: its bad rows
+    are named and left out) or a manifest CSV."""
     import pandas as pd
 
-    from core.images import list_images
-    from curate.splits import parse_name
+    from curate.sources import labels_table
 
+    table = labels_table(source)
+    if table is not None and not _is_manifest(table):
+        return _table_inputs(source)
     if source.is_dir():
-        paths = list_images(source)
-        if not paths:
-            fail(f"{source}: no image files (.jpg, .jpeg, .png, .bmp, .webp)")
-        labels = []
-        for p in paths:
-            try:
-                pn = parse_name(p.name)
-                labels.append({"age": pn.age, "gender": pn.gender, "race": pn.race})
-            except ValueError:
-                labels.append({"age": None, "gender": None, "race": None})
-        return [str(p) for p in paths], pd.DataFrame(labels, columns=["age", "gender", "race"])
+        return _folder_inputs(source)
     if source.is_file():
         try:
             df = pd.read_csv(source)
@@ -41,8 +35,51 @@ def _inputs(source: Path) -> tuple[list[str], object]:
         paths = [str(p if Path(p).is_absolute() else (base / p)) for p in df["path"].astype(str)]
         labels = df[[c for c in ("age", "gender", "race") if c in df.columns]].copy()
         return paths, labels
-    fail(f"{source}: no such folder or manifest")
+    fail(f"{source}: no such folder, labels table or manifest")
     raise AssertionError  # unreachable
+
+
+def _is_manifest(p: Path) -> bool:
+    """A split manifest (it has content hashes) rather than a labels table."""
+    import pandas as pd
+
+    try:
+        cols = pd.read_csv(p, nrows=0).columns if p.suffix.lower() != ".parquet" else pd.read_parquet(p).columns
+    except Exception:  # noqa: BLE001 - unreadable: the labels-table reader says why
+        return False
+    return "content_hash" in cols
+
+
+def _folder_inputs(source: Path) -> tuple[list[str], object]:
+    """Every image-named file of a UTKFace folder, with the labels its name gives (none when it gives none)."""
+    import pandas as pd
+
+    from core.images import list_images
+    from curate.splits import parse_name
+
+    paths = list_images(source)
+    if not paths:
+        fail(f"{source}: no image files (.jpg, .jpeg, .png, .bmp, .webp)")
+    labels = []
+    for p in paths:
+        try:
+            pn = parse_name(p.name)
+            labels.append({"age": pn.age, "gender": pn.gender, "race": pn.race})
+        except ValueError:
+            labels.append({"age": None, "gender": None, "race": None})
+    return [str(p) for p in paths], pd.DataFrame(labels, columns=["age", "gender", "race"])
+
+
+def _table_inputs(source: Path) -> tuple[list[str], object]:
+    """The usable rows of a labels table; each rejected row is named once with its reason."""
+    from curate.sources import labels_table, scan_table
+
+    usable, rejected = scan_table(labels_table(source), progress=False)
+    for r in rejected.itertuples():
+        click.echo(f"  rejected {r.filename!r}: {r.reason}")
+    if usable.empty:
+        fail(f"{source}: no usable image ({len(rejected)} rejected)")
+    return usable["path"].tolist(), usable[["age", "gender", "race"]].reset_index(drop=True)
 
 
 @click.command()
@@ -77,8 +114,9 @@ def audit(**o) -> None:
     """Audit every image of SOURCE: quality (BRISQUE, blur, exposure, contrast, entropy, grayscale,
     size), skin tone (ITA, Monk) and duplicates (exact, near, label conflicts).
 
-    SOURCE is a folder of images (UTKFace labels are parsed from the names) or a split manifest CSV
-    (columns path, age, gender, race, content_hash); default: the embedded sample. One decode per
+    SOURCE is a folder of images (UTKFace labels are parsed from the names), a labels table (CSV/Parquet
+    file, or a folder holding labels.csv or labels.parquet; schema in `curate split --help`) or a split
+    manifest CSV (columns path, age, gender, race, content_hash); default: the embedded sample. One decode per
     image, all CPUs, cached by content hash: a second run takes seconds.
     """
     from audits.runner import run_audit, write_audit

@@ -1,0 +1,171 @@
+"""Datasets that are not UTKFace-named: a labels table (CSV or Parquet) naming photos in any folders.
+
+Why a second source: UTKFace carries its labels in its file names; other face datasets keep them in a
+table. `scan_table` returns exactly what `curate.splits.scan_folder` returns (usable rows in the
+manifest schema, rejected rows path/filename/reason; `curate.splits.scan_source` picks the reader), so
+every later step (folds, manifests, audits, FiftyOne, export) works unchanged.
+
+Schema (column names are matched case-insensitively):
+
+    path    required  image file, relative to the table's folder or absolute
+    age     required  whole years, 0-120
+    gender  required  0/1 or male/female/m/f (any case); 0 = male, 1 = female (UTKFace's convention)
+    race    optional  0-4 or White/Black/Asian/Indian/Others (any case); blank = unknown
+    id      optional  identity (person): all images of one id share a fold (curate.splits)
+
+Each bad row is rejected once, with "row N: problem" as its reason (N counts the table's rows from 1,
+header not counted). A missing required column is an error about the whole file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from core.errors import CurateError
+from core.images import decode_image, pixel_hash
+from core.labels import MAX_AGE, RACE_NAMES
+from core.manifest import MANIFEST_COLUMNS
+
+LABEL_FILES = ("labels.csv", "labels.parquet")  # a folder holding one of these is a labels-table dataset
+REQUIRED = ("path", "age", "gender")
+OPTIONAL = ("race", "id")
+_GENDERS = {"0": 0, "1": 1, "male": 0, "female": 1, "m": 0, "f": 1}
+_RACES = {name.lower(): i for i, name in enumerate(RACE_NAMES)} | {"other": len(RACE_NAMES) - 1}
+
+
+class SourceError(CurateError, ValueError):
+    """A labels table cannot be used at all (unreadable, or a required column is missing)."""
+
+
+def labels_table(source: Path) -> Path | None:
+    """The labels table `source` stands for: the file itself (CSV/Parquet), or the labels.csv /
+    labels.parquet in a folder; None for a folder without one (a UTKFace-named folder)."""
+    source = Path(source)
+    if source.is_file():
+        return source
+    if source.is_dir():
+        return next((source / n for n in LABEL_FILES if (source / n).is_file()), None)
+    return None
+
+
+def scan_table(table: Path, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Check every row of a labels table and decode its image once; (usable, rejected) as `scan_folder`."""
+    from tqdm import tqdm
+
+    table = Path(table).resolve()
+    raw = read_labels(table)
+    rows, rejected, seen = [], [], {}
+    for n, r in enumerate(tqdm(raw.to_dict("records"), desc="scan", unit="img", disable=not progress, mininterval=0.5)):
+        path, name = _locate(table.parent, r["path"])
+        row, problem = _read_row(r, path, name, seen, n + 1)
+        if problem:
+            rejected.append({"path": str(path or ""), "filename": name, "reason": f"row {n + 1}: {problem}"})
+        else:
+            rows.append(row | {"labels_table": str(table)} | ({"id": r["id"] or None} if "id" in raw else {}))
+    scanned = [c for c in MANIFEST_COLUMNS if c not in ("fold", "split")]
+    usable = pd.DataFrame(rows, columns=scanned + (["id"] if "id" in raw else []) + ["labels_table"])
+    usable["race"] = usable["race"].astype("Int64")
+    return usable, pd.DataFrame(rejected, columns=["path", "filename", "reason"])
+
+
+def _read_row(r: dict, path: Path | None, name: str, seen: dict[Path, int], n: int) -> tuple[dict | None, str]:
+    """(manifest row, "") for a usable table row, (None, why not) otherwise: path, labels, then the image
+    (the cheap checks first: a row with a bad label is never decoded)."""
+    problem = _path_problem(r, path, seen, n)
+    if problem:
+        return None, problem
+    try:
+        age, gender, race = parse_labels(r)
+    except ValueError as e:
+        return None, str(e)
+    img, problem = decode_image(path)
+    if img is None:
+        return None, problem
+    row = {"path": str(path.resolve()), "filename": name, "age": age, "gender": gender, "race": race}
+    return row | {"content_hash": pixel_hash(img), "width": img.shape[1], "height": img.shape[0], "name_note": ""}, ""
+
+
+def read_labels(table: Path) -> pd.DataFrame:
+    """The table as strings ("" for blanks), column names lower-cased; a whole-file problem is one error."""
+    try:
+        if table.suffix.lower() == ".parquet":
+            raw = pd.read_parquet(table)
+            raw = raw.astype(object).where(raw.notna(), "")
+            raw = raw.map(_plain)
+        else:
+            raw = pd.read_csv(table, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except Exception as e:  # noqa: BLE001 - pandas/pyarrow raise many types for a damaged or wrong file
+        msg = str(e).splitlines()[0][:120] if str(e) else ""
+        raise SourceError(f"{table}: not a readable CSV or Parquet labels table ({type(e).__name__}: {msg})") from None
+    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    missing = [c for c in REQUIRED if c not in raw.columns]
+    if missing:
+        raise SourceError(
+            f"{table}: missing required column(s) {', '.join(missing)}; it has: "
+            f"{', '.join(map(str, raw.columns)) or 'no columns'} (needs path, age, gender; optional race, id)"
+        )
+    return raw[[c for c in (*REQUIRED, *OPTIONAL) if c in raw.columns]].map(lambda v: str(v).strip())
+
+
+def _plain(v: object) -> str:
+    """A Parquet cell as the text a CSV would hold (12.0 -> "12", so an int column with gaps reads the same)."""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _locate(root: Path, given: str) -> tuple[Path | None, str]:
+    """(absolute path, unique name): the name is the path relative to the table's folder, so that
+    a/001.jpg and b/001.jpg stay two images; a file outside that folder is named external/<its path>."""
+    if not given:
+        return None, ""
+    p = Path(os.path.normpath(given if os.path.isabs(given) else root / given))
+    try:
+        return p, p.relative_to(root).as_posix()
+    except ValueError:
+        return p, "external/" + p.as_posix().lstrip("/")
+
+
+def _path_problem(r: dict, path: Path | None, seen: dict[Path, int], n: int) -> str:
+    """Why a row's path cannot be used ("" when it can); records the path for the duplicate check."""
+    if path is None:
+        return "no path"
+    if path in seen:
+        return f"duplicate path {r['path']} (first at row {seen[path]})"
+    seen[path] = n
+    if not os.path.lexists(path):
+        return f"missing file {r['path']}"
+    return ""
+
+
+def parse_labels(r: dict) -> tuple[int, int, int | None]:
+    """(age, gender, race) of one row; ValueError with the reason when a value cannot be used."""
+    age_s, gender_s, race_s = r["age"], r["gender"], r.get("race", "")
+    if not age_s:
+        raise ValueError("age missing")
+    try:
+        age_f = float(age_s)
+    except ValueError:
+        raise ValueError(f"age {age_s!r} is not a number") from None
+    if not age_f.is_integer():
+        raise ValueError(f"age {age_s} is not whole years")
+    if not 0 <= age_f <= MAX_AGE:
+        raise ValueError(f"age {age_s} outside 0-{MAX_AGE}")
+    gender = _GENDERS.get(gender_s.lower().removesuffix(".0"))
+    if gender is None:
+        raise ValueError(f"gender {gender_s!r} is not 0/1/male/female/m/f")
+    return int(age_f), gender, _race(race_s)
+
+
+def _race(s: str) -> int | None:
+    if not s:
+        return None
+    race = _RACES.get(s.lower())
+    if race is None and s.removesuffix(".0").isdigit():
+        race = int(s.removesuffix(".0"))
+    if race is None or not 0 <= race < len(RACE_NAMES):
+        raise ValueError(f"race {s!r} outside 0-{len(RACE_NAMES) - 1} / {'/'.join(RACE_NAMES)}")
+    return race

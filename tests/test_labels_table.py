@@ -1,0 +1,146 @@
+"""Labels-table datasets (curate/sources.py): a CSV or Parquet table over photos in subfolders. Every bad
+row is named once with its row number and reason, people never straddle train and test, recorded folds
+hold, `--copy` and `curate export` keep the source's layout and write the labels back as a table."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from dataset_builders import BAD_ROWS, DUPLICATE, labels_dataset, sample_faces
+
+from core.manifest import TEST_SPLIT, TRAIN_SPLIT
+from curate.cli import main
+
+N_GOOD = 40  # 20 people x 2 photos
+
+
+def run(*args, ok: bool = True):
+    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert "Traceback" not in res.output
+    if ok:
+        assert res.exit_code == 0, res.output
+    return res
+
+
+def folds(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "folds.csv", dtype={"content_hash": str, "id": str})
+
+
+@pytest.fixture()
+def dataset(tmp_path: Path) -> Path:
+    labels_dataset(tmp_path / "ds")
+    return tmp_path / "ds"
+
+
+def test_split_names_every_bad_row_once_and_keeps_each_person_in_one_split(dataset: Path, tmp_path: Path):
+    res = run("split", dataset, "--out", tmp_path / "out")
+    rej = pd.read_csv(tmp_path / "out" / "rejected.csv")
+    for name, words in BAD_ROWS.items():
+        mine = rej[rej["filename"] == name]
+        assert len(mine) == 1 and words in mine["reason"].iloc[0] and mine["reason"].iloc[0].startswith("row "), name
+        assert len([ln for ln in res.output.splitlines() if f"'{name}'" in ln]) == 1, name
+    dup = rej[rej["filename"] == DUPLICATE]
+    assert list(dup["reason"]) == ["row 12: duplicate path a/001.jpg (first at row 1)"]  # the first copy is kept
+    assert len(rej) == len(BAD_ROWS) + 1
+    f = folds(tmp_path / "out")
+    assert len(f) == N_GOOD and f["filename"].is_unique and {"a/001.jpg", "b/001.jpg"} <= set(f["filename"])
+    assert f.groupby("id")["split"].nunique().max() == 1  # no person in both train and test
+    assert f.groupby("content_hash")["split"].nunique().max() == 1
+    assert set(f["split"]) == {TRAIN_SPLIT, TEST_SPLIT} and f["id"].nunique() == N_GOOD // 2
+    first = f.set_index("filename").loc["a/001.jpg"]
+    assert (first["age"], first["gender"]) == (int(sample_faces(1)[0].name.split("_")[0]), 0)
+    assert "identities (id): 20" in res.output
+    # the table given as a file, and as Parquet, read the same
+    run("split", dataset / "labels.csv", "--out", tmp_path / "file")
+    pd.read_csv(dataset / "labels.csv", dtype=str).to_parquet(dataset / "labels.parquet")
+    (dataset / "labels.csv").rename(tmp_path / "moved.csv")
+    run("split", dataset, "--out", tmp_path / "pq")
+    for other in ("file", "pq"):
+        g = folds(tmp_path / other)
+        assert g.drop(columns="labels_table").equals(f.drop(columns="labels_table")), other
+        assert pd.read_csv(tmp_path / other / "rejected.csv")["reason"].tolist() == rej["reason"].tolist()
+
+
+def test_a_missing_required_column_is_one_line_naming_the_file_and_its_columns(dataset: Path, tmp_path: Path):
+    t = pd.read_csv(dataset / "labels.csv").rename(columns={"age": "years"})
+    t.to_csv(dataset / "labels.csv", index=False)
+    res = run("split", dataset, "--out", tmp_path / "out", ok=False)
+    assert res.exit_code == 1
+    assert res.output.strip() == (
+        f"Error: {dataset / 'labels.csv'}: missing required column(s) age; it has: path, years, gender, race, id "
+        "(needs path, age, gender; optional race, id)"
+    )
+
+
+def test_recorded_folds_hold_and_a_new_photo_of_a_known_person_joins_that_persons_fold(dataset: Path, tmp_path):
+    out = tmp_path / "out"
+    run("split", dataset, "--out", out)
+    before = folds(out)
+    table = pd.read_csv(dataset / "labels.csv", dtype=str)
+    person = before[before["split"] == TEST_SPLIT]["id"].iloc[0]
+    new = sample_faces(3, offset=2)
+    for i, src in enumerate(new):
+        shutil.copy(src, dataset / "c" / f"new{i}.jpg")
+    extra = [{"path": "c/new0.jpg", "age": "40", "gender": "f", "id": person},  # a known person
+             {"path": "c/new1.jpg", "age": "41", "gender": "m", "id": "newcomer"},
+             {"path": "c/new2.jpg", "age": "42", "gender": "m", "id": "newcomer"}]  # fmt: skip
+    pd.concat([table, pd.DataFrame(extra)]).to_csv(dataset / "labels.csv", index=False)
+    s = run("split", dataset, "--out", out)
+    after = folds(out).set_index("filename")
+    old = before.set_index("filename")
+    assert (after.loc[old.index, "fold"] == old["fold"]).all()  # nobody moved
+    assert after.loc["c/new0.jpg", "fold"] == old[old["id"] == person]["fold"].iloc[0]
+    assert after.loc["c/new1.jpg", "fold"] == after.loc["c/new2.jpg", "fold"]
+    assert f"kept the recorded fold of {N_GOOD} image(s); new images: 3" in s.output
+    # a person whose earlier photos are gone from the table still has the fold folds.csv recorded
+    shutil.copy(dataset / "c" / "new0.jpg", tmp_path / "c_new0.jpg")
+    pd.DataFrame([{**extra[0], "path": "c_new0.jpg"}]).to_csv(tmp_path / "only.csv", index=False)
+    run("split", tmp_path / "only.csv", "--out", out)
+    assert folds(out)["fold"].iloc[0] == old[old["id"] == person]["fold"].iloc[0]
+
+
+def test_identity_groups_join_pixel_identical_photos_of_two_ids_and_leave_utkface_alone():
+    from curate.splits import assign_folds, balanced_folds, identity_groups
+
+    ages = [20, 30, 40, 50, 60, 25, 35, 45, 55, 65] * 3
+    df = pd.DataFrame({"content_hash": [f"h{i}" for i in range(30)], "age": ages, "gender": [i % 2 for i in range(30)]})
+    assert identity_groups(df) is None and (assign_folds(df) == balanced_folds(df)).all()
+    df["id"] = [f"p{i // 3}" for i in range(30)]
+    df.loc[29, "content_hash"] = "h0"  # p9's last photo is p0's first, pixel for pixel
+    g = identity_groups(df)
+    assert g[0] == g[29] == g[27] == "id:p0" and g.nunique() == 9
+    f = assign_folds(df, seed=3)
+    assert pd.Series(f).groupby(g.to_numpy()).nunique().max() == 1
+    assert (assign_folds(df, previous={"h5": 7})[3:6] == 7).all()  # p1's photos follow its recorded one
+
+
+def test_copy_and_export_keep_the_layout_and_write_the_labels_back_as_a_table(dataset: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    run("split", dataset, "--out", out, "--copy")
+    train = pd.read_csv(out / TRAIN_SPLIT / "manifest.csv")
+    assert all(Path(p) == (out / TRAIN_SPLIT / f).resolve() for p, f in zip(train["path"], train["filename"]))
+    flip, drop = train["filename"].iloc[0], train["filename"].iloc[1]
+    g = int(train["gender"].iloc[0])
+    review = pd.DataFrame({"filename": [flip, drop], "tags": ["confirmed:mislabel", "exclude"],
+                           "gender_corrected": [1 - g, None]})  # fmt: skip
+    review.to_csv(tmp_path / "review.csv", index=False)
+    run("export", "--from", out / TRAIN_SPLIT, "--review", tmp_path / "review.csv", "--root", tmp_path / "exp",
+        "--name", "clean", "--copy", "--oversample", "--by", "age_group,gender")  # fmt: skip
+    clean = tmp_path / "exp" / "clean"
+    labels = pd.read_csv(clean / "labels.csv", dtype={"id": str})
+    assert sorted(labels["path"]) == sorted(set(train["filename"]) - {drop})
+    assert all((clean / p).is_file() for p in labels["path"]) and not list(clean.glob("*_*_*_*.jpg"))
+    row = labels.set_index("path").loc[flip]
+    assert (row["gender"], row["original_gender"], row["label_source"]) == (1 - g, g, "corrected")
+    assert labels["id"].notna().all()
+    over = pd.read_csv(tmp_path / "exp" / "clean_oversampled" / "labels.csv")
+    gen = over[over["generated"]]
+    assert len(gen) and all("_aug" in p and (tmp_path / "exp" / "clean_oversampled" / p).is_file() for p in gen["path"])
+    # the exported split is a labels-table dataset again, corrections included
+    run("split", clean, "--out", tmp_path / "again")
+    back = folds(tmp_path / "again").set_index("filename")
+    assert len(back) == len(labels) and back.loc[flip, "gender"] == 1 - g
