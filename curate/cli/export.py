@@ -107,7 +107,8 @@ def _targets(specs: tuple[str, ...]) -> dict:
     "copy_",
     is_flag=True,
     help="Copy the kept originals into the split folder, UTKFace-named "
-    "with the corrected labels (default: the manifest references the original files).",
+    "with the corrected labels (default: the manifest references the original files). A dataset read from a "
+    "labels table keeps its relative paths instead, with the labels in the split's labels.csv.",
 )
 @click.option("--link", is_flag=True, help="Like --copy, with hard links (copies where links are impossible).")
 @click.option(

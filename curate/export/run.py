@@ -18,7 +18,14 @@ from core.schema import upgrade_columns
 from curate.export.common import ExportError, Policy
 from curate.export.oversample import plan_oversampling
 from curate.export.review import apply_decisions, has_decision, match_review, normalize_review
-from curate.export.writer import SplitWriter, finish_manifest, generate_oversampled, place_originals
+from curate.export.writer import (
+    SplitWriter,
+    finish_manifest,
+    generate_oversampled,
+    keeps_layout,
+    labels_file,
+    place_originals,
+)
 
 
 def load_audits(path: str | Path, df: pd.DataFrame) -> pd.DataFrame:
@@ -273,6 +280,8 @@ def _write_tables(
     summary["seconds"] = round(time.time() - t0, 1)
     for w, df in zip(writers, splits.values()):
         write_csv(df, w.tmp / "manifest.csv")
+        if keeps_layout(df):  # a labels-table dataset: its labels (corrections included) as a table again
+            write_csv(labels_file(df, w.final), w.tmp / "labels.csv")
         write_csv(removed, w.tmp / "removed.csv")
         write_csv(corrections, w.tmp / "corrections.csv")
     for w in writers:

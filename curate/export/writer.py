@@ -7,7 +7,10 @@ ROOT/NAME/manifest.csv (readable by trainer.data.read_manifest), export.json (pr
 counts), EXPORT.md (the same for people), removed.csv, corrections.csv, and the images: generated
 ones always, the kept originals when `images` is "copy" or "link" (hard link, falling back to a copy),
 named in UTKFace's scheme with the corrected labels. With `images="ref"` the manifest points at the
-original files and its `filename` column carries the UTKFace name with the corrected labels. Every
+original files and its `filename` column carries the UTKFace name with the corrected labels.
+A dataset read from a labels table (curate.sources; its manifest has `labels_table`) keeps its layout
+instead: images under their paths relative to the table, the labels (corrected ones included) in the
+split's labels.csv, which `curate split` reads back as a labels-table dataset. Every
 split is built in a temporary folder and renamed into place; an existing split is replaced only with
 `force`, and the source split and the test split are never written to.
 """
@@ -18,7 +21,7 @@ import hashlib
 import json
 import os
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import pandas as pd
@@ -63,6 +66,30 @@ def _write_image(src: str, dst: Path, mode: str) -> None:
         except OSError:
             pass
     shutil.copyfile(src, dst)
+
+
+def keeps_layout(df: pd.DataFrame) -> bool:
+    """Whether the rows came from a labels table: their files keep their relative paths on export (no
+    UTKFace names, whose labels would disagree with the table's)."""
+    return "labels_table" in df and bool(df["labels_table"].notna().any())
+
+
+def layout_aug_name(filename: str, k: int) -> str:
+    """An augmented copy's name beside its source's: a/001.jpg -> a/001_aug3.jpg (always JPEG)."""
+    p = PurePosixPath(filename)
+    return str(p.with_name(f"{p.name.split('.')[0]}_aug{k}.jpg"))
+
+
+LABELS_FILE_COLUMNS = ["path", "age", "gender", "race", "id", "original_age", "original_gender", "label_source",
+                       "label_note", "generated", "source_filename"]  # fmt: skip
+
+
+def labels_file(df: pd.DataFrame, final_dir: Path) -> pd.DataFrame:
+    """A split's labels.csv (the curate.sources schema plus provenance): paths relative to the split folder
+    for the images placed in it, absolute for the ones referenced (`images="ref"`)."""
+    final = str(final_dir) + os.sep
+    rel = [p[len(final) :] if str(p).startswith(final) else str(p) for p in df["path"]]
+    return df.assign(path=rel)[[c for c in LABELS_FILE_COLUMNS if c in df]]
 
 
 class SplitWriter:
@@ -111,12 +138,15 @@ def place_originals(kept: pd.DataFrame, split_dir: Path, final_dir: Path, name: 
     out = kept.copy()
     out["source_path"] = out["path"]
     out["source_filename"] = out.get("source_filename", out["filename"])
-    names = _unique_names(
-        [utk_name(f, a, g, r) for f, a, g, r in zip(out["source_filename"], out["age"], out["gender"], out["race"])]
-    )
+    if keeps_layout(out):
+        names = [str(f) for f in out["source_filename"]]
+    else:
+        labels = zip(out["source_filename"], out["age"], out["gender"], out["race"])
+        names = _unique_names([utk_name(f, a, g, r) for f, a, g, r in labels])
     out["filename"] = names
     if images in ("copy", "link"):
         for src, nm in zip(out["source_path"], names):
+            (split_dir / nm).parent.mkdir(parents=True, exist_ok=True)
             _write_image(src, split_dir / nm, images)
         out["path"] = [str(final_dir / nm) for nm in names]
     out["split"] = name
@@ -148,6 +178,7 @@ def generate_oversampled(
 
     rows = []
     names_taken = set(base["filename"])
+    layout = keeps_layout(base)
     for r, k in tqdm(plan.jobs, desc="augment", unit="img", disable=not progress, mininterval=1.0):
         src = base.iloc[r]
         img = cv2.imread(str(src["source_path"]), cv2.IMREAD_COLOR)
@@ -157,10 +188,14 @@ def generate_oversampled(
         ok, buf = cv2.imencode(".jpg", apply_transform(img, t), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             raise ExportError(f"{src['source_path']}: cannot encode augmented image")
-        fname = utk_name(src["source_filename"], src["age"], src["gender"], src["race"], suffix=f"_aug{k}")
+        if layout:
+            fname = layout_aug_name(src["source_filename"], k)
+        else:
+            fname = utk_name(src["source_filename"], src["age"], src["gender"], src["race"], suffix=f"_aug{k}")
         while fname in names_taken:
             fname = fname.replace(".jpg", "x.jpg", 1)  # only on a stamp collision between two sources
         names_taken.add(fname)
+        (split_dir / fname).parent.mkdir(parents=True, exist_ok=True)
         (split_dir / fname).write_bytes(buf.tobytes())
         decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
         rows.append(
@@ -186,7 +221,7 @@ def generate_oversampled(
                 "source_content_hash": src["content_hash"],
                 "transform": json.dumps(t, sort_keys=True),
                 "seed": seed,
-                **({"skin_category": src["skin_category"]} if "skin_category" in src else {}),
+                **{c: src[c] for c in ("skin_category", "id", "labels_table") if c in src},
             }
         )
     return pd.DataFrame(rows)
