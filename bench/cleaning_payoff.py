@@ -78,10 +78,10 @@ class Steps:
 
 def configs(quick: bool, threads: int):
     """(cross-fit config, the policies' training config): flag-mislabels' cheap recipe, and one cheap config."""
-    from trainer.config import TrainConfig, replace
+    from trainer.config import reference_config, replace
     from trainer.crossfit import cheap_config
 
-    base = replace(TrainConfig(), threads=threads, keep_epoch_checkpoints=False)
+    base = reference_config(threads=threads, keep_epoch_checkpoints=False)  # the config its runs were measured with
     if quick:
         tiny = replace(base, image_size=64, num_epochs=2, override_cycle_epoch_count=2, batch_size=32)
         return tiny, tiny

@@ -288,7 +288,7 @@ def test_injected_flips_are_found_far_above_chance(utkface_dir, tmp_path):
     detection_metrics, inject_noise = bench.detection_metrics, bench.inject_noise
     from core.images import decode_image, pixel_hash
     from curate.splits import parse_name
-    from trainer.config import TrainConfig, replace
+    from trainer.config import reference_config, replace
     from trainer.crossfit import cheap_config, crossfit
 
     files = sorted(p for p in utkface_dir.iterdir() if p.name.endswith(".jpg"))
@@ -315,7 +315,7 @@ def test_injected_flips_are_found_far_above_chance(utkface_dir, tmp_path):
             break
     df = pd.DataFrame(rows)
     noised, g_true, a_true = inject_noise(df, seed=0)
-    cfg = replace(cheap_config(TrainConfig(), image_size=64, num_epochs=6), batch_size=64)
+    cfg = replace(cheap_config(reference_config(), image_size=64, num_epochs=6), batch_size=64)
     pred = crossfit(noised, tmp_path / "cf", cfg, k=2, seed=0, progress=False)
     s = score_mislabels(pred)
     g = detection_metrics(g_true, s["gender_flip_prob"].to_numpy())

@@ -41,7 +41,11 @@ class TrainConfig:
     gender_loss_weight: float = 0.9
     # Age L1 (years) is divided by this before mixing with the gender cross-entropy.
     age_loss_scale: float = 3.0
-    l1_lambda: float = 0.0001
+    # The reference run's 1e-4 (times the sum of |w| over ~0.93M weights) pruned 97.5% of the weights
+    # below 1e-3; at 1e-6 the same 40-min run scored 5.49 / 93.40% against 5.81 / 91.84% (flip TTA,
+    # 2026-11-30, configs/one_run.yaml), the best single run known here, so it is the default.
+    # REFERENCE / configs/reference.yaml keep the seed's value.
+    l1_lambda: float = 0.000001
     weight_decay: float = 0.00019323262043373016
     use_dynamic_augmentation: bool = False
     # Crop-geometry augmentation (trainer.data.CropAugment): the share of training images re-cropped at a
@@ -120,6 +124,17 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# The seed project's reference run, where today's defaults differ from it. Cross-fitting (`curate
+# flag-mislabels`) and the mislabel and cleaning benchmarks keep it: every detection figure was measured
+# with it. configs/reference.yaml is the same as a file.
+REFERENCE: dict[str, Any] = {"l1_lambda": 0.0001}
+
+
+def reference_config(**changes: Any) -> TrainConfig:
+    """The reference run's configuration (REFERENCE over the defaults), with `changes`."""
+    return TrainConfig(**{**REFERENCE, **changes}).validate()
 
 
 def _coerce(name: str, value: Any) -> Any:

@@ -301,9 +301,10 @@ def _model_predictions(man, o: dict):
 
 def _crossfit_predictions(man, o: dict):
     """Out-of-sample predictions from models cross-fitted on the dataset's own labels (folder reused)."""
+    from trainer.config import REFERENCE
     from trainer.crossfit import crossfit
 
-    cfg = load_cfg(o["config"], o["sets"])
+    cfg = load_cfg(o["config"], o["sets"], base=REFERENCE)  # the recipe its detection figures were measured with
     cfg = crossfit_config(cfg, o["cheap"], o["sets"])
     out = o["crossfit_dir"] or _crossfit_dir(man, cfg, o["k"], o["seed"])
     click.echo(f"cross-fitting {len(man)} images ({'cheap' if o['cheap'] else 'full'} recipe, k={o['k']}) in {out}")
