@@ -42,9 +42,10 @@ def _inputs(source: Path) -> tuple[list[str], object]:
 def _is_manifest(p: Path) -> bool:
     """A split manifest (it has content hashes) rather than a labels table."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
     try:
-        cols = pd.read_csv(p, nrows=0).columns if p.suffix.lower() != ".parquet" else pd.read_parquet(p).columns
+        cols = pq.read_schema(p).names if p.suffix.lower() == ".parquet" else pd.read_csv(p, nrows=0).columns
     except Exception:  # noqa: BLE001 - unreadable: the labels-table reader says why
         return False
     return "content_hash" in cols
