@@ -26,6 +26,8 @@ import pandas as pd
 
 from audits.brisque import brisque_batch
 from audits.duplicates import DEFAULT_NEAR_RADIUS, DUPLICATES_VERSION, find_duplicates, phash, summarize_duplicates
+from audits.face import FACE_OFFSET_MAX, FACE_VERSION, face_issues, face_summary, measure_face
+from audits.face import RAW_COLUMNS as FACE_COLUMNS
 from audits.quality import (
     QUALITY_VERSION,
     RAW_COLUMNS,
@@ -42,12 +44,12 @@ from core.images import decode_image, pixel_hash
 from core.manifest import default_cache_dir
 from core.schema import CHECKS, SKIN_TONE
 
-AUDIT_VERSION = f"{QUALITY_VERSION}+{SKIN_VERSION}+{DUPLICATES_VERSION}"
+AUDIT_VERSION = f"{QUALITY_VERSION}+{SKIN_VERSION}+{FACE_VERSION}+{DUPLICATES_VERSION}"
 
-AUDIT_CHECKS = [chk for chk in CHECKS if chk.family in ("quality", "skin_tone", "duplicates")]
+AUDIT_CHECKS = [chk for chk in CHECKS if chk.family in ("quality", "skin_tone", "face", "duplicates")]
 SKIN_COLUMNS = [col.name for col in SKIN_TONE.raw] + [SKIN_TONE.score]
 # Per-content measurements kept in the cache (threshold-independent).
-CACHED_COLUMNS = ["content_hash", "audit_status"] + RAW_COLUMNS + SKIN_COLUMNS + ["phash"]
+CACHED_COLUMNS = ["content_hash", "audit_status"] + RAW_COLUMNS + SKIN_COLUMNS + FACE_COLUMNS + ["phash"]
 LABEL_COLUMNS = ["age", "gender", "race"]
 OUTPUT_COLUMNS = (
     ["path", "filename"]
@@ -57,7 +59,7 @@ OUTPUT_COLUMNS = (
 )
 COLUMN_DOC = {
     "content_hash": "blake2b-128 of shape + decoded BGR pixels (joins split manifests)",
-    "audit_version": "versions of the quality, skin-tone and duplicate code that measured the row",
+    "audit_version": "versions of the quality, skin-tone, face and duplicate code that measured the row",
     **{col.name: col.doc for chk in AUDIT_CHECKS for col in chk.columns()},
 }
 
@@ -81,6 +83,7 @@ def audit_image(
     q = measure_quality(img)
     row.update(q)
     row.update(skin_tone(img, skin_cfg, chroma=q["chroma"]))
+    row.update(measure_face(img))
     row["phash"] = phash(img)
     return row
 
@@ -270,9 +273,9 @@ class AuditCache:
 def _normalise_results(df: pd.DataFrame) -> pd.DataFrame:
     """Stable dtypes for the cached measurements (parquet needs one type per column)."""
     df = df.copy()
-    for c in RAW_COLUMNS + ["ita", SKIN_TONE.score, "skin_L", "skin_a", "skin_b"]:
+    for c in RAW_COLUMNS + ["ita", SKIN_TONE.score, "skin_L", "skin_a", "skin_b", "face_confidence", "face_offset"]:
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
-    for c in ("width", "height"):
+    for c in ("width", "height", "n_faces"):
         df[c] = pd.to_numeric(df[c], errors="coerce").round().astype("Int64")
     df["monk_tone"] = pd.to_numeric(df["monk_tone"], errors="coerce").astype("Int64")
     for c in ("content_hash", "audit_status", "skin_category", "phash"):
@@ -290,7 +293,8 @@ class AuditConfig:
     workers: processes (default: the CPUs this process may use); chunk_size: images per task;
     near_radius: phash Hamming radius of near duplicates; robust_k: MAD multiple of the dataset
     thresholds; thresholds: fixed QualityThresholds (skip dataset statistics, e.g. at predict time);
-    threshold_overrides: values that win over dataset statistics (config); ray_address: the chunks run
+    threshold_overrides: values that win over dataset statistics (config); face_offset_max: how far (px of a
+    200x200 crop) a face may sit off UTKFace's geometry before it is a face issue; ray_address: the chunks run
     as Ray tasks on that cluster instead of local processes (same chunks, same results, same cache).
     """
 
@@ -301,6 +305,7 @@ class AuditConfig:
     thresholds: QualityThresholds | None = None
     threshold_overrides: dict[str, float] = field(default_factory=dict)
     skin: SkinConfig = DEFAULT_SKIN_CONFIG
+    face_offset_max: float = FACE_OFFSET_MAX  # px of a 200x200 crop (audits/face.py)
     use_cache: bool = True
     cache_root: Path | None = None
     progress: bool = True
@@ -356,7 +361,7 @@ def run_audit(
     else:
         thr = compute_thresholds(table, k=cfg.robust_k, overrides=cfg.threshold_overrides)
     table = add_quality_flags(table, thr)
-    table = pd.concat([table, skin_tone_issues(table, cfg.skin)], axis=1)
+    table = pd.concat([table, skin_tone_issues(table, cfg.skin), face_issues(table, cfg.face_offset_max)], axis=1)
     dup_rows, pairs = find_duplicates(table, radius=cfg.near_radius)
     table[list(dup_rows.columns)] = dup_rows
     table = table[OUTPUT_COLUMNS]
@@ -557,6 +562,7 @@ def _metadata(
         "status_counts": {str(k): int(v) for k, v in table["audit_status"].value_counts().items()},
         "flag_counts": flags,
         "skin_category_counts": {str(k): int(v) for k, v in table["skin_category"].value_counts().items()},
+        "face": face_summary(table, cfg.face_offset_max),
         "duplicates": {**summarize_duplicates(table, pairs), "near_radius": cfg.near_radius},
         "quality_thresholds": thr.to_dict(),
         "score_definitions": SCORE_DEFINITIONS,

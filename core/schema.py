@@ -35,7 +35,7 @@ class Check:
     """One check: raw measurements, a [0, 1] score (lower = worse), an issue flag, maybe a reason."""
 
     name: str
-    family: str  # quality | skin_tone | duplicates | label
+    family: str  # quality | skin_tone | face | duplicates | label
     raw: tuple[Column, ...]
     score_doc: str
     issue_doc: str
@@ -88,6 +88,7 @@ CHECKS: tuple[Check, ...] = _load(Path(__file__).with_name("checks.yaml"))
 _BY_NAME = {c.name: c for c in CHECKS}
 QUALITY_CHECKS = tuple(c for c in CHECKS if c.family == "quality" and c.name != "low_quality")
 LOW_QUALITY, SKIN_TONE, DUPLICATE = _BY_NAME["low_quality"], _BY_NAME["skin_tone"], _BY_NAME["duplicate"]
+FACE = _BY_NAME["face"]
 LABEL_CONFLICT, GENDER_LABEL, AGE_LABEL = _BY_NAME["label_conflict"], _BY_NAME["gender_label"], _BY_NAME["age_label"]
 LABEL_STATUS = Column("label_status", "str", '"ok", or why a label was not scored (gender and age together)')
 
