@@ -180,7 +180,7 @@ def test_cli_audit_manifest_and_bad_inputs(sample_split, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     r = CliRunner().invoke(main, ["audit", str(bad), "--out", str(out)])
-    assert r.exit_code != 0 and "no 'path' column" in r.output
+    assert r.exit_code != 0 and "missing required column(s) path, age, gender; it has: a, b" in r.output  # labels table
 
 
 def test_write_audit_pairs_name_both_files(sample_dir, tmp_path):

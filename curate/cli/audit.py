@@ -35,7 +35,7 @@ def _inputs(source: Path) -> tuple[list[str], object]:
         paths = [str(p if Path(p).is_absolute() else (base / p)) for p in df["path"].astype(str)]
         labels = df[[c for c in ("age", "gender", "race") if c in df.columns]].copy()
         return paths, labels
-    fail(f"{source}: no such folder, labels table or manifest")
+    fail(f"{source}: no such folder or manifest (nor labels table)")
     raise AssertionError  # unreachable
 
 
