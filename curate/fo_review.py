@@ -32,6 +32,7 @@ VIEW_DESCRIPTIONS = {
     "suspect-age": "age label probably wrong (tag suspect:age), most suspicious first",
     "low-quality": "images the quality audit flags (tag low_quality), worst BRISQUE score first",
     "duplicate-label-conflicts": "pixel-identical or near-duplicate images whose labels disagree, by group",
+    "face-issues": "no face, several faces, or a face off UTKFace's crop geometry (is_face_issue), worst first",
     "worst-errors-by-age-group": "per age group, the largest age errors and gender losses (out-of-sample)",
     "worst-errors-by-skin-tone": "per skin-tone category, the largest age errors and gender losses",
     "review-queue": "every sample tagged suspect:gender, suspect:age or low_quality",
@@ -268,6 +269,8 @@ def save_views(ds, df: pd.DataFrame, err: pd.DataFrame, worst_n: int) -> dict[st
         views["duplicate-label-conflicts"] = ds.select(
             df.loc[bad].sort_values("content_hash")["id"].tolist(), ordered=True
         )
+    if "is_face_issue" in schema:  # a field, not a tag (like label conflicts): the audit re-derives it
+        views["face-issues"] = ds.match(F("is_face_issue") == True).sort_by("face_score")  # noqa: E712
     views["worst-errors-by-age-group"] = ds.select(_worst_per_group(df, err, "age_group", worst_n), ordered=True)
     if "skin_category" in df:
         views["worst-errors-by-skin-tone"] = ds.select(

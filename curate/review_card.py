@@ -18,6 +18,7 @@ REASONS = (  # (field, what it is about), in the order a reviewer needs them
     ("age_label_reason", "age"),
     ("label_conflict_reason", "duplicates"),
     ("low_quality_reason", "quality"),
+    ("face_reason", "face"),
     ("skin_tone_reason", "skin tone"),
 )
 LEGEND = {"gender": "#2e7d32", "age": "#2e7d32", "oos_gender_pred": "#ef6c00", "oos_age_pred": "#ef6c00"}

@@ -241,8 +241,8 @@ def flag_mislabels(**o) -> None:
 
     Stores gender/age issue scores, reasons and suggested corrections on each sample; tags
     suspect:gender, suspect:age and low_quality (re-derived each run); saves the views suspect-gender,
-    suspect-age, low-quality, duplicate-label-conflicts, worst-errors-by-age-group,
-    worst-errors-by-skin-tone and review-queue.
+    suspect-age, low-quality, duplicate-label-conflicts, face-issues (when audited),
+    worst-errors-by-age-group, worst-errors-by-skin-tone and review-queue.
     """
     from curate.fo_review import flag_mislabels as run_flags
 
