@@ -144,3 +144,15 @@ def test_copy_and_export_keep_the_layout_and_write_the_labels_back_as_a_table(da
     run("split", clean, "--out", tmp_path / "again")
     back = folds(tmp_path / "again").set_index("filename")
     assert len(back) == len(labels) and back.loc[flip, "gender"] == 1 - g
+
+
+def test_align_on_a_utkface_folder_keeps_the_names_and_points_at_the_crops(tmp_path: Path):
+    src = tmp_path / "utk"
+    src.mkdir()
+    for p in sample_faces(4, offset=30):
+        shutil.copy(p, src / p.name)
+    run("split", src, "--out", tmp_path / "out", "--align", "--quiet")
+    f = folds(tmp_path / "out")
+    assert sorted(f["filename"]) == sorted(p.name for p in src.iterdir())
+    assert all(Path(p) == (tmp_path / "out" / "aligned" / n).resolve() for p, n in zip(f["path"], f["filename"]))
+    assert set(f["face_status"]) == {"one face"} and (f["source_path"].map(lambda p: Path(p).parent) == src).all()
