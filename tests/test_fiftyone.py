@@ -92,6 +92,7 @@ def test_flag_mislabels_tags_candidates_and_saves_views(flagged, fo):
         "suspect-age",
         "low-quality",
         "duplicate-label-conflicts",
+        "face-issues",
         "worst-errors-by-age-group",
         "worst-errors-by-skin-tone",
         "review-queue",
@@ -112,6 +113,9 @@ def test_flag_mislabels_tags_candidates_and_saves_views(flagged, fo):
     assert set(ds.distinct("oos_fold")) == {0, 1}
     # low_quality tag = the quality audit's flag
     assert ds.count_sample_tags().get("low_quality", 0) == len(ds.match(fo.ViewField("is_low_quality_issue") == True))  # noqa: E712
+    # face-issues = the face audit's flag (a field, no tag): the sample's two crops without a face
+    faces = ds.load_saved_view("face-issues")
+    assert len(faces) == len(ds.match(fo.ViewField("is_face_issue") == True)) >= 2  # noqa: E712
     # the sample holds a pixel-identical pair labelled male and female: the conflict view finds it
     dup = ds.load_saved_view("duplicate-label-conflicts")
     assert len(dup) >= 2

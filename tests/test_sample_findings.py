@@ -49,8 +49,12 @@ def test_first_run_on_the_sample_tags_the_known_problem_cases(scored, fo, tmp_pa
     label = others[others["tags"].map(lambda t: bool(t & {"suspect:gender", "suspect:age"}))]
     assert len(label) <= MAX_OTHER_LABEL_SUSPECTS, list(label.index)
     assert others["tags"].map(lambda t: "low_quality" in t).sum() <= MAX_OTHER_LOW_QUALITY
-    for view in ("suspect-gender", "suspect-age", "low-quality", "duplicate-label-conflicts", "review-queue"):
+    for view in ("suspect-gender", "suspect-age", "low-quality", "duplicate-label-conflicts", "face-issues",
+                 "review-queue"):  # fmt: skip
         assert len(ds.load_saved_view(view)) > 0, view
+    # the crops without a face are also what the face audit finds, and it finds nothing else on the sample
+    no_face = known.loc[known["problem"] == "not a face", "filename"]
+    assert sorted(ds.load_saved_view("face-issues").values("filename")) == sorted(no_face)
     # suggestions: the known gender mislabels get the other gender, the age ones an age near the face's
     ds_by = dict(zip(ds.values("filename"), ds.values("gender_suggested")))
     assert ds_by["36_1_3_20170117183408380.jpg.chip.jpg"] == "male"
