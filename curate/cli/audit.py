@@ -181,10 +181,16 @@ def _print_audit(m: dict, wall: float, written: dict) -> None:
             click.echo(f"  {status}: {n}")
     click.echo(
         f"low quality: {m['flag_counts']['is_low_quality_issue']}  ("
-        + ", ".join(f"{k[3:-6]} {v}" for k, v in m["flag_counts"].items() if k != "is_low_quality_issue")
+        + ", ".join(
+            f"{k[3:-6]} {v}" for k, v in m["flag_counts"].items() if k not in ("is_low_quality_issue", "is_face_issue")
+        )
         + ")"
     )
     click.echo("skin tone: " + ", ".join(f"{k} {v}" for k, v in m["skin_category_counts"].items()))
+    if "face" in m:
+        f = m["face"]
+        click.echo(f"faces: {f['flagged']} flagged (" + ", ".join(f"{k} {v}" for k, v in f["reasons"].items())
+                   + f"; offset above {f['face_offset_max']:g} px)")  # fmt: skip
     d = m["duplicates"]
     click.echo(
         f"exact duplicate groups: {d['exact_groups']} ({d['images_in_exact_groups']} images), "
