@@ -55,7 +55,7 @@ def headline_metrics(eval_dir: Path) -> dict:
     }
 
 
-def lineage(run: Path) -> list[dict]:
+def lineage(run: Path, stage_runs: list[Path] = ()) -> list[dict]:
     """Every training stage behind a run, first to last: a warm restart (weights=PATH to another
     run's checkpoint) is not a new model, so its card must show the whole chain and its total cost."""
     stages: list[dict] = []
@@ -74,10 +74,31 @@ def lineage(run: Path) -> list[dict]:
                 "wall_minutes": round(meta["wall_seconds"] / 60, 1),
             }
         )
-        parent = Path(cfg["weights"]).parent.parent
-        if cfg["weights"] in ("none", "imagenet") or not (parent / "metadata.json").is_file():
+        if cfg["weights"] in ("none", "imagenet"):
+            return stages[::-1]
+        parent = _parent_run(Path(cfg["weights"]), stage_runs)
+        if isinstance(parent, list):  # fine-tuned from the shipped model: its card holds the stages before
+            stages[-1]["weights_sha256"] = file_sha256(cfg["weights"])  # the card's sha256 of that model
+            return parent + stages[::-1]
+        if parent is None:
             return stages[::-1]
         run = parent
+
+
+def _parent_run(weights: Path, stage_runs: list[Path]) -> Path | list[dict] | None:
+    """Where a warm restart's weights came from: the run folder around them, else (by the file's sha256,
+    since a checkpoint may have been copied) one of `stage_runs`' last.pt, or the shipped model, whose
+    card's stages are returned; None when unknown."""
+    if (weights.parent.parent / "metadata.json").is_file():
+        return weights.parent.parent
+    if not weights.is_file():
+        return None
+    sha = file_sha256(weights)
+    for r in stage_runs:
+        if (r / "checkpoints" / "last.pt").is_file() and file_sha256(r / "checkpoints" / "last.pt") == sha:
+            return r
+    card = json.loads((MODELS / "default.json").read_text()) if (MODELS / "default.json").is_file() else {}
+    return card.get("stages") if card.get("sha256") == sha else None
 
 
 def training_record(manifest: Path) -> dict:
@@ -93,6 +114,13 @@ def main() -> None:
     ap.add_argument("--training-record-only", type=Path, metavar="MANIFEST",
                     help="Only (re)write the shipped card's training-image record from this manifest.")  # fmt: skip
     ap.add_argument("--checkpoint", default="last", help="Checkpoint name in RUN/checkpoints [last].")
+    ap.add_argument(
+        "--stage-run",
+        type=Path,
+        action="append",
+        default=[],
+        help="An earlier stage's run folder whose last.pt a later stage started from as a copy.",
+    )
     ap.add_argument("--config", type=Path, help="The YAML the run was trained with (recorded in the card).")
     ap.add_argument("--trained-on", help="One line: which images the model saw (required with RUN).")
     ap.add_argument("--eval-tta", type=Path, help="[RUN/eval_tta]")
@@ -122,7 +150,7 @@ def main() -> None:
         if not (d / "age_metrics.csv").is_file():
             sys.exit(f"{d}: no curate evaluate output (age_metrics.csv missing)")
 
-    stages = lineage(args.run)
+    stages = lineage(args.run, args.stage_run)
     if stages[0]["weights_used"].startswith("checkpoint"):
         sys.exit(
             f"{args.run}: its first stage started from {stages[0]['weights_used']}, whose run folder "

@@ -142,8 +142,10 @@ def test_the_shipped_model_was_trained_with_its_config_file():
     # weights, and each later stage from the checkpoint of the one before.
     stages = card["stages"]
     assert stages[0]["weights_used"] == "none (random init)"
-    for prev, st in zip(stages, stages[1:]):
-        assert st["weights_used"].startswith(f"checkpoint {prev['run']}/checkpoints/"), st
+    for prev, st in zip(stages, stages[1:]):  # a fine-tune of an earlier shipped model names that file's hash
+        assert st["weights_used"].startswith(f"checkpoint {prev['run']}/checkpoints/") or (
+            st["weights_used"] == "checkpoint curate/models/default.pt" and len(st["weights_sha256"]) == 64
+        ), st
     assert stages[-1]["run"] == card["source_run"] and card["total_epochs"] == sum(s["epochs"] for s in stages)
 
 
