@@ -2,16 +2,17 @@
 
 UTKFace's test split (the seed-0 split's test_2_folds_last) is re-cropped as other datasets crop faces
 (core.faces.recrop: 0.8-1.6x the aligned crop's side, centre shifted by 10% of the side, turned 15
-degrees; edge pixels repeated outside the image), and pasted into larger synthetic photos (360x480,
-a random background, the face at a random place, 0.6-1.6x its size, turned up to 20 degrees), which
-are predicted three ways: the whole photo as it is, and through the detector (core.faces.find_face:
-YuNet, then alignment to UTKFace's geometry). Every model sees the same images (fixed seed); flip TTA as
-`curate evaluate`. Prints a table (Markdown) with each condition's MAE / accuracy and its change
-against the standard crop, checks issue #19's bounds (MAE within 15%, accuracy within 1.5 pp) and
-the detector's speed, and writes JSON + a plot.
+degrees; edge pixels repeated outside the image), and pasted into larger synthetic photos (360x480, a
+random background, the face at a random place, 0.6-1.6x its size, turned up to 20 degrees), which are
+predicted two ways: the whole photo as it is, and through the detector (core.faces.find_face: YuNet,
+then alignment to UTKFace's geometry); the looser re-crops also as `curate predict --faces auto` sees
+them (aligned again unless already within ALIGNED_MAX_OFFSET of UTKFace's geometry). Every model sees
+the same images (fixed seed); flip TTA as `curate evaluate`. Prints a table (Markdown) with each
+condition's MAE / accuracy and its change against the standard crop, checks issue #19's bounds (MAE
+within 15%, accuracy within 1.5 pp) and the detector's speed, and writes JSON + a plot.
 
 Usage: python bench/crop_robustness.py --test SPLIT/test_2_folds_last --model A.pt [--model B.pt]
-       [--n 4740] [--out docs/crop_robustness]
+       [--n 2000] [--out docs/crop_robustness]
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from core.faces import find_face, recrop  # noqa: E402
+from core.faces import ALIGNED_MAX_OFFSET, detect_faces, find_face, misalignment, recrop  # noqa: E402
 from core.manifest import read_manifest  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.data import to_input  # noqa: E402
@@ -82,11 +83,26 @@ def predict(model, cfg: TrainConfig, images: list[np.ndarray | None], batch: int
     return age, prob
 
 
+AUTO = ("scale 1.2x", "scale 1.4x", "scale 1.6x", "scale 1.4x, shift 10%, 10 degrees")
+
+
+def as_predict_auto(img: np.ndarray) -> np.ndarray | None:
+    """What `curate predict --faces auto` feeds the model: the image as it is when it already is an aligned
+    crop, else its largest face aligned (None: no face found)."""
+    found = detect_faces(img)
+    if len(found) == 1 and misalignment(found[0], img.shape[1], img.shape[0]) <= ALIGNED_MAX_OFFSET:
+        return img
+    return find_face(img).crop
+
+
 def conditions(paths: list[str], seed: int):
     """(name, images, seconds spent finding faces or None) for every condition, one at a time."""
     originals = [cv2.imread(p) for p in paths]
     for name, kw in RECROPS.items():
-        yield name, [recrop(im, **kw) for im in originals], None
+        images = [recrop(im, **kw) for im in originals]
+        yield name, images, None
+        if name in AUTO:
+            yield f"{name}, predict --faces auto", [as_predict_auto(im) for im in images], None
     rng = np.random.default_rng(seed)
     photos = [make_photo(im, rng) for im in originals]
     yield "photo, whole image (no detector)", photos, None
@@ -110,12 +126,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--test", required=True, type=Path, help="Test split folder or manifest.")
     ap.add_argument("--model", action="append", type=Path, required=True, help="Checkpoint (repeatable).")
-    ap.add_argument("--n", type=int, default=0, help="First N test images (0 = all).")
+    ap.add_argument("--n", type=int, default=0, help="A random N of the test images (seeded; 0 = all).")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="Write OUT.json, OUT.md and OUT.png.")
     args = ap.parse_args()
     df = read_manifest(args.test)
-    df = df.iloc[: args.n] if args.n else df
+    df = df.sample(n=args.n, random_state=args.seed).sort_index() if 0 < args.n < len(df) else df
     models = {m.name if m.name != "last.pt" else m.parent.parent.name: model_from_checkpoint(m) for m in args.model}
     cfgs = {k: TrainConfig(**ckpt.get("config", {})) for k, (_, ckpt) in models.items()}
     torch.set_num_threads(torch.get_num_threads())
