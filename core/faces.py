@@ -110,9 +110,10 @@ def align_face(img: np.ndarray, face: Face, size: int = CROP_SIZE) -> np.ndarray
     return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def find_face(img: np.ndarray, size: int = CROP_SIZE) -> FaceCrop:
-    """Detect, choose the largest face and align it; the status says what was found."""
-    faces = detect_faces(img)
+def find_face(img: np.ndarray, size: int = CROP_SIZE, faces: list[Face] | None = None) -> FaceCrop:
+    """Detect (unless `faces` were already detected), choose the largest face and align it; the status
+    says what was found."""
+    faces = detect_faces(img) if faces is None else faces
     if not faces:
         return FaceCrop("no face found", 0, float("nan"), None, None)
     f = faces[0]

@@ -32,12 +32,12 @@ def prepare_image(path: Path, size: int, faces: str = "auto") -> tuple[np.ndarra
         return None, {"path": str(path), "status": f"unreadable image: {reason}", **NO_PREDICTION}
     row: dict = {"path": str(path), "status": "ok"}
     if faces != "none":
-        found = detect_faces(img) if faces == "auto" else []
+        found = detect_faces(img)
         h, w = img.shape[:2]
         if faces == "auto" and len(found) == 1 and misalignment(found[0], w, h) <= ALIGNED_MAX_OFFSET:
             row.update(face_status="aligned crop, used as it is", n_faces=1, face_score=found[0].score)
         else:
-            fc = find_face(img)
+            fc = find_face(img, faces=found)
             row.update(face_status=fc.status, n_faces=fc.n_faces, face_score=fc.score)
             if fc.crop is None:
                 return None, {**row, "status": "no face found", **NO_PREDICTION}
