@@ -471,3 +471,49 @@ def test_relabel_policy_applies_suggestions_to_unreviewed_suspects_only(sample_s
     assert set(rem["filename"]) == {f[2], f[5]}
     bad = CliRunner().invoke(main, [str(a) for a in [*args[:-4], "--relabel-age-max-score", "2"]])
     assert bad.exit_code != 0 and "label scores are in [0, 1]" in bad.output
+
+
+def test_exported_manifests_carry_the_issue_schema(sample_split: Path, tmp_path: Path):
+    """The cleaned and oversampled manifests (and removed.csv) carry every check's columns under the one
+    schema's names: the audit's measurements, scores, flags and reasons for each kept image, the review's
+    label scores; generated copies are not audited (NaN), their source row has the values."""
+    from audits.runner import AuditConfig, run_audit
+    from core.schema import checks
+
+    tr, _ = manifests(sample_split)
+    cfg = AuditConfig(workers=1, progress=False, cache_root=tmp_path / "cache")
+    table = run_audit(list(tr["path"]), tr[["age", "gender", "race"]], cfg).table
+    table.to_parquet(tmp_path / "audits.parquet")
+    flags = pd.DataFrame({"path": tr.path[:3], "gender_label_score": [0.9, 0.02, 0.5], "is_gender_label_issue":
+                          [False, True, False], "gender_label_reason": ["", "pred female 0.98", ""]})  # fmt: skip
+    flags.to_parquet(tmp_path / "flags.parquet")
+    args = ["export", "--from", sample_split / "train_8_folds_first", "--root", tmp_path / "out", "--audits",
+            tmp_path / "audits.parquet", "--flags", tmp_path / "flags.parquet", "--drop-suspects", "--oversample",
+            "--quiet"]  # fmt: skip
+    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    cleaned = pd.read_csv(tmp_path / "out" / "train_cleaned" / "manifest.csv").set_index("source_filename")
+    audited = table.assign(filename=table["path"].map(lambda p: Path(p).name)).set_index("filename")
+    for check in checks():
+        if check.family == "label":
+            continue
+        for col in (c.name for c in check.columns()):
+            if col in audited and col not in ("width", "height"):
+                assert col in cleaned, col
+                got, want = cleaned[col], audited.loc[cleaned.index, col]
+                if want.dtype.kind in "iuf":
+                    assert np.allclose(got.astype(float), want.astype(float), equal_nan=True, rtol=1e-6), col
+                else:
+                    same = got.astype(object).fillna("").astype(str) == want.astype(object).fillna("").astype(str)
+                    assert same.all(), (col, got[~same].head(3).tolist(), want[~same].head(3).tolist())
+    assert cleaned["is_low_quality_issue"].any() or not audited["is_low_quality_issue"].any()
+    assert tr.filename[1] not in cleaned.index  # the flagged gender suspect was dropped ...
+    removed = pd.read_csv(tmp_path / "out" / "train_cleaned" / "removed.csv").set_index("filename")
+    assert removed.loc[tr.filename[1], "gender_label_reason"] == "pred female 0.98"  # ... and says why
+    assert removed.loc[tr.filename[1], "gender_label_score"] == 0.02 and "brisque" in removed
+    assert cleaned.loc[tr.filename[0], "gender_label_score"] == 0.9
+    over = pd.read_csv(tmp_path / "out" / "train_cleaned_oversampled" / "manifest.csv")
+    gen, orig = over[over["generated"]], over[~over["generated"]]
+    assert len(gen) > 0 and gen["brisque"].isna().all() and gen["blurry_score"].isna().all()
+    assert np.allclose(orig.set_index("source_filename").loc[cleaned.index, "brisque"], cleaned["brisque"],
+                       equal_nan=True)  # fmt: skip

@@ -119,7 +119,8 @@ def _targets(specs: tuple[str, ...]) -> dict:
 @click.option("--oversample-name", help="Folder name of the oversampled split [default: NAME_oversampled].")
 @path_option(
     "--audits",
-    help="Audits parquet/CSV with skin_category (oversampling) and/or is_low_quality_issue (--drop-low-quality).",
+    help="Audits parquet/CSV (`curate audit`): skin_category (oversampling), is_low_quality_issue "
+    "(--drop-low-quality); every check's columns are copied into the exported manifests.",
 )
 @click.option(
     "--by",

@@ -14,6 +14,7 @@ import pandas as pd
 from core.atomic import write_csv
 from core.labels import GENDER_NAMES, RACE_NAMES
 from core.manifest import TEST_SPLIT, TRAIN_SPLIT, DataError, manifest_hash, read_manifest
+from core.schema import columns as schema_columns
 from core.schema import upgrade_columns
 from curate.export.common import ExportError, Policy
 from curate.export.oversample import plan_oversampling
@@ -27,15 +28,37 @@ from curate.export.writer import (
     place_originals,
 )
 
+SCHEMA_NAMES = [c.name for c in schema_columns()]
+
+
+def with_issue_columns(src: pd.DataFrame, audits: pd.DataFrame, review: pd.DataFrame) -> pd.DataFrame:
+    """`src` with the one schema's columns for its rows: the audits' checks, then the label checks the
+    review carries (flag-mislabels' scores from FiftyOne or a --flags file). The exported manifest and
+    removed.csv then say how each image scored, under the names Parquet and FiftyOne use; columns the
+    manifest already has (width, height) are left as they are."""
+    out = src.copy()
+    rv = review[review["split"] == "source"] if "split" in review else review
+    rv = rv.drop_duplicates("filename").set_index("filename") if "filename" in rv else rv.iloc[0:0]
+    names = out["filename"].astype(str)
+    for c in SCHEMA_NAMES:
+        if c in out:
+            continue
+        if c in audits:
+            out[c] = audits[c].to_numpy()
+        elif c in rv and rv[c].notna().any():
+            out[c] = names.map(rv[c]).to_numpy()
+    return out
+
 
 def load_audits(path: str | Path, df: pd.DataFrame) -> pd.DataFrame:
-    """Audit columns (skin_category, is_low_quality_issue) aligned with `df`'s rows: joined on path, file name
-    or content hash, whichever the audits table has."""
+    """The one schema's columns an audits table holds (skin_category, is_low_quality_issue, every check's
+    measurements, score, flag and reason), aligned with `df`'s rows: joined on path, file name or content
+    hash, whichever the audits table has."""
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"{path}: audits file not found")
     a = upgrade_columns(pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path), str(path))
-    cols = [c for c in ("skin_category", "is_low_quality_issue") if c in a]
+    cols = [c for c in SCHEMA_NAMES if c in a]
     out = pd.DataFrame(index=df.index)
     for key, mine in (
         ("path", df["path"].astype(str)),
@@ -92,7 +115,9 @@ def export(opts: ExportOptions) -> dict:
     audit_cols = load_audits(opts.audits, src) if opts.audits else pd.DataFrame(index=src.index)
     if "skin_category" in audit_cols:
         src["skin_category"] = audit_cols["skin_category"]
-    kept, removed, corrections = apply_decisions(src, review, opts.policy, audit_cols.get("is_low_quality_issue"))
+    kept, removed, corrections = apply_decisions(
+        with_issue_columns(src, audit_cols, review), review, opts.policy, audit_cols.get("is_low_quality_issue")
+    )
     kept["source_filename"] = kept["filename"]
     if kept.empty:
         raise ExportError("every image was removed: nothing to export")
