@@ -6,13 +6,13 @@ degrees; edge pixels repeated outside the image), and pasted into larger synthet
 random background, the face at a random place, 0.6-1.6x its size, turned up to 20 degrees), which are
 predicted two ways: the whole photo as it is, and through the detector (core.faces.find_face: YuNet,
 then alignment to UTKFace's geometry); the looser re-crops also as `curate predict --faces auto` sees
-them (aligned again unless already within ALIGNED_MAX_OFFSET of UTKFace's geometry). Every model sees
+them (aligned again unless core.faces.is_aligned_crop: face at UTKFace's place and size). Every model sees
 the same images (fixed seed); flip TTA as `curate evaluate`. Prints a table (Markdown) with each
 condition's MAE / accuracy and its change against the standard crop, checks issue #19's bounds (MAE
 within 15%, accuracy within 1.5 pp) and the detector's speed, and writes JSON + a plot.
 
 Usage: python bench/crop_robustness.py --test SPLIT/test_2_folds_last --model A.pt [--model B.pt]
-       [--n 2000] [--out docs/crop_robustness]
+       [--n 2000] [--out docs/crop_robustness] [--only "faces auto" --only photo]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from core.faces import ALIGNED_MAX_OFFSET, detect_faces, find_face, misalignment, recrop  # noqa: E402
+from core.faces import detect_faces, find_face, is_aligned_crop, recrop  # noqa: E402
 from core.manifest import read_manifest  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.data import to_input  # noqa: E402
@@ -83,34 +83,42 @@ def predict(model, cfg: TrainConfig, images: list[np.ndarray | None], batch: int
     return age, prob
 
 
-AUTO = ("scale 1.2x", "scale 1.4x", "scale 1.6x", "scale 1.4x, shift 10%, 10 degrees")
+AUTO = tuple(RECROPS)  # predict's default sees every crop this way
 
 
 def as_predict_auto(img: np.ndarray) -> np.ndarray | None:
     """What `curate predict --faces auto` feeds the model: the image as it is when it already is an aligned
     crop, else its largest face aligned (None: no face found)."""
     found = detect_faces(img)
-    if len(found) == 1 and misalignment(found[0], img.shape[1], img.shape[0]) <= ALIGNED_MAX_OFFSET:
+    if is_aligned_crop(found, img.shape[1], img.shape[0]):
         return img
-    return find_face(img).crop
+    return find_face(img, faces=found).crop
 
 
-def conditions(paths: list[str], seed: int):
-    """(name, images, seconds spent finding faces or None) for every condition, one at a time."""
+def conditions(paths: list[str], seed: int, only: list[str] | None = None):
+    """(name, images, seconds spent finding faces or None) for every condition, one at a time; with `only`,
+    the standard crop and the conditions whose name contains one of those strings."""
+    wanted = lambda name: not only or name == "standard crop" or any(o in name for o in only)  # noqa: E731
     originals = [cv2.imread(p) for p in paths]
     for name, kw in RECROPS.items():
+        auto = f"{name}, predict --faces auto"
+        if not (wanted(name) or (name in AUTO and wanted(auto))):
+            continue
         images = [recrop(im, **kw) for im in originals]
-        yield name, images, None
-        if name in AUTO:
-            yield f"{name}, predict --faces auto", [as_predict_auto(im) for im in images], None
-    rng = np.random.default_rng(seed)
-    photos = [make_photo(im, rng) for im in originals]
-    yield "photo, whole image (no detector)", photos, None
-    t = time.perf_counter()
-    found = [find_face(p) for p in photos]
-    secs = time.perf_counter() - t
-    yield "photo, through the detector", [f.crop for f in found], secs
-    yield "standard crop, through the detector", [find_face(im).crop for im in originals], None
+        if wanted(name):
+            yield name, images, None
+        if name in AUTO and wanted(auto):
+            yield auto, [as_predict_auto(im) for im in images], None
+    if any(wanted(n) for n in ("photo, whole image (no detector)", "photo, through the detector")):
+        rng = np.random.default_rng(seed)
+        photos = [make_photo(im, rng) for im in originals]
+        yield "photo, whole image (no detector)", photos, None
+        t = time.perf_counter()
+        found = [find_face(p) for p in photos]
+        secs = time.perf_counter() - t
+        yield "photo, through the detector", [f.crop for f in found], secs
+    if wanted("standard crop, through the detector"):
+        yield "standard crop, through the detector", [find_face(im).crop for im in originals], None
 
 
 def metrics(age_true, gender_true, age, prob) -> dict:
@@ -129,6 +137,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=0, help="A random N of the test images (seeded; 0 = all).")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="Write OUT.json, OUT.md and OUT.png.")
+    ap.add_argument("--only", action="append", help="Only conditions whose name contains this (repeatable).")
     args = ap.parse_args()
     df = read_manifest(args.test)
     df = df.sample(n=args.n, random_state=args.seed).sort_index() if 0 < args.n < len(df) else df
@@ -137,7 +146,7 @@ def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     y_age, y_gender = df["age"].to_numpy(float), df["gender"].to_numpy(int)
     res: dict = {"n_images": len(df), "models": {str(m): k for m, k in zip(args.model, models)}, "conditions": {}}
-    for name, images, secs in conditions(list(df["path"]), args.seed):
+    for name, images, secs in conditions(list(df["path"]), args.seed, args.only):
         row = {"faces_found": int(sum(im is not None for im in images))}
         if secs is not None:
             row["detector_img_per_s"] = round(len(images) / secs, 1)
@@ -165,7 +174,7 @@ def report(res: dict, names: list[str], out: Path | None) -> None:
         lines.append(f"| {name} | {row['faces_found']}/{res['n_images']} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
-    det = res["conditions"]["photo, through the detector"].get("detector_img_per_s")
+    det = res["conditions"].get("photo, through the detector", {}).get("detector_img_per_s")
     print(f"detector + alignment: {det} photos/s ({PHOTO[1]}x{PHOTO[0]}) on {torch.get_num_threads()} threads")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from core import faces
-from core.faces import ALIGNED_MAX_OFFSET, detect_faces, find_face, misalignment, recrop
+from core.faces import ALIGNED_MAX_OFFSET, detect_faces, face_scale, find_face, is_aligned_crop, misalignment, recrop
 from curate.cli import main
 from trainer.data import CropAugment
 
@@ -46,6 +46,26 @@ def test_utkface_crops_are_found_and_already_aligned():
     assert np.median(off) < 9 and np.mean(np.array(off) <= ALIGNED_MAX_OFFSET) >= 0.85, off
     for name in NOT_FACES:  # an eye filling the crop, printed digits: no face
         assert detect_faces(cv2.imread(str(SAMPLE / name))) == [], name
+
+
+def test_aligned_crop_means_utkface_place_and_size():
+    """predict's `auto` feeds a crop as it is only when its face sits where and as large as UTKFace's: the
+    crops themselves pass, crops 1.2x looser (10 px off on average, which the offset alone let through)
+    and 0.8x tighter are aligned again."""
+    own, loose, tight, scales = [], [], [], []
+    for p in _crops(40):
+        img = cv2.imread(str(p))
+        found = detect_faces(img)
+        own.append(is_aligned_crop(found, 200, 200))
+        scales.append(face_scale(found[0], 200, 200))
+        for out, s in ((loose, 1.2), (tight, 0.8)):
+            im = recrop(img, scale=s)
+            out.append(is_aligned_crop(detect_faces(im), 200, 200))
+    assert np.median(scales) == pytest.approx(1.0, abs=0.05) and np.mean(own) >= 0.8, (scales, own)
+    assert np.mean(loose) <= 0.15 and np.mean(tight) <= 0.15, (loose, tight)
+    a, b = _crops(2)
+    assert not is_aligned_crop(detect_faces(_photo([(a, 0.7, 20, 20), (b, 1.5, 300, 120)])), 640, 480)
+    assert not is_aligned_crop([], 200, 200)
 
 
 def test_a_face_in_a_photo_is_aligned_to_utkface_geometry():

@@ -23,9 +23,9 @@ def prepare_image(path: Path, size: int, faces: str = "auto") -> tuple[np.ndarra
 
     `faces`: "none" feeds the image as it is (an aligned face crop); "detect" finds the largest face and
     aligns it to UTKFace's geometry (core.faces); "auto" does that too, but keeps an image that already
-    is an aligned crop as it is (its landmarks within core.faces.ALIGNED_MAX_OFFSET of UTKFace's), so
+    is an aligned crop as it is (core.faces.is_aligned_crop: its face at UTKFace's place and size), so
     UTKFace-style crops get exactly the predictions they always had."""
-    from core.faces import ALIGNED_MAX_OFFSET, detect_faces, find_face, misalignment
+    from core.faces import detect_faces, find_face, is_aligned_crop
 
     img, reason = decode_image(Path(path))
     if img is None:
@@ -34,7 +34,7 @@ def prepare_image(path: Path, size: int, faces: str = "auto") -> tuple[np.ndarra
     if faces != "none":
         found = detect_faces(img)
         h, w = img.shape[:2]
-        if faces == "auto" and len(found) == 1 and misalignment(found[0], w, h) <= ALIGNED_MAX_OFFSET:
+        if faces == "auto" and is_aligned_crop(found, w, h):
             row.update(face_status="aligned crop, used as it is", n_faces=1, face_score=found[0].score)
         else:
             fc = find_face(img, faces=found)
