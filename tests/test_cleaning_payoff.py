@@ -1,0 +1,91 @@
+"""`bench/cleaning_payoff.py` end to end from one command on the embedded sample (tiny models): the noise
+goes into the training split only, the noisy baseline, every policy and the oracle train with one config
+and seed and are tested on the same untouched images, each policy's training set is what its rule says,
+and a second run resumes from the cache and reports the same figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+POLICIES = ("noisy", "ours_drop", "ours_relabel", "ours_drop_broad", "cleanlab_drop", "oracle")
+
+
+@pytest.fixture(scope="module")
+def payoff(tmp_path_factory) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("payoff")
+    cmd = [sys.executable, str(REPO / "bench" / "cleaning_payoff.py"), "--quick", "--quiet", "--out", str(root / "x")]
+    env = {**os.environ, "CURATE_CACHE_DIR": str(root / "cache")}
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return root / "payoff_quick", res.stdout
+
+
+def test_every_policy_trains_with_one_config_seed_and_test_set(payoff):
+    out, _ = payoff
+    setting = out / "r0.2_s0"
+    test = pd.read_csv(out / "split" / "test_2_folds_last" / "manifest.csv", dtype={"content_hash": str})
+    metas = {p: json.loads((setting / p / "run" / "metadata.json").read_text()) for p in POLICIES}
+    strip = lambda c: {k: v for k, v in c.items() if k != "train_path"}  # noqa: E731 - the one thing that differs
+    first = strip(metas["noisy"]["config"])
+    for p, m in metas.items():
+        assert strip(m["config"]) == first, p
+        assert m["val_manifest_hash"] == metas["noisy"]["val_manifest_hash"] and m["status"] == "complete", p
+        pred = pd.read_parquet(setting / p / "test_predictions.parquet")
+        assert list(pred["path"]) == list(test["path"]), p  # the same test images, in the same order
+    assert first["seed"] == metas["oracle"]["config"]["seed"] and first["val_path"].endswith("test_2_folds_last")
+
+
+def test_noise_only_in_the_training_split_and_policies_follow_their_rules(payoff):
+    from mislabel_detection import inject_noise
+
+    out, _ = payoff
+    setting = out / "r0.2_s0"
+    read = lambda p: pd.read_csv(p / "manifest.csv", dtype={"content_hash": str})  # noqa: E731
+    train, test = read(out / "split" / "train_8_folds_first"), read(out / "split" / "test_2_folds_last")
+    sets = {p: read(setting / p / "train") for p in POLICIES}
+    noisy, g_true, a_true = inject_noise(train, 0, 0.2)
+    assert g_true.sum() == a_true.sum() == round(0.2 * len(train))
+    assert list(sets["noisy"]["gender"]) == list(noisy["gender"]) and list(sets["noisy"]["age"]) == list(noisy["age"])
+    assert list(sets["oracle"]["gender"]) == list(train["gender"]) and list(sets["oracle"]["age"]) == list(train["age"])
+    for p, df in sets.items():
+        assert not set(df["content_hash"]) & set(test["content_hash"]), p  # no test image trains any model
+    summary = json.loads((setting / "summary.json").read_text())
+    for p in POLICIES:
+        assert summary["changes"][p]["n_train"] == len(sets[p]), p
+    for p in ("ours_drop", "ours_drop_broad", "cleanlab_drop"):  # dropping only removes rows, labels unchanged
+        kept = sets[p].merge(noisy, on="path", suffixes=("", "_noisy"))
+        assert len(kept) == len(sets[p]) == len(noisy) - summary["changes"][p]["removed"], p
+        assert (kept["gender"] == kept["gender_noisy"]).all() and (kept["age"] == kept["age_noisy"]).all(), p
+    relabel = sets["ours_relabel"].merge(noisy, on="path", suffixes=("", "_noisy"))
+    changed = (relabel["gender"] != relabel["gender_noisy"]) | (relabel["age"] != relabel["age_noisy"])
+    assert len(relabel) == len(noisy) and changed.sum() == summary["changes"]["ours_relabel"]["relabelled"]
+
+
+def test_a_second_run_resumes_from_the_cache_with_the_same_report(payoff, tmp_path):
+    out, first = payoff
+    report = (out / "report.md").read_text()
+    assert "(e) true labels" in report and "(b2) ours: drop likely-wrong labels" in report
+    res = pd.read_csv(out / "results.csv")
+    assert set(res["policy"]) == set(POLICIES) and res["delta_lo"].le(res["delta_hi"]).all()
+    cmd = [
+        sys.executable,
+        str(REPO / "bench" / "cleaning_payoff.py"),
+        "--quick",
+        "--quiet",
+        "--out",
+        str(out.parent / "x"),
+    ]
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "train + predict ..." not in again.stdout and "cross-fit ..." not in again.stdout  # nothing re-run
+    assert (out / "report.md").read_text() == report
