@@ -62,8 +62,9 @@ def test_decode_reduces_a_huge_jpeg_and_refuses_a_bomb(big_dir):
 
 def test_audit_and_predict_a_huge_jpeg_cost_what_a_small_one_costs(big_dir, sample_dir, tmp_path):
     """Peak memory of `curate audit` / `predict` on the huge JPEG against the same command on one 200x200
-    face: the image may add at most 256 MB (it added ~10 GB before). Importing torch and torchvision alone
-    takes ~700 MB here, so the absolute peak is about 1 GB either way."""
+    face: the image may add at most 256 MB (it added ~10 GB before), and the whole command stays under
+    1 GiB (issue 16; torch's CUDA build alone takes ~530 MB here, so torchvision is imported without
+    torch._dynamo: ~920 MB with it, ~1.07 GB without)."""
     curate = str(Path(sys.executable).parent / "curate")
     small = tmp_path / "small"
     small.mkdir()
@@ -72,7 +73,7 @@ def test_audit_and_predict_a_huge_jpeg_cost_what_a_small_one_costs(big_dir, samp
         out = tmp_path / ("a.parquet" if cmd[0] == "audit" else "p.csv")
         base, _, _ = _peak_kb([curate, cmd[0], str(small), *cmd[1:], str(tmp_path / ("s_" + out.name))])
         kb, secs, _ = _peak_kb([curate, cmd[0], str(big_dir), *cmd[1:], str(out)])
-        assert kb - base < GB_KB / 4 and kb < 1.5 * GB_KB and secs < 120, (cmd[0], kb, base, secs)
+        assert kb - base < GB_KB / 4 and kb < GB_KB and secs < 120, (cmd[0], kb, base, secs)
     t = pd.read_parquet(tmp_path / "a.parquet").set_index("filename")
     assert t.loc["30_1_0_20170101000000000.jpg", "audit_status"] == "ok"
     assert t.loc["30_1_0_20170101000000000.jpg", "width"] == 1250
@@ -89,3 +90,20 @@ def test_split_rejects_the_bomb_with_its_size(big_dir, tmp_path):
     make_splits(big_dir, tmp_path / "split", progress=False)
     rejected = pd.read_csv(tmp_path / "split" / "rejected.csv")
     assert list(rejected["reason"]) == ["image too large (30000x30000, 900 MP; the limit is 400 MP)"]
+
+
+def test_the_model_loads_without_the_compiler_stack_which_still_works():
+    """trainer.model imports torchvision without torch._dynamo (trainer/torchvision_lean.py); torch.compile's
+    package and torchvision's roi_align (the one user of the stood-in helper) must still work after it."""
+    code = (
+        "import sys, torch; import trainer.model as m; "
+        "assert 'torch._dynamo' not in sys.modules and 'sympy' not in sys.modules, 'compiler stack imported'; "
+        "net = m.AgeGenderClassifier(); net.eval(); out = net(torch.rand(1, 3, 64, 64)); "
+        "from torchvision.ops import roi_align; "
+        "r = roi_align(torch.rand(1, 2, 8, 8), [torch.tensor([[0.0, 0.0, 4.0, 4.0]])], 2); "
+        "import torch._dynamo; from torch._dynamo.utils import is_compile_supported; "
+        "print(tuple(r.shape), torch._dynamo.utils.__file__.endswith('utils.py'), is_compile_supported('cpu'))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split("\n")[0] == "(1, 2, 2, 2) True True", res.stdout

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torchvision.models import MobileNet_V3_Small_Weights, mobilenet_v3_small
 
 from core.atomic import atomic_path
 from core.errors import CurateError
+from trainer.torchvision_lean import import_torchvision
+
+tv_models = import_torchvision().models  # without torch._dynamo: ~160 MB and ~2.5 s less per command
 
 EMBED_DIM = 576
 # numpy scalars and their dtypes: runs store metrics as numpy floats, which are safe to rebuild.
@@ -32,7 +34,7 @@ class AgeGenderClassifier(nn.Module):
 
     def __init__(self, dropout: float = 0.1, age_init: float = 33.0):
         super().__init__()
-        self.features = mobilenet_v3_small(weights=None).features
+        self.features = tv_models.mobilenet_v3_small(weights=None).features
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.gender_head = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(EMBED_DIM, 2))
         self.age_head = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(EMBED_DIM, 1))
@@ -59,7 +61,7 @@ def build_model(weights: str = "none", dropout: float = 0.1, age_init: float = 3
     if weights == "none":
         return model, "none (random init)"
     if weights == "imagenet":
-        w = MobileNet_V3_Small_Weights.IMAGENET1K_V1
+        w = tv_models.MobileNet_V3_Small_Weights.IMAGENET1K_V1
         try:
             state = w.get_state_dict(progress=False)
         except Exception as e:  # network errors come in many classes
