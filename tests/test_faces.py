@@ -13,7 +13,16 @@ import torch
 from click.testing import CliRunner
 
 from core import faces
-from core.faces import ALIGNED_MAX_OFFSET, detect_faces, face_scale, find_face, is_aligned_crop, misalignment, recrop
+from core.faces import (
+    ALIGNED_MAX_OFFSET,
+    detect_faces,
+    face_scale,
+    face_turn,
+    find_face,
+    is_aligned_crop,
+    misalignment,
+    recrop,
+)
 from curate.cli import main
 from trainer.data import CropAugment
 
@@ -49,20 +58,21 @@ def test_utkface_crops_are_found_and_already_aligned():
 
 
 def test_aligned_crop_means_utkface_place_and_size():
-    """predict's `auto` feeds a crop as it is only when its face sits where and as large as UTKFace's: the
-    crops themselves pass, crops 1.2x looser (10 px off on average, which the offset alone let through)
-    and 0.8x tighter are aligned again."""
-    own, loose, tight, scales = [], [], [], []
+    """predict's `auto` feeds a crop as it is only when its face sits where, as large and as level as
+    UTKFace's: the crops themselves pass; crops 1.2x looser (10 px off on average, which the offset alone
+    let through), 0.8x tighter and turned 15 degrees (11 px off) are aligned again."""
+    own, loose, tight, turned, scales, turns = [], [], [], [], [], []
     for p in _crops(40):
         img = cv2.imread(str(p))
         found = detect_faces(img)
         own.append(is_aligned_crop(found, 200, 200))
         scales.append(face_scale(found[0], 200, 200))
-        for out, s in ((loose, 1.2), (tight, 0.8)):
-            im = recrop(img, scale=s)
-            out.append(is_aligned_crop(detect_faces(im), 200, 200))
+        turns.append(face_turn(detect_faces(recrop(img, angle=15))[0], 200, 200) - face_turn(found[0], 200, 200))
+        for out, kw in ((loose, {"scale": 1.2}), (tight, {"scale": 0.8}), (turned, {"angle": 15})):
+            out.append(is_aligned_crop(detect_faces(recrop(img, **kw)), 200, 200))
     assert np.median(scales) == pytest.approx(1.0, abs=0.05) and np.mean(own) >= 0.8, (scales, own)
-    assert np.mean(loose) <= 0.15 and np.mean(tight) <= 0.15, (loose, tight)
+    assert np.median(np.abs(turns)) == pytest.approx(15, abs=3), turns  # turned 15 degrees: 15 to turn back
+    assert np.mean(loose) <= 0.15 and np.mean(tight) <= 0.15 and np.mean(turned) <= 0.25, (loose, tight, turned)
     a, b = _crops(2)
     assert not is_aligned_crop(detect_faces(_photo([(a, 0.7, 20, 20), (b, 1.5, 300, 120)])), 640, 480)
     assert not is_aligned_crop([], 200, 200)
