@@ -53,12 +53,15 @@ SCORE_DEFINITIONS = {chk.score: chk.score_doc for chk in (*QUALITY_CHECKS, LOW_Q
 
 
 _HF_MASKS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+_MAX_MASKS = 16
 
 
 def _fft_masks(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks (high band, everything but DC) over the rfft2 grid, cached per shape."""
     key = (h, w)
     if key not in _HF_MASKS:
+        if len(_HF_MASKS) >= _MAX_MASKS:  # a folder of many sizes must not keep a pair of masks for each
+            _HF_MASKS.pop(next(iter(_HF_MASKS)))
         fy = np.fft.fftfreq(h)[:, None]
         fx = np.fft.rfftfreq(w)[None, :]
         r = np.sqrt(fy**2 + fx**2) / 0.5  # radius as a fraction of Nyquist
@@ -104,7 +107,8 @@ def measure_quality(img: np.ndarray) -> dict[str, float]:
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-    hist = np.bincount(gray.ravel(), minlength=256).astype(np.float64)
+    # cv2.calcHist counts in place (np.bincount first copies the pixels to int64: 32 MB for a 4 MP photo)
+    hist = cv2.calcHist([gray], [0], None, [256], [0, 256]).ravel().astype(np.float64)
     n = hist.sum()
     cdf = np.cumsum(hist) / n
     levels = np.arange(256, dtype=np.float64)

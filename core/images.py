@@ -30,6 +30,9 @@ _KINDS = {stat.S_IFDIR: "directory", stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socke
           stat.S_IFBLK: "device"}  # fmt: skip
 MAX_JPEG_PIXELS = 400_000_000  # JPEGs decode at 1/8 scale by DCT scaling: 400 MP costs what 6 MP does
 DECODE_PIXELS = 4_000_000
+# A JPEG above STREAM_BYTES is checked from its first and last HEAD_BYTES and decoded from the file
+STREAM_BYTES = 16 * 1024 * 1024
+HEAD_BYTES = 1024 * 1024
 
 
 def decode_image(path: Path) -> tuple[np.ndarray | None, str]:
@@ -43,7 +46,7 @@ def decode_image(path: Path) -> tuple[np.ndarray | None, str]:
         mode = os.stat(path).st_mode  # follows symlinks: a dangling one or a loop is an OSError
         if not stat.S_ISREG(mode):  # a FIFO would block the read forever, a directory cannot be read
             return None, f"not a regular file ({_KINDS.get(stat.S_IFMT(mode), 'special file')})"
-        data = Path(path).read_bytes()
+        data, whole = _read(Path(path))
     except OSError as e:
         return None, f"unreadable file ({e.strerror})"
     if not data:
@@ -51,14 +54,20 @@ def decode_image(path: Path) -> tuple[np.ndarray | None, str]:
     is_jpeg = data[:2] == b"\xff\xd8"
     if not is_jpeg and data[:8] != b"\x89PNG\r\n\x1a\n" and data[:2] != b"BM" and data[8:12] != b"WEBP":
         return None, "not an image (no JPEG/PNG/BMP/WebP signature)"
-    if is_jpeg and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):  # no end marker after the last scan
+    if not whole and (not is_jpeg or _jpeg_size(data) is None):
+        data, whole = Path(path).read_bytes(), True  # the header is further in: read it all after all
+    tail = data if whole else _tail(Path(path))
+    if is_jpeg and tail.rfind(b"\xff\xd9") < tail.rfind(b"\xff\xda"):  # no end marker after the last scan
         return None, "truncated JPEG (no end-of-image marker)"  # (bytes after the end marker are harmless)
     size, too_large = _header(data, is_jpeg)
     if too_large:
         return None, too_large
     if is_jpeg:
         with _libjpeg_messages() as said:
-            img = cv2.imdecode(np.frombuffer(data, np.uint8), _decode_flag(size))
+            if whole:
+                img = cv2.imdecode(np.frombuffer(data, np.uint8), _decode_flag(size))
+            else:  # streamed from the file by libjpeg: a 40 MB JPEG is never held in memory whole
+                img = cv2.imread(str(path), _decode_flag(size))
         if img is not None and said and "Corrupt JPEG data" in said[0]:
             return None, "corrupt JPEG data (libjpeg: " + said[0].split("Corrupt JPEG data: ")[1].split("\n")[0] + ")"
     else:
@@ -133,6 +142,23 @@ def _pillow_size(data: bytes) -> tuple[int, int] | None:
         return MAX_PIXELS, MAX_PIXELS
     except Exception:  # noqa: BLE001 - an unreadable header is for the decoder to report
         return None
+
+
+def _read(path: Path) -> tuple[bytes, bool]:
+    """The file's bytes and True, or for a file above STREAM_BYTES only its head and False."""
+    with path.open("rb") as f:
+        if os.fstat(f.fileno()).st_size <= STREAM_BYTES:
+            return f.read(), True
+        return f.read(HEAD_BYTES), False
+
+
+def _tail(path: Path) -> bytes:
+    """A big JPEG's last bytes, where its end-of-image marker is; the whole file when they hold none
+    (a file with trailing data after its end marker)."""
+    with path.open("rb") as f:
+        f.seek(-HEAD_BYTES, os.SEEK_END)
+        tail = f.read()
+    return tail if b"\xff\xd9" in tail else path.read_bytes()
 
 
 def _decode_flag(size: tuple[int, int] | None) -> int:

@@ -126,3 +126,20 @@ def test_score_and_export_name_the_bad_files_and_keep_the_good_ones(corpus, mode
     finally:
         if fo.dataset_exists(name):
             fo.delete_dataset(name)
+
+
+def test_the_console_script_exits_with_the_commands_status_and_all_its_output(corpus, model, tmp_path):
+    """`curate` leaves without the interpreter's teardown (curate.cli.run): what a command printed to a
+    pipe still arrives whole, its file is written, a user's error is one line with status 1."""
+    d, _, good = corpus
+    curate = str(Path(sys.executable).parent / "curate")
+    ok = subprocess.run([curate, "predict", *(str(d / g) for g in good), "--model", str(model)],
+                        capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    rows = [line for line in ok.stdout.splitlines() if line.strip()]
+    assert len(rows) == len(good) + 1 and all(g in ok.stdout for g in good)  # the header and every image
+    missing = subprocess.run([curate, "predict", str(tmp_path / "nowhere"), "--model", str(model)],
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert missing.returncode == 1 and missing.stderr == f"Error: {tmp_path / 'nowhere'}: no such file or folder\n"
+    usage = subprocess.run([curate, "predict", "--no-such-option"], capture_output=True, text=True, timeout=300)
+    assert usage.returncode == 2 and "No such option" in usage.stderr

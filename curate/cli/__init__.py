@@ -8,6 +8,11 @@ as a one-line message; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
+import threading
+
 import click
 
 from core.errors import CurateError
@@ -56,3 +61,29 @@ for command in (
     export.explain,
 ):
     main.add_command(command)
+
+
+def run() -> None:
+    """The console script: `main`, then an exit that skips the interpreter's teardown.
+
+    Tearing down torch's modules and its CUDA libraries' static objects touches ~165 MB of library pages
+    that the command never used and takes ~0.5 s, after the work is done and written (every output is
+    written atomically before a command returns); that teardown alone made a one-image `curate predict`
+    peak above issue 16's 1 GB. The exit handlers still run (logging, multiprocessing, temporary files,
+    FiftyOne), and the output streams are flushed. With a non-daemon thread still alive the ordinary
+    exit (which joins it) is kept. A bug's traceback is printed as usual.
+    """
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    if any(t.is_alive() and not t.daemon and t is not threading.main_thread() for t in threading.enumerate()):
+        sys.exit(code)
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code or 0)
