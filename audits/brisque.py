@@ -148,16 +148,19 @@ class _Brisque:
         """x (N,1,H,W) -> (N,1,H//2,W//2): piq's imresize(x, sizes=(H//2, W//2)).
 
         The product tensors have piq's shapes and layout, so torch reduces them in the same order. A plane
-        above BLUR_BAND_PIXELS is resized in bands; where a band's width is not a multiple of the vector
-        width a few pixels round 1 ulp apart (scores within 4e-5 of piq's on 0.3-2 MP photos)."""
+        above BLUR_BAND_PIXELS is resized in bands (the same bands for that size whatever the batch, so a
+        photo's score does not depend on its batch); a few of its pixels then round 1 ulp apart from
+        piq's (scores within 4e-5 of piq's on 0.3-4 MP photos). Smaller planes are never banded."""
         torch = self.torch
         n, _, h, w = x.shape
         x = x.view(n, h, w)
-        # a large plane in bands (columns, then rows): the product tensors hold ~10 taps per pixel
-        cols = max(16, BLUR_BAND_PIXELS // (n * h))
+        # a large plane in bands (columns, then rows): the product tensors hold ~10 taps per pixel;
+        # small planes (every batch of UTKFace's crops) in one piece, so their numbers never change
+        big = h * w > BLUR_BAND_PIXELS
+        cols = max(64, BLUR_BAND_PIXELS // h // 64 * 64) if big else w  # per plane: never by batch size
         parts = [self._products(x[..., c : c + cols].contiguous(), 1, h // 2).sum(dim=1) for c in range(0, w, cols)]
         y = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)  # (N, H', W)
-        rows = max(16, BLUR_BAND_PIXELS // (n * w))
+        rows = max(16, BLUR_BAND_PIXELS // w) if big else h // 2
         parts = [self._products(y[:, r : r + rows].contiguous(), 2, w // 2).sum(dim=1, keepdim=True)
                  for r in range(0, h // 2, rows)]  # fmt: skip
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)  # (N, 1, H', W')
@@ -170,9 +173,9 @@ class _Brisque:
         torch = self.torch
         n, _, h, w = x.shape
         x = x.reshape(n, h, w).contiguous()
-        rows = max(16, BLUR_BAND_PIXELS // (n * w))
-        if rows >= h:
+        if h * w <= BLUR_BAND_PIXELS:  # batches of small images (UTKFace's) as one convolution, as ever
             return self._conv(x, 3).view(n, 1, h, w)
+        rows = max(16, BLUR_BAND_PIXELS // w)
         # a large plane, in bands of rows: conv2d's scratch grows with the plane (a 1250x1250 one took
         # 150-220 MB); the zero rows piq's padding adds are added once, so every band sees its neighbours
         xp = torch.nn.functional.pad(x, (0, 0, 3, 3))
