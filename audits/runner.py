@@ -35,6 +35,7 @@ from audits.quality import (
     add_quality_flags,
     image_status,
     measure_quality,
+    working_copy,
 )
 from audits.skin_tone import DEFAULT_SKIN_CONFIG, SKIN_VERSION, SkinConfig, skin_tone, skin_tone_issues
 from audits.thresholds import QualityThresholds, compute_thresholds
@@ -80,9 +81,10 @@ def audit_image(
     row.update(width=int(w), height=int(h), aspect=float(w / h))
     if row["audit_status"].startswith("too small"):
         return row
-    q = measure_quality(img)
-    row.update(q)
-    row.update(skin_tone(img, skin_cfg, chroma=q["chroma"]))
+    small = working_copy(img)  # the pixel measures on at most AUDIT_PIXELS; the size is the image's own
+    q = measure_quality(small)
+    row.update(q, width=int(w), height=int(h), aspect=float(w / h))
+    row.update(skin_tone(small, skin_cfg, chroma=q["chroma"]))
     row.update(measure_face(img))
     row["phash"] = phash(img)
     return row
@@ -118,7 +120,7 @@ def _audit_paths(
         rec.update(audit_image(img, skin_cfg, content_hash=ch))
         out.append(rec)
         if rec["audit_status"] == "ok":
-            pending.append((rec, img))
+            pending.append((rec, working_copy(img)))  # BRISQUE too; a chunk holds no full-size photo
     if pending:
         scores = brisque_batch([im for _, im in pending])
         for (rec, _), s in zip(pending, scores):

@@ -36,6 +36,10 @@ def big_dir(tmp_path_factory) -> Path:
     img[:, ::13] = 90
     cv2.imwrite(str(d / "30_1_0_20170101000000000.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 80])
     _jpeg_header_only(d / "40_0_0_20170101000000001.jpg", 30000, 30000)
+    photo = np.zeros((2000, 2000), np.uint8)  # an ordinary 4 MP photo: decoded whole, audited on a 1 MP copy
+    photo[::5] = 180
+    photo[:, ::11] = 70
+    cv2.imwrite(str(d / "50_0_0_20170101000000002.jpg"), photo, [cv2.IMWRITE_JPEG_QUALITY, 80])
     return d
 
 
@@ -104,12 +108,13 @@ def test_a_jpeg_too_big_to_hold_is_streamed_and_still_checked(big_dir, tmp_path)
 
 
 def test_audit_and_predict_a_huge_jpeg_cost_what_a_small_one_costs(big_dir, sample_dir, tmp_path):
-    """Peak memory of `curate audit` / `predict` on the huge JPEG against the same command on one 200x200
-    face: the image may add at most 256 MB (it added ~10 GB before), and the command's private memory
-    stays under 640 MiB (issue 16's "under 1 GB"; ~480 MB measured). torch's CUDA build alone takes
-    ~290 MB private and ~330 MB of library pages at import, so: torchvision is imported without
-    torch._dynamo (~150 MB), `curate` exits without the interpreter's teardown (~165 MB of library pages),
-    BRISQUE filters a big plane in bands (~150-220 MB of conv2d scratch) and a 40 MB JPEG is streamed."""
+    """Peak memory of `curate audit` / `predict` on the huge JPEG and a 4 MP photo against the same
+    command on one 200x200 face: the images may add at most 256 MB (the huge one added ~10 GB before), and
+    the command's private memory stays under 640 MiB (issue 16's "under 1 GB"; ~470-480 MB measured).
+    torch's CUDA build alone takes ~290 MB private and ~330 MB of library pages at import, so: torchvision
+    is imported without torch._dynamo (~150 MB), `curate` exits without the interpreter's teardown (~165 MB
+    of library pages), BRISQUE filters a big plane in bands (150-220 MB of conv2d scratch), a 40 MB JPEG
+    is streamed and the pixel measures see at most 1 MP (audits.quality.AUDIT_PIXELS)."""
     curate = str(Path(sys.executable).parent / "curate")
     small = tmp_path / "small"
     small.mkdir()
@@ -125,6 +130,7 @@ def test_audit_and_predict_a_huge_jpeg_cost_what_a_small_one_costs(big_dir, samp
     t = pd.read_parquet(tmp_path / "a.parquet").set_index("filename")
     assert t.loc["30_1_0_20170101000000000.jpg", "audit_status"] == "ok"
     assert t.loc["30_1_0_20170101000000000.jpg", "width"] == 1250
+    assert t.loc["50_0_0_20170101000000002.jpg", ["width", "height", "audit_status"]].tolist() == [2000, 2000, "ok"]
     assert t.loc["40_0_0_20170101000000001.jpg", "audit_status"].startswith("image too large (30000x30000")
     p = pd.read_csv(tmp_path / "p.csv")
     status = dict(zip(p["path"].map(lambda x: Path(x).name), p["status"]))
