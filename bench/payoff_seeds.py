@@ -1,0 +1,91 @@
+"""How much of a cleaning policy's gain is the training's own spread? Re-train policies with other seeds.
+
+`bench/cleaning_payoff.py` trains every policy once, with one training seed, and its intervals are paired
+bootstraps over the test images: they leave out the spread between two trainings of the same data. This
+script re-trains chosen policies of a finished setting with other training seeds, each on the very
+manifest that setting wrote (`OUT/rR_sS/POLICY/train/manifest.csv`), with the same cheap config, and
+prints per seed the test MAE and gender accuracy, the difference to (a) noisy of the same seed, and
+their mean and standard deviation over seeds (seed 42 is the payoff bench's own run). Each training is
+cached under `OUT/rR_sS/POLICY_seedN/` (a re-run resumes).
+
+    python bench/payoff_seeds.py --out runs/payoff --setting 0:0 --policies noisy,ours_drop --seeds 1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cleaning_payoff import LABELS, Steps, configs, train_and_predict  # noqa: E402
+
+
+def _scores(test: pd.DataFrame, pred: pd.DataFrame) -> tuple[float, float]:
+    """(age MAE, gender accuracy %) of one model's test predictions."""
+    p = test[["path", "age", "gender"]].merge(pred.drop(columns=["age", "gender"]), on="path", validate="one_to_one")
+    right = (p["gender_prob"] >= 0.5).astype(int) == p["gender"]  # gender_prob: P(gender 1), as compare reads it
+    return float((p["age_pred"] - p["age"]).abs().mean()), float(100 * right.mean())
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True, help="cleaning_payoff.py's --out")
+    ap.add_argument("--setting", default="0:0", help="rate:seed of a finished setting")
+    ap.add_argument("--policies", default="noisy,ours_drop")
+    ap.add_argument("--seeds", default="1,2", help="training seeds besides the bench's own")
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args(argv)
+    from trainer.config import replace
+
+    rate, seed = args.setting.split(":")
+    setting = args.out / f"r{float(rate):g}_s{int(seed)}"
+    test_dir = args.out / "split" / "test_2_folds_last"
+    test = pd.read_csv(test_dir / "manifest.csv", dtype={"content_hash": str}).drop_duplicates("path")
+    base = configs(False, args.threads)[1]
+    steps = Steps(setting / "seeds")  # wall times apart from the bench's own steps.json
+    policies = args.policies.split(",")
+    if "noisy" not in policies:
+        policies.insert(0, "noisy")
+    rows = []
+    for s in [base.seed] + [int(x) for x in args.seeds.split(",")]:
+        for name in policies:
+            manifest = pd.read_csv(setting / name / "train" / "manifest.csv", dtype={"content_hash": str})
+            own = s == base.seed  # the bench's own run, already trained
+            run = setting / name if own else setting / f"{name}_seed{s}"
+            pred = train_and_predict(name if own else f"{name}_seed{s}", manifest, test_dir, run,
+                                     replace(base, seed=s), steps)  # fmt: skip
+            mae, acc = _scores(test, pred)
+            rows.append({"policy": name, "seed": s, "age_mae": mae, "gender_acc": acc})
+    df = pd.DataFrame(rows)
+    noisy = df[df["policy"] == "noisy"].set_index("seed")
+    df["d_mae"] = df["age_mae"] - df["seed"].map(noisy["age_mae"])
+    df["d_acc"] = df["gender_acc"] - df["seed"].map(noisy["gender_acc"])
+    df.to_csv(setting / "seeds.csv", index=False)
+    print(report(df, args.setting))
+    (setting / "seeds_wall_s.json").write_text(json.dumps(steps.times, indent=1))
+
+
+def report(df: pd.DataFrame, setting: str) -> str:
+    lines = [f"## Training seeds, setting {setting}", "",
+             "| policy | seed | age MAE | vs (a) same seed | gender acc % | vs (a), pp |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in df.itertuples():
+        lines.append(f"| {LABELS[r.policy]} | {r.seed} | {r.age_mae:.2f} | {r.d_mae:+.2f} | {r.gender_acc:.2f} | "
+                     f"{r.d_acc:+.2f} |")  # fmt: skip
+    for name, g in df.groupby("policy", sort=False):
+        sd = lambda c: float(np.std(g[c], ddof=1)) if len(g) > 1 else float("nan")  # noqa: E731
+        lines.append(f"| {LABELS[name]} | mean ± sd ({len(g)}) | {g['age_mae'].mean():.2f} ± {sd('age_mae'):.2f} | "
+                     f"{g['d_mae'].mean():+.2f} ± {sd('d_mae'):.2f} | {g['gender_acc'].mean():.2f} ± "
+                     f"{sd('gender_acc'):.2f} | {g['d_acc'].mean():+.2f} ± {sd('d_acc'):.2f} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
