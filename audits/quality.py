@@ -28,7 +28,7 @@ import pandas as pd
 
 from audits.brisque import brisque_batch
 from audits.thresholds import DEFAULT_THRESHOLDS, QualityThresholds
-from core.images import MIN_SIDE, decode_image, is_constant
+from core.images import MIN_SIDE, decode_image, is_constant, reduce_to
 from core.schema import LOW_QUALITY, QUALITY_CHECKS
 
 # 2: the one schema's names (values as in quality-1, plus odd_size_score); 3: images above AUDIT_PIXELS
@@ -60,11 +60,7 @@ AUDIT_PIXELS = 1_000_000
 
 def working_copy(img: np.ndarray) -> np.ndarray:
     """The image the pixel measures see: itself up to AUDIT_PIXELS, else reduced to that (INTER_AREA)."""
-    h, w = img.shape[:2]
-    if h * w <= AUDIT_PIXELS:
-        return img
-    s = (AUDIT_PIXELS / (h * w)) ** 0.5
-    return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return reduce_to(img, AUDIT_PIXELS)
 
 
 _HF_MASKS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}

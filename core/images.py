@@ -76,7 +76,7 @@ def decode_image(path: Path) -> tuple[np.ndarray | None, str]:
         return None, "corrupt image (decoder failed)"
     if min(img.shape[:2]) < MIN_SIDE:  # nothing to measure or learn: a 1x1 "face" must not be trained on
         return None, f"too small ({img.shape[1]}x{img.shape[0]})"
-    return _shrink(img), ""
+    return reduce_to(img, DECODE_PIXELS), ""  # other formats, or JPEGs still too large at 1/8
 
 
 @contextmanager
@@ -172,12 +172,13 @@ def _decode_flag(size: tuple[int, int] | None) -> int:
     return cv2.IMREAD_REDUCED_COLOR_8
 
 
-def _shrink(img: np.ndarray) -> np.ndarray:
-    """Images still above DECODE_PIXELS (other formats, or beyond 1/8) are resized down to it."""
+def reduce_to(img: np.ndarray, pixels: int) -> np.ndarray:
+    """The image itself when it has at most `pixels`, else resized down to that many (INTER_AREA): the
+    one rule for decoding (DECODE_PIXELS) and for what the audits measure (audits.quality.AUDIT_PIXELS)."""
     h, w = img.shape[:2]
-    if h * w <= DECODE_PIXELS:
+    if h * w <= pixels:
         return img
-    scale = (DECODE_PIXELS / (h * w)) ** 0.5
+    scale = (pixels / (h * w)) ** 0.5
     return cv2.resize(img, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
 
 
