@@ -69,21 +69,25 @@ COLUMN_DOC = {
 # Decoding and the per-image audit
 # --------------------------------------------------------------------------------------------------
 def audit_image(
-    img: np.ndarray, skin_cfg: SkinConfig = DEFAULT_SKIN_CONFIG, content_hash: str | None = None
+    img: np.ndarray,
+    skin_cfg: SkinConfig = DEFAULT_SKIN_CONFIG,
+    content_hash: str | None = None,
+    small: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Every per-image measurement except BRISQUE (batched separately) for one decoded BGR image.
 
     Why: the single place that defines what one pass computes from one set of pixels; tiny images
-    get their size only, constant ones every measure that is defined.
+    get their size only, constant ones every measure that is defined. `small` is the image's working copy
+    (audits.quality.working_copy) when the caller already made it.
     """
     row: dict[str, Any] = {"content_hash": content_hash or pixel_hash(img), "audit_status": image_status(img)}
     h, w = img.shape[:2]
     row.update(width=int(w), height=int(h), aspect=float(w / h))
     if row["audit_status"].startswith("too small"):
         return row
-    small = working_copy(img)  # the pixel measures on at most AUDIT_PIXELS; the size is the image's own
+    small = working_copy(img) if small is None else small  # the pixel measures see at most AUDIT_PIXELS
     q = measure_quality(small)
-    row.update(q, width=int(w), height=int(h), aspect=float(w / h))
+    row.update({k: v for k, v in q.items() if k not in row})  # width / height / aspect: the image's own
     row.update(skin_tone(small, skin_cfg, chroma=q["chroma"]))
     row.update(measure_face(img))
     row["phash"] = phash(img)
@@ -117,10 +121,11 @@ def _audit_paths(
             rec.update(content_hash=ch, cached=True)
             out.append(rec)
             continue
-        rec.update(audit_image(img, skin_cfg, content_hash=ch))
+        small = working_copy(img)  # reduced once, for every pixel measure and BRISQUE
+        rec.update(audit_image(img, skin_cfg, content_hash=ch, small=small))
         out.append(rec)
         if rec["audit_status"] == "ok":
-            pending.append((rec, working_copy(img)))  # BRISQUE too; a chunk holds no full-size photo
+            pending.append((rec, small))  # a chunk holds no full-size photo
     if pending:
         scores = brisque_batch([im for _, im in pending])
         for (rec, _), s in zip(pending, scores):
