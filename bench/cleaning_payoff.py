@@ -12,6 +12,12 @@ fixed training config then trains on
       age about 2 usual errors off or more). The review thresholds (P >= 0.5, 3.5 usual errors) pick what
       a person should look at first; a policy that acts without review can afford to lose some right
       labels to remove more wrong ones. Thresholds fixed before this policy was measured, never on the test split.
+  (f) ours_drop_estimated: as many gender labels dropped as the data says are wrong, not a fixed
+      threshold: cleanlab's confident-joint count of label issues (`num_label_issues`, the estimator of
+      Northcutt et al.; the same count its find_label_issues removes in (d)), taken in the order of our
+      posterior P(flipped), plus our age suspects: `curate export --drop-suspects --gender-max-score T`
+      with T the score of the last image in that count. (b2)'s fixed thresholds suit r = 0.2 and remove
+      too much at r = 0.1; this follows the noise rate. Fixed before it was measured.
   (d) cleanlab_drop: drop what cleanlab flags (find_label_issues
       for gender; its regression label-quality rank for age, as many as we flag)
   (e) oracle: the true labels
@@ -40,12 +46,13 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mislabel_detection import audit_frame, cleanlab_age, cleanlab_gender, inject_noise, sharpness  # noqa: E402
 
-POLICIES = ("noisy", "ours_drop", "ours_relabel", "ours_drop_broad", "cleanlab_drop", "oracle")
+POLICIES = ("noisy", "ours_drop", "ours_relabel", "ours_drop_broad", "ours_drop_estimated", "cleanlab_drop", "oracle")
 LABELS = {
     "noisy": "(a) noisy labels",
     "ours_drop": "(b) ours: drop suspects",
     "ours_relabel": "(c) ours: relabel suspects",
     "ours_drop_broad": "(b2) ours: drop likely-wrong labels",
+    "ours_drop_estimated": "(f) ours: drop the estimated number of wrong labels",
     "cleanlab_drop": "(d) cleanlab: drop its issues",
     "oracle": "(e) true labels",
 }
@@ -101,19 +108,34 @@ def review_frame(noisy: pd.DataFrame, g: pd.DataFrame, a: pd.DataFrame) -> pd.Da
     return normalize_review(raw, "flags")
 
 
+def estimated_gender_threshold(pred: pd.DataFrame, flags: pd.DataFrame) -> tuple[float, int]:
+    """(gender_label_score threshold, count): the count is cleanlab's confident-joint estimate of how many
+    gender labels are wrong; the threshold keeps that many of our lowest scores (ties included)."""
+    from cleanlab.count import num_label_issues
+
+    p = pred["gender_prob"].to_numpy(np.float64)
+    k = int(num_label_issues(pred["gender"].to_numpy(np.int64), np.column_stack([1 - p, p])))
+    scores = np.sort(flags["gender_label_score"].to_numpy(np.float64))
+    scores = scores[np.isfinite(scores)]
+    return (float(scores[min(k, len(scores)) - 1]) if k > 0 else -1.0), k
+
+
 def policy_sets(train: pd.DataFrame, noisy: pd.DataFrame, pred: pd.DataFrame, flags: pd.DataFrame) -> dict:
-    """The five training manifests and what each policy changed."""
+    """The training manifest of every policy and what each changed."""
     from curate.export.common import Policy
     from curate.export.review import apply_decisions
 
     out = {"noisy": (noisy, {}), "oracle": (train, {})}
+    thr, k = estimated_gender_threshold(pred, flags)
     for name, pol in (
         ("ours_drop", Policy(drop_suspects=True)),
         ("ours_relabel", Policy(relabel_suspects=True)),
         ("ours_drop_broad", Policy(drop_suspects=True, gender_max_score=BROAD_GENDER, age_max_score=BROAD_AGE)),
+        ("ours_drop_estimated", Policy(drop_suspects=True, gender_max_score=thr)),
     ):
         kept, removed, corr = apply_decisions(noisy, flags, pol)
         out[name] = (kept, {"removed": len(removed), "relabelled": len(corr)})
+    out["ours_drop_estimated"][1]["estimated_gender_errors"] = k
     g_issue = cleanlab_gender(pred, "self_confidence") >= 2  # flagged by find_label_issues
     n_age = int(flags["is_age_label_issue"].sum())
     a_issue = np.zeros(len(pred), bool)
@@ -148,7 +170,7 @@ def measure(test: pd.DataFrame, preds: dict, audits: pd.DataFrame | None, n_boot
     from curate.compare import group_tables, joint_frame
 
     rows = []
-    for name in POLICIES:
+    for name in (n for n in POLICIES if n in preds):
         f = joint_frame(test, preds["noisy"], preds[name], audits)
         r, _ = group_tables(f, n_boot=n_boot)
         r = r[r["dimension"].isin(["overall", "age_group", "skin_category"])].assign(policy=name)
@@ -197,11 +219,12 @@ def run_setting(rate: float, seed: int, train: pd.DataFrame, test: pd.DataFrame,
                   broad_gender_recall=share(gb, g_true), broad_age_flagged=int(ab.sum()),
                   broad_age_precision=share(a_true, ab), broad_age_recall=share(ab, a_true))  # fmt: skip
     sets = policy_sets(train, noisy, pred, flags)
-    trained = [n for n in POLICIES if not (rate == 0 and n == "oracle")]  # no noise: the labels are the true ones
+    wanted = {"noisy", "oracle", *(args.policies or POLICIES)}  # (a) and (e) are what the others are measured by
+    trained = [n for n in POLICIES if n in wanted and not (rate == 0 and n == "oracle")]  # rate 0: (e) is (a)
     preds = {name: train_and_predict(name, sets[name][0], test_dir, out / name, cfgs[1], steps) for name in trained}
     preds.setdefault("oracle", preds["noisy"])
     res = measure(test, preds, args.audits, args.n_boot).assign(rate=rate, seed=seed)
-    changes = {name: {"n_train": len(sets[name][0]), **sets[name][1]} for name in POLICIES}
+    changes = {name: {"n_train": len(sets[name][0]), **sets[name][1]} for name in POLICIES if name in preds}
     summary = {"rate": rate, "seed": seed, "detection": detect, "changes": changes, "wall_s": steps.times}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     res.to_csv(out / "results.csv", index=False)
@@ -247,7 +270,7 @@ def report(results: pd.DataFrame, summaries: list[dict], out: Path) -> str:
             "| " + " | ".join(head) + " |",
             "|---|---:|---|---:|---|---:|---:|---|---:|",
         ]
-        for name in POLICIES:
+        for name in (n for n in POLICIES if n in s["changes"]):
             m = results[mine & (results["policy"] == name)].set_index("metric")
             c = s["changes"][name]
             what = ", ".join(f"{k} {v}" for k, v in c.items() if k != "n_train") or "-"
@@ -269,9 +292,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "payoff")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--policies", type=lambda v: v.split(","), help=f"train only these (comma-separated, of "
+                    f"{', '.join(POLICIES)}); (a) and (e) always [default: all]")  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="the embedded sample, tiny models")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
+    unknown = set(args.policies or ()) - set(POLICIES)
+    if unknown:
+        ap.error(f"unknown policies: {', '.join(sorted(unknown))} (known: {', '.join(POLICIES)})")
     if args.quick:
         args.data, args.out = REPO / "dataset" / "sample", args.out.parent / "payoff_quick"
         args.settings, args.n_boot = "0.2:0", 200

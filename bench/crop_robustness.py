@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.faces import detect_faces, find_face, is_aligned_crop, recrop  # noqa: E402
+from core.labels import AGE_GROUP_LABELS, age_groups  # noqa: E402
 from core.manifest import read_manifest  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.data import to_input  # noqa: E402
@@ -122,11 +123,21 @@ def conditions(paths: list[str], seed: int, only: list[str] | None = None):
 
 
 def metrics(age_true, gender_true, age, prob) -> dict:
+    """MAE, accuracy and count over the images with a prediction, overall and per age group (a model
+    that copes better with other crops must not do it at the children's expense)."""
     ok = ~np.isnan(age)
+    err, right = np.abs(age - age_true), (prob >= 0.5) == gender_true
+    groups = np.asarray(age_groups(age_true))
+    by_group = {
+        g: {"mae": float(err[ok & (groups == g)].mean()), "accuracy": float(right[ok & (groups == g)].mean())}
+        for g in AGE_GROUP_LABELS
+        if (ok & (groups == g)).any()
+    }
     return {
-        "mae": float(np.abs(age[ok] - age_true[ok]).mean()),
-        "accuracy": float(((prob[ok] >= 0.5) == gender_true[ok]).mean()),
+        "mae": float(err[ok].mean()),
+        "accuracy": float(right[ok].mean()),
         "n": int(ok.sum()),
+        "by_age_group": by_group,
     }
 
 
@@ -174,6 +185,7 @@ def report(res: dict, names: list[str], out: Path | None) -> None:
         lines.append(f"| {name} | {row['faces_found']}/{res['n_images']} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
+    print(group_table(res, names))
     det = res["conditions"].get("photo, through the detector", {}).get("detector_img_per_s")
     print(f"detector + alignment: {det} photos/s ({PHOTO[1]}x{PHOTO[0]}) on {torch.get_num_threads()} threads")
     if out:
@@ -181,6 +193,19 @@ def report(res: dict, names: list[str], out: Path | None) -> None:
         out.with_suffix(".json").write_text(json.dumps(res, indent=1))
         out.with_suffix(".md").write_text(table + "\n")
         plot(res, names, out.with_suffix(".png"))
+
+
+def group_table(res: dict, names: list[str], condition: str = "standard crop") -> str:
+    """MAE (years) and gender accuracy per age group on one condition, a column pair per model."""
+    rows = res["conditions"][condition]
+    head = f"| {condition}: age group | " + " | ".join(f"{k}: MAE | {k}: accuracy" for k in names) + " |"
+    lines = [head, "|---|" + "---:|---:|" * len(names)]
+    for g in AGE_GROUP_LABELS:
+        if all(g in rows[k]["by_age_group"] for k in names):
+            cells = [f"{rows[k]['by_age_group'][g]['mae']:.2f} | {100 * rows[k]['by_age_group'][g]['accuracy']:.1f}%"
+                     for k in names]  # fmt: skip
+            lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def plot(res: dict, names: list[str], path: Path) -> None:

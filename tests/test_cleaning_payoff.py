@@ -17,7 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
-POLICIES = ("noisy", "ours_drop", "ours_relabel", "ours_drop_broad", "cleanlab_drop", "oracle")
+POLICIES = ("noisy", "ours_drop", "ours_relabel", "ours_drop_broad", "ours_drop_estimated", "cleanlab_drop", "oracle")
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,19 @@ def test_noise_only_in_the_training_split_and_policies_follow_their_rules(payoff
     summary = json.loads((setting / "summary.json").read_text())
     for p in POLICIES:
         assert summary["changes"][p]["n_train"] == len(sets[p]), p
-    for p in ("ours_drop", "ours_drop_broad", "cleanlab_drop"):  # dropping only removes rows, labels unchanged
+    from cleanlab.count import num_label_issues
+
+    pred = pd.read_parquet(setting / "crossfit_predictions.parquet")
+    probs = pd.concat([1 - pred["gender_prob"], pred["gender_prob"]], axis=1).to_numpy()
+    k = num_label_issues(pred["gender"].to_numpy(int), probs)  # (f) drops as many genders as this estimate
+    est = summary["changes"]["ours_drop_estimated"]
+    assert est["estimated_gender_errors"] == k and est["removed"] >= k and est["relabelled"] == 0
+    for p in (
+        "ours_drop",
+        "ours_drop_broad",
+        "ours_drop_estimated",
+        "cleanlab_drop",
+    ):  # dropping only removes rows, labels unchanged
         kept = sets[p].merge(noisy, on="path", suffixes=("", "_noisy"))
         assert len(kept) == len(sets[p]) == len(noisy) - summary["changes"][p]["removed"], p
         assert (kept["gender"] == kept["gender_noisy"]).all() and (kept["age"] == kept["age_noisy"]).all(), p

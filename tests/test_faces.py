@@ -24,7 +24,7 @@ from core.faces import (
     recrop,
 )
 from curate.cli import main
-from trainer.data import CropAugment
+from trainer.data import CropAugment, keep_centre
 
 SAMPLE = Path(__file__).resolve().parent.parent / "dataset" / "sample"
 KNOWN = pd.read_csv(SAMPLE.parent / "sample_known_cases.csv")
@@ -143,6 +143,49 @@ def test_recrop_geometry():
     assert np.abs(half[50:150, 50:150].astype(int) - small.astype(int)).mean() < 6
     moved = recrop(img, dx=0.1)  # the crop's centre moves right: the face moves left by 20 px
     assert np.abs(moved[:, :150].astype(int) - img[:, 20:170].astype(int)).mean() < 1
+
+
+def test_tight_crop_keeps_the_centre_and_repeats_its_edge():
+    x = torch.randn(64, 3, 64, 64)
+    aug = CropAugment(p=0.0, tight_p=1.0, tight_min=0.5)
+    y = aug(x, torch.Generator().manual_seed(0))
+    assert torch.allclose(y[:, :, 16:48, 16:48], x[:, :, 16:48, 16:48], atol=1e-5)  # side >= 0.5 always kept
+    cut = [bool(torch.equal(y[i, :, 0], y[i, :, 1]) and torch.equal(y[i, :, :, 0], y[i, :, :, 1])) for i in range(64)]
+    assert sum(cut) >= 40  # side below ~0.95: the outer rows and columns repeat the kept square's edge
+    half = CropAugment(p=0.0, tight_p=0.5)
+    changed = [not torch.equal(v, u) for v, u in zip(half(x, torch.Generator().manual_seed(1)), x)]
+    assert 16 <= sum(changed) <= 48
+    # adding the tight crop leaves the geometric draws of existing configs unchanged
+    geo = CropAugment(p=0.5)
+    assert torch.equal(
+        geo(x, torch.Generator().manual_seed(2)), CropAugment(p=0.5, tight_p=0.0)(x, torch.Generator().manual_seed(2))
+    )
+
+
+def _flat_border(img: np.ndarray, k: int = 16) -> float:
+    """Share of the outer k-pixel band where a pixel repeats its inward neighbour (mean |diff| < 1)."""
+    im = img.astype(np.float32)
+    steps = [np.diff(im[:k], axis=0), np.diff(im[-k:], axis=0), np.diff(im[:, :k], axis=1), np.diff(im[:, -k:], axis=1)]
+    return float(np.mean(np.concatenate([np.abs(d).mean(2).ravel() for d in steps]) < 1.0))
+
+
+def test_tight_crop_is_what_predict_sees_of_a_tighter_crop():
+    """A 0.8x crop of a UTKFace face, re-aligned as `curate predict --faces auto` does, has lost its
+    outer band to repeated edge pixels, as the training's tight crop at side 0.8 has; the original has not."""
+    seen, sim, orig = [], [], []
+    for p in _crops(16):
+        img = cv2.imread(str(p))
+        tight = recrop(img, scale=0.8)
+        found = detect_faces(tight)
+        assert len(found) == 1, p.name
+        if is_aligned_crop(found, 200, 200):  # a few pass as aligned and are used as they are
+            continue
+        seen.append(_flat_border(faces.align_face(tight, found[0])))
+        x = torch.from_numpy(img.astype(np.float32)).permute(2, 0, 1)[None]
+        sim.append(_flat_border(keep_centre(x, 0.8)[0].permute(1, 2, 0).numpy()))
+        orig.append(_flat_border(img))
+    assert len(seen) >= 12 and min(sim) > 0.95, sim
+    assert np.median(seen) > 0.7 and np.median(orig) < 0.4, (seen, orig)
 
 
 def test_crop_augment_is_off_at_p0_identity_at_scale1_and_seeded():

@@ -135,6 +135,12 @@ class CropAugment:
     its centre shifted by up to `shift` of the side in x and y and turned by up to `rotation` degrees:
     what a face detector's residual misalignment and other datasets' margins look like. Outside the
     image the edge pixels are repeated (grid_sample's border mode): mirroring would put half faces there.
+
+    Independently, with probability `tight_p` a sample loses its outer border: only a centred square
+    of side t x the image (t uniform in [tight_min, 1]) is kept and its edge pixels are repeated
+    outside it. That is what `curate predict` feeds the model for a crop tighter than UTKFace's once
+    the face is re-aligned (a 0.8x crop has no chin, hair or ears to put back), which the geometric
+    resampling alone never shows it.
     """
 
     p: float = 0.0
@@ -142,6 +148,8 @@ class CropAugment:
     scale_max: float = 1.6
     shift: float = 0.1
     rotation: float = 15.0
+    tight_p: float = 0.0
+    tight_min: float = 0.75
 
     def theta(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """(n, 2, 3) affine matrices (output -> input, normalised coordinates) for n samples."""
@@ -155,14 +163,41 @@ class CropAugment:
 
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Applied to a normalised float (B, 3, H, W) batch; the other samples are left as they are."""
-        chosen = torch.nonzero(torch.rand(x.shape[0], generator=gen) < self.p).flatten()
+        moved = torch.rand(x.shape[0], generator=gen) < self.p
+        if self.tight_p <= 0:  # draws exactly what the geometric augmentation alone always drew
+            chosen, tight = torch.nonzero(moved).flatten(), None
+        else:
+            cut = torch.rand(x.shape[0], generator=gen) < self.tight_p
+            chosen = torch.nonzero(moved | cut).flatten()
+            half = self.tight_min + (1 - self.tight_min) * torch.rand(x.shape[0], generator=gen)
+            tight = torch.where(cut, half, torch.ones_like(half))[chosen]
         if not len(chosen):
             return x
         sub = x[chosen]
-        grid = F.affine_grid(self.theta(len(chosen), gen), list(sub.shape), align_corners=False)
+        theta = torch.eye(2, 3).repeat(len(chosen), 1, 1)
+        is_moved = moved[chosen]
+        if is_moved.any():
+            theta[is_moved] = self.theta(int(is_moved.sum()), gen)
+        grid = F.affine_grid(theta, list(sub.shape), align_corners=False)
+        if tight is not None:
+            grid = _clamp(grid, tight)
         out = x.clone()
         out[chosen] = F.grid_sample(sub, grid, mode="bilinear", padding_mode="border", align_corners=False)
         return out
+
+
+def _clamp(grid: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+    """Input coordinates outside each sample's centred square (side x the image) moved to its edge."""
+    lim = side.view(-1, 1, 1, 1).to(grid.dtype)
+    return torch.maximum(torch.minimum(grid, lim), -lim)
+
+
+def keep_centre(x: torch.Tensor, side: float) -> torch.Tensor:
+    """A (B, 3, H, W) batch with only its centred square of `side` x the image kept (edges repeated):
+    CropAugment's tight crop at a fixed side, for checking it against a real re-aligned tight crop."""
+    grid = F.affine_grid(torch.eye(2, 3).repeat(len(x), 1, 1), list(x.shape), align_corners=False)
+    grid = _clamp(grid, torch.full((len(x),), float(side)))
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 class Batches:
