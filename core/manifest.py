@@ -59,7 +59,11 @@ def read_manifest(path: str | Path, check_files: bool = True) -> pd.DataFrame:
 
     p = manifest_file(path)
     try:
-        df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, dtype={"content_hash": str})
+        df = (
+            pd.read_parquet(p)
+            if p.suffix == ".parquet"
+            else pd.read_csv(p, dtype={"content_hash": str}, low_memory=False)
+        )
     except Exception as e:  # pandas/pyarrow raise a zoo of types for a damaged or wrong file
         raise DataError(f"{p}: not a readable manifest ({type(e).__name__}: {str(e).splitlines()[0][:100]})") from None
     missing_cols = [c for c in REQUIRED if c not in df.columns]
