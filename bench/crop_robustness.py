@@ -25,14 +25,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.faces import detect_faces, find_face, is_aligned_crop, recrop  # noqa: E402
-from core.labels import AGE_GROUP_LABELS, age_groups  # noqa: E402
+from core.labels import AGE_GROUP_LABELS  # noqa: E402
 from core.manifest import read_manifest  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.data import to_input  # noqa: E402
+from trainer.evaluate import by_age_group  # noqa: E402
 from trainer.model import model_from_checkpoint  # noqa: E402
 from trainer.train import forward_tta  # noqa: E402
 
@@ -126,16 +128,15 @@ def metrics(age_true, gender_true, age, prob) -> dict:
     """MAE, accuracy and count over the images with a prediction, overall and per age group (a model
     that copes better with other crops must not do it at the children's expense)."""
     ok = ~np.isnan(age)
-    err, right = np.abs(age - age_true), (prob >= 0.5) == gender_true
-    groups = np.asarray(age_groups(age_true))
+    pred = pd.DataFrame({"age": age_true[ok], "gender": gender_true[ok], "age_pred": age[ok], "gender_prob": prob[ok]})
+    g_rows, a_rows = by_age_group(pred)
     by_group = {
-        g: {"mae": float(err[ok & (groups == g)].mean()), "accuracy": float(right[ok & (groups == g)].mean())}
-        for g in AGE_GROUP_LABELS
-        if (ok & (groups == g)).any()
+        g: {"mae": float(mae), "accuracy": float(acc)}
+        for g, mae, acc in zip(a_rows["age_group"], a_rows["mae"], g_rows["gender_accuracy"])
     }
     return {
-        "mae": float(err[ok].mean()),
-        "accuracy": float(right[ok].mean()),
+        "mae": float(np.abs(pred["age_pred"] - pred["age"]).mean()),
+        "accuracy": float(((pred["gender_prob"] >= 0.5) == pred["gender"]).mean()),
         "n": int(ok.sum()),
         "by_age_group": by_group,
     }

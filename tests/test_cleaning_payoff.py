@@ -69,12 +69,8 @@ def test_noise_only_in_the_training_split_and_policies_follow_their_rules(payoff
     k = num_label_issues(pred["gender"].to_numpy(int), probs)  # (f) drops as many genders as this estimate
     est = summary["changes"]["ours_drop_estimated"]
     assert est["estimated_gender_errors"] == k and est["removed"] >= k and est["relabelled"] == 0
-    for p in (
-        "ours_drop",
-        "ours_drop_broad",
-        "ours_drop_estimated",
-        "cleanlab_drop",
-    ):  # dropping only removes rows, labels unchanged
+    drops = ("ours_drop", "ours_drop_broad", "ours_drop_estimated", "cleanlab_drop")
+    for p in drops:  # dropping only removes rows, labels unchanged
         kept = sets[p].merge(noisy, on="path", suffixes=("", "_noisy"))
         assert len(kept) == len(sets[p]) == len(noisy) - summary["changes"][p]["removed"], p
         assert (kept["gender"] == kept["gender_noisy"]).all() and (kept["age"] == kept["age_noisy"]).all(), p

@@ -169,8 +169,8 @@ class CropAugment:
         else:
             cut = torch.rand(x.shape[0], generator=gen) < self.tight_p
             chosen = torch.nonzero(moved | cut).flatten()
-            half = self.tight_min + (1 - self.tight_min) * torch.rand(x.shape[0], generator=gen)
-            tight = torch.where(cut, half, torch.ones_like(half))[chosen]
+            side = self.tight_min + (1 - self.tight_min) * torch.rand(x.shape[0], generator=gen)
+            tight = torch.where(cut, side, torch.ones_like(side))[chosen]
         if not len(chosen):
             return x
         sub = x[chosen]
