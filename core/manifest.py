@@ -33,6 +33,10 @@ MANIFEST_COLUMNS = [
     "height",
     "name_note",
 ]
+# Optional per-row weights of each label in the training loss (1 = used, 0 = ignored; blank = 1): what
+# `curate export --mask-suspects` writes, so a suspected gender stops teaching the gender head while the
+# image still trains the age head (and vice versa), instead of the whole image being dropped.
+LABEL_WEIGHTS = ("gender_label_weight", "age_label_weight")
 TRAIN_SPLIT = "train_8_folds_first"
 TEST_SPLIT = "test_2_folds_last"
 N_FOLDS = 10
@@ -55,6 +59,7 @@ def manifest_file(path: str | Path) -> Path:
 
 def read_manifest(path: str | Path, check_files: bool = True) -> pd.DataFrame:
     """Read a manifest (CSV or Parquet) and check its columns, rows and (optionally) its files."""
+    import numpy as np
     import pandas as pd
 
     p = manifest_file(path)
@@ -71,6 +76,14 @@ def read_manifest(path: str | Path, check_files: bool = True) -> pd.DataFrame:
         raise DataError(f"{p}: missing column(s) {', '.join(missing_cols)}")
     if df.empty:
         raise DataError(f"{p}: manifest has no rows")
+    for c in LABEL_WEIGHTS:
+        if c in df:
+            w = pd.to_numeric(df[c].replace("", np.nan), errors="coerce")
+            bad = (w.isna() & df[c].notna() & (df[c].astype(str).str.strip() != "")) | (w < 0) | (w > 1)
+            if bad.any():
+                i = int(np.flatnonzero(bad.to_numpy())[0])
+                raise DataError(f"{p}: {c} must be a number in [0, 1] (blank = 1); row {i + 2} has {df[c].iloc[i]}")
+            df[c] = w.fillna(1.0).astype(np.float32)
     if check_files:
         missing = [x for x in df["path"] if not os.path.exists(x)]
         if missing:
@@ -83,7 +96,23 @@ def manifest_hash(df: pd.DataFrame) -> str:
     h = hashlib.sha256()
     for col in ("content_hash", "age", "gender"):
         h.update(df[col].astype(str).str.cat(sep="\n").encode())
+    w = label_weights(df)
+    if w is not None:  # masked labels train another model; unmasked manifests keep their old hashes
+        h.update(w.tobytes())
     return h.hexdigest()[:16]
+
+
+def label_weights(df: pd.DataFrame):
+    """(N, 2) float32 weights of (gender, age) labels in the training loss, or None when every label counts
+    fully (no weight columns, or all 1): the trainer then runs its unweighted loss unchanged."""
+    import numpy as np
+
+    if not any(c in df for c in LABEL_WEIGHTS):
+        return None
+    w = np.column_stack([np.asarray(df[c], np.float32) if c in df else np.ones(len(df), np.float32)
+                         for c in LABEL_WEIGHTS])  # fmt: skip
+    w = np.where(np.isnan(w), np.float32(1), w)
+    return None if bool((w == 1).all()) else w
 
 
 def file_sha256(path: str | Path) -> str:

@@ -17,7 +17,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
-POLICIES = ("noisy", "ours_drop", "ours_relabel", "ours_drop_broad", "ours_drop_estimated", "cleanlab_drop", "oracle")
+POLICIES = ("noisy", "ours_drop", "ours_relabel", "ours_drop_broad", "ours_drop_estimated", "ours_mask_estimated",
+            "cleanlab_drop", "cleanlab_mask", "oracle")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,16 @@ def test_noise_only_in_the_training_split_and_policies_follow_their_rules(payoff
         kept = sets[p].merge(noisy, on="path", suffixes=("", "_noisy"))
         assert len(kept) == len(sets[p]) == len(noisy) - summary["changes"][p]["removed"], p
         assert (kept["gender"] == kept["gender_noisy"]).all() and (kept["age"] == kept["age_noisy"]).all(), p
+    for p, like in (("ours_mask_estimated", "ours_drop_estimated"), ("cleanlab_mask", "cleanlab_drop")):
+        # masking keeps every image and label and zeroes the weights of exactly what the drop removes
+        m = sets[p]
+        assert list(m["path"]) == list(noisy["path"]) and (m["gender"] == noisy["gender"]).all(), p
+        assert (m["age"] == noisy["age"]).all(), p
+        w = m[["gender_label_weight", "age_label_weight"]]
+        assert w.isin([0.0, 1.0]).all().all(), p
+        assert set(m.loc[(w == 0).any(axis=1), "path"]) == set(noisy["path"]) - set(sets[like]["path"]), p
+        assert summary["changes"][p]["gender_masked"] == int((w["gender_label_weight"] == 0).sum()), p
+    assert summary["changes"]["ours_mask_estimated"]["gender_masked"] >= k
     relabel = sets["ours_relabel"].merge(noisy, on="path", suffixes=("", "_noisy"))
     changed = (relabel["gender"] != relabel["gender_noisy"]) | (relabel["age"] != relabel["age_noisy"])
     assert len(relabel) == len(noisy) and changed.sum() == summary["changes"]["ours_relabel"]["relabelled"]

@@ -473,6 +473,56 @@ def test_relabel_policy_applies_suggestions_to_unreviewed_suspects_only(sample_s
     assert bad.exit_code != 0 and "label scores are in [0, 1]" in bad.output
 
 
+def test_mask_policy_keeps_every_image_and_masks_only_the_suspected_label(sample_split: Path, tmp_path: Path):
+    """--mask-suspects: an open suspect stays in the split with only its suspected label weighted 0 (the
+    image still trains the other head); reviews win; a relabelled suspect is not masked; labels and file
+    names keep their values; augmented copies inherit their source's weights; every mask is listed."""
+    tr, _ = manifests(sample_split)
+    g = lambda i: ["male", "female"][1 - tr.gender[i]]  # noqa: E731 - the other gender
+    r = lambda i, **kw: {"path": tr.path[i], "content_hash": tr.content_hash[i], **kw}  # noqa: E731
+    rows = [
+        r(0, tags="suspect:gender", gender_suggested=g(0), gender_label_score=0.3, gender_label_reason="weak"),
+        r(1, tags="suspect:age", age_label_score=0.001, age_label_reason="far"),
+        r(2, tags="suspect:gender;confirmed:ok", gender_label_score=0.01),  # reviewed: not masked
+        r(3, tags="suspect:gender", gender_suggested=g(3), gender_label_score=0.02),  # relabelled, not masked
+        r(4, tags="", gender_label_score=0.2),  # not flagged, but at most --gender-max-score 0.25
+        r(5, tags="suspect:gender;suspect:age", gender_label_score=0.1, age_label_score=0.01),
+    ]
+    review = tmp_path / "review.csv"
+    pd.DataFrame(rows).to_csv(review, index=False)
+    args = ["export", "--from", sample_split / "train_8_folds_first", "--review", review, "--root", tmp_path,
+            "--relabel-suspects", "--relabel-gender-max-score", "0.05", "--mask-suspects",
+            "--gender-max-score", "0.25", "--oversample", "--max-factor", "3", "--quiet"]  # fmt: skip
+    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    man = read_manifest(tmp_path / "train_cleaned").set_index("source_filename")
+    f = tr.filename
+    assert len(man) == len(tr), "masking removes no image"
+    w = man[["gender_label_weight", "age_label_weight"]]
+    assert w.loc[[f[0], f[4]]].values.tolist() == [[0, 1], [0, 1]]
+    assert w.loc[f[1]].tolist() == [1, 0] and w.loc[f[5]].tolist() == [0, 0]
+    assert w.loc[[f[2], f[3]]].values.tolist() == [[1, 1], [1, 1]]
+    assert (w.drop(index=[f[i] for i in (0, 1, 4, 5)]) == 1).all().all()
+    assert man.loc[f[0], "gender"] == tr.gender[0] and man.loc[f[0], "label_source"] == "masked"
+    assert parse_name(man.loc[f[1], "filename"]).age == tr.age[1], "a masked label keeps its value and name"
+    assert man.loc[f[3], "gender"] == 1 - tr.gender[3] and man.loc[f[3], "label_source"] == "relabelled"
+    corr = pd.read_csv(tmp_path / "train_cleaned" / "corrections.csv").set_index("source_filename")
+    assert set(corr.index) == {f[0], f[1], f[3], f[4], f[5]}
+    assert corr.loc[f[0], "label_note"] == "gender masked in training (gender_label_score 0.3: weak)"
+    assert corr.loc[f[5], "label_note"].count("masked in training") == 2
+    report = (tmp_path / "train_cleaned" / "EXPORT.md").read_text()
+    assert "labels masked in training (weight 0; the image kept for the other label): gender 3, age 2" in report
+    over = read_manifest(tmp_path / "train_cleaned_oversampled")
+    gen = over[over["generated"] == True]  # noqa: E712 - read back from CSV
+    assert len(gen) > 0
+    src_w = man[["gender_label_weight", "age_label_weight"]]
+    assert (
+        gen[["gender_label_weight", "age_label_weight"]].to_numpy() == src_w.loc[gen["source_filename"]].to_numpy()
+    ).all()
+    both = CliRunner().invoke(main, [str(a) for a in [*args[:-1], "--drop-suspects", "--force"]])
+    assert both.exit_code != 0 and "--drop-suspects and --mask-suspects" in both.output
+
+
 def test_exported_manifests_carry_the_issue_schema(sample_split: Path, tmp_path: Path):
     """The cleaned and oversampled manifests (and removed.csv) carry every check's columns under the one
     schema's names: the audit's measurements, scores, flags and reasons for each kept image, the review's

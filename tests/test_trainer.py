@@ -512,6 +512,76 @@ def test_a_checkpoint_carrying_code_is_refused_and_runs_nothing(tmp_path: Path, 
     assert not marker.exists(), "the payload ran"
 
 
+def _masked_split(sample_split: Path, out: Path, wrong: bool, weights: bool) -> Path:
+    """The sample's training split with a third of its genders and ages masked (weight 0), their labels
+    made wrong (gender flipped, age + 40) when `wrong`."""
+    m = pd.read_csv(sample_split / "train_8_folds_first" / "manifest.csv", dtype={"content_hash": str})
+    g_rows, a_rows = np.arange(0, len(m), 3), np.arange(1, len(m), 3)
+    if wrong:
+        m.loc[g_rows, "gender"] = 1 - m.loc[g_rows, "gender"]
+        m.loc[a_rows, "age"] = m.loc[a_rows, "age"] + 40
+    if weights:
+        m["gender_label_weight"] = np.where(np.isin(np.arange(len(m)), g_rows), 0.0, 1.0)
+        m["age_label_weight"] = pd.Series(["0" if i in set(a_rows) else "" for i in range(len(m))], dtype=object)
+    out.mkdir(parents=True)
+    m.to_csv(out / "manifest.csv", index=False)
+    return out
+
+
+def test_a_masked_label_does_not_teach_its_head(sample_split: Path, tmp_path: Path):
+    """Label weights 0 (`curate export --mask-suspects`): a masked gender or age, right or wrong, leaves the
+    trained weights exactly as they are; unmasked, the same wrong labels change them. The run records what
+    it masked, and the manifest hash tells masked from unmasked training sets."""
+    final = {}
+    for name, wrong, weights in (("masked_right", False, True), ("masked_wrong", True, True),
+                                 ("unmasked_wrong", True, False)):  # fmt: skip
+        split = _masked_split(sample_split, tmp_path / name / "split", wrong, weights)
+        cfg = replace(tiny_cfg(sample_split), train_path=str(split), threads=1)
+        train(cfg, tmp_path / name / "run", progress=False)
+        final[name] = load_checkpoint(tmp_path / name / "run/checkpoints/last.pt")["model"]
+        final[name + "_meta"] = json.loads((tmp_path / name / "run/metadata.json").read_text())
+    same = lambda a, b: all(torch.equal(final[a][k], final[b][k]) for k in final[a])  # noqa: E731
+    assert same("masked_right", "masked_wrong")
+    assert not same("masked_wrong", "unmasked_wrong")
+    n = len(read_manifest(sample_split / "train_8_folds_first"))
+    masked = final["masked_wrong_meta"]["n_labels_masked"]
+    assert masked == {"gender": len(range(0, n, 3)), "age": len(range(1, n, 3))}
+    assert final["unmasked_wrong_meta"]["n_labels_masked"] == {"gender": 0, "age": 0}
+    assert final["masked_wrong_meta"]["train_manifest_hash"] != final["unmasked_wrong_meta"]["train_manifest_hash"]
+
+
+def test_weighted_loss_is_the_mean_over_the_labels_that_count():
+    cfg = replace(TrainConfig(), l1_lambda=0.0)
+    torch.manual_seed(0)
+    model = AgeGenderClassifier()
+    g, a, _ = model(torch.randn(4, 3, 64, 64))
+    age, gender = torch.tensor([10.0, 20, 30, 40]), torch.tensor([0, 1, 0, 1])
+    ones = torch.ones(4, 2)
+    assert torch.allclose(
+        loss_terms(cfg, model, g, a, gender, age, ones)[0], loss_terms(cfg, model, g, a, gender, age)[0]
+    )
+    w = torch.tensor([[1.0, 0], [0, 1], [1, 1], [0, 0]])
+    _, ce, l1 = loss_terms(cfg, model, g, a, gender, age, w)
+    _, ce02, _ = loss_terms(cfg, model, g[[0, 2]], a[[0, 2]], gender[[0, 2]], age[[0, 2]])
+    _, _, l112 = loss_terms(cfg, model, g[[1, 2]], a[[1, 2]], gender[[1, 2]], age[[1, 2]])
+    assert torch.isclose(ce, ce02) and torch.isclose(l1, l112), "as if the masked images were absent for that head"
+    _, ce0, l10 = loss_terms(cfg, model, g, a, gender, age, torch.zeros(4, 2))
+    assert ce0 == 0 and l10 == 0
+
+
+def test_label_weights_outside_zero_to_one_are_refused(sample_split: Path, tmp_path: Path):
+    m = pd.read_csv(sample_split / "test_2_folds_last" / "manifest.csv")
+    for bad in ("2.0", "-0.5", "yes"):
+        m["age_label_weight"] = 1.0
+        m["age_label_weight"] = m["age_label_weight"].astype(object)
+        m.loc[3, "age_label_weight"] = bad
+        m.to_csv(tmp_path / "m.csv", index=False)
+        with pytest.raises(
+            DataError, match=rf"m.csv: age_label_weight must be a number in \[0, 1\] \(blank = 1\); row 5 has {bad}"
+        ):
+            read_manifest(tmp_path / "m.csv")
+
+
 def test_manifest_with_missing_files(sample_split: Path, tmp_path: Path):
     m = pd.read_csv(sample_split / "test_2_folds_last" / "manifest.csv")
     m.loc[0, "path"] = str(tmp_path / "gone.jpg")

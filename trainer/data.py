@@ -204,11 +204,23 @@ class Batches:
     """Shuffled (or ordered) batches of (inputs, age, gender, row index) from a decoded cache."""
 
     def __init__(
-        self, pixels: np.ndarray, ages: np.ndarray, genders: np.ndarray, batch_size: int, channels_last: bool = True
+        self,
+        pixels: np.ndarray,
+        ages: np.ndarray,
+        genders: np.ndarray,
+        batch_size: int,
+        channels_last: bool = True,
+        label_weights: np.ndarray | None = None,
     ):
         self.pixels, self.batch_size, self.channels_last = pixels, batch_size, channels_last
         self.ages = torch.tensor(np.asarray(ages, dtype=np.float32))
         self.genders = torch.tensor(np.asarray(genders, dtype=np.int64))
+        # (N, 2) weights of the gender and age labels in the loss (core.manifest.label_weights); None = all 1
+        self.label_weights = None if label_weights is None else torch.tensor(np.asarray(label_weights, np.float32))
+
+    def weights_at(self, idx: np.ndarray) -> torch.Tensor | None:
+        """The (B, 2) label weights of a batch's rows (its `idx`), or None when every label counts fully."""
+        return None if self.label_weights is None else self.label_weights[idx]
 
     def __len__(self) -> int:
         return (len(self.ages) + self.batch_size - 1) // self.batch_size

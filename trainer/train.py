@@ -24,7 +24,7 @@ from core.allocator import keep_freed_memory
 from core.allocator import status as allocator_status
 from core.atomic import save_figure, write_csv, write_json
 from core.errors import CurateError
-from core.manifest import file_sha256, manifest_hash, read_manifest
+from core.manifest import LABEL_WEIGHTS, file_sha256, label_weights, manifest_hash, read_manifest
 from trainer.config import TrainConfig, replace
 from trainer.data import Batches, decoded_cache
 from trainer.model import AgeGenderClassifier, build_model, load_checkpoint, save_torch
@@ -55,17 +55,28 @@ def loss_terms(
     age_pred: torch.Tensor,
     gender: torch.Tensor,
     age: torch.Tensor,
+    label_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Total loss = w*CE + (1-w)*L1(age)/age_loss_scale + l1_lambda*sum|weights|.
 
     Returns (total, gender CE, age L1 in years). The L1 penalty covers every trainable weight tensor.
+    `label_weights` (B, 2) weighs each image's gender and age term; each term is then the weighted mean
+    over the batch, so a masked label (weight 0) counts as if its image were absent for that head only.
     """
-    ce = F.cross_entropy(gender_logits.float(), gender)
-    l1_age = F.l1_loss(age_pred.float(), age)
+    if label_weights is None:
+        ce = F.cross_entropy(gender_logits.float(), gender)
+        l1_age = F.l1_loss(age_pred.float(), age)
+    else:
+        ce = _weighted_mean(F.cross_entropy(gender_logits.float(), gender, reduction="none"), label_weights[:, 0])
+        l1_age = _weighted_mean(F.l1_loss(age_pred.float(), age, reduction="none"), label_weights[:, 1])
     total = cfg.gender_loss_weight * ce + (1 - cfg.gender_loss_weight) * l1_age / cfg.age_loss_scale
     if cfg.l1_lambda:
         total = total + cfg.l1_lambda * weight_l1(model)
     return total, ce, l1_age
+
+
+def _weighted_mean(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return (x * w).sum() / w.sum().clamp_min(1e-8)  # a batch whose labels are all masked adds 0
 
 
 def weight_l1(model: nn.Module) -> torch.Tensor:
@@ -95,7 +106,7 @@ def make_train_step(cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimiz
 
     With `cfg.compile` the model's forward (and so its backward) is compiled by inductor for the full
     batch shape only; a smaller last batch runs the same weights eagerly instead of paying for a
-    second compile. Returns step(x, age, gender) -> (loss, gender_logits, age_pred).
+    second compile. Returns step(x, age, gender, label_weights=None) -> (loss, gender_logits, age_pred).
 
     Measured and rejected here: splitting the batch into micro-batches of 64 with gradient
     accumulation ran the bare step 1.3-1.6x faster (activations stay in cache), but BatchNorm then
@@ -104,11 +115,11 @@ def make_train_step(cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimiz
     """
     fwd = torch.compile(model, dynamic=False) if cfg.compile else model
 
-    def step(x: torch.Tensor, age: torch.Tensor, gender: torch.Tensor):
+    def step(x: torch.Tensor, age: torch.Tensor, gender: torch.Tensor, label_weights: torch.Tensor | None = None):
         f = fwd if len(age) == cfg.batch_size else model
         with autocast(cfg):
             g_logits, a_pred, _ = f(x)
-        loss, _, _ = loss_terms(cfg, model, g_logits, a_pred, gender, age)
+        loss, _, _ = loss_terms(cfg, model, g_logits, a_pred, gender, age, label_weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -345,12 +356,15 @@ def _build_run(cfg: TrainConfig, out_dir: Path, state: dict | None, progress: bo
     val_df = read_manifest(cfg.val_path)
     train_px = decoded_cache(train_df, cfg.image_size, progress=progress)
     val_px = decoded_cache(val_df, cfg.image_size, progress=progress)
-    train_b = Batches(train_px, train_df["age"], train_df["gender"], cfg.batch_size, cfg.channels_last)
+    weights = label_weights(train_df)
+    train_b = Batches(train_px, train_df["age"], train_df["gender"], cfg.batch_size, cfg.channels_last, weights)
     val_b = Batches(val_px, val_df["age"], val_df["gender"], cfg.batch_size, cfg.channels_last)
     steps = len(train_b) if max_batches is None else min(len(train_b), max_batches)
 
     torch.manual_seed(cfg.seed)
-    model, weights_used = build_model(cfg.weights, cfg.dropout, age_init=float(train_df["age"].mean()))
+    age_w = None if weights is None or not weights[:, 1].any() else weights[:, 1]  # masked ages do not set it
+    age_init = float(np.average(train_df["age"], weights=age_w))
+    model, weights_used = build_model(cfg.weights, cfg.dropout, age_init=age_init)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(cfg, model)
@@ -377,6 +391,7 @@ def _metadata(run: _Run, state: dict | None) -> dict:
         "val_manifest": str(Path(cfg.val_path).resolve()),
         "val_manifest_hash": manifest_hash(val_df),
         "n_train": len(run.train_df),
+        "n_labels_masked": _masked_counts(run.train_df),
         "n_val": len(val_df),
         "versions": library_versions(),
         "threads": torch.get_num_threads(),
@@ -387,6 +402,14 @@ def _metadata(run: _Run, state: dict | None) -> dict:
     if state is not None:
         meta["wall_seconds_before_resume"] = state.get("wall_seconds", 0.0)
     return meta
+
+
+def _masked_counts(df: pd.DataFrame) -> dict:
+    """How many labels of each kind the training loss ignores (weight 0) or down-weights: the run's record."""
+    w = label_weights(df)
+    if w is None:
+        return {"gender": 0, "age": 0}
+    return {c.removesuffix("_label_weight"): int((w[:, i] < 1).sum()) for i, c in enumerate(LABEL_WEIGHTS)}
 
 
 def _epoch(run: _Run, train_step, epoch: int, progress: bool) -> dict:
@@ -407,10 +430,10 @@ def _epoch(run: _Run, train_step, epoch: int, progress: bool) -> dict:
     batches = run.train_b.iterate(order, augment, gen, crop=cfg.crop_augment())
     bar = tqdm(batches, total=run.steps, desc=f"epoch {epoch + 1}/{cfg.num_epochs}", disable=not progress,
                unit="batch", leave=False)  # fmt: skip
-    for i, (x, age, gender, _) in enumerate(bar):
+    for i, (x, age, gender, idx) in enumerate(bar):
         if i >= run.steps:
             break
-        loss, g_logits, a_pred = train_step(x, age, gender)
+        loss, g_logits, a_pred = train_step(x, age, gender, run.train_b.weights_at(idx))
         step_scheduler_batch(cfg, run.sched)
         n = len(age)
         sums += [loss.item() * n, (a_pred.detach().float() - age).abs().sum().item(),

@@ -78,18 +78,27 @@ def _targets(specs: tuple[str, ...]) -> dict:
 @click.option(
     "--gender-max-score",
     type=float,
-    help="With --drop-suspects: a gender_label_score at most this (in [0, 1], lower = worse) also makes a suspect.",
+    help="With --drop-suspects or --mask-suspects: a gender_label_score at most this (in [0, 1], lower = worse) "
+    "also makes a suspect.",
 )
 @click.option(
     "--age-max-score",
     type=float,
-    help="With --drop-suspects: an age_label_score at most this (in [0, 1], lower = worse) also makes a suspect.",
+    help="With --drop-suspects or --mask-suspects: an age_label_score at most this (in [0, 1], lower = worse) "
+    "also makes a suspect.",
 )
 @click.option(
     "--relabel-suspects",
     is_flag=True,
     help="Give unreviewed suspects the suggested label (gender_suggested, age_suggested) instead of dropping "
     "them; reviewed decisions win; with --drop-suspects, the suspects left unresolved are dropped.",
+)
+@click.option(
+    "--mask-suspects",
+    is_flag=True,
+    help="Keep unreviewed suspects but mask the suspected label in training (gender_label_weight / "
+    "age_label_weight 0): a suspected gender no longer teaches the gender head while the image still trains "
+    "age, and the reverse. After --relabel-suspects if given; not with --drop-suspects.",
 )
 @click.option(
     "--relabel-gender-max-score",
@@ -171,7 +180,8 @@ def export_cmd(**o) -> None:
         fail("--target/--by/--oversample-name need --oversample")
     fo = _fiftyone_check(o["fo_name"], o["oversample"], o["force"]) if o["fo_name"] else None
     policy = Policy(o["drop_low_quality"], o["drop_suspects"], o["gender_max_score"], o["age_max_score"],
-                    o["relabel_suspects"], o["relabel_gender_max_score"], o["relabel_age_max_score"])  # fmt: skip
+                    o["relabel_suspects"], o["relabel_gender_max_score"], o["relabel_age_max_score"],
+                    o["mask_suspects"])  # fmt: skip
     opts = ExportOptions(
         o["source"], o["root"], o["name"], review=rev, review_source=rev_src, policy=policy,
         images="copy" if o["copy_"] else "link" if o["link"] else "ref", oversample=o["oversample"],
@@ -190,11 +200,15 @@ def _check_policy(o: dict, have_flags: bool) -> None:
     relabel = {"--relabel-gender-max-score": o["relabel_gender_max_score"],
                "--relabel-age-max-score": o["relabel_age_max_score"]}  # fmt: skip
     given = [k for k, v in limits.items() if v is not None]
-    for flag, wanted in (("--drop-suspects", o["drop_suspects"]), ("--relabel-suspects", o["relabel_suspects"])):
+    acts = {"--drop-suspects": o["drop_suspects"], "--relabel-suspects": o["relabel_suspects"],
+            "--mask-suspects": o["mask_suspects"]}  # fmt: skip
+    for flag, wanted in acts.items():
         if wanted and not have_flags:
             fail(f"{flag} needs the flags (--dataset, --flags or --review)")
-    if given and not (o["drop_suspects"] or o["relabel_suspects"]):
-        fail(f"{given[0]} only applies with --drop-suspects or --relabel-suspects")
+    if o["drop_suspects"] and o["mask_suspects"]:
+        fail("--drop-suspects and --mask-suspects both decide what happens to a suspect: give one")
+    if given and not any(acts.values()):
+        fail(f"{given[0]} only applies with --drop-suspects, --mask-suspects or --relabel-suspects")
     r_given = [k for k, v in relabel.items() if v is not None]
     if r_given and not o["relabel_suspects"]:
         fail(f"{r_given[0]} only applies with --relabel-suspects")
@@ -224,6 +238,8 @@ def _print_summary(s: dict) -> None:
     )
     for why, n in s["removed"].items():
         click.echo(f"  removed, {why}: {n}")
+    if s.get("n_gender_masked") or s.get("n_age_masked"):
+        click.echo(f"labels masked in training: gender {s['n_gender_masked']}, age {s['n_age_masked']}")
     click.echo(f"cleaned split: {s['cleaned']['n']} images -> {s['cleaned']['path']}")
     if "oversampled" in s:
         o = s["oversampled"]

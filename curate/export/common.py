@@ -27,6 +27,8 @@ EXPORT_COLUMNS = MANIFEST_COLUMNS + [
     "original_age",
     "original_gender",
     "label_source",
+    "gender_label_weight",
+    "age_label_weight",
     "review_tags",
     "label_note",
     "generated",
@@ -46,3 +48,4 @@ class Policy:
     relabel_suspects: bool = False  # unreviewed suspects get the suggested label (before any dropping)
     relabel_gender_max_score: float | None = None  # relabel a gender only at gender_label_score <= this
     relabel_age_max_score: float | None = None  # relabel an age only at age_label_score <= this
+    mask_suspects: bool = False  # unreviewed suspects stay, their suspected label weighted 0 in training

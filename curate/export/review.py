@@ -318,12 +318,13 @@ def apply_decisions(
     """Apply the review to a manifest (rows matched on file name): (kept, removed, corrections).
 
     Order: reviewed decisions always win; then --relabel-suspects gives unreviewed suspects the
-    suggested label (gender_suggested / age_suggested); then --drop-suspects drops the suspects that
-    are still unresolved, and --drop-low-quality the low-quality images. `kept` has the new labels in
-    age/gender, the originals in original_age/original_gender, `label_source` (original / corrected /
-    relabelled) and a `label_note` saying what changed and why; `removed` lists each dropped row with its
-    `reason`; `corrections` each changed label. `extra_low_quality` (aligned with `df`) adds low-quality
-    flags from an audits table.
+    suggested label (gender_suggested / age_suggested); then --mask-suspects keeps the suspects that are
+    still unresolved with only the suspected label masked (its `gender_label_weight` / `age_label_weight`
+    0: the image still trains the other head), or --drop-suspects drops them; --drop-low-quality drops the
+    low-quality images. `kept` has the new labels in age/gender, the originals in original_age/
+    original_gender, `label_source` (original / corrected / relabelled / masked) and a `label_note` saying
+    what changed and why; `removed` lists each dropped row with its `reason`; `corrections` each changed
+    or masked label. `extra_low_quality` (aligned with `df`) adds low-quality flags from an audits table.
     """
     policy = policy or Policy()
     df = df.reset_index(drop=True).copy()
@@ -357,7 +358,7 @@ def apply_decisions(
     ]
     if policy.drop_low_quality:
         rules.append((low_q, "low quality (policy --drop-low-quality)"))
-    if policy.drop_suspects:
+    if policy.drop_suspects and not policy.mask_suspects:
         rules.append((unresolved & ~reviewed, "unreviewed suspect (policy --drop-suspects)"))
     for mask, why in rules:
         reason[(reason == "") & mask.to_numpy()] = why
@@ -370,16 +371,20 @@ def apply_decisions(
     kept["age"] = age_c[k].fillna(new_a[k]).fillna(kept["age"]).astype(int)
     kept["gender"] = gen_c[k].fillna(new_g[k]).fillna(kept["gender"]).astype(int)
     changed = (kept["age"] != kept["original_age"]) | (kept["gender"] != kept["original_gender"])
-    kept["label_source"] = np.where(~changed, "original", np.where(has_corr[k], "corrected", "relabelled"))
+    masks = _masks(kept, policy, (g_sus & new_g.isna() & ~reviewed)[k], (a_sus & new_a.isna() & ~reviewed)[k])
+    masked = masks.any(axis=1)
+    kept["label_source"] = np.where(changed, np.where(has_corr[k], "corrected", "relabelled"),
+                                    np.where(masked, "masked", "original"))  # fmt: skip
     g_score, a_score, g_why, a_why = (score("gender_label_score"), score("age_label_score"),
                                       col("gender_label_reason"), col("age_label_reason"))  # fmt: skip
     kept["label_note"] = [
-        _note(r, None if r["label_source"] == "corrected" else (g_score[i], a_score[i], g_why[i], a_why[i]))
-        if r["label_source"] != "original" else ""
+        _note(r, None if r["label_source"] == "corrected" else (g_score[i], a_score[i], g_why[i], a_why[i]),
+              masks.loc[i]) if r["label_source"] != "original" else ""
         for i, r in kept.iterrows()
     ]  # fmt: skip
-    corrections = kept.loc[changed, ["path", "filename", "content_hash", "original_age", "age", "original_gender",
-                                     "gender", "review_tags", "label_source", "label_note"]]  # fmt: skip
+    corrections = kept.loc[changed | masked, ["path", "filename", "content_hash", "original_age", "age",
+                                              "original_gender", "gender", "gender_label_weight", "age_label_weight",
+                                              "review_tags", "label_source", "label_note"]]  # fmt: skip
     return kept.reset_index(drop=True), removed.reset_index(drop=True), corrections.reset_index(drop=True)
 
 
@@ -398,16 +403,31 @@ def _relabels(df, policy: Policy, g_open: pd.Series, a_open: pd.Series, col, sco
     return sug_g.where(ok_g), sug_a.where(ok_a)
 
 
-def _note(row, why: tuple | None) -> str:
+def _masks(kept: pd.DataFrame, policy: Policy, g_open: pd.Series, a_open: pd.Series) -> pd.DataFrame:
+    """Set kept's gender_label_weight / age_label_weight (the source's own weights, 0 where --mask-suspects
+    masks a still-open suspect); returns which labels this export masked (columns gender, age)."""
+    masks = pd.DataFrame({"gender": g_open.to_numpy(bool) & policy.mask_suspects,
+                          "age": a_open.to_numpy(bool) & policy.mask_suspects}, index=kept.index)  # fmt: skip
+    for what in ("gender", "age"):
+        c = f"{what}_label_weight"
+        own = pd.to_numeric(kept[c], errors="coerce").fillna(1.0) if c in kept else pd.Series(1.0, index=kept.index)
+        kept[c] = own.where(~masks[what], 0.0).astype(float)
+    return masks
+
+
+def _note(row, why: tuple | None, masked: pd.Series | None = None) -> str:
     """What changed and why: "gender male->female (reviewed)" or, for a relabelled suspect,
-    "gender male->female (gender_label_score 0.012: <flag-mislabels' reason>)"."""
+    "gender male->female (gender_label_score 0.012: <flag-mislabels' reason>)"; for a masked one
+    "gender masked in training (gender_label_score 0.3: <reason>)"."""
     parts = []
     for what, old, new, k in (("gender", row["original_gender"], row["gender"], 0), ("age", row["original_age"],
                                                                                      row["age"], 1)):  # fmt: skip
+        because = "reviewed" if why is None else f"{what}_label_score {why[k]:.3g}: {why[k + 2]}"
+        if masked is not None and masked[what]:
+            parts.append(f"{what} masked in training ({because})")
         if old == new:
             continue
         shown = (GENDER_NAMES[old], GENDER_NAMES[new]) if what == "gender" else (old, new)
-        because = "reviewed" if why is None else f"{what}_label_score {why[k]:.3g}: {why[k + 2]}"
         parts.append(f"{what} {shown[0]}->{shown[1]} ({because})")
     return "; ".join(parts)
 

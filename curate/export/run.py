@@ -221,10 +221,12 @@ def _summary(
         "seed": opts.seed,
         "removed": removed["reason"].value_counts().to_dict() if len(removed) else {},
         "n_removed": len(removed),
-        "n_corrected": len(corrections),
+        "n_corrected": int(corrections["label_source"].isin(["corrected", "relabelled"]).sum()),
         "n_age_corrected": int((corrections["age"] != corrections["original_age"]).sum()),
         "n_gender_corrected": int((corrections["gender"] != corrections["original_gender"]).sum()),
         "n_relabelled": int((corrections["label_source"] == "relabelled").sum()),
+        "n_gender_masked": int(corrections["label_note"].str.contains("gender masked", regex=False).sum()),
+        "n_age_masked": int(corrections["label_note"].str.contains("age masked", regex=False).sum()),
         "warnings": warnings,
     }
 
@@ -288,6 +290,8 @@ CORRECTION_COLUMNS = [
     "age",
     "original_gender",
     "gender",
+    "gender_label_weight",
+    "age_label_weight",
     "review_tags",
     "label_source",
     "label_note",
@@ -332,6 +336,8 @@ def export_report(s: dict, this: str) -> str:
     lines += [
         f"- labels corrected: {s['n_corrected']} (age {s['n_age_corrected']}, gender {s['n_gender_corrected']})",
         f"- of which relabelled by the policy (unreviewed suspects, suggested label): {s['n_relabelled']}",
+        f"- labels masked in training (weight 0; the image kept for the other label): gender "
+        f"{s.get('n_gender_masked', 0)}, age {s.get('n_age_masked', 0)}",
         f"- policy: {json.dumps(s['policy'])}",
     ]
     if s.get("changed_labels"):

@@ -216,6 +216,8 @@ def generate_oversampled(
                 "original_age": src["original_age"],
                 "original_gender": src["original_gender"],
                 "label_source": src["label_source"],
+                "gender_label_weight": src.get("gender_label_weight", 1.0),
+                "age_label_weight": src.get("age_label_weight", 1.0),
                 "review_tags": src["review_tags"],
                 "generated": True,
                 "source_content_hash": src["content_hash"],

@@ -214,7 +214,7 @@ class RunExport(_Job):
         p = ctx.params
         out = ["export", "--dataset", ctx.dataset.name, "--from", p.get("source") or "dataset/train_8_folds_first"]
         out += ["--name", p.get("name") or "train_cleaned", "--quiet"]
-        for flag in ("drop_suspects", "relabel_suspects", "drop_low_quality", "force"):
+        for flag in ("drop_suspects", "mask_suspects", "relabel_suspects", "drop_low_quality", "force"):
             if p.get(flag):
                 out.append("--" + flag.replace("_", "-"))
         return out
@@ -223,7 +223,8 @@ class RunExport(_Job):
         inputs = types.Object()
         inputs.str("source", label="Training split to clean", default="dataset/train_8_folds_first")
         inputs.str("name", label="Name of the cleaned split", default="train_cleaned")
-        for flag, label in (("drop_suspects", "Drop unreviewed suspects"), ("relabel_suspects",
+        for flag, label in (("drop_suspects", "Drop unreviewed suspects"), ("mask_suspects", "Or keep them with "
+                            "the suspected label masked in training"), ("relabel_suspects",
                             "Relabel unreviewed suspects (suggested label)"), ("drop_low_quality", "Drop low-quality"),
                             ("force", "Replace an existing split of that name")):  # fmt: skip
             inputs.bool(flag, label=label, default=False)
