@@ -37,6 +37,7 @@ def _scores(test: pd.DataFrame, pred: pd.DataFrame) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="cleaning_payoff.py's --out")
+    ap.add_argument("--split", type=Path, help="the split the bench ran on (its --split) [default: OUT/split]")
     ap.add_argument("--setting", default="0:0", help="rate:seed of a finished setting")
     ap.add_argument("--policies", default="noisy,ours_drop")
     ap.add_argument("--seeds", default="1,2", help="training seeds besides the bench's own")
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
 
     rate, seed = args.setting.split(":")
     setting = args.out / f"r{float(rate):g}_s{int(seed)}"
-    test_dir = args.out / "split" / "test_2_folds_last"
+    test_dir = (args.split or args.out / "split") / "test_2_folds_last"
     test = pd.read_csv(test_dir / "manifest.csv", dtype={"content_hash": str}).drop_duplicates("path")
     base = configs(False, args.threads)[1]
     steps = Steps(setting / "seeds")  # wall times apart from the bench's own steps.json
