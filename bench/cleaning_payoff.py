@@ -118,15 +118,12 @@ def review_frame(noisy: pd.DataFrame, g: pd.DataFrame, a: pd.DataFrame) -> pd.Da
 
 
 def estimated_gender_threshold(pred: pd.DataFrame, flags: pd.DataFrame) -> tuple[float, int]:
-    """(gender_label_score threshold, count): the count is cleanlab's confident-joint estimate of how many
-    gender labels are wrong; the threshold keeps that many of our lowest scores (ties included)."""
-    from cleanlab.count import num_label_issues
+    """(gender_label_score threshold, count): what `curate export --gender-max-score estimated` reads from
+    flag-mislabels (audits.mislabels.estimated_gender_errors: cleanlab's confident-joint count, our order)."""
+    from audits.mislabels import estimated_gender_errors
 
-    p = pred["gender_prob"].to_numpy(np.float64)
-    k = int(num_label_issues(pred["gender"].to_numpy(np.int64), np.column_stack([1 - p, p])))
-    scores = np.sort(flags["gender_label_score"].to_numpy(np.float64))
-    scores = scores[np.isfinite(scores)]
-    return (float(scores[min(k, len(scores)) - 1]) if k > 0 else -1.0), k
+    est = estimated_gender_errors(pred["gender"], pred["gender_prob"], flags["gender_label_score"])
+    return est["max_score"], est["count"]
 
 
 def policy_sets(train: pd.DataFrame, noisy: pd.DataFrame, pred: pd.DataFrame, flags: pd.DataFrame) -> dict:

@@ -117,6 +117,7 @@ def flag_mislabels(
     if not allow_weak_model:
         _unflag_weak_folds(scores, pred, checks)
     _store_checks(ds, checks, allow_weak_model, source)
+    estimate = _store_estimate(ds, pred, scores, checks, allow_weak_model)
     have = pred["age_pred"].notna().to_numpy() if "age_pred" in pred else np.zeros(len(df), bool)
     models = sorted(set(pred.loc[have, "model"].astype(str))) if "model" in pred else []
     version = "mislabels:" + hashlib.sha256(",".join(models).encode()).hexdigest()[:12]
@@ -133,8 +134,25 @@ def flag_mislabels(
     status = scores["label_status"]
     return {"scored": int((status == "ok").sum()), "not_scored": int((status != "ok").sum()), **tagged,
             "model_checks": checks.to_dict("records"),
-            "views": save_views(ds, df, err, worst_n), "version": version,
+            "views": save_views(ds, df, err, worst_n), "version": version, "gender_errors": estimate,
             "status_counts": status.value_counts().to_dict()}  # fmt: skip
+
+
+def _store_estimate(ds, pred: pd.DataFrame, scores: pd.DataFrame, checks: pd.DataFrame, allowed: bool) -> dict:
+    """The estimated number of wrong gender labels and its score threshold (audits.mislabels), in
+    `info["curate"]["gender_errors"]` for `curate export --gender-max-score estimated`; none from a fold
+    model no better than chance (its probabilities estimate nothing), unless `allowed`."""
+    from audits.mislabels import estimated_gender_errors
+    from curate.fo_schema import now_utc, update_info
+
+    weak = (~checks["gender_ok"].astype(bool)).any() if len(checks) else True
+    if weak and not allowed:
+        est = {"count": None, "max_score": None, "why": "a fold model is no better than the majority gender"}
+    else:
+        est = estimated_gender_errors(pred["gender"], _num(pred, "gender_prob"), scores["gender_label_score"])
+    est["at"] = now_utc().isoformat()
+    update_info(ds, lambda info: info.update(gender_errors=est))
+    return est
 
 
 def _unflag_weak_folds(scores: pd.DataFrame, pred: pd.DataFrame, checks: pd.DataFrame) -> None:

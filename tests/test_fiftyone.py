@@ -609,3 +609,38 @@ def test_app_on_a_busy_port_fails_in_one_line(scored, tmp_path):
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     assert res.returncode == 1 and f"port {port} on 127.0.0.1 is in use by another program" in res.stderr
     assert "Traceback" not in res.stderr + res.stdout and len((res.stderr + res.stdout).strip().splitlines()) <= 2
+
+
+def test_export_masks_the_estimated_number_of_wrong_genders(flagged, fo, sample_split, tmp_path):
+    """flag-mislabels stores the confident-joint estimate of wrong gender labels with its score threshold;
+    `export --mask-suspects --gender-max-score estimated` masks the labels at or under it (reviewed ones
+    excepted), drops no unreviewed image, and says where the threshold came from."""
+    import numpy as np
+    from cleanlab.count import num_label_issues
+
+    name, out = flagged
+    ds = fo.load_dataset(name)
+    est = ds.info["curate"]["gender_errors"]
+    assert f"estimated wrong gender labels: {est['count']} of {len(ds)}" in out
+    g = np.array([["male", "female"].index(x) for x in ds.values("gender.label")])
+    conf, pred = np.array(ds.values("oos_gender_pred.confidence")), ds.values("oos_gender_pred.label")
+    p = np.where(np.array(pred) == "female", conf, 1 - conf)  # P(female)
+    assert est["count"] == num_label_issues(g, np.column_stack([1 - p, p])) > 0
+    scores = dict(zip(ds.values("filename"), ds.values("gender_label_score")))
+    assert sum(s <= est["max_score"] for s in scores.values()) == est["count"]
+    train = sample_split / "train_8_folds_first"
+    args = ["export", "--dataset", name, "--from", train, "--root", tmp_path, "--mask-suspects"]
+    res = run(*args, "--name", "masked", "--gender-max-score", "estimated")
+    assert f"--gender-max-score estimated = {est['max_score']:.4g}: {est['count']} wrong gender labels" in res.output
+    man = pd.read_csv(tmp_path / "masked" / "manifest.csv")
+    src = pd.read_csv(train / "manifest.csv")
+    tags = dict(zip(ds.values("filename"), ds.values("tags")))
+    reviewed = {f for f, t in tags.items() if {"exclude", "confirmed:mislabel", "confirmed:ok"} & set(t or [])}
+    assert set(src["filename"]) - set(man["source_filename"]) <= reviewed  # masking drops nothing
+    masked = set(man.loc[man["gender_label_weight"] == 0, "source_filename"])
+    low = {f for f in src["filename"] if scores.get(f, 1) <= est["max_score"]} - reviewed
+    assert masked >= low and len(low) > 0
+    assert "estimated by flag-mislabels" in (tmp_path / "masked" / "EXPORT.md").read_text()
+    flags = ["--flags", tmp_path / "masked" / "manifest.csv"]
+    bad = run(*args[:1], *args[3:], *flags, "--name", "x", "--gender-max-score", "estimated", ok=False)
+    assert bad.exit_code != 0 and "--gender-max-score estimated needs --dataset" in bad.output

@@ -13,6 +13,7 @@ from audits.mislabels import (
     GENDER_COLUMNS,
     SingleClassError,
     align_predictions,
+    estimated_gender_errors,
     gender_difficulty,
     score_age,
     score_gender,
@@ -161,6 +162,30 @@ def test_duplicate_with_conflicting_label_raises_gender_score():
         assert s["gender_flip_prob"].iat[-3] > s["gender_flip_prob"].iat[-1]
         assert s["gender_flip_prob"].iat[-2] < s["gender_flip_prob"].iat[-3]
         assert "copies labelled 1 female / 0 male" in s["gender_label_reason"].iat[-3]
+
+
+def test_estimated_number_of_wrong_genders_follows_the_noise_where_the_flip_model_does_not():
+    """`--gender-max-score estimated`: cleanlab's confident-joint count of wrong labels tracks the flip rate
+    (the flip model's own noise rate stays near 0.04 here), and the threshold keeps that many of our
+    lowest scores, which hold far more flips than the rate; rows without a probability are left out."""
+    from cleanlab.count import num_label_issues
+
+    for rate in (0.1, 0.2):
+        pred = population(4000, seed=1)
+        flip = np.random.default_rng(0).random(len(pred)) < rate
+        pred.loc[flip, "gender"] = 1 - pred.loc[flip, "gender"]
+        g = score_gender(pred)
+        est = estimated_gender_errors(pred["gender"], pred["gender_prob"], g["gender_label_score"])
+        p = pred["gender_prob"].to_numpy()
+        assert est["count"] == num_label_issues(pred["gender"].to_numpy(), np.column_stack([1 - p, p]))
+        assert abs(est["count"] - flip.sum()) < 0.15 * flip.sum(), (est, flip.sum())
+        assert g.attrs["gender_model"]["noise_rate"] < rate / 2  # why the count comes from elsewhere
+        chosen = (g["gender_label_score"] <= est["max_score"]).to_numpy()
+        assert chosen.sum() == est["count"] and flip[chosen].mean() > 2.5 * rate
+    pred.loc[:9, "gender_prob"] = np.nan
+    assert estimated_gender_errors(pred["gender"], pred["gender_prob"], g["gender_label_score"])["n"] == 3990
+    one_class = estimated_gender_errors(np.zeros(5), np.full(5, 0.9), np.full(5, 0.1))
+    assert one_class == {"count": 0, "max_score": -1.0, "n": 5}
 
 
 def test_age_residual_matters_more_at_3_than_at_80():

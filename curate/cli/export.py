@@ -10,6 +10,40 @@ import click
 from curate.cli.common import fail, path_option, resolve_checkpoint
 
 
+class ScoreOrEstimated(click.ParamType):
+    """A label score in [0, 1], or `estimated` (resolved from the dataset by _estimated_max_score)."""
+
+    name = "SCORE|estimated"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float) or value == "estimated":
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number nor 'estimated'", param, ctx)
+
+
+def _estimated_max_score(dataset: str | None) -> tuple[float | None, str]:
+    """--gender-max-score estimated: the threshold `curate flag-mislabels` stored with its estimate of the
+    number of wrong gender labels; (threshold, what to say in the export's provenance)."""
+    if not dataset:
+        fail("--gender-max-score estimated needs --dataset (flag-mislabels stores the estimate there)")
+    from curate.fo_db import connect
+    from curate.fo_schema import open_dataset
+
+    est = (open_dataset(connect(), dataset, create=False).info.get("curate") or {}).get("gender_errors") or {}
+    if est.get("count") is None:
+        why = est.get("why") or "no estimate stored"
+        fail(f"dataset {dataset!r}: {why}; run `curate flag-mislabels` (with a model that learned) or give a number")
+    if est["count"] == 0:  # nothing estimated wrong: only the tagged suspects remain
+        return None, f"--gender-max-score estimated: flag-mislabels estimated no wrong gender label ({est['at']})"
+    return float(est["max_score"]), (
+        f"--gender-max-score estimated = {est['max_score']:.4g}: {est['count']} wrong gender labels estimated "
+        f"by flag-mislabels ({est['at']})"
+    )
+
+
 def _review(review: Path | None, dataset: str | None, flags: Path | None = None):
     from curate.export import merge_reviews, read_review_csv, read_review_fiftyone
 
@@ -77,9 +111,10 @@ def _targets(specs: tuple[str, ...]) -> dict:
 )
 @click.option(
     "--gender-max-score",
-    type=float,
+    type=ScoreOrEstimated(),
     help="With --drop-suspects or --mask-suspects: a gender_label_score at most this (in [0, 1], lower = worse) "
-    "also makes a suspect.",
+    "also makes a suspect; `estimated` (with --dataset): as many of the lowest scores as `curate flag-mislabels` "
+    "estimated wrong gender labels (confident-joint count; docs/cleaning_payoff.md, policy g).",
 )
 @click.option(
     "--age-max-score",
@@ -173,6 +208,11 @@ def export_cmd(**o) -> None:
     if o["copy_"] and o["link"]:
         fail("give --copy or --link, not both")
     rev, rev_src = _review(o["review"], o["dataset"], o["flags"])
+    if o["gender_max_score"] == "estimated":
+        o["gender_max_score"], said = _estimated_max_score(o["dataset"])
+        rev_src += f"; {said}"
+        if not o["quiet"]:
+            click.echo(said)
     _check_policy(o, rev is not None)
     dims = [d.strip() for d in o["by"].split(",")] if o["by"] else None
     targets = _target_dims(_targets(o["target_specs"]), dims)

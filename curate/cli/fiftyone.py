@@ -257,6 +257,11 @@ def flag_mislabels(**o) -> None:
         f"low_quality {summary['low_quality']}"
     )
     click.echo("saved views: " + ", ".join(f"{v} ({n})" for v, n in summary["views"].items()))
+    est = summary["gender_errors"]
+    if est.get("count") is not None:
+        click.echo(f"estimated wrong gender labels: {est['count']} of {est['n']} (confident-joint count; "
+                   f"gender_label_score <= {est['max_score']:.3g}): `curate export --dataset {o['name']} "
+                   "--mask-suspects --gender-max-score estimated` masks them")  # fmt: skip
 
 
 def _oos_predictions(ds, o: dict):
