@@ -96,6 +96,17 @@ def test_a_second_run_resumes_from_the_cache_with_the_same_report(payoff, tmp_pa
     assert "(e) true labels" in report and "(b2) ours: drop likely-wrong labels" in report
     res = pd.read_csv(out / "results.csv")
     assert set(res["policy"]) == set(POLICIES) and res["delta_lo"].le(res["delta_hi"]).all()
+    # each of our policies head to head with cleanlab's drop: the same figures as their rows against (a)
+    vs = json.loads((out / "r0.2_s0" / "summary.json").read_text())["vs_cleanlab"]
+    ours = [p for p in POLICIES if p.startswith("ours_")]
+    assert sorted((v["policy"], v["metric"]) for v in vs) == sorted((p, m) for p in ours for m in ("age MAE",
+                                                                    "gender accuracy"))  # fmt: skip
+    overall = res[res["dimension"] == "overall"].set_index(["policy", "metric"])["new"]
+    for v in vs:
+        assert v["new"] == pytest.approx(overall[(v["policy"], v["metric"])])
+        assert v["baseline"] == pytest.approx(overall[("cleanlab_drop", v["metric"])])
+        assert v["delta_lo"] <= v["delta"] <= v["delta_hi"] and v["delta"] == pytest.approx(v["new"] - v["baseline"])
+    assert "Ours against (d) cleanlab's drop" in report
     cmd = [
         sys.executable,
         str(REPO / "bench" / "cleaning_payoff.py"),
