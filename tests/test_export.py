@@ -521,6 +521,14 @@ def test_mask_policy_keeps_every_image_and_masks_only_the_suspected_label(sample
     ).all()
     both = CliRunner().invoke(main, [str(a) for a in [*args[:-1], "--drop-suspects", "--force"]])
     assert both.exit_code != 0 and "--drop-suspects and --mask-suspects" in both.output
+    # exporting the masked split again keeps its masks, except where a person has since reviewed the image
+    pd.DataFrame([r(0, tags="confirmed:ok")]).to_csv(review, index=False)
+    again = ["export", "--from", tmp_path / "train_cleaned", "--review", review, "--root", tmp_path, "--name", "again",
+             "--quiet"]  # fmt: skip
+    res = CliRunner().invoke(main, [str(a) for a in again], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    w2 = read_manifest(tmp_path / "again").set_index("filename")[["gender_label_weight", "age_label_weight"]]
+    assert w2.loc[f[0]].tolist() == [1, 1] and w2.loc[f[1]].tolist() == [1, 0] and w2.loc[f[5]].tolist() == [0, 0]
 
 
 def test_exported_manifests_carry_the_issue_schema(sample_split: Path, tmp_path: Path):

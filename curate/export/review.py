@@ -371,7 +371,9 @@ def apply_decisions(
     kept["age"] = age_c[k].fillna(new_a[k]).fillna(kept["age"]).astype(int)
     kept["gender"] = gen_c[k].fillna(new_g[k]).fillna(kept["gender"]).astype(int)
     changed = (kept["age"] != kept["original_age"]) | (kept["gender"] != kept["original_gender"])
-    masks = _masks(kept, policy, (g_sus & new_g.isna() & ~reviewed)[k], (a_sus & new_a.isna() & ~reviewed)[k])
+    masks = _masks(
+        kept, policy, (g_sus & new_g.isna() & ~reviewed)[k], (a_sus & new_a.isna() & ~reviewed)[k], reviewed[k]
+    )
     masked = masks.any(axis=1)
     kept["label_source"] = np.where(changed, np.where(has_corr[k], "corrected", "relabelled"),
                                     np.where(masked, "masked", "original"))  # fmt: skip
@@ -403,15 +405,17 @@ def _relabels(df, policy: Policy, g_open: pd.Series, a_open: pd.Series, col, sco
     return sug_g.where(ok_g), sug_a.where(ok_a)
 
 
-def _masks(kept: pd.DataFrame, policy: Policy, g_open: pd.Series, a_open: pd.Series) -> pd.DataFrame:
-    """Set kept's gender_label_weight / age_label_weight (the source's own weights, 0 where --mask-suspects
-    masks a still-open suspect); returns which labels this export masked (columns gender, age)."""
+def _masks(kept: pd.DataFrame, policy: Policy, g_open: pd.Series, a_open: pd.Series, reviewed: pd.Series
+           ) -> pd.DataFrame:  # fmt: skip
+    """Set kept's gender_label_weight / age_label_weight: the source's own weights (a split exported with
+    masks keeps them), 1 for a reviewed image (a person's decision wins), 0 where --mask-suspects masks a
+    still-open suspect. Returns which labels this export masked (columns gender, age)."""
     masks = pd.DataFrame({"gender": g_open.to_numpy(bool) & policy.mask_suspects,
                           "age": a_open.to_numpy(bool) & policy.mask_suspects}, index=kept.index)  # fmt: skip
     for what in ("gender", "age"):
         c = f"{what}_label_weight"
         own = pd.to_numeric(kept[c], errors="coerce").fillna(1.0) if c in kept else pd.Series(1.0, index=kept.index)
-        kept[c] = own.where(~masks[what], 0.0).astype(float)
+        kept[c] = own.where(~reviewed.to_numpy(bool), 1.0).where(~masks[what], 0.0).astype(float)
     return masks
 
 
