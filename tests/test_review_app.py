@@ -301,7 +301,8 @@ def test_export_runs_from_the_app_as_a_delegated_operation(flagged, fo, sample_s
     old = fo.config.plugins_dir
     try:
         use_plugin(fo)
-        params = {"source": str(sample_split / "train_8_folds_first"), "name": "from-app", "relabel_suspects": True}
+        params = {"source": str(sample_split / "train_8_folds_first"), "name": "from-app", "relabel_suspects": True,
+                  "mask_suspects": True, "estimated": True}  # fmt: skip
         uri = f"{PLUGIN}/run_export"
         queued = foo.execute_operator(uri, ctx={"dataset": name, "params": params, "request_delegation": True})
         assert queued.delegated
@@ -312,3 +313,4 @@ def test_export_runs_from_the_app_as_a_delegated_operation(flagged, fo, sample_s
         fo.config.plugins_dir = old
     report = (tmp_path / "dataset" / "from-app" / "EXPORT.md").read_text()
     assert 'relabel_suspects": true' in report and (tmp_path / "dataset" / "from-app" / "manifest.csv").exists()
+    assert 'mask_suspects": true' in report and "--gender-max-score estimated = " in report

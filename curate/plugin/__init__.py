@@ -217,14 +217,18 @@ class RunExport(_Job):
         for flag in ("drop_suspects", "mask_suspects", "relabel_suspects", "drop_low_quality", "force"):
             if p.get(flag):
                 out.append("--" + flag.replace("_", "-"))
+        if p.get("estimated"):
+            out += ["--gender-max-score", "estimated"]
         return out
 
     def resolve_input(self, ctx):
         inputs = types.Object()
         inputs.str("source", label="Training split to clean", default="dataset/train_8_folds_first")
         inputs.str("name", label="Name of the cleaned split", default="train_cleaned")
-        for flag, label in (("drop_suspects", "Drop unreviewed suspects"), ("mask_suspects", "Or keep them with "
-                            "the suspected label masked in training"), ("relabel_suspects",
+        for flag, label in (("mask_suspects", "Keep unreviewed suspects, their suspected label masked in training"),
+                            ("estimated", "... and count as suspects as many genders as flag-mislabels estimates "
+                             "wrong (the policy that paid best)"), ("drop_suspects", "Or drop unreviewed suspects"),
+                            ("relabel_suspects",
                             "Relabel unreviewed suspects (suggested label)"), ("drop_low_quality", "Drop low-quality"),
                             ("force", "Replace an existing split of that name")):  # fmt: skip
             inputs.bool(flag, label=label, default=False)
