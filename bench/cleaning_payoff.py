@@ -160,7 +160,9 @@ def policy_sets(train: pd.DataFrame, noisy: pd.DataFrame, pred: pd.DataFrame, fl
 
 
 def _mask_counts(df: pd.DataFrame) -> dict:
-    return {f"{w}_masked": int((df[f"{w}_label_weight"] == 0).sum()) for w in ("gender", "age")}
+    from core.manifest import masked_label_counts
+
+    return {f"{k}_masked": n for k, n in masked_label_counts(df).items()}
 
 
 def train_and_predict(name: str, manifest: pd.DataFrame, test_dir: Path, run_dir: Path, cfg, steps: Steps):

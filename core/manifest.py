@@ -115,6 +115,14 @@ def label_weights(df: pd.DataFrame):
     return None if bool((w == 1).all()) else w
 
 
+def masked_label_counts(df: pd.DataFrame) -> dict:
+    """How many gender and age labels the training loss ignores or down-weights (weight < 1)."""
+    w = label_weights(df)
+    if w is None:
+        return {"gender": 0, "age": 0}
+    return {c.removesuffix("_label_weight"): int((w[:, i] < 1).sum()) for i, c in enumerate(LABEL_WEIGHTS)}
+
+
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file's bytes, streamed (checkpoints are megabytes)."""
     h = hashlib.sha256()

@@ -24,7 +24,7 @@ from core.allocator import keep_freed_memory
 from core.allocator import status as allocator_status
 from core.atomic import save_figure, write_csv, write_json
 from core.errors import CurateError
-from core.manifest import LABEL_WEIGHTS, file_sha256, label_weights, manifest_hash, read_manifest
+from core.manifest import file_sha256, label_weights, manifest_hash, masked_label_counts, read_manifest
 from trainer.config import TrainConfig, replace
 from trainer.data import Batches, decoded_cache
 from trainer.model import AgeGenderClassifier, build_model, load_checkpoint, save_torch
@@ -391,7 +391,7 @@ def _metadata(run: _Run, state: dict | None) -> dict:
         "val_manifest": str(Path(cfg.val_path).resolve()),
         "val_manifest_hash": manifest_hash(val_df),
         "n_train": len(run.train_df),
-        "n_labels_masked": _masked_counts(run.train_df),
+        "n_labels_masked": masked_label_counts(run.train_df),
         "n_val": len(val_df),
         "versions": library_versions(),
         "threads": torch.get_num_threads(),
@@ -402,14 +402,6 @@ def _metadata(run: _Run, state: dict | None) -> dict:
     if state is not None:
         meta["wall_seconds_before_resume"] = state.get("wall_seconds", 0.0)
     return meta
-
-
-def _masked_counts(df: pd.DataFrame) -> dict:
-    """How many labels of each kind the training loss ignores (weight 0) or down-weights: the run's record."""
-    w = label_weights(df)
-    if w is None:
-        return {"gender": 0, "age": 0}
-    return {c.removesuffix("_label_weight"): int((w[:, i] < 1).sum()) for i, c in enumerate(LABEL_WEIGHTS)}
 
 
 def _epoch(run: _Run, train_step, epoch: int, progress: bool) -> dict:
