@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
 POLICIES = ("noisy", "ours_drop", "ours_relabel", "ours_drop_broad", "ours_drop_estimated", "ours_mask_estimated",
-            "cleanlab_drop", "cleanlab_mask", "oracle")  # fmt: skip
+            "ours_mask_round2", "cleanlab_drop", "cleanlab_mask", "oracle")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,21 @@ def test_noise_only_in_the_training_split_and_policies_follow_their_rules(payoff
         assert set(m.loc[(w == 0).any(axis=1), "path"]) == set(noisy["path"]) - set(sets[like]["path"]), p
         assert summary["changes"][p]["gender_masked"] == int((w["gender_label_weight"] == 0).sum()), p
     assert summary["changes"]["ours_mask_estimated"]["gender_masked"] >= k
+    # (h): the second cross-fit trained on (g)'s masked labels, and (g)'s rule applied to its scores
+    folds = pd.concat([pd.read_csv(f) for f in sorted((setting / "crossfit2").glob("fold_*/holdout.csv"))])
+    g = sets["ours_mask_estimated"].set_index("path")
+    assert len(folds) == len(noisy) and folds.set_index("path")["gender_label_weight"].equals(
+        g.loc[folds["path"], "gender_label_weight"].rename_axis("path"))  # fmt: skip
+    h = sets["ours_mask_round2"]
+    assert list(h["path"]) == list(noisy["path"]) and (h["gender"] == noisy["gender"]).all()
+    pred2 = pd.read_parquet(setting / "crossfit2_predictions.parquet")
+    k2 = num_label_issues(pred2["gender"].to_numpy(int), pd.concat([1 - pred2["gender_prob"], pred2["gender_prob"]],
+                                                                     axis=1).to_numpy())  # fmt: skip
+    assert summary["changes"]["ours_mask_round2"]["estimated_gender_errors"] == k2
+    assert summary["changes"]["ours_mask_round2"]["gender_masked"] >= k2
+    r2 = summary["detection"]["round2"]
+    assert r2["round1_genders_masked"] == summary["changes"]["ours_mask_estimated"]["gender_masked"]
+    assert r2["round2_genders_masked"] == summary["changes"]["ours_mask_round2"]["gender_masked"]
     relabel = sets["ours_relabel"].merge(noisy, on="path", suffixes=("", "_noisy"))
     changed = (relabel["gender"] != relabel["gender_noisy"]) | (relabel["age"] != relabel["age_noisy"])
     assert len(relabel) == len(noisy) and changed.sum() == summary["changes"]["ours_relabel"]["relabelled"]

@@ -649,3 +649,56 @@ def test_export_masks_the_estimated_number_of_wrong_genders(flagged, fo, sample_
     flags = ["--flags", tmp_path / "masked" / "manifest.csv"]
     bad = run(*args[:1], *args[3:], *flags, "--name", "x", "--gender-max-score", "estimated", ok=False)
     assert bad.exit_code != 0 and "--gender-max-score estimated needs --dataset" in bad.output
+
+
+def test_a_second_round_cross_fits_on_the_labels_the_first_estimates_wrong(scored, fo, tmp_path):
+    """`flag-mislabels --rounds 2`: round 1's estimated wrong genders and its age suspects get weight 0 in
+    round 2's fold manifests (a label reviewed ok never, an excluded image always), round 2's predictions
+    are the ones stored, and review-status says so; without --allow-weak-model a chance-level round 1
+    masks nothing and round 2 is not run."""
+    import numpy as np
+
+    name, _ = scored
+    clone = f"t-rounds-{uuid.uuid4().hex[:6]}"
+    ds = fo.load_dataset(name).clone(clone)
+    try:
+        ds.untag_samples(["confirmed:mislabel", "confirmed:ok", "exclude"])
+        for field in ("age_corrected", "gender_corrected"):
+            if field in ds.get_field_schema():
+                ds.set_values(field, [None] * len(ds))
+        cf = tmp_path / "crossfit"
+        base = ["flag-mislabels", "--dataset", clone, "--oos", "crossfit", "--full", *TINY, "--crossfit-dir", cf,
+                "--top-k", "5", "--allow-weak-model", "--quiet"]  # fmt: skip
+        run(*base)
+        ds.reload()
+        est = ds.info["curate"]["gender_errors"]
+        score = {p: s for p, s in zip(ds.values("filepath"), ds.values("gender_label_score")) if s is not None}
+        age_sus = {p for p, t in zip(ds.values("filepath"), ds.values("tags")) if "suspect:age" in t}
+        conf1 = dict(zip(ds.values("filepath"), ds.values("oos_gender_pred.confidence")))
+        low = {p for p, s in score.items() if s <= est["max_score"]}
+        ok_path, out_path = min(score, key=score.get), max(score, key=score.get)
+        assert ok_path in low and out_path not in low and est["count"] == len(low) > 1
+        ds.select_by("filepath", [ok_path]).tag_samples("confirmed:ok")
+        ds.select_by("filepath", [out_path]).tag_samples("exclude")
+
+        res = run(*base, "--rounds", "2")
+        assert f"round 2: {len(low)} gender and {len(age_sus - {ok_path} | {out_path})} age labels masked" in res.output
+        man = pd.concat([pd.read_csv(f) for f in sorted((cf / "round_2").glob("fold_*/holdout.csv"))])
+        assert len(man) == len(ds) and set(man["path"]) == set(score)
+        masked_g = set(man.loc[man["gender_label_weight"] == 0, "path"])
+        masked_a = set(man.loc[man["age_label_weight"] == 0, "path"])
+        assert masked_g == (low - {ok_path}) | {out_path}
+        assert masked_a == (age_sus - {ok_path}) | {out_path}
+        ds.reload()
+        conf2 = dict(zip(ds.values("filepath"), ds.values("oos_gender_pred.confidence")))
+        assert np.mean([abs(conf2[p] - conf1[p]) > 1e-6 for p in conf1]) > 0.5  # round 2's models scored them
+        status = run("review-status", "--dataset", clone, "--out", tmp_path / "d.csv").output
+        assert "round 2 (the labels round 1 estimates wrong masked)" in status
+
+        weak = run(*[a for a in base if a != "--allow-weak-model"], "--rounds", "2")
+        assert "round 2 not run: a first-round fold model is no better than the majority gender" in weak.output
+        bad = run("flag-mislabels", "--dataset", clone, "--predictions", cf / "predictions.parquet", "--rounds", "2",
+                  ok=False)  # fmt: skip
+        assert bad.exit_code != 0 and "not with --predictions" in bad.output
+    finally:
+        fo.delete_dataset(clone)

@@ -220,6 +220,10 @@ FLAG_OPTIONS = (
 )
 @model_option
 @click.option("-k", "--folds", "k", default=2, show_default=True, help="Cross-fit folds.")
+@click.option("--rounds", type=click.IntRange(1, 3), default=1, show_default=True,
+              help="Cross-fit rounds: each after the first masks the labels the one before estimates wrong "
+              "(as export --mask-suspects --gender-max-score estimated would) and cross-fits again; implies "
+              "a cross-fit. 2 ranks noisy labels better (docs/cleaning_payoff.md) for twice the time.")  # fmt: skip
 @ray_option("The cross-fit's folds (in parallel, one task each)")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--gender-threshold", type=float, help="Tag suspect:gender at P(label wrong) >= this [0.5].")
@@ -267,14 +271,16 @@ def flag_mislabels(**o) -> None:
 def _oos_predictions(ds, o: dict):
     """(out-of-sample predictions, where they came from): --predictions, the model when every image is new
     to it (--oos auto/model), else a cross-fit on the dataset's own labels (its folder reused)."""
+    if o["rounds"] > 1 and (o["predictions"] is not None or o["oos_from"] == "model"):
+        fail(f"--rounds {o['rounds']} cross-fits again on masked labels: not with --predictions or --oos model")
     if o["predictions"] is not None:
         return _read_predictions(o["predictions"]), {"kind": "file", "file": str(o["predictions"])}
     man = _label_manifest(ds, o["name"])
-    if o["oos_from"] != "crossfit":
+    if o["oos_from"] != "crossfit" and o["rounds"] == 1:
         got = _model_predictions(man, o)
         if got is not None:
             return got
-    return _crossfit_predictions(man, o)
+    return _crossfit_predictions(ds, man, o)
 
 
 def _model_predictions(man, o: dict):
@@ -304,8 +310,10 @@ def _model_predictions(man, o: dict):
     return None
 
 
-def _crossfit_predictions(man, o: dict):
-    """Out-of-sample predictions from models cross-fitted on the dataset's own labels (folder reused)."""
+def _crossfit_predictions(ds, man, o: dict):
+    """Out-of-sample predictions from models cross-fitted on the dataset's own labels (folder reused); with
+    --rounds, again on the labels masked by the round before (curate.fo_rounds), in OUT/round_N."""
+    from curate.fo_rounds import masked_manifest
     from trainer.config import REFERENCE
     from trainer.crossfit import crossfit
 
@@ -313,9 +321,22 @@ def _crossfit_predictions(man, o: dict):
     cfg = crossfit_config(cfg, o["cheap"], o["sets"])
     out = o["crossfit_dir"] or _crossfit_dir(man, cfg, o["k"], o["seed"])
     click.echo(f"cross-fitting {len(man)} images ({'cheap' if o['cheap'] else 'full'} recipe, k={o['k']}) in {out}")
-    pred = crossfit(man, out, cfg, k=o["k"], seed=o["seed"], progress=not o["quiet"], ray_address=o["ray_address"])
-    return pred, {"kind": "crossfit", "folder": str(out), "k": o["k"], "seed": o["seed"], "images": len(man),
-                  "ray": o["ray_address"]}  # fmt: skip
+    run = lambda m, d: crossfit(m, d, cfg, k=o["k"], seed=o["seed"], progress=not o["quiet"],  # noqa: E731
+                                ray_address=o["ray_address"])  # fmt: skip
+    pred = run(man, out)
+    src = {"kind": "crossfit", "folder": str(out), "k": o["k"], "seed": o["seed"], "images": len(man),
+           "ray": o["ray_address"], "rounds": 1}  # fmt: skip
+    for r in range(2, o["rounds"] + 1):
+        masked, info = masked_manifest(ds, pred, **{k: o[k] for k in FLAG_OPTIONS})
+        if masked is None:
+            click.echo(f"round {r} not run: {info['why']}; the scores are round {r - 1}'s")
+            break
+        est = info["estimated_gender_errors"]
+        click.echo(f"round {r}: {info['genders_masked']} gender and {info['ages_masked']} age labels masked (round "
+                   f"{r - 1} estimates {est} wrong genders); cross-fitting again")  # fmt: skip
+        pred = run(masked, Path(out) / f"round_{r}")
+        src |= {"rounds": r, f"round_{r}": info}
+    return pred, src
 
 
 def _label_manifest(ds, name: str):
@@ -456,7 +477,13 @@ def describe_source(src: dict) -> str:
         return (f"out-of-sample predictions: model {src['model']} ({src['checkpoint']}), none of the {src['images']} "
                 f"images in its training set (manifest {src['training_manifest']})")  # fmt: skip
     if src.get("kind") == "crossfit":
-        return f"out-of-sample predictions: {src['k']}-fold cross-fit of {src['images']} images in {src['folder']}"
+        rounds = (
+            f", round {src['rounds']} (the labels round {src['rounds'] - 1} estimates wrong masked)"
+            if src.get("rounds", 1) > 1
+            else ""
+        )
+        return (f"out-of-sample predictions: {src['k']}-fold cross-fit of {src['images']} images in "
+                f"{src['folder']}{rounds}")  # fmt: skip
     return f"out-of-sample predictions: {src.get('file', src)}"
 
 
