@@ -11,6 +11,7 @@ import re
 import shutil
 import time
 import uuid
+from pathlib import Path
 
 import fo_common
 import pandas as pd
@@ -314,3 +315,39 @@ def test_export_runs_from_the_app_as_a_delegated_operation(flagged, fo, sample_s
     report = (tmp_path / "dataset" / "from-app" / "EXPORT.md").read_text()
     assert 'relabel_suspects": true' in report and (tmp_path / "dataset" / "from-app" / "manifest.csv").exists()
     assert 'mask_suspects": true' in report and "--gender-max-score estimated = " in report
+
+
+def test_flag_mislabels_runs_two_rounds_from_the_app(scored, fo, tmp_path, monkeypatch):
+    """The App's flag-mislabels job passes "Cross-fit rounds: 2" to the CLI: a delegated run cross-fits
+    (the cheap recipe) and either runs the second round on masked labels or says why it did not."""
+    import fiftyone.operators as foo
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    from curate.fo_plugin import use_plugin
+
+    name = f"t-app-rounds-{uuid.uuid4().hex[:6]}"
+    fo.load_dataset(scored[0]).clone(name)
+    monkeypatch.setenv("CURATE_WORKDIR", str(tmp_path))
+    monkeypatch.setenv("CURATE_CACHE_DIR", str(tmp_path / "cache"))
+    old = fo.config.plugins_dir
+    try:
+        use_plugin(fo)
+        uri = f"{PLUGIN}/run_flag_mislabels"
+        params = {"oos": "crossfit", "recipe": "cheap", "rounds": "2"}
+        queued = foo.execute_operator(uri, ctx={"dataset": name, "params": params, "request_delegation": True})
+        assert queued.delegated
+        done = DelegatedOperationService().execute_queued_operations(operator=uri, dataset_name=name)
+        assert done and all(d.error is None for d in done), [d.error_message for d in done]
+        assert "--rounds 2" in done[0].result["command"]
+        ds = fo.load_dataset(name)
+        ds.reload()  # the job wrote from another process
+        checks = ds.info["curate"]["model_checks"]
+        src = checks["source"]
+        assert src["kind"] == "crossfit" and src["rounds"] in (1, 2)
+        # round 2 runs unless a first-round fold model is no better than the majority gender (the App does
+        # not offer --allow-weak-model); the stored checks are then the first round's
+        assert src["rounds"] == 2 or not all(f["gender_ok"] for f in checks["folds"])
+        assert (src["rounds"] == 2) == (Path(src["folder"]) / "round_2" / "predictions.parquet").exists()
+    finally:
+        fo.config.plugins_dir = old
+        fo.delete_dataset(name)

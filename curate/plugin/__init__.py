@@ -179,7 +179,8 @@ class _Job(foo.Operator):
     def argv(self, ctx) -> list[str]:
         recipe = "--full" if ctx.params.get("recipe") == "full" else "--cheap"
         oos = ctx.params.get("oos") if ctx.params.get("oos") in ("model", "crossfit") else "auto"
-        return ["flag-mislabels", "--dataset", ctx.dataset.name, "--oos", oos, recipe, "--quiet"]
+        rounds = ["--rounds", "2"] if str(ctx.params.get("rounds")) == "2" else []
+        return ["flag-mislabels", "--dataset", ctx.dataset.name, "--oos", oos, recipe, *rounds, "--quiet"]
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -192,6 +193,15 @@ class _Job(foo.Operator):
             description="auto: the shipped model's when it never trained on these images, else a cross-fit",
         )
         inputs.enum("recipe", ["cheap", "full"], default="cheap", label="Cross-fit recipe", view=types.RadioGroup())
+        inputs.enum(
+            "rounds",
+            ["1", "2"],
+            default="1",
+            view=types.RadioGroup(),
+            label="Cross-fit rounds",
+            description="2: cross-fit again with the labels the first round estimates wrong masked (twice the time; "
+            "ranks noisy labels better, docs/cleaning_payoff.md); not with the model's own predictions",
+        )
         return types.Property(inputs, view=types.View(label=self.label))
 
     def execute(self, ctx):
