@@ -102,20 +102,13 @@ def flag_mislabels(
     better than the trivial answer (audits.model_checks) are scored but not flagged, unless
     `allow_weak_model`; the checks and the predictions' `source` are stored in the dataset's info for
     `curate review-status`."""
-    from audits.mislabels import score_mislabels
-    from audits.model_checks import fold_checks
     from curate.fo_schema import check_schema, declare_fields
 
     df = dataset_frame(ds)
     if df.empty:
         raise ReviewError(f"dataset {ds.name!r} has no usable samples: run `curate score` first")
     check_schema(ds, MISLABEL_FIELDS)
-    pred = _aligned_predictions(df, oos)
-    opts = {k: v for k, v in options.items() if v is not None}
-    scores = score_mislabels(pred, _audit_frame(df), top_k=top_k, **opts)
-    checks = fold_checks(pred)
-    if not allow_weak_model:
-        _unflag_weak_folds(scores, pred, checks)
+    pred, scores, checks = label_scores(df, oos, allow_weak_model, top_k=top_k, **options)
     _store_checks(ds, checks, allow_weak_model, source)
     estimate = _store_estimate(ds, pred, scores, checks, allow_weak_model)
     have = pred["age_pred"].notna().to_numpy() if "age_pred" in pred else np.zeros(len(df), bool)
@@ -136,6 +129,23 @@ def flag_mislabels(
             "model_checks": checks.to_dict("records"),
             "views": save_views(ds, df, err, worst_n), "version": version, "gender_errors": estimate,
             "status_counts": status.value_counts().to_dict()}  # fmt: skip
+
+
+def label_scores(
+    df: pd.DataFrame, oos: pd.DataFrame, allow_weak_model: bool = False, **options
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(predictions in `df`'s row order, label scores, fold checks) for the samples of `dataset_frame`:
+    no suspect from a fold model no better than chance unless `allow_weak_model`. `options` go to
+    score_mislabels (None = its default)."""
+    from audits.mislabels import score_mislabels
+    from audits.model_checks import fold_checks
+
+    pred = _aligned_predictions(df, oos)
+    scores = score_mislabels(pred, _audit_frame(df), **{k: v for k, v in options.items() if v is not None})
+    checks = fold_checks(pred)
+    if not allow_weak_model:
+        _unflag_weak_folds(scores, pred, checks)
+    return pred, scores, checks
 
 
 def _store_estimate(ds, pred: pd.DataFrame, scores: pd.DataFrame, checks: pd.DataFrame, allowed: bool) -> dict:

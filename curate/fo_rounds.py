@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from curate.fo_review import _aligned_predictions, _audit_frame, _unflag_weak_folds, dataset_frame, decisions
+from curate.fo_review import dataset_frame, decisions, label_scores
 
 
 def masked_manifest(
@@ -28,19 +28,14 @@ def masked_manifest(
     """(the dataset's label manifest with `gender_label_weight` / `age_label_weight`, what was masked) from
     the first round's out-of-sample predictions `pred`; (None, {"why": ...}) when the first round cannot
     say which labels are wrong (a fold model no better than chance, unless `allow_weak_model`)."""
-    from audits.mislabels import estimated_gender_errors, score_mislabels
-    from audits.model_checks import fold_checks
+    from audits.mislabels import estimated_gender_errors
 
     df = dataset_frame(ds)
-    p = _aligned_predictions(df, pred)
-    opts = {k: v for k, v in options.items() if v is not None and k != "quality_top_k"}
-    scores = score_mislabels(p, _audit_frame(df), **opts)
-    checks = fold_checks(p)
+    p, scores, checks = label_scores(df, pred, allow_weak_model, **{k: v for k, v in options.items()
+                                                                     if k != "quality_top_k"})  # fmt: skip
     weak = (~checks["gender_ok"].astype(bool)).any() if len(checks) else True
     if weak and not allow_weak_model:
         return None, {"why": "a first-round fold model is no better than the majority gender"}
-    if not allow_weak_model:
-        _unflag_weak_folds(scores, p, checks)
     est = estimated_gender_errors(p["gender"], p["gender_prob"], scores["gender_label_score"])
     gender_mask = scores["gender_label_score"].to_numpy(float) <= est["max_score"]
     age_mask = scores["is_age_label_issue"].to_numpy(bool)
