@@ -312,7 +312,8 @@ def _model_predictions(man, o: dict):
 
 def _crossfit_predictions(ds, man, o: dict):
     """Out-of-sample predictions from models cross-fitted on the dataset's own labels (folder reused); with
-    --rounds, again on the labels masked by the round before (curate.fo_rounds), in OUT/round_N."""
+    --rounds, again on the labels masked by the round before (curate.fo_rounds), in OUT/round_N-<labels hash>."""
+    from core.manifest import manifest_hash
     from curate.fo_rounds import masked_manifest
     from trainer.config import REFERENCE
     from trainer.crossfit import crossfit
@@ -334,7 +335,8 @@ def _crossfit_predictions(ds, man, o: dict):
         est = info["estimated_gender_errors"]
         click.echo(f"round {r}: {info['genders_masked']} gender and {info['ages_masked']} age labels masked (round "
                    f"{r - 1} estimates {est} wrong genders); cross-fitting again")  # fmt: skip
-        pred = run(masked, Path(out) / f"round_{r}")
+        # named by the masked labels: a review between two runs changes them, and a cross-fit folder holds one manifest
+        pred = run(masked, Path(out) / f"round_{r}-{manifest_hash(masked)[:12]}")
         src |= {"rounds": r, f"round_{r}": info}
     return pred, src
 
