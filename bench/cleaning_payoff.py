@@ -26,6 +26,15 @@ fixed training config then trains on
       trained again on (g)'s masked labels, the labels scored again by those fold models, the new estimated
       number masked. Under heavy noise the first round's fold models learn part of the noise they are then
       asked to find. Fixed before it was measured.
+  (h1) ours_round2_genders_round1_ages: (h)'s masked genders with (g)'s masked ages, a diagnostic: (h) cost
+      the age head 0.4-0.65 y against (g) with every training seed; this tells whether round 2's age masks
+      or its gender masks are why.
+  (i) ours_round2_relabel_sure: (h), except that the genders the second round is sure are wrong
+      (P(flipped) >= 0.9, gender_label_score <= 0.1) get the other gender instead of a mask: `curate export
+      --mask-suspects --gender-max-score estimated --relabel-suspects --relabel-gender-max-score 0.1
+      --relabel-what gender`. A masked label teaches nothing; a relabelled one at P >= 0.9 is right 9 times
+      in 10 if the posterior is calibrated. Ages are never relabelled (the cheap cross-fit's suggested ages
+      hurt, (c)). Threshold fixed from that argument before it was measured.
   (d) cleanlab_drop: drop what cleanlab flags (find_label_issues
       for gender; its regression label-quality rank for age, as many as we flag)
   (d2) cleanlab_mask: (d)'s images, their flagged labels masked rather than dropped: the same mechanism
@@ -57,7 +66,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mislabel_detection import audit_frame, cleanlab_age, cleanlab_gender, inject_noise, sharpness  # noqa: E402
 
 POLICIES = ("noisy", "ours_drop", "ours_relabel", "ours_drop_broad", "ours_drop_estimated", "ours_mask_estimated",
-            "ours_mask_round2", "cleanlab_drop", "cleanlab_mask", "oracle")  # fmt: skip
+            "ours_mask_round2", "ours_round2_genders_round1_ages", "ours_round2_relabel_sure", "cleanlab_drop",
+            "cleanlab_mask", "oracle")  # fmt: skip
 LABELS = {
     "noisy": "(a) noisy labels",
     "ours_drop": "(b) ours: drop suspects",
@@ -66,6 +76,8 @@ LABELS = {
     "ours_drop_estimated": "(f) ours: drop the estimated number of wrong labels",
     "ours_mask_estimated": "(g) ours: mask the estimated number of wrong labels",
     "ours_mask_round2": "(h) ours: (g) after a second cross-fit round",
+    "ours_round2_genders_round1_ages": "(h1) (h)'s genders, (g)'s ages masked",
+    "ours_round2_relabel_sure": "(i) ours: (h), the sure genders relabelled",
     "cleanlab_drop": "(d) cleanlab: drop its issues",
     "cleanlab_mask": "(d2) cleanlab's issues, masked",
     "oracle": "(e) true labels",
@@ -73,6 +85,8 @@ LABELS = {
 
 
 BROAD_GENDER, BROAD_AGE = 0.8, 0.05  # (b2): gender_label_score / age_label_score at most these
+SURE_GENDER = 0.1  # (i): relabel a masked gender at gender_label_score at most this (P(flipped) >= 0.9)
+ROUND2 = ("ours_mask_round2", "ours_round2_genders_round1_ages", "ours_round2_relabel_sure")
 
 
 class Steps:
@@ -174,10 +188,11 @@ def second_round(
     cfg,
     seed: int,
     quiet: bool,
-) -> tuple[tuple[pd.DataFrame, dict], dict]:
-    """(h): the cross-fit again on (g)'s masked labels (what `flag-mislabels --rounds 2` trains on: round 1's
-    estimated wrong genders and its age suspects masked), the noisy labels scored by those fold models, and
-    (g)'s policy applied to the new scores. Returns ((manifest, changes), how the masked genders compare
+) -> tuple[dict, dict]:
+    """(h), (h1), (i): the cross-fit again on (g)'s masked labels (what `flag-mislabels --rounds 2` trains
+    on: round 1's estimated wrong genders and its age suspects masked), the noisy labels scored by those
+    fold models, and (g)'s policy applied to the new scores (h); (h) with (g)'s age masks (h1); (h) with the
+    sure genders relabelled (i). Returns ({policy: (manifest, changes)}, how the masked genders compare
     with the injected flips in both rounds)."""
     from audits.mislabels import score_age, score_gender
     from curate.export.common import Policy
@@ -189,6 +204,10 @@ def second_round(
     flags = review_frame(noisy, score_gender(pred, audit), score_age(pred, audit))
     thr, k = estimated_gender_threshold(pred, flags)
     kept, _, _ = apply_decisions(noisy, flags, Policy(mask_suspects=True, gender_max_score=thr))
+    sure = Policy(mask_suspects=True, gender_max_score=thr, relabel_suspects=True,
+                  relabel_gender_max_score=SURE_GENDER, relabel_what="gender")  # fmt: skip
+    relab, _, _ = apply_decisions(noisy, flags, sure)
+    ages1 = kept.assign(age_label_weight=kept["path"].map(masked.set_index("path")["age_label_weight"]).to_numpy())
     share = lambda hit, of: float(hit[of].mean()) if of.any() else float("nan")  # noqa: E731
     info = {}
     for r, df in (("round1", masked), ("round2", kept)):
@@ -198,7 +217,15 @@ def second_round(
             f"{r}_precision": share(g_true, m),
             f"{r}_recall": share(m, g_true),
         }
-    return (kept, {**_mask_counts(kept), "estimated_gender_errors": k}), info
+    flipped = (relab["gender"] != relab["original_gender"]).to_numpy()
+    info |= {"relabelled_genders": int(flipped.sum()), "relabelled_precision": share(g_true, flipped)}
+    est = {"estimated_gender_errors": k}
+    sets = {
+        "ours_mask_round2": (kept, {**_mask_counts(kept), **est}),
+        "ours_round2_genders_round1_ages": (ages1, {**_mask_counts(ages1), **est}),
+        "ours_round2_relabel_sure": (relab, {**_mask_counts(relab), **est, "relabelled": int(flipped.sum())}),
+    }
+    return sets, info
 
 
 def _mask_counts(df: pd.DataFrame) -> dict:
@@ -297,9 +324,10 @@ def run_setting(rate: float, seed: int, train: pd.DataFrame, test: pd.DataFrame,
                   broad_age_precision=share(a_true, ab), broad_age_recall=share(ab, a_true))  # fmt: skip
     sets = policy_sets(train, noisy, pred, flags)
     wanted = {"noisy", "oracle", *(args.policies or POLICIES)}  # (a) and (e) are what the others are measured by
-    if "ours_mask_round2" in wanted:
-        sets["ours_mask_round2"], detect["round2"] = second_round(noisy, sets["ours_mask_estimated"][0], audit, g_true,
-                                                                   out, steps, cfgs[0], seed, args.quiet)  # fmt: skip
+    if wanted & set(ROUND2):
+        more, detect["round2"] = second_round(noisy, sets["ours_mask_estimated"][0], audit, g_true, out, steps,
+                                              cfgs[0], seed, args.quiet)  # fmt: skip
+        sets |= more
     trained = [n for n in POLICIES if n in wanted and not (rate == 0 and n == "oracle")]  # rate 0: (e) is (a)
     preds = {name: train_and_predict(name, sets[name][0], test_dir, out / name, cfgs[1], steps) for name in trained}
     preds.setdefault("oracle", preds["noisy"])

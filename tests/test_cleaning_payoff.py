@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
 POLICIES = ("noisy", "ours_drop", "ours_relabel", "ours_drop_broad", "ours_drop_estimated", "ours_mask_estimated",
-            "ours_mask_round2", "cleanlab_drop", "cleanlab_mask", "oracle")  # fmt: skip
+            "ours_mask_round2", "ours_round2_genders_round1_ages", "ours_round2_relabel_sure", "cleanlab_drop",
+            "cleanlab_mask", "oracle")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +101,18 @@ def test_noise_only_in_the_training_split_and_policies_follow_their_rules(payoff
     r2 = summary["detection"]["round2"]
     assert r2["round1_genders_masked"] == summary["changes"]["ours_mask_estimated"]["gender_masked"]
     assert r2["round2_genders_masked"] == summary["changes"]["ours_mask_round2"]["gender_masked"]
+    # (h1): (h)'s gender masks with (g)'s age masks; (i): (h) with the sure genders relabelled, ages untouched
+    h1, i = sets["ours_round2_genders_round1_ages"], sets["ours_round2_relabel_sure"]
+    assert list(h1["path"]) == list(h["path"]) == list(i["path"])
+    assert (h1["gender_label_weight"] == h["gender_label_weight"]).all()
+    assert (h1["age_label_weight"] == g.loc[h1["path"], "age_label_weight"].to_numpy()).all()
+    assert (i["age"] == noisy["age"]).all() and (i["age_label_weight"] == h["age_label_weight"]).all()
+    flipped = i["gender"] != noisy["gender"]
+    assert (i.loc[flipped, "gender"] == 1 - noisy.loc[flipped, "gender"]).all()
+    h_masked = h["gender_label_weight"] == 0
+    assert (flipped <= h_masked).all() and ((i["gender_label_weight"] == 0) == (h_masked & ~flipped)).all()
+    assert int(flipped.sum()) == summary["changes"]["ours_round2_relabel_sure"]["relabelled"]
+    assert r2["relabelled_genders"] == int(flipped.sum())
     relabel = sets["ours_relabel"].merge(noisy, on="path", suffixes=("", "_noisy"))
     changed = (relabel["gender"] != relabel["gender_noisy"]) | (relabel["age"] != relabel["age_noisy"])
     assert len(relabel) == len(noisy) and changed.sum() == summary["changes"]["ours_relabel"]["relabelled"]

@@ -531,6 +531,55 @@ def test_mask_policy_keeps_every_image_and_masks_only_the_suspected_label(sample
     assert w2.loc[f[0]].tolist() == [1, 1] and w2.loc[f[1]].tolist() == [1, 0] and w2.loc[f[5]].tolist() == [0, 0]
 
 
+def test_relabel_what_gender_relabels_sure_genders_and_masks_every_other_suspect(sample_split: Path, tmp_path: Path):
+    """--relabel-what gender (policy i): with --mask-suspects, a gender suspect the scores are sure of gets the
+    other gender, a less sure one is masked, and an age suspect is masked even with a suggested age at a score
+    under the relabel threshold; --relabel-what alone, without --relabel-suspects, is refused."""
+    tr, _ = manifests(sample_split)
+    g = lambda i: ["male", "female"][1 - tr.gender[i]]  # noqa: E731 - the other gender
+    r = lambda i, **kw: {"path": tr.path[i], "content_hash": tr.content_hash[i], **kw}  # noqa: E731
+    rows = [
+        r(0, tags="suspect:gender", gender_suggested=g(0), gender_label_score=0.05, gender_label_reason="sure"),
+        r(1, tags="suspect:gender", gender_suggested=g(1), gender_label_score=0.3, gender_label_reason="unsure"),
+        r(2, tags="suspect:age", age_suggested=int(tr.age[2]) + 25, age_label_score=0.001, age_label_reason="far"),
+        r(
+            3,
+            tags="suspect:gender;suspect:age",
+            gender_suggested=g(3),
+            gender_label_score=0.02,
+            age_suggested=int(tr.age[3]) + 20,
+            age_label_score=0.01,
+        ),  # fmt: skip
+    ]
+    review = tmp_path / "review.csv"
+    pd.DataFrame(rows).to_csv(review, index=False)
+    args = ["export", "--from", sample_split / "train_8_folds_first", "--review", review, "--root", tmp_path,
+            "--mask-suspects", "--relabel-suspects", "--relabel-gender-max-score", "0.1", "--relabel-age-max-score",
+            "0.1", "--relabel-what", "gender", "--quiet"]  # fmt: skip
+    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    man = read_manifest(tmp_path / "train_cleaned").set_index("source_filename")
+    f = tr.filename
+    assert len(man) == len(tr)
+    assert man.loc[f[0], "gender"] == 1 - tr.gender[0] and man.loc[f[0], "gender_label_weight"] == 1
+    assert man.loc[f[1], "gender"] == tr.gender[1] and man.loc[f[1], "gender_label_weight"] == 0
+    assert man.loc[f[2], "age"] == tr.age[2] and man.loc[f[2], "age_label_weight"] == 0  # ages never relabelled
+    row = man.loc[f[3]]
+    assert (row["gender"], row["gender_label_weight"]) == (1 - tr.gender[3], 1)
+    assert (row["age"], row["age_label_weight"]) == (tr.age[3], 0)
+    assert parse_name(row["filename"]).gender == 1 - tr.gender[3] and parse_name(row["filename"]).age == tr.age[3]
+    assert set(man.index[man["label_source"] == "relabelled"]) == {f[0], f[3]}
+    # without --relabel-what both labels change, as before
+    res = CliRunner().invoke(main, [str(a) for a in [*args[:-3], "--name", "both", "--quiet"]])
+    assert res.exit_code == 0, res.output
+    both = read_manifest(tmp_path / "both").set_index("source_filename")
+    assert both.loc[f[2], "age"] == tr.age[2] + 25 and both.loc[f[3], "age"] == tr.age[3] + 20
+    alone = ["export", "--from", sample_split / "train_8_folds_first", "--review", review, "--root", tmp_path,
+             "--name", "x", "--mask-suspects", "--relabel-what", "gender"]  # fmt: skip
+    bad = CliRunner().invoke(main, [str(a) for a in alone])
+    assert bad.exit_code != 0 and "--relabel-what only applies with --relabel-suspects" in bad.output
+
+
 def test_exported_manifests_carry_the_issue_schema(sample_split: Path, tmp_path: Path):
     """The cleaned and oversampled manifests (and removed.csv) carry every check's columns under the one
     schema's names: the audit's measurements, scores, flags and reasons for each kept image, the review's

@@ -145,6 +145,13 @@ def _targets(specs: tuple[str, ...]) -> dict:
     type=float,
     help="With --relabel-suspects: change an age only where age_label_score is at most this.",
 )
+@click.option(
+    "--relabel-what",
+    type=click.Choice(["both", "gender", "age"]),
+    help="With --relabel-suspects: which labels it may change [default: both]. `gender` with "
+    "--mask-suspects and --relabel-gender-max-score 0.1 relabels the genders the scores are sure of and masks "
+    "the rest (docs/cleaning_payoff.md, policy i).",
+)
 @click.option("--drop-low-quality", is_flag=True, help="Also drop low_quality images (tag, review or --audits column).")
 @click.option(
     "--copy",
@@ -221,7 +228,7 @@ def export_cmd(**o) -> None:
     fo = _fiftyone_check(o["fo_name"], o["oversample"], o["force"]) if o["fo_name"] else None
     policy = Policy(o["drop_low_quality"], o["drop_suspects"], o["gender_max_score"], o["age_max_score"],
                     o["relabel_suspects"], o["relabel_gender_max_score"], o["relabel_age_max_score"],
-                    o["mask_suspects"])  # fmt: skip
+                    o["mask_suspects"], o["relabel_what"] or "both")  # fmt: skip
     opts = ExportOptions(
         o["source"], o["root"], o["name"], review=rev, review_source=rev_src, policy=policy,
         images="copy" if o["copy_"] else "link" if o["link"] else "ref", oversample=o["oversample"],
@@ -238,7 +245,7 @@ def export_cmd(**o) -> None:
 def _check_policy(o: dict, have_flags: bool) -> None:
     limits = {"--gender-max-score": o["gender_max_score"], "--age-max-score": o["age_max_score"]}
     relabel = {"--relabel-gender-max-score": o["relabel_gender_max_score"],
-               "--relabel-age-max-score": o["relabel_age_max_score"]}  # fmt: skip
+               "--relabel-age-max-score": o["relabel_age_max_score"], "--relabel-what": o["relabel_what"]}  # fmt: skip
     given = [k for k, v in limits.items() if v is not None]
     acts = {"--drop-suspects": o["drop_suspects"], "--relabel-suspects": o["relabel_suspects"],
             "--mask-suspects": o["mask_suspects"]}  # fmt: skip
@@ -252,7 +259,9 @@ def _check_policy(o: dict, have_flags: bool) -> None:
     r_given = [k for k, v in relabel.items() if v is not None]
     if r_given and not o["relabel_suspects"]:
         fail(f"{r_given[0]} only applies with --relabel-suspects")
-    bad = [f"{k} {v}" for k, v in {**limits, **relabel}.items() if v is not None and not 0 <= v <= 1]
+    scores = {**limits, **relabel}
+    scores.pop("--relabel-what")
+    bad = [f"{k} {v}" for k, v in scores.items() if v is not None and not 0 <= v <= 1]
     if bad:
         fail(f"{bad[0]}: label scores are in [0, 1] (lower = worse)")
 

@@ -49,3 +49,4 @@ class Policy:
     relabel_gender_max_score: float | None = None  # relabel a gender only at gender_label_score <= this
     relabel_age_max_score: float | None = None  # relabel an age only at age_label_score <= this
     mask_suspects: bool = False  # unreviewed suspects stay, their suspected label weighted 0 in training
+    relabel_what: str = "both"  # which labels --relabel-suspects may change: gender, age or both

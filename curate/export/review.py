@@ -396,8 +396,8 @@ def _relabels(df, policy: Policy, g_open: pd.Series, a_open: pd.Series, col, sco
     if not policy.relabel_suspects:
         return nan, nan.copy()
     sug_g, sug_a = col("gender_suggested").astype(float), col("age_suggested").astype(float)
-    ok_g = g_open & sug_g.notna() & (sug_g != df["gender"].astype(float))
-    ok_a = a_open & sug_a.notna() & (sug_a != df["age"].astype(float))
+    ok_g = g_open & sug_g.notna() & (sug_g != df["gender"].astype(float)) & (policy.relabel_what != "age")
+    ok_a = a_open & sug_a.notna() & (sug_a != df["age"].astype(float)) & (policy.relabel_what != "gender")
     if policy.relabel_gender_max_score is not None:
         ok_g &= (score("gender_label_score") <= policy.relabel_gender_max_score).fillna(False)
     if policy.relabel_age_max_score is not None:
