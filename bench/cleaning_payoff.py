@@ -35,6 +35,14 @@ fixed training config then trains on
       --relabel-what gender`. A masked label teaches nothing; a relabelled one at P >= 0.9 is right 9 times
       in 10 if the posterior is calibrated. Ages are never relabelled (the cheap cross-fit's suggested ages
       hurt, (c)). Threshold fixed from that argument before it was measured.
+  (j) ours_mask_broad_ages: (g), and every age the scores call likely wrong masked too, not only the age
+      review suspects: `curate export --mask-suspects --gender-max-score estimated --age-max-score 0.05`
+      ((b2)'s age threshold, about 2 usual errors off, fixed in an earlier session). (g) masks only the
+      ~400 age suspects (recall 0.07-0.13 of the shifted ages), and the shifted ages that cost the model
+      are the children's (the shift can only go up there: the noisy model loses 1.3-2.9 y at 0-24 against
+      the oracle, the adults next to nothing). Dropping at this threshold (b2) hurt at r = 0.1 because it
+      took the images' genders too; a mask takes only the age. Fixed before it was measured.
+  (k) ours_round2_broad_ages: (h) with (j)'s broad age masks (the round-2 scores).
   (d) cleanlab_drop: drop what cleanlab flags (find_label_issues
       for gender; its regression label-quality rank for age, as many as we flag)
   (d2) cleanlab_mask: (d)'s images, their flagged labels masked rather than dropped: the same mechanism
@@ -66,8 +74,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mislabel_detection import audit_frame, cleanlab_age, cleanlab_gender, inject_noise, sharpness  # noqa: E402
 
 POLICIES = ("noisy", "ours_drop", "ours_relabel", "ours_drop_broad", "ours_drop_estimated", "ours_mask_estimated",
-            "ours_mask_round2", "ours_round2_genders_round1_ages", "ours_round2_relabel_sure", "cleanlab_drop",
-            "cleanlab_mask", "oracle")  # fmt: skip
+            "ours_mask_round2", "ours_round2_genders_round1_ages", "ours_round2_relabel_sure", "ours_mask_broad_ages",
+            "ours_round2_broad_ages", "cleanlab_drop", "cleanlab_mask", "oracle")  # fmt: skip
 LABELS = {
     "noisy": "(a) noisy labels",
     "ours_drop": "(b) ours: drop suspects",
@@ -78,6 +86,8 @@ LABELS = {
     "ours_mask_round2": "(h) ours: (g) after a second cross-fit round",
     "ours_round2_genders_round1_ages": "(h1) (h)'s genders, (g)'s ages masked",
     "ours_round2_relabel_sure": "(i) ours: (h), the sure genders relabelled",
+    "ours_mask_broad_ages": "(j) ours: (g), the likely-wrong ages masked too",
+    "ours_round2_broad_ages": "(k) ours: (h), the likely-wrong ages masked too",
     "cleanlab_drop": "(d) cleanlab: drop its issues",
     "cleanlab_mask": "(d2) cleanlab's issues, masked",
     "oracle": "(e) true labels",
@@ -86,7 +96,7 @@ LABELS = {
 
 BROAD_GENDER, BROAD_AGE = 0.8, 0.05  # (b2): gender_label_score / age_label_score at most these
 SURE_GENDER = 0.1  # (i): relabel a masked gender at gender_label_score at most this (P(flipped) >= 0.9)
-ROUND2 = ("ours_mask_round2", "ours_round2_genders_round1_ages", "ours_round2_relabel_sure")
+ROUND2 = ("ours_mask_round2", "ours_round2_genders_round1_ages", "ours_round2_relabel_sure", "ours_round2_broad_ages")
 
 
 class Steps:
@@ -158,13 +168,14 @@ def policy_sets(train: pd.DataFrame, noisy: pd.DataFrame, pred: pd.DataFrame, fl
         ("ours_drop_broad", Policy(drop_suspects=True, gender_max_score=BROAD_GENDER, age_max_score=BROAD_AGE)),
         ("ours_drop_estimated", Policy(drop_suspects=True, gender_max_score=thr)),
         ("ours_mask_estimated", Policy(mask_suspects=True, gender_max_score=thr)),
+        ("ours_mask_broad_ages", Policy(mask_suspects=True, gender_max_score=thr, age_max_score=BROAD_AGE)),
     ):
         kept, removed, corr = apply_decisions(noisy, flags, pol)
         changes = {"removed": len(removed), "relabelled": int((corr["label_source"] == "relabelled").sum())}
         if pol.mask_suspects:
             changes |= _mask_counts(kept)
         out[name] = (kept, changes)
-    for name in ("ours_drop_estimated", "ours_mask_estimated"):
+    for name in ("ours_drop_estimated", "ours_mask_estimated", "ours_mask_broad_ages"):
         out[name][1]["estimated_gender_errors"] = k
     g_issue = cleanlab_gender(pred, "self_confidence") >= 2  # flagged by find_label_issues
     n_age = int(flags["is_age_label_issue"].sum())
@@ -189,11 +200,11 @@ def second_round(
     seed: int,
     quiet: bool,
 ) -> tuple[dict, dict]:
-    """(h), (h1), (i): the cross-fit again on (g)'s masked labels (what `flag-mislabels --rounds 2` trains
+    """(h), (h1), (i), (k): the cross-fit again on (g)'s masked labels (what `flag-mislabels --rounds 2` trains
     on: round 1's estimated wrong genders and its age suspects masked), the noisy labels scored by those
     fold models, and (g)'s policy applied to the new scores (h); (h) with (g)'s age masks (h1); (h) with the
-    sure genders relabelled (i). Returns ({policy: (manifest, changes)}, how the masked genders compare
-    with the injected flips in both rounds)."""
+    sure genders relabelled (i); (h) with the likely-wrong ages masked (k). Returns ({policy: (manifest,
+    changes)}, how the masked genders compare with the injected flips in both rounds)."""
     from audits.mislabels import score_age, score_gender
     from curate.export.common import Policy
     from curate.export.review import apply_decisions
@@ -207,6 +218,8 @@ def second_round(
     sure = Policy(mask_suspects=True, gender_max_score=thr, relabel_suspects=True,
                   relabel_gender_max_score=SURE_GENDER, relabel_what="gender")  # fmt: skip
     relab, _, _ = apply_decisions(noisy, flags, sure)
+    wide = Policy(mask_suspects=True, gender_max_score=thr, age_max_score=BROAD_AGE)
+    broad, _, _ = apply_decisions(noisy, flags, wide)
     ages1 = kept.assign(age_label_weight=kept["path"].map(masked.set_index("path")["age_label_weight"]).to_numpy())
     share = lambda hit, of: float(hit[of].mean()) if of.any() else float("nan")  # noqa: E731
     info = {}
@@ -224,6 +237,7 @@ def second_round(
         "ours_mask_round2": (kept, {**_mask_counts(kept), **est}),
         "ours_round2_genders_round1_ages": (ages1, {**_mask_counts(ages1), **est}),
         "ours_round2_relabel_sure": (relab, {**_mask_counts(relab), **est, "relabelled": int(flipped.sum())}),
+        "ours_round2_broad_ages": (broad, {**_mask_counts(broad), **est}),
     }
     return sets, info
 

@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
 POLICIES = ("noisy", "ours_drop", "ours_relabel", "ours_drop_broad", "ours_drop_estimated", "ours_mask_estimated",
-            "ours_mask_round2", "ours_round2_genders_round1_ages", "ours_round2_relabel_sure", "cleanlab_drop",
-            "cleanlab_mask", "oracle")  # fmt: skip
+            "ours_mask_round2", "ours_round2_genders_round1_ages", "ours_round2_relabel_sure", "ours_mask_broad_ages",
+            "ours_round2_broad_ages", "cleanlab_drop", "cleanlab_mask", "oracle")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +113,22 @@ def test_noise_only_in_the_training_split_and_policies_follow_their_rules(payoff
     assert (flipped <= h_masked).all() and ((i["gender_label_weight"] == 0) == (h_masked & ~flipped)).all()
     assert int(flipped.sum()) == summary["changes"]["ours_round2_relabel_sure"]["relabelled"]
     assert r2["relabelled_genders"] == int(flipped.sum())
+    # (j) / (k): (g)'s / (h)'s gender masks, and every age at age_label_score <= 0.05 masked besides the suspects
+    from mislabel_detection import audit_frame
+
+    from audits.mislabels import score_age
+
+    sharp = pd.read_parquet(out / "sharpness.parquet")
+    for p, like, preds in (("ours_mask_broad_ages", "ours_mask_estimated", pred),
+                           ("ours_round2_broad_ages", "ours_mask_round2", pred2)):  # fmt: skip
+        m, base = sets[p], sets[like]
+        assert list(m["path"]) == list(noisy["path"]) and (m["gender"] == noisy["gender"]).all(), p
+        assert (m["age"] == noisy["age"]).all() and (m["gender_label_weight"] == base["gender_label_weight"]).all(), p
+        a = score_age(preds, audit_frame(preds, dict(zip(sharp["path"], sharp["laplacian_var"])), train["race"]))
+        wide = (a["is_age_label_issue"] | (a["age_label_score"] <= 0.05)).to_numpy()
+        assert ((m["age_label_weight"] == 0).to_numpy() == wide).all(), p
+        assert ((base["age_label_weight"] == 0) <= (m["age_label_weight"] == 0)).all(), p
+        assert summary["changes"][p]["age_masked"] == int(wide.sum()), p
     relabel = sets["ours_relabel"].merge(noisy, on="path", suffixes=("", "_noisy"))
     changed = (relabel["gender"] != relabel["gender_noisy"]) | (relabel["age"] != relabel["age_noisy"])
     assert len(relabel) == len(noisy) and changed.sum() == summary["changes"]["ours_relabel"]["relabelled"]
