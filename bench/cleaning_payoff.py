@@ -121,16 +121,20 @@ class Steps:
         return value
 
 
-def configs(quick: bool, threads: int):
-    """(cross-fit config, the policies' training config): flag-mislabels' cheap recipe, and one cheap config."""
-    from trainer.config import reference_config, replace
+def configs(quick: bool, threads: int, reference_crossfit: bool = False):
+    """(cross-fit config, the policies' training config): flag-mislabels' cheap recipe (on today's defaults;
+    on the reference run's, L1 1e-4, with `reference_crossfit`: how every figure before 2026-12-06 was
+    measured), and one cheap config for every policy (the reference run's, as it always was)."""
+    from trainer.config import TrainConfig, reference_config, replace
     from trainer.crossfit import cheap_config
 
-    base = reference_config(threads=threads, keep_epoch_checkpoints=False)  # the config its runs were measured with
+    keep = {"threads": threads, "keep_epoch_checkpoints": False}
+    base = reference_config(**keep)  # the policies' config: every payoff figure was measured with it
+    cf = base if reference_crossfit else replace(TrainConfig(), **keep)
     if quick:
-        tiny = replace(base, image_size=64, num_epochs=2, override_cycle_epoch_count=2, batch_size=32)
-        return tiny, tiny
-    return cheap_config(base), cheap_config(base, image_size=64, num_epochs=8)
+        tiny = {"image_size": 64, "num_epochs": 2, "override_cycle_epoch_count": 2, "batch_size": 32}
+        return replace(cf, **tiny), replace(base, **tiny)
+    return cheap_config(cf), cheap_config(base, image_size=64, num_epochs=8)
 
 
 def review_frame(noisy: pd.DataFrame, g: pd.DataFrame, a: pd.DataFrame) -> pd.DataFrame:
@@ -433,6 +437,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--policies", type=lambda v: v.split(","), help=f"train only these (comma-separated, of "
                     f"{', '.join(POLICIES)}); (a) and (e) always [default: all]")  # fmt: skip
+    ap.add_argument("--reference-crossfit", action="store_true", help="cross-fit on the reference run's config "
+                    "(L1 1e-4): flag-mislabels' recipe before 2026-12-06, that of every earlier figure")  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="the embedded sample, tiny models")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -454,7 +460,7 @@ def main(argv: list[str] | None = None) -> None:
     aud = Steps(args.out).run("test audits (skin tone)", args.out / "test_audits.parquet",
                               lambda: run_audit(test["path"].tolist(), config=AuditConfig()).table)  # fmt: skip
     args.audits = test[["path"]].merge(aud[["path", "skin_category"]], on="path", how="left")
-    cfgs = configs(args.quick, args.threads)
+    cfgs = configs(args.quick, args.threads, args.reference_crossfit)
     results, summaries = [], []
     for item in args.settings.split(","):
         rate, seed = item.split(":")

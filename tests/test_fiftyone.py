@@ -7,6 +7,7 @@ FIFTYONE_DATABASE_URI is never used by the tests). Every test works on its own d
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,6 +20,8 @@ import fo_common
 import pandas as pd
 import pytest
 from fo_common import CHROMIUM_ARGS, REPO, SAMPLE, TINY, free_port, run, serve_app, usable_sample
+
+from trainer.config import TrainConfig
 
 # the module-scoped fixtures, by name (each module that takes them gets its own scored dataset)
 env, model, fo, scored, flagged = fo_common.env, fo_common.model, fo_common.fo, fo_common.scored, fo_common.flagged
@@ -670,6 +673,9 @@ def test_a_second_round_cross_fits_on_the_labels_the_first_estimates_wrong(score
         base = ["flag-mislabels", "--dataset", clone, "--oos", "crossfit", "--full", *TINY, "--crossfit-dir", cf,
                 "--top-k", "5", "--allow-weak-model", "--quiet"]  # fmt: skip
         run(*base)
+        # the fold models train on today's defaults (L1 1e-6), not the reference run's 1e-4 that pruned them
+        meta = json.loads((cf / "fold_0" / "run" / "metadata.json").read_text())
+        assert meta["config"]["l1_lambda"] == TrainConfig().l1_lambda == 1e-6 and meta["config"]["image_size"] == 64
         ds.reload()
         est = ds.info["curate"]["gender_errors"]
         score = {p: s for p, s in zip(ds.values("filepath"), ds.values("gender_label_score")) if s is not None}
