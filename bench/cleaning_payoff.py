@@ -121,15 +121,18 @@ class Steps:
         return value
 
 
-def configs(quick: bool, threads: int, reference_crossfit: bool = False):
+def configs(quick: bool, threads: int, reference_crossfit: bool = False, policy_l1: float | None = None):
     """(cross-fit config, the policies' training config): flag-mislabels' cheap recipe (on today's defaults;
     on the reference run's, L1 1e-4, with `reference_crossfit`: how every figure before 2026-12-06 was
-    measured), and one cheap config for every policy (the reference run's, as it always was)."""
+    measured), and one cheap config for every policy (the reference run's, as it always was, unless
+    `policy_l1` sets its L1 penalty)."""
     from trainer.config import TrainConfig, reference_config, replace
     from trainer.crossfit import cheap_config
 
     keep = {"threads": threads, "keep_epoch_checkpoints": False}
     base = reference_config(**keep)  # the policies' config: every payoff figure was measured with it
+    if policy_l1 is not None:
+        base = replace(base, l1_lambda=policy_l1)
     cf = base if reference_crossfit else replace(TrainConfig(), **keep)
     if quick:
         tiny = {"image_size": 64, "num_epochs": 2, "override_cycle_epoch_count": 2, "batch_size": 32}
@@ -439,6 +442,8 @@ def main(argv: list[str] | None = None) -> None:
                     f"{', '.join(POLICIES)}); (a) and (e) always [default: all]")  # fmt: skip
     ap.add_argument("--reference-crossfit", action="store_true", help="cross-fit on the reference run's config "
                     "(L1 1e-4): flag-mislabels' recipe before 2026-12-06, that of every earlier figure")  # fmt: skip
+    ap.add_argument("--policy-l1", type=float, help="the L1 penalty of the policies' training config [default: "
+                    "the reference run's 1e-4, as every payoff figure; curate train's default: 1e-6]")  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="the embedded sample, tiny models")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -460,7 +465,7 @@ def main(argv: list[str] | None = None) -> None:
     aud = Steps(args.out).run("test audits (skin tone)", args.out / "test_audits.parquet",
                               lambda: run_audit(test["path"].tolist(), config=AuditConfig()).table)  # fmt: skip
     args.audits = test[["path"]].merge(aud[["path", "skin_category"]], on="path", how="left")
-    cfgs = configs(args.quick, args.threads, args.reference_crossfit)
+    cfgs = configs(args.quick, args.threads, args.reference_crossfit, args.policy_l1)
     results, summaries = [], []
     for item in args.settings.split(","):
         rate, seed = item.split(":")
