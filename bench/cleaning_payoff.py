@@ -121,12 +121,20 @@ class Steps:
         return value
 
 
-def configs(quick: bool, threads: int, reference_crossfit: bool = False, policy_l1: float | None = None):
+def configs(
+    quick: bool,
+    threads: int,
+    reference_crossfit: bool = False,
+    policy_l1: float | None = None,
+    crossfit_sets: tuple[str, ...] = (),
+):
     """(cross-fit config, the policies' training config): flag-mislabels' cheap recipe (on today's defaults;
     on the reference run's, L1 1e-4, with `reference_crossfit`: how every figure before 2026-12-06 was
-    measured), and one cheap config for every policy (the reference run's, as it always was, unless
-    `policy_l1` sets its L1 penalty)."""
-    from trainer.config import TrainConfig, reference_config, replace
+    measured; `crossfit_sets` (key=value) change it as `flag-mislabels --set` does), and one cheap config for
+    every policy (the reference run's, as it always was, unless `policy_l1` sets its L1 penalty)."""
+    from dataclasses import asdict
+
+    from trainer.config import TrainConfig, load_config, parse_overrides, reference_config, replace
     from trainer.crossfit import cheap_config
 
     keep = {"threads": threads, "keep_epoch_checkpoints": False}
@@ -134,10 +142,12 @@ def configs(quick: bool, threads: int, reference_crossfit: bool = False, policy_
     if policy_l1 is not None:
         base = replace(base, l1_lambda=policy_l1)
     cf = base if reference_crossfit else replace(TrainConfig(), **keep)
+    sets = parse_overrides(crossfit_sets)
+    with_sets = lambda c: load_config(base=asdict(c), overrides=sets)  # noqa: E731
     if quick:
         tiny = {"image_size": 64, "num_epochs": 2, "override_cycle_epoch_count": 2, "batch_size": 32}
-        return replace(cf, **tiny), replace(base, **tiny)
-    return cheap_config(cf), cheap_config(base, image_size=64, num_epochs=8)
+        return with_sets(replace(cf, **tiny)), replace(base, **tiny)
+    return with_sets(cheap_config(cf)), cheap_config(base, image_size=64, num_epochs=8)
 
 
 def review_frame(noisy: pd.DataFrame, g: pd.DataFrame, a: pd.DataFrame) -> pd.DataFrame:
@@ -444,6 +454,8 @@ def main(argv: list[str] | None = None) -> None:
                     "(L1 1e-4): flag-mislabels' recipe before 2026-12-06, that of every earlier figure")  # fmt: skip
     ap.add_argument("--policy-l1", type=float, help="the L1 penalty of the policies' training config [default: "
                     "the reference run's 1e-4, as every payoff figure; curate train's default: 1e-6]")  # fmt: skip
+    ap.add_argument("--crossfit-set", action="append", default=[], metavar="KEY=VALUE", help="change the "
+                    "cross-fit's config as `flag-mislabels --set` does (repeatable)")  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="the embedded sample, tiny models")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -465,7 +477,7 @@ def main(argv: list[str] | None = None) -> None:
     aud = Steps(args.out).run("test audits (skin tone)", args.out / "test_audits.parquet",
                               lambda: run_audit(test["path"].tolist(), config=AuditConfig()).table)  # fmt: skip
     args.audits = test[["path"]].merge(aud[["path", "skin_category"]], on="path", how="left")
-    cfgs = configs(args.quick, args.threads, args.reference_crossfit, args.policy_l1)
+    cfgs = configs(args.quick, args.threads, args.reference_crossfit, args.policy_l1, tuple(args.crossfit_set))
     results, summaries = [], []
     for item in args.settings.split(","):
         rate, seed = item.split(":")

@@ -163,3 +163,16 @@ def test_a_second_run_resumes_from_the_cache_with_the_same_report(payoff, tmp_pa
     assert again.returncode == 0, again.stderr[-3000:]
     assert "train + predict ..." not in again.stdout and "cross-fit ..." not in again.stdout  # nothing re-run
     assert (out / "report.md").read_text() == report
+
+
+def test_crossfit_overrides_change_the_fold_models_only():
+    from cleaning_payoff import configs
+
+    from core.errors import CurateError
+
+    plain_cf, plain_policy = configs(False, 1)
+    cf, policy = configs(False, 1, crossfit_sets=("age_loss_scale=1", "num_epochs=4"))
+    assert (cf.age_loss_scale, cf.num_epochs, cf.image_size) == (1.0, 4, plain_cf.image_size)
+    assert policy == plain_policy and plain_cf.age_loss_scale != 1.0
+    with pytest.raises(CurateError, match="unknown config key: no_such_key"):
+        configs(False, 1, crossfit_sets=("no_such_key=1",))
