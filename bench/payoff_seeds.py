@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--policies", default="noisy,ours_drop")
     ap.add_argument("--seeds", default="1,2", help="training seeds besides the bench's own")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--policy-l1", type=float, help="the L1 penalty of the policies' config, as the bench's "
+                    "--policy-l1 (it must match the setting's run) [default: the reference run's 1e-4]")  # fmt: skip
     args = ap.parse_args(argv)
     from trainer.config import replace
 
@@ -49,7 +51,12 @@ def main(argv: list[str] | None = None) -> None:
     setting = args.out / f"r{float(rate):g}_s{int(seed)}"
     test_dir = (args.split or args.out / "split") / "test_2_folds_last"
     test = pd.read_csv(test_dir / "manifest.csv", dtype={"content_hash": str}).drop_duplicates("path")
-    base = configs(False, args.threads)[1]
+    base = configs(False, args.threads, policy_l1=args.policy_l1)[1]
+    own_cfg = json.loads((setting / "noisy" / "run" / "metadata.json").read_text())["config"]
+    if own_cfg["l1_lambda"] != base.l1_lambda:
+        ap.error(
+            f"{setting}: its policies trained at L1 {own_cfg['l1_lambda']:g}, not {base.l1_lambda:g} (see --policy-l1)"
+        )
     steps = Steps(setting / "seeds")  # wall times apart from the bench's own steps.json
     policies = args.policies.split(",")
     if "noisy" not in policies:
