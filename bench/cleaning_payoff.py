@@ -143,11 +143,14 @@ def configs(
         base = replace(base, l1_lambda=policy_l1)
     cf = base if reference_crossfit else replace(TrainConfig(), **keep)
     sets = parse_overrides(crossfit_sets)
-    with_sets = lambda c: load_config(base=asdict(c), overrides=sets)  # noqa: E731
+    cf = load_config(base=asdict(cf), overrides=sets)
     if quick:
         tiny = {"image_size": 64, "num_epochs": 2, "override_cycle_epoch_count": 2, "batch_size": 32}
-        return with_sets(replace(cf, **tiny)), replace(base, **tiny)
-    return with_sets(cheap_config(cf)), cheap_config(base, image_size=64, num_epochs=8)
+        return replace(cf, **{**tiny, **{k: getattr(cf, k) for k in tiny if k in sets}}), replace(base, **tiny)
+    # As flag-mislabels' crossfit_config: a size or length named in `sets` goes into the cheap recipe, so
+    # the one-cycle schedule is scaled to it.
+    kept = {k: getattr(cf, k) for k in ("image_size", "num_epochs", "batch_size") if k in sets}
+    return cheap_config(cf, **kept), cheap_config(base, image_size=64, num_epochs=8)
 
 
 def review_frame(noisy: pd.DataFrame, g: pd.DataFrame, a: pd.DataFrame) -> pd.DataFrame:

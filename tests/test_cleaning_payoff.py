@@ -173,6 +173,7 @@ def test_crossfit_overrides_change_the_fold_models_only():
     plain_cf, plain_policy = configs(False, 1)
     cf, policy = configs(False, 1, crossfit_sets=("age_loss_scale=1", "num_epochs=4"))
     assert (cf.age_loss_scale, cf.num_epochs, cf.image_size) == (1.0, 4, plain_cf.image_size)
+    assert cf.override_cycle_epoch_count <= cf.num_epochs  # the one-cycle schedule scaled to 4 epochs
     assert policy == plain_policy and plain_cf.age_loss_scale != 1.0
     with pytest.raises(CurateError, match="unknown config key: no_such_key"):
         configs(False, 1, crossfit_sets=("no_such_key=1",))

@@ -64,6 +64,9 @@ def cheap_config(cfg: TrainConfig, image_size: int = 96, num_epochs: int = 8, ba
     Same model, same recipe, same code path; only the cost (and some accuracy) changes.
     """
     cycle = max(1, round(cfg.override_cycle_epoch_count * num_epochs / cfg.num_epochs))
+    # A cycle longer than the run never reaches its low final rate (e.g. `--set num_epochs=4` on the
+    # defaults' 15-epoch cycle, already 4 epochs long when it gets here): end it with the run.
+    cycle = min(cycle, num_epochs)
     return replace(
         cfg, image_size=image_size, num_epochs=num_epochs, override_cycle_epoch_count=cycle, batch_size=batch_size
     )
