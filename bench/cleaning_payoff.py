@@ -127,15 +127,17 @@ def configs(
     reference_crossfit: bool = False,
     policy_l1: float | None = None,
     crossfit_sets: tuple[str, ...] = (),
+    recipe: str = "cheap",
 ):
     """(cross-fit config, the policies' training config): flag-mislabels' cheap recipe (on today's defaults;
     on the reference run's, L1 1e-4, with `reference_crossfit`: how every figure before 2026-12-06 was
-    measured; `crossfit_sets` (key=value) change it as `flag-mislabels --set` does), and one cheap config for
-    every policy (the reference run's, as it always was, unless `policy_l1` sets its L1 penalty)."""
+    measured; `crossfit_sets` (key=value) change it as `flag-mislabels --set` does; `recipe`: as
+    `flag-mislabels --recipe`), and one cheap config for every policy (the reference run's, as it always
+    was, unless `policy_l1` sets its L1 penalty)."""
     from dataclasses import asdict
 
     from trainer.config import TrainConfig, load_config, parse_overrides, reference_config, replace
-    from trainer.crossfit import cheap_config
+    from trainer.crossfit import cheap_config, recipe_config
 
     keep = {"threads": threads, "keep_epoch_checkpoints": False}
     base = reference_config(**keep)  # the policies' config: every payoff figure was measured with it
@@ -147,10 +149,10 @@ def configs(
     if quick:
         tiny = {"image_size": 64, "num_epochs": 2, "override_cycle_epoch_count": 2, "batch_size": 32}
         return replace(cf, **{**tiny, **{k: getattr(cf, k) for k in tiny if k in sets}}), replace(base, **tiny)
-    # As flag-mislabels' crossfit_config: a size or length named in `sets` goes into the cheap recipe, so
-    # the one-cycle schedule is scaled to it.
-    kept = {k: getattr(cf, k) for k in ("image_size", "num_epochs", "batch_size") if k in sets}
-    return cheap_config(cf, **kept), cheap_config(base, image_size=64, num_epochs=8)
+    # As flag-mislabels' crossfit_config: a size or length named in `sets` goes into the recipe, so the
+    # one-cycle schedule is scaled to it.
+    kept = tuple(k for k in ("image_size", "num_epochs", "batch_size") if k in sets)
+    return recipe_config(cf, recipe, kept), cheap_config(base, image_size=64, num_epochs=8)
 
 
 def review_frame(noisy: pd.DataFrame, g: pd.DataFrame, a: pd.DataFrame) -> pd.DataFrame:
@@ -459,6 +461,8 @@ def main(argv: list[str] | None = None) -> None:
                     "the reference run's 1e-4, as every payoff figure; curate train's default: 1e-6]")  # fmt: skip
     ap.add_argument("--crossfit-set", action="append", default=[], metavar="KEY=VALUE", help="change the "
                     "cross-fit's config as `flag-mislabels --set` does (repeatable)")  # fmt: skip
+    ap.add_argument("--crossfit-recipe", choices=["cheap", "thorough"], default="cheap", help="the cross-fit's "
+                    "recipe, as `flag-mislabels --recipe` [default: cheap]")  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="the embedded sample, tiny models")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -480,7 +484,8 @@ def main(argv: list[str] | None = None) -> None:
     aud = Steps(args.out).run("test audits (skin tone)", args.out / "test_audits.parquet",
                               lambda: run_audit(test["path"].tolist(), config=AuditConfig()).table)  # fmt: skip
     args.audits = test[["path"]].merge(aud[["path", "skin_category"]], on="path", how="left")
-    cfgs = configs(args.quick, args.threads, args.reference_crossfit, args.policy_l1, tuple(args.crossfit_set))
+    cfgs = configs(args.quick, args.threads, args.reference_crossfit, args.policy_l1, tuple(args.crossfit_set),
+                   args.crossfit_recipe)  # fmt: skip
     results, summaries = [], []
     for item in args.settings.split(","):
         rate, seed = item.split(":")

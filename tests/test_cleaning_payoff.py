@@ -177,3 +177,8 @@ def test_crossfit_overrides_change_the_fold_models_only():
     assert policy == plain_policy and plain_cf.age_loss_scale != 1.0
     with pytest.raises(CurateError, match="unknown config key: no_such_key"):
         configs(False, 1, crossfit_sets=("no_such_key=1",))
+    # --crossfit-recipe thorough is flag-mislabels --recipe thorough: the config the docs' thorough runs used
+    # (--crossfit-set image_size=128 --crossfit-set num_epochs=12), the policies' config unchanged
+    th_cf, th_policy = configs(False, 1, recipe="thorough")
+    assert th_cf == configs(False, 1, crossfit_sets=("image_size=128", "num_epochs=12"))[0] != plain_cf
+    assert th_policy == plain_policy

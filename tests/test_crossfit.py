@@ -160,8 +160,35 @@ def test_cheap_recipe_keeps_what_set_names():
     from trainer.config import load_config
 
     sets = ("num_epochs=3", "dropout=0.2")
-    cfg = crossfit_config(load_config(None, {"num_epochs": "3", "dropout": "0.2"}), True, sets)
+    cfg = crossfit_config(load_config(None, {"num_epochs": "3", "dropout": "0.2"}), "cheap", sets)
     assert (cfg.num_epochs, cfg.image_size, cfg.batch_size, cfg.dropout) == (3, 96, 128, 0.2)
-    plain = crossfit_config(load_config(), True, ())
+    plain = crossfit_config(load_config(), "cheap", ())
     assert (plain.num_epochs, plain.image_size, plain.batch_size) == (8, 96, 128)
-    assert crossfit_config(load_config(), False, ()) == load_config()
+    assert crossfit_config(load_config(), "full", ()) == load_config()
+
+
+def test_thorough_recipe_is_larger_and_its_schedule_ends_with_it():
+    """`--recipe thorough`: 128 px, 12 epochs, the one-cycle scaled to the run (not the defaults' 15 epochs);
+    --set still wins; an unknown name is a clear CrossfitError; the CLI's --cheap/--full still parse."""
+    from click.testing import CliRunner
+
+    from curate.cli import main as cli
+    from curate.cli.fiftyone import crossfit_config
+    from trainer.config import load_config
+    from trainer.crossfit import recipe_config
+
+    base = load_config()
+    t = crossfit_config(base, "thorough", ())
+    c = crossfit_config(base, "cheap", ())
+    assert (t.image_size, t.num_epochs, t.batch_size) == (128, 12, 128)
+    assert c.override_cycle_epoch_count < t.override_cycle_epoch_count == t.num_epochs  # as measured
+    assert (t.max_lr, t.l1_lambda, t.age_loss_scale) == (base.max_lr, base.l1_lambda, base.age_loss_scale)
+    kept = crossfit_config(load_config(None, {"image_size": "112"}), "thorough", ("image_size=112",))
+    assert (kept.image_size, kept.num_epochs) == (112, 12)
+    with pytest.raises(CrossfitError, match="unknown cross-fit recipe 'huge'"):
+        recipe_config(base, "huge")
+    for flag in (["--recipe", "thorough"], ["--cheap"], ["--full"]):
+        res = CliRunner().invoke(cli, ["flag-mislabels", *flag, "--help"])
+        assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["flag-mislabels", "--recipe", "huge"])
+    assert res.exit_code != 0 and "'huge' is not one of" in res.output
