@@ -19,7 +19,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 POLICIES = ("noisy", "ours_drop", "ours_relabel", "ours_drop_broad", "ours_drop_estimated", "ours_mask_estimated",
             "ours_mask_round2", "ours_round2_genders_round1_ages", "ours_round2_relabel_sure", "ours_mask_broad_ages",
-            "ours_round2_broad_ages", "cleanlab_drop", "cleanlab_mask", "oracle")  # fmt: skip
+            "ours_round2_broad_ages", "ours_mask_two_sided_ages", "cleanlab_drop", "cleanlab_mask",
+            "oracle")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +130,17 @@ def test_noise_only_in_the_training_split_and_policies_follow_their_rules(payoff
         assert ((m["age_label_weight"] == 0).to_numpy() == wide).all(), p
         assert ((base["age_label_weight"] == 0) <= (m["age_label_weight"] == 0)).all(), p
         assert summary["changes"][p]["age_masked"] == int(wide.sum()), p
+    # (m): (g)'s gender masks, as many ages as (j) masks, the highest by the two-sided score
+    from audits.mislabels import age_two_sided_z
+
+    m, g_set, j_set = sets["ours_mask_two_sided_ages"], sets["ours_mask_estimated"], sets["ours_mask_broad_ages"]
+    assert (m["gender_label_weight"] == g_set["gender_label_weight"]).all() and (m["age"] == noisy["age"]).all()
+    masked = (m["age_label_weight"] == 0).to_numpy()
+    assert masked.sum() == (j_set["age_label_weight"] == 0).sum() == summary["changes"]["ours_mask_two_sided_ages"][
+        "age_masked"]  # fmt: skip
+    z2 = age_two_sided_z(pred, audit_frame(pred, dict(zip(sharp["path"], sharp["laplacian_var"])), train["race"]))
+    z2 = z2.fillna(-1).to_numpy()
+    assert masked.any() and z2[masked].min() >= z2[~masked].max()
     relabel = sets["ours_relabel"].merge(noisy, on="path", suffixes=("", "_noisy"))
     changed = (relabel["gender"] != relabel["gender_noisy"]) | (relabel["age"] != relabel["age_noisy"])
     assert len(relabel) == len(noisy) and changed.sum() == summary["changes"]["ours_relabel"]["relabelled"]

@@ -352,3 +352,36 @@ def test_injected_flips_are_found_far_above_chance(utkface_dir, tmp_path):
     assert g["ap"] > 0.10 and g["auroc"] > 0.65, g
     assert a["ap"] > 0.06 and a["auroc"] > 0.60, a
     assert s["label_status"].eq("ok").all()
+
+
+def test_two_sided_age_score_spares_right_labels_a_shrunk_model_pulls_to_the_middle():
+    """Fold models regress ages to the middle: a right label at either end sits far from its prediction.
+    `age_two_sided_z` keeps those right extreme labels out of the top while still ranking shifted ones there,
+    and is never above `age_residual_z`; a row without a label is NaN."""
+    from audits.mislabels import age_two_sided_z
+
+    rng = np.random.default_rng(3)
+    n = 6000
+    df = population(n=n, seed=3)
+    true = rng.integers(1, 96, n).astype(float)
+    shifted = rng.random(n) < 0.2
+    up = (true < 40) | ((true < 60) & (rng.random(n) < 0.5))  # as the bench's noise: the ends shift inwards
+    label = np.clip(np.where(shifted, true + np.where(up, 1, -1) * rng.integers(10, 41, n), true), 1, 100)
+    shrunk = 40 + 0.6 * (true - 40) + rng.normal(0, 1, n) * (2 + 0.08 * true)
+    df = df.assign(age=label, age_pred=shrunk.astype(np.float32), embedding=list(rng.normal(size=(n, 16))))
+    df.loc[0, "age"] = np.nan
+    a, z2 = score_age(df), age_two_sided_z(df)
+    assert np.isnan(z2.iat[0]) and (z2.iloc[1:] <= a["age_residual_z"].iloc[1:] + 1e-12).all()
+    k = int(shifted.sum())
+    ends = (true <= 10) | (true >= 80)
+    right_ends, wrong_ends = ends & ~shifted, ends & shifted
+    for z in (a["age_residual_z"], z2):
+        assert z.notna().sum() == n - 1
+    top1 = np.zeros(n, bool)
+    top1[np.argsort(-a["age_residual_z"].fillna(-1).to_numpy())[:k]] = True
+    top2 = np.zeros(n, bool)
+    top2[np.argsort(-z2.fillna(-1).to_numpy())[:k]] = True
+    # measured here: right extreme labels in the top 0.18 -> 0.10, precision at the ends 0.44 -> 0.60
+    assert top2[right_ends].mean() < 0.7 * top1[right_ends].mean()  # fewer right extreme labels masked
+    assert shifted[top2 & ends].mean() > shifted[top1 & ends].mean() + 0.1  # precision at the ends
+    assert top2[wrong_ends].mean() >= top1[wrong_ends].mean()  # and as many shifted ones there found
