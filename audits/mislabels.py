@@ -302,13 +302,14 @@ def age_two_sided_z(pred: pd.DataFrame, audit: pd.DataFrame | None = None, **opt
     shifted ages of children and the elderly at 0.5-0.8 precision where the estimate's frame alone reaches
     0.1-0.4, and the policy model recovers the age loss that masking by `age_residual_z` did not.
     """
-    a = score_age(pred, audit, **options)
     opt, df, age, ap, _, ok = _scorable(pred, audit, options, _age_labels, _age_predictions)
+    nb = _neighbours(df, opt.neighbors) if ok.any() else None  # the look-alikes once, for both frames
+    a = score_age(pred, audit, _nb=nb, **options)
     out = pd.Series(np.nan, index=a.index, name="age_two_sided_z")
     if not ok.any():
         return out
     y = age[ok]
-    r = y - _age_estimate(df, ok, age, ap, opt, None)
+    r = y - _age_estimate(df, ok, age, ap, opt, nb)
     lo, hi, centre = _age_scales(y, r)  # binned by the label, not the estimate
     c = np.interp(y, *centre)
     z_label = np.abs(r - c) / np.where(r - c >= 0, np.interp(y, *hi), np.interp(y, *lo))
