@@ -236,13 +236,14 @@ def score_age(
     pred: pd.DataFrame, audit: pd.DataFrame | None = None, _nb: np.ndarray | None = None, **options
 ) -> pd.DataFrame:
     """Per image: age_residual_z (higher = more likely wrong; a residual in expected errors),
-    age_label_score (0..1, lower = worse), is_age_label_issue, age_suggested (int years or <NA>),
-    age_label_reason, age_label_status. Same index as `pred`.
+    age_two_sided_z (see age_two_sided_z), age_label_score (0..1, lower = worse), is_age_label_issue,
+    age_suggested (int years or <NA>), age_label_reason, age_label_status. Same index as `pred`.
     """
     opt, df, age, ap, status, ok = _scorable(pred, audit, options, _age_labels, _age_predictions)
     out = pd.DataFrame(
         {
             "age_residual_z": np.nan,
+            "age_two_sided_z": np.nan,
             "age_label_score": np.nan,
             "is_age_label_issue": False,
             "age_suggested": pd.array([pd.NA] * len(df), dtype="Int64"),
@@ -268,6 +269,7 @@ def score_age(
     suggested = np.clip(np.round(suggested), 1, 116).astype(np.int64)
 
     out.loc[ok, "age_residual_z"] = score
+    out.loc[ok, "age_two_sided_z"] = np.minimum(score, _label_frame_z(y, r))
     out.loc[ok, "age_label_score"] = 2.0 * _norm_sf(score)
     flag = _suspects(score, opt.age_z_threshold, opt.top_k)
     if opt.top_k is None:
@@ -292,7 +294,8 @@ def score_age(
 def age_two_sided_z(pred: pd.DataFrame, audit: pd.DataFrame | None = None, **options) -> pd.Series:
     """Per image, the smaller of two standardised residuals of the age label (NaN where not scored): the
     label against the usual residual at its estimate (`age_residual_z`) and against the usual residual of
-    images with that label.
+    images with that label. score_age's `age_two_sided_z` column; `curate export --age-rank two-sided`
+    ranks the age suspects by it.
 
     Why: fold models regress to the middle (true 80+ predicted ~65, true 4-14 ~12 on a 2-fold cross-fit),
     so a right label at either end of the age range looks far off at its estimate, and masking it teaches
@@ -302,19 +305,15 @@ def age_two_sided_z(pred: pd.DataFrame, audit: pd.DataFrame | None = None, **opt
     shifted ages of children and the elderly at 0.5-0.8 precision where the estimate's frame alone reaches
     0.1-0.4, and the policy model recovers the age loss that masking by `age_residual_z` did not.
     """
-    opt, df, age, ap, _, ok = _scorable(pred, audit, options, _age_labels, _age_predictions)
-    nb = _neighbours(df, opt.neighbors) if ok.any() else None  # the look-alikes once, for both frames
-    a = score_age(pred, audit, _nb=nb, **options)
-    out = pd.Series(np.nan, index=a.index, name="age_two_sided_z")
-    if not ok.any():
-        return out
-    y = age[ok]
-    r = y - _age_estimate(df, ok, age, ap, opt, nb)
-    lo, hi, centre = _age_scales(y, r)  # binned by the label, not the estimate
+    return score_age(pred, audit, **options)["age_two_sided_z"].astype(np.float64)
+
+
+def _label_frame_z(y: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """|residual| in the errors usual among images with the same label (binned by the label, not the
+    estimate; no quality or copy adjustment): the second frame of age_two_sided_z."""
+    lo, hi, centre = _age_scales(y, r)
     c = np.interp(y, *centre)
-    z_label = np.abs(r - c) / np.where(r - c >= 0, np.interp(y, *hi), np.interp(y, *lo))
-    out[ok] = np.minimum(a["age_residual_z"].to_numpy(np.float64)[ok], z_label)
-    return out
+    return np.abs(r - c) / np.where(r - c >= 0, np.interp(y, *hi), np.interp(y, *lo))
 
 
 def _age_estimate(df: pd.DataFrame, ok: np.ndarray, age: np.ndarray, ap: np.ndarray, opt, nb) -> np.ndarray:

@@ -48,7 +48,8 @@ fixed training config then trains on
       estimate and among images with that label. (j)'s masks fall on right labels at the ends of the age
       range (precision 0.13-0.37 at true 70+ and 0.30 at 4-14 on a thorough cross-fit), where the fold
       models shrink ages towards the middle. Diagnosed on the training split's injected flags, chosen
-      before it was trained; not yet an export option.
+      before it was trained. `curate export --mask-suspects --gender-max-score estimated --age-max-score 0.05
+      --age-rank two-sided`.
   (d) cleanlab_drop: drop what cleanlab flags (find_label_issues
       for gender; its regression label-quality rank for age, as many as we flag)
   (d2) cleanlab_mask: (d)'s images, their flagged labels masked rather than dropped: the same mechanism
@@ -171,7 +172,7 @@ def review_frame(noisy: pd.DataFrame, g: pd.DataFrame, a: pd.DataFrame) -> pd.Da
                         "tags": ""})  # fmt: skip
     for c in ("is_gender_label_issue", "gender_label_score", "gender_suggested", "gender_label_reason"):
         raw[c] = g[c].to_numpy()
-    for c in ("is_age_label_issue", "age_label_score", "age_suggested", "age_label_reason"):
+    for c in ("is_age_label_issue", "age_label_score", "age_two_sided_z", "age_suggested", "age_label_reason"):
         raw[c] = a[c].to_numpy()
     return normalize_review(raw, "flags")
 
@@ -185,11 +186,8 @@ def estimated_gender_threshold(pred: pd.DataFrame, flags: pd.DataFrame) -> tuple
     return est["max_score"], est["count"]
 
 
-def policy_sets(
-    train: pd.DataFrame, noisy: pd.DataFrame, pred: pd.DataFrame, flags: pd.DataFrame, two_sided: np.ndarray
-) -> dict:
-    """The training manifest of every policy and what each changed (`two_sided`: audits.mislabels.age_two_sided_z
-    per row, for (m))."""
+def policy_sets(train: pd.DataFrame, noisy: pd.DataFrame, pred: pd.DataFrame, flags: pd.DataFrame) -> dict:
+    """The training manifest of every policy and what each changed."""
     from curate.export.common import Policy
     from curate.export.review import apply_decisions
 
@@ -202,18 +200,14 @@ def policy_sets(
         ("ours_drop_estimated", Policy(drop_suspects=True, gender_max_score=thr)),
         ("ours_mask_estimated", Policy(mask_suspects=True, gender_max_score=thr)),
         ("ours_mask_broad_ages", Policy(mask_suspects=True, gender_max_score=thr, age_max_score=BROAD_AGE)),
-    ):
+        ("ours_mask_two_sided_ages",
+         Policy(mask_suspects=True, gender_max_score=thr, age_max_score=BROAD_AGE, age_rank="two-sided")),
+    ):  # fmt: skip
         kept, removed, corr = apply_decisions(noisy, flags, pol)
         changes = {"removed": len(removed), "relabelled": int((corr["label_source"] == "relabelled").sum())}
         if pol.mask_suspects:
             changes |= _mask_counts(kept)
         out[name] = (kept, changes)
-    g_kept = out["ours_mask_estimated"][0]
-    n_broad = int((out["ours_mask_broad_ages"][0]["age_label_weight"] == 0).sum())
-    top = np.zeros(len(g_kept), bool)
-    top[np.argsort(-np.nan_to_num(two_sided, nan=-1.0), kind="stable")[:n_broad]] = True
-    m = g_kept.assign(age_label_weight=np.where(top, 0.0, 1.0))  # these ages instead of (g)'s age suspects
-    out["ours_mask_two_sided_ages"] = (m, {"removed": 0, "relabelled": 0, **_mask_counts(m)})
     for name in ("ours_drop_estimated", "ours_mask_estimated", "ours_mask_broad_ages", "ours_mask_two_sided_ages"):
         out[name][1]["estimated_gender_errors"] = k
     g_issue = cleanlab_gender(pred, "self_confidence") >= 2  # flagged by find_label_issues
@@ -341,7 +335,7 @@ def head_to_head(test: pd.DataFrame, preds: dict, n_boot: int, peer: str = "clea
 
 
 def run_setting(rate: float, seed: int, train: pd.DataFrame, test: pd.DataFrame, test_dir: Path, args, cfgs):
-    from audits.mislabels import age_two_sided_z, score_age, score_gender
+    from audits.mislabels import score_age, score_gender
     from trainer.crossfit import crossfit
 
     out = args.out / f"r{rate:g}_s{seed}"
@@ -375,8 +369,7 @@ def run_setting(rate: float, seed: int, train: pd.DataFrame, test: pd.DataFrame,
     detect.update(broad_gender_flagged=int(gb.sum()), broad_gender_precision=share(g_true, gb),
                   broad_gender_recall=share(gb, g_true), broad_age_flagged=int(ab.sum()),
                   broad_age_precision=share(a_true, ab), broad_age_recall=share(ab, a_true))  # fmt: skip
-    two_sided = age_two_sided_z(pred, audit).to_numpy(np.float64)
-    sets = policy_sets(train, noisy, pred, flags, two_sided)
+    sets = policy_sets(train, noisy, pred, flags)
     wanted = {"noisy", "oracle", *(args.policies or POLICIES)}  # (a) and (e) are what the others are measured by
     if wanted & set(ROUND2):
         more, detect["round2"] = second_round(noisy, sets["ours_mask_estimated"][0], audit, g_true, out, steps,

@@ -624,3 +624,43 @@ def test_exported_manifests_carry_the_issue_schema(sample_split: Path, tmp_path:
     assert len(gen) > 0 and gen["brisque"].isna().all() and gen["blurry_score"].isna().all()
     assert np.allclose(orig.set_index("source_filename").loc[cleaned.index, "brisque"], cleaned["brisque"],
                        equal_nan=True)  # fmt: skip
+
+
+def test_age_rank_two_sided_masks_as_many_ages_chosen_by_the_two_sided_score(sample_split: Path, tmp_path: Path):
+    """--age-rank two-sided (policy m): as many open age suspects as is_age_label_issue and --age-max-score
+    pick, but those with the highest age_two_sided_z; a reviewed image is never among them; each mask's note
+    gives the two-sided z; without the column (flags from before it existed) it says to re-run flag-mislabels."""
+    tr, _ = manifests(sample_split)
+    r = lambda i, **kw: {"path": tr.path[i], "content_hash": tr.content_hash[i], **kw}  # noqa: E731
+    rows = [
+        r(0, tags="suspect:age", age_label_score=0.001, age_two_sided_z=0.4, age_label_reason="an 85-year-old"),
+        r(1, tags="", age_label_score=0.03, age_two_sided_z=0.2),  # picked by --age-max-score, low two-sided
+        r(2, tags="", age_label_score=0.2, age_two_sided_z=2.5, age_label_reason="shifted"),  # not picked, high
+        r(3, tags="", age_label_score=0.3, age_two_sided_z=1.9),
+        r(4, tags="confirmed:ok", age_label_score=0.01, age_two_sided_z=9.0),  # reviewed: never masked
+        r(5, tags="", age_label_score=0.5, age_two_sided_z=0.1),
+    ]
+    review = tmp_path / "review.csv"
+    pd.DataFrame(rows).to_csv(review, index=False)
+    base = ["export", "--from", sample_split / "train_8_folds_first", "--review", review, "--root", tmp_path,
+            "--mask-suspects", "--age-max-score", "0.05", "--quiet"]  # fmt: skip
+    f = tr.filename
+    masked = {}
+    for rank in ("residual", "two-sided"):
+        res = CliRunner().invoke(main, [str(a) for a in [*base, "--name", rank, "--age-rank", rank]])
+        assert res.exit_code == 0, res.output
+        man = read_manifest(tmp_path / rank).set_index("source_filename")
+        assert len(man) == len(tr) and (man["gender_label_weight"] == 1).all()
+        masked[rank] = set(man.index[man["age_label_weight"] == 0])
+    assert masked["residual"] == {f[0], f[1]}  # at most 0.05 (f[4] is reviewed)
+    assert masked["two-sided"] == {f[2], f[3]}  # the same count, the two highest open two-sided z
+    corr = pd.read_csv(tmp_path / "two-sided" / "corrections.csv").set_index("source_filename")
+    assert corr.loc[f[2], "label_note"] == "age masked in training (age_label_score 0.2: shifted; two-sided z 2.5)"
+    assert json.loads((tmp_path / "two-sided" / "export.json").read_text())["policy"]["age_rank"] == "two-sided"
+    old = tmp_path / "old.csv"
+    pd.DataFrame(rows).drop(columns="age_two_sided_z").to_csv(old, index=False)
+    bad = CliRunner().invoke(main, [str(a) for a in [*base[:4], old, *base[5:], "--name", "old", "--age-rank",
+                                                     "two-sided"]])  # fmt: skip
+    assert bad.exit_code != 0 and "carry no age_two_sided_z" in bad.output and "flag-mislabels" in bad.output
+    alone = CliRunner().invoke(main, [str(a) for a in [*base[:7], "--name", "x", "--age-rank", "two-sided"]])
+    assert alone.exit_code != 0 and "--age-rank two-sided only applies with --mask-suspects" in alone.output

@@ -649,6 +649,19 @@ def test_export_masks_the_estimated_number_of_wrong_genders(flagged, fo, sample_
     low = {f for f in src["filename"] if scores.get(f, 1) <= est["max_score"]} - reviewed
     assert masked >= low and len(low) > 0
     assert "estimated by flag-mislabels" in (tmp_path / "masked" / "EXPORT.md").read_text()
+    # policy (m): as many ages as --age-max-score picks, the highest age_two_sided_z (stored by flag-mislabels)
+    both = ["--gender-max-score", "estimated", "--age-max-score", "0.05"]
+    run(*args, "--name", "wide", *both)
+    run(*args, "--name", "two_sided", *both, "--age-rank", "two-sided")
+    two_man = pd.read_csv(tmp_path / "two_sided" / "manifest.csv")
+    ages = lambda m: set(m.loc[m["age_label_weight"] == 0, "source_filename"])  # noqa: E731
+    z = dict(zip(ds.values("filename"), ds.values("age_two_sided_z")))
+    z = {f: z[f] for f in set(src["filename"]) - reviewed if z.get(f) is not None}
+    two = ages(two_man)
+    assert len(two) == len(ages(pd.read_csv(tmp_path / "wide" / "manifest.csv"))) > 0 and two <= set(z)
+    assert min(z[f] for f in two) >= max(v for f, v in z.items() if f not in two)
+    got = two_man.set_index("source_filename")["age_two_sided_z"]  # carried into the manifest, as in FiftyOne
+    assert all(abs(got[f] - v) < 1e-9 for f, v in z.items())
     flags = ["--flags", tmp_path / "masked" / "manifest.csv"]
     bad = run(*args[:1], *args[3:], *flags, "--name", "x", "--gender-max-score", "estimated", ok=False)
     assert bad.exit_code != 0 and "--gender-max-score estimated needs --dataset" in bad.output

@@ -303,7 +303,7 @@ def test_export_runs_from_the_app_as_a_delegated_operation(flagged, fo, sample_s
     try:
         use_plugin(fo)
         params = {"source": str(sample_split / "train_8_folds_first"), "name": "from-app", "relabel_suspects": True,
-                  "mask_suspects": True, "estimated": True}  # fmt: skip
+                  "mask_suspects": True, "estimated": True, "two_sided": True}  # fmt: skip
         uri = f"{PLUGIN}/run_export"
         queued = foo.execute_operator(uri, ctx={"dataset": name, "params": params, "request_delegation": True})
         assert queued.delegated
@@ -315,6 +315,7 @@ def test_export_runs_from_the_app_as_a_delegated_operation(flagged, fo, sample_s
     report = (tmp_path / "dataset" / "from-app" / "EXPORT.md").read_text()
     assert 'relabel_suspects": true' in report and (tmp_path / "dataset" / "from-app" / "manifest.csv").exists()
     assert 'mask_suspects": true' in report and "--gender-max-score estimated = " in report
+    assert '"age_max_score": 0.05' in report and '"age_rank": "two-sided"' in report  # policy (m)
 
 
 def test_flag_mislabels_runs_two_rounds_from_the_app(scored, fo, tmp_path, monkeypatch):

@@ -20,6 +20,8 @@ TAG_SUSPECT_AGE = "suspect:age"
 TAG_LOW_QUALITY = "low_quality"
 REVIEWED_TAGS = (TAG_EXCLUDE, TAG_MISLABEL, TAG_OK)
 LABEL_SCORES = ("gender_label_score", "age_label_score")
+AGE_RANK = "age_two_sided_z"  # what --age-rank two-sided ranks the age suspects by (higher = more likely wrong)
+AGE_RANKS = ("residual", "two-sided")
 EXPORT_COLUMNS = MANIFEST_COLUMNS + [
     "age_group",
     "source_path",
@@ -50,3 +52,4 @@ class Policy:
     relabel_age_max_score: float | None = None  # relabel an age only at age_label_score <= this
     mask_suspects: bool = False  # unreviewed suspects stay, their suspected label weighted 0 in training
     relabel_what: str = "both"  # which labels --relabel-suspects may change: gender, age or both
+    age_rank: str = "residual"  # two-sided: as many age suspects as the scores pick, chosen by age_two_sided_z

@@ -44,6 +44,7 @@ import pandas as pd
 from core.labels import GENDER_NAMES
 from core.schema import upgrade_columns
 from curate.export.common import (
+    AGE_RANK,
     LABEL_SCORES,
     REVIEWED_TAGS,
     TAG_EXCLUDE,
@@ -141,7 +142,7 @@ def normalize_review(raw: pd.DataFrame, source: str = "review") -> pd.DataFrame:
     _check_tags(source, df["tags"], df["filename"])
     for col in ("is_gender_label_issue", "is_age_label_issue", "is_low_quality_issue"):
         df[col] = _bool_col(raw[col]) if col in raw else False
-    for col in LABEL_SCORES:
+    for col in (*LABEL_SCORES, AGE_RANK):
         df[col] = pd.to_numeric(raw[col], errors="coerce") if col in raw else np.nan
     _suggestions(raw, df, source)
     df = df[df["filename"] != ""].reset_index(drop=True)
@@ -220,6 +221,7 @@ def read_review_fiftyone(name: str) -> pd.DataFrame:
             "is_gender_label_issue",
             "is_age_label_issue",
             *LABEL_SCORES,
+            AGE_RANK,
             *SUGGESTIONS,
             "is_low_quality_issue",
         )
@@ -248,6 +250,7 @@ def merge_reviews(review: pd.DataFrame | None, flags: pd.DataFrame) -> pd.DataFr
         is_low_quality_issue=("is_low_quality_issue", "any"),
         gender_label_score=("gender_label_score", "min"),
         age_label_score=("age_label_score", "min"),
+        age_two_sided_z=(AGE_RANK, "max"),
         **{c: (c, "first") for c in SUGGESTIONS if c in both},
     )
     return agg.reset_index()
@@ -348,6 +351,8 @@ def apply_decisions(
         g_sus |= (score("gender_label_score") <= policy.gender_max_score).fillna(False)
     if policy.age_max_score is not None:
         a_sus |= (score("age_label_score") <= policy.age_max_score).fillna(False)
+    if policy.age_rank == "two-sided":
+        a_sus = _two_sided_ages(a_sus, reviewed, score(AGE_RANK))
     new_g, new_a = _relabels(df, policy, g_sus & ~reviewed, a_sus & ~reviewed, col, score)
     unresolved = (g_sus & new_g.isna()) | (a_sus & new_a.isna())
     reason = pd.Series("", index=df.index, dtype=object)
@@ -379,6 +384,8 @@ def apply_decisions(
                                     np.where(masked, "masked", "original"))  # fmt: skip
     g_score, a_score, g_why, a_why = (score("gender_label_score"), score("age_label_score"),
                                       col("gender_label_reason"), col("age_label_reason"))  # fmt: skip
+    if policy.age_rank == "two-sided":
+        a_why = a_why.fillna("").astype(str) + [f"; two-sided z {z:.1f}" if z == z else "" for z in score(AGE_RANK)]
     kept["label_note"] = [
         _note(r, None if r["label_source"] == "corrected" else (g_score[i], a_score[i], g_why[i], a_why[i]),
               masks.loc[i]) if r["label_source"] != "original" else ""
@@ -388,6 +395,23 @@ def apply_decisions(
                                               "original_gender", "gender", "gender_label_weight", "age_label_weight",
                                               "review_tags", "label_source", "label_note"]]  # fmt: skip
     return kept.reset_index(drop=True), removed.reset_index(drop=True), corrections.reset_index(drop=True)
+
+
+def _two_sided_ages(a_sus: pd.Series, reviewed: pd.Series, z: pd.Series) -> pd.Series:
+    """As many open (unreviewed) age suspects as the residual picked, chosen instead by age_two_sided_z, highest
+    first. Why: the residual at the estimate calls right labels at the ends of the age range wrong, because
+    fold models predict them towards the middle; the count is the residual's (--age-max-score), the choice
+    the two-sided score's (docs/cleaning_payoff.md, policy m)."""
+    n = int((a_sus & ~reviewed).sum())
+    if n and not z.notna().any():
+        raise ExportError(
+            f"--age-rank two-sided: the flags carry no {AGE_RANK} (flag-mislabels writes it since 2026-12-06); "
+            "re-run `curate flag-mislabels`"
+        )
+    top = z.where(~reviewed).dropna().sort_values(ascending=False, kind="stable").index[:n]
+    out = a_sus & reviewed
+    out[top] = True
+    return out
 
 
 def _relabels(df, policy: Policy, g_open: pd.Series, a_open: pd.Series, col, score) -> tuple[pd.Series, pd.Series]:

@@ -237,6 +237,8 @@ class RunExport(_Job):
                 out.append("--" + flag.replace("_", "-"))
         if p.get("estimated"):
             out += ["--gender-max-score", "estimated"]
+        if p.get("two_sided"):
+            out += ["--age-max-score", "0.05", "--age-rank", "two-sided"]
         return out
 
     def resolve_input(self, ctx):
@@ -245,7 +247,9 @@ class RunExport(_Job):
         inputs.str("name", label="Name of the cleaned split", default="train_cleaned")
         for flag, label in (("mask_suspects", "Keep unreviewed suspects, their suspected label masked in training"),
                             ("estimated", "... and count as suspects as many genders as flag-mislabels estimates "
-                             "wrong (the policy that paid best)"), ("drop_suspects", "Or drop unreviewed suspects"),
+                             "wrong"), ("two_sided", "... and as many ages as score at most 0.05, those the two-sided "
+                             "age score ranks worst (with the above: the policy that paid best)"),
+                            ("drop_suspects", "Or drop unreviewed suspects"),
                             ("relabel_suspects",
                             "Relabel unreviewed suspects (suggested label)"), ("drop_low_quality", "Drop low-quality"),
                             ("force", "Replace an existing split of that name")):  # fmt: skip
