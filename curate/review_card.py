@@ -31,6 +31,14 @@ def _num(sample, field: str, fmt: str) -> str:
     return f" ({fmt.format(v)})" if v is not None else ""
 
 
+def _age_z(sample) -> str:
+    """The age residual's z at the estimate and its two-sided z: a right label at the end of the age range is
+    far off at its (shrunk) estimate but usual among images labelled alike, and then the second is low."""
+    z, z2 = _get(sample, "age_residual_z"), _get(sample, "age_two_sided_z")
+    parts = ([f"residual z {z:.1f}"] if z is not None else []) + ([f"two-sided z {z2:.1f}"] if z2 is not None else [])
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def model_line(sample) -> str:
     """The model's view of the sample: out-of-sample when flag-mislabels ran, else the shipped model's."""
     age, gen, fold = _get(sample, "oos_age_pred"), _get(sample, "oos_gender_pred"), _get(sample, "oos_fold")
@@ -75,7 +83,7 @@ def card_markdown(sample) -> str:
     if gen is not None and fill["gender"] != gen.label:
         changes.append(f"gender → **{fill['gender']}**" + _num(sample, "gender_flip_prob", "flip probability {:.2f}"))
     if age is not None and fill["age"] is not None and fill["age"] != round(age.value):
-        changes.append(f"age → **{fill['age']}**" + _num(sample, "age_residual_z", "residual z {:.1f}"))
+        changes.append(f"age → **{fill['age']}**" + _age_z(sample))
     lines.append("**Suggested correction**: " + ("; ".join(changes) if changes else "none (no label flagged)"))
     why = [f"- {about}: {_get(sample, f)}" for f, about in REASONS if _get(sample, f)]
     if why:

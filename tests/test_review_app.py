@@ -112,6 +112,10 @@ def test_review_card_says_label_model_suggestion_and_why(flagged, fo):
     assert "out-of-sample, fold model" in text and "**Suggested correction**" in text
     assert (f"gender → **{fill['gender']}**" in text) or (f"age → **{fill['age']}**" in text)
     assert s.gender_label_reason in text and "**Decision**: pending" in text
+    worst_age = ds.match_tags("suspect:age").sort_by("age_residual_z", reverse=True).first()
+    assert f"(residual z {worst_age.age_residual_z:.1f}; two-sided z {worst_age.age_two_sided_z:.1f})" in card_markdown(
+        worst_age
+    )
     group = ds.match_tags("suspect:gender").exists("near_group")
     dup = next((x for x in ds.exists("near_group") if x.near_group >= 0), None)
     assert dup is not None and group is not None
