@@ -21,7 +21,6 @@ TAG_LOW_QUALITY = "low_quality"
 REVIEWED_TAGS = (TAG_EXCLUDE, TAG_MISLABEL, TAG_OK)
 LABEL_SCORES = ("gender_label_score", "age_label_score")
 AGE_RANK = "age_two_sided_z"  # what --age-rank two-sided ranks the age suspects by (higher = more likely wrong)
-AGE_RANKS = ("residual", "two-sided")
 EXPORT_COLUMNS = MANIFEST_COLUMNS + [
     "age_group",
     "source_path",

@@ -351,8 +351,9 @@ def apply_decisions(
         g_sus |= (score("gender_label_score") <= policy.gender_max_score).fillna(False)
     if policy.age_max_score is not None:
         a_sus |= (score("age_label_score") <= policy.age_max_score).fillna(False)
-    if policy.age_rank == "two-sided":
-        a_sus = _two_sided_ages(a_sus, reviewed, score(AGE_RANK))
+    two_sided = score(AGE_RANK) if policy.age_rank == "two-sided" else None
+    if two_sided is not None:
+        a_sus = _two_sided_ages(a_sus, reviewed, two_sided)
     new_g, new_a = _relabels(df, policy, g_sus & ~reviewed, a_sus & ~reviewed, col, score)
     unresolved = (g_sus & new_g.isna()) | (a_sus & new_a.isna())
     reason = pd.Series("", index=df.index, dtype=object)
@@ -384,8 +385,8 @@ def apply_decisions(
                                     np.where(masked, "masked", "original"))  # fmt: skip
     g_score, a_score, g_why, a_why = (score("gender_label_score"), score("age_label_score"),
                                       col("gender_label_reason"), col("age_label_reason"))  # fmt: skip
-    if policy.age_rank == "two-sided":
-        a_why = a_why.fillna("").astype(str) + [f"; two-sided z {z:.1f}" if z == z else "" for z in score(AGE_RANK)]
+    if two_sided is not None:
+        a_why = a_why.fillna("").astype(str) + [f"; two-sided z {z:.1f}" if z == z else "" for z in two_sided]
     kept["label_note"] = [
         _note(r, None if r["label_source"] == "corrected" else (g_score[i], a_score[i], g_why[i], a_why[i]),
               masks.loc[i]) if r["label_source"] != "original" else ""
