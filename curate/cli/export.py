@@ -130,8 +130,8 @@ def _targets(specs: tuple[str, ...]) -> dict:
     help="With --mask-suspects or --drop-suspects: how the age suspects are chosen. two-sided: as many as "
     "is_age_label_issue and --age-max-score pick, but those with the highest age_two_sided_z, which spares right "
     "labels of children and the elderly that fold models predict towards the middle (docs/cleaning_payoff.md, "
-    "policy m: with --gender-max-score estimated --age-max-score 0.05, 73-76%% of the age and of the gender loss "
-    "recovered at 20%% injected noise, two noise seeds).",
+    "policy m: with --gender-max-score estimated --age-max-score 0.05, 73-76% of the age and of the gender loss "
+    "recovered at 20% injected noise, two noise seeds).",
 )
 @click.option(
     "--relabel-suspects",
