@@ -36,6 +36,7 @@ from trainer.config import TrainConfig  # noqa: E402
 from trainer.data import to_input  # noqa: E402
 from trainer.evaluate import by_age_group  # noqa: E402
 from trainer.model import model_from_checkpoint  # noqa: E402
+from trainer.predict import TIGHT_FILL_MIN  # noqa: E402
 from trainer.train import forward_tta  # noqa: E402
 
 RECROPS = {
@@ -89,18 +90,26 @@ def predict(model, cfg: TrainConfig, images: list[np.ndarray | None], batch: int
 AUTO = tuple(RECROPS)  # predict's default sees every crop this way
 
 
-def as_predict_auto(img: np.ndarray) -> np.ndarray | None:
+def as_predict_auto(img: np.ndarray) -> tuple[np.ndarray | None, float]:
     """What `curate predict --faces auto` feeds the model: the image as it is when it already is an aligned
-    crop, else its largest face aligned (None: no face found)."""
+    crop, else its largest face aligned (None: no face found); with the share of it made up (crop_fill)."""
     found = detect_faces(img)
     if is_aligned_crop(found, img.shape[1], img.shape[0]):
-        return img
-    return find_face(img, faces=found).crop
+        return img, 0.0
+    fc = find_face(img, faces=found)
+    return fc.crop, fc.fill
+
+
+def _found(crops: list) -> tuple[list, np.ndarray]:
+    """(images, crop_fill per image) from FaceCrops or (image, fill) pairs."""
+    pairs = [(c.crop, c.fill) if hasattr(c, "crop") else c for c in crops]
+    return [im for im, _ in pairs], np.array([f for _, f in pairs], float)
 
 
 def conditions(paths: list[str], seed: int, only: list[str] | None = None):
-    """(name, images, seconds spent finding faces or None) for every condition, one at a time; with `only`,
-    the standard crop and the conditions whose name contains one of those strings."""
+    """(name, images, crop_fill per image or None, seconds spent finding faces or None) for every condition,
+    one at a time; with `only`, the standard crop and the conditions whose name contains one of those
+    strings. crop_fill (share of a re-aligned crop outside the source) is None where no face was aligned."""
     wanted = lambda name: not only or name == "standard crop" or any(o in name for o in only)  # noqa: E731
     originals = [cv2.imread(p) for p in paths]
     for name, kw in RECROPS.items():
@@ -109,19 +118,19 @@ def conditions(paths: list[str], seed: int, only: list[str] | None = None):
             continue
         images = [recrop(im, **kw) for im in originals]
         if wanted(name):
-            yield name, images, None
+            yield name, images, None, None
         if name in AUTO and wanted(auto):
-            yield auto, [as_predict_auto(im) for im in images], None
+            yield auto, *_found([as_predict_auto(im) for im in images]), None
     if any(wanted(n) for n in ("photo, whole image (no detector)", "photo, through the detector")):
         rng = np.random.default_rng(seed)
         photos = [make_photo(im, rng) for im in originals]
-        yield "photo, whole image (no detector)", photos, None
+        yield "photo, whole image (no detector)", photos, None, None
         t = time.perf_counter()
         found = [find_face(p) for p in photos]
         secs = time.perf_counter() - t
-        yield "photo, through the detector", [f.crop for f in found], secs
+        yield "photo, through the detector", *_found(found), secs
     if wanted("standard crop, through the detector"):
-        yield "standard crop, through the detector", [find_face(im).crop for im in originals], None
+        yield "standard crop, through the detector", *_found([find_face(im) for im in originals]), None
 
 
 def metrics(age_true, gender_true, age, prob) -> dict:
@@ -150,6 +159,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="Write OUT.json, OUT.md and OUT.png.")
     ap.add_argument("--only", action="append", help="Only conditions whose name contains this (repeatable).")
+    ap.add_argument("--tight-model", type=Path, help="Also the first model with this one for tight crops, as "
+                    "`curate predict` routes them (crop_fill >= TIGHT_FILL_MIN).")  # fmt: skip
     args = ap.parse_args()
     df = read_manifest(args.test)
     df = df.sample(n=args.n, random_state=args.seed).sort_index() if 0 < args.n < len(df) else df
@@ -158,15 +169,30 @@ def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     y_age, y_gender = df["age"].to_numpy(float), df["gender"].to_numpy(int)
     res: dict = {"n_images": len(df), "models": {str(m): k for m, k in zip(args.model, models)}, "conditions": {}}
-    for name, images, secs in conditions(list(df["path"]), args.seed, args.only):
+    tight = model_from_checkpoint(args.tight_model) if args.tight_model else None
+    routed = f"{next(iter(models))} + {args.tight_model.name}" if tight else None
+    for name, images, fill, secs in conditions(list(df["path"]), args.seed, args.only):
         row = {"faces_found": int(sum(im is not None for im in images))}
         if secs is not None:
             row["detector_img_per_s"] = round(len(images) / secs, 1)
         for k, (model, _) in models.items():
-            row[k] = metrics(y_age, y_gender, *predict(model, cfgs[k], images))
+            preds = predict(model, cfgs[k], images)
+            row[k] = metrics(y_age, y_gender, *preds)
+            if tight and k == next(iter(models)):
+                row[routed] = metrics(y_age, y_gender, *route(preds, tight, images, fill))
         res["conditions"][name] = row
         print(name, json.dumps(row), flush=True)
-    report(res, list(models), args.out)
+    report(res, list(models) + ([routed] if routed else []), args.out)
+
+
+def route(preds: tuple[np.ndarray, ...], tight, images: list, fill: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """The first model's (age, P(female)) with the tight-crop model's where `curate predict` would use it."""
+    if fill is None:  # no face aligned: predict feeds such an image to the main model
+        return preds
+    use = fill >= TIGHT_FILL_MIN
+    t_age, t_prob = predict(tight[0], TrainConfig(**tight[1].get("config", {})),
+                            [im if u else None for im, u in zip(images, use)])  # fmt: skip
+    return np.where(use, t_age, preds[0]), np.where(use, t_prob, preds[1])
 
 
 def report(res: dict, names: list[str], out: Path | None) -> None:

@@ -73,6 +73,7 @@ class FaceCrop:
     score: float  # detector confidence of the face used (NaN without one)
     box: tuple[float, float, float, float] | None
     crop: np.ndarray | None  # CROP_SIZE x CROP_SIZE BGR, aligned; None without a face
+    fill: float = float("nan")  # share of the crop outside the source image (edge pixels repeated there)
 
 
 _local = threading.local()
@@ -107,18 +108,39 @@ def detect_faces(img: np.ndarray) -> list[Face]:
     return sorted(faces, key=lambda f: -f.area)
 
 
-def align_face(img: np.ndarray, face: Face, size: int = CROP_SIZE) -> np.ndarray:
-    """The face warped to UTKFace's geometry (eyes level, same scale and centre), size x size BGR.
-
-    A similarity transform (rotation, uniform scale, shift) fitted to the five landmarks; outside the
-    photo the edge pixels are repeated, as the training's crop augmentation pads."""
+def face_transform(face: Face, size: int = CROP_SIZE) -> np.ndarray:
+    """The 2x3 similarity transform (rotation, uniform scale, shift) that puts the face's five landmarks
+    on UTKFace's; from the box, centred and scaled, when the landmarks are degenerate."""
     ref = REFERENCE_LANDMARKS * (size / CROP_SIZE)
     m, _ = cv2.estimateAffinePartial2D(face.landmarks, ref, method=cv2.LMEDS)
-    if m is None:  # degenerate landmarks: fall back to the box, centred and scaled
+    if m is None:
         x, y, bw, bh = face.box
         s = size / (1.25 * max(bw, bh))
         m = np.array([[s, 0, size / 2 - s * (x + bw / 2)], [0, s, size / 2 - s * (y + bh / 2)]], np.float32)
+    return m
+
+
+def align_face(img: np.ndarray, face: Face, size: int = CROP_SIZE, m: np.ndarray | None = None) -> np.ndarray:
+    """The face warped to UTKFace's geometry (eyes level, same scale and centre), size x size BGR (by `m`,
+    its face_transform, when already fitted).
+
+    Outside the photo the edge pixels are repeated, as the training's crop augmentation pads."""
+    m = face_transform(face, size) if m is None else m
     return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def crop_fill(img_shape: tuple[int, ...], m: np.ndarray, size: int = CROP_SIZE, grid: int = 64) -> float:
+    """Share of the size x size crop that the transform `m` (image -> crop) takes from outside the image,
+    0-1: how much of what the model sees was made up by repeating edge pixels. About 0 for a face in a
+    photo or a re-aligned UTKFace crop; about 0.3 for a crop 0.8x UTKFace's (its chin, hair and ears are
+    not in the image). Counted on a grid x grid sample of the crop's pixel centres mapped back."""
+    inv = cv2.invertAffineTransform(np.asarray(m, np.float64))
+    c = (np.arange(grid) + 0.5) * size / grid
+    xs, ys = np.meshgrid(c, c)
+    sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
+    sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    h, w = img_shape[:2]
+    return float(1.0 - ((sx >= 0) & (sx < w) & (sy >= 0) & (sy < h)).mean())
 
 
 def find_face(img: np.ndarray, size: int = CROP_SIZE, faces: list[Face] | None = None) -> FaceCrop:
@@ -129,7 +151,8 @@ def find_face(img: np.ndarray, size: int = CROP_SIZE, faces: list[Face] | None =
         return FaceCrop("no face found", 0, float("nan"), None, None)
     f = faces[0]
     status = "one face" if len(faces) == 1 else f"{len(faces)} faces: the largest used"
-    return FaceCrop(status, len(faces), f.score, f.box, align_face(img, f, size))
+    m = face_transform(f, size)
+    return FaceCrop(status, len(faces), f.score, f.box, align_face(img, f, size, m), crop_fill(img.shape, m, size))
 
 
 def misalignment(face: Face, width: int, height: int) -> float:

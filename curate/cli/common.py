@@ -19,6 +19,8 @@ def fail(msg: str) -> None:
 
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.pt"
+# The shipped model's companion for faces cut tighter than UTKFace's (configs/tight_crop_model.yaml)
+TIGHT_MODEL = DEFAULT_MODEL.with_name("tight_crop.pt")
 
 
 def resolve_checkpoint(run: Path | None, checkpoint: Path | None, which: str = "best") -> Path:

@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from core.atomic import write_csv, write_json, write_parquet
-from curate.cli.common import fail, model_option, path_option, ray_option, resolve_checkpoint, tta_option
+from curate.cli.common import (
+    TIGHT_MODEL,
+    fail,
+    model_option,
+    path_option,
+    ray_option,
+    resolve_checkpoint,
+    tta_option,
+)
 
 
 @click.command()
@@ -117,6 +125,13 @@ def _selected_on(run: Path, pred) -> bool:
     help="auto: find the face (YuNet, offline) and align it to UTKFace's geometry unless the image already is "
     "an aligned crop; detect: always align the largest face; none: use the image as it is.",
 )
+@click.option(
+    "--tight-model",
+    metavar="PATH|none",
+    help="Model for faces cut tighter than UTKFace's (a fifth or more of the aligned crop outside the image: "
+    "chin, hair or ears missing); none: the main model for every face. [default: the shipped "
+    "curate/models/tight_crop.pt with the shipped model, none with --model]",
+)
 @ray_option("Prediction in shards of 1,024 images, one task each (the quality verdict stays on this machine)")
 def predict(
     inputs: tuple[Path, ...],
@@ -125,6 +140,7 @@ def predict(
     quality_thresholds: Path | None,
     tta: bool,
     faces: str,
+    tight_model: str | None,
     ray_address: str | None,
 ) -> None:
     """Predict age and gender for images or folders, with a face status and an image-quality verdict per image.
@@ -158,14 +174,16 @@ def predict(
                 f"{str(e).splitlines()[0][:120]})"
             )
     ckpt = resolve_checkpoint(None, checkpoint)
+    tight = _tight_model(tight_model, checkpoint)
     if ray_address is not None:
         from trainer.predict import predict_images_on_ray
 
         rows = predict_images_on_ray(
-            ckpt.resolve(), [f.resolve() for f in files], tta=tta, address=ray_address, faces=faces
-        )
+            ckpt.resolve(), [f.resolve() for f in files], tta=tta, address=ray_address, faces=faces,
+            tight_checkpoint=tight and tight.resolve(),
+        )  # fmt: skip
     else:
-        rows = predict_images(ckpt, files, tta=tta, faces=faces)
+        rows = predict_images(ckpt, files, tta=tta, faces=faces, tight_checkpoint=tight)
     df = pd.DataFrame(rows)
     df = _add_quality(df, files, quality_thresholds)
     if out_csv:
@@ -175,6 +193,18 @@ def predict(
         show = ("path", "status", "face_status", "age_pred", "gender_pred", "confidence", "quality_verdict")
         cols = [c for c in show if c in df]
         click.echo(df[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+def _tight_model(value: str | None, checkpoint: Path | None) -> Path | None:
+    """--tight-model's checkpoint: the given one, none, or the shipped one beside the shipped main model
+    (a model of one's own gets no companion unless asked: the shipped one was tuned from the shipped weights)."""
+    if value is None:
+        return TIGHT_MODEL if checkpoint is None and TIGHT_MODEL.exists() else None
+    if value.lower() == "none":
+        return None
+    if not Path(value).is_file():
+        fail(f"{value}: no such tight-crop model (a checkpoint, or none)")
+    return Path(value)
 
 
 def _add_quality(df, files, thresholds_path):
