@@ -288,13 +288,20 @@ def load_manifest(data: Path, manifest: Path | None, progress: bool) -> pd.DataF
     return df[["path", "filename", "age", "gender", "race", "content_hash"]]
 
 
-def train_config(mode: str, image_size: int | None, epochs: int | None, batch_size: int | None = None):
-    from trainer.config import reference_config, replace
-    from trainer.crossfit import cheap_config
+def train_config(
+    mode: str, image_size: int | None, epochs: int | None, batch_size: int | None = None, recipe: str | None = None
+):
+    """The fold models' config: with `recipe`, what `curate flag-mislabels --recipe R` trains (that recipe on
+    `curate train`'s defaults); else `mode` on the reference config (the figures before 2026-12-06)."""
+    from trainer.config import TrainConfig, reference_config, replace
+    from trainer.crossfit import cheap_config, recipe_config
 
-    cfg = reference_config()  # the config every figure of docs/benchmarks.md was measured with
-    if mode == "cheap":
-        cfg = cheap_config(cfg)
+    if recipe:
+        cfg = recipe_config(TrainConfig(), recipe)
+    else:
+        cfg = reference_config()  # the config every figure of docs/benchmarks.md was measured with
+        if mode == "cheap":
+            cfg = cheap_config(cfg)
     if image_size:
         cfg = replace(cfg, image_size=image_size)
     if batch_size:
@@ -454,6 +461,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=0, help="seeded subsample size (default: all images)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--mode", choices=["cheap", "default"], default="cheap")
+    ap.add_argument(
+        "--recipe",
+        choices=["cheap", "thorough"],
+        help="the product's own fold models: `curate flag-mislabels --recipe R` (curate train's defaults, L1 1e-6) "
+        "instead of --mode on the reference config",
+    )
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--image-size", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None)
@@ -471,11 +484,12 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    cfg = train_config(args.mode, args.image_size, args.epochs, args.batch_size)
+    cfg = train_config(args.mode, args.image_size, args.epochs, args.batch_size, args.recipe)
+    how = f"recipe {args.recipe}" if args.recipe else f"mode {args.mode}"
     if args.predictions is not None:
         print(f"scoring held-out predictions {args.predictions} (no cross-fit)", flush=True)
     print(
-        f"mode {args.mode}: image_size {cfg.image_size}, epochs {cfg.num_epochs}, batch {cfg.batch_size}, k {args.k}",
+        f"{how}: image_size {cfg.image_size}, epochs {cfg.num_epochs}, batch {cfg.batch_size}, k {args.k}",
         flush=True,
     )
     df_all = load_manifest(args.data, args.manifest, progress=not args.quiet)
@@ -502,8 +516,7 @@ def main(argv: list[str] | None = None) -> None:
     what = (
         f"held-out predictions {args.predictions}"
         if args.predictions is not None
-        else f"cross-fit (mode {args.mode}, {cfg.image_size} px, {cfg.num_epochs} epochs, "
-        f"batch {cfg.batch_size}, k={args.k})"
+        else f"cross-fit ({how}, {cfg.image_size} px, {cfg.num_epochs} epochs, batch {cfg.batch_size}, k={args.k})"
     )
     extra = (
         f"\n\n{what}: "
