@@ -11,8 +11,12 @@ the same images (fixed seed); flip TTA as `curate evaluate`. Prints a table (Mar
 condition's MAE / accuracy and its change against the standard crop, checks issue #19's bounds (MAE
 within 15%, accuracy within 1.5 pp) and the detector's speed, and writes JSON + a plot.
 
+With --tight-model, a column for the first model with that one taking the faces `curate predict` routes to
+it (a re-aligned crop with crop_fill >= trainer.predict.TIGHT_FILL_MIN).
+
 Usage: python bench/crop_robustness.py --test SPLIT/test_2_folds_last --model A.pt [--model B.pt]
-       [--n 2000] [--out docs/crop_robustness] [--only "faces auto" --only photo]
+       [--tight-model curate/models/tight_crop.pt] [--n 2000] [--out docs/crop_robustness]
+       [--only "faces auto" --only photo]
 """
 
 from __future__ import annotations
