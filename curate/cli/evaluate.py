@@ -192,6 +192,8 @@ def predict(
     else:
         show = ("path", "status", "face_status", "age_pred", "gender_pred", "confidence", "quality_verdict")
         cols = [c for c in show if c in df]
+        if "model" in df and df["model"].nunique() > 1:  # say which faces the tight-crop model answered
+            cols.insert(cols.index("age_pred"), "model")
         click.echo(df[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
