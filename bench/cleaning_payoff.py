@@ -50,6 +50,10 @@ fixed training config then trains on
       models shrink ages towards the middle. Diagnosed on the training split's injected flags, chosen
       before it was trained. `curate export --mask-suspects --gender-max-score estimated --age-max-score 0.05
       --age-rank two-sided`.
+  (n) ours_mask_two_sided_z: (g)'s genders, and every age at age_two_sided_z >= 1.96 masked: a count of
+      its own rather than (j)'s (on the training split's injected flags 720-879 ages at precision 0.64-0.83
+      where (m) masks ~2,250 at 0.48; (m) costs ~0.6 y at ages 24-40). 1.96 fixed before training.
+      `curate export --mask-suspects --gender-max-score estimated --age-rank two-sided --age-min-z 1.96`.
   (d) cleanlab_drop: drop what cleanlab flags (find_label_issues
       for gender; its regression label-quality rank for age, as many as we flag)
   (d2) cleanlab_mask: (d)'s images, their flagged labels masked rather than dropped: the same mechanism
@@ -82,7 +86,8 @@ from mislabel_detection import audit_frame, cleanlab_age, cleanlab_gender, injec
 
 POLICIES = ("noisy", "ours_drop", "ours_relabel", "ours_drop_broad", "ours_drop_estimated", "ours_mask_estimated",
             "ours_mask_round2", "ours_round2_genders_round1_ages", "ours_round2_relabel_sure", "ours_mask_broad_ages",
-            "ours_round2_broad_ages", "ours_mask_two_sided_ages", "cleanlab_drop", "cleanlab_mask",
+            "ours_round2_broad_ages", "ours_mask_two_sided_ages", "ours_mask_two_sided_z", "cleanlab_drop",
+            "cleanlab_mask",
             "oracle")  # fmt: skip
 LABELS = {
     "noisy": "(a) noisy labels",
@@ -96,6 +101,7 @@ LABELS = {
     "ours_round2_relabel_sure": "(i) ours: (h), the sure genders relabelled",
     "ours_mask_broad_ages": "(j) ours: (g), the likely-wrong ages masked too",
     "ours_mask_two_sided_ages": "(m) ours: (g), as many ages as (j) masked by the two-sided score",
+    "ours_mask_two_sided_z": "(n) ours: (g), the ages at two-sided z >= 1.96 masked",
     "ours_round2_broad_ages": "(k) ours: (h), the likely-wrong ages masked too",
     "cleanlab_drop": "(d) cleanlab: drop its issues",
     "cleanlab_mask": "(d2) cleanlab's issues, masked",
@@ -104,6 +110,7 @@ LABELS = {
 
 
 BROAD_GENDER, BROAD_AGE = 0.8, 0.05  # (b2): gender_label_score / age_label_score at most these
+TWO_SIDED_Z = 1.96  # (n): an age masked at age_two_sided_z >= this (5% two-sided, fixed before training)
 SURE_GENDER = 0.1  # (i): relabel a masked gender at gender_label_score at most this (P(flipped) >= 0.9)
 ROUND2 = ("ours_mask_round2", "ours_round2_genders_round1_ages", "ours_round2_relabel_sure", "ours_round2_broad_ages")
 
@@ -202,13 +209,21 @@ def policy_sets(train: pd.DataFrame, noisy: pd.DataFrame, pred: pd.DataFrame, fl
         ("ours_mask_broad_ages", Policy(mask_suspects=True, gender_max_score=thr, age_max_score=BROAD_AGE)),
         ("ours_mask_two_sided_ages",
          Policy(mask_suspects=True, gender_max_score=thr, age_max_score=BROAD_AGE, age_rank="two-sided")),
+        ("ours_mask_two_sided_z",
+         Policy(mask_suspects=True, gender_max_score=thr, age_rank="two-sided", age_min_z=TWO_SIDED_Z)),
     ):  # fmt: skip
         kept, removed, corr = apply_decisions(noisy, flags, pol)
         changes = {"removed": len(removed), "relabelled": int((corr["label_source"] == "relabelled").sum())}
         if pol.mask_suspects:
             changes |= _mask_counts(kept)
         out[name] = (kept, changes)
-    for name in ("ours_drop_estimated", "ours_mask_estimated", "ours_mask_broad_ages", "ours_mask_two_sided_ages"):
+    for name in (
+        "ours_drop_estimated",
+        "ours_mask_estimated",
+        "ours_mask_broad_ages",
+        "ours_mask_two_sided_ages",
+        "ours_mask_two_sided_z",
+    ):
         out[name][1]["estimated_gender_errors"] = k
     g_issue = cleanlab_gender(pred, "self_confidence") >= 2  # flagged by find_label_issues
     n_age = int(flags["is_age_label_issue"].sum())

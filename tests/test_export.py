@@ -664,3 +664,17 @@ def test_age_rank_two_sided_masks_as_many_ages_chosen_by_the_two_sided_score(sam
     assert bad.exit_code != 0 and "carry no age_two_sided_z" in bad.output and "flag-mislabels" in bad.output
     alone = CliRunner().invoke(main, [str(a) for a in [*base[:7], "--name", "x", "--age-rank", "two-sided"]])
     assert alone.exit_code != 0 and "--age-rank two-sided only applies with --mask-suspects" in alone.output
+    # --age-min-z (policy n): every open age at two-sided z >= the bound, however many the residual picks
+    res = CliRunner().invoke(
+        main, [str(a) for a in [*base, "--name", "z", "--age-rank", "two-sided", "--age-min-z", 1.9]]
+    )
+    assert res.exit_code == 0, res.output
+    man = read_manifest(tmp_path / "z").set_index("source_filename")
+    assert set(man.index[man["age_label_weight"] == 0]) == {f[2], f[3]}  # 2.5 and 1.9; f[4] (9.0) is reviewed
+    res = CliRunner().invoke(
+        main, [str(a) for a in [*base, "--name", "z2", "--age-rank", "two-sided", "--age-min-z", 2]]
+    )
+    assert set(read_manifest(tmp_path / "z2").pipe(lambda m: m.source_filename[m.age_label_weight == 0])) == {f[2]}
+    assert json.loads((tmp_path / "z2" / "export.json").read_text())["policy"]["age_min_z"] == 2
+    res = CliRunner().invoke(main, [str(a) for a in [*base, "--name", "z3", "--age-min-z", 2]])
+    assert res.exit_code != 0 and "--age-min-z only applies with --age-rank two-sided" in res.output

@@ -134,6 +134,13 @@ def _targets(specs: tuple[str, ...]) -> dict:
     "recovered at 20% injected noise, two noise seeds).",
 )
 @click.option(
+    "--age-min-z",
+    type=float,
+    help="With --age-rank two-sided: every unreviewed age whose age_two_sided_z is at least this is a suspect, a "
+    "count of its own, instead of as many as is_age_label_issue and --age-max-score pick (1.96: fewer, surer "
+    "age suspects; docs/cleaning_payoff.md, policy n).",
+)
+@click.option(
     "--relabel-suspects",
     is_flag=True,
     help="Give unreviewed suspects the suggested label (gender_suggested, age_suggested) instead of dropping "
@@ -239,7 +246,7 @@ def export_cmd(**o) -> None:
     fo = _fiftyone_check(o["fo_name"], o["oversample"], o["force"]) if o["fo_name"] else None
     policy = Policy(o["drop_low_quality"], o["drop_suspects"], o["gender_max_score"], o["age_max_score"],
                     o["relabel_suspects"], o["relabel_gender_max_score"], o["relabel_age_max_score"],
-                    o["mask_suspects"], o["relabel_what"] or "both", o["age_rank"])  # fmt: skip
+                    o["mask_suspects"], o["relabel_what"] or "both", o["age_rank"], o["age_min_z"])  # fmt: skip
     opts = ExportOptions(
         o["source"], o["root"], o["name"], review=rev, review_source=rev_src, policy=policy,
         images="copy" if o["copy_"] else "link" if o["link"] else "ref", oversample=o["oversample"],
@@ -269,6 +276,8 @@ def _check_policy(o: dict, have_flags: bool) -> None:
         fail(f"{given[0]} only applies with --drop-suspects, --mask-suspects or --relabel-suspects")
     if o["age_rank"] != "residual" and not (o["drop_suspects"] or o["mask_suspects"]):
         fail("--age-rank two-sided only applies with --mask-suspects or --drop-suspects")
+    if o["age_min_z"] is not None and o["age_rank"] != "two-sided":
+        fail("--age-min-z only applies with --age-rank two-sided")
     r_given = [k for k, v in relabel.items() if v is not None]
     if r_given and not o["relabel_suspects"]:
         fail(f"{r_given[0]} only applies with --relabel-suspects")

@@ -52,3 +52,4 @@ class Policy:
     mask_suspects: bool = False  # unreviewed suspects stay, their suspected label weighted 0 in training
     relabel_what: str = "both"  # which labels --relabel-suspects may change: gender, age or both
     age_rank: str = "residual"  # two-sided: as many age suspects as the scores pick, chosen by age_two_sided_z
+    age_min_z: float | None = None  # with two-sided: every open age at age_two_sided_z >= this, a count of its own

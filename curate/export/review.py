@@ -353,7 +353,7 @@ def apply_decisions(
         a_sus |= (score("age_label_score") <= policy.age_max_score).fillna(False)
     two_sided = score(AGE_RANK) if policy.age_rank == "two-sided" else None
     if two_sided is not None:
-        a_sus = _two_sided_ages(a_sus, reviewed, two_sided)
+        a_sus = _two_sided_ages(a_sus, reviewed, two_sided, policy.age_min_z)
     new_g, new_a = _relabels(df, policy, g_sus & ~reviewed, a_sus & ~reviewed, col, score)
     unresolved = (g_sus & new_g.isna()) | (a_sus & new_a.isna())
     reason = pd.Series("", index=df.index, dtype=object)
@@ -398,19 +398,22 @@ def apply_decisions(
     return kept.reset_index(drop=True), removed.reset_index(drop=True), corrections.reset_index(drop=True)
 
 
-def _two_sided_ages(a_sus: pd.Series, reviewed: pd.Series, z: pd.Series) -> pd.Series:
+def _two_sided_ages(a_sus: pd.Series, reviewed: pd.Series, z: pd.Series, min_z: float | None = None) -> pd.Series:
     """As many open (unreviewed) age suspects as the residual picked, chosen instead by age_two_sided_z, highest
-    first. Why: the residual at the estimate calls right labels at the ends of the age range wrong, because
-    fold models predict them towards the middle; the count is the residual's (--age-max-score), the choice
-    the two-sided score's (docs/cleaning_payoff.md, policy m)."""
-    n = int((a_sus & ~reviewed).sum())
+    first; with `min_z`, every open age at age_two_sided_z >= min_z instead (a count of its own). Why: the
+    residual at the estimate calls right labels at the ends of the age range wrong, because fold models
+    predict them towards the middle; the count is the residual's (--age-max-score), the choice the two-sided
+    score's (docs/cleaning_payoff.md, policies m and n)."""
+    n = int((a_sus & ~reviewed).sum()) if min_z is None else int((~reviewed).sum())
     if n and not z.notna().any():
         raise ExportError(
             f"--age-rank two-sided: the flags carry no {AGE_RANK} (flag-mislabels writes it since 2026-12-06); "
             "re-run `curate flag-mislabels`"
         )
-    top = z.where(~reviewed).dropna().sort_values(ascending=False, kind="stable").index[:n]
     out = a_sus & reviewed
+    if min_z is not None:
+        return out | ((z >= min_z) & ~reviewed).fillna(False)
+    top = z.where(~reviewed).dropna().sort_values(ascending=False, kind="stable").index[:n]
     out[top] = True
     return out
 
