@@ -19,8 +19,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 POLICIES = ("noisy", "ours_drop", "ours_relabel", "ours_drop_broad", "ours_drop_estimated", "ours_mask_estimated",
             "ours_mask_round2", "ours_round2_genders_round1_ages", "ours_round2_relabel_sure", "ours_mask_broad_ages",
-            "ours_round2_broad_ages", "ours_mask_two_sided_ages", "cleanlab_drop", "cleanlab_mask",
-            "oracle")  # fmt: skip
+            "ours_round2_broad_ages", "ours_mask_two_sided_ages", "ours_mask_two_sided_z", "cleanlab_drop",
+            "cleanlab_mask", "oracle")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +141,11 @@ def test_noise_only_in_the_training_split_and_policies_follow_their_rules(payoff
     z2 = age_two_sided_z(pred, audit_frame(pred, dict(zip(sharp["path"], sharp["laplacian_var"])), train["race"]))
     z2 = z2.fillna(-1).to_numpy()
     assert masked.any() and z2[masked].min() >= z2[~masked].max()
+    # (n): (g)'s gender masks, every age at two-sided z >= 1.96, however many (j) masks
+    n = sets["ours_mask_two_sided_z"]
+    assert (n["gender_label_weight"] == g_set["gender_label_weight"]).all() and (n["age"] == noisy["age"]).all()
+    assert ((n["age_label_weight"] == 0).to_numpy() == (z2 >= 1.96)).all()
+    assert summary["changes"]["ours_mask_two_sided_z"]["age_masked"] == int((z2 >= 1.96).sum())
     relabel = sets["ours_relabel"].merge(noisy, on="path", suffixes=("", "_noisy"))
     changed = (relabel["gender"] != relabel["gender_noisy"]) | (relabel["age"] != relabel["age_noisy"])
     assert len(relabel) == len(noisy) and changed.sum() == summary["changes"]["ours_relabel"]["relabelled"]
