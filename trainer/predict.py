@@ -72,19 +72,23 @@ def predict_images(
     `prepare_image` (ordinary photos are detected and aligned; the model only knows aligned crops).
     `tight_checkpoint`: a model for faces cut tighter than UTKFace's (crop_fill >= TIGHT_FILL_MIN): their
     chin, hair and ears are missing, which the main model never saw; `model` names the one used."""
-    models = {"main": _load(checkpoint)}
-    if tight_checkpoint is not None:
-        models["tight"] = _load(tight_checkpoint)
+    paths = {"main": checkpoint, "tight": tight_checkpoint}
+    models = {"main": _load(checkpoint)}  # the tight-crop model only once a face needs it
     rows: list[dict] = []
-    todo: dict[str, list[tuple[int, np.ndarray]]] = {k: [] for k in models}
+    todo: dict[str, list[tuple[int, np.ndarray]]] = {"main": [], "tight": []}
     for f in files:
         img, row = prepare_image(f, faces)
         if img is not None:
-            which = "tight" if "tight" in models and row.get("crop_fill", 0.0) >= TIGHT_FILL_MIN else "main"
-            row["model"] = Path(tight_checkpoint if which == "tight" else checkpoint).name
+            tight = tight_checkpoint is not None and row.get("crop_fill", 0.0) >= TIGHT_FILL_MIN
+            which = "tight" if tight else "main"
+            if which not in models:
+                models[which] = _load(tight_checkpoint)
+            row["model"] = Path(paths[which]).name
             todo[which].append((len(rows), model_input(img, models[which][1].image_size)))  # small at once
         rows.append(row)
     for which, good in todo.items():
+        if not good:
+            continue
         model, cfg = models[which]
         for s in range(0, len(good), batch_size):
             chunk = good[s : s + batch_size]
