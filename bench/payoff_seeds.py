@@ -71,13 +71,23 @@ def main(argv: list[str] | None = None) -> None:
                                      replace(base, seed=s), steps)  # fmt: skip
             mae, acc = _scores(test, pred)
             rows.append({"policy": name, "seed": s, "age_mae": mae, "gender_acc": acc})
-    df = pd.DataFrame(rows)
+    df = _merge(setting / "seeds.csv", pd.DataFrame(rows))
     noisy = df[df["policy"] == "noisy"].set_index("seed")
     df["d_mae"] = df["age_mae"] - df["seed"].map(noisy["age_mae"])
     df["d_acc"] = df["gender_acc"] - df["seed"].map(noisy["gender_acc"])
     df.to_csv(setting / "seeds.csv", index=False)
     print(report(df, args.setting))
     (setting / "seeds_wall_s.json").write_text(json.dumps(steps.times, indent=1))
+
+
+def _merge(path: Path, new: pd.DataFrame) -> pd.DataFrame:
+    """This run's rows with an earlier run's for other policies or seeds (a run for a few policies must not
+    drop the others' figures from seeds.csv); this run's win where both have a policy and seed."""
+    if not path.is_file():
+        return new
+    old = pd.read_csv(path)[["policy", "seed", "age_mae", "gender_acc"]]
+    keep = ~old.set_index(["policy", "seed"]).index.isin(new.set_index(["policy", "seed"]).index)
+    return pd.concat([old[keep], new], ignore_index=True).sort_values(["seed", "policy"], kind="stable")
 
 
 def report(df: pd.DataFrame, setting: str) -> str:

@@ -4,8 +4,9 @@ Why: the model has only seen UTKFace's tight, landmark-aligned 200x200 crops; fe
 guesses (gender near chance, age error several times its test error). The detector is YuNet
 (`core/models/yunet_s_640_640.onnx`, 232 KB, Apache-2.0, `LICENSE.yunet`; WIDER Face AP 0.88 / 0.87 /
 0.75), which OpenCV runs with `cv2.FaceDetectorYN`: no download at run time, no extra package, no
-torch pin. Each face comes with five landmarks; a similarity transform from them to UTKFace's mean
-landmarks (REFERENCE_LANDMARKS) warps the face to the crop the model was trained on.
+torch pin. Each face comes with five landmarks; a similarity transform from them (averaged with those
+found on the mirrored image) to UTKFace's mean landmarks (REFERENCE_LANDMARKS) warps the face to the
+crop the model was trained on.
 """
 
 from __future__ import annotations
@@ -108,11 +109,54 @@ def detect_faces(img: np.ndarray) -> list[Face]:
     return sorted(faces, key=lambda f: -f.area)
 
 
-def face_transform(face: Face, size: int = CROP_SIZE) -> np.ndarray:
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
+    """The least-squares similarity transform (2x3: rotation, uniform scale, shift) taking the points
+    `src` onto `dst` (Umeyama 1991), over every point: with five averaged landmarks none is an outlier
+    to drop, as a robust fit (LMEDS) would. None when the points are degenerate (all in one place)."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    s, d = src - src.mean(0), dst - dst.mean(0)
+    var = (s**2).sum(1).mean()
+    if not np.isfinite(var) or var < 1e-6:
+        return None
+    u, sv, vt = np.linalg.svd(d.T @ s / len(src))
+    sign = np.diag([1.0, -1.0 if np.linalg.det(u) * np.linalg.det(vt) < 0 else 1.0])
+    rot = u @ sign @ vt
+    scale = np.trace(np.diag(sv) @ sign) / var
+    shift = dst.mean(0) - scale * rot @ src.mean(0)
+    return np.hstack([scale * rot, shift[:, None]]).astype(np.float32)
+
+
+def mirrored_landmarks(img: np.ndarray, face: Face) -> np.ndarray:
+    """The face's landmarks averaged with those the detector finds on the mirrored image (mirrored back,
+    left and right swapped); the face's own where the mirror shows no face at its place.
+
+    Why: the detector's landmark noise is what re-aligning costs (a UTKFace crop re-aligned loses 0.7 pp
+    of gender accuracy); two looks at the face halve part of it. On 300 random test crops the aligned
+    crop's mean distance from UTKFace's own alignment fell from 6.85 to 5.19 px (0.8x crops 7.56 -> 6.40,
+    1.2x 7.55 -> 5.46), for a second detection per face; docs/faces.md."""
+    w = img.shape[1]
+    x, y, bw, bh = face.box
+    best, best_iou = None, 0.5
+    for g in detect_faces(cv2.flip(img, 1)):
+        gx = w - g.box[0] - g.box[2]  # its box, mirrored back
+        ix = max(0.0, min(x + bw, gx + g.box[2]) - max(x, gx))
+        iy = max(0.0, min(y + bh, g.box[1] + g.box[3]) - max(y, g.box[1]))
+        iou = ix * iy / (face.area + g.area - ix * iy)
+        if iou > best_iou:
+            best, best_iou = g, iou
+    if best is None:
+        return face.landmarks
+    back = best.landmarks.copy()
+    back[:, 0] = w - 1 - back[:, 0]
+    return ((face.landmarks + back[[1, 0, 2, 4, 3]]) / 2).astype(np.float32)
+
+
+def face_transform(face: Face, size: int = CROP_SIZE, landmarks: np.ndarray | None = None) -> np.ndarray:
     """The 2x3 similarity transform (rotation, uniform scale, shift) that puts the face's five landmarks
-    on UTKFace's; from the box, centred and scaled, when the landmarks are degenerate."""
+    (or `landmarks`, e.g. mirrored_landmarks') on UTKFace's; from the box, centred and scaled, when the
+    landmarks are degenerate."""
     ref = REFERENCE_LANDMARKS * (size / CROP_SIZE)
-    m, _ = cv2.estimateAffinePartial2D(face.landmarks, ref, method=cv2.LMEDS)
+    m = similarity(face.landmarks if landmarks is None else landmarks, ref)
     if m is None:
         x, y, bw, bh = face.box
         s = size / (1.25 * max(bw, bh))
@@ -144,14 +188,14 @@ def crop_fill(img_shape: tuple[int, ...], m: np.ndarray, size: int = CROP_SIZE, 
 
 
 def find_face(img: np.ndarray, size: int = CROP_SIZE, faces: list[Face] | None = None) -> FaceCrop:
-    """Detect (unless `faces` were already detected), choose the largest face and align it; the status
-    says what was found."""
+    """Detect (unless `faces` were already detected), choose the largest face and align it (by its
+    landmarks averaged with the mirrored image's); the status says what was found."""
     faces = detect_faces(img) if faces is None else faces
     if not faces:
         return FaceCrop("no face found", 0, float("nan"), None, None)
     f = faces[0]
     status = "one face" if len(faces) == 1 else f"{len(faces)} faces: the largest used"
-    m = face_transform(f, size)
+    m = face_transform(f, size, mirrored_landmarks(img, f))
     return FaceCrop(status, len(faces), f.score, f.box, align_face(img, f, size, m), crop_fill(img.shape, m, size))
 
 

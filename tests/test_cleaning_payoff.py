@@ -199,3 +199,18 @@ def test_crossfit_overrides_change_the_fold_models_only():
     th_cf, th_policy = configs(False, 1, recipe="thorough")
     assert th_cf == configs(False, 1, crossfit_sets=("image_size=128", "num_epochs=12"))[0] != plain_cf
     assert th_policy == plain_policy
+
+
+def test_payoff_seeds_keeps_earlier_rows_for_policies_not_re_run(tmp_path):
+    from payoff_seeds import _merge
+
+    path = tmp_path / "seeds.csv"
+    old = pd.DataFrame({"policy": ["noisy", "oracle", "noisy"], "seed": [42, 42, 1], "age_mae": [9.0, 8.0, 9.2],
+                        "gender_acc": [84.0, 88.0, 84.5], "d_mae": [0.0, -1.0, 0.0]})  # fmt: skip
+    old.to_csv(path, index=False)
+    new = pd.DataFrame({"policy": ["noisy", "cleanlab_drop"], "seed": [42, 42], "age_mae": [9.1, 8.5],
+                        "gender_acc": [84.2, 87.0]})  # fmt: skip
+    got = _merge(path, new).set_index(["policy", "seed"])
+    assert sorted(got.index) == [("cleanlab_drop", 42), ("noisy", 1), ("noisy", 42), ("oracle", 42)]
+    assert got.loc[("noisy", 42), "age_mae"] == 9.1 and got.loc[("oracle", 42), "gender_acc"] == 88.0
+    assert _merge(tmp_path / "none.csv", new).equals(new)

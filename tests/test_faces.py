@@ -96,6 +96,43 @@ def test_a_face_in_a_photo_is_aligned_to_utkface_geometry():
         assert misalignment(again[0], 200, 200) < misalignment(before, 200, 200)  # the turn was undone
 
 
+def _grid_error(m: np.ndarray, scale: float) -> float:
+    """Mean distance (px of the 200x200 crop) between where `m` puts a 10x10 grid of a crop re-cropped at
+    `scale` and where UTKFace's own alignment has it."""
+    g = (np.arange(10) + 0.5) * 20
+    gx, gy = np.meshgrid(g, g)
+    grid = np.stack([gx.ravel(), gy.ravel(), np.ones(100)], 1)
+    back = np.array([[1 / scale, 0, 100 - 100 / scale], [0, 1 / scale, 100 - 100 / scale], [0, 0, 1]])
+    moved = grid @ (np.vstack([m, [0, 0, 1]]) @ back).T
+    return float(np.linalg.norm(moved[:, :2] - grid[:, :2], axis=1).mean())
+
+
+def test_mirrored_landmarks_bring_the_alignment_closer_to_utkface_and_make_it_mirror_symmetric():
+    errors: dict[str, list[float]] = {"one look": [], "with the mirror": []}
+    for p in _crops(16):
+        img = cv2.imread(str(p))
+        for scale in (1.0, 0.8, 1.2):
+            shown = recrop(img, scale=scale) if scale != 1.0 else img
+            f = detect_faces(shown)[0]
+            errors["one look"].append(_grid_error(faces.face_transform(f), scale))
+            m = faces.face_transform(f, landmarks=faces.mirrored_landmarks(shown, f))
+            errors["with the mirror"].append(_grid_error(m, scale))
+        # a mirrored photo gets the mirrored crop: both looks are averaged, and the reference is symmetric
+        a, b = find_face(img).crop, find_face(cv2.flip(img, 1)).crop
+        assert np.abs(cv2.flip(a, 1).astype(int) - b.astype(int)).mean() < 0.5, p.name  # 7-32 with one look
+    one, two = np.mean(errors["one look"]), np.mean(errors["with the mirror"])
+    assert two < 0.9 * one and two < 7.0, errors
+
+
+def test_similarity_fits_a_known_transform_and_refuses_degenerate_points():
+    src = faces.REFERENCE_LANDMARKS.astype(np.float64)
+    a = np.radians(20)
+    known = np.array([[1.3 * np.cos(a), -1.3 * np.sin(a), 7.0], [1.3 * np.sin(a), 1.3 * np.cos(a), -4.0]])
+    dst = src @ known[:, :2].T + known[:, 2]
+    assert np.allclose(faces.similarity(src, dst), known, atol=1e-4)
+    assert faces.similarity(np.ones((5, 2)), dst) is None
+
+
 def test_several_faces_use_the_largest_and_none_says_so():
     a, b = _crops(2)
     fc = find_face(_photo([(a, 0.8, 20, 40), (b, 1.6, 300, 100)]))
