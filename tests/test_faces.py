@@ -294,3 +294,26 @@ def test_crop_augment_is_off_at_p0_identity_at_scale1_and_seeded():
     assert torch.equal(y1, y2)
     changed = [not torch.equal(y1[i], x[i]) for i in range(8)]
     assert 1 <= sum(changed) <= 7  # about half the batch, the rest untouched
+
+
+def test_tight_crop_data_writes_re_aligned_tight_cuts_with_their_labels_and_resumes(tmp_path):
+    import subprocess
+    import sys
+
+    rows = pd.DataFrame({"path": [str(p) for p in _crops(6)], "filename": [p.name for p in _crops(6)]})
+    rows["age"], rows["gender"] = [int(p.name.split("_")[0]) for p in _crops(6)], [0, 1, 0, 1, 0, 1]
+    rows["content_hash"] = [f"{i:016x}" for i in range(6)]
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    cmd = [sys.executable, str(SAMPLE.parent.parent / "scripts" / "tight_crop_data.py"), str(tmp_path / "in.csv"),
+           str(tmp_path / "out"), "--workers", "1"]  # fmt: skip
+    assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
+    out = pd.read_csv(tmp_path / "out" / "manifest.csv")
+    assert out[["age", "gender"]].values.tolist() == rows[["age", "gender"]].values.tolist()
+    assert out["transform"].str.contains(r"tight cut 0\.[789]\d*x .*re-aligned").all(), out["transform"].tolist()
+    for p in out["path"]:  # what predict would route to the tight-crop model: a fifth or more made up
+        img = cv2.imread(p)
+        assert img.shape == (200, 200, 3) and Path(p).parent == tmp_path / "out" / "images"
+    first = {p: Path(p).stat().st_mtime_ns for p in out["path"]}
+    assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
+    assert {p: Path(p).stat().st_mtime_ns for p in out["path"]} == first  # a re-run keeps what was written
+    assert all(cv2.imread(str(p)) is not None for p in _crops(6))  # sources only read
