@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--policies", default="noisy,ours_drop")
     ap.add_argument("--seeds", default="1,2", help="training seeds besides the bench's own")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--without-noisy", action="store_true", help="do not re-train (a) with the other seeds "
+                    "(the differences to (a) come from seeds.csv's rows, empty where it has none)")  # fmt: skip
     ap.add_argument("--policy-l1", type=float, help="the L1 penalty of the policies' config, as the bench's "
                     "--policy-l1 (it must match the setting's run) [default: the reference run's 1e-4]")  # fmt: skip
     args = ap.parse_args(argv)
@@ -59,13 +61,13 @@ def main(argv: list[str] | None = None) -> None:
         )
     steps = Steps(setting / "seeds")  # wall times apart from the bench's own steps.json
     policies = args.policies.split(",")
-    if "noisy" not in policies:
+    if "noisy" not in policies and not args.without_noisy:
         policies.insert(0, "noisy")
     rows = []
     for s in [base.seed] + [int(x) for x in args.seeds.split(",")]:
-        for name in policies:
+        own = s == base.seed  # the bench's own run, already trained (its (a) too)
+        for name in (["noisy"] if own and "noisy" not in policies else []) + policies:
             manifest = pd.read_csv(setting / name / "train" / "manifest.csv", dtype={"content_hash": str})
-            own = s == base.seed  # the bench's own run, already trained
             run = setting / name if own else setting / f"{name}_seed{s}"
             pred = train_and_predict(name if own else f"{name}_seed{s}", manifest, test_dir, run,
                                      replace(base, seed=s), steps)  # fmt: skip

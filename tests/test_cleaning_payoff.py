@@ -19,8 +19,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 POLICIES = ("noisy", "ours_drop", "ours_relabel", "ours_drop_broad", "ours_drop_estimated", "ours_mask_estimated",
             "ours_mask_round2", "ours_round2_genders_round1_ages", "ours_round2_relabel_sure", "ours_mask_broad_ages",
-            "ours_round2_broad_ages", "ours_mask_two_sided_ages", "ours_mask_two_sided_z", "cleanlab_drop",
-            "cleanlab_mask", "oracle")  # fmt: skip
+            "ours_round2_broad_ages", "ours_mask_two_sided_ages", "ours_mask_two_sided_z",
+            "ours_round2_two_sided_ages", "cleanlab_drop", "cleanlab_mask", "oracle")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +146,15 @@ def test_noise_only_in_the_training_split_and_policies_follow_their_rules(payoff
     assert (n["gender_label_weight"] == g_set["gender_label_weight"]).all() and (n["age"] == noisy["age"]).all()
     assert ((n["age_label_weight"] == 0).to_numpy() == (z2 >= 1.96)).all()
     assert summary["changes"]["ours_mask_two_sided_z"]["age_masked"] == int((z2 >= 1.96).sum())
+    # (p): (m)'s rule on the second round's scores: (h)'s gender masks, as many ages as (k), two-sided
+    p, k_set = sets["ours_round2_two_sided_ages"], sets["ours_round2_broad_ages"]
+    assert (p["gender_label_weight"] == h["gender_label_weight"]).all() and (p["age"] == noisy["age"]).all()
+    p_masked = (p["age_label_weight"] == 0).to_numpy()
+    assert p_masked.sum() == (k_set["age_label_weight"] == 0).sum() == summary["changes"][
+        "ours_round2_two_sided_ages"]["age_masked"]  # fmt: skip
+    zp = age_two_sided_z(pred2, audit_frame(pred2, dict(zip(sharp["path"], sharp["laplacian_var"])), train["race"]))
+    zp = zp.fillna(-1).to_numpy()
+    assert p_masked.any() and zp[p_masked].min() >= zp[~p_masked].max()
     relabel = sets["ours_relabel"].merge(noisy, on="path", suffixes=("", "_noisy"))
     changed = (relabel["gender"] != relabel["gender_noisy"]) | (relabel["age"] != relabel["age_noisy"])
     assert len(relabel) == len(noisy) and changed.sum() == summary["changes"]["ours_relabel"]["relabelled"]
