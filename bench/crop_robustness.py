@@ -12,7 +12,8 @@ condition's MAE / accuracy and its change against the standard crop, checks issu
 within 15%, accuracy within 1.5 pp) and the detector's speed, and writes JSON + a plot.
 
 With --tight-model, a column for the first model with that one taking the faces `curate predict` routes to
-it (a re-aligned crop with crop_fill >= trainer.predict.TIGHT_FILL_MIN).
+it (a re-aligned crop with crop_fill >= trainer.predict.TIGHT_FILL_MIN); --tight-views N averages the tight-crop
+model over N jittered views of each such face.
 
 Usage: python bench/crop_robustness.py --test SPLIT/test_2_folds_last --model A.pt [--model B.pt]
        [--tight-model curate/models/tight_crop.pt] [--n 2000] [--out docs/crop_robustness]
@@ -56,6 +57,17 @@ RECROPS = {
     "scale 1.4x, shift 10%, 10 degrees": {"scale": 1.4, "dx": 0.1, "dy": 0.1, "angle": 10},
 }
 PHOTO = (360, 480)
+# --tight-views: the re-aligned face warped again before the tight-crop model sees it, (zoom, shift x, shift y as
+# a share of the side), edges repeated; the predictions averaged (2026-12-07: not shipped).
+VIEWS = ((1.0, 0, 0), (0.95, 0, 0), (1.05, 0, 0), (1.0, 0.03, 0), (1.0, -0.03, 0), (1.0, 0, 0.03), (1.0, 0, -0.03))
+
+
+def view(img: np.ndarray, zoom: float, dx: float, dy: float) -> np.ndarray:
+    """`img` zoomed about its centre and shifted by (dx, dy) x its side, edge pixels repeated."""
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), 0, zoom)
+    m[:, 2] += (dx * w, dy * h)
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def make_photo(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -165,6 +177,8 @@ def main() -> None:
     ap.add_argument("--only", action="append", help="Only conditions whose name contains this (repeatable).")
     ap.add_argument("--tight-model", type=Path, help="Also the first model with this one for tight crops, as "
                     "`curate predict` routes them (crop_fill >= TIGHT_FILL_MIN).")  # fmt: skip
+    ap.add_argument("--tight-views", type=int, choices=(1, 3, 5, 7), default=1, help="With --tight-model: "
+                    "the mean over this many jittered views of each routed face (VIEWS) [default: 1]")  # fmt: skip
     args = ap.parse_args()
     df = read_manifest(args.test)
     df = df.sample(n=args.n, random_state=args.seed).sort_index() if 0 < args.n < len(df) else df
@@ -183,19 +197,24 @@ def main() -> None:
             preds = predict(model, cfgs[k], images)
             row[k] = metrics(y_age, y_gender, *preds)
             if tight and k == next(iter(models)):
-                row[routed] = metrics(y_age, y_gender, *route(preds, tight, images, fill))
+                row[routed] = metrics(y_age, y_gender, *route(preds, tight, images, fill, args.tight_views))
         res["conditions"][name] = row
         print(name, json.dumps(row), flush=True)
     report(res, list(models) + ([routed] if routed else []), args.out)
 
 
-def route(preds: tuple[np.ndarray, ...], tight, images: list, fill: np.ndarray | None) -> tuple[np.ndarray, ...]:
-    """The first model's (age, P(female)) with the tight-crop model's where `curate predict` would use it."""
+def route(
+    preds: tuple[np.ndarray, ...], tight, images: list, fill: np.ndarray | None, views: int = 1
+) -> tuple[np.ndarray, ...]:
+    """The first model's (age, P(female)) with the tight-crop model's where `curate predict` would use it
+    (with `views` > 1: its mean over the first `views` of VIEWS, re-cropped from the aligned face)."""
     if fill is None:  # no face aligned: predict feeds such an image to the main model
         return preds
     use = fill >= TIGHT_FILL_MIN
-    t_age, t_prob = predict(tight[0], TrainConfig(**tight[1].get("config", {})),
-                            [im if u else None for im, u in zip(images, use)])  # fmt: skip
+    cfg = TrainConfig(**tight[1].get("config", {}))
+    runs = [predict(tight[0], cfg, [view(im, *v) if u else None for im, u in zip(images, use)])
+            for v in VIEWS[:views]]  # fmt: skip
+    t_age, t_prob = np.mean([a for a, _ in runs], 0), np.mean([p for _, p in runs], 0)
     return np.where(use, t_age, preds[0]), np.where(use, t_prob, preds[1])
 
 
