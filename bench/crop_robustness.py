@@ -63,7 +63,10 @@ VIEWS = ((1.0, 0, 0), (0.95, 0, 0), (1.05, 0, 0), (1.0, 0.03, 0), (1.0, -0.03, 0
 
 
 def view(img: np.ndarray, zoom: float, dx: float, dy: float) -> np.ndarray:
-    """`img` zoomed about its centre and shifted by (dx, dy) x its side, edge pixels repeated."""
+    """`img` zoomed about its centre and shifted by (dx, dy) x its side, edge pixels repeated (the identity
+    view is the image itself: no warp)."""
+    if (zoom, dx, dy) == (1.0, 0, 0):
+        return img
     h, w = img.shape[:2]
     m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), 0, zoom)
     m[:, 2] += (dx * w, dy * h)
