@@ -24,6 +24,7 @@ from core.faces import (
     recrop,
 )
 from curate.cli import main
+from trainer.config import ConfigError, TrainConfig
 from trainer.data import CropAugment, keep_centre
 
 SAMPLE = Path(__file__).resolve().parent.parent / "dataset" / "sample"
@@ -247,6 +248,12 @@ def test_tight_crop_keeps_the_centre_and_repeats_its_edge():
     assert torch.allclose(y[:, :, 16:48, 16:48], x[:, :, 16:48, 16:48], atol=1e-4, rtol=0)
     cut = [bool(torch.equal(y[i, :, 0], y[i, :, 1]) and torch.equal(y[i, :, :, 0], y[i, :, :, 1])) for i in range(64)]
     assert sum(cut) >= 40  # side below ~0.95: the outer rows and columns repeat the kept square's edge
+    # tight_max: every sample loses at least its outer (1 - tight_max) / 2 band on each side
+    narrow = CropAugment(p=0.0, tight_p=1.0, tight_min=0.5, tight_max=0.8)(x, torch.Generator().manual_seed(0))
+    assert all(torch.equal(v[:, 0], v[:, 1]) and torch.equal(v[:, :, -1], v[:, :, -2]) for v in narrow)
+    assert torch.allclose(narrow[:, :, 16:48, 16:48], x[:, :, 16:48, 16:48], atol=1e-4, rtol=0)
+    with pytest.raises(ConfigError, match="crop_tight_min <= crop_tight_max"):
+        TrainConfig(crop_tight_min=0.9, crop_tight_max=0.8).validate()
     half = CropAugment(p=0.0, tight_p=0.5)
     changed = [not torch.equal(v, u) for v, u in zip(half(x, torch.Generator().manual_seed(1)), x)]
     assert 16 <= sum(changed) <= 48

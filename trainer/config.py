@@ -57,10 +57,11 @@ class TrainConfig:
     crop_shift: float = 0.1
     crop_rotation: float = 15.0
     # The share of training images that lose their outer border (a centred square of side
-    # crop_tight_min..1 x the image kept, its edge repeated outside): a tighter crop than UTKFace's, as
-    # `curate predict` re-aligns it. 0 = off.
+    # crop_tight_min..crop_tight_max x the image kept, its edge repeated outside): a tighter crop than
+    # UTKFace's, as `curate predict` re-aligns it. 0 = off.
     crop_tight_p: float = 0.0
     crop_tight_min: float = 0.75
+    crop_tight_max: float = 1.0
     train_path: str = "dataset/train_8_folds_first"
     val_path: str = "dataset/test_2_folds_last"
     # 160 px: the full 18-epoch run takes 39 min on 2 CPU cores and scores 5.81 / 91.84% (flip TTA)
@@ -103,8 +104,8 @@ class TrainConfig:
             (0.0 < self.crop_scale_min <= self.crop_scale_max, "crop_scale_min must be in (0, crop_scale_max]"),
             (0.0 <= self.crop_shift <= 0.5 and 0.0 <= self.crop_rotation <= 90.0,
              "crop_shift must be in [0, 0.5] and crop_rotation in [0, 90] degrees"),
-            (0.0 <= self.crop_tight_p <= 1.0 and 0.0 < self.crop_tight_min <= 1.0,
-             "crop_tight_p must be in [0, 1] and crop_tight_min in (0, 1]"),
+            (0.0 <= self.crop_tight_p <= 1.0 and 0.0 < self.crop_tight_min <= self.crop_tight_max <= 1.0,
+             "crop_tight_p must be in [0, 1] and crop_tight_min <= crop_tight_max in (0, 1]"),
             (self.age_loss_scale > 0, "age_loss_scale must be > 0"),
             (self.threads >= 0, "threads must be >= 0 (0 = all cores)"),
             (min(self.base_lr, self.max_lr, self.div_factor, self.final_div_factor) > 0,
@@ -127,7 +128,8 @@ class TrainConfig:
         if self.crop_augment_p <= 0 and self.crop_tight_p <= 0:
             return None
         return CropAugment(self.crop_augment_p, self.crop_scale_min, self.crop_scale_max, self.crop_shift,
-                           self.crop_rotation, self.crop_tight_p, self.crop_tight_min)  # fmt: skip
+                           self.crop_rotation, self.crop_tight_p, self.crop_tight_min,
+                           self.crop_tight_max)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -137,7 +137,7 @@ class CropAugment:
     image the edge pixels are repeated (grid_sample's border mode): mirroring would put half faces there.
 
     Independently, with probability `tight_p` a sample loses its outer border: only a centred square
-    of side t x the image (t uniform in [tight_min, 1]) is kept and its edge pixels are repeated
+    of side t x the image (t uniform in [tight_min, tight_max]) is kept and its edge pixels are repeated
     outside it. That is what `curate predict` feeds the model for a crop tighter than UTKFace's once
     the face is re-aligned (a 0.8x crop has no chin, hair or ears to put back), which the geometric
     resampling alone never shows it.
@@ -150,6 +150,7 @@ class CropAugment:
     rotation: float = 15.0
     tight_p: float = 0.0
     tight_min: float = 0.75
+    tight_max: float = 1.0
 
     def theta(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """(n, 2, 3) affine matrices (output -> input, normalised coordinates) for n samples."""
@@ -169,7 +170,7 @@ class CropAugment:
         else:
             cut = torch.rand(x.shape[0], generator=gen) < self.tight_p
             chosen = torch.nonzero(moved | cut).flatten()
-            side = self.tight_min + (1 - self.tight_min) * torch.rand(x.shape[0], generator=gen)
+            side = self.tight_min + (self.tight_max - self.tight_min) * torch.rand(x.shape[0], generator=gen)
             tight = torch.where(cut, side, torch.ones_like(side))[chosen]
         if not len(chosen):
             return x
