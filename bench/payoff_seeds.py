@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--without-noisy", action="store_true", help="do not re-train (a) with the other seeds "
                     "(the differences to (a) come from seeds.csv's rows, empty where it has none)")  # fmt: skip
+    ap.add_argument("--versus", metavar="A,B", help="also print A minus B per training seed both have, with "
+                    "the mean and a t-interval over seeds (the spread between trainings)")  # fmt: skip
     ap.add_argument("--policy-l1", type=float, help="the L1 penalty of the policies' config, as the bench's "
                     "--policy-l1 (it must match the setting's run) [default: the reference run's 1e-4]")  # fmt: skip
     args = ap.parse_args(argv)
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     df["d_acc"] = df["gender_acc"] - df["seed"].map(noisy["gender_acc"])
     df.to_csv(setting / "seeds.csv", index=False)
     print(report(df, args.setting))
+    if args.versus:
+        print(versus(df, *args.versus.split(",")))
     (setting / "seeds_wall_s.json").write_text(json.dumps(steps.times, indent=1))
 
 
@@ -104,6 +108,45 @@ def report(df: pd.DataFrame, setting: str) -> str:
         lines.append(f"| {LABELS[name]} | mean ± sd ({len(g)}) | {g['age_mae'].mean():.2f} ± {sd('age_mae'):.2f} | "
                      f"{g['d_mae'].mean():+.2f} ± {sd('d_mae'):.2f} | {g['gender_acc'].mean():.2f} ± "
                      f"{sd('gender_acc'):.2f} | {g['d_acc'].mean():+.2f} ± {sd('d_acc'):.2f} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def paired(df: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Per training seed both policies were trained with: A's age MAE and gender accuracy minus B's.
+
+    Two trainings of the same data differ by up to 0.5 y and 1 pp here, so a policy is better than another
+    only if it is better across trainings; pairing by seed removes what the seed does to both."""
+    wide = df.pivot_table(index="seed", columns="policy", values=["age_mae", "gender_acc"])
+    missing = {a, b} - set(wide.columns.get_level_values(1))
+    if missing:
+        raise SystemExit(f"--versus: no trained seeds for {', '.join(sorted(missing))} in seeds.csv")
+    out = pd.DataFrame({"d_mae": wide[("age_mae", a)] - wide[("age_mae", b)],
+                        "d_acc": wide[("gender_acc", a)] - wide[("gender_acc", b)]})  # fmt: skip
+    return out.dropna()
+
+
+def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of x (nan, nan with fewer than two values)."""
+    from scipy import stats
+
+    if len(x) < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * np.std(x, ddof=1) / np.sqrt(len(x))
+    return float(np.mean(x) - half), float(np.mean(x) + half)
+
+
+def versus(df: pd.DataFrame, a: str, b: str) -> str:
+    """A minus B by training seed, then the mean with its 95% t-interval over seeds and the count of seeds
+    where A is better (lower MAE, higher accuracy)."""
+    d = paired(df, a, b)
+    lines = [f"## {LABELS[a]} minus {LABELS[b]}, by training seed", "",
+             "| seed | age MAE, y | gender acc, pp |", "|---:|---:|---:|"]  # fmt: skip
+    lines += [f"| {s} | {r.d_mae:+.2f} | {r.d_acc:+.2f} |" for s, r in d.iterrows()]
+    (m_lo, m_hi), (g_lo, g_hi) = t_interval(d["d_mae"].to_numpy()), t_interval(d["d_acc"].to_numpy())
+    lines.append(f"| mean ({len(d)} seeds), 95% t-interval | {d['d_mae'].mean():+.2f} [{m_lo:+.2f}, {m_hi:+.2f}] | "
+                 f"{d['d_acc'].mean():+.2f} [{g_lo:+.2f}, {g_hi:+.2f}] |")  # fmt: skip
+    lines.append(f"| seeds where {LABELS[a]} is better | {int((d['d_mae'] < 0).sum())} of {len(d)} | "
+                 f"{int((d['d_acc'] > 0).sum())} of {len(d)} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -223,3 +224,21 @@ def test_payoff_seeds_keeps_earlier_rows_for_policies_not_re_run(tmp_path):
     assert sorted(got.index) == [("cleanlab_drop", 42), ("noisy", 1), ("noisy", 42), ("oracle", 42)]
     assert got.loc[("noisy", 42), "age_mae"] == 9.1 and got.loc[("oracle", 42), "gender_acc"] == 88.0
     assert _merge(tmp_path / "none.csv", new).equals(new)
+
+
+def test_payoff_seeds_versus_pairs_by_training_seed():
+    from payoff_seeds import paired, t_interval, versus
+
+    a, b = "ours_round2_two_sided_ages", "cleanlab_drop"
+    df = pd.DataFrame({"policy": [a] * 4 + [b] * 3, "seed": [42, 1, 2, 3, 42, 1, 3],
+                       "age_mae": [8.0, 8.5, 9.0, 7.9, 8.6, 8.4, 8.3],
+                       "gender_acc": [88.0, 87.5, 80.0, 88.2, 87.0, 87.6, 87.0]})  # fmt: skip
+    d = paired(df, a, b)
+    assert sorted(d.index) == [1, 3, 42]  # seed 2 has no (d): left out, not compared with another seed's
+    assert d.loc[42, "d_mae"] == pytest.approx(-0.6) and d.loc[1, "d_acc"] == pytest.approx(-0.1)
+    lo, hi = t_interval(d["d_acc"].to_numpy())
+    assert lo < d["d_acc"].mean() < hi and lo < 0 < hi  # +1.0 / -0.1 / +1.2: not a difference over 3 seeds
+    assert t_interval(np.array([1.0, 1.1, 0.9, 1.0]))[0] > 0  # the same gain with every seed is one
+    assert "2 of 3 | 2 of 3" in versus(df, a, b).splitlines()[-1]
+    with pytest.raises(SystemExit, match="no trained seeds for oracle"):
+        paired(df, a, "oracle")
