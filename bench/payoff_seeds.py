@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     df.to_csv(setting / "seeds.csv", index=False)
     print(report(df, args.setting))
     if args.versus:
-        print(versus(df, *args.versus.split(",")))
+        a, b = args.versus.split(",")
+        print(versus(df, a, b))
+        print(f"plot: {plot_versus(df, a, b, setting / f'versus_{a}_{b}.png')}")
     (setting / "seeds_wall_s.json").write_text(json.dumps(steps.times, indent=1))
 
 
@@ -148,6 +150,41 @@ def versus(df: pd.DataFrame, a: str, b: str) -> str:
     lines.append(f"| seeds where {LABELS[a]} is better | {int((d['d_mae'] < 0).sum())} of {len(d)} | "
                  f"{int((d['d_acc'] > 0).sum())} of {len(d)} |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _pair_wide(df: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Age MAE and gender accuracy of A and B (columns) for the seeds both were trained with (rows); another
+    policy's missing seeds do not matter."""
+    both = df[df["policy"].isin([a, b])]
+    return both.pivot_table(index="seed", columns="policy", values=["age_mae", "gender_acc"]).dropna()
+
+
+def plot_versus(df: pd.DataFrame, a: str, b: str, path: Path) -> Path:
+    """Both policies' age MAE and gender accuracy per training seed, a line joining each seed's pair: whether
+    one policy is ahead across trainings shows as lines that all slope the same way."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wide = _pair_wide(df, a, b)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+    for ax, col, unit in zip(axes, ("age_mae", "gender_acc"), ("age MAE, years", "gender accuracy, %")):
+        for seed, row in wide.iterrows():
+            ax.plot([0, 1], [row[(col, b)], row[(col, a)]], "-o", color="grey", alpha=0.6, ms=4)
+            ax.annotate(str(seed), (1.04, row[(col, a)]), fontsize=7, va="center")
+        ax.plot([0, 1], [wide[(col, b)].mean(), wide[(col, a)].mean()], "-o", color="C3", lw=2.5, label="mean")
+        ax.set_xticks([0, 1], [LABELS[b].split(":")[0], LABELS[a].split(":")[0]])
+        ax.set_xlim(-0.3, 1.3)
+        ax.set_ylabel(unit)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{LABELS[a]} against {LABELS[b]}, {len(wide)} training seeds", fontsize=9)
+    fig.text(0.01, 0.01, "a grey line per training seed (its number at the right)", fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

@@ -242,3 +242,18 @@ def test_payoff_seeds_versus_pairs_by_training_seed():
     assert "2 of 3 | 2 of 3" in versus(df, a, b).splitlines()[-1]
     with pytest.raises(SystemExit, match="no trained seeds for oracle"):
         paired(df, a, "oracle")
+
+
+def test_payoff_seeds_plots_each_seeds_pair(tmp_path):
+    import matplotlib.pyplot as plt
+    from payoff_seeds import _pair_wide, plot_versus
+    from PIL import Image
+
+    a, b = "ours_round2_two_sided_ages", "cleanlab_drop"
+    df = pd.DataFrame({"policy": [a, a, b, b, "noisy"], "seed": [42, 1, 42, 1, 42],
+                       "age_mae": [8.2, 8.5, 9.1, 8.8, 9.5], "gender_acc": [88.8, 87.7, 87.0, 87.6, 84.7]})  # fmt: skip
+    path = plot_versus(df, a, b, tmp_path / "plots" / "versus.png")
+    assert plt.get_fignums() == []  # closed: a long bench does not pile up figures
+    assert sorted(_pair_wide(df, a, b).index) == [1, 42]  # (a) trained with seed 42 only must not hide seed 1
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.width > 600 and im.getextrema()[0][0] < 128  # drawn, not blank
