@@ -9,6 +9,9 @@ their mean and standard deviation over seeds (seed 42 is the payoff bench's own 
 cached under `OUT/rR_sS/POLICY_seedN/` (a re-run resumes).
 
     python bench/payoff_seeds.py --out runs/payoff --setting 0:0 --policies noisy,ours_drop --seeds 1,2
+
+--versus A,B also prints A minus B per training seed, their mean with a t-interval over the seeds, and
+writes a plot of each seed's pair (OUT/rR_sS/versus_A_B.png).
 """
 
 from __future__ import annotations
@@ -118,13 +121,12 @@ def paired(df: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
 
     Two trainings of the same data differ by up to 0.5 y and 1 pp here, so a policy is better than another
     only if it is better across trainings; pairing by seed removes what the seed does to both."""
-    wide = df.pivot_table(index="seed", columns="policy", values=["age_mae", "gender_acc"])
-    missing = {a, b} - set(wide.columns.get_level_values(1))
+    missing = {a, b} - set(df["policy"])
     if missing:
         raise SystemExit(f"--versus: no trained seeds for {', '.join(sorted(missing))} in seeds.csv")
-    out = pd.DataFrame({"d_mae": wide[("age_mae", a)] - wide[("age_mae", b)],
-                        "d_acc": wide[("gender_acc", a)] - wide[("gender_acc", b)]})  # fmt: skip
-    return out.dropna()
+    w = _pair_wide(df, a, b)
+    return pd.DataFrame({"d_mae": w[("age_mae", a)] - w[("age_mae", b)],
+                         "d_acc": w[("gender_acc", a)] - w[("gender_acc", b)]})  # fmt: skip
 
 
 def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float]:
