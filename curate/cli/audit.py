@@ -110,7 +110,7 @@ def _table_inputs(source: Path) -> tuple[list[str], object]:
 @path_option("--save-thresholds", help="Also write the thresholds used as JSON (for `curate predict`).")
 @click.option("--no-cache", is_flag=True, help="Recompute everything (the cache is under $CURATE_CACHE_DIR/audits).")
 @ray_option("The per-image audit as Ray tasks")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 def audit(**o) -> None:
     """Audit every image of SOURCE: quality (BRISQUE, blur, exposure, contrast, entropy, grayscale,
     size), skin tone (ITA, Monk) and duplicates (exact, near, label conflicts).

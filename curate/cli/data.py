@@ -20,7 +20,7 @@ from curate.cli.common import SAMPLE_DIR, config_options, data_argument, fail, l
               "(by default images keep them and only new images get a fold).")  # fmt: skip
 @click.option("--align", is_flag=True, help="Photos, not face crops: find and align each image's largest face "
               "(crops under OUT/aligned/, originals untouched); an image without a face is rejected.")  # fmt: skip
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 def split(
     data_dir: Path | None, out_dir: Path, seed: int, copy: bool, reassign: bool, align: bool, quiet: bool
 ) -> None:
@@ -87,7 +87,7 @@ def _echo_groups_and_notes(s: dict) -> None:
 @config_options("YAML config (keys of TrainConfig).")
 @path_option("--out", "out_dir", required=True, help="Run folder, e.g. runs/NAME.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last completed epoch.")
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(config: Path | None, sets: tuple[str, ...], out_dir: Path, resume: bool, quiet: bool) -> None:
     """Train the MobileNetV3-Small age + gender model.
 

@@ -35,7 +35,7 @@ from curate.cli.common import (
 @path_option("--out", "out_dir", help="Output folder [default: RUN/eval/<split name>, else eval/<split name>].")
 @click.option("--batch-size", default=256, show_default=True)
 @tta_option
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 def evaluate(
     run: Path | None,
     which: str,

@@ -218,7 +218,7 @@ def _targets(specs: tuple[str, ...]) -> dict:
     "fo_name",
     help="Also load the exported split(s) into FiftyOne datasets of this name (plus _oversampled).",
 )
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 def export_cmd(**o) -> None:
     """Write a cleaned training split (and an oversampled one) from the review's decisions.
 
@@ -395,7 +395,7 @@ def _to_fiftyone(fo, s: dict, fo_name: str) -> None:
 @click.option("--age-tol", default=5.0, show_default=True, help="Age error (years) counted as wrong in the galleries.")
 @click.option("--min-group", default=10, show_default=True, help="Smallest group that takes part in worst-group gaps.")
 @click.option("--threads", type=int, help="CPU threads for training and prediction [default: the baseline's].")
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 def retrain(**o) -> None:
     """Train on an exported split with the baseline run's config and seed; --compare writes the report.
 
@@ -449,7 +449,7 @@ def _print_comparison(s: dict) -> None:
 @click.option("--head", type=click.Choice(["gender", "age", "both"]), default="both", show_default=True)
 @path_option("--out", "out_dir", help="[default: RUN/explain, else explain/]")
 @click.option("--threads", default=0, help="CPU threads (0: all).")
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 def explain(**o) -> None:
     """Grad-CAM overlays for the most-misclassified images (gender: the highest-loss wrong answers;
     age: the largest errors), as PNG grids: OUT/gradcam_gender.png, OUT/gradcam_age.png."""

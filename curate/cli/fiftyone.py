@@ -72,7 +72,7 @@ def _open(fo, name: str, create: bool):
     show_default=True,
     help="auto: UMAP if installed, else t-SNE up to 5,000 samples, else PCA.",
 )
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 def score(**o) -> None:
     """Create or update the FiftyOne dataset: labels, predictions, losses, audits, embeddings.
 
@@ -242,7 +242,7 @@ FLAG_OPTIONS = (
 @click.option(
     "--worst-n", default=12, show_default=True, help="Samples per group and error kind in the worst-error views."
 )
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 def flag_mislabels(**o) -> None:
     """Score every label with out-of-sample predictions, tag the suspects, save the review views.
 
