@@ -315,6 +315,68 @@ def match_review(
     return rev.reset_index(drop=True), warnings
 
 
+class _Matched:
+    """The review's rows matched to a manifest's (on file name), each field aligned with the manifest's index.
+
+    Why a class: the policy steps below all ask the same questions of one row's review (its tags, a flag, a
+    score, a correction), and an image missing from the review answers "nothing said".
+    """
+
+    def __init__(self, df: pd.DataFrame, review: pd.DataFrame) -> None:
+        rv = review.set_index("filename")
+        self._rv = rv[rv.index.isin(df["filename"].astype(str))]
+        self._idx = df["filename"].astype(str)
+        self._nan = pd.Series(np.nan, index=df.index)
+        self.tags = self._idx.map(self._rv["tags"]).apply(lambda t: t if isinstance(t, tuple) else ())
+        self.age_c, self.gen_c = self.col("age_corrected").astype(float), self.col("gender_corrected").astype(float)
+        self.has_corr = self.age_c.notna() | self.gen_c.notna()
+        self.reviewed = self.has(TAG_EXCLUDE) | self.has(TAG_MISLABEL) | self.has(TAG_OK) | self.has_corr
+
+    def col(self, c: str) -> pd.Series:
+        return self._idx.map(self._rv[c]) if c in self._rv else self._nan.copy()
+
+    def flag(self, c: str) -> pd.Series:
+        return self.col(c).eq(True)
+
+    def score(self, c: str) -> pd.Series:
+        return self.col(c).astype(float)
+
+    def has(self, tag: str) -> pd.Series:
+        return self.tags.apply(lambda t: tag in t)
+
+
+def _suspects(m: _Matched, policy: Policy) -> tuple[pd.Series, pd.Series, pd.Series | None]:
+    """(gender suspects, age suspects, age_two_sided_z or None): tags and flags, widened by the policy's score
+    thresholds; with --age-rank two-sided the age suspects re-chosen by the two-sided score."""
+    g_sus = m.has(TAG_SUSPECT_GENDER) | m.flag("is_gender_label_issue")
+    a_sus = m.has(TAG_SUSPECT_AGE) | m.flag("is_age_label_issue")
+    if policy.gender_max_score is not None:
+        g_sus |= (m.score("gender_label_score") <= policy.gender_max_score).fillna(False)
+    if policy.age_max_score is not None:
+        a_sus |= (m.score("age_label_score") <= policy.age_max_score).fillna(False)
+    if policy.age_rank != "two-sided":
+        return g_sus, a_sus, None
+    two_sided = m.score(AGE_RANK)
+    return g_sus, _two_sided_ages(a_sus, m.reviewed, two_sided, policy.age_min_z), two_sided
+
+
+def _removal_reasons(m: _Matched, policy: Policy, low_q: pd.Series, unresolved: pd.Series) -> pd.Series:
+    """Why each row is dropped ("" = kept): the first matching rule, reviewed decisions before policies."""
+    rules = [
+        (m.has(TAG_EXCLUDE), "tagged exclude"),
+        (m.has(TAG_MISLABEL) & m.has(TAG_OK), "conflicting review (confirmed:mislabel and confirmed:ok)"),
+        (m.has(TAG_MISLABEL) & ~m.has_corr, "confirmed:mislabel without a correction"),
+    ]
+    if policy.drop_low_quality:
+        rules.append((low_q, "low quality (policy --drop-low-quality)"))
+    if policy.drop_suspects and not policy.mask_suspects:
+        rules.append((unresolved & ~m.reviewed, "unreviewed suspect (policy --drop-suspects)"))
+    reason = pd.Series("", index=low_q.index, dtype=object)
+    for mask, why in rules:
+        reason[(reason == "") & mask.to_numpy()] = why
+    return reason
+
+
 def apply_decisions(
     df: pd.DataFrame, review: pd.DataFrame, policy: Policy | None = None, extra_low_quality: pd.Series | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -331,71 +393,44 @@ def apply_decisions(
     """
     policy = policy or Policy()
     df = df.reset_index(drop=True).copy()
-    rv = review.set_index("filename")
-    rv = rv[rv.index.isin(df["filename"].astype(str))]
-    idx = df["filename"].astype(str)
-    tags = idx.map(rv["tags"]).apply(lambda t: t if isinstance(t, tuple) else ())
-    col = lambda c: idx.map(rv[c]) if c in rv else pd.Series(np.nan, index=df.index)  # noqa: E731
-    age_c, gen_c = col("age_corrected").astype(float), col("gender_corrected").astype(float)
-    has_corr = age_c.notna() | gen_c.notna()
-    flag = lambda c: col(c).eq(True)  # noqa: E731
-    score = lambda c: col(c).astype(float)  # noqa: E731
-    has = lambda tag: tags.apply(lambda t: tag in t)  # noqa: E731
-    reviewed = has(TAG_EXCLUDE) | has(TAG_MISLABEL) | has(TAG_OK) | has_corr
-    low_q = has(TAG_LOW_QUALITY) | flag("is_low_quality_issue")
+    m = _Matched(df, review)
+    low_q = m.has(TAG_LOW_QUALITY) | m.flag("is_low_quality_issue")
     if extra_low_quality is not None:
         low_q |= pd.Series(extra_low_quality, index=df.index).fillna(False).astype(bool)
-    g_sus = has(TAG_SUSPECT_GENDER) | flag("is_gender_label_issue")
-    a_sus = has(TAG_SUSPECT_AGE) | flag("is_age_label_issue")
-    if policy.gender_max_score is not None:
-        g_sus |= (score("gender_label_score") <= policy.gender_max_score).fillna(False)
-    if policy.age_max_score is not None:
-        a_sus |= (score("age_label_score") <= policy.age_max_score).fillna(False)
-    two_sided = score(AGE_RANK) if policy.age_rank == "two-sided" else None
-    if two_sided is not None:
-        a_sus = _two_sided_ages(a_sus, reviewed, two_sided, policy.age_min_z)
-    new_g, new_a = _relabels(df, policy, g_sus & ~reviewed, a_sus & ~reviewed, col, score)
-    unresolved = (g_sus & new_g.isna()) | (a_sus & new_a.isna())
-    reason = pd.Series("", index=df.index, dtype=object)
-    rules = [
-        (has(TAG_EXCLUDE), "tagged exclude"),
-        (has(TAG_MISLABEL) & has(TAG_OK), "conflicting review (confirmed:mislabel and confirmed:ok)"),
-        (has(TAG_MISLABEL) & ~has_corr, "confirmed:mislabel without a correction"),
-    ]
-    if policy.drop_low_quality:
-        rules.append((low_q, "low quality (policy --drop-low-quality)"))
-    if policy.drop_suspects and not policy.mask_suspects:
-        rules.append((unresolved & ~reviewed, "unreviewed suspect (policy --drop-suspects)"))
-    for mask, why in rules:
-        reason[(reason == "") & mask.to_numpy()] = why
-    df["review_tags"] = tags.apply(";".join)
+    g_sus, a_sus, two_sided = _suspects(m, policy)
+    new_g, new_a = _relabels(df, policy, g_sus & ~m.reviewed, a_sus & ~m.reviewed, m.col, m.score)
+    reason = _removal_reasons(m, policy, low_q, (g_sus & new_g.isna()) | (a_sus & new_a.isna()))
+    df["review_tags"] = m.tags.apply(";".join)
     removed = df[reason != ""].assign(reason=reason[reason != ""])
     kept = df[reason == ""].copy()
-    kept["original_age"] = kept["age"].astype(int)
-    kept["original_gender"] = kept["gender"].astype(int)
     k = kept.index
-    kept["age"] = age_c[k].fillna(new_a[k]).fillna(kept["age"]).astype(int)
-    kept["gender"] = gen_c[k].fillna(new_g[k]).fillna(kept["gender"]).astype(int)
+    kept["original_age"], kept["original_gender"] = kept["age"].astype(int), kept["gender"].astype(int)
+    kept["age"] = m.age_c[k].fillna(new_a[k]).fillna(kept["age"]).astype(int)
+    kept["gender"] = m.gen_c[k].fillna(new_g[k]).fillna(kept["gender"]).astype(int)
     changed = (kept["age"] != kept["original_age"]) | (kept["gender"] != kept["original_gender"])
-    masks = _masks(
-        kept, policy, (g_sus & new_g.isna() & ~reviewed)[k], (a_sus & new_a.isna() & ~reviewed)[k], reviewed[k]
-    )
+    open_g, open_a = (g_sus & new_g.isna() & ~m.reviewed)[k], (a_sus & new_a.isna() & ~m.reviewed)[k]
+    masks = _masks(kept, policy, open_g, open_a, m.reviewed[k])
     masked = masks.any(axis=1)
-    kept["label_source"] = np.where(changed, np.where(has_corr[k], "corrected", "relabelled"),
+    kept["label_source"] = np.where(changed, np.where(m.has_corr[k], "corrected", "relabelled"),
                                     np.where(masked, "masked", "original"))  # fmt: skip
-    g_score, a_score, g_why, a_why = (score("gender_label_score"), score("age_label_score"),
-                                      col("gender_label_reason"), col("age_label_reason"))  # fmt: skip
-    if two_sided is not None:
-        a_why = a_why.fillna("").astype(str) + [f"; two-sided z {z:.1f}" if z == z else "" for z in two_sided]
-    kept["label_note"] = [
-        _note(r, None if r["label_source"] == "corrected" else (g_score[i], a_score[i], g_why[i], a_why[i]),
-              masks.loc[i]) if r["label_source"] != "original" else ""
-        for i, r in kept.iterrows()
-    ]  # fmt: skip
+    kept["label_note"] = _notes(kept, m, masks, two_sided)
     corrections = kept.loc[changed | masked, ["path", "filename", "content_hash", "original_age", "age",
                                               "original_gender", "gender", "gender_label_weight", "age_label_weight",
                                               "review_tags", "label_source", "label_note"]]  # fmt: skip
     return kept.reset_index(drop=True), removed.reset_index(drop=True), corrections.reset_index(drop=True)
+
+
+def _notes(kept: pd.DataFrame, m: _Matched, masks: pd.DataFrame, two_sided: pd.Series | None) -> list[str]:
+    """Each kept row's label_note: what changed and why ("" for an untouched label)."""
+    g_score, a_score = m.score("gender_label_score"), m.score("age_label_score")
+    g_why, a_why = m.col("gender_label_reason"), m.col("age_label_reason")
+    if two_sided is not None:
+        a_why = a_why.fillna("").astype(str) + [f"; two-sided z {z:.1f}" if z == z else "" for z in two_sided]
+    return [
+        _note(r, None if r["label_source"] == "corrected" else (g_score[i], a_score[i], g_why[i], a_why[i]),
+              masks.loc[i]) if r["label_source"] != "original" else ""
+        for i, r in kept.iterrows()
+    ]  # fmt: skip
 
 
 def _two_sided_ages(a_sus: pd.Series, reviewed: pd.Series, z: pd.Series, min_z: float | None = None) -> pd.Series:
