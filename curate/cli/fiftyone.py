@@ -226,7 +226,8 @@ FLAG_OPTIONS = (
 @click.option("--rounds", type=click.IntRange(1, 3), default=1, show_default=True,
               help="Cross-fit rounds: each after the first masks the labels the one before estimates wrong "
               "(as export --mask-suspects --gender-max-score estimated would) and cross-fits again; implies "
-              "a cross-fit. 2 ranks noisy labels better (docs/cleaning_payoff.md) for twice the time.")  # fmt: skip
+              "a cross-fit. 2 ranks noisy labels better for twice the time; before export's best policy it "
+              "recovered more of the gender loss than 1 (docs/cleaning_payoff.md, policy p).")  # fmt: skip
 @ray_option("The cross-fit's folds (in parallel, one task each)")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--gender-threshold", type=float, help="Tag suspect:gender at P(label wrong) >= this [0.5].")
