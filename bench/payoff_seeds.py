@@ -27,7 +27,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cleaning_payoff import LABELS, Steps, configs, train_and_predict  # noqa: E402
+from cleaning_payoff import LABELS, POLICIES, Steps, train_and_predict  # noqa: E402
 
 
 def _scores(test: pd.DataFrame, pred: pd.DataFrame) -> tuple[float, float]:
@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> None:
                     "(the differences to (a) come from seeds.csv's rows, empty where it has none)")  # fmt: skip
     ap.add_argument("--versus", metavar="A,B", help="also print A minus B per training seed both have, with "
                     "the mean and a t-interval over seeds (the spread between trainings)")  # fmt: skip
-    ap.add_argument("--policy-l1", type=float, help="the L1 penalty of the policies' config, as the bench's "
-                    "--policy-l1 (it must match the setting's run) [default: the reference run's 1e-4]")  # fmt: skip
+    ap.add_argument("--policy-l1", type=float, help="a check: the L1 penalty the setting's policies trained "
+                    "with (the bench's --policy-l1); every seed trains with the setting's own config")  # fmt: skip
     args = ap.parse_args(argv)
     from trainer.config import replace
 
@@ -58,12 +58,10 @@ def main(argv: list[str] | None = None) -> None:
     setting = args.out / f"r{float(rate):g}_s{int(seed)}"
     test_dir = (args.split or args.out / "split") / "test_2_folds_last"
     test = pd.read_csv(test_dir / "manifest.csv", dtype={"content_hash": str}).drop_duplicates("path")
-    base = configs(False, args.threads, policy_l1=args.policy_l1)[1]
     own_cfg = json.loads((setting / "noisy" / "run" / "metadata.json").read_text())["config"]
-    if own_cfg["l1_lambda"] != base.l1_lambda:
-        ap.error(
-            f"{setting}: its policies trained at L1 {own_cfg['l1_lambda']:g}, not {base.l1_lambda:g} (see --policy-l1)"
-        )
+    if args.policy_l1 is not None and own_cfg["l1_lambda"] != args.policy_l1:
+        ap.error(f"{setting}: its policies trained at L1 {own_cfg['l1_lambda']:g}, not {args.policy_l1:g}")
+    base = setting_config(own_cfg, args.threads)
     steps = Steps(setting / "seeds")  # wall times apart from the bench's own steps.json
     policies = args.policies.split(",")
     if "noisy" not in policies and not args.without_noisy:
@@ -89,6 +87,56 @@ def main(argv: list[str] | None = None) -> None:
         print(versus(df, a, b))
         print(f"plot: {plot_versus(df, a, b, setting / f'versus_{a}_{b}.png')}")
     (setting / "seeds_wall_s.json").write_text(json.dumps(steps.times, indent=1))
+
+
+def setting_config(own: dict, threads: int):
+    """The setting's own policy config (its (a)'s run metadata), with this machine's threads: a seed re-trains
+    exactly what the bench trained, whatever options the bench was given (--quick, --policy-l1)."""
+    from dataclasses import fields
+
+    from trainer.config import TrainConfig
+
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in own.items() if k in known and k not in ("train_path", "val_path", "threads")},
+                       threads=threads)  # fmt: skip
+
+
+def every_setting(out: Path, split: Path, settings: list[str], policies: list[str], seeds: str, threads: int) -> str:
+    """`cleaning_payoff.py --training-seeds`: each finished setting's policies re-trained with `seeds` (at rate
+    0 the true labels are (a)'s, so no (e)), (p) against cleanlab's drop by seed where both ran, then the mean
+    table over every setting (also written to OUT/seeds_report.md)."""
+    for item in settings:
+        pols = [p for p in policies if not (float(item.split(":")[0]) == 0 and p == "oracle")]
+        argv = ["--out", str(out), "--split", str(split), "--setting", item, "--policies", ",".join(pols),
+                "--seeds", seeds, "--threads", str(threads)]  # fmt: skip
+        if {"ours_round2_two_sided_ages", "cleanlab_drop"} <= set(pols):
+            argv += ["--versus", "ours_round2_two_sided_ages,cleanlab_drop"]
+        main(argv)
+    text = mean_table(out, settings)
+    (out / "seeds_report.md").write_text(text)
+    return text
+
+
+def mean_table(out: Path, settings: list[str]) -> str:
+    """Each policy's mean ± sd over the training seeds it has (seeds.csv), and the recovered fraction on the
+    means, (noisy - policy) / (noisy - true labels): README's table, from the runs rather than by hand."""
+    lines = ["## Mean over training seeds", "",
+             "| noise rate, seed | policy | seeds | age MAE | gender acc % | recovered age | recovered gender |",
+             "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for item in settings:
+        rate, seed = float(item.split(":")[0]), int(item.split(":")[1])
+        df = pd.read_csv(out / f"r{rate:g}_s{seed}" / "seeds.csv")
+        g = df.groupby("policy")[["age_mae", "gender_acc"]]
+        mean, sd, n = g.mean(), g.std(ddof=1), g.size()
+        ends = mean.reindex(["noisy", "oracle"])
+        for name in (p for p in POLICIES if p in mean.index):
+            rec = [(ends.loc["noisy", c] - mean.loc[name, c]) / (ends.loc["noisy", c] - ends.loc["oracle", c])
+                   for c in ("age_mae", "gender_acc")]  # fmt: skip
+            rec = [f"{r:.0%}" if rate > 0 and name not in ("noisy", "oracle") and np.isfinite(r) else "-" for r in rec]
+            cell = lambda c: f"{mean.loc[name, c]:.2f}" + (f" ± {sd.loc[name, c]:.2f}" if n[name] > 1 else "")  # noqa: E731
+            lines.append(f"| {rate:g}, {seed} | {LABELS[name]} | {n[name]} | {cell('age_mae')} | "
+                         f"{cell('gender_acc')} | {rec[0]} | {rec[1]} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def _merge(path: Path, new: pd.DataFrame) -> pd.DataFrame:

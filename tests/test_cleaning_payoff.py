@@ -257,3 +257,48 @@ def test_payoff_seeds_plots_each_seeds_pair(tmp_path):
     assert sorted(_pair_wide(df, a, b).index) == [1, 42]  # (a) trained with seed 42 only must not hide seed 1
     with Image.open(path) as im:
         assert im.format == "PNG" and im.width > 600 and im.getextrema()[0][0] < 128  # drawn, not blank
+
+
+def test_recommended_trains_the_readme_comparison_with_more_seeds_and_means_them(payoff, tmp_path):
+    """`--recommended` (README's comparison from one command) on a copy of the quick run: (a), (p), (m), (d), (e)
+    re-trained with another training seed on the very manifests the setting wrote and with its own config, the
+    figures in seeds.csv those models' own, and the mean table's means and recovered fractions computed from them."""
+    import shutil
+
+    from payoff_seeds import _scores
+
+    out, _ = payoff
+    shutil.copytree(out, tmp_path / "payoff_quick")
+    out = tmp_path / "payoff_quick"
+    cmd = [sys.executable, str(REPO / "bench" / "cleaning_payoff.py"), "--quick", "--quiet", "--recommended",
+           "--training-seeds", "1", "--out", str(tmp_path / "x")]  # fmt: skip
+    env = {**os.environ, "CURATE_CACHE_DIR": str(tmp_path / "cache")}
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    setting = out / "r0.2_s0"
+    wanted = ("noisy", "ours_round2_two_sided_ages", "ours_mask_two_sided_ages", "cleanlab_drop", "oracle")
+    seeds = pd.read_csv(setting / "seeds.csv")
+    assert sorted(zip(seeds["policy"], seeds["seed"])) == sorted((p, s) for p in wanted for s in (1, 42))
+    test = pd.read_csv(out / "split" / "test_2_folds_last" / "manifest.csv", dtype={"content_hash": str})
+    strip = lambda c: {k: v for k, v in c.items() if k not in ("train_path", "val_path", "seed")}  # noqa: E731
+    for p in wanted:
+        own = json.loads((setting / p / "run" / "metadata.json").read_text())["config"]
+        again = json.loads((setting / f"{p}_seed1" / "run" / "metadata.json").read_text())["config"]
+        assert strip(again) == strip(own) and (own["seed"], again["seed"]) == (42, 1), p
+        assert again["val_path"] == str(out / "split" / "test_2_folds_last"), p  # the copy's test split: moved
+        assert (setting / f"{p}_seed1" / "train" / "manifest.csv").read_text() == (
+            setting / p / "train" / "manifest.csv").read_text(), p  # fmt: skip
+        row = seeds[(seeds["policy"] == p) & (seeds["seed"] == 1)].iloc[0]
+        mae, acc = _scores(test, pd.read_parquet(setting / f"{p}_seed1" / "test_predictions.parquet"))
+        assert (row["age_mae"], row["gender_acc"]) == pytest.approx((mae, acc)), p
+    means = seeds.groupby("policy")[["age_mae", "gender_acc"]].mean()
+    rec = (means.loc["noisy"] - means.loc["ours_round2_two_sided_ages"]) / (means.loc["noisy"] - means.loc["oracle"])
+    table = (tmp_path / "payoff_quick" / "seeds_report.md").read_text()
+    cells = next(line for line in table.splitlines() if "| (p) ours" in line).strip("| ").split(" | ")
+    p_mae = seeds.loc[seeds["policy"] == "ours_round2_two_sided_ages", "age_mae"]
+    assert cells[2:4] == ["2", f"{p_mae.mean():.2f} ± {p_mae.std():.2f}"]
+    # tiny models on the sample: (a) and (e) may tie, and then no fraction is defined
+    assert cells[-2:] == [f"{r:.0%}" if np.isfinite(r) else "-" for r in (rec["age_mae"], rec["gender_acc"])]
+    assert "minus (d) cleanlab: drop its issues" in res.stdout  # (p) against the peer, by training seed
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert again.returncode == 0 and "train + predict ..." not in again.stdout  # every seed cached
