@@ -96,9 +96,8 @@ def setting_config(own: dict, threads: int):
 
     from trainer.config import TrainConfig
 
-    known = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in own.items() if k in known and k not in ("train_path", "val_path", "threads")},
-                       threads=threads)  # fmt: skip
+    known = {f.name for f in fields(TrainConfig)} - {"train_path", "val_path", "threads"}
+    return TrainConfig(**{k: v for k, v in own.items() if k in known}, threads=threads)
 
 
 def every_setting(out: Path, split: Path, settings: list[str], policies: list[str], seeds: str, threads: int) -> str:

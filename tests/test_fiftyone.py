@@ -662,6 +662,16 @@ def test_export_masks_the_estimated_number_of_wrong_genders(flagged, fo, sample_
     assert min(z[f] for f in two) >= max(v for f, v in z.items() if f not in two)
     got = two_man.set_index("source_filename")["age_two_sided_z"]  # carried into the manifest, as in FiftyOne
     assert all(abs(got[f] - v) < 1e-9 for f, v in z.items())
+    # --auto-clean is policy p's export spelled out: the same rows, labels and weights as the long form
+    auto = run(*[a for a in args if a != "--mask-suspects"], "--name", "auto", "--auto-clean")
+    assert f"--gender-max-score estimated = {est['max_score']:.4g}" in auto.output
+    auto_man = pd.read_csv(tmp_path / "auto" / "manifest.csv")
+    cols = ["source_filename", "age", "gender", "age_label_weight", "gender_label_weight"]
+    assert auto_man[cols].equals(two_man[cols])
+    assert "--auto-clean (policy p" in (tmp_path / "auto" / "EXPORT.md").read_text()
+    clash = run(*args, "--name", "y", "--auto-clean", ok=False)  # its own options given too: say, do not guess
+    assert clash.exit_code != 0 and "--auto-clean is --mask-suspects --gender-max-score estimated" in clash.output
+    assert "to change --mask-suspects" in clash.output and not (tmp_path / "y").exists()
     flags = ["--flags", tmp_path / "masked" / "manifest.csv"]
     bad = run(*args[:1], *args[3:], *flags, "--name", "x", "--gender-max-score", "estimated", ok=False)
     assert bad.exit_code != 0 and "--gender-max-score estimated needs --dataset" in bad.output

@@ -314,8 +314,17 @@ def test_export_runs_from_the_app_as_a_delegated_operation(flagged, fo, sample_s
         done = DelegatedOperationService().execute_queued_operations(operator=uri, dataset_name=name)
         assert done and all(d.error is None for d in done), [d.error_message for d in done]
         assert "curate export" in done[0].result["command"]
+        # the one box for the recommended policy: the CLI's --auto-clean, its long form's boxes not repeated
+        params = {"source": str(sample_split / "train_8_folds_first"), "name": "auto", "auto_clean": True,
+                  "mask_suspects": True}  # fmt: skip
+        foo.execute_operator(uri, ctx={"dataset": name, "params": params, "request_delegation": True})
+        done = DelegatedOperationService().execute_queued_operations(operator=uri, dataset_name=name)
+        assert done and all(d.error is None for d in done), [d.error_message for d in done]
+        assert "--auto-clean" in done[0].result["command"] and "--mask-suspects" not in done[0].result["command"]
     finally:
         fo.config.plugins_dir = old
+    auto = (tmp_path / "dataset" / "auto" / "EXPORT.md").read_text()
+    assert "--auto-clean (policy p" in auto and '"age_rank": "two-sided"' in auto and 'mask_suspects": true' in auto
     report = (tmp_path / "dataset" / "from-app" / "EXPORT.md").read_text()
     assert 'relabel_suspects": true' in report and (tmp_path / "dataset" / "from-app" / "manifest.csv").exists()
     assert 'mask_suspects": true' in report and "--gender-max-score estimated = " in report

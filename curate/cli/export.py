@@ -142,6 +142,13 @@ def _targets(specs: tuple[str, ...]) -> dict:
     "age suspects; docs/cleaning_payoff.md, policy n).",
 )
 @click.option(
+    "--auto-clean",
+    is_flag=True,
+    help="Clean the unreviewed labels as docs/cleaning_payoff.md recommends (policy p, after `curate "
+    "flag-mislabels --rounds 2`): the same as --mask-suspects --gender-max-score estimated --age-max-score 0.05 "
+    "--age-rank two-sided. Needs --dataset; reviewed decisions win.",
+)
+@click.option(
     "--relabel-suspects",
     is_flag=True,
     help="Give unreviewed suspects the suggested label (gender_suggested, age_suggested) instead of dropping "
@@ -234,6 +241,8 @@ def export_cmd(**o) -> None:
     if o["copy_"] and o["link"]:
         fail("give --copy or --link, not both")
     rev, rev_src = _review(o["review"], o["dataset"], o["flags"])
+    if o["auto_clean"]:
+        rev_src += "; " + _auto_clean(o)
     if o["gender_max_score"] == "estimated":
         o["gender_max_score"], said = _estimated_max_score(o["dataset"])
         rev_src += f"; {said}"
@@ -259,6 +268,26 @@ def export_cmd(**o) -> None:
     _print_summary(s)
     if o["fo_name"]:
         _to_fiftyone(fo, s, o["fo_name"])
+
+
+AUTO_CLEAN = {"mask_suspects": True, "gender_max_score": "estimated", "age_max_score": 0.05, "age_rank": "two-sided"}
+
+
+def _auto_clean(o: dict) -> str:
+    """--auto-clean: the recommended policy's options set in `o`. An option of the policy given as well is an
+    error rather than a silent override, so the export is exactly the policy the docs measured or what was
+    spelled out."""
+    if not o["dataset"]:
+        fail("--auto-clean needs --dataset (flag-mislabels stores its estimate of the wrong labels there)")
+    ctx = click.get_current_context()
+    names = ("drop_suspects", "relabel_suspects", "age_min_z", *AUTO_CLEAN)
+    given = [n for n in names if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT]
+    if given:
+        spelled = " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in AUTO_CLEAN.items())
+        fail(f"--auto-clean is {spelled}: give those options instead of --auto-clean to change "
+             f"--{given[0].replace('_', '-')}")  # fmt: skip
+    o.update(AUTO_CLEAN)
+    return "--auto-clean (policy p of docs/cleaning_payoff.md)"
 
 
 def _check_policy(o: dict, have_flags: bool) -> None:
