@@ -113,7 +113,7 @@ def every_setting(out: Path, split: Path, settings: list[str], policies: list[st
         main(argv)
     text = mean_table(out, settings)
     (out / "seeds_report.md").write_text(text)
-    return text
+    return text + f"\nplot: {plot_means(out, settings, out / 'seeds_means.png')}\n"
 
 
 def mean_table(out: Path, settings: list[str]) -> str:
@@ -136,6 +136,40 @@ def mean_table(out: Path, settings: list[str]) -> str:
             lines.append(f"| {rate:g}, {seed} | {LABELS[name]} | {n[name]} | {cell('age_mae')} | "
                          f"{cell('gender_acc')} | {rec[0]} | {rec[1]} |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def plot_means(out: Path, settings: list[str], path: Path) -> Path:
+    """Each policy's mean over training seeds with its spread (± 1 sd), a row of panels per setting, the
+    noisy model and the true labels as dashed lines: how far each policy goes from one towards the other."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(settings), 2, figsize=(9, 2.2 + 1.6 * len(settings)), squeeze=False)
+    for row, item in zip(axes, settings):
+        rate, seed = float(item.split(":")[0]), int(item.split(":")[1])
+        df = pd.read_csv(out / f"r{rate:g}_s{seed}" / "seeds.csv")
+        g = df.groupby("policy")[["age_mae", "gender_acc"]]
+        mean, sd = g.mean(), g.std(ddof=1).fillna(0)
+        names = [p for p in POLICIES if p in mean.index]
+        for ax, col, unit in zip(row, ("age_mae", "gender_acc"), ("age MAE, years", "gender accuracy, %")):
+            y = range(len(names))
+            ax.errorbar(mean.loc[names, col], y, xerr=sd.loc[names, col], fmt="o", color="C0", capsize=3)
+            for end, style in (("noisy", "--"), ("oracle", ":")):
+                if end in mean.index:
+                    ax.axvline(mean.loc[end, col], color="grey", ls=style, lw=1)
+            ax.set_yticks(list(y), [LABELS[n].split(":")[0] for n in names], fontsize=8)
+            ax.invert_yaxis()
+            ax.set_xlabel(unit, fontsize=8)
+            ax.set_title(f"noise rate {rate:g}, noise seed {seed}", fontsize=8)
+    fig.text(0.01, 0.01, "mean ± sd over training seeds; dashed: (a) noisy labels, dotted: (e) true labels",
+             fontsize=7)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _merge(path: Path, new: pd.DataFrame) -> pd.DataFrame:

@@ -300,5 +300,7 @@ def test_recommended_trains_the_readme_comparison_with_more_seeds_and_means_them
     # tiny models on the sample: (a) and (e) may tie, and then no fraction is defined
     assert cells[-2:] == [f"{r:.0%}" if np.isfinite(r) else "-" for r in (rec["age_mae"], rec["gender_acc"])]
     assert "minus (d) cleanlab: drop its issues" in res.stdout  # (p) against the peer, by training seed
+    png = tmp_path / "payoff_quick" / "seeds_means.png"
+    assert f"plot: {png}" in res.stdout and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     assert again.returncode == 0 and "train + predict ..." not in again.stdout  # every seed cached
