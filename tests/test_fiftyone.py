@@ -668,7 +668,8 @@ def test_export_masks_the_estimated_number_of_wrong_genders(flagged, fo, sample_
     auto_man = pd.read_csv(tmp_path / "auto" / "manifest.csv")
     cols = ["source_filename", "age", "gender", "age_label_weight", "gender_label_weight"]
     assert auto_man[cols].equals(two_man[cols])
-    assert "--auto-clean (policy p" in (tmp_path / "auto" / "EXPORT.md").read_text()
+    assert "--auto-clean after one cross-fit round: policy m" in auto.output  # p needs --rounds 2: said
+    assert "policy m of docs/cleaning_payoff.md" in (tmp_path / "auto" / "EXPORT.md").read_text()
     clash = run(*args, "--name", "y", "--auto-clean", ok=False)  # its own options given too: say, do not guess
     assert clash.exit_code != 0 and "--auto-clean is --mask-suspects --gender-max-score estimated" in clash.output
     assert "to change --mask-suspects" in clash.output and not (tmp_path / "y").exists()
@@ -677,7 +678,7 @@ def test_export_masks_the_estimated_number_of_wrong_genders(flagged, fo, sample_
     assert bad.exit_code != 0 and "--gender-max-score estimated needs --dataset" in bad.output
 
 
-def test_a_second_round_cross_fits_on_the_labels_the_first_estimates_wrong(scored, fo, tmp_path):
+def test_a_second_round_cross_fits_on_the_labels_the_first_estimates_wrong(scored, fo, sample_split, tmp_path):
     """`flag-mislabels --rounds 2`: round 1's estimated wrong genders and its age suspects get weight 0 in
     round 2's fold manifests (a label reviewed ok never, an excluded image always), round 2's predictions
     are the ones stored, and review-status says so; without --allow-weak-model a chance-level round 1
@@ -724,6 +725,10 @@ def test_a_second_round_cross_fits_on_the_labels_the_first_estimates_wrong(score
         assert np.mean([abs(conf2[p] - conf1[p]) > 1e-6 for p in conf1]) > 0.5  # round 2's models scored them
         status = run("review-status", "--dataset", clone, "--out", tmp_path / "d.csv").output
         assert "round 2 (the labels round 1 estimates wrong masked)" in status
+        auto = run("export", "--dataset", clone, "--from", sample_split / "train_8_folds_first", "--root", tmp_path,
+                   "--name", "auto", "--auto-clean")  # fmt: skip
+        assert "policy m" not in auto.output  # two rounds: the recommended policy p, nothing to warn of
+        assert "--auto-clean after 2 cross-fit rounds: policy p" in (tmp_path / "auto" / "EXPORT.md").read_text()
 
         # a review after a two-round run changes the masks: the next run cross-fits them in a folder of their own
         ds.select_by("filepath", [ok_path]).untag_samples("confirmed:ok")

@@ -324,7 +324,8 @@ def test_export_runs_from_the_app_as_a_delegated_operation(flagged, fo, sample_s
     finally:
         fo.config.plugins_dir = old
     auto = (tmp_path / "dataset" / "auto" / "EXPORT.md").read_text()
-    assert "--auto-clean (policy p" in auto and '"age_rank": "two-sided"' in auto and 'mask_suspects": true' in auto
+    assert "--auto-clean after one cross-fit round: policy m" in auto
+    assert '"age_rank": "two-sided"' in auto and 'mask_suspects": true' in auto
     report = (tmp_path / "dataset" / "from-app" / "EXPORT.md").read_text()
     assert 'relabel_suspects": true' in report and (tmp_path / "dataset" / "from-app" / "manifest.csv").exists()
     assert 'mask_suspects": true' in report and "--gender-max-score estimated = " in report

@@ -287,7 +287,24 @@ def _auto_clean(o: dict) -> str:
         fail(f"--auto-clean is {spelled}: give those options instead of --auto-clean to change "
              f"--{given[0].replace('_', '-')}")  # fmt: skip
     o.update(AUTO_CLEAN)
-    return "--auto-clean (policy p of docs/cleaning_payoff.md)"
+    return _auto_clean_said(o["dataset"], o["quiet"])
+
+
+def _auto_clean_said(dataset: str, quiet: bool) -> str:
+    """Which measured policy --auto-clean is on this dataset: p after two cross-fit rounds, m after one (said
+    on the terminal too, since p is what paid best and needs `flag-mislabels --rounds 2` first)."""
+    from curate.fo_db import connect
+    from curate.fo_schema import open_dataset
+
+    info = open_dataset(connect(), dataset, create=False).info.get("curate") or {}
+    rounds = ((info.get("model_checks") or {}).get("source") or {}).get("rounds", 1)
+    if rounds >= 2:
+        return f"--auto-clean after {rounds} cross-fit rounds: policy p of docs/cleaning_payoff.md"
+    said = ("--auto-clean after one cross-fit round: policy m of docs/cleaning_payoff.md (policy p, which paid "
+            "best, needs `curate flag-mislabels --rounds 2` first)")  # fmt: skip
+    if not quiet:
+        click.echo(said)
+    return said
 
 
 def _check_policy(o: dict, have_flags: bool) -> None:
