@@ -116,6 +116,13 @@ def every_setting(out: Path, split: Path, settings: list[str], policies: list[st
     return text + f"\nplot: {plot_means(out, settings, out / 'seeds_means.png')}\n"
 
 
+def _seed_means(out: Path, item: str) -> tuple[float, int, pd.DataFrame, pd.DataFrame, pd.Series]:
+    """(rate, noise seed, mean, sd, count) over the training seeds of each policy in a setting's seeds.csv."""
+    rate, seed = float(item.split(":")[0]), int(item.split(":")[1])
+    g = pd.read_csv(out / f"r{rate:g}_s{seed}" / "seeds.csv").groupby("policy")[["age_mae", "gender_acc"]]
+    return rate, seed, g.mean(), g.std(ddof=1), g.size()
+
+
 def mean_table(out: Path, settings: list[str]) -> str:
     """Each policy's mean ± sd over the training seeds it has (seeds.csv), and the recovered fraction on the
     means, (noisy - policy) / (noisy - true labels): README's table, from the runs rather than by hand."""
@@ -123,10 +130,7 @@ def mean_table(out: Path, settings: list[str]) -> str:
              "| noise rate, seed | policy | seeds | age MAE | gender acc % | recovered age | recovered gender |",
              "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for item in settings:
-        rate, seed = float(item.split(":")[0]), int(item.split(":")[1])
-        df = pd.read_csv(out / f"r{rate:g}_s{seed}" / "seeds.csv")
-        g = df.groupby("policy")[["age_mae", "gender_acc"]]
-        mean, sd, n = g.mean(), g.std(ddof=1), g.size()
+        rate, seed, mean, sd, n = _seed_means(out, item)
         ends = mean.reindex(["noisy", "oracle"])
         for name in (p for p in POLICIES if p in mean.index):
             rec = [(ends.loc["noisy", c] - mean.loc[name, c]) / (ends.loc["noisy", c] - ends.loc["oracle", c])
@@ -148,10 +152,8 @@ def plot_means(out: Path, settings: list[str], path: Path) -> Path:
 
     fig, axes = plt.subplots(len(settings), 2, figsize=(9, 2.2 + 1.6 * len(settings)), squeeze=False)
     for row, item in zip(axes, settings):
-        rate, seed = float(item.split(":")[0]), int(item.split(":")[1])
-        df = pd.read_csv(out / f"r{rate:g}_s{seed}" / "seeds.csv")
-        g = df.groupby("policy")[["age_mae", "gender_acc"]]
-        mean, sd = g.mean(), g.std(ddof=1).fillna(0)
+        rate, seed, mean, sd, _ = _seed_means(out, item)
+        sd = sd.fillna(0)  # one seed: no spread to draw
         names = [p for p in POLICIES if p in mean.index]
         for ax, col, unit in zip(row, ("age_mae", "gender_acc"), ("age MAE, years", "gender accuracy, %")):
             y = range(len(names))

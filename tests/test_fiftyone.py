@@ -662,7 +662,7 @@ def test_export_masks_the_estimated_number_of_wrong_genders(flagged, fo, sample_
     assert min(z[f] for f in two) >= max(v for f, v in z.items() if f not in two)
     got = two_man.set_index("source_filename")["age_two_sided_z"]  # carried into the manifest, as in FiftyOne
     assert all(abs(got[f] - v) < 1e-9 for f, v in z.items())
-    # --auto-clean is policy p's export spelled out: the same rows, labels and weights as the long form
+    # --auto-clean is the long form in one option: the same rows, labels and weights
     auto = run(*[a for a in args if a != "--mask-suspects"], "--name", "auto", "--auto-clean")
     assert f"--gender-max-score estimated = {est['max_score']:.4g}" in auto.output
     auto_man = pd.read_csv(tmp_path / "auto" / "manifest.csv")
