@@ -46,22 +46,6 @@ ALIGNED_MAX_SCALE = 1.10
 # split. Measured on 400 random UTKFace images (2026-12-02, seed 1): own crops' turn median 2.5 degrees,
 # 94.5% within 8 (90% within 6.8); crops turned 5 / 10 / 15 degrees: 86.5% / 49.5% / 13% within 8.
 ALIGNED_MAX_TURN = 8.0
-# A face whose aligned crop has at least this share outside its image (crop_fill) was cut tighter than
-# UTKFace's crops (0.30 median for a crop 0.8x theirs, ~0 for a face in a photo): its chin, hairline and ears
-# are missing. trainer.predict sends such faces to the tight-crop model.
-CUT_FILL_MIN = 0.2
-# The detector places such a face a little large and low (its landmarks are found on an incomplete face):
-# (crop_fill, scale, px down) of the re-aligned face against UTKFace's own alignment, per band of crop_fill,
-# interpolated between bands; `unbias_cut` undoes it. scripts/cut_bias.py on 8,000 training images (cut to
-# 0.7-0.9x, 3,287 of the cuts with crop_fill >= 0.2 fit it), 2026-12-07. Standard crops re-aligned: 1.00, -0.7 px.
-CUT_BIAS: tuple[tuple[float, float, float], ...] = (
-    (0.225, 1.047, 1.18),
-    (0.275, 1.041, 1.47),
-    (0.325, 1.042, 1.95),
-    (0.376, 1.040, 2.03),
-    (0.441, 1.016, 1.29),
-    (0.523, 0.963, -0.41),
-)
 SCORE_THRESHOLD = 0.6  # YuNet's own default (OpenCV model zoo: 0.9 for demos, 0.6 for recall)
 DETECT_MAX_SIDE = 640  # larger photos are detected on a reduced copy (the network's native size)
 
@@ -203,20 +187,6 @@ def crop_fill(img_shape: tuple[int, ...], m: np.ndarray, size: int = CROP_SIZE, 
     return float(1.0 - ((sx >= 0) & (sx < w) & (sy >= 0) & (sy < h)).mean())
 
 
-def unbias_cut(m: np.ndarray, fill: float, size: int = CROP_SIZE) -> np.ndarray:
-    """The transform `m` (image -> aligned crop) corrected for the detector's mean bias on faces cut tighter
-    than UTKFace's (CUT_BIAS at this crop_fill): scaled about the crop's centre and moved up. Scale and
-    vertical shift only, so a mirrored image still gets exactly the mirrored crop. Unchanged below
-    CUT_FILL_MIN."""
-    if fill < CUT_FILL_MIN or not CUT_BIAS:
-        return m
-    f, scale, down = (np.array(c) for c in zip(*CUT_BIAS))
-    s, dy = float(np.interp(fill, f, scale)), float(np.interp(fill, f, down)) * size / CROP_SIZE
-    c = (size - 1) / 2
-    fix = np.array([[1 / s, 0, c - c / s], [0, 1 / s, c - (c + dy) / s], [0, 0, 1]])  # p -> (p - c - (0, dy)) / s + c
-    return (fix @ np.vstack([np.asarray(m, np.float64), [0, 0, 1]]))[:2].astype(np.float32)
-
-
 def find_face(img: np.ndarray, size: int = CROP_SIZE, faces: list[Face] | None = None) -> FaceCrop:
     """Detect (unless `faces` were already detected), choose the largest face and align it (by its
     landmarks averaged with the mirrored image's); the status says what was found."""
@@ -226,11 +196,7 @@ def find_face(img: np.ndarray, size: int = CROP_SIZE, faces: list[Face] | None =
     f = faces[0]
     status = "one face" if len(faces) == 1 else f"{len(faces)} faces: the largest used"
     m = face_transform(f, size, mirrored_landmarks(img, f))
-    fill = crop_fill(img.shape, m, size)
-    if fill >= CUT_FILL_MIN:  # cut tighter than UTKFace's: undo the detector's bias on such faces
-        m = unbias_cut(m, fill, size)
-        fill = crop_fill(img.shape, m, size)
-    return FaceCrop(status, len(faces), f.score, f.box, align_face(img, f, size, m), fill)
+    return FaceCrop(status, len(faces), f.score, f.box, align_face(img, f, size, m), crop_fill(img.shape, m, size))
 
 
 def misalignment(face: Face, width: int, height: int) -> float:

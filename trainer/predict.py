@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import torch
 
-from core.faces import CUT_FILL_MIN
 from core.images import decode_image
 from trainer.config import TrainConfig
 from trainer.data import to_input
@@ -20,11 +19,10 @@ NO_PREDICTION = {"age_pred": np.nan, "gender_pred": None, "gender_prob": np.nan,
 
 
 # A re-aligned face with at least this share of its crop outside the source image (core.faces.crop_fill) goes
-# to the tight-crop model: the faces core.faces.find_face treats as cut tighter than UTKFace's. Fixed before
-# measuring, not tuned on the test split: a fifth of the crop made up (a 0.8x crop: 0.30 median, 90% above
-# 0.20; re-aligned standard crops, looser crops and photos: 98-100% below it; crops shifted 10% one way: 3-4%
-# above; measured on 300 test images, 2026-12-06).
-TIGHT_FILL_MIN = CUT_FILL_MIN
+# to the tight-crop model. Fixed before measuring, not tuned on the test split: a fifth of the crop made up
+# (a 0.8x crop: 0.30 median, 90% above 0.20; re-aligned standard crops, looser crops and photos: 98-100%
+# below it; crops shifted 10% one way: 3-4% above; measured on 300 test images, 2026-12-06).
+TIGHT_FILL_MIN = 0.2
 
 
 def prepare_image(path: Path, faces: str = "auto") -> tuple[np.ndarray | None, dict]:
