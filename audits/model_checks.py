@@ -61,6 +61,6 @@ def describe(row: pd.Series | dict) -> str:
          "always the majority gender"),
         ("age", r["age_ok"], f"MAE {r['age_mae']:.1f} y", f"{r['age_baseline_mae']:.1f} y", "always the median age"),
     ):  # fmt: skip
-        verdict = "clearly better" if ok else "no better than chance: its suspects are not tagged"
+        verdict = "clearly better" if ok else "not clearly better: its suspects are not tagged"
         parts.append(f"{task} {mine} vs {base} for {word} ({verdict})")
     return f"{where} ({r['n']} held-out images): " + "; ".join(parts)

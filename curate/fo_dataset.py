@@ -312,7 +312,7 @@ def run_brain(fo, ds, method: str = "auto", force: bool = False) -> dict:
             ds.delete_brain_run(key)
     fob.compute_similarity(view, embeddings="embedding", brain_key=BRAIN_SIMILARITY, backend="sklearn", progress=False)
     fob.compute_uniqueness(view, uniqueness_field="uniqueness", embeddings="embedding", progress=False)
-    kw = {"seed": 0} if m in ("umap", "tsne") else {}
+    kw = {"seed": 0, "verbose": False} if m in ("umap", "tsne") else {}  # no per-iteration log on the terminal
     if m == "tsne":  # small sets: t-SNE's PCA pre-step and perplexity must fit the sample count
         kw.update(pca_dims=min(50, n - 1), perplexity=float(min(30, max(2, (n - 1) // 3))))
     if m == "umap":

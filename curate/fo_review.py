@@ -109,7 +109,9 @@ def flag_mislabels(
         raise ReviewError(f"dataset {ds.name!r} has no usable samples: run `curate score` first")
     check_schema(ds, MISLABEL_FIELDS)
     pred, scores, checks = label_scores(df, oos, allow_weak_model, top_k=top_k, **options)
-    _store_checks(ds, checks, allow_weak_model, source)
+    if not allow_weak_model:
+        _keep_useful_flags(ds, checks)
+    _store_checks(ds, checks, allow_weak_model, source, label_fingerprint(df))
     estimate = _store_estimate(ds, pred, scores, checks, allow_weak_model)
     have = pred["age_pred"].notna().to_numpy() if "age_pred" in pred else np.zeros(len(df), bool)
     models = sorted(set(pred.loc[have, "model"].astype(str))) if "model" in pred else []
@@ -173,12 +175,52 @@ def _unflag_weak_folds(scores: pd.DataFrame, pred: pd.DataFrame, checks: pd.Data
         scores.loc[fold.isin(weak).to_numpy(), f"is_{task}_label_issue"] = False
 
 
-def _store_checks(ds, checks: pd.DataFrame, allowed: bool, source: dict | None) -> None:
-    """The model checks and where the predictions came from, in `info["curate"]["model_checks"]`."""
+def _keep_useful_flags(ds, checks: pd.DataFrame) -> None:
+    """Refuse to replace flags from models that learned something with flags from models that learned
+    nothing: every fold model here fails both tasks (e.g. a from-scratch cross-fit of a few dozen images)
+    while the stored flags came from a model that passed one. Nothing is written; the earlier flags stay."""
+    folds = ((ds.info.get("curate") or {}).get("model_checks") or {}).get("folds") or []
+    learned = lambda rows: any(r.get("gender_ok") or r.get("age_ok") for r in rows)  # noqa: E731
+    if len(checks) and not learned(checks.to_dict("records")) and learned(folds):
+        raise ReviewError(
+            f"none of the {len(checks)} model(s) behind these predictions is clearly better than always answering "
+            f"the majority gender or the median age, so nothing is written: dataset {ds.name!r} keeps its flags "
+            "from models that were (`curate review-status` shows them). With few images, cross-fit from the "
+            "shipped weights (--set weights=curate/models/default.pt, when its card shows it never saw these "
+            "images) or score with the shipped model (--oos model); --allow-weak-model replaces them anyway"
+        )
+
+
+def label_fingerprint(df: pd.DataFrame) -> dict:
+    """How many samples and which labels the flags were computed on (a hash of content hash, age and gender
+    per sample), so that `export` and `review-status` can say when the dataset changed since."""
+    rows = sorted(f"{h}:{a}:{g}" for h, a, g in zip(df["content_hash"], df["age"], df["gender"]))
+    return {"samples": len(df), "labels_sha": hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]}
+
+
+def flags_outdated(ds) -> str | None:
+    """A sentence when samples or labels changed since the last `curate flag-mislabels`, else None."""
+    stored = ((ds.info.get("curate") or {}).get("model_checks") or {}).get("labels")
+    if not stored:
+        return None
+    now = label_fingerprint(dataset_frame(ds))
+    if now == stored:
+        return None
+    return (
+        f"dataset {ds.name!r} changed since `curate flag-mislabels` ({stored['samples']} samples then, "
+        f"{now['samples']} now{'' if now['samples'] != stored['samples'] else ', labels changed'}): its flags may "
+        "be out of date; re-run flag-mislabels"
+    )
+
+
+def _store_checks(ds, checks: pd.DataFrame, allowed: bool, source: dict | None, labels: dict | None = None) -> None:
+    """The model checks, where the predictions came from and what labels they scored, in
+    `info["curate"]["model_checks"]`."""
     from curate.fo_schema import now_utc, update_info
 
     rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in checks.to_dict("records")]
-    stored = {"at": now_utc().isoformat(), "weak_allowed": allowed, "folds": rows, "source": source or {}}
+    stored = {"at": now_utc().isoformat(), "weak_allowed": allowed, "folds": rows, "source": source or {},
+              "labels": labels}  # fmt: skip
     update_info(ds, lambda info: info.update(model_checks=stored))
 
 

@@ -84,6 +84,15 @@ def open_dataset(fo, name: str, create: bool = True):
     return ds
 
 
+def open_scored(fo, name: str):
+    """The named dataset for commands that read what `curate score` stored: an error when it is missing or
+    has no samples (e.g. left empty by a score that failed before writing), not a traceback further on."""
+    ds = open_dataset(fo, name, create=False)
+    if not len(ds):
+        raise SchemaError(f"dataset {name!r} has no samples: run `curate score --dataset {name}` first")
+    return ds
+
+
 def update_info(ds, change) -> None:
     """Apply `change` to `ds.info["curate"]` and save, again on a fresh copy when another process saved the
     dataset meanwhile (FiftyOne then refuses the stale save)."""

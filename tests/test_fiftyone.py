@@ -569,31 +569,113 @@ def test_duplicate_samples_are_merged_keeping_every_decision(model, env, fo):
         fo.delete_dataset(name)
 
 
+def _predictions(ds, age, prob, path: Path) -> Path:
+    """A predictions table in the shared schema for every sample of `ds` (one model, fold -1)."""
+    import numpy as np
+
+    prob = np.clip(np.asarray(prob, float), 1e-3, 1 - 1e-3)
+    pd.DataFrame({"path": ds.values("filepath"), "content_hash": ds.values("content_hash"), "age_pred": age,
+                  "gender_prob": prob, "gender_logit_0": np.log1p(-prob), "gender_logit_1": np.log(prob),
+                  "model": path.stem, "fold": -1}).to_parquet(path)  # fmt: skip
+    return path
+
+
 def test_suspects_from_a_model_no_better_than_chance_are_not_tagged(scored, fo, tmp_path):
-    """Random predictions (a model that learned nothing): every label is scored, none is tagged, and
-    flag-mislabels and review-status say why; --allow-weak-model tags them anyway."""
+    """Random predictions (a model that learned nothing): on a dataset never flagged every label is scored, none
+    is tagged, and flag-mislabels and review-status say why. Once it holds flags from a model that learned,
+    random predictions write nothing (those flags stay) unless --allow-weak-model."""
     import numpy as np
 
     src = fo.load_dataset(scored[0])
     ds = src.clone(f"{src.name}-weak", persistent=True)
     try:
+        ds.info["curate"].pop("model_checks", None)  # as never flagged
+        ds.save()
         rng = np.random.default_rng(0)
-        paths = ds.values("filepath")
-        prob = rng.random(len(paths))
-        ages = rng.uniform(20, 50, len(paths))
-        pd.DataFrame({"path": paths, "content_hash": ds.values("content_hash"), "age_pred": ages, "gender_prob": prob,
-                      "gender_logit_0": np.log1p(-prob), "gender_logit_1": np.log(prob), "model": "random",
-                      "fold": -1}).to_parquet(tmp_path / "random.parquet")  # fmt: skip
-        res = run("flag-mislabels", "--dataset", ds.name, "--predictions", tmp_path / "random.parquet", "--quiet")
-        assert "no better than chance: its suspects are not tagged" in res.output
+        random = _predictions(ds, rng.uniform(20, 50, len(ds)), rng.random(len(ds)), tmp_path / "random.parquet")
+        res = run("flag-mislabels", "--dataset", ds.name, "--predictions", random, "--quiet")
+        assert "not clearly better: its suspects are not tagged" in res.output
         assert "suspect:gender 0, suspect:age 0" in res.output
         ds.reload()
         assert ds.count("gender_label_score") == len(ds) and not ds.match_tags(["suspect:gender", "suspect:age"])
         res = run("review-status", "--dataset", ds.name, "--csv", tmp_path / "d.csv")
-        assert "gender accuracy" in res.output and "no better than chance" in res.output
-        res = run("flag-mislabels", "--dataset", ds.name, "--predictions", tmp_path / "random.parquet",
+        assert "gender accuracy" in res.output and "not clearly better" in res.output
+        # a model that learned (the labels, three genders turned): its flags are not replaced by random ones
+        female = np.array(ds.values("gender.label")) == "female"
+        female[:3] = ~female[:3]
+        ages = np.array(ds.values("age.value"), float) + rng.normal(0, 3, len(ds))
+        good = _predictions(ds, ages, np.where(female, 0.95, 0.05), tmp_path / "good.parquet")
+        res = run("flag-mislabels", "--dataset", ds.name, "--predictions", good, "--top-k", "3", "--quiet")
+        assert "clearly better" in res.output and "suspect:gender 3" in res.output
+        ds.reload()
+        before = (ds.values("tags"), ds.values("gender_label_score"))
+        res = run("flag-mislabels", "--dataset", ds.name, "--predictions", random, "--quiet", ok=False)
+        assert res.exit_code == 1 and "nothing is written" in res.output and "keeps its flags" in res.output
+        assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+        ds.reload()
+        assert (ds.values("tags"), ds.values("gender_label_score")) == before
+        res = run("flag-mislabels", "--dataset", ds.name, "--predictions", random,
                   "--allow-weak-model", "--top-k", "3", "--quiet")  # fmt: skip
         assert "suspect:gender 3, suspect:age 3" in res.output
+    finally:
+        fo.delete_dataset(ds.name)
+
+
+def test_a_failed_score_leaves_no_dataset_and_an_empty_one_is_named(env, fo, sample_split, tmp_path):
+    """score with a manifest that is not there creates nothing; a dataset with no samples (left by a score that
+    failed before this check existed) gets one line naming it from every command that reads it."""
+    name = f"t-fail-{uuid.uuid4().hex[:6]}"
+    res = run("score", "--manifest", tmp_path / "nosplit" / "folds.csv", "--dataset", name, "--quiet", ok=False)
+    assert res.exit_code == 1 and "manifest not found" in res.output and not fo.dataset_exists(name)
+    fo.Dataset(name, persistent=True)
+    try:
+        export = ["export", "--dataset", name, "--from", sample_split / "train_8_folds_first", "--root", tmp_path]
+        for args in (["flag-mislabels", "--dataset", name], ["review-status", "--dataset", name], export):
+            res = run(*args, ok=False)
+            assert res.exit_code == 1 and f"dataset {name!r} has no samples: run `curate score" in res.output, args
+            assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    finally:
+        fo.delete_dataset(name)
+
+
+def test_export_checks_the_flags_it_acts_on(flagged, fo, sample_split, tmp_path):
+    """export --dataset refuses a split whose images the dataset does not hold (e.g. the originals of an aligned
+    dataset: none of its flags would apply), warns when samples or labels changed since flag-mislabels, and a
+    suspect policy on a dataset never flagged is an error, not an export that removed nothing."""
+    train = sample_split / "train_8_folds_first"
+    ds = fo.load_dataset(flagged[0]).clone(f"{flagged[0]}-chk", persistent=True)
+    try:
+        man = pd.read_csv(train / "manifest.csv", dtype={"content_hash": str}).head(12)
+        (tmp_path / "other" / "imgs").mkdir(parents=True)
+        for i, p in enumerate(man["path"]):
+            shutil.copy(p, tmp_path / "other" / "imgs" / f"face_{i}.jpg")
+        man["filename"] = [f"face_{i}.jpg" for i in range(len(man))]
+        man["path"] = [str(tmp_path / "other" / "imgs" / f) for f in man["filename"]]
+        man.to_csv(tmp_path / "other" / "manifest.csv", index=False)
+        args = ["export", "--dataset", ds.name, "--root", tmp_path, "--mask-suspects"]
+        res = run(*args, "--from", tmp_path / "other", "--name", "x", ok=False)
+        assert (
+            res.exit_code == 1
+            and f"12 of the 12 images of {tmp_path / 'other'} are not in FiftyOne dataset" in res.output
+        )
+        assert not (tmp_path / "x").exists()
+        res = run(*args, "--from", tmp_path / "other", "--name", "x", "--allow-missing")
+        assert "their labels are exported unflagged" in res.output and (tmp_path / "x" / "manifest.csv").exists()
+        assert "changed since" not in res.output
+        sample = ds.first()
+        sample["age"].value += 7  # a label edited after flag-mislabels
+        sample.save()
+        res = run("review-status", "--dataset", ds.name, "--csv", tmp_path / "d.csv")
+        assert (
+            f"dataset {ds.name!r} changed since `curate flag-mislabels`" in res.output
+            and "labels changed" in res.output
+        )
+        res = run(*args, "--from", train, "--name", "y")
+        assert "changed since `curate flag-mislabels`" in res.output and "re-run flag-mislabels" in res.output
+        ds.info["curate"].pop("model_checks")  # as never flagged
+        ds.save()
+        res = run(*args, "--from", train, "--name", "z", ok=False)
+        assert res.exit_code == 1 and f"--mask-suspects: dataset {ds.name!r} has no flags yet" in res.output
     finally:
         fo.delete_dataset(ds.name)
 

@@ -30,9 +30,9 @@ def _estimated_max_score(dataset: str | None) -> tuple[float | None, str]:
     if not dataset:
         fail("--gender-max-score estimated needs --dataset (flag-mislabels stores the estimate there)")
     from curate.fo_db import connect
-    from curate.fo_schema import open_dataset
+    from curate.fo_schema import open_scored
 
-    est = (open_dataset(connect(), dataset, create=False).info.get("curate") or {}).get("gender_errors") or {}
+    est = (open_scored(connect(), dataset).info.get("curate") or {}).get("gender_errors") or {}
     if est.get("count") is None:
         why = est.get("why") or "no estimate stored"
         fail(f"dataset {dataset!r}: {why}; run `curate flag-mislabels` (with a model that learned) or give a number")
@@ -220,7 +220,8 @@ def _targets(specs: tuple[str, ...]) -> dict:
     "[default: test_2_folds_last next to --from, else under --root].",
 )
 @click.option("--force", is_flag=True, help="Replace existing split folders of the same names.")
-@click.option("--allow-missing", is_flag=True, help="Skip review rows whose image no longer exists (default: error).")
+@click.option("--allow-missing", is_flag=True, help="Skip review rows whose image no longer exists, and export "
+              "a split most of whose images are not in --dataset (default: error).")  # fmt: skip
 @click.option(
     "--fiftyone",
     "fo_name",
@@ -241,14 +242,19 @@ def export_cmd(**o) -> None:
     if o["copy_"] and o["link"]:
         fail("give --copy or --link, not both")
     rev, rev_src = _review(o["review"], o["dataset"], o["flags"])
-    if o["auto_clean"]:
-        rev_src += "; " + _auto_clean(o)
+    auto = _auto_clean(o) if o["auto_clean"] else None
     if o["gender_max_score"] == "estimated":
         o["gender_max_score"], said = _estimated_max_score(o["dataset"])
         rev_src += f"; {said}"
         if not o["quiet"]:
             click.echo(said)
     _check_policy(o, rev is not None)
+    if o["dataset"]:
+        _check_flags(o)
+    if auto:
+        rev_src += "; " + auto
+        if not o["quiet"]:
+            click.echo(auto)
     dims = [d.strip() for d in o["by"].split(",")] if o["by"] else None
     targets = _target_dims(_targets(o["target_specs"]), dims)
     if not o["oversample"] and (targets or dims or o["oversample_name"]):
@@ -262,7 +268,7 @@ def export_cmd(**o) -> None:
         images="copy" if o["copy_"] else "link" if o["link"] else "ref", oversample=o["oversample"],
         oversample_name=o["oversample_name"], by=dims, targets=targets, max_factor=o["max_factor"],
         audits=o["audits"], seed=o["seed"], force=o["force"], allow_missing=o["allow_missing"],
-        test_split=o["test_split"], progress=not o["quiet"],
+        test_split=o["test_split"], progress=not o["quiet"], review_lists_all=bool(o["dataset"]),
     )  # fmt: skip
     s = export(opts)
     _print_summary(s)
@@ -287,24 +293,44 @@ def _auto_clean(o: dict) -> str:
         fail(f"--auto-clean is {spelled}: give those options instead of --auto-clean to change "
              f"--{given[0].replace('_', '-')}")  # fmt: skip
     o.update(AUTO_CLEAN)
-    return _auto_clean_said(o["dataset"], o["quiet"])
+    return _auto_clean_said(o["dataset"])
 
 
-def _auto_clean_said(dataset: str, quiet: bool) -> str:
+def _auto_clean_said(dataset: str) -> str:
     """Which measured policy --auto-clean is on this dataset: p after two cross-fit rounds, m after one (said
-    on the terminal too, since p is what paid best and needs `flag-mislabels --rounds 2` first)."""
+    on the terminal too, since p is what paid best and needs `flag-mislabels --rounds 2` first); on another
+    model's predictions, no measured policy."""
     from curate.fo_db import connect
-    from curate.fo_schema import open_dataset
+    from curate.fo_schema import open_scored
 
-    info = open_dataset(connect(), dataset, create=False).info.get("curate") or {}
-    rounds = ((info.get("model_checks") or {}).get("source") or {}).get("rounds", 1)
+    info = open_scored(connect(), dataset).info.get("curate") or {}
+    source = (info.get("model_checks") or {}).get("source") or {}
+    rounds = source.get("rounds", 1)
+    if source.get("kind") != "crossfit":
+        what = "the shipped model's" if source.get("kind") == "model" else "given"
+        return (f"--auto-clean on {what} out-of-sample predictions (no cross-fit): the thresholds of policy m of "
+                "docs/cleaning_payoff.md, which was measured after a cross-fit")  # fmt: skip
     if rounds >= 2:
         return f"--auto-clean after {rounds} cross-fit rounds: policy p of docs/cleaning_payoff.md"
-    said = ("--auto-clean after one cross-fit round: policy m of docs/cleaning_payoff.md (policy p, which paid "
+    return ("--auto-clean after one cross-fit round: policy m of docs/cleaning_payoff.md (policy p, which paid "
             "best, needs `curate flag-mislabels --rounds 2` first)")  # fmt: skip
-    if not quiet:
-        click.echo(said)
-    return said
+
+
+def _check_flags(o: dict) -> None:
+    """With --dataset: a suspect policy needs flags (an error when `curate flag-mislabels` never ran on it), and
+    flags computed before samples or labels changed get a warning."""
+    from curate.fo_db import connect
+    from curate.fo_review import flags_outdated
+    from curate.fo_schema import open_scored
+
+    ds = open_scored(connect(), o["dataset"])
+    acts = [f"--{k.replace('_', '-')}" for k in ("drop_suspects", "mask_suspects", "relabel_suspects") if o[k]]
+    if acts and not (ds.info.get("curate") or {}).get("model_checks"):
+        fail(f"{acts[0]}: dataset {o['dataset']!r} has no flags yet; run `curate flag-mislabels --dataset "
+             f"{o['dataset']}` first")  # fmt: skip
+    stale = flags_outdated(ds)
+    if stale:
+        click.echo(f"warning: {stale}", err=True)
 
 
 def _check_policy(o: dict, have_flags: bool) -> None:

@@ -45,9 +45,10 @@ def _connect():
 
 
 def _open(fo, name: str, create: bool):
-    from curate.fo_schema import open_dataset
+    """Ours, created when absent and `create`; without `create` it must hold samples (`open_scored`)."""
+    from curate.fo_schema import open_dataset, open_scored
 
-    return open_dataset(fo, name, create=create)
+    return open_dataset(fo, name, create=True) if create else open_scored(fo, name)
 
 
 @click.command()
@@ -87,9 +88,9 @@ def score(**o) -> None:
     if o["data_dir"] is not None and o["manifest"] is not None:
         fail("pass DATA_DIR or --manifest, not both")
     fo = _connect()  # fail fast, before minutes of predictions, when the database is unreachable
-    ds = _open(fo, o["name"], create=True)
+    ds = _open(fo, o["name"], create=True) if fo.dataset_exists(o["name"]) else None  # checked to be ours
     t0 = time.time()
-    table, rejected, labels_src = _score_labels(o, _stored_folds(ds))
+    table, rejected, labels_src = _score_labels(o, _stored_folds(ds) if ds is not None else {})
     pred, pred_src = _score_predictions(table, o)
     provenance = {"labels": labels_src, "predictions": pred_src}
     audit, audit_version = _score_audits(table, o)
@@ -97,6 +98,7 @@ def score(**o) -> None:
         provenance["audits"] = audit_version
     joined = join_inputs(table, pred, audit)
     t_in = time.time() - t0
+    ds = ds if ds is not None else _open(fo, o["name"], create=True)  # created once its inputs are read
     counts = ingest(fo, ds, joined, rejected, audit_version=audit_version, provenance=provenance)
     upd = ", ".join(f"{g} {n}" for g, n in counts["updated"].items()) or "none"
     click.echo(
@@ -259,6 +261,10 @@ def flag_mislabels(**o) -> None:
     oos, source = _oos_predictions(ds, o)
     summary = run_flags(fo, ds, oos, worst_n=o["worst_n"], source=source, **{k: o[k] for k in FLAG_OPTIONS})
     _echo_model_checks(summary["model_checks"])
+    if not any(r["gender_ok"] or r["age_ok"] for r in summary["model_checks"]) and source.get("kind") == "crossfit":
+        click.echo(f"no fold model learned from {source['images']} images: with this few, cross-fit from the shipped "
+                   "weights (--set weights=curate/models/default.pt, when its card shows it never saw them) or "
+                   "score with the shipped model (--oos model)")  # fmt: skip
     click.echo(
         f"scored {summary['scored']} samples ({summary['not_scored']} not scored) with {summary['version']}: "
         f"suspect:gender {summary['suspect:gender']}, suspect:age {summary['suspect:age']}, "
@@ -446,7 +452,7 @@ def review_status(name: str, out_csv: Path | None) -> None:
     gender_corrected. The CSV has one row per reviewed sample with its `decision` (exclude, conflict,
     mislabel, ok); `curate export` obeys it.
     """
-    from curate.fo_review import decisions
+    from curate.fo_review import decisions, flags_outdated
     from curate.fo_review import review_status as summary
 
     fo = _connect()
@@ -461,6 +467,9 @@ def review_status(name: str, out_csv: Path | None) -> None:
     if stored.get("source"):
         click.echo(describe_source(stored["source"]))
     _echo_model_checks(stored.get("folds", []))
+    stale = flags_outdated(ds)
+    if stale:
+        click.echo(f"warning: {stale}", err=True)
     bad = dec[dec["problem"] != ""]
     if len(bad):
         click.echo(f"{len(bad)} correction(s) need fixing, e.g. {bad['filename'].iloc[0]}: {bad['problem'].iloc[0]}")

@@ -200,14 +200,14 @@ def read_review_fiftyone(name: str) -> pd.DataFrame:
     --drop-suspects sees the unreviewed suspects, which a review-status CSV does not list)."""
     try:
         from curate.fo_db import DatabaseError, connect
-        from curate.fo_schema import SchemaError, open_dataset
+        from curate.fo_schema import SchemaError, open_scored
     except ImportError as e:
         raise ExportError(
             f"FiftyOne support is not available ({e}): export the review with "
             "`curate review-status --csv` and pass --review"
         ) from None
     try:
-        ds = open_dataset(connect(), name, create=False)
+        ds = open_scored(connect(), name)
     except (DatabaseError, SchemaError) as e:
         raise ExportError(str(e)) from None
     schema = ds.get_field_schema()

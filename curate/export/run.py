@@ -97,6 +97,7 @@ class ExportOptions:
     allow_missing: bool = False
     test_split: str | Path | None = None
     progress: bool = False
+    review_lists_all: bool = False  # the review holds every sample of a dataset (--dataset), not only decisions
 
 
 def export(opts: ExportOptions) -> dict:
@@ -187,6 +188,8 @@ def _review_for(
         review, w = match_review(opts.review, manifests, allow_missing=opts.allow_missing)
         warnings += w
         n_review_test = int((review["split"] == "test").sum())
+        if opts.review_lists_all:
+            _check_coverage(opts, src, review, warnings)
     else:
         review = normalize_review(pd.DataFrame({"filename": []}))
     if opts.policy.drop_suspects and not (~has_decision(review)).any():
@@ -195,6 +198,23 @@ def _review_for(
             "(a review-status CSV holds reviewed samples only: use --dataset NAME or add --flags FILE)"
         )
     return review, n_review_test
+
+
+def _check_coverage(opts: ExportOptions, src: pd.DataFrame, review: pd.DataFrame, warnings: list[str]) -> None:
+    """A dataset's review lists every sample it scored: when most of the source split is not among them, the
+    split and the dataset hold different images (e.g. a split of the originals, a dataset of their aligned
+    crops), and exporting would apply none of its flags. An error then (a warning with --allow-missing)."""
+    n_in = int(review.loc[review["split"] == "source", "filename"].nunique())
+    if n_in == len(src):
+        return
+    msg = (f"{len(src) - n_in} of the {len(src)} images of {opts.source} are not in {opts.review_source} (matched "
+           "by file name): their labels are exported unflagged")  # fmt: skip
+    if n_in * 2 < len(src) and not opts.allow_missing:
+        raise ExportError(
+            f"{msg}. Export from the split the dataset was scored from (after `curate split --align`, the aligned "
+            "split), or pass --allow-missing to export anyway"
+        )
+    warnings.append(msg)
 
 
 def _summary(
