@@ -44,7 +44,10 @@ def align_faces(usable: pd.DataFrame, out_dir: Path, progress: bool = True) -> t
         rows.append(_crop_row(r, e, out_dir))
     write_csv(pd.DataFrame(entries, columns=_RECORD), out_dir / "faces.csv")
     columns = [c for c in usable.columns if c not in FACE_COLUMNS] + FACE_COLUMNS
-    return pd.DataFrame(rows, columns=columns), pd.DataFrame(rejected, columns=["path", "filename", "reason"])
+    aligned = pd.DataFrame(rows, columns=columns)
+    if "race" in aligned:  # rows as dicts lose the nullable integer: a missing race would turn 3 into 3.0
+        aligned["race"] = aligned["race"].astype("Int64")
+    return aligned, pd.DataFrame(rejected, columns=["path", "filename", "reason"])
 
 
 def _read_record(p: Path) -> dict[tuple[str, str], dict]:

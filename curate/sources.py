@@ -14,11 +14,14 @@ Schema (column names are matched case-insensitively):
     id      optional  identity (person): all images of one id share a fold (curate.splits)
 
 Each bad row is rejected once, with "row N: problem" as its reason (N counts the table's rows from 1,
-header not counted). A missing required column is an error about the whole file.
+header not counted). A missing required column is an error about the whole file. A CSV may be separated
+by ",", ";", tab or "|" (read from its header), and a path written on Windows (a\\b.jpg) is found as a/b.jpg:
+tables come from spreadsheets and other systems, and failing every row on the form would say nothing useful.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -34,6 +37,7 @@ REQUIRED = ("path", "age", "gender")
 OPTIONAL = ("race", "id")
 _GENDERS = {"0": 0, "1": 1, "male": 0, "female": 1, "m": 0, "f": 1}
 _RACES = {name.lower(): i for i, name in enumerate(RACE_NAMES)} | {"other": len(RACE_NAMES) - 1}
+DELIMITERS = (",", ";", "\t", "|")  # what a CSV "labels table" is separated by (spreadsheets export ; or tabs)
 
 
 class SourceError(CurateError, ValueError):
@@ -46,9 +50,14 @@ def labels_table(source: Path) -> Path | None:
     source = Path(source)
     if source.is_file():
         return source
-    if source.is_dir():
-        return next((source / n for n in LABEL_FILES if (source / n).is_file()), None)
-    return None
+    if not source.is_dir():
+        return None
+    found = [source / n for n in LABEL_FILES if (source / n).is_file()]
+    if len(found) > 1:  # picking one silently could split the stale one: the user says which
+        raise SourceError(
+            f"{source}: holds both {' and '.join(p.name for p in found)}; pass the table's path (e.g. {found[0]})"
+        )
+    return found[0] if found else None
 
 
 def scan_table(table: Path, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -90,13 +99,14 @@ def _read_row(r: dict, path: Path | None, name: str, seen: dict[Path, int], n: i
 
 def read_labels(table: Path) -> pd.DataFrame:
     """The table as strings ("" for blanks), column names lower-cased; a whole-file problem is one error."""
+    sep = "," if table.suffix.lower() == ".parquet" else csv_delimiter(table)
     try:
         if table.suffix.lower() == ".parquet":
             raw = pd.read_parquet(table)
             raw = raw.astype(object).where(raw.notna(), "")
             raw = raw.map(_plain)
         else:
-            raw = pd.read_csv(table, dtype=str, keep_default_na=False, skipinitialspace=True)
+            raw = pd.read_csv(table, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
     except Exception as e:  # noqa: BLE001 - pandas/pyarrow raise many types for a damaged or wrong file
         msg = str(e).splitlines()[0][:120] if str(e) else ""
         raise SourceError(f"{table}: not a readable CSV or Parquet labels table ({type(e).__name__}: {msg})") from None
@@ -106,8 +116,28 @@ def read_labels(table: Path) -> pd.DataFrame:
         raise SourceError(
             f"{table}: missing required column(s) {', '.join(missing)}; it has: "
             f"{', '.join(map(str, raw.columns)) or 'no columns'} (needs path, age, gender; optional race, id)"
+            + (f"; the file seems to be separated by {sep!r}" if sep != "," else "")
         )
     return raw[[c for c in (*REQUIRED, *OPTIONAL) if c in raw.columns]].map(lambda v: str(v).strip())
+
+
+def csv_delimiter(table: Path) -> str:
+    """The separator of a CSV labels table, read from its header line: the one that yields the required
+    columns, else the most frequent candidate (a spreadsheet in a ';' or tab locale exports those), else ','.
+
+    Why not guess from the data: a path may hold ',' or ';'; the header holds only column names."""
+    try:
+        with open(table, encoding="utf-8-sig", errors="replace", newline="") as f:
+            header = f.readline(65536)
+    except OSError:
+        return ","  # pandas names the problem
+    for d in DELIMITERS:
+        fields = {c.strip().lower() for c in next(csv.reader([header], delimiter=d), [])}
+        if set(REQUIRED) <= fields:
+            return d
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])  # the first (",") on a tie
+    return best if counts[best] else ","
 
 
 def _plain(v: object) -> str:
@@ -122,11 +152,30 @@ def _locate(root: Path, given: str) -> tuple[Path | None, str]:
     a/001.jpg and b/001.jpg stay two images; a file outside that folder is named external/<its path>."""
     if not given:
         return None, ""
-    p = Path(os.path.normpath(given if os.path.isabs(given) else root / given))
+    p = _resolve(root, given)
+    if not os.path.lexists(p) and "\\" in given and os.sep == "/":  # a table written on Windows
+        q = _resolve(root, given.replace("\\", "/"))
+        p = q if os.path.lexists(q) else p
     try:
         return p, p.relative_to(root).as_posix()
     except ValueError:
         return p, "external/" + p.as_posix().lstrip("/")
+
+
+def _resolve(root: Path, given: str) -> Path:
+    """`given` as an absolute, normalised path (relative paths are relative to the table's folder)."""
+    return Path(os.path.normpath(given if os.path.isabs(given) else root / given))
+
+
+def row_numbers(table: Path) -> dict[str, int]:
+    """Unique name (as `scan_table` gives it) -> the table row it came from (the first, for a path listed
+    twice). Why: a step after the scan (`split --align`) rejects rows too, with the row number every
+    rejected row of a table carries."""
+    table = Path(table).resolve()
+    out: dict[str, int] = {}
+    for n, given in enumerate(read_labels(table)["path"], start=1):
+        out.setdefault(_locate(table.parent, given)[1], n)
+    return out
 
 
 def _path_problem(r: dict, path: Path | None, seen: dict[Path, int], n: int) -> str:

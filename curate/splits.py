@@ -8,6 +8,7 @@ JPEG name must be rejected here, not crash training an hour later) and how we ge
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ _NAME_RE = re.compile(
 # Columns some datasets add after MANIFEST_COLUMNS: identity and labels table (curate.sources), the
 # aligned face's source and detection (`--align`, curate.align).
 EXTRA_COLUMNS = ["id", "labels_table", "source_path", "face_status", "n_faces", "face_score"]
+MIN_TEST_IMAGES = 10  # fewer in the test split: `curate split` warns that its metrics are noise
 
 
 class SplitError(CurateError):
@@ -277,13 +279,10 @@ def make_splits(
     previous_ids = {} if reassign else previous_id_folds(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if align and not usable.empty:
-        from curate.align import align_faces
-
-        usable, no_face = align_faces(usable, out_dir / "aligned", progress=progress)
-        rejected = pd.concat([rejected, no_face], ignore_index=True)
+        usable, rejected = _align(usable, rejected, data_dir, out_dir, progress)
     write_csv(rejected, out_dir / "rejected.csv")
     if usable.empty:
-        raise SplitError(f"{data_dir}: no usable image ({len(rejected)} rejected, see {out_dir / 'rejected.csv'})")
+        raise SplitError(_nothing_usable(Path(data_dir), rejected, out_dir / "rejected.csv"))
     usable = usable.sort_values("filename", kind="stable").reset_index(drop=True)
     usable["fold"] = assign_folds(usable, seed=seed, previous=previous, previous_ids=previous_ids)
     usable["split"] = np.where(usable["fold"].isin(TEST_FOLDS), TEST_SPLIT, TRAIN_SPLIT)
@@ -292,7 +291,83 @@ def make_splits(
     write_csv(usable, out_dir / "folds.csv")
     for split in (TRAIN_SPLIT, TEST_SPLIT):
         _write_split(usable[usable["split"] == split].reset_index(drop=True), out_dir / split, copy)
-    return {**summarize(usable, rejected), "folds_kept": n_kept, "folds_new": len(usable) - n_kept if previous else 0}
+    warnings = split_warnings(usable, recorded=bool(previous))
+    n_new = len(usable) - n_kept if previous else 0
+    return {**summarize(usable, rejected), "folds_kept": n_kept, "folds_new": n_new, "warnings": warnings}
+
+
+def _align(
+    usable: pd.DataFrame, rejected: pd.DataFrame, data_dir: Path, out_dir: Path, progress: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`--align` (curate.align): the usable rows pointing at their crops, and the rejected rows with those
+    without a face added; for a labels table each with its row number, as every other rejected row."""
+    from curate.align import align_faces
+    from curate.sources import labels_table, row_numbers
+
+    usable, no_face = align_faces(usable, out_dir / "aligned", progress=progress)
+    table = labels_table(data_dir)
+    if table is not None and not no_face.empty:
+        rows = row_numbers(table)
+        reasons = zip(no_face["filename"], no_face["reason"])
+        no_face["reason"] = [f"row {rows[f]}: {r}" if f in rows else r for f, r in reasons]
+    return usable, pd.concat([rejected, no_face], ignore_index=True)
+
+
+def _nothing_usable(data_dir: Path, rejected: pd.DataFrame, rejected_csv: Path) -> str:
+    """The one-line error of a scan without a usable image. For a folder without a labels table whose
+    files are not UTKFace-named, "0 rejected" or "41 rejected" would not say why: say what was looked for."""
+    from curate.sources import labels_table
+
+    base = f"{data_dir}: no usable image ({len(rejected)} rejected, see {rejected_csv})"
+    if not data_dir.is_dir() or labels_table(data_dir) is not None:
+        return base
+    if any(_NAME_RE.match(str(f)) for f in rejected["filename"]):
+        return base  # UTKFace-named files, each rejected for its own reason
+    others = f"{len(rejected)} other file(s), see {rejected_csv}" if len(rejected) else "no image in the folder itself"
+    nested = _image_in_subfolder(data_dir)
+    if nested:
+        nested = f"; images in subfolders (e.g. {nested}) are read only through a labels table listing them"
+    return (
+        f"{data_dir}: no usable image: no labels.csv or labels.parquet in the folder, and no file named like "
+        f"UTKFace's {{age}}_{{gender}}_{{race}}_{{datetime}}.jpg ({others})"
+        + nested
+        + "; for other names, add a labels table (path, age, gender[, race, id]): see docs/datasets.md"
+    )
+
+
+def _image_in_subfolder(data_dir: Path) -> str:
+    """The relative path of one image below a subfolder of `data_dir` ("" if none): what a folder of
+    photos sorted into subfolders holds, which only a labels table can name."""
+    for root, dirs, files in os.walk(data_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if Path(root) != data_dir:
+            hit = next((f for f in sorted(files) if f.lower().endswith(IMAGE_EXTS)), None)
+            if hit:
+                return (Path(root) / hit).relative_to(data_dir).as_posix()
+    return ""
+
+
+def split_warnings(usable: pd.DataFrame, recorded: bool = False) -> list[str]:
+    """What makes a split of too few images unusable, in words, with what to do. Why: each image (or
+    person) takes one of 10 folds and the test split is folds 8-9, so a handful of images gives an empty
+    or a tiny test split that nothing downstream can measure on, while the split itself succeeds.
+    `recorded`: folds came from an earlier split's record (OUT/folds.csv), which --reassign ignores."""
+    n_test = int((usable["split"] == TEST_SPLIT).sum())
+    n_train = len(usable) - n_test
+    counts = f"{n_train} train, {n_test} test of {len(usable)} usable image(s)"
+    if n_test == 0 or n_train == 0:
+        fix = "add images" + (", or pass --reassign to deal the recorded folds afresh" if recorded else "")
+        return [
+            f"the {'test' if n_test == 0 else 'training'} split is empty ({counts}): each image takes one of "
+            f"{N_FOLDS} folds and the test split is folds {TEST_FOLDS[0]}-{TEST_FOLDS[-1]}, so a split needs at "
+            f"least {N_FOLDS} images (with an id column: {N_FOLDS} persons); {fix}"
+        ]
+    if n_test < MIN_TEST_IMAGES:
+        return [
+            f"only {n_test} image(s) in the test split ({counts}): its MAE and accuracy move with every image; "
+            f"add images (about {MIN_TEST_IMAGES * N_FOLDS // len(TEST_FOLDS)} or more) for metrics worth comparing"
+        ]
+    return []
 
 
 def _write_split(part: pd.DataFrame, split_dir: Path, copy: bool) -> None:

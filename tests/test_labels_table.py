@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from dataset_builders import BAD_ROWS, DUPLICATE, labels_dataset, sample_faces
+from dataset_builders import BAD_ROWS, DUPLICATE, labels_dataset, photo_dataset, sample_faces
 
 from core.manifest import TEST_SPLIT, TRAIN_SPLIT
 from curate.cli import main
@@ -156,3 +156,74 @@ def test_align_on_a_utkface_folder_keeps_the_names_and_points_at_the_crops(tmp_p
     assert sorted(f["filename"]) == sorted(p.name for p in src.iterdir())
     assert all(Path(p) == (tmp_path / "out" / "aligned" / n).resolve() for p, n in zip(f["path"], f["filename"]))
     assert set(f["face_status"]) == {"one face"} and (f["source_path"].map(lambda p: Path(p).parent) == src).all()
+
+
+def test_windows_paths_and_semicolon_or_tab_separated_tables_read_as_the_plain_csv(dataset: Path, tmp_path: Path):
+    run("split", dataset, "--out", tmp_path / "plain")
+    plain, n_rejected = folds(tmp_path / "plain"), len(pd.read_csv(tmp_path / "plain" / "rejected.csv"))
+    table = pd.read_csv(dataset / "labels.csv", dtype=str, keep_default_na=False)
+    windows = table.assign(path=table["path"].str.replace("/", "\\"))  # a table written on Windows
+    windows.to_csv(dataset / "windows.csv", index=False)
+    table.to_csv(dataset / "labels.csv", index=False, sep=";")  # a spreadsheet in a ';' locale
+    table.to_csv(dataset / "labels.tsv", index=False, sep="\t")
+    for name, given in (("win", dataset / "windows.csv"), ("semi", dataset), ("tab", dataset / "labels.tsv")):
+        run("split", given, "--out", tmp_path / name)
+        f = folds(tmp_path / name)
+        assert f.drop(columns="labels_table").equals(plain.drop(columns="labels_table")), name
+        assert len(pd.read_csv(tmp_path / name / "rejected.csv")) == n_rejected, name
+    assert "a/001.jpg" in set(folds(tmp_path / "win")["filename"])  # the name is the POSIX relative path
+    table.rename(columns={"age": "years"}).to_csv(dataset / "labels.csv", index=False, sep=";")
+    res = run("split", dataset, "--out", tmp_path / "bad", "--quiet", ok=False)
+    assert res.exit_code == 1 and "it has: path, years, gender, race, id" in res.output
+    assert "the file seems to be separated by ';'" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_a_folder_without_a_table_or_utkface_names_says_what_was_looked_for(tmp_path: Path):
+    flat, nested = tmp_path / "flat", tmp_path / "nested"
+    for i, src in enumerate(sample_faces(4)):
+        for dst in (flat / f"photo_{i}.jpg", nested / "set1" / f"photo_{i}.jpg"):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    for folder, extra in ((flat, "4 other file(s)"), (nested, "images in subfolders (e.g. set1/photo_0.jpg)")):
+        res = run("split", folder, "--out", tmp_path / "out", "--quiet", ok=False)
+        line = res.output.strip()
+        assert res.exit_code == 1 and len(line.splitlines()) == 1, line
+        assert "no labels.csv or labels.parquet in the folder" in line and extra in line, line
+        assert "{age}_{gender}_{race}_{datetime}.jpg" in line and "docs/datasets.md" in line, line
+
+
+def test_a_tiny_dataset_is_warned_that_its_test_split_is_empty(tmp_path: Path):
+    labels_dataset(tmp_path / "ds", n_people=4)  # 8 usable images, 4 persons: 4 of the 10 folds
+    res = run("split", tmp_path / "ds", "--out", tmp_path / "out")
+    assert set(folds(tmp_path / "out")["split"]) == {TRAIN_SPLIT}
+    warning = [ln for ln in res.output.splitlines() if ln.startswith("warning:")]
+    assert len(warning) == 1 and "the test split is empty (8 train, 0 test of 8 usable image(s))" in warning[0]
+    assert "at least 10 images (with an id column: 10 persons); add images" in warning[0]
+    labels_dataset(tmp_path / "ds40")
+    res = run("split", tmp_path / "ds40", "--out", tmp_path / "out40")  # 40 images: a test split, but a small one
+    n_test = int((folds(tmp_path / "out40")["split"] == TEST_SPLIT).sum())
+    assert 0 < n_test < 10 and f"warning: only {n_test} image(s) in the test split" in res.output
+
+
+def test_align_on_a_table_names_the_row_of_a_faceless_photo_and_keeps_race_whole(tmp_path: Path):
+    table, n_faces = photo_dataset(tmp_path / "photos")
+    t = pd.read_csv(table, dtype=str)
+    t.loc[0, "race"] = None  # one race unknown: the column must not turn into floats
+    t.to_csv(table, index=False)
+    run("split", table, "--out", tmp_path / "out", "--align", "--quiet")
+    rej = pd.read_csv(tmp_path / "out" / "rejected.csv")
+    no_face = [f for f, k in n_faces.items() if k == 0]
+    assert list(rej["filename"]) == no_face and list(rej["reason"]) == [f"row {len(t)}: no face found"]
+    for manifest in ("folds.csv", f"{TRAIN_SPLIT}/manifest.csv"):
+        race = pd.read_csv(tmp_path / "out" / manifest, dtype=str, keep_default_na=False)["race"]
+        assert all(r == "" or r.isdigit() for r in race), manifest  # 3, never 3.0; blank where unknown
+    race = folds(tmp_path / "out").set_index("filename")["race"]
+    assert pd.isna(race[t["path"][0]]) and race.drop(t["path"][0]).tolist() == t["race"][1:-1].astype(int).tolist()
+
+
+def test_a_folder_with_both_labels_csv_and_parquet_asks_which(dataset: Path, tmp_path: Path):
+    pd.read_csv(dataset / "labels.csv", dtype=str).to_parquet(dataset / "labels.parquet")
+    res = run("split", dataset, "--out", tmp_path / "out", "--quiet", ok=False)
+    assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1
+    assert f"{dataset}: holds both labels.csv and labels.parquet; pass the table's path" in res.output
+    run("split", dataset / "labels.parquet", "--out", tmp_path / "out")

@@ -62,6 +62,8 @@ def split(
         if len(s["rejected"]) > 50:
             click.echo(f"  ... and {len(s['rejected']) - 50} more")
     click.echo(f"\nmanifests written under {out_dir}/")
+    for w in s["warnings"]:  # last, where a reader looks: an empty or tiny test split measures nothing
+        click.echo(f"warning: {w}", err=True)
 
 
 def _echo_groups_and_notes(s: dict) -> None:
