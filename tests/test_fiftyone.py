@@ -642,9 +642,14 @@ def test_export_checks_the_flags_it_acts_on(flagged, fo, sample_split, tmp_path)
     """export --dataset refuses a split whose images the dataset does not hold (e.g. the originals of an aligned
     dataset: none of its flags would apply), warns when samples or labels changed since flag-mislabels, and a
     suspect policy on a dataset never flagged is an error, not an export that removed nothing."""
+    import numpy as np
+
     train = sample_split / "train_8_folds_first"
     ds = fo.load_dataset(flagged[0]).clone(f"{flagged[0]}-chk", persistent=True)
     try:
+        female = np.array(ds.values("gender.label")) == "female"  # flags of its own, whatever other tests did
+        good = _predictions(ds, ds.values("age.value"), np.where(female, 0.9, 0.1), tmp_path / "good.parquet")
+        run("flag-mislabels", "--dataset", ds.name, "--predictions", good, "--top-k", "3", "--quiet")
         man = pd.read_csv(train / "manifest.csv", dtype={"content_hash": str}).head(12)
         (tmp_path / "other" / "imgs").mkdir(parents=True)
         for i, p in enumerate(man["path"]):

@@ -184,12 +184,12 @@ def _review_for(
     """The review matched to the source (and test) manifests, and how many of its rows are on the test split."""
     n_review_test = 0
     if opts.review is not None:
+        if opts.review_lists_all:  # first: a split of other images would make every review row look missing
+            _check_coverage(opts, src, opts.review, warnings)
         manifests = {"source": src} | ({"test": test} if test is not None else {})
         review, w = match_review(opts.review, manifests, allow_missing=opts.allow_missing)
         warnings += w
         n_review_test = int((review["split"] == "test").sum())
-        if opts.review_lists_all:
-            _check_coverage(opts, src, review, warnings)
     else:
         review = normalize_review(pd.DataFrame({"filename": []}))
     if opts.policy.drop_suspects and not (~has_decision(review)).any():
@@ -204,7 +204,7 @@ def _check_coverage(opts: ExportOptions, src: pd.DataFrame, review: pd.DataFrame
     """A dataset's review lists every sample it scored: when most of the source split is not among them, the
     split and the dataset hold different images (e.g. a split of the originals, a dataset of their aligned
     crops), and exporting would apply none of its flags. An error then (a warning with --allow-missing)."""
-    n_in = int(review.loc[review["split"] == "source", "filename"].nunique())
+    n_in = int(src["filename"].astype(str).isin(set(review["filename"].astype(str))).sum())
     if n_in == len(src):
         return
     msg = (f"{len(src) - n_in} of the {len(src)} images of {opts.source} are not in {opts.review_source} (matched "
