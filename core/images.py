@@ -20,6 +20,9 @@ import cv2
 import numpy as np
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# Named like images but in formats `decode_image` refuses: listed by `walk_images` so that each gets a
+# status ("unsupported format (GIF)") instead of vanishing with the text files.
+UNSUPPORTED_EXTS = (".gif", ".tif", ".tiff", ".heic", ".heif", ".avif")
 # Decompression-bomb guard (Pillow warns at ~89 MP): above MAX_PIXELS (MAX_JPEG_PIXELS for a JPEG) an
 # image is refused with its size; above DECODE_PIXELS it is decoded reduced (JPEG) or resized, so one
 # huge file cannot take gigabytes. Face crops and camera photos pass; every audit and model input is
@@ -53,7 +56,8 @@ def decode_image(path: Path) -> tuple[np.ndarray | None, str]:
         return None, "empty file"
     is_jpeg = data[:2] == b"\xff\xd8"
     if not is_jpeg and data[:8] != b"\x89PNG\r\n\x1a\n" and data[:2] != b"BM" and data[8:12] != b"WEBP":
-        return None, "not an image (no JPEG/PNG/BMP/WebP signature)"
+        fmt = unsupported_format(data)
+        return None, f"unsupported format ({fmt})" if fmt else "not an image (no JPEG/PNG/BMP/WebP signature)"
     if not whole and (not is_jpeg or _jpeg_size(data) is None):
         data, whole = Path(path).read_bytes(), True  # the header is further in: read it all after all
     tail = data if whole else _tail(Path(path))
@@ -77,6 +81,23 @@ def decode_image(path: Path) -> tuple[np.ndarray | None, str]:
     if min(img.shape[:2]) < MIN_SIDE:  # nothing to measure or learn: a 1x1 "face" must not be trained on
         return None, f"too small ({img.shape[1]}x{img.shape[0]})"
     return reduce_to(img, DECODE_PIXELS), ""  # other formats, or JPEGs still too large at 1/8
+
+
+def unsupported_format(data: bytes) -> str | None:
+    """The name of an image format `decode_image` does not read (GIF, TIFF, HEIC, AVIF), from the file's
+    first bytes; None for anything else.
+
+    Why: "not an image" misleads a user whose photo is a real GIF or TIFF; the format's name says what to
+    convert instead."""
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):  # ISO media: the brand says which
+        return "AVIF"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"msf1"):
+        return "HEIC"
+    return None
 
 
 @contextmanager
@@ -197,6 +218,59 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(
         p for p in Path(folder).iterdir() if not p.name.startswith(".") and p.name.rstrip().lower().endswith(IMAGE_EXTS)
     )
+
+
+def walk_images(folder: Path, exts: tuple[str, ...] = IMAGE_EXTS) -> tuple[list[Path], dict[str, int]]:
+    """Entries named like images (`exts`) in `folder` and all its subfolders, sorted by their path below
+    `folder`, and how many other files were skipped, per extension ("" for none).
+
+    Why not `list_images`: photos are kept in folders of folders, and a user must hear what was left out.
+    Hidden entries are skipped (not counted); symlinked folders are followed once (a link loop ends there);
+    nothing is opened, so a FIFO cannot block. An entry named like an image is listed whatever it is (a
+    folder, a dangling link): `decode_image` says what it is, as with `list_images`."""
+    found: list[Path] = []
+    skipped: dict[str, int] = {}
+    _walk(Path(folder), exts, found, skipped, set())
+    return sorted(found, key=lambda p: p.relative_to(folder).parts), dict(sorted(skipped.items()))
+
+
+def _walk(d: Path, exts: tuple[str, ...], found: list[Path], skipped: dict[str, int], seen: set) -> None:
+    """`walk_images`' search of one folder; `seen`: the folders (device, inode) already searched, so a folder
+    reached twice through links is listed once, under the name met first in name order."""
+    try:
+        st = d.stat()
+        if (st.st_dev, st.st_ino) in seen:
+            return
+        seen.add((st.st_dev, st.st_ino))
+        entries = sorted((e for e in os.scandir(d) if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError:  # unreadable folder: nothing in it to list
+        return
+    for e in entries:
+        if e.name.rstrip().lower().endswith(exts):
+            found.append(d / e.name)
+        elif _is_dir(e):
+            _walk(d / e.name, exts, found, skipped, seen)
+        else:
+            ext = Path(e.name.rstrip()).suffix.lower()
+            skipped[ext] = skipped.get(ext, 0) + 1
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows symlinks; a dangling one is not a folder
+    except OSError:
+        return False
+
+
+def source_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) the file's header gives, before `decode_image` reduced it (None when unreadable).
+
+    Why: coordinates found on a reduced copy of a large photo must be scaled back to the file's pixels."""
+    try:
+        data, _ = _read(Path(path))
+    except OSError:
+        return None
+    return _jpeg_size(data) if data[:2] == b"\xff\xd8" else _pillow_size(data)
 
 
 def is_constant(img: np.ndarray) -> bool:

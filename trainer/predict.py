@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import torch
 
-from core.images import decode_image
+from core.images import DECODE_PIXELS, decode_image, source_size
 from trainer.config import TrainConfig
 from trainer.data import to_input
 from trainer.model import model_from_checkpoint
@@ -25,6 +25,10 @@ NO_PREDICTION = {"age_pred": np.nan, "gender_pred": None, "gender_prob": np.nan,
 TIGHT_FILL_MIN = 0.2
 
 
+AS_IT_IS = "aligned crop, used as it is"  # face_status of an image fed unchanged (faces="auto")
+BOX_COLUMNS = ("face_x", "face_y", "face_w", "face_h")  # the used face's box in the file's pixels
+
+
 def prepare_image(path: Path, faces: str = "auto") -> tuple[np.ndarray | None, dict]:
     """(BGR image the model is to see, or None; the row's status and face columns) for one file.
 
@@ -32,25 +36,40 @@ def prepare_image(path: Path, faces: str = "auto") -> tuple[np.ndarray | None, d
     aligns it to UTKFace's geometry (core.faces); "auto" does that too, but keeps an image that already
     is an aligned crop as it is (core.faces.is_aligned_crop: its face at UTKFace's place and size), so
     UTKFace-style crops get exactly the predictions they always had. `crop_fill`: the share of a
-    re-aligned crop that lay outside the image (0 for an image used as it is)."""
+    re-aligned crop that lay outside the image (0 for an image used as it is). BOX_COLUMNS: where the face
+    used is in the file, so that with several faces a user can tell which one the prediction is for."""
     from core.faces import detect_faces, find_face, is_aligned_crop
 
     img, reason = decode_image(Path(path))
     if img is None:
         return None, {"path": str(path), "status": f"unreadable image: {reason}", **NO_PREDICTION}
     row: dict = {"path": str(path), "status": "ok"}
-    if faces != "none":
-        found = detect_faces(img)
-        h, w = img.shape[:2]
-        if faces == "auto" and is_aligned_crop(found, w, h):
-            row.update(face_status="aligned crop, used as it is", n_faces=1, face_score=found[0].score, crop_fill=0.0)
-        else:
-            fc = find_face(img, faces=found)
-            row.update(face_status=fc.status, n_faces=fc.n_faces, face_score=fc.score, crop_fill=fc.fill)
-            if fc.crop is None:
-                return None, {**row, "status": "no face found", **NO_PREDICTION}
-            img = fc.crop
-    return img, row
+    if faces == "none":
+        return img, row
+    found = detect_faces(img)
+    h, w = img.shape[:2]
+    if faces == "auto" and is_aligned_crop(found, w, h):
+        row.update(face_status=AS_IT_IS, n_faces=1, face_score=found[0].score, crop_fill=0.0)
+        return img, row | source_box(found[0].box, path, img)
+    fc = find_face(img, faces=found)
+    row.update(face_status=fc.status, n_faces=fc.n_faces, face_score=fc.score, crop_fill=fc.fill)
+    if fc.crop is None:
+        return None, {**row, "status": "no face found", **NO_PREDICTION}
+    return fc.crop, row | source_box(fc.box, path, img)
+
+
+def source_box(box: tuple[float, float, float, float], path: Path, img: np.ndarray) -> dict[str, int]:
+    """BOX_COLUMNS for a face box found on the decoded image, in the file's own pixels.
+
+    Why: `decode_image` reduces a photo above DECODE_PIXELS (a phone's 12 MP photo to about 4 MP), and a box
+    in the reduced copy's pixels would point at the wrong place in the file a user opens. The scale is taken
+    from the long sides, so a JPEG that its EXIF orientation turned scales right too."""
+    h, w = img.shape[:2]
+    scale = 1.0
+    if h * w >= DECODE_PIXELS // 5:  # a reduced image keeps at least a quarter of DECODE_PIXELS
+        size = source_size(Path(path))
+        scale = max(size) / max(h, w) if size else 1.0
+    return {c: round(v * scale) for c, v in zip(BOX_COLUMNS, box)}
 
 
 def model_input(img: np.ndarray, size: int) -> np.ndarray:
@@ -63,7 +82,7 @@ def model_input(img: np.ndarray, size: int) -> np.ndarray:
 
 def predict_images(
     checkpoint: str | Path, files: list[Path], batch_size: int = 64, tta: bool = True, faces: str = "auto",
-    tight_checkpoint: str | Path | None = None,
+    tight_checkpoint: str | Path | None = None, keep_crops: bool = False,
 ) -> list[dict]:  # fmt: skip
     """Age, gender and confidence per file; an unreadable file or a photo without a face gets a status
     instead of a crash or a guess.
@@ -71,13 +90,17 @@ def predict_images(
     `tta`: mean of the image and its mirror image, as `curate evaluate` does by default. `faces`: see
     `prepare_image` (ordinary photos are detected and aligned; the model only knows aligned crops).
     `tight_checkpoint`: a model for faces cut tighter than UTKFace's (crop_fill >= TIGHT_FILL_MIN): their
-    chin, hair and ears are missing, which the main model never saw; `model` names the one used."""
+    chin, hair and ears are missing, which the main model never saw; `model` names the one used.
+    `keep_crops`: a re-aligned face's row also holds, as "crop", the aligned crop (BGR) the model saw, so
+    that its quality can be judged on what was used rather than on the whole photo (200x200, 120 KB each)."""
     paths = {"main": checkpoint, "tight": tight_checkpoint}
     models = {"main": _load(checkpoint)}  # the tight-crop model only once a face needs it
     rows: list[dict] = []
     todo: dict[str, list[tuple[int, np.ndarray]]] = {"main": [], "tight": []}
     for f in files:
         img, row = prepare_image(f, faces)
+        if keep_crops and img is not None and row.get("face_status", AS_IT_IS) != AS_IT_IS:
+            row["crop"] = img
         if img is not None:
             tight = tight_checkpoint is not None and row.get("crop_fill", 0.0) >= TIGHT_FILL_MIN
             which = "tight" if tight else "main"
@@ -119,7 +142,7 @@ def _forward(model, cfg: TrainConfig, images: list[np.ndarray], tta: bool) -> li
 
 def predict_images_on_ray(
     checkpoint: str | Path, files: list[Path], batch_size: int = 64, tta: bool = True, address: str | None = None,
-    shard: int = 1024, faces: str = "auto", tight_checkpoint: str | Path | None = None,
+    shard: int = 1024, faces: str = "auto", tight_checkpoint: str | Path | None = None, keep_crops: bool = False,
 ) -> list[dict]:  # fmt: skip
     """`predict_images` over shards of `shard` files, each a Ray task (core.ray_cluster) that loads the model
     once; rows in file order, as the local path returns them. Checkpoint and images on shared paths."""
@@ -129,14 +152,16 @@ def predict_images_on_ray(
     shards = [(i, files[i : i + shard]) for i in range(0, len(files), shard)]
     out: dict[int, list[dict]] = {}
     tight = None if tight_checkpoint is None else str(tight_checkpoint)
-    shared = (str(checkpoint), batch_size, tta, faces, tight)
+    shared = (str(checkpoint), batch_size, tta, faces, tight, keep_crops)
     for i, rows in map_unordered(_predict_shard, shards, shared=shared, address=address):
         out[i] = rows
     return [row for i in sorted(out) for row in out[i]]
 
 
 def _predict_shard(
-    item: tuple[int, list[Path]], checkpoint: str, batch_size: int, tta: bool, faces: str, tight: str | None
-) -> tuple[int, list]:
+    item: tuple[int, list[Path]], checkpoint: str, batch_size: int, tta: bool, faces: str, tight: str | None,
+    keep_crops: bool,
+) -> tuple[int, list]:  # fmt: skip
     start, files = item
-    return start, predict_images(checkpoint, files, batch_size=batch_size, tta=tta, faces=faces, tight_checkpoint=tight)
+    kw = {"batch_size": batch_size, "tta": tta, "faces": faces, "tight_checkpoint": tight, "keep_crops": keep_crops}
+    return start, predict_images(checkpoint, files, **kw)

@@ -133,6 +133,7 @@ def _selected_on(run: Path, pred) -> bool:
     "curate/models/tight_crop.pt with the shipped model, none with --model]",
 )
 @ray_option("Prediction in shards of 1,024 images, one task each (the quality verdict stays on this machine)")
+@click.option("--quiet", is_flag=True, help="No note of the files in folders that were skipped as not images.")
 def predict(
     inputs: tuple[Path, ...],
     checkpoint: Path | None,
@@ -142,27 +143,21 @@ def predict(
     faces: str,
     tight_model: str | None,
     ray_address: str | None,
+    quiet: bool,
 ) -> None:
     """Predict age and gender for images or folders, with a face status and an image-quality verdict per image.
 
-    Ordinary photos work: the face is found and aligned first (a photo without a face says "no face found";
-    with several, the largest is used and the status says how many). A production pipeline can refuse an
-    unusable photo ("too dark", "blurry") before trusting the model.
+    Folders are searched with their subfolders (`file`: the path below the folder given). Ordinary photos
+    work: the face is found and aligned first (a photo without a face says "no face found"; with several,
+    the largest is used, the status says how many and face_x/y/w/h say where it is). The quality verdict
+    judges what the model saw (`quality_of`: the aligned face, or the image as it is), so a production
+    pipeline can refuse an unusable photo ("too dark", "blurry") before trusting the model.
     """
     import pandas as pd
 
     from trainer.predict import predict_images
 
-    files: list[Path] = []
-    for p in inputs:
-        if p.is_dir():
-            files += sorted(q for q in p.iterdir() if q.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"))
-        elif p.exists():
-            files.append(p)
-        else:
-            fail(f"{p}: no such file or folder")
-    if not files:
-        fail(f"no images found in {', '.join(map(str, inputs))}")
+    files, names = _input_files(inputs, quiet)
     if quality_thresholds is not None:  # check it before minutes of predictions, not after
         from audits.thresholds import QualityThresholds
 
@@ -180,21 +175,91 @@ def predict(
 
         rows = predict_images_on_ray(
             ckpt.resolve(), [f.resolve() for f in files], tta=tta, address=ray_address, faces=faces,
-            tight_checkpoint=tight and tight.resolve(),
+            tight_checkpoint=tight and tight.resolve(), keep_crops=True,
         )  # fmt: skip
     else:
-        rows = predict_images(ckpt, files, tta=tta, faces=faces, tight_checkpoint=tight)
-    df = pd.DataFrame(rows)
-    df = _add_quality(df, files, quality_thresholds)
+        rows = predict_images(ckpt, files, tta=tta, faces=faces, tight_checkpoint=tight, keep_crops=True)
+    seen = [r.pop("crop", None) for r in rows]  # the aligned face the model saw, where it was re-aligned
+    df = _with_box_ints(pd.DataFrame(rows))
+    df.insert(1, "file", names)
+    df = _add_quality(df, [f if c is None else c for f, c in zip(files, seen)], quality_thresholds)
     if out_csv:
         write_csv(df, out_csv)
         click.echo(f"{len(df)} predictions -> {out_csv}")
     else:
-        show = ("path", "status", "face_status", "age_pred", "gender_pred", "confidence", "quality_verdict")
-        cols = [c for c in show if c in df]
-        if "model" in df and df["model"].nunique() > 1:  # say which faces the tight-crop model answered
-            cols.insert(cols.index("age_pred"), "model")
-        click.echo(df[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        click.echo(_shown(df).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+def _input_files(inputs: tuple[Path, ...], quiet: bool) -> tuple[list[Path], list[str]]:
+    """The files to predict for, and each one's name for the `file` column: its path below the folder given
+    (unique, where two subfolders hold the same name), or a file argument as given.
+
+    Folders are searched recursively (core.images.walk_images); files named like images in a format that is
+    not read (GIF, TIFF) are kept so that their row says so; the other files skipped are counted aloud."""
+    from core.images import IMAGE_EXTS, UNSUPPORTED_EXTS, walk_images
+
+    files: list[Path] = []
+    names: list[str] = []
+    skipped: dict[str, int] = {}
+    for p in inputs:
+        if p.is_dir():
+            found, skip = walk_images(p, IMAGE_EXTS + UNSUPPORTED_EXTS)
+            files += found
+            names += [q.relative_to(p).as_posix() for q in found]
+            for ext, n in skip.items():
+                skipped[ext] = skipped.get(ext, 0) + n
+        elif p.exists():
+            files.append(p)
+            names.append(str(p))
+        else:
+            fail(f"{p}: no such file or folder")
+    if skipped and not quiet:
+        click.echo(_skipped_note(skipped), err=True)
+    if not files:
+        fail(f"no images found in {', '.join(map(str, inputs))}")
+    return files, names
+
+
+def _skipped_note(skipped: dict[str, int]) -> str:
+    """ "note: skipped 3 files that are not images (.txt: 2, no extension: 1)"."""
+    n = sum(skipped.values())
+    exts = ", ".join(f"{ext or 'no extension'}: {k}" for ext, k in skipped.items())
+    what = "files that are not images" if n > 1 else "file that is not an image"
+    return f"note: skipped {n} {what} ({exts})"
+
+
+def _with_box_ints(df):
+    """The face box columns as whole pixels, blank where no face was used (pandas would make them floats)."""
+    from trainer.predict import BOX_COLUMNS
+
+    for c in BOX_COLUMNS:
+        if c in df:
+            df[c] = df[c].astype("Int64")
+    return df
+
+
+def _shown(df):
+    """The terminal's columns: `file` (`path` where two files share a name), the model where two answered, and
+    the face box where a photo held several faces (which one the prediction is for)."""
+    show = ["file" if df["file"].is_unique else "path", "status", "face_status", "age_pred", "gender_pred"]
+    show += ["confidence", "quality_verdict"]
+    cols = [c for c in show if c in df]
+    if "model" in df and df["model"].nunique() > 1:  # say which faces the tight-crop model answered
+        cols.insert(cols.index("age_pred"), "model")
+    if "n_faces" in df and (df["n_faces"] > 1).any():
+        df = df.assign(face_box=[_box_text(r) for r in df.to_dict("records")])
+        cols.insert(cols.index("face_status") + 1, "face_box")
+    return df[cols]
+
+
+def _box_text(row: dict) -> str:
+    """ "x,y wxh" of the face used, "" without one."""
+    import pandas as pd
+
+    from trainer.predict import BOX_COLUMNS
+
+    v = [row.get(c) for c in BOX_COLUMNS]
+    return "" if any(pd.isna(x) for x in v) else "{},{} {}x{}".format(*v)
 
 
 def _tight_model(value: str | None, checkpoint: Path | None) -> Path | None:
@@ -209,13 +274,14 @@ def _tight_model(value: str | None, checkpoint: Path | None) -> Path | None:
     return Path(value)
 
 
-def _add_quality(df, files, thresholds_path):
-    """Attach the audits' quality verdict; without BRISQUE weights (offline, not cached) say so and go on."""
+def _add_quality(df, images: list, thresholds_path: Path | None):
+    """Attach the audits' quality verdict of each file, or of the aligned face crop the model saw instead
+    (curate.quality_verdict); without BRISQUE weights (offline, not cached) say so and go on."""
     from audits.brisque import BrisqueWeightsError
     from curate.quality_verdict import attach_verdict
 
     try:
-        return attach_verdict(df, files, thresholds_path)
+        return attach_verdict(df, images, thresholds_path)
     except BrisqueWeightsError as e:
         click.echo(f"warning: no quality verdict: {str(e).splitlines()[0]}", err=True)
         return df.assign(quality_ok=None, quality_verdict="unavailable")
