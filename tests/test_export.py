@@ -678,3 +678,14 @@ def test_age_rank_two_sided_masks_as_many_ages_chosen_by_the_two_sided_score(sam
     assert json.loads((tmp_path / "z2" / "export.json").read_text())["policy"]["age_min_z"] == 2
     res = CliRunner().invoke(main, [str(a) for a in [*base, "--name", "z3", "--age-min-z", 2]])
     assert res.exit_code != 0 and "--age-min-z only applies with --age-rank two-sided" in res.output
+
+
+def test_an_export_without_a_review_says_so(sample_split: Path, tmp_path: Path):
+    """No --dataset, --review or --flags: the split is exported as it is, and the terminal says why nothing was
+    removed (a user who forgot --dataset would otherwise read "removed 0" as a clean dataset)."""
+    src = sample_split / "train_8_folds_first"
+    res = CliRunner().invoke(main, ["export", "--from", str(src), "--root", str(tmp_path), "--name", "plain"])
+    assert res.exit_code == 0 and "no review given (--dataset, --review or --flags)" in res.output
+    assert len(pd.read_csv(tmp_path / "plain" / "manifest.csv")) == len(pd.read_csv(src / "manifest.csv"))
+    res = CliRunner().invoke(main, ["export", "--from", str(src), "--root", str(tmp_path), "--name", "q", "--quiet"])
+    assert res.exit_code == 0 and "no review given" not in res.output

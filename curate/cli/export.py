@@ -242,6 +242,8 @@ def export_cmd(**o) -> None:
     if o["copy_"] and o["link"]:
         fail("give --copy or --link, not both")
     rev, rev_src = _review(o["review"], o["dataset"], o["flags"])
+    if rev is None and not o["quiet"]:
+        click.echo("no review given (--dataset, --review or --flags): every image and label is exported as it is")
     auto = _auto_clean(o) if o["auto_clean"] else None
     if o["gender_max_score"] == "estimated":
         o["gender_max_score"], said = _estimated_max_score(o["dataset"])
