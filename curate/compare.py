@@ -57,7 +57,7 @@ def retrain(
     split: str | Path, baseline: str | Path, out: str | Path, threads: int | None = None, progress: bool = True
 ) -> dict:
     """Train on `split` with the baseline's config and seed; reuse or resume a run already in `out`."""
-    from core.manifest import read_manifest
+    from core.manifest import manifest_hash, read_manifest
     from trainer.config import load_config
     from trainer.train import train
 
@@ -65,7 +65,7 @@ def retrain(
     if base.get("status") != "complete":
         raise CompareError(f"{baseline}: baseline run is not complete (status {base.get('status')!r})")
     split = Path(split)
-    read_manifest(split)  # fail early, with the data module's message, on a missing or broken split
+    now = manifest_hash(read_manifest(split))  # fails early, with the data module's message, on a broken split
     overrides = {"train_path": str(split)}
     if threads is not None:
         overrides["threads"] = threads
@@ -78,6 +78,12 @@ def retrain(
         }
         if not same:
             raise CompareError(f"{out}: holds a run with another configuration; choose another --out")
+        then = prev.get("train_manifest_hash")
+        if then is not None and then != now:  # e.g. the split re-exported with --force after more review
+            raise CompareError(
+                f"{out}: holds a run trained on another version of {split} (images and labels hash {then} then, "
+                f"{now} now); choose another --out, or delete {out} to retrain"
+            )
         if prev.get("status") == "complete":
             return prev
         return train(cfg, out, resume=True, progress=progress)

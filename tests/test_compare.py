@@ -202,6 +202,21 @@ def test_export_then_retrain_compare_on_the_sample(sample_split: Path, baseline:
     res = CliRunner().invoke(main, [*retrain, "--n-boot", "100", "--explain", "0"])
     assert res.exit_code == 0, res.output
     assert json.loads((new / "metadata.json").read_text())["wall_seconds"] == nm["wall_seconds"]
+    # the split re-exported after more review (one more image excluded): that run is not this split's any more
+    pd.DataFrame({"path": [tr.path[2]], "tags": ["exclude"]}).to_csv(tmp_path / "more.csv", index=False)
+    more = merge_csv(review, tmp_path / "more.csv")
+    res = CliRunner().invoke(main, [*export_args, "--review", str(more), "--oversample", "--quiet", "--force"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, [*retrain, "--n-boot", "100", "--explain", "0"])
+    assert res.exit_code == 1 and "holds a run trained on another version of" in res.output, res.output
+    assert json.loads((new / "metadata.json").read_text())["wall_seconds"] == nm["wall_seconds"], "not re-used"
+
+
+def merge_csv(*paths: Path) -> Path:
+    """The rows of several review CSVs in one file (next to the last)."""
+    out = paths[-1].with_name("merged.csv")
+    pd.concat([pd.read_csv(p) for p in paths], ignore_index=True).to_csv(out, index=False)
+    return out
 
 
 def test_compare_refuses_runs_with_different_test_manifests(sample_split: Path, baseline: Path, tmp_path: Path):

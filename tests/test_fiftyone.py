@@ -664,6 +664,12 @@ def test_export_checks_the_flags_it_acts_on(flagged, fo, sample_split, tmp_path)
             and f"12 of the 12 images of {tmp_path / 'other'} are not in FiftyOne dataset" in res.output
         )
         assert not (tmp_path / "x").exists()
+        same_names = pd.read_csv(train / "manifest.csv", dtype={"content_hash": str}).head(12)
+        same_names["content_hash"] = [f"{i:032x}" for i in range(12)]  # other pixels under the same names (aligned)
+        (tmp_path / "same_names").mkdir()
+        same_names.to_csv(tmp_path / "same_names" / "manifest.csv", index=False)
+        res = run(*args, "--from", tmp_path / "same_names", "--name", "x", ok=False)
+        assert res.exit_code == 1 and "12 of the 12 images" in res.output and "by file name and pixels" in res.output
         res = run(*args, "--from", tmp_path / "other", "--name", "x", "--allow-missing")
         assert "their labels are exported unflagged" in res.output and (tmp_path / "x" / "manifest.csv").exists()
         assert "changed since" not in res.output

@@ -204,11 +204,13 @@ def _check_coverage(opts: ExportOptions, src: pd.DataFrame, review: pd.DataFrame
     """A dataset's review lists every sample it scored: when most of the source split is not among them, the
     split and the dataset hold different images (e.g. a split of the originals, a dataset of their aligned
     crops), and exporting would apply none of its flags. An error then (a warning with --allow-missing)."""
-    n_in = int(src["filename"].astype(str).isin(set(review["filename"].astype(str))).sum())
+    hashes = dict(zip(review["filename"].astype(str), review["content_hash"].astype(str)))
+    same = [f in hashes and hashes[f] in ("", str(h)) for f, h in zip(src["filename"].astype(str), src["content_hash"])]
+    n_in = sum(same)
     if n_in == len(src):
         return
     msg = (f"{len(src) - n_in} of the {len(src)} images of {opts.source} are not in {opts.review_source} (matched "
-           "by file name): their labels are exported unflagged")  # fmt: skip
+           "by file name and pixels): their labels are exported unflagged")  # fmt: skip
     if n_in * 2 < len(src) and not opts.allow_missing:
         raise ExportError(
             f"{msg}. Export from the split the dataset was scored from (after `curate split --align`, the aligned "
