@@ -689,3 +689,18 @@ def test_an_export_without_a_review_says_so(sample_split: Path, tmp_path: Path):
     assert len(pd.read_csv(tmp_path / "plain" / "manifest.csv")) == len(pd.read_csv(src / "manifest.csv"))
     res = CliRunner().invoke(main, ["export", "--from", str(src), "--root", str(tmp_path), "--name", "q", "--quiet"])
     assert res.exit_code == 0 and "no review given" not in res.output
+
+
+def test_an_audits_table_of_other_images_is_an_error_and_a_partial_one_is_warned(sample_split: Path, tmp_path: Path):
+    """Oversampling by skin tone with an audit of other images (e.g. the photos, for a split of their aligned
+    crops) would deal every image into 'unknown' without a word: an error; a table missing some images: a
+    warning naming how many."""
+    tr, te = manifests(sample_split)
+    skin_categories(te).to_parquet(tmp_path / "test.parquet")  # the test split's images: none of the training's
+    args = ["export", "--from", str(sample_split / "train_8_folds_first"), "--root", str(tmp_path), "--oversample"]
+    res = CliRunner().invoke(main, [*args, "--audits", str(tmp_path / "test.parquet"), "--name", "a", "--quiet"])
+    assert res.exit_code == 1 and f"{len(tr)} of {len(tr)} images are not in this audits table" in res.output
+    assert not (tmp_path / "a").exists()
+    skin_categories(tr).iloc[3:].to_parquet(tmp_path / "most.parquet")
+    res = CliRunner().invoke(main, [*args, "--audits", str(tmp_path / "most.parquet"), "--name", "b", "--quiet"])
+    assert res.exit_code == 0 and f"3 of {len(tr)} images are not in the audits table" in res.output

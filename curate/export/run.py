@@ -50,29 +50,34 @@ def with_issue_columns(src: pd.DataFrame, audits: pd.DataFrame, review: pd.DataF
     return out
 
 
-def load_audits(path: str | Path, df: pd.DataFrame) -> pd.DataFrame:
+def load_audits(path: str | Path, df: pd.DataFrame, warnings: list[str] | None = None) -> pd.DataFrame:
     """The one schema's columns an audits table holds (skin_category, is_low_quality_issue, every check's
     measurements, score, flag and reason), aligned with `df`'s rows: joined on path, file name or content
-    hash, whichever the audits table has."""
+    hash, whichever of those the audits table has matches the most rows.
+
+    An audit of other images (the photos, for a split of their aligned crops) would leave every row without
+    a skin tone or a quality flag, and oversampling or --drop-low-quality would quietly do nothing: an error
+    when under half of `df` is in the table, a warning (into `warnings`) when some rows are missing."""
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"{path}: audits file not found")
     a = upgrade_columns(pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path), str(path))
-    cols = [c for c in SCHEMA_NAMES if c in a]
-    out = pd.DataFrame(index=df.index)
-    for key, mine in (
-        ("path", df["path"].astype(str)),
-        ("filename", df["filename"].astype(str)),
-        ("content_hash", df["content_hash"].astype(str)),
-    ):
-        if key in a:
-            t = a.drop_duplicates(key).set_index(a.drop_duplicates(key)[key].astype(str))
-            for c in cols:
-                out[c] = mine.map(t[c]).to_numpy()
-            break
-    else:
+    keys = [k for k in ("path", "filename", "content_hash") if k in a]
+    if not keys:
         raise ExportError(f"{path}: audits table needs a path, filename or content_hash column")
-    return out
+    mine = {k: df[k].astype(str) for k in keys}
+    key = max(keys, key=lambda k: int(mine[k].isin(set(a[k].astype(str))).sum()))  # first of equals wins
+    n_in = int(mine[key].isin(set(a[key].astype(str))).sum())
+    if n_in * 2 < len(df):
+        raise ExportError(
+            f"{path}: {len(df) - n_in} of {len(df)} images are not in this audits table (joined "
+            "on path, file name or content hash): audit them (`curate audit` on their manifest)"
+        )
+    if n_in < len(df) and warnings is not None:
+        warnings.append(f"{len(df) - n_in} of {len(df)} images are not in the audits table {path}: no skin tone or "
+                        "quality flag for them")  # fmt: skip
+    t = a.drop_duplicates(key).set_index(a.drop_duplicates(key)[key].astype(str))
+    return pd.DataFrame({c: mine[key].map(t[c]).to_numpy() for c in SCHEMA_NAMES if c in a}, index=df.index)
 
 
 @dataclass
@@ -113,7 +118,7 @@ def export(opts: ExportOptions) -> dict:
         else [f"no test split found at {test_dir}: overlap with the test split not checked (pass --test-split)"]
     )
     review, n_review_test = _review_for(opts, src, test, warnings)
-    audit_cols = load_audits(opts.audits, src) if opts.audits else pd.DataFrame(index=src.index)
+    audit_cols = load_audits(opts.audits, src, warnings) if opts.audits else pd.DataFrame(index=src.index)
     if "skin_category" in audit_cols:
         src["skin_category"] = audit_cols["skin_category"]
     kept, removed, corrections = apply_decisions(
