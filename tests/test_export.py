@@ -704,3 +704,16 @@ def test_an_audits_table_of_other_images_is_an_error_and_a_partial_one_is_warned
     skin_categories(tr).iloc[3:].to_parquet(tmp_path / "most.parquet")
     res = CliRunner().invoke(main, [*args, "--audits", str(tmp_path / "most.parquet"), "--name", "b", "--quiet"])
     assert res.exit_code == 0 and f"3 of {len(tr)} images are not in the audits table" in res.output
+
+
+def test_reviewed_test_images_are_those_with_a_decision(sample_split: Path):
+    """A dataset's review lists every sample; the corrected test view counts the ones a reviewer decided on, as a
+    review CSV does (retrain --compare said "17 reviewed test image(s)" for two)."""
+    from curate.export import corrected_view
+
+    _, te = manifests(sample_split)
+    listed = normalize_review(pd.DataFrame({"path": te["path"], "tags": ""}))
+    listed.loc[0, "tags"], listed.loc[1, "age_corrected"] = ("exclude",), te["age"][1] + 10
+    kept, info = corrected_view(te, listed)
+    assert info["n_review_rows"] == 2 and info["n_removed"] == 1 and info["n_corrected"] == 1
+    assert len(kept) == len(te) - 1

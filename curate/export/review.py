@@ -504,4 +504,5 @@ def corrected_view(df: pd.DataFrame, review: pd.DataFrame) -> tuple[pd.DataFrame
     the "test split with reviewed corrections applied". The frame keeps its other columns."""
     rv = review[review["filename"].isin(df["filename"].astype(str))]
     kept, removed, corr = apply_decisions(df, rv)
-    return kept, {"n": len(kept), "n_removed": len(removed), "n_corrected": len(corr), "n_review_rows": int(len(rv))}
+    n_reviewed = int(has_decision(rv).sum())  # a dataset's review lists every sample: count the decided ones
+    return kept, {"n": len(kept), "n_removed": len(removed), "n_corrected": len(corr), "n_review_rows": n_reviewed}

@@ -194,7 +194,7 @@ def _review_for(
         manifests = {"source": src} | ({"test": test} if test is not None else {})
         review, w = match_review(opts.review, manifests, allow_missing=opts.allow_missing)
         warnings += w
-        n_review_test = int((review["split"] == "test").sum())
+        n_review_test = int(((review["split"] == "test") & has_decision(review)).sum())  # decisions, not listed samples
     else:
         review = normalize_review(pd.DataFrame({"filename": []}))
     if opts.policy.drop_suspects and not (~has_decision(review)).any():
