@@ -298,12 +298,12 @@ def test_export_errors_are_clear(sample_split: Path, tmp_path: Path):
     assert res.exit_code != 0 and "not 0/1/male/female" in res.output
     # every bad row is named at once, with the value as written (no numpy reprs); a tag typo is an error
     tags = ["confirmd:mislabel", "exclude", "my-own-tag", "suspect:gendr"]
-    pd.DataFrame({"path": tr.path[:4], "age_corrected": ["300", "x", "40", "-1"], "tags": tags}).to_csv(
+    pd.DataFrame({"path": tr.path[:5], "age_corrected": ["300", "x", "40", "-1", "30.5"], "tags": [*tags, ""]}).to_csv(
         review, index=False
     )
     res = run("--review", str(review), "--name", "r5")
-    assert res.exit_code == 1 and "3 row(s) with an age_corrected that is not an age in 0-120" in res.output
-    assert all(f"{tr.filename[i]} ({v})" in res.output for i, v in ((0, "300"), (1, "x"), (3, "-1")))
+    assert res.exit_code == 1 and "4 row(s) with an age_corrected that is not a whole age in 0-120" in res.output
+    assert all(f"{tr.filename[i]} ({v})" in res.output for i, v in ((0, "300"), (1, "x"), (3, "-1"), (4, "30.5")))
     pd.DataFrame({"path": tr.path[:4], "tags": tags}).to_csv(review, index=False)
     res = run("--review", str(review), "--name", "r6")
     assert res.exit_code == 1 and "2 row(s) with an unknown tag" in res.output

@@ -131,8 +131,10 @@ def normalize_review(raw: pd.DataFrame, source: str = "review") -> pd.DataFrame:
             & (raw["age_corrected"].astype(str).str.strip() != "")
             & df["age_corrected"].isna()
         )
-        bad |= df["age_corrected"].notna() & ~df["age_corrected"].between(0, 120)
-        _bad_rows(source, "an age_corrected that is not an age in 0-120", bad, raw["age_corrected"], df["filename"])
+        age = df["age_corrected"]
+        bad |= age.notna() & (~age.between(0, 120) | (age != age.round()))  # 30.5 is refused, not exported as 30
+        _bad_rows(source, "an age_corrected that is not a whole age in 0-120", bad, raw["age_corrected"],
+                  df["filename"])  # fmt: skip
     df["gender_corrected"] = np.nan
     if "gender_corrected" in raw:
         g = pd.Series([_gender_value(v) for v in raw["gender_corrected"]], index=raw.index, dtype=object)
