@@ -8,7 +8,6 @@ JPEG name must be rejected here, not crash training an hour later) and how we ge
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -20,7 +19,7 @@ import pandas as pd
 
 from core.atomic import atomic_path, write_csv
 from core.errors import CurateError
-from core.images import IMAGE_EXTS, decode_image, pixel_hash
+from core.images import IMAGE_EXTS, decode_image, pixel_hash, walk_images
 from core.labels import AGE_GROUP_LABELS, GENDER_NAMES, MAX_AGE, RACE_NAMES, age_group
 from core.manifest import MANIFEST_COLUMNS, N_FOLDS, TEST_FOLDS, TEST_SPLIT, TRAIN_SPLIT
 
@@ -338,13 +337,8 @@ def _nothing_usable(data_dir: Path, rejected: pd.DataFrame, rejected_csv: Path) 
 def _image_in_subfolder(data_dir: Path) -> str:
     """The relative path of one image below a subfolder of `data_dir` ("" if none): what a folder of
     photos sorted into subfolders holds, which only a labels table can name."""
-    for root, dirs, files in os.walk(data_dir):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        if Path(root) != data_dir:
-            hit = next((f for f in sorted(files) if f.lower().endswith(IMAGE_EXTS)), None)
-            if hit:
-                return (Path(root) / hit).relative_to(data_dir).as_posix()
-    return ""
+    found, _ = walk_images(data_dir)  # the search `curate predict` makes of a folder
+    return next((p.relative_to(data_dir).as_posix() for p in found if p.parent != data_dir), "")
 
 
 def split_warnings(usable: pd.DataFrame, recorded: bool = False) -> list[str]:
