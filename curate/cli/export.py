@@ -24,18 +24,25 @@ class ScoreOrEstimated(click.ParamType):
             self.fail(f"{value!r} is neither a number nor 'estimated'", param, ctx)
 
 
-def _estimated_max_score(dataset: str | None) -> tuple[float | None, str]:
-    """--gender-max-score estimated: the threshold `curate flag-mislabels` stored with its estimate of the
-    number of wrong gender labels; (threshold, what to say in the export's provenance)."""
+def _scored(dataset: str | None):
+    """The --dataset export reads (its flags' provenance, estimate and freshness), opened once; None without."""
     if not dataset:
-        fail("--gender-max-score estimated needs --dataset (flag-mislabels stores the estimate there)")
+        return None
     from curate.fo_db import connect
     from curate.fo_schema import open_scored
 
-    est = (open_scored(connect(), dataset).info.get("curate") or {}).get("gender_errors") or {}
+    return open_scored(connect(), dataset)
+
+
+def _estimated_max_score(ds) -> tuple[float | None, str]:
+    """--gender-max-score estimated: the threshold `curate flag-mislabels` stored with its estimate of the
+    number of wrong gender labels; (threshold, what to say in the export's provenance)."""
+    if ds is None:
+        fail("--gender-max-score estimated needs --dataset (flag-mislabels stores the estimate there)")
+    est = (ds.info.get("curate") or {}).get("gender_errors") or {}
     if est.get("count") is None:
         why = est.get("why") or "no estimate stored"
-        fail(f"dataset {dataset!r}: {why}; run `curate flag-mislabels` (with a model that learned) or give a number")
+        fail(f"dataset {ds.name!r}: {why}; run `curate flag-mislabels` (with a model that learned) or give a number")
     if est["count"] == 0:  # nothing estimated wrong: only the tagged suspects remain
         return None, f"--gender-max-score estimated: flag-mislabels estimated no wrong gender label ({est['at']})"
     return float(est["max_score"]), (
@@ -244,15 +251,16 @@ def export_cmd(**o) -> None:
     rev, rev_src = _review(o["review"], o["dataset"], o["flags"])
     if rev is None and not o["quiet"]:
         click.echo("no review given (--dataset, --review or --flags): every image and label is exported as it is")
-    auto = _auto_clean(o) if o["auto_clean"] else None
+    ds = _scored(o["dataset"])
+    auto = _auto_clean(o, ds) if o["auto_clean"] else None
     if o["gender_max_score"] == "estimated":
-        o["gender_max_score"], said = _estimated_max_score(o["dataset"])
+        o["gender_max_score"], said = _estimated_max_score(ds)
         rev_src += f"; {said}"
         if not o["quiet"]:
             click.echo(said)
     _check_policy(o, rev is not None)
-    if o["dataset"]:
-        _check_flags(o)
+    if ds is not None:
+        _check_flags(o, ds)
     if auto:
         rev_src += "; " + auto
         if not o["quiet"]:
@@ -281,7 +289,7 @@ def export_cmd(**o) -> None:
 AUTO_CLEAN = {"mask_suspects": True, "gender_max_score": "estimated", "age_max_score": 0.05, "age_rank": "two-sided"}
 
 
-def _auto_clean(o: dict) -> str:
+def _auto_clean(o: dict, ds) -> str:
     """--auto-clean: the recommended policy's options set in `o`. An option of the policy given as well is an
     error rather than a silent override, so the export is exactly the policy the docs measured or what was
     spelled out."""
@@ -295,17 +303,14 @@ def _auto_clean(o: dict) -> str:
         fail(f"--auto-clean is {spelled}: give those options instead of --auto-clean to change "
              f"--{given[0].replace('_', '-')}")  # fmt: skip
     o.update(AUTO_CLEAN)
-    return _auto_clean_said(o["dataset"])
+    return _auto_clean_said(ds)
 
 
-def _auto_clean_said(dataset: str) -> str:
+def _auto_clean_said(ds) -> str:
     """Which measured policy --auto-clean is on this dataset: p after two cross-fit rounds, m after one (said
     on the terminal too, since p is what paid best and needs `flag-mislabels --rounds 2` first); on another
     model's predictions, no measured policy."""
-    from curate.fo_db import connect
-    from curate.fo_schema import open_scored
-
-    info = open_scored(connect(), dataset).info.get("curate") or {}
+    info = ds.info.get("curate") or {}
     source = (info.get("model_checks") or {}).get("source") or {}
     rounds = source.get("rounds", 1)
     if source.get("kind") != "crossfit":
@@ -318,14 +323,11 @@ def _auto_clean_said(dataset: str) -> str:
             "best, needs `curate flag-mislabels --rounds 2` first)")  # fmt: skip
 
 
-def _check_flags(o: dict) -> None:
+def _check_flags(o: dict, ds) -> None:
     """With --dataset: a suspect policy needs flags (an error when `curate flag-mislabels` never ran on it), and
     flags computed before samples or labels changed get a warning."""
-    from curate.fo_db import connect
     from curate.fo_review import flags_outdated
-    from curate.fo_schema import open_scored
 
-    ds = open_scored(connect(), o["dataset"])
     acts = [f"--{k.replace('_', '-')}" for k in ("drop_suspects", "mask_suspects", "relabel_suspects") if o[k]]
     if acts and not (ds.info.get("curate") or {}).get("model_checks"):
         fail(f"{acts[0]}: dataset {o['dataset']!r} has no flags yet; run `curate flag-mislabels --dataset "
