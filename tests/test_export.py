@@ -376,8 +376,11 @@ def test_review_status_csv_with_flags(sample_split: Path, tmp_path: Path):
     root = tmp_path / "out"
     base = ["export", "--from", str(sample_split / "train_8_folds_first"), "--root", str(root)]
     base += ["--review", str(tmp_path / "decisions.csv"), "--quiet"]
-    res = CliRunner().invoke(main, [*base, "--name", "a", "--drop-suspects"])
-    assert res.exit_code == 0 and "no unreviewed image" in res.output, res.output
+    res = CliRunner().invoke(main, [*base, "--name", "a", "--drop-suspects"])  # the CSV has no suspect to drop
+    assert res.exit_code == 1 and "--drop-suspects: the review lists no unreviewed image" in res.output, res.output
+    assert "add --flags FILE" in res.output and not (root / "a").exists()
+    res = CliRunner().invoke(main, [*base, "--name", "a"])
+    assert res.exit_code == 0, res.output
     a = read_manifest(root / "a").set_index("source_filename")
     assert set(tr.filename[:5]) - set(a.index) == {tr.filename[0], tr.filename[1]}, "exclude and conflict dropped"
     assert a.loc[tr.filename[2], "gender"] == 1 - tr.gender[2] and a.loc[tr.filename[3], "age"] == 61

@@ -834,3 +834,34 @@ def test_a_second_round_cross_fits_on_the_labels_the_first_estimates_wrong(score
         assert bad.exit_code != 0 and "not with --predictions" in bad.output
     finally:
         fo.delete_dataset(clone)
+
+
+def test_export_from_a_dataset_takes_its_split_and_its_skin_tones(model, env, fo, sample_split, tmp_path):
+    """`export --dataset` without --from exports the split the dataset was scored from (not the repository's
+    default split), and --oversample balances the skin tones the dataset's audit measured without --audits."""
+    train = sample_split / "train_8_folds_first"
+    name = f"t-split-{uuid.uuid4().hex[:6]}"
+    try:
+        args = ["--model", model, "--dataset", name, "--no-brain", "--quiet"]
+        run("score", "--manifest", sample_split / "folds.csv", *args)  # as README's own-dataset lines do
+        res = run("export", "--dataset", name, "--root", tmp_path, "--name", "c", "--oversample", "--max-factor", "2")
+        assert f"--from {train}: the training split of what dataset {name!r} was scored from" in res.output
+        assert "no skin tones" not in res.output
+        summary = json.loads((tmp_path / "c" / "export.json").read_text())
+        src = pd.read_csv(train / "manifest.csv")
+        assert summary["n_source"] == len(src) and summary["skin_tones_from"] == f"FiftyOne dataset {name}"
+        assert summary["oversampled"]["plan"]["dims"] == ["age_group", "skin_category"]
+        skin = dict(zip(*fo.load_dataset(name).values(["filename", "skin_category"])))
+        over = pd.read_csv(tmp_path / "c_oversampled" / "manifest.csv")
+        orig = over[over["generated"] != True]  # noqa: E712
+        assert len(orig) == len(src) and len(over) > len(src)
+        got = orig["skin_category"].fillna("unknown").tolist()
+        assert [skin[f] or "unknown" for f in orig["source_filename"]] == got
+        res = run("export", "--dataset", name, "--from", train, "--root", tmp_path, "--name", "d", "--quiet")
+        assert "--from" not in res.output  # given: nothing to say
+        run("score", "--manifest", train, *args)  # a split folder itself
+        res = run("export", "--dataset", name, "--root", tmp_path, "--name", "e")
+        assert f"--from {train}: the training split" in res.output and (tmp_path / "e" / "manifest.csv").exists()
+    finally:
+        if fo.dataset_exists(name):
+            fo.delete_dataset(name)

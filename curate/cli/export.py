@@ -34,6 +34,31 @@ def _scored(dataset: str | None):
     return open_scored(connect(), dataset)
 
 
+def _scored_split(ds, default: Path, quiet: bool) -> Path:
+    """--dataset without --from: the training split of what the dataset's latest `curate score --manifest` read
+    (that split itself; or, for `curate split`'s folds.csv or its test split, the training split beside it),
+    when it is there; else the default. A user who scored their own split would otherwise export the
+    repository's default split, or be told its images are not in the dataset."""
+    from core.manifest import TEST_SPLIT, TRAIN_SPLIT
+
+    runs = (ds.info.get("curate") or {}).get("runs") or []
+    src = ((runs[-1].get("provenance") or {}).get("labels") if runs else None) or ""
+    p = Path(src)
+    if not src or not p.exists():
+        return default
+    folder = p if p.is_dir() else p.parent
+    if p.is_dir() and not (p / "manifest.csv").is_file():
+        return default  # a folder of images, not a split
+    if p.is_file() and p.stem != "manifest" or folder.name == TEST_SPLIT:  # folds.csv or the test split
+        folder = folder.parent / TRAIN_SPLIT if folder.name == TEST_SPLIT else folder / TRAIN_SPLIT
+        if not (folder / "manifest.csv").is_file():
+            return default
+    if not quiet:
+        click.echo(f"--from {folder}: the training split of what dataset {ds.name!r} was scored from "
+                   "(give --from to export another)")  # fmt: skip
+    return folder
+
+
 def _estimated_max_score(ds) -> tuple[float | None, str]:
     """--gender-max-score estimated: the threshold `curate flag-mislabels` stored with its estimate of the
     number of wrong gender labels; (threshold, what to say in the export's provenance)."""
@@ -102,7 +127,8 @@ def _targets(specs: tuple[str, ...]) -> dict:
               "path/filename, content_hash, tags, age_corrected, gender_corrected[, is_gender_label_issue, "
               "is_age_label_issue, *_label_score, is_low_quality_issue].")  # fmt: skip
 @click.option("--dataset", help="Read the review from this FiftyOne dataset instead of a CSV (every sample, so "
-              "--drop-suspects also sees the unreviewed suspects).")  # fmt: skip
+              "--drop-suspects also sees the unreviewed suspects, and --oversample its skin tones); without --from, "
+              "export the split it was scored from (`curate score --manifest`).")  # fmt: skip
 @path_option("--flags", help="Per-image candidate flags for all images "
               "(CSV/Parquet: path or filename, and any of tags, is_gender_label_issue, is_age_label_issue, "
               "*_label_score, is_low_quality_issue), merged with the review.")  # fmt: skip
@@ -203,8 +229,8 @@ def _targets(specs: tuple[str, ...]) -> dict:
 @click.option("--oversample-name", help="Folder name of the oversampled split [default: NAME_oversampled].")
 @path_option(
     "--audits",
-    help="Audits parquet/CSV (`curate audit`): skin_category (oversampling), is_low_quality_issue "
-    "(--drop-low-quality); every check's columns are copied into the exported manifests.",
+    help="Audits parquet/CSV (`curate audit`): skin_category (oversampling; else a --dataset's), "
+    "is_low_quality_issue (--drop-low-quality); every check's columns are copied into the exported manifests.",
 )
 @click.option(
     "--by",
@@ -252,6 +278,9 @@ def export_cmd(**o) -> None:
     if rev is None and not o["quiet"]:
         click.echo("no review given (--dataset, --review or --flags): every image and label is exported as it is")
     ds = _scored(o["dataset"])
+    from_given = click.get_current_context().get_parameter_source("source") != click.core.ParameterSource.DEFAULT
+    if ds is not None and not from_given:
+        o["source"] = _scored_split(ds, o["source"], o["quiet"])
     auto = _auto_clean(o, ds) if o["auto_clean"] else None
     if o["gender_max_score"] == "estimated":
         o["gender_max_score"], said = _estimated_max_score(ds)

@@ -147,6 +147,8 @@ def normalize_review(raw: pd.DataFrame, source: str = "review") -> pd.DataFrame:
     for col in (*LABEL_SCORES, AGE_RANK):
         df[col] = pd.to_numeric(raw[col], errors="coerce") if col in raw else np.nan
     _suggestions(raw, df, source)
+    if "skin_category" in raw:  # the dataset's skin-tone audit, which --oversample balances when no --audits is given
+        df["skin_category"] = raw["skin_category"].astype(object).where(raw["skin_category"].notna(), None)
     df = df[df["filename"] != ""].reset_index(drop=True)
     dup = df["filename"].duplicated(keep=False)
     if dup.any():
@@ -226,6 +228,7 @@ def read_review_fiftyone(name: str) -> pd.DataFrame:
             AGE_RANK,
             *SUGGESTIONS,
             "is_low_quality_issue",
+            "skin_category",
         )
         if f in schema
     ]

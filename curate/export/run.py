@@ -197,12 +197,23 @@ def _review_for(
         n_review_test = int(((review["split"] == "test") & has_decision(review)).sum())  # decisions, not listed samples
     else:
         review = normalize_review(pd.DataFrame({"filename": []}))
-    if opts.policy.drop_suspects and not (~has_decision(review)).any():
-        warnings.append(
-            "--drop-suspects: the review lists no unreviewed image, so no suspect can be dropped "
-            "(a review-status CSV holds reviewed samples only: use --dataset NAME or add --flags FILE)"
-        )
+    _check_suspects_listed(opts.policy, review, src)
     return review, n_review_test
+
+
+def _check_suspects_listed(policy: Policy, review: pd.DataFrame, src: pd.DataFrame) -> None:
+    """A suspect policy acts on the unreviewed images the review lists with their flags. A review-status CSV lists
+    only the reviewed ones: with images of the split left out and no unreviewed one listed, the policy could only
+    do nothing, which the user asked not to happen: an error saying where the flags are."""
+    acts = [f for f, on in (("--drop-suspects", policy.drop_suspects), ("--mask-suspects", policy.mask_suspects),
+                            ("--relabel-suspects", policy.relabel_suspects)) if on]  # fmt: skip
+    unlisted = int((~src["filename"].astype(str).isin(set(review["filename"].astype(str)))).sum())
+    if acts and unlisted and not (~has_decision(review)).any():
+        raise ExportError(
+            f"{acts[0]}: the review lists no unreviewed image ({unlisted} of the split's {len(src)} are not in it), "
+            "so no suspect could be acted on (a review-status CSV holds reviewed samples only: use --dataset NAME "
+            "or add --flags FILE)"
+        )
 
 
 def _check_coverage(opts: ExportOptions, src: pd.DataFrame, review: pd.DataFrame, warnings: list[str]) -> None:
@@ -276,9 +287,13 @@ def _write_oversampled(
     has_skin = "skin_category" in cleaned and cleaned["skin_category"].notna().any()
     dims = opts.by or (["age_group", "skin_category"] if has_skin else ["age_group", "gender"])
     if "skin_category" in dims and not has_skin:
-        raise ExportError("oversampling by skin_category needs --audits with a skin_category column")
-    if "skin_category" not in dims and not opts.audits:
-        summary["warnings"].append("no skin-tone audit given (--audits): oversampling by " + " x ".join(dims) + " only")
+        raise ExportError("oversampling by skin_category needs skin tones: --audits with a skin_category column, or "
+                          "--dataset of a dataset `curate score` audited")  # fmt: skip
+    if "skin_category" not in dims and not has_skin:
+        summary["warnings"].append("no skin tones (--audits, or --dataset of an audited dataset): oversampling by "
+                                   + " x ".join(dims) + " only")  # fmt: skip
+    if has_skin:
+        summary["skin_tones_from"] = str(opts.audits) if opts.audits else opts.review_source
     base = cleaned.copy()
     if "skin_category" in base:
         base["skin_category"] = base["skin_category"].fillna("unknown").astype(str)
