@@ -230,7 +230,7 @@ class RunExport(_Job):
 
     def argv(self, ctx) -> list[str]:
         p = ctx.params
-        out = ["export", "--dataset", ctx.dataset.name, "--from", p.get("source") or "dataset/train_8_folds_first"]
+        out = ["export", "--dataset", ctx.dataset.name] + (["--from", p["source"]] if p.get("source") else [])
         out += ["--name", p.get("name") or "train_cleaned", "--quiet"]
         auto = bool(p.get("auto_clean"))  # the long form's boxes say the same thing: not repeated
         for flag in ("auto_clean", "drop_suspects", "mask_suspects", "relabel_suspects", "drop_low_quality", "force"):
@@ -244,7 +244,8 @@ class RunExport(_Job):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        inputs.str("source", label="Training split to clean", default="dataset/train_8_folds_first")
+        inputs.str("source", label="Training split to clean (empty: the training split of what this dataset was "
+                   "scored from, else dataset/train_8_folds_first)", default="")  # fmt: skip
         inputs.str("name", label="Name of the cleaned split", default="train_cleaned")
         for flag, label in (("auto_clean", "Clean unreviewed labels as recommended, the policy that paid best (run "
                              "flag-mislabels with 2 rounds first); the same as the next three boxes"),
