@@ -118,6 +118,9 @@ def read_labels(table: Path) -> pd.DataFrame:
             f"{', '.join(map(str, raw.columns)) or 'no columns'} (needs path, age, gender; optional race, id)"
             + (f"; the file seems to be separated by {sep!r}" if sep != "," else "")
         )
+    if raw.empty:  # "no usable image (0 rejected)" would not say that the table lists nothing
+        raise SourceError(f"{table}: the labels table has its columns but no rows (one row per image: path, age, "
+                          "gender)")  # fmt: skip
     return raw[[c for c in (*REQUIRED, *OPTIONAL) if c in raw.columns]].map(lambda v: str(v).strip())
 
 

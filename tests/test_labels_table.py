@@ -74,6 +74,12 @@ def test_a_missing_required_column_is_one_line_naming_the_file_and_its_columns(d
         f"Error: {dataset / 'labels.csv'}: missing required column(s) age; it has: path, years, gender, race, id "
         "(needs path, age, gender; optional race, id)"
     )
+    pd.DataFrame(columns=["path", "age", "gender"]).to_csv(dataset / "labels.csv", index=False)  # a header only
+    res = run("split", dataset, "--out", tmp_path / "out", ok=False)
+    assert res.exit_code == 1 and res.output.strip() == (
+        f"Error: {dataset / 'labels.csv'}: the labels table has its columns but no rows (one row per image: path, "
+        "age, gender)"
+    )
 
 
 def test_recorded_folds_hold_and_a_new_photo_of_a_known_person_joins_that_persons_fold(dataset: Path, tmp_path):
