@@ -411,7 +411,8 @@ def decisions(ds) -> pd.DataFrame:
     corrected = df["age_corrected"].notna() | df["gender_corrected"].notna()
     df = df[(rtags.map(len) > 0) | corrected].copy()
     rtags = rtags[df.index]
-    df["tags"] = df["all_tags"].map(lambda t: ";".join(x for x in (t or []) if x in REVIEW_TAGS + SUSPECT_TAGS))
+    order = REVIEW_TAGS + SUSPECT_TAGS  # one order whatever order flag-mislabels and the App added them in
+    df["tags"] = df["all_tags"].map(lambda t: ";".join(x for x in order if x in (t or [])))
     df["decision"] = [_decision(t, a, g) for t, a, g in zip(rtags, df["age_corrected"], df["gender_corrected"])]
     df["problem"] = [_correction_problem(a, g) for a, g in zip(df["age_corrected"], df["gender_corrected"])]
     df["age_corrected"] = df["age_corrected"].astype("Int64")
