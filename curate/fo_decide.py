@@ -123,8 +123,22 @@ def _write(sample, new: Decision, by: str, now: datetime) -> None:
     sample["age_corrected"], sample["gender_corrected"] = new.age, new.gender
     pending = new.kind == "pending"
     sample["reviewed_by"], sample["reviewed_at"] = (None, None) if pending else (by, now)
-    entry = {"decision": new.kind, "by": by, "at": now.isoformat(), "age": new.age, "gender": new.gender}
+    entry = {
+        "decision": new.kind,
+        "by": by,
+        "at": now.isoformat(),
+        "age": new.age,
+        "gender": new.gender,
+        **labels_now(sample),
+    }  # the labels the reviewer saw (fo_review.decided_on_other_labels)
     sample["review_log"] = [*(field(sample, "review_log") or []), entry]
+
+
+def labels_now(sample) -> dict:
+    """The sample's labels as a decision's log entry records them (label_age whole years, label_gender)."""
+    age, gender = sample["age"], sample["gender"]
+    return {"label_age": round(age.value) if age is not None and age.value is not None else None,
+            "label_gender": gender.label if gender is not None else None}  # fmt: skip
 
 
 def field(sample, name: str):

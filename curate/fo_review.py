@@ -213,6 +213,35 @@ def flags_outdated(ds) -> str | None:
     )
 
 
+def decided_on_other_labels(ds) -> list[str]:
+    """ "file: age 25 then, 35 now" for each sample whose last decision was made on labels that have changed since
+    (the source's labels edited and re-scored): its correction or "label is right" would be applied to labels the
+    reviewer never saw. Decisions logged before log entries recorded the labels are not checked."""
+    if "review_log" not in ds.get_field_schema():
+        return []
+    out = []
+    for name, log, age, gender in zip(*ds.values(["filename", "review_log", "age.value", "gender.label"])):
+        last = (log or [{}])[-1] or {}
+        if last.get("decision") in (None, "pending"):
+            continue
+        then_a, then_g, now_a = last.get("label_age"), last.get("label_gender"), None if age is None else round(age)
+        moved = then_a is not None and now_a is not None and then_a != now_a
+        said = [f"age {then_a} then, {now_a} now"] if moved else []
+        said += [f"gender {then_g} then, {gender} now"] if then_g and gender and then_g != gender else []
+        if said:
+            out.append(f"{name}: {', '.join(said)}")
+    return out
+
+
+def stale_decisions_warning(ds) -> str | None:
+    """The sentence review-status and export print for `decided_on_other_labels`, or None."""
+    changed = decided_on_other_labels(ds)
+    if not changed:
+        return None
+    return (f"{len(changed)} review decision(s) were made on labels that have changed since (first: "
+            f"{'; '.join(changed[:3])}): they are applied as they are; look at them again in the App")  # fmt: skip
+
+
 def _store_checks(ds, checks: pd.DataFrame, allowed: bool, source: dict | None, labels: dict | None = None) -> None:
     """The model checks, where the predictions came from and what labels they scored, in
     `info["curate"]["model_checks"]`."""

@@ -366,3 +366,31 @@ def test_flag_mislabels_runs_two_rounds_from_the_app(scored, fo, tmp_path, monke
     finally:
         fo.config.plugins_dir = old
         fo.delete_dataset(name)
+
+
+def test_a_decision_on_a_label_changed_since_is_named_by_review_status_and_export(flagged, fo, sample_split, tmp_path):
+    """Each decision records the labels the reviewer saw; when the source's labels change afterwards (edited and
+    re-scored), `review-status` and `export` name the sample and both labels instead of applying the old
+    decision silently; a decision on an unchanged label is not named."""
+    from curate.fo_decide import Decision, apply, mislabel
+
+    name, _ = flagged
+    ds = fo.load_dataset(name).clone(f"{flagged[0]}-relabel", persistent=True)
+    try:
+        s, fill = _target(ds)
+        other = ds.match_tags(["suspect:gender", "suspect:age"], bool=False).first()
+        apply(ds, {s.id: mislabel(s, age=fill["age"], gender=fill["gender"]), other.id: Decision("ok")})
+        s.reload()
+        assert s.review_log[-1]["label_age"] == round(s.age.value) and s.review_log[-1]["label_gender"]
+        res = run("review-status", "--dataset", ds.name, "--csv", tmp_path / "a.csv")
+        assert "decision(s) were made on labels" not in res.output
+        was = round(s.age.value)
+        s["age"].value = was + 9  # the source's label edited after the review
+        s.save()
+        res = run("review-status", "--dataset", ds.name, "--csv", tmp_path / "b.csv")
+        said = f"1 review decision(s) were made on labels that have changed since (first: {s.filename}: age {was} then"
+        assert said in res.output and f"{was + 9} now" in res.output and other.filename not in res.output
+        args = ["export", "--dataset", ds.name, "--from", sample_split / "train_8_folds_first", "--root", tmp_path]
+        assert said in run(*args, "--name", "x").output
+    finally:
+        fo.delete_dataset(ds.name)

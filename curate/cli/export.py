@@ -354,16 +354,16 @@ def _auto_clean_said(ds) -> str:
 
 def _check_flags(o: dict, ds) -> None:
     """With --dataset: a suspect policy needs flags (an error when `curate flag-mislabels` never ran on it), and
-    flags computed before samples or labels changed get a warning."""
-    from curate.fo_review import flags_outdated
+    flags computed before samples or labels changed, and decisions made on labels changed since, get a warning."""
+    from curate.fo_review import flags_outdated, stale_decisions_warning
 
     acts = [f"--{k.replace('_', '-')}" for k in ("drop_suspects", "mask_suspects", "relabel_suspects") if o[k]]
     if acts and not (ds.info.get("curate") or {}).get("model_checks"):
         fail(f"{acts[0]}: dataset {o['dataset']!r} has no flags yet; run `curate flag-mislabels --dataset "
              f"{o['dataset']}` first")  # fmt: skip
-    stale = flags_outdated(ds)
-    if stale:
-        click.echo(f"warning: {stale}", err=True)
+    for stale in (flags_outdated(ds), stale_decisions_warning(ds)):
+        if stale:
+            click.echo(f"warning: {stale}", err=True)
 
 
 def _check_policy(o: dict, have_flags: bool) -> None:

@@ -452,7 +452,7 @@ def review_status(name: str, out_csv: Path | None) -> None:
     gender_corrected. The CSV has one row per reviewed sample with its `decision` (exclude, conflict,
     mislabel, ok); `curate export` obeys it.
     """
-    from curate.fo_review import decisions, flags_outdated
+    from curate.fo_review import decisions, flags_outdated, stale_decisions_warning
     from curate.fo_review import review_status as summary
 
     fo = _connect()
@@ -467,9 +467,9 @@ def review_status(name: str, out_csv: Path | None) -> None:
     if stored.get("source"):
         click.echo(describe_source(stored["source"]))
     _echo_model_checks(stored.get("folds", []))
-    stale = flags_outdated(ds)
-    if stale:
-        click.echo(f"warning: {stale}", err=True)
+    for stale in (flags_outdated(ds), stale_decisions_warning(ds)):
+        if stale:
+            click.echo(f"warning: {stale}", err=True)
     bad = dec[dec["problem"] != ""]
     if len(bad):
         click.echo(f"{len(bad)} correction(s) need fixing, e.g. {bad['filename'].iloc[0]}: {bad['problem'].iloc[0]}")
