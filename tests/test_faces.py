@@ -161,6 +161,8 @@ def test_predict_photos_with_0_1_2_faces_gives_a_status_each(tmp_path):
     assert res.exit_code == 0, res.output
     p = pd.read_csv(tmp_path / "p.csv").assign(name=lambda t: t["path"].map(lambda x: Path(x).name)).set_index("name")
     assert p.loc["none.jpg", "status"] == "no face found" and np.isnan(p.loc["none.jpg", "age_pred"])
+    assert p.loc["none.jpg", "quality_verdict"] == "not judged: no prediction"  # not the whole photo's "odd size"
+    assert p.loc["one.jpg", "quality_of"] == "aligned face" and p.loc["crop.jpg", "quality_of"] == "image"
     assert p.loc["one.jpg", ["status", "face_status", "n_faces"]].tolist() == ["ok", "one face", 1]
     assert p.loc["two.jpg", ["status", "face_status", "n_faces"]].tolist() == ["ok", "2 faces: the largest used", 2]
     assert p.loc["crop.jpg", "face_status"] == "aligned crop, used as it is"
