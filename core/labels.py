@@ -17,6 +17,14 @@ AGE_GROUP_LABELS = ("0-4", "4-14", "14-24", "24-30", "30-40", "40-50", "50-60", 
 # Words for reasons a reviewer reads ("infant 0-4"), one per age group.
 AGE_GROUP_WORDS = ("infant", "child", "young", "adult", "adult", "adult", "adult", "senior", "senior", "senior")
 MAX_AGE = 120
+# The spellings of a gender people write in tables and review CSVs (any case; "1.0" as a spreadsheet saves 1).
+GENDER_CODES = {"0": 0, "1": 1, "male": 0, "female": 1, "m": 0, "f": 1}
+
+
+def gender_code(value: object) -> int | None:
+    """0 (male) or 1 (female) for a spelling of GENDER_CODES, else None: one reading for labels tables, review
+    CSVs and corrections typed in FiftyOne, so `review-status` and `export` never judge a value differently."""
+    return GENDER_CODES.get(str(value).strip().lower().removesuffix(".0"))
 
 
 def age_group_index(age: float | np.ndarray) -> np.ndarray | int:

@@ -107,6 +107,8 @@ def apply(ds, decisions: dict[str, Decision], by: str | None = None, now: dateti
     counts = {"changed": 0, "unchanged": 0}
     for sample in view.iter_samples(autosave=True, batch_size=200):
         new = decisions[sample.id]
+        if new.kind == "mislabel":  # a "correction" to the label the sample has is none (as export reads it)
+            new = mislabel(sample, age=new.age, gender=new.gender)
         if new == current(sample):
             counts["unchanged"] += 1
             continue

@@ -23,7 +23,8 @@ import pandas as pd
 
 from audits.mislabels import AGE_COLUMNS, GENDER_COLUMNS
 from core.errors import CurateError
-from core.labels import GENDER_NAMES
+from core.labels import GENDER_NAMES, MAX_AGE, gender_code
+from curate.export.common import decision_of
 from curate.fo_schema import REVIEW_TAGS, schema_specs
 
 SUSPECT_TAGS = ("suspect:gender", "suspect:age", "low_quality")
@@ -407,7 +408,8 @@ def decisions(ds) -> pd.DataFrame:
 
     Columns: path, filename, content_hash, age, gender, race (current labels), tags (";"-joined review
     and candidate tags), age_corrected, gender_corrected, decision (exclude / conflict / mislabel / ok),
-    problem (an unusable correction), and the flag-mislabels scores where present."""
+    problem (an unusable correction), the flag-mislabels scores, and who decided when (reviewed_by, reviewed_at)
+    where present."""
     schema = ds.get_field_schema()
     cols = [
         "id",
@@ -431,6 +433,8 @@ def decisions(ds) -> pd.DataFrame:
             "age_suggested",
             "gender_suggested",
             "is_low_quality_issue",
+            "reviewed_by",
+            "reviewed_at",
         )
         if c in schema
     ]
@@ -442,28 +446,32 @@ def decisions(ds) -> pd.DataFrame:
     rtags = rtags[df.index]
     order = REVIEW_TAGS + SUSPECT_TAGS  # one order whatever order flag-mislabels and the App added them in
     df["tags"] = df["all_tags"].map(lambda t: ";".join(x for x in order if x in (t or [])))
-    df["decision"] = [_decision(t, a, g) for t, a, g in zip(rtags, df["age_corrected"], df["gender_corrected"])]
-    df["problem"] = [_correction_problem(a, g) for a, g in zip(df["age_corrected"], df["gender_corrected"])]
-    df["age_corrected"] = df["age_corrected"].astype("Int64")
+    df["decision"] = [decision_of(t, a, g) for t, a, g in zip(rtags, df["age_corrected"], df["gender_corrected"])]
+    df["problem"] = [_correction_problem(*r) for r in zip(df["age_corrected"], df["gender_corrected"], df["age"],
+                                                          df["gender"])]  # fmt: skip
+    age_c = pd.to_numeric(df["age_corrected"], errors="coerce")
+    whole = age_c.dropna().map(float.is_integer).all()
+    df["age_corrected"] = age_c.astype("Int64") if whole else age_c  # a fractional one stays as typed (a problem)
     return df[[*_SAMPLE_COLUMNS, "tags", *_CORRECTIONS, "decision", "problem", *extra, "id"]].reset_index(drop=True)
 
 
-def _decision(tags: list[str], age_c, gender_c) -> str:
-    if "exclude" in tags:
-        return "exclude"
-    if "confirmed:mislabel" in tags and "confirmed:ok" in tags:
-        return "conflict"
-    if "confirmed:mislabel" in tags or pd.notna(age_c) or pd.notna(gender_c):
-        return "mislabel"
-    return "ok"
-
-
-def _correction_problem(age_c, gender_c) -> str:
+def _correction_problem(age_c, gender_c, age, gender) -> str:
+    """What `curate export` would refuse or not take as a correction ("" when nothing): the same reading of
+    genders (core.labels.gender_code) and ages, and a correction equal to the label, which corrects nothing (export
+    drops such an image as labelled wrong without a correction)."""
     probs = []
-    if pd.notna(age_c) and not 0 <= float(age_c) <= 120:
-        probs.append(f"age_corrected {age_c} outside 0-120")
-    if pd.notna(gender_c) and str(gender_c) not in GENDER_NAMES:
-        probs.append(f"gender_corrected {gender_c!r} is not male/female")
+    if pd.notna(age_c):
+        a = pd.to_numeric(age_c, errors="coerce")
+        if pd.isna(a) or not 0 <= float(a) <= MAX_AGE or not float(a).is_integer():
+            probs.append(f"age_corrected {age_c} is not a whole age in 0-{MAX_AGE}")
+        elif age is not None and pd.notna(age) and round(float(age)) == int(a):
+            probs.append(f"age_corrected {int(a)} equals the label: not a correction")
+    if pd.notna(gender_c):
+        g = gender_code(gender_c)
+        if g is None:
+            probs.append(f"gender_corrected {gender_c!r} is not male/female")
+        elif gender is not None and GENDER_NAMES[g] == gender:
+            probs.append(f"gender_corrected {gender_c!r} equals the label: not a correction")
     return "; ".join(probs)
 
 

@@ -29,13 +29,12 @@ import pandas as pd
 
 from core.errors import CurateError
 from core.images import decode_image, pixel_hash
-from core.labels import MAX_AGE, RACE_NAMES
+from core.labels import MAX_AGE, RACE_NAMES, gender_code
 from core.manifest import MANIFEST_COLUMNS
 
 LABEL_FILES = ("labels.csv", "labels.parquet")  # a folder holding one of these is a labels-table dataset
 REQUIRED = ("path", "age", "gender")
 OPTIONAL = ("race", "id")
-_GENDERS = {"0": 0, "1": 1, "male": 0, "female": 1, "m": 0, "f": 1}
 _RACES = {name.lower(): i for i, name in enumerate(RACE_NAMES)} | {"other": len(RACE_NAMES) - 1}
 DELIMITERS = (",", ";", "\t", "|")  # what a CSV "labels table" is separated by (spreadsheets export ; or tabs)
 
@@ -206,7 +205,7 @@ def parse_labels(r: dict) -> tuple[int, int, int | None]:
         raise ValueError(f"age {age_s} is not whole years")
     if not 0 <= age_f <= MAX_AGE:
         raise ValueError(f"age {age_s} outside 0-{MAX_AGE}")
-    gender = _GENDERS.get(gender_s.lower().removesuffix(".0"))
+    gender = gender_code(gender_s)
     if gender is None:
         raise ValueError(f"gender {gender_s!r} is not 0/1/male/female/m/f")
     return int(age_f), gender, _race(race_s)

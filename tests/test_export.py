@@ -313,7 +313,7 @@ def test_export_errors_are_clear(sample_split: Path, tmp_path: Path):
     assert res.exit_code == 1 and "review.csv: not a review CSV (EmptyDataError" in res.output
     assert "Traceback" not in res.output
     res = run("--oversample", "--by", "age_group,skin_category", "--name", "r4")
-    assert res.exit_code != 0 and "needs --audits" in res.output
+    assert res.exit_code != 0 and "needs skin tones: --audits with a skin_category column" in res.output
     res = CliRunner().invoke(
         main,
         [
@@ -720,3 +720,55 @@ def test_reviewed_test_images_are_those_with_a_decision(sample_split: Path):
     kept, info = corrected_view(te, listed)
     assert info["n_review_rows"] == 2 and info["n_removed"] == 1 and info["n_corrected"] == 1
     assert len(kept) == len(te) - 1
+
+
+def test_a_review_is_read_one_way_whatever_the_reviewer_wrote(sample_split: Path, tmp_path: Path):
+    """A correction equal to the label corrects nothing (the image is dropped as labelled wrong, not kept with the
+    label called wrong); "label is right" with a correction is a conflict; a `decision` column (review-status writes
+    one) is obeyed, and tags that said otherwise are warned about; --drop-low-quality spares images a reviewer
+    kept; unreviewed suspects kept as labelled are counted; a leftover oversampled split is warned about."""
+    tr, _ = manifests(sample_split)
+    f, g = tr.filename, lambda i: ("male", "female")[tr.gender[i]]  # noqa: E731
+    r = lambda i, **kw: {"filename": f[i], "content_hash": tr.content_hash[i], **kw}  # noqa: E731
+    rows = [
+        r(0, tags="confirmed:mislabel;suspect:gender", gender_corrected=g(0)),  # "corrected" to its own label
+        r(1, tags="confirmed:ok", age_corrected=tr.age[1] + 5),
+        r(2, tags="confirmed:ok", decision="exclude"),  # the decision column edited, the tags not
+        r(3, tags="", decision="exclude"),  # filename and decision only
+        r(4, tags="confirmed:ok;low_quality", is_low_quality_issue=True),
+        r(5, tags="suspect:gender", is_gender_label_issue=True),
+        r(6, tags="low_quality", is_low_quality_issue=True),
+        r(7, tags="confirmed:mislabel", age_corrected=tr.age[7], gender_corrected=1 - tr.gender[7]),
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "review.csv", index=False)
+    out = tmp_path / "out"
+
+    def cli(*args):
+        base = ["export", "--from", sample_split / "train_8_folds_first", "--root", out, "--quiet"]
+        return CliRunner().invoke(main, [str(a) for a in [*base, *args]])
+
+    res = cli("--review", tmp_path / "review.csv", "--name", "a", "--drop-low-quality", "--oversample",
+              "--max-factor", "1")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    removed = pd.read_csv(out / "a" / "removed.csv").set_index("filename")["reason"].to_dict()
+    assert removed == {
+        f[0]: "labelled wrong, but the correction given equals the label",
+        f[1]: "conflicting review (confirmed:ok and a correction)",
+        f[2]: "tagged exclude",
+        f[3]: "tagged exclude",
+        f[6]: "low quality (policy --drop-low-quality)",
+    }
+    kept = read_manifest(out / "a").set_index("source_filename")
+    assert f[4] in kept.index and kept.loc[f[5], "label_source"] == "original"
+    assert kept.loc[f[7], ["age", "gender"]].tolist() == [tr.age[7], 1 - tr.gender[7]]  # the no-op age ignored
+    summary = json.loads((out / "a" / "export.json").read_text())
+    assert summary["n_suspects_kept"] == 1 and summary["review_decisions"] == 6
+    said = f"1 review row(s) whose decision column and tags disagree: the decision column was obeyed (first: {f[2]}: "
+    assert said + "decision exclude, tags and corrections said ok)" in res.output
+    assert "1 unreviewed label suspect(s) kept as labelled" in res.output
+    again = cli("--review", tmp_path / "review.csv", "--name", "a", "--force")
+    assert again.exit_code == 0 and f"{out / 'a_oversampled'} is from an earlier export" in again.output
+    pd.DataFrame([r(0, decision="maybe")]).to_csv(tmp_path / "bad.csv", index=False)
+    bad = cli("--review", tmp_path / "bad.csv", "--name", "b")
+    said = f"1 row(s) with a decision that is not exclude/conflict/mislabel/ok/pending: {f[0]} (maybe)"
+    assert bad.exit_code == 1 and said in bad.output

@@ -394,3 +394,44 @@ def test_a_decision_on_a_label_changed_since_is_named_by_review_status_and_expor
         assert said in run(*args, "--name", "x").output
     finally:
         fo.delete_dataset(ds.name)
+
+
+def test_review_status_and_export_read_every_decision_the_same_way(flagged, fo, sample_split, tmp_path):
+    """What review-status reports is what export does: a "correction" to the sample's own label is stored as none
+    (the image is dropped as labelled wrong, not kept with the label called wrong); "label is right" with a
+    correction is a conflict in both; "F" is a gender in both; a mistyped tag is named by review-status, not only
+    refused later by export; the CSV says who decided."""
+    from fiftyone import ViewField as F
+
+    from core.manifest import TRAIN_SPLIT
+    from curate.fo_decide import Decision, apply
+
+    ds = fo.load_dataset(flagged[0]).clone(f"{flagged[0]}-oneway", persistent=True)
+    try:
+        a, b, c = ds.match(
+            (F("split") == TRAIN_SPLIT) & ~F("tags").contains(["exclude", "confirmed:ok", "confirmed:mislabel"])
+        ).limit(3)
+        apply(ds, {a.id: Decision("mislabel", gender=a.gender.label)})
+        a.reload()
+        assert a.gender_corrected is None and "confirmed:mislabel" in a.tags
+        b.tags = [*b.tags, "confirmed:ok"]
+        b["gender_corrected"] = "F" if b.gender.label == "male" else "M"  # typed in the App's field
+        b.save()
+        c.tags = [*c.tags, "exlude"]
+        c.save()
+        res = run("review-status", "--dataset", ds.name, "--csv", tmp_path / "d.csv")
+        assert "tags that look mistyped, which `curate export` refuses: exlude (did you mean exclude?): 1" in res.output
+        dec = pd.read_csv(tmp_path / "d.csv").set_index("filename")
+        assert dec.loc[a.filename, "decision"] == "mislabel" and dec.loc[b.filename, "decision"] == "conflict"
+        assert dec.loc[b.filename, "problem"] != dec.loc[b.filename, "problem"]  # "F" is a gender: no problem
+        assert "reviewed_by" in dec and dec.loc[a.filename, "reviewed_by"]
+        args = ["export", "--dataset", ds.name, "--from", sample_split / "train_8_folds_first", "--root", tmp_path]
+        assert "exlude (did you mean exclude?)" in run(*args, "--name", "x", ok=False).output
+        c.tags = [t for t in c.tags if t != "exlude"]
+        c.save()
+        run(*args, "--name", "y")
+        removed = pd.read_csv(tmp_path / "y" / "removed.csv").set_index("filename")["reason"]
+        assert removed[a.filename] == "confirmed:mislabel without a correction"
+        assert removed[b.filename] == "conflicting review (confirmed:ok and a correction)"
+    finally:
+        fo.delete_dataset(ds.name)

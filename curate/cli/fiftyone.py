@@ -467,13 +467,24 @@ def review_status(name: str, out_csv: Path | None) -> None:
     if stored.get("source"):
         click.echo(describe_source(stored["source"]))
     _echo_model_checks(stored.get("folds", []))
-    for stale in (flags_outdated(ds), stale_decisions_warning(ds)):
+    for stale in (flags_outdated(ds), stale_decisions_warning(ds), _mistyped_tags(ds)):
         if stale:
             click.echo(f"warning: {stale}", err=True)
     bad = dec[dec["problem"] != ""]
     if len(bad):
         click.echo(f"{len(bad)} correction(s) need fixing, e.g. {bad['filename'].iloc[0]}: {bad['problem'].iloc[0]}")
     click.echo(f"{len(dec)} decisions -> {out_csv}")
+
+
+def _mistyped_tags(ds) -> str | None:
+    """The tags `curate export` would refuse as typos ("exlude"), said where the reviewer checks progress."""
+    from curate.export.review import mistyped_tag
+
+    bad = {t: n for t, n in ds.count_sample_tags().items() if mistyped_tag(t)}
+    if not bad:
+        return None
+    shown = ", ".join(f"{mistyped_tag(t)}: {n} sample(s)" for t, n in sorted(bad.items()))
+    return f"tags that look mistyped, which `curate export` refuses: {shown}; these samples count as pending"
 
 
 def crossfit_config(cfg, recipe: str, sets: tuple[str, ...]):

@@ -19,6 +19,7 @@ TAG_SUSPECT_GENDER = "suspect:gender"
 TAG_SUSPECT_AGE = "suspect:age"
 TAG_LOW_QUALITY = "low_quality"
 REVIEWED_TAGS = (TAG_EXCLUDE, TAG_MISLABEL, TAG_OK)
+DECISIONS = ("exclude", "conflict", "mislabel", "ok", "pending")  # a review row's `decision`, first wins
 LABEL_SCORES = ("gender_label_score", "age_label_score")
 AGE_RANK = "age_two_sided_z"  # what --age-rank two-sided ranks the age suspects by (higher = more likely wrong)
 EXPORT_COLUMNS = MANIFEST_COLUMNS + [
@@ -38,6 +39,23 @@ EXPORT_COLUMNS = MANIFEST_COLUMNS + [
     "seed",
 ]
 JPEG_QUALITY = 95
+
+
+def decision_of(tags, age_corrected=None, gender_corrected=None) -> str:
+    """The one reading of a sample's review tags and corrections that `review-status` writes and `export` obeys:
+    exclude; conflict (confirmed:ok with confirmed:mislabel or with a correction: which is meant cannot be
+    known); mislabel (the tag, or a correction); ok; else pending."""
+    import pandas as pd
+
+    corrected = pd.notna(age_corrected) or pd.notna(gender_corrected)
+    tags = set(tags or ())
+    if TAG_EXCLUDE in tags:
+        return "exclude"
+    if TAG_OK in tags and (TAG_MISLABEL in tags or corrected):
+        return "conflict"
+    if TAG_MISLABEL in tags or corrected:
+        return "mislabel"
+    return "ok" if TAG_OK in tags else "pending"
 
 
 @dataclass

@@ -22,9 +22,14 @@ reviewed image. Columns (case-sensitive; unknown columns are ignored):
 Decisions (each removal and correction is listed in removed.csv / corrections.csv and counted)
 ---------------------------------------------------------------------------------------------
 - `exclude`                                   -> removed
+- `confirmed:ok` with `confirmed:mislabel` or a correction -> removed (a conflicting review)
+- a correction equal to the label            -> removed (says the label is wrong, gives no new one)
 - `confirmed:mislabel` without any correction -> removed (known wrong, right answer unknown)
 - `age_corrected` / `gender_corrected`        -> label replaced (file name and manifest both)
-- policy `drop_low_quality`: `low_quality` tag or `is_low_quality_issue` column (review or `--audits`) -> removed
+- a `decision` column (exclude / ok / mislabel / pending, as review-status writes it) is the row's decision:
+  it replaces the row's review tags (rows whose tags said otherwise are warned about)
+- policy `drop_low_quality`: `low_quality` tag or `is_low_quality_issue` column (review or `--audits`) -> removed,
+  unless reviewed (a reviewer's decision wins over every policy)
 - policy `drop_suspects`: unreviewed suspects -> removed. Suspect: tag suspect:gender / suspect:age,
   column is_gender_label_issue / is_age_label_issue, or (with `gender_max_score` / `age_max_score`) a
   label score at most that: both scores are in [0, 1], lower = worse (core/schema.py), so one threshold
@@ -41,10 +46,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.labels import GENDER_NAMES
+from core.labels import GENDER_NAMES, gender_code
 from core.schema import upgrade_columns
 from curate.export.common import (
     AGE_RANK,
+    DECISIONS,
     LABEL_SCORES,
     REVIEWED_TAGS,
     TAG_EXCLUDE,
@@ -55,6 +61,7 @@ from curate.export.common import (
     TAG_SUSPECT_GENDER,
     ExportError,
     Policy,
+    decision_of,
 )
 
 
@@ -65,14 +72,11 @@ def _bool_col(s: pd.Series) -> pd.Series:
     return low.isin(("1", "true", "yes", "y", "t", "1.0"))
 
 
-_GENDERS = {"0": 0, "0.0": 0, "male": 0, "m": 0, "1": 1, "1.0": 1, "female": 1, "f": 1}
-
-
 def _gender_value(v) -> float | None:
     """0.0 / 1.0 for a gender, NaN for none given, None for a value that is not a gender."""
     if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "" or pd.isna(v):
         return np.nan
-    g = _GENDERS.get(str(v).strip().lower())
+    g = gender_code(v)
     return None if g is None else float(g)
 
 
@@ -88,20 +92,23 @@ def _bad_rows(source: str, what: str, mask: pd.Series, values: pd.Series, names:
 KNOWN_TAGS = (TAG_EXCLUDE, TAG_MISLABEL, TAG_OK, TAG_SUSPECT_GENDER, TAG_SUSPECT_AGE, TAG_LOW_QUALITY, "generated")
 
 
-def _check_tags(source: str, tags: pd.Series, names: pd.Series) -> None:
-    """A tag in curate's namespaces that curate does not know, or one a letter or two from a known tag,
-    is a typo that would silently drop a decision: refuse it. Other tags are the reviewer's own."""
+def mistyped_tag(t: str) -> str | None:
+    """A tag in curate's namespaces that curate does not know, or one a letter or two from a known tag ("exlude
+    (did you mean exclude?)"), else None: a typo that would silently drop a decision. Other tags are the
+    reviewer's own."""
     import difflib
 
-    def unknown(t: str) -> str | None:
-        if t in KNOWN_TAGS:
-            return None
-        near = difflib.get_close_matches(t, KNOWN_TAGS, n=1, cutoff=0.8)
-        if near or t.split(":")[0] in ("confirmed", "suspect"):
-            return f"{t} (did you mean {near[0]}?)" if near else t
+    if t in KNOWN_TAGS:
         return None
+    near = difflib.get_close_matches(t, KNOWN_TAGS, n=1, cutoff=0.8)
+    if near or t.split(":")[0] in ("confirmed", "suspect"):
+        return f"{t} (did you mean {near[0]}?)" if near else t
+    return None
 
-    found = tags.map(lambda ts: "; ".join(u for u in map(unknown, ts) if u))
+
+def _check_tags(source: str, tags: pd.Series, names: pd.Series) -> None:
+    """Refuse the rows with a mistyped tag (`mistyped_tag`), naming them."""
+    found = tags.map(lambda ts: "; ".join(u for u in map(mistyped_tag, ts) if u))
     _bad_rows(source, f"an unknown tag (known: {', '.join(KNOWN_TAGS)})", found != "", found, names)
 
 
@@ -141,6 +148,8 @@ def normalize_review(raw: pd.DataFrame, source: str = "review") -> pd.DataFrame:
         _bad_rows(source, "a gender_corrected that is not 0/1/male/female", g.map(lambda v: v is None),
                   raw["gender_corrected"], df["filename"])  # fmt: skip
         df["gender_corrected"] = g.astype(float)
+    if "decision" in raw:
+        _obey_decision_column(raw["decision"], df, source)
     _check_tags(source, df["tags"], df["filename"])
     for col in ("is_gender_label_issue", "is_age_label_issue", "is_low_quality_issue"):
         df[col] = _bool_col(raw[col]) if col in raw else False
@@ -157,6 +166,26 @@ def normalize_review(raw: pd.DataFrame, source: str = "review") -> pd.DataFrame:
             f"first: {df.loc[dup, 'filename'].iloc[0]}"
         )
     return df
+
+
+def _obey_decision_column(decision: pd.Series, df: pd.DataFrame, source: str) -> None:
+    """A review CSV's `decision` column (review-status writes one; a person edits it, or writes only filename and
+    decision) is the decision: its review tag replaces the row's review tags, and ok / exclude / pending drop the
+    row's corrections (mislabel keeps them; conflict keeps the row as it is). Rows whose tags said otherwise are
+    noted in `decision_note`, which the export lists as a warning."""
+    d = decision.fillna("").astype(str).str.strip().str.lower()
+    _bad_rows(source, f"a decision that is not {'/'.join(DECISIONS)}", ~d.isin(("", *DECISIONS)), decision,
+              df["filename"])  # fmt: skip
+    df["decision_note"] = ""
+    tag = {"exclude": TAG_EXCLUDE, "ok": TAG_OK, "mislabel": TAG_MISLABEL, "pending": None}
+    for i in d.index[d.isin(tuple(tag))]:
+        was = decision_of(df.at[i, "tags"], df.at[i, "age_corrected"], df.at[i, "gender_corrected"])
+        if was != d[i] and was != "pending":
+            df.at[i, "decision_note"] = f"{df.at[i, 'filename']}: decision {d[i]}, tags and corrections said {was}"
+        kept = tuple(t for t in df.at[i, "tags"] if t not in REVIEWED_TAGS)
+        df.at[i, "tags"] = kept + ((tag[d[i]],) if tag[d[i]] else ())
+        if d[i] != "mislabel":
+            df.at[i, "age_corrected"], df.at[i, "gender_corrected"] = np.nan, np.nan
 
 
 SUGGESTIONS = ("gender_suggested", "age_suggested", "gender_label_reason", "age_label_reason")
@@ -256,7 +285,7 @@ def merge_reviews(review: pd.DataFrame | None, flags: pd.DataFrame) -> pd.DataFr
         gender_label_score=("gender_label_score", "min"),
         age_label_score=("age_label_score", "min"),
         age_two_sided_z=(AGE_RANK, "max"),
-        **{c: (c, "first") for c in SUGGESTIONS if c in both},
+        **{c: (c, "first") for c in (*SUGGESTIONS, "decision_note") if c in both},
     )
     return agg.reset_index()
 
@@ -333,9 +362,12 @@ class _Matched:
         self._idx = df["filename"].astype(str)
         self._nan = pd.Series(np.nan, index=df.index)
         self.tags = self._idx.map(self._rv["tags"]).apply(lambda t: t if isinstance(t, tuple) else ())
-        self.age_c, self.gen_c = self.col("age_corrected").astype(float), self.col("gender_corrected").astype(float)
+        age_c, gen_c = self.col("age_corrected").astype(float), self.col("gender_corrected").astype(float)
+        same_a, same_g = age_c == df["age"].astype(float), gen_c == df["gender"].astype(float)
+        self.noop = same_a | same_g  # "corrected" to the label it has: says the label is wrong, gives no new one
+        self.age_c, self.gen_c = age_c.where(~same_a), gen_c.where(~same_g)
         self.has_corr = self.age_c.notna() | self.gen_c.notna()
-        self.reviewed = self.has(TAG_EXCLUDE) | self.has(TAG_MISLABEL) | self.has(TAG_OK) | self.has_corr
+        self.reviewed = self.has(TAG_EXCLUDE) | self.has(TAG_MISLABEL) | self.has(TAG_OK) | self.has_corr | self.noop
 
     def col(self, c: str) -> pd.Series:
         return self._idx.map(self._rv[c]) if c in self._rv else self._nan.copy()
@@ -370,10 +402,12 @@ def _removal_reasons(m: _Matched, policy: Policy, low_q: pd.Series, unresolved: 
     rules = [
         (m.has(TAG_EXCLUDE), "tagged exclude"),
         (m.has(TAG_MISLABEL) & m.has(TAG_OK), "conflicting review (confirmed:mislabel and confirmed:ok)"),
+        (m.has(TAG_OK) & (m.has_corr | m.noop), "conflicting review (confirmed:ok and a correction)"),
+        (m.noop & ~m.has_corr, "labelled wrong, but the correction given equals the label"),
         (m.has(TAG_MISLABEL) & ~m.has_corr, "confirmed:mislabel without a correction"),
     ]
-    if policy.drop_low_quality:
-        rules.append((low_q, "low quality (policy --drop-low-quality)"))
+    if policy.drop_low_quality:  # a reviewer who kept the image (label right, or corrected) has decided
+        rules.append((low_q & ~m.reviewed, "low quality (policy --drop-low-quality)"))
     if policy.drop_suspects and not policy.mask_suspects:
         rules.append((unresolved & ~m.reviewed, "unreviewed suspect (policy --drop-suspects)"))
     reason = pd.Series("", index=low_q.index, dtype=object)

@@ -130,6 +130,8 @@ def export(opts: ExportOptions) -> dict:
     summary = _summary(
         opts, src, test_dir if test is not None else None, review, n_review_test, removed, corrections, warnings
     )
+    summary["n_suspects_kept"] = _suspects_kept(kept)
+    _warn_leftovers(opts, summary)
     writers = [SplitWriter(opts.root, opts.name, opts.force, [src_dir, test_dir])]
     try:
         splits = {"cleaned": _write_cleaned(opts, kept, writers[0], summary)}
@@ -195,6 +197,10 @@ def _review_for(
         review, w = match_review(opts.review, manifests, allow_missing=opts.allow_missing)
         warnings += w
         n_review_test = int(((review["split"] == "test") & has_decision(review)).sum())  # decisions, not listed samples
+        notes = review.get("decision_note", pd.Series(dtype=str)).fillna("")
+        if (notes != "").any():
+            warnings.append(f"{int((notes != '').sum())} review row(s) whose decision column and tags disagree: the "
+                            f"decision column was obeyed (first: {notes[notes != ''].iloc[0]})")  # fmt: skip
     else:
         review = normalize_review(pd.DataFrame({"filename": []}))
     _check_suspects_listed(opts.policy, review, src)
@@ -235,6 +241,32 @@ def _check_coverage(opts: ExportOptions, src: pd.DataFrame, review: pd.DataFrame
     warnings.append(msg)
 
 
+def _suspects_kept(kept: pd.DataFrame) -> int:
+    """Unreviewed label suspects (tag or flag) that leave the export with their label as it was: the default
+    export's quiet choice, said in numbers so that nobody reads "removed 0" as "nothing doubtful left"."""
+    tags = kept["review_tags"].fillna("").astype(str)
+    flagged = tags.str.contains("suspect:", regex=False)
+    for c in ("is_gender_label_issue", "is_age_label_issue"):
+        if c in kept:
+            flagged |= kept[c].fillna(False).astype(bool)
+    reviewed = tags.str.contains("|".join(("exclude", "confirmed:")), regex=True)
+    return int((flagged & ~reviewed & (kept["label_source"] == "original")).sum())
+
+
+def _warn_leftovers(opts: ExportOptions, summary: dict) -> None:
+    """Warnings about what this export leaves as it was: suspects kept unchanged (no suspect policy), and an
+    oversampled split of an earlier export beside a cleaned split this one replaces."""
+    p = opts.policy
+    n = summary["n_suspects_kept"]
+    if n and not (p.drop_suspects or p.mask_suspects or p.relabel_suspects):
+        summary["warnings"].append(f"{n} unreviewed label suspect(s) kept as labelled: review them, or let "
+                                   "--auto-clean, --mask-suspects or --drop-suspects act on them")  # fmt: skip
+    stale = Path(opts.root) / (opts.oversample_name or f"{opts.name}_oversampled")
+    if not opts.oversample and (stale / "manifest.csv").exists():
+        summary["warnings"].append(f"{stale} is from an earlier export, not this one: export again with --oversample "
+                                   "to replace it, or delete it")  # fmt: skip
+
+
 def _summary(
     opts: ExportOptions,
     src: pd.DataFrame,
@@ -253,6 +285,7 @@ def _summary(
         "test_split": str(test_dir.resolve()) if test_dir is not None else None,
         "review": opts.review_source or None,
         "review_rows": int(len(review)),
+        "review_decisions": int(has_decision(review).sum()) if len(review) else 0,
         "review_rows_on_test_split": n_review_test,
         "policy": asdict(opts.policy),
         "images": opts.images,
@@ -364,10 +397,13 @@ def export_report(s: dict, this: str) -> str:
     lines = [
         f"# Export `{this}`",
         "",
-        f"Source: `{s['source']}` ({s['n_source']} images, manifest "
-        f"{s['source_manifest_hash']}); review: {s['review'] or 'none'} ({s['review_rows']} rows, "
-        f"{s['review_rows_on_test_split']} on the test split, not used here); seed {s['seed']}; "
-        f"images: {s['images']}.",
+        f"Source: `{s['source']}` ({s['n_source']} images, manifest {s['source_manifest_hash']}); seed "
+        f"{s['seed']}; images: {s['images']}.",
+        "",
+        f"Review: {s['review'] or 'none'}.",
+        "",
+        f"Review rows: {s['review_rows']} listed, {s.get('review_decisions', s['review_rows'])} with a decision "
+        f"({s['review_rows_on_test_split']} of them on the test split, not used here).",
         "",
         "## Cleaned split",
         "",
@@ -380,6 +416,7 @@ def export_report(s: dict, this: str) -> str:
         f"- of which relabelled by the policy (unreviewed suspects, suggested label): {s['n_relabelled']}",
         f"- labels masked in training (weight 0; the image kept for the other label): gender "
         f"{s.get('n_gender_masked', 0)}, age {s.get('n_age_masked', 0)}",
+        f"- unreviewed label suspects kept as labelled: {s.get('n_suspects_kept', 0)}",
         f"- policy: {json.dumps(s['policy'])}",
     ]
     if s.get("changed_labels"):
