@@ -102,10 +102,30 @@ def configure_app(fo, ds) -> None:
 
 
 def use_plugin(fo) -> Path:
-    """Make this process and the App server it starts load the plugin; returns the plugins folder."""
+    """Make this process and the App server it starts load the plugin; returns the plugins folder.
+
+    The App's long jobs are queued for `fiftyone delegated launch` by default only where that launcher finds the
+    plugin, i.e. when it is installed in FiftyOne's own plugins folder (`curate plugin install`); otherwise they run
+    at once by default (CURATE_JOBS_DELEGATED, which the plugin reads)."""
     from core.manifest import default_cache_dir
 
+    shared = installed_in(fo.config.plugins_dir)
     d = app_plugins_dir(fo.config.plugins_dir, Path(default_cache_dir()))
     os.environ["FIFTYONE_PLUGINS_DIR"] = fo.config.plugins_dir = str(d)
     os.environ.setdefault("CURATE_WORKDIR", os.getcwd())  # where the App's long jobs resolve relative paths
+    os.environ["CURATE_JOBS_DELEGATED"] = "1" if shared else "0"
     return d
+
+
+def record_workdir(ds, workdir: str | os.PathLike) -> None:
+    """Store where `curate app` runs in the dataset, so that a job queued from the App and run later by `fiftyone
+    delegated launch` in another folder resolves `dataset/...` where the user meant it."""
+    from curate.fo_schema import update_info
+
+    update_info(ds, lambda info: info.update(workdir=str(Path(workdir).resolve())))
+
+
+def job_workdir(ds) -> str | None:
+    """The folder an App job runs its `curate` command in: CURATE_WORKDIR (the App server's), else the folder the
+    dataset's last `curate app` ran in (a delegated launcher's), else None (its own)."""
+    return os.environ.get("CURATE_WORKDIR") or (ds.info.get("curate") or {}).get("workdir")

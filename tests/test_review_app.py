@@ -295,22 +295,29 @@ def test_review_decisions_clicked_in_the_app_are_stored_counted_and_exported(
 
 
 def test_export_runs_from_the_app_as_a_delegated_operation(flagged, fo, sample_split, tmp_path, monkeypatch):
-    """The App's long jobs: queued as delegated operations and run by FiftyOne's executor, same CLI code."""
+    """The App's long jobs: queued as delegated operations and run by FiftyOne's executor, same CLI code, in the
+    folder `curate app` ran in even when the executor runs elsewhere (it knows only the dataset); queued by default
+    only where a separate `fiftyone delegated launch` finds the plugin (installed in FiftyOne's plugins folder)."""
     import fiftyone.operators as foo
     from fiftyone.operators.delegated import DelegatedOperationService
 
-    from curate.fo_plugin import use_plugin
+    from curate.fo_plugin import installed_in, record_workdir, use_plugin
 
     name, _ = flagged
     monkeypatch.setenv("CURATE_WORKDIR", str(tmp_path))
     old = fo.config.plugins_dir
     try:
         use_plugin(fo)
+        record_workdir(fo.load_dataset(name), tmp_path)  # as `curate app` does
+        uri = f"{PLUGIN}/run_export"
+        assert foo.get_operator(uri).config.default_choice_to_delegated == installed_in(old)
         params = {"source": str(sample_split / "train_8_folds_first"), "name": "from-app", "relabel_suspects": True,
                   "mask_suspects": True, "estimated": True, "two_sided": True}  # fmt: skip
-        uri = f"{PLUGIN}/run_export"
         queued = foo.execute_operator(uri, ctx={"dataset": name, "params": params, "request_delegation": True})
         assert queued.delegated
+        monkeypatch.delenv("CURATE_WORKDIR")  # a launcher started in another folder
+        (tmp_path / "elsewhere").mkdir()
+        monkeypatch.chdir(tmp_path / "elsewhere")
         done = DelegatedOperationService().execute_queued_operations(operator=uri, dataset_name=name)
         assert done and all(d.error is None for d in done), [d.error_message for d in done]
         assert "curate export" in done[0].result["command"]

@@ -8,6 +8,7 @@ saved views, review decisions).
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -421,10 +422,11 @@ def app(name: str, view_name: str | None, port: int, address: str, remote: bool,
             )
         view = ds.load_saved_view(view_name)
     from curate.fo_app import serve
-    from curate.fo_plugin import configure_app, use_plugin
+    from curate.fo_plugin import configure_app, record_workdir, use_plugin
 
     plugins = use_plugin(fo)
     configure_app(fo, ds)
+    record_workdir(ds, os.environ["CURATE_WORKDIR"])
 
     def ready():
         click.echo(

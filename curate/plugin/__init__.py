@@ -21,7 +21,7 @@ import fiftyone.operators.types as types
 
 from core.errors import CurateError
 from core.labels import GENDER_NAMES
-from curate import fo_decide, review_card
+from curate import fo_decide, fo_plugin, review_card
 
 QUEUE_COLUMNS = (("view", "Saved view"), ("samples", "Samples"), ("reviewed", "Reviewed"), ("pending", "Pending"),
                  ("mislabel", "Wrong"), ("ok", "Right"), ("exclude", "Excluded"))  # fmt: skip
@@ -160,8 +160,10 @@ class NextPending(foo.Operator):
 
 
 class _Job(foo.Operator):
-    """A long `curate` command run from the App, by default delegated (`fiftyone delegated launch` runs
-    the queue): the very command line a user would type, so the App and the CLI share one code path."""
+    """A long `curate` command run from the App: the very command line a user would type, so the App and the CLI
+    share one code path. Delegated by default (`fiftyone delegated launch` runs the queue) where that launcher finds
+    this plugin (installed with `curate plugin install`), else run at once by default (curate.fo_plugin.use_plugin).
+    It runs in the folder `curate app` started in (curate.fo_plugin.job_workdir), also from a launcher elsewhere."""
 
     name, label, icon = "run_flag_mislabels", "Curate: flag mislabels", "travel_explore"
 
@@ -173,7 +175,7 @@ class _Job(foo.Operator):
             icon=self.icon,
             allow_immediate_execution=True,
             allow_delegated_execution=True,
-            default_choice_to_delegated=True,
+            default_choice_to_delegated=os.environ.get("CURATE_JOBS_DELEGATED") == "1",
         )
 
     def argv(self, ctx) -> list[str]:
@@ -218,8 +220,8 @@ class _Job(foo.Operator):
 
         cmd = [sys.executable, "-m", "curate", *self.argv(ctx)]
         # the App server runs in FiftyOne's folder: relative paths mean the folder `curate app` started in
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=os.environ.get("CURATE_WORKDIR") or None)
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-6:]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=fo_plugin.job_workdir(ctx.dataset))
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-20:]
         if proc.returncode != 0:
             raise RuntimeError(f"`curate {' '.join(self.argv(ctx))}` failed: " + " / ".join(tail))
         return {"command": "curate " + " ".join(self.argv(ctx)), "output": "\n".join(tail)}
