@@ -85,7 +85,7 @@ def retrain(
                 f"{now} now); choose another --out, or delete {out} to retrain"
             )
         if prev.get("status") == "complete":
-            return prev
+            return {**prev, "reused": True}
         return train(cfg, out, resume=True, progress=progress)
     return train(cfg, out, progress=progress)
 
@@ -274,7 +274,7 @@ def group_markdown(rows: pd.DataFrame, dim: str) -> str:
     for g, grp in part.groupby("group", sort=False):
         a = grp[grp["metric"] == "age MAE"].iloc[0]
         c = grp[grp["metric"] == "gender accuracy"].iloc[0]
-        star = lambda r: " *" if r["significant"] else ""  # noqa: E731
+        star = _mark
         lines.append(
             f"| {g} | {a['n']} | {_ci(a['baseline'], a['baseline_lo'], a['baseline_hi'], False)} | "
             f"{_ci(a['new'], a['new_lo'], a['new_hi'], False)} | "
@@ -284,6 +284,11 @@ def group_markdown(rows: pd.DataFrame, dim: str) -> str:
             f"{_ci(c['delta'], c['delta_lo'], c['delta_hi'], True)}{star(c)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _mark(r) -> str:
+    """` *` after a delta whose interval excludes 0; ` (few)` after one of a group too small to be judged."""
+    return " *" if r["significant"] else " (few)" if str(r["verdict"]).startswith("too few") else ""
 
 
 def gaps_markdown(gaps: pd.DataFrame) -> str:
@@ -644,8 +649,9 @@ def _md_verdict(lines: list[str]) -> list[str]:
         L += [f"- {v}" for v in lines]
         L += [
             "",
-            "Every other difference below is within its uncertainty. With this many groups, an "
-            "occasional interval excluding 0 is expected by chance alone (about 1 in 20).",
+            "Every other difference below is within its uncertainty, or in a group too small to judge (marked "
+            "`(few)`). With this many groups, an occasional interval excluding 0 is expected by chance alone (about "
+            "1 in 20).",
         ]
     else:
         L += [
@@ -673,7 +679,8 @@ def _md_tables(c: Comparison) -> list[str]:
     L += [
         "## Per group, with 95 % intervals",
         "",
-        "MAE in years (lower is better), gender accuracy in % (deltas in percentage points).",
+        "MAE in years (lower is better), gender accuracy in % (deltas in percentage points). `(few)`: fewer than "
+        f"{c.summary['min_group']} test images, an interval too unsure to judge whatever it shows.",
         "",
     ]
     L += _md_groups(c.rows)

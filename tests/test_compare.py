@@ -200,8 +200,10 @@ def test_export_then_retrain_compare_on_the_sample(sample_split: Path, baseline:
     assert digest(test_dir) == before, "the test split is byte-identical after export, retrain and compare"
     # a second call reuses the finished run and the cached predictions
     res = CliRunner().invoke(main, [*retrain, "--n-boot", "100", "--explain", "0"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 0 and f"reused the finished run in {new}: best epoch" in res.output, res.output
     assert json.loads((new / "metadata.json").read_text())["wall_seconds"] == nm["wall_seconds"]
+    few = rows[rows["verdict"].str.startswith("too few")]  # the sample's small groups are marked, not judged
+    assert len(few) and f"| {few['group'].iloc[0]} | {few['n'].iloc[0]} |" in md and "(few)" in md
     # the split re-exported after more review (one more image excluded): that run is not this split's any more
     pd.DataFrame({"path": [tr.path[2]], "tags": ["exclude"]}).to_csv(tmp_path / "more.csv", index=False)
     more = merge_csv(review, tmp_path / "more.csv")

@@ -515,9 +515,10 @@ def retrain(**o) -> None:
 
     rev, rev_src = _review(o["review"], o["dataset"])
     meta = do_retrain(o["split"], o["baseline"], o["out_dir"], threads=o["threads"], progress=not o["quiet"])
+    did = "reused the finished run in" if meta.get("reused") else "trained"
     click.echo(
-        f"trained {o['out_dir']}: best epoch {meta['best_epoch']}, val MAE {meta['best_val_mae']:.2f}, "
-        f"gender acc {100 * meta['best_val_acc']:.1f}%"
+        f"{did} {o['out_dir']}: best epoch {meta['best_epoch']} (while training, without flip TTA: val MAE "
+        f"{meta['best_val_mae']:.2f}, gender acc {100 * meta['best_val_acc']:.1f}%)"
     )
     if o["compare"]:
         opts = CompareOptions(
