@@ -227,7 +227,8 @@ def _gender_reason(p: float, label: int, b: int, acc: np.ndarray, quality: str |
         nf = int(round(_vote_share(vote, n_votes) * n_votes))
         parts.append(f"{nf}/{n_votes} look-alikes female")
     if copies_f + copies_m > 0:
-        parts.append(f"copies labelled {copies_f} female / {copies_m} male")
+        said = [f"{n} labelled {g}" for n, g in ((copies_f, "female"), (copies_m, "male")) if n]
+        parts.append(f"copies: {' and '.join(said)}")  # words, not "0 female / 1 male" (which reads as codes)
     parts.append(f"P(label wrong) {issue:.2f}")
     return ", ".join(parts)
 

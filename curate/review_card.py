@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from curate.export.common import decision_of
 from curate.fo_decide import current, prefill
 from curate.fo_decide import field as _get
 from curate.fo_review import decided_filter, review_status
@@ -42,7 +43,9 @@ def _age_z(sample) -> str:
 def model_line(sample) -> str:
     """The model's view of the sample: out-of-sample when flag-mislabels ran, else the shipped model's."""
     age, gen, fold = _get(sample, "oos_age_pred"), _get(sample, "oos_gender_pred"), _get(sample, "oos_fold")
-    source = f"out-of-sample, fold model {fold}" if age is not None or gen is not None else None
+    oos = age is not None or gen is not None
+    fold_said = f"fold model {fold}" if fold is not None and fold >= 0 else "the shipped model, never trained on it"
+    source = f"out-of-sample, {fold_said}" if oos else None
     if source is None:
         age, gen = _get(sample, "age_pred"), _get(sample, "gender_pred")
         source = "shipped model (may have trained on this image)"
@@ -59,6 +62,9 @@ def model_line(sample) -> str:
 
 def decision_line(sample) -> str:
     d = current(sample)
+    fixes = (_get(sample, "age_corrected"), _get(sample, "gender_corrected"))
+    if decision_of(sample.tags, *fixes) == "conflict":  # as review-status and export read it
+        return "**Decision**: conflicting (label is right, and wrong or corrected): export drops it; decide again"
     if d.kind == "pending":
         return "**Decision**: pending"
     what = {"mislabel": "label is wrong", "ok": "label is right", "exclude": "image excluded"}[d.kind]

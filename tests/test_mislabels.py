@@ -161,7 +161,7 @@ def test_duplicate_with_conflicting_label_raises_gender_score():
         s = score_gender(frame)
         assert s["gender_flip_prob"].iat[-3] > s["gender_flip_prob"].iat[-1]
         assert s["gender_flip_prob"].iat[-2] < s["gender_flip_prob"].iat[-3]
-        assert "copies labelled 1 female / 0 male" in s["gender_label_reason"].iat[-3]
+        assert "copies: 1 labelled female," in s["gender_label_reason"].iat[-3]
 
 
 def test_estimated_number_of_wrong_genders_follows_the_noise_where_the_flip_model_does_not():

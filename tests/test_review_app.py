@@ -112,6 +112,10 @@ def test_review_card_says_label_model_suggestion_and_why(flagged, fo):
     assert "out-of-sample, fold model" in text and "**Suggested correction**" in text
     assert (f"gender → **{fill['gender']}**" in text) or (f"age → **{fill['age']}**" in text)
     assert s.gender_label_reason in text and "**Decision**: pending" in text
+    s["oos_fold"], s.tags = -1, [*s.tags, "confirmed:ok", "confirmed:mislabel"]  # in memory only, not saved
+    text = card_markdown(s)
+    assert "(out-of-sample, the shipped model, never trained on it)" in text and "**Decision**: conflicting" in text
+    s.reload()
     worst_age = ds.match_tags("suspect:age").sort_by("age_residual_z", reverse=True).first()
     assert f"(residual z {worst_age.age_residual_z:.1f}; two-sided z {worst_age.age_two_sided_z:.1f})" in card_markdown(
         worst_age
