@@ -183,11 +183,13 @@ def _keep_useful_flags(ds, checks: pd.DataFrame) -> None:
     folds = ((ds.info.get("curate") or {}).get("model_checks") or {}).get("folds") or []
     learned = lambda rows: any(r.get("gender_ok") or r.get("age_ok") for r in rows)  # noqa: E731
     if len(checks) and not learned(checks.to_dict("records")) and learned(folds):
+        from curate.cli.common import DEFAULT_MODEL  # its absolute path: the advice works from any folder
+
         raise ReviewError(
             f"none of the {len(checks)} model(s) behind these predictions is clearly better than always answering "
             f"the majority gender or the median age, so nothing is written: dataset {ds.name!r} keeps its flags "
             "from models that were (`curate review-status` shows them). With few images, cross-fit from the "
-            "shipped weights (--set weights=curate/models/default.pt, when its card shows it never saw these "
+            f"shipped weights (--set weights={DEFAULT_MODEL}, when its card shows it never saw these "
             "images) or score with the shipped model (--oos model); --allow-weak-model replaces them anyway"
         )
 

@@ -612,6 +612,7 @@ def test_suspects_from_a_model_no_better_than_chance_are_not_tagged(scored, fo, 
         before = (ds.values("tags"), ds.values("gender_label_score"))
         res = run("flag-mislabels", "--dataset", ds.name, "--predictions", random, "--quiet", ok=False)
         assert res.exit_code == 1 and "nothing is written" in res.output and "keeps its flags" in res.output
+        assert f"--set weights={REPO / 'curate' / 'models' / 'default.pt'}," in res.output  # usable from any folder
         assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
         ds.reload()
         assert (ds.values("tags"), ds.values("gender_label_score")) == before

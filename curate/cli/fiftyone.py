@@ -16,6 +16,7 @@ import click
 
 from core.atomic import write_csv
 from curate.cli.common import (
+    DEFAULT_MODEL,
     SAMPLE_DIR,
     config_options,
     data_argument,
@@ -264,7 +265,7 @@ def flag_mislabels(**o) -> None:
     _echo_model_checks(summary["model_checks"])
     if not any(r["gender_ok"] or r["age_ok"] for r in summary["model_checks"]) and source.get("kind") == "crossfit":
         click.echo(f"no fold model learned from {source['images']} images: with this few, cross-fit from the shipped "
-                   "weights (--set weights=curate/models/default.pt, when its card shows it never saw them) or "
+                   f"weights (--set weights={DEFAULT_MODEL}, when its card shows it never saw them) or "
                    "score with the shipped model (--oos model)")  # fmt: skip
     click.echo(
         f"scored {summary['scored']} samples ({summary['not_scored']} not scored) with {summary['version']}: "
