@@ -65,6 +65,8 @@ def retrain(
     if base.get("status") != "complete":
         raise CompareError(f"{baseline}: baseline run is not complete (status {base.get('status')!r})")
     split = Path(split)
+    if not split.exists():
+        raise CompareError(f"{split}: no such split; write one with `curate export` (its --root and --name)")
     now = manifest_hash(read_manifest(split))  # fails early, with the data module's message, on a broken split
     overrides = {"train_path": str(split)}
     if threads is not None:

@@ -265,10 +265,11 @@ def export_cmd(**o) -> None:
     """Write a cleaned training split (and an oversampled one) from the review's decisions.
 
     Cleaned: the training split minus images tagged `exclude` or `confirmed:mislabel` without a
-    correction, with reviewed age/gender corrections applied; --drop-suspects / --drop-low-quality add
-    the reference notebook's filtering. Oversampled (--oversample): the cleaned split plus augmented
-    images (flip, rotation, crop, colour, exposure; recorded per image) for age bins and skin-tone
-    categories below their target share. The test split and the source images are never changed.
+    correction, with reviewed age/gender corrections applied; --drop-suspects / --drop-low-quality also
+    remove the unreviewed suspects / low-quality images (--auto-clean: masks, see below). Oversampled
+    (--oversample): the cleaned split plus augmented images (flip, rotation, crop, colour, exposure;
+    recorded per image) for age bins and skin-tone categories below their target share. The test split
+    and the source images are never changed.
     """
     from curate.export import ExportOptions, Policy, export
 

@@ -336,8 +336,9 @@ def _crossfit_predictions(ds, man, o: dict):
     recipe = o["recipe"] or "thorough"  # docs/benchmarks.md: better rankings at about twice cheap's time
     cfg = crossfit_config(cfg, recipe, o["sets"])
     out = o["crossfit_dir"] or _crossfit_dir(man, cfg, o["k"], o["seed"])
-    click.echo(f"cross-fitting {len(man)} images ({recipe} recipe: {cfg.image_size} px, {cfg.num_epochs} epochs, "
-               f"k={o['k']}) in {out}")  # fmt: skip
+    epochs = f"{cfg.num_epochs} epoch{'s' * (cfg.num_epochs != 1)}"
+    click.echo(f"cross-fitting {len(man)} images ({recipe} recipe: {cfg.image_size} px, {epochs}, k={o['k']}) in "
+               f"{out}")  # fmt: skip
     run = lambda m, d: crossfit(m, d, cfg, k=o["k"], seed=o["seed"], progress=not o["quiet"],  # noqa: E731
                                 ray_address=o["ray_address"])  # fmt: skip
     pred = run(man, out)
@@ -535,14 +536,17 @@ def plugin() -> None:
 @path_option("--dir", "plugins_dir", help="Plugins folder [default: FiftyOne's, fo.config.plugins_dir].")
 def plugin_install(plugins_dir: Path | None) -> None:
     """Link the plugin into FiftyOne's plugins folder, so a plain `fiftyone app launch` has it."""
+    import fiftyone as fo
+
     from curate.fo_plugin import install
 
-    if plugins_dir is None:
-        import fiftyone as fo
-
-        plugins_dir = Path(fo.config.plugins_dir)
+    given = plugins_dir is not None
+    plugins_dir = plugins_dir if given else Path(fo.config.plugins_dir)
     link = install(plugins_dir)
     click.echo(f"review plugin linked: {link} -> {link.resolve()}")
+    if given and Path(fo.config.plugins_dir or "").resolve() != Path(plugins_dir).resolve():
+        click.echo(f"FiftyOne looks in {fo.config.plugins_dir}: set FIFTYONE_PLUGINS_DIR={Path(plugins_dir).resolve()} "
+                   "for `fiftyone app launch` and `fiftyone delegated launch` to find it")  # fmt: skip
 
 
 @plugin.command("path")
