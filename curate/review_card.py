@@ -84,6 +84,8 @@ def card_markdown(sample) -> str:
     label = " · ".join(x for x in (f"{age.value:.0f} y" if age else "", gen.label if gen else "") if x)
     lines = [f"**{_get(sample, 'filename') or sample.filepath.rsplit('/', 1)[-1]}**", f"**Label**: {label}"]
     lines.append(model_line(sample))
+    if _get(sample, "n_faces") == 0:  # printed digits, an eye filling the crop: no label can be right
+        lines.append("**No face found** by the detector: nothing here to label; **Exclude image** fits")
     fill = prefill(sample)
     changes = []
     if gen is not None and fill["gender"] != gen.label:

@@ -116,6 +116,11 @@ def test_review_card_says_label_model_suggestion_and_why(flagged, fo):
     text = card_markdown(s)
     assert "(out-of-sample, the shipped model, never trained on it)" in text and "**Decision**: conflicting" in text
     s.reload()
+    from fiftyone import ViewField as F
+
+    noface = ds.match(F("n_faces") == 0)  # the sample's crop of printed digits and its crop of one eye
+    assert len(noface) >= 2 and all("**No face found**" in card_markdown(x) for x in noface)
+    assert "**No face found**" not in card_markdown(s)
     worst_age = ds.match_tags("suspect:age").sort_by("age_residual_z", reverse=True).first()
     assert f"(residual z {worst_age.age_residual_z:.1f}; two-sided z {worst_age.age_two_sided_z:.1f})" in card_markdown(
         worst_age

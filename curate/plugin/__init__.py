@@ -235,7 +235,8 @@ class RunExport(_Job):
         out = ["export", "--dataset", ctx.dataset.name] + (["--from", p["source"]] if p.get("source") else [])
         out += ["--name", p.get("name") or "train_cleaned", "--quiet"]
         auto = bool(p.get("auto_clean"))  # the long form's boxes say the same thing: not repeated
-        for flag in ("auto_clean", "drop_suspects", "mask_suspects", "relabel_suspects", "drop_low_quality", "force"):
+        for flag in ("auto_clean", "drop_suspects", "mask_suspects", "relabel_suspects", "drop_low_quality",
+                     "oversample", "force"):  # fmt: skip
             if p.get(flag) and not (auto and flag == "mask_suspects"):
                 out.append("--" + flag.replace("_", "-"))
         if p.get("estimated") and not auto:
@@ -258,6 +259,7 @@ class RunExport(_Job):
                             ("drop_suspects", "Or drop unreviewed suspects"),
                             ("relabel_suspects",
                             "Relabel unreviewed suspects (suggested label)"), ("drop_low_quality", "Drop low-quality"),
+                            ("oversample", "Also write the oversampled split (age bin x the dataset's skin tones)"),
                             ("force", "Replace an existing split of that name")):  # fmt: skip
             inputs.bool(flag, label=label, default=False)
         return types.Property(inputs, view=types.View(label=self.label))
