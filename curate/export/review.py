@@ -11,7 +11,9 @@ reviewed image. Columns (case-sensitive; unknown columns are ignored):
     tags                   ";"-joined FiftyOne tags: exclude, confirmed:mislabel, confirmed:ok,
                            suspect:gender, suspect:age, low_quality (others are kept but unused)
     age_corrected          reviewed age in years (blank: no correction)
-    gender_corrected       reviewed gender, 0/1 or male/female (blank: no correction)
+    gender_corrected       reviewed gender, 0/1, male/female or m/f (blank: no correction)
+    decision               optional: exclude / ok / mislabel / pending (review-status writes it); replaces the
+                           row's review tags
     is_gender_label_issue, is_age_label_issue          optional booleans from `curate flag-mislabels`
     gender_label_score, age_label_score   optional [0, 1] label scores from `curate flag-mislabels`
                            (lower = worse; schema-1 names and raw scores are converted)
