@@ -15,8 +15,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.errors import CurateError
+
 if TYPE_CHECKING:  # pandas only for hints: the CLI imports this module at start-up
     import pandas as pd
+
+
+class OutputError(CurateError, IsADirectoryError):
+    """An output path that cannot be written (a folder where a file is to go)."""
+
+
+def check_output(path: str | os.PathLike | None) -> None:
+    """Refuse, before any work, an output path that cannot become a file (a folder is there)."""
+    if path is not None and Path(path).is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name to write")
 
 
 @contextmanager
@@ -28,6 +40,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     never write into the same temporary file.
     """
     path = Path(path)
+    if path.is_dir():  # os.replace would fail only after the work: say it in one line
+        raise OutputError(f"{path}: is a folder; give a file name to write")
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         yield tmp

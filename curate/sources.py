@@ -22,13 +22,14 @@ tables come from spreadsheets and other systems, and failing every row on the fo
 from __future__ import annotations
 
 import csv
+import math
 import os
 from pathlib import Path
 
 import pandas as pd
 
 from core.errors import CurateError
-from core.images import decode_image, pixel_hash
+from core.images import IMAGE_EXTS, decode_image, pixel_hash
 from core.labels import MAX_AGE, RACE_NAMES, gender_code
 from core.manifest import MANIFEST_COLUMNS
 
@@ -47,6 +48,8 @@ def labels_table(source: Path) -> Path | None:
     """The labels table `source` stands for: the file itself (CSV/Parquet), or the labels.csv /
     labels.parquet in a folder; None for a folder without one (a UTKFace-named folder)."""
     source = Path(source)
+    if source.is_file() and source.suffix.lower() in IMAGE_EXTS:  # not a table to decode as text
+        raise SourceError(f"{source}: is an image; give the folder that holds it, or a labels table (CSV/Parquet)")
     if source.is_file():
         return source
     if not source.is_dir():
@@ -92,6 +95,7 @@ def _read_row(r: dict, path: Path | None, name: str, seen: dict[Path, int], n: i
     img, problem = decode_image(path)
     if img is None:
         return None, problem
+    seen[_file_key(path)] = n  # only a usable row claims its file: a later row of it is then a duplicate
     row = {"path": str(path.resolve()), "filename": name, "age": age, "gender": gender, "race": race}
     return row | {"content_hash": pixel_hash(img), "width": img.shape[1], "height": img.shape[0], "name_note": ""}, ""
 
@@ -105,11 +109,18 @@ def read_labels(table: Path) -> pd.DataFrame:
             raw = raw.astype(object).where(raw.notna(), "")
             raw = raw.map(_plain)
         else:
-            raw = pd.read_csv(table, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
+            raw = pd.read_csv(table, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True,
+                              encoding=text_encoding(table))  # fmt: skip
     except Exception as e:  # noqa: BLE001 - pandas/pyarrow raise many types for a damaged or wrong file
         msg = str(e).splitlines()[0][:120] if str(e) else ""
         raise SourceError(f"{table}: not a readable CSV or Parquet labels table ({type(e).__name__}: {msg})") from None
-    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    given = [str(c).strip() for c in raw.columns]
+    raw.columns = [c.lower() for c in given]
+    twice = sorted({c for c in raw.columns if list(raw.columns).count(c) > 1 and c in (*REQUIRED, *OPTIONAL)})
+    if twice:  # "age" and "Age": which one holds the labels cannot be guessed
+        both = [g for g in given if g.lower() == twice[0]]
+        raise SourceError(f"{table}: columns {' and '.join(map(repr, both))} are one column to curate (names are "
+                          "read without case): rename or drop one")  # fmt: skip
     missing = [c for c in REQUIRED if c not in raw.columns]
     if missing:
         raise SourceError(
@@ -123,13 +134,30 @@ def read_labels(table: Path) -> pd.DataFrame:
     return raw[[c for c in (*REQUIRED, *OPTIONAL) if c in raw.columns]].map(lambda v: str(v).strip())
 
 
+def text_encoding(table: Path) -> str:
+    """The encoding of a CSV labels table: UTF-16 where it starts with its byte-order mark (Excel's "Unicode
+    text"), UTF-8 (with or without BOM) where it decodes as such, else Windows-1252 (Excel's "CSV" on Windows in
+    Western locales; a name misread then shows as a missing file, named)."""
+    try:
+        data = Path(table).read_bytes()
+    except OSError:
+        return "utf-8-sig"  # pandas names the problem
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    try:
+        data.decode("utf-8")
+        return "utf-8-sig"
+    except UnicodeDecodeError:
+        return "cp1252"
+
+
 def csv_delimiter(table: Path) -> str:
     """The separator of a CSV labels table, read from its header line: the one that yields the required
     columns, else the most frequent candidate (a spreadsheet in a ';' or tab locale exports those), else ','.
 
     Why not guess from the data: a path may hold ',' or ';'; the header holds only column names."""
     try:
-        with open(table, encoding="utf-8-sig", errors="replace", newline="") as f:
+        with open(table, encoding=text_encoding(table), errors="replace", newline="") as f:
             header = f.readline(65536)
     except OSError:
         return ","  # pandas names the problem
@@ -181,15 +209,35 @@ def row_numbers(table: Path) -> dict[str, int]:
 
 
 def _path_problem(r: dict, path: Path | None, seen: dict[Path, int], n: int) -> str:
-    """Why a row's path cannot be used ("" when it can); records the path for the duplicate check."""
+    """Why a row's path cannot be used ("" when it can). A file a usable row already has (the same path, another
+    spelling of it, or a link to it) is a duplicate: two rows would give one file two labels, and every later
+    step keys an image on its file."""
     if path is None:
         return "no path"
-    if path in seen:
-        return f"duplicate path {r['path']} (first at row {seen[path]})"
-    seen[path] = n
     if not os.path.lexists(path):
-        return f"missing file {r['path']}"
+        return f"missing file {r['path']}" + _other_case(path)
+    first = seen.get(_file_key(path))
+    if first is not None:
+        link = " through a link" if path.is_symlink() else ""
+        return f"duplicate path {r['path']}: the same file as row {first}{link}"
     return ""
+
+
+def _other_case(path: Path) -> str:
+    """ " (there is X: names are case-sensitive)" when the folder holds the name in another case, else ""."""
+    try:
+        near = [n for n in os.listdir(path.parent) if n.lower() == path.name.lower()]
+    except OSError:
+        return ""
+    return f" (there is {near[0]}: names are case-sensitive)" if near else ""
+
+
+def _file_key(path: Path) -> Path:
+    """The file a path stands for (links followed; a broken or looping link stands for itself)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path
 
 
 def parse_labels(r: dict) -> tuple[int, int, int | None]:
@@ -201,10 +249,14 @@ def parse_labels(r: dict) -> tuple[int, int, int | None]:
         age_f = float(age_s)
     except ValueError:
         raise ValueError(f"age {age_s!r} is not a number") from None
+    if not math.isfinite(age_f):  # "inf", "NaN": float() reads them, no table means them
+        raise ValueError(f"age {age_s!r} is not a number")
     if not age_f.is_integer():
         raise ValueError(f"age {age_s} is not whole years")
     if not 0 <= age_f <= MAX_AGE:
         raise ValueError(f"age {age_s} outside 0-{MAX_AGE}")
+    if not gender_s:
+        raise ValueError("gender missing")
     gender = gender_code(gender_s)
     if gender is None:
         raise ValueError(f"gender {gender_s!r} is not 0/1/male/female/m/f")

@@ -29,7 +29,7 @@ DOC_EXTS = (".md", ".txt", ".csv", ".json", ".yaml", ".yml", ".parquet", ".pdf",
 # suffixes such as "_aug3" / "_dup1" that `curate export` gives generated or renamed samples.
 _NAME_RE = re.compile(
     r"^(?P<age>\d+)_(?P<gender>\d+)_(?:(?P<race>\d)_)?(?P<stamp>\d+)(?P<suffix>(?:_[A-Za-z]+\d*)*)"
-    r"(?P<space>\s*)(?P<dot>\.?)(?P<ext>jpe?g|png)(?P<chip>\.chip\.jpg)?$",
+    r"(?P<space>\s*)(?P<dot>\.?)(?P<ext>jpe?g|png|webp|bmp|gif|tiff?)(?P<chip>\.chip\.jpg)?$",
     re.IGNORECASE,
 )
 
@@ -89,7 +89,7 @@ def scan_folder(data_dir: Path, progress: bool = True) -> tuple[pd.DataFrame, pd
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise SplitError(f"{data_dir}: not a directory")
+        raise SplitError(f"{data_dir}: {'not a folder' if data_dir.exists() else 'no such file or folder'}")
     files = sorted(  # regular files, and anything named like an image (a directory, FIFO or broken link is
         p  # rejected with what it is rather than silently skipped); notes and tables beside the images are not
         for p in data_dir.iterdir()  # images to reject (README.md, labels.csv)
@@ -97,17 +97,23 @@ def scan_folder(data_dir: Path, progress: bool = True) -> tuple[pd.DataFrame, pd
         and not p.name.lower().endswith(DOC_EXTS)
         and (p.is_file() or p.name.rstrip().lower().endswith(IMAGE_EXTS))
     )
-    rows, rejected = [], []
+    files.sort(key=lambda p: p.is_symlink())  # (stable) the files themselves first, then the links to them
+    rows, rejected, taken = [], [], {}
     for p in tqdm(files, desc="scan", unit="img", disable=not progress, mininterval=0.5):
         try:
             parsed = parse_name(p.name)
         except ValueError as e:
             rejected.append({"path": _abs(p), "filename": p.name, "reason": str(e)})
             continue
+        if _abs(p) in taken:  # a link to an image already read: one file, one label (its own name's)
+            reason = f"a link to {taken[_abs(p)]}, already read under that name: one file cannot have two labels"
+            rejected.append({"path": str(p.absolute()), "filename": p.name, "reason": reason})
+            continue
         img, reason = decode_image(p)
         if img is None:
             rejected.append({"path": _abs(p), "filename": p.name, "reason": reason})
             continue
+        taken[_abs(p)] = p.name
         rows.append(
             {
                 "path": str(p.resolve()),

@@ -129,7 +129,10 @@ def test_nothing_usable_exits_non_zero(tmp_path: Path, sample_dir: Path):
     res = CliRunner().invoke(main, ["split", str(empty), "--out", str(tmp_path / "o2"), "--quiet"])
     assert res.exit_code != 0 and "no usable image" in res.output
     res = CliRunner().invoke(main, ["split", str(tmp_path / "missing"), "--out", str(tmp_path / "o3")])
-    assert res.exit_code != 0 and "not a directory" in res.output
+    assert res.exit_code != 0 and f"{tmp_path / 'missing'}: no such file or folder" in res.output
+    img = next(sample_dir.glob("*.jpg"))  # an image given instead of its folder: said, not decoded as a table
+    res = CliRunner().invoke(main, ["split", str(img), "--out", str(tmp_path / "o4")])
+    assert res.exit_code == 1 and f"{img}: is an image; give the folder that holds it" in res.output
 
 
 def test_split_is_deterministic_and_seed_dependent(sample_dir: Path, tmp_path: Path):
@@ -253,3 +256,26 @@ def test_entries_that_are_not_files_are_named_not_skipped(sample_dir: Path, tmp_
         "23_0_0_20170101000000004.jpg": "not a regular file (FIFO)",
         "24_0_0_20170101000000005.jpg": "not a regular file (directory)",
     }
+
+
+def test_a_link_to_an_image_of_the_folder_is_rejected_and_other_formats_are_named(sample_dir: Path, tmp_path: Path):
+    """A link to an image the folder already holds would give that file a second label (the link's name): it is
+    rejected, whatever the names' order; a WebP is read; a GIF is "unsupported format", not "a bad name"."""
+    from PIL import Image
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    names = sorted(p.name for p in sample_dir.glob("*.jpg") if p.name.count("_") == 3)[:4]
+    for n in names:
+        shutil.copy(sample_dir / n, d / n)
+    link = "1_1_0_20170101000000099.jpg.chip.jpg"  # sorts before its target, labels of its own
+    (d / link).symlink_to(names[-1])
+    cv2.imwrite(str(d / "40_0_2_20170101000000011.webp"), cv2.imread(str(sample_dir / names[1])))
+    Image.open(sample_dir / names[1]).save(d / "41_1_3_20170101000000012.gif")
+    res = CliRunner().invoke(main, ["split", str(d), "--out", str(tmp_path / "o"), "--quiet"])
+    rej = pd.read_csv(tmp_path / "o" / "rejected.csv").set_index("filename")["reason"]
+    assert rej[link] == f"a link to {names[-1]}, already read under that name: one file cannot have two labels"
+    assert rej["41_1_3_20170101000000012.gif"] == "unsupported format (GIF)", res.output
+    f = pd.read_csv(tmp_path / "o" / "folds.csv").set_index("filename")
+    assert "40_0_2_20170101000000011.webp" in f.index and link not in f.index
+    assert f.loc[names[-1], "age"] == int(names[-1].split("_")[0]) and len(f) == 5

@@ -122,7 +122,9 @@ def audit(**o) -> None:
     """
     from audits.runner import run_audit, write_audit
     from audits.thresholds import QualityThresholds
+    from core.atomic import check_output
 
+    check_output(o["out"])  # before minutes of audit, not after
     paths, labels = _inputs(o["source"] or SAMPLE_DIR)
     cfg = _audit_config(o)
     t0 = time.perf_counter()

@@ -155,8 +155,10 @@ def predict(
     """
     import pandas as pd
 
+    from core.atomic import check_output
     from trainer.predict import predict_images
 
+    check_output(out_csv)  # before minutes of predictions, not after
     files, names = _input_files(inputs, quiet)
     if quality_thresholds is not None:  # check it before minutes of predictions, not after
         from audits.thresholds import QualityThresholds

@@ -38,11 +38,17 @@ def utk_name(filename: str, age: int, gender: int, race, suffix: str = "") -> st
     """A UTKFace name carrying the given labels and the original file's datetime stamp."""
     m = _NAME_RE.match(filename)
     stamp = m["stamp"] if m else hashlib.blake2b(filename.encode(), digest_size=6).hexdigest()
-    ext = ".jpg.chip.jpg" if (m is None or m["chip"]) else ".jpg"
+    ext = ".jpg.chip.jpg" if (m is not None and m["chip"]) else _ext(m["ext"] if m else Path(filename).suffix)
     race_part = "" if race is None or pd.isna(race) else f"{int(race)}_"
     if suffix:
         ext = ".jpg"
     return f"{int(age)}_{int(gender)}_{race_part}{stamp}{suffix}{ext}"
+
+
+def _ext(ext: str) -> str:
+    """The source's format in a copy's name (a PNG stays .png: tools that trust extensions read it right)."""
+    e = ext.lower().lstrip(".")
+    return ".jpg" if e in ("jpg", "jpeg", "") else f".{e}"
 
 
 def _unique_names(names: list[str]) -> list[str]:
