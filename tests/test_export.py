@@ -772,3 +772,15 @@ def test_a_review_is_read_one_way_whatever_the_reviewer_wrote(sample_split: Path
     bad = cli("--review", tmp_path / "bad.csv", "--name", "b")
     said = f"1 row(s) with a decision that is not exclude/conflict/mislabel/ok/pending: {f[0]} (maybe)"
     assert bad.exit_code == 1 and said in bad.output
+
+
+def test_copied_originals_keep_their_format_in_the_name():
+    """`export --copy` names a copy after its corrected labels but keeps the source's format: a PNG stays .png (a
+    tool trusting extensions reads it right); UTKFace's .jpg.chip.jpg stays; .JPG and .jpeg become .jpg."""
+    from curate.export import utk_name
+
+    assert utk_name("33_1_2_20170101000000004.png", 34, 0, 2) == "34_0_2_20170101000000004.png"
+    assert utk_name("33_1_2_20170101000000004.jpg.chip.jpg", 33, 1, 2) == "33_1_2_20170101000000004.jpg.chip.jpg"
+    assert utk_name("33_1_2_20170101000000004.JPG", 33, 1, None) == "33_1_20170101000000004.jpg"
+    assert utk_name("33_1_2_20170101000000004.webp", 33, 1, 2).endswith(".webp")
+    assert utk_name("33_1_2_20170101000000004.png", 33, 1, 2, suffix="_aug0").endswith("_aug0.jpg")  # a JPEG

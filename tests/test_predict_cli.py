@@ -115,3 +115,17 @@ def test_walk_images_lists_a_fifo_named_like_an_image_without_opening_it(tmp_pat
     found, skipped = walk_images(tmp_path)  # would block forever if it opened one
     assert found == [tmp_path / "pipe.jpg"] and skipped == {"": 1}
     assert decode_image(found[0]) == (None, "not a regular file (FIFO)")
+
+
+def test_predict_refuses_an_output_that_is_a_folder_before_predicting(tmp_path, monkeypatch):
+    """`--out` naming a folder: one line, and no model loaded or image read first (it was a traceback after)."""
+    import trainer.predict
+
+    def boom(*a, **k):
+        raise AssertionError("predicted before checking --out")
+
+    monkeypatch.setattr(trainer.predict, "predict_images", boom)
+    (tmp_path / "out").mkdir()
+    res = CliRunner().invoke(main, ["predict", str(_crops(1)[0]), "--out", str(tmp_path / "out")])
+    said = f"Error: {tmp_path / 'out'}: is a folder; give a file name to write"
+    assert res.exit_code == 1 and res.output.strip() == said
