@@ -784,3 +784,31 @@ def test_copied_originals_keep_their_format_in_the_name():
     assert utk_name("33_1_2_20170101000000004.JPG", 33, 1, None) == "33_1_20170101000000004.jpg"
     assert utk_name("33_1_2_20170101000000004.webp", 33, 1, 2).endswith(".webp")
     assert utk_name("33_1_2_20170101000000004.png", 33, 1, 2, suffix="_aug0").endswith("_aug0.jpg")  # a JPEG
+
+
+def test_two_copies_of_one_photo_are_augmented_differently_and_a_label_conflict_is_warned(
+    sample_split: Path, tmp_path: Path
+):
+    """Oversampling draws each copy's augmentation from the source's pixels, name and k: two names of one photo
+    (a pixel-identical pair) no longer get byte-identical augmented images; when such a pair's labels disagree,
+    the export says that a wrong label now counts several times."""
+    tr, _ = manifests(sample_split)
+    pairs = tr[tr["content_hash"].duplicated(keep=False)]
+    assert len(pairs) >= 2, "the sample holds pixel-identical pairs"
+    audits = skin_categories(tr).assign(is_label_conflict_issue=tr["content_hash"].duplicated(keep=False).to_numpy())
+    audits.to_parquet(tmp_path / "audits.parquet")
+    s = export(ExportOptions(sample_split / "train_8_folds_first", tmp_path / "out", "c", oversample=True,
+                             audits=tmp_path / "audits.parquet", targets={"age_group": "uniform"}, max_factor=10,
+                             test_split=sample_split / "test_2_folds_last"))  # fmt: skip
+    from curate.export import draw_transform
+    from curate.export.oversample import transform_rng
+
+    h = pairs["content_hash"].iloc[0]
+    a, b = (draw_transform(transform_rng(0, h, 1, n)) for n in pairs.loc[pairs["content_hash"] == h, "filename"][:2])
+    assert a != b and a == draw_transform(transform_rng(0, h, 1, pairs["filename"].iloc[0]))  # seeded, per name
+    gen = read_manifest(tmp_path / "out" / "c_oversampled")
+    gen = gen[gen["generated"]]
+    twins = gen[gen["source_content_hash"].isin(set(pairs["content_hash"]))]
+    assert len(twins) and twins["transform"].is_unique
+    said = [w for w in s["warnings"] if "have copies labelled otherwise" in w]
+    assert said and "saved view duplicate-label-conflicts" in said[0]

@@ -11,11 +11,11 @@ its target (N' = max n_c / t_c); the per-dimension deficits are distributed over
 (age bin x skin category x ...) by iterative proportional fitting, seeded with the cells' sizes, and
 capped at `max_factor` generated images per source image. Within a cell, sources are used round-robin
 in a seeded random order. Each generated image gets its own parameters drawn from a generator seeded by
-(seed, source content hash, k): horizontal flip, rotation (+-10 deg), scale/crop (0.9-1.1) and shift
-(+-5 %), brightness, contrast, saturation (x0.8-1.2) and exposure (gamma 0.8-1.25), applied with
-OpenCV and saved as JPEG (quality 95) named `{age}_{gender}_{race}_{datetime}_aug{k}.jpg`. The manifest
-row records source_path, source_content_hash, transform (JSON: every parameter, enough to regenerate
-the pixels with `apply_transform`) and seed.
+(seed, source content hash, k, source file name: two copies of one photo differ): horizontal flip,
+rotation (+-10 deg), scale/crop (0.9-1.1) and shift (+-5 %), brightness, contrast, saturation
+(x0.8-1.2) and exposure (gamma 0.8-1.25), applied with OpenCV and saved as JPEG (quality 95) named
+`{age}_{gender}_{race}_{datetime}_aug{k}.jpg`. The manifest row records source_path, source_content_hash,
+transform (JSON: every parameter, enough to regenerate the pixels with `apply_transform`) and seed.
 """
 
 from __future__ import annotations
@@ -85,8 +85,12 @@ def apply_transform(img: np.ndarray, t: dict) -> np.ndarray:
     return np.uint8(np.clip(np.rint(x * 255), 0, 255))
 
 
-def transform_rng(seed: int, content_hash: str, k: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed), int(str(content_hash)[:15] or "0", 16), int(k)])
+def transform_rng(seed: int, content_hash: str, k: int, name: str = "") -> np.random.Generator:
+    """The generator of one augmented copy: seeded by the source's pixels, its file name (two copies of one photo
+    under two names would otherwise get the very same augmentation) and k."""
+    import zlib
+
+    return np.random.default_rng([int(seed), int(str(content_hash)[:15] or "0", 16), int(k), zlib.crc32(name.encode())])
 
 
 def _category_order(c: str):

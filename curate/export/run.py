@@ -336,6 +336,13 @@ def _write_oversampled(
         race=base["race"].map(lambda r: RACE_NAMES[int(r)] if pd.notna(r) else "unknown"),
     )
     plan = plan_oversampling(named, dims, opts.targets or {}, max_factor=opts.max_factor, seed=opts.seed)
+    if "is_label_conflict_issue" in base:  # a copy labelled otherwise: one of the two labels is wrong
+        used = base.iloc[sorted({r for r, _ in plan.jobs})]
+        bad = used[used["is_label_conflict_issue"].fillna(False).astype(bool)]
+        if len(bad):
+            said = f"{len(bad)} oversampled image(s) have copies labelled otherwise (first: {bad['filename'].iloc[0]})"
+            summary["warnings"].append(f"{said}: one of their labels is wrong and now counts several times; review "
+                                       "them (saved view duplicate-label-conflicts) first")  # fmt: skip
     name = w.final.name
     originals = place_originals(kept, w.tmp, w.final, name, opts.images)
     originals["source_filename"] = cleaned["source_filename"].to_numpy()

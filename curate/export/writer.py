@@ -190,7 +190,7 @@ def generate_oversampled(
         img = cv2.imread(str(src["source_path"]), cv2.IMREAD_COLOR)
         if img is None:
             raise ExportError(f"{src['source_path']}: cannot decode source image")
-        t = draw_transform(transform_rng(seed, src["content_hash"], k))
+        t = draw_transform(transform_rng(seed, src["content_hash"], k, str(src["source_filename"])))
         ok, buf = cv2.imencode(".jpg", apply_transform(img, t), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             raise ExportError(f"{src['source_path']}: cannot encode augmented image")
