@@ -838,7 +838,9 @@ def test_a_second_round_cross_fits_on_the_labels_the_first_estimates_wrong(score
         fo.delete_dataset(clone)
 
 
-def test_export_from_a_dataset_takes_its_split_and_its_skin_tones(model, env, fo, sample_split, tmp_path):
+def test_export_from_a_dataset_takes_its_split_and_its_skin_tones(
+    model, env, fo, scored, sample_split, tmp_path, monkeypatch
+):
     """`export --dataset` without --from exports the split the dataset was scored from (not the repository's
     default split), and --oversample balances the skin tones the dataset's audit measured without --audits."""
     train = sample_split / "train_8_folds_first"
@@ -864,6 +866,9 @@ def test_export_from_a_dataset_takes_its_split_and_its_skin_tones(model, env, fo
         run("score", "--manifest", train, *args)  # a split folder itself
         res = run("export", "--dataset", name, "--root", tmp_path, "--name", "e")
         assert f"--from {train}: the training split" in res.output and (tmp_path / "e" / "manifest.csv").exists()
+        monkeypatch.chdir(tmp_path)  # no dataset/train_8_folds_first here
+        res = run("export", "--dataset", scored[0], "--root", tmp_path, "--name", "f", ok=False)  # scored: a folder
+        assert res.exit_code == 1 and f"dataset {scored[0]!r} was scored from {SAMPLE}, not from a split" in res.output
     finally:
         if fo.dataset_exists(name):
             fo.delete_dataset(name)
