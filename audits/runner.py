@@ -41,7 +41,7 @@ from audits.skin_tone import DEFAULT_SKIN_CONFIG, SKIN_VERSION, SkinConfig, skin
 from audits.thresholds import QualityThresholds, compute_thresholds
 from core.allocator import keep_freed_memory
 from core.atomic import remove_stale_temps, write_json, write_parquet
-from core.images import decode_image, pixel_hash
+from core.images import decode_image, full_size, pixel_hash
 from core.manifest import default_cache_dir
 from core.schema import CHECKS, SKIN_TONE
 
@@ -123,6 +123,8 @@ def _audit_paths(
             continue
         small = working_copy(img)  # reduced once, for every pixel measure and BRISQUE
         rec.update(audit_image(img, skin_cfg, content_hash=ch, small=small))
+        w, h = full_size(Path(p), img)  # the file's size, not the reduced decode's (odd_size judges it)
+        rec.update(width=w, height=h, aspect=w / h)
         out.append(rec)
         if rec["audit_status"] == "ok":
             pending.append((rec, small))  # a chunk holds no full-size photo

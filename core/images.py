@@ -273,6 +273,18 @@ def source_size(path: Path) -> tuple[int, int] | None:
     return _jpeg_size(data) if data[:2] == b"\xff\xd8" else _pillow_size(data)
 
 
+def full_size(path: Path, img: np.ndarray) -> tuple[int, int]:
+    """(width, height) of the file's image at full resolution, oriented as `decode_image` gave `img` (EXIF
+    rotation applied): what a manifest records, not the size of a copy decoded reduced (a 8000x8000 JPEG is
+    decoded at 2000x2000, and its manifest said so)."""
+    h, w = img.shape[:2]
+    size = source_size(path)
+    if size is None or size[0] * size[1] <= w * h:
+        return w, h
+    sw, sh = size
+    return (sh, sw) if (sw > sh) != (w > h) else (sw, sh)
+
+
 def is_constant(img: np.ndarray) -> bool:
     """True when every pixel has the same value (BRISQUE and blur measures are undefined then)."""
     return bool(img.size) and int(img.max()) == int(img.min())

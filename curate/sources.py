@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.errors import CurateError
-from core.images import IMAGE_EXTS, decode_image, pixel_hash
+from core.images import IMAGE_EXTS, decode_image, full_size, pixel_hash
 from core.labels import MAX_AGE, RACE_NAMES, gender_code
 from core.manifest import MANIFEST_COLUMNS
 
@@ -97,7 +97,8 @@ def _read_row(r: dict, path: Path | None, name: str, seen: dict[Path, int], n: i
         return None, problem
     seen[_file_key(path)] = n  # only a usable row claims its file: a later row of it is then a duplicate
     row = {"path": str(path.resolve()), "filename": name, "age": age, "gender": gender, "race": race}
-    return row | {"content_hash": pixel_hash(img), "width": img.shape[1], "height": img.shape[0], "name_note": ""}, ""
+    width, height = full_size(path, img)
+    return row | {"content_hash": pixel_hash(img), "width": width, "height": height, "name_note": ""}, ""
 
 
 def read_labels(table: Path) -> pd.DataFrame:

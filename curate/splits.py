@@ -19,7 +19,7 @@ import pandas as pd
 
 from core.atomic import atomic_path, write_csv
 from core.errors import CurateError
-from core.images import IMAGE_EXTS, decode_image, pixel_hash, walk_images
+from core.images import IMAGE_EXTS, decode_image, full_size, pixel_hash, walk_images
 from core.labels import AGE_GROUP_LABELS, GENDER_NAMES, MAX_AGE, RACE_NAMES, age_group
 from core.manifest import MANIFEST_COLUMNS, N_FOLDS, TEST_FOLDS, TEST_SPLIT, TRAIN_SPLIT
 
@@ -122,8 +122,7 @@ def scan_folder(data_dir: Path, progress: bool = True) -> tuple[pd.DataFrame, pd
                 "gender": parsed.gender,
                 "race": parsed.race,
                 "content_hash": pixel_hash(img),
-                "width": img.shape[1],
-                "height": img.shape[0],
+                **dict(zip(("width", "height"), full_size(p, img))),
                 "name_note": parsed.note,
             }
         )
@@ -296,7 +295,7 @@ def make_splits(
     write_csv(usable, out_dir / "folds.csv")
     for split in (TRAIN_SPLIT, TEST_SPLIT):
         _write_split(usable[usable["split"] == split].reset_index(drop=True), out_dir / split, copy)
-    warnings = split_warnings(usable, recorded=bool(previous))
+    warnings = split_warnings(usable, recorded=bool(previous)) + _augmented_warning(usable)
     n_new = len(usable) - n_kept if previous else 0
     return {**summarize(usable, rejected), "folds_kept": n_kept, "folds_new": n_new, "warnings": warnings}
 
@@ -368,6 +367,17 @@ def split_warnings(usable: pd.DataFrame, recorded: bool = False) -> list[str]:
             f"add images (about {MIN_TEST_IMAGES * N_FOLDS // len(TEST_FOLDS)} or more) for metrics worth comparing"
         ]
     return []
+
+
+def _augmented_warning(usable: pd.DataFrame) -> list[str]:
+    """Augmented copies written by `curate export --oversample` (names ending _augN) split like any image would put
+    copies of one photo on both sides of the split (a leak that flatters the test metrics): say so."""
+    aug = usable["filename"].astype(str).str.contains(r"_aug\d+\.", regex=True)
+    if not aug.any():
+        return []
+    return [f"{int(aug.sum())} image(s) are augmented copies from `curate export --oversample` (e.g. "
+            f"{usable.loc[aug, 'filename'].iloc[0]}): their sources may land in the other split; split the source "
+            "images (or the cleaned split) and oversample only the training part"]  # fmt: skip
 
 
 def _write_split(part: pd.DataFrame, split_dir: Path, copy: bool) -> None:

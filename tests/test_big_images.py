@@ -129,7 +129,7 @@ def test_audit_and_predict_a_huge_jpeg_cost_what_a_small_one_costs(big_dir, samp
         assert kb - base < GB_KB / 4 and anon < 640 * 1024 and secs < 120, (cmd[0], kb, base, anon, secs)
     t = pd.read_parquet(tmp_path / "a.parquet").set_index("filename")
     assert t.loc["30_1_0_20170101000000000.jpg", "audit_status"] == "ok"
-    assert t.loc["30_1_0_20170101000000000.jpg", "width"] == 1250
+    assert t.loc["30_1_0_20170101000000000.jpg", ["width", "height"]].tolist() == [10000, 10000]  # the file's
     assert t.loc["50_0_0_20170101000000002.jpg", ["width", "height", "audit_status"]].tolist() == [2000, 2000, "ok"]
     assert t.loc["40_0_0_20170101000000001.jpg", "audit_status"].startswith("image too large (30000x30000")
     p = pd.read_csv(tmp_path / "p.csv")
@@ -144,6 +144,8 @@ def test_split_rejects_the_bomb_with_its_size(big_dir, tmp_path):
     make_splits(big_dir, tmp_path / "split", progress=False)
     rejected = pd.read_csv(tmp_path / "split" / "rejected.csv")
     assert list(rejected["reason"]) == ["image too large (30000x30000, 900 MP; the limit is 400 MP)"]
+    sizes = pd.read_csv(tmp_path / "split" / "folds.csv").set_index("filename")[["width", "height"]]
+    assert sizes.loc["30_1_0_20170101000000000.jpg"].tolist() == [10000, 10000]  # not the reduced decode's 1250
 
 
 def test_the_model_loads_without_the_compiler_stack_which_still_works():

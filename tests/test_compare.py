@@ -247,7 +247,7 @@ def test_compare_refuses_runs_with_different_test_manifests(sample_split: Path, 
         main,
         ["retrain", "--split", str(tmp_path / "nowhere"), "--baseline", str(baseline), "--out", str(tmp_path / "y")],
     )
-    assert res.exit_code != 0 and "manifest not found" in res.output
+    assert res.exit_code != 0 and "nowhere: no such split; write one with `curate export`" in res.output
 
 
 def test_gradcam_and_explain_cli(sample_split: Path, baseline: Path, tmp_path: Path):

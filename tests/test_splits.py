@@ -272,10 +272,13 @@ def test_a_link_to_an_image_of_the_folder_is_rejected_and_other_formats_are_name
     (d / link).symlink_to(names[-1])
     cv2.imwrite(str(d / "40_0_2_20170101000000011.webp"), cv2.imread(str(sample_dir / names[1])))
     Image.open(sample_dir / names[1]).save(d / "41_1_3_20170101000000012.gif")
+    aug = names[2].replace(".jpg.chip.jpg", "_aug0.jpg")  # an oversampled export's copy, split again: a leak
+    cv2.imwrite(str(d / aug), cv2.flip(cv2.imread(str(sample_dir / names[2])), 1))
     res = CliRunner().invoke(main, ["split", str(d), "--out", str(tmp_path / "o"), "--quiet"])
+    assert f"1 image(s) are augmented copies from `curate export --oversample` (e.g. {aug})" in res.output
     rej = pd.read_csv(tmp_path / "o" / "rejected.csv").set_index("filename")["reason"]
     assert rej[link] == f"a link to {names[-1]}, already read under that name: one file cannot have two labels"
     assert rej["41_1_3_20170101000000012.gif"] == "unsupported format (GIF)", res.output
     f = pd.read_csv(tmp_path / "o" / "folds.csv").set_index("filename")
     assert "40_0_2_20170101000000011.webp" in f.index and link not in f.index
-    assert f.loc[names[-1], "age"] == int(names[-1].split("_")[0]) and len(f) == 5
+    assert f.loc[names[-1], "age"] == int(names[-1].split("_")[0]) and len(f) == 6

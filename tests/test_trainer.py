@@ -667,6 +667,6 @@ def test_predict_cli_gives_per_image_status(sample_split: Path, sample_dir: Path
     p = pd.read_csv(tmp_path / "p.csv")
     assert list(p["status"][:3]) == ["ok"] * 3 and p["status"][3].startswith("unreadable image: ")
     assert p.loc[:2, "age_pred"].notna().all() and set(p.loc[:2, "gender_pred"]) <= {"male", "female"}
-    assert p.loc[:2, "quality_verdict"].notna().all() and p.loc[3, "quality_ok"] in (False, "False")
+    assert p.loc[:2, "quality_verdict"].notna().all() and p.loc[3, "quality_verdict"] == "not judged: no prediction"
     res = CliRunner().invoke(main, ["predict", str(imgs[0]), "--quality-thresholds", str(tmp_path / "nope.json")])
     assert res.exit_code != 0 and "nope.json: not usable quality thresholds" in res.output

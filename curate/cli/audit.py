@@ -61,13 +61,17 @@ def _folder_inputs(source: Path) -> tuple[list[str], object]:
     paths = list_images(source)
     if not paths:
         fail(f"{source}: no image files (.jpg, .jpeg, .png, .bmp, .webp)")
-    labels = []
+    labels, unlabelled = [], []
     for p in paths:
         try:
             pn = parse_name(p.name)
             labels.append({"age": pn.age, "gender": pn.gender, "race": pn.race})
-        except ValueError:
+        except ValueError as e:
             labels.append({"age": None, "gender": None, "race": None})
+            unlabelled.append(f"{p.name} ({e})")
+    if unlabelled:  # audited for quality all the same; `curate split` rejects them, so counts differ: say why
+        click.echo(f"note: {len(unlabelled)} image(s) audited without labels (their names give none; `curate split` "
+                   f"rejects them), e.g. {unlabelled[0]}")  # fmt: skip
     return [str(p) for p in paths], pd.DataFrame(labels, columns=["age", "gender", "race"])
 
 
@@ -191,8 +195,9 @@ def _print_audit(m: dict, wall: float, written: dict) -> None:
     click.echo("skin tone: " + ", ".join(f"{k} {v}" for k, v in m["skin_category_counts"].items()))
     if "face" in m:
         f = m["face"]
-        click.echo(f"faces: {f['flagged']} flagged (" + ", ".join(f"{k} {v}" for k, v in f["reasons"].items())
-                   + f"; offset above {f['face_offset_max']:g} px)")  # fmt: skip
+        why = ", ".join(f"{k} {v}" for k, v in f["reasons"].items())
+        click.echo(f"faces: {f['flagged']} flagged ({why + '; ' if why else ''}a face offset above "
+                   f"{f['face_offset_max']:g} px counts)")  # fmt: skip
     d = m["duplicates"]
     click.echo(
         f"exact duplicate groups: {d['exact_groups']} ({d['images_in_exact_groups']} images), "

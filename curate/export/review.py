@@ -334,7 +334,9 @@ def match_review(
     decided = has_decision(rev)
     flag_only = [i for i, _ in problems if not decided[i]]
     if flag_only:  # candidate flags of images outside these splits: nothing to obey, skip quietly
-        warnings.append(f"{len(flag_only)} flagged but unreviewed image(s) are in no split here; ignored")
+        first = rev.loc[flag_only[0], "filename"]
+        warnings.append(f"{len(flag_only)} flagged but unreviewed image(s) are in no split here (first: {first}); "
+                        "ignored")  # fmt: skip
         rev = rev.drop(index=flag_only)
         problems = [(i, p) for i, p in problems if decided[i]]
     if problems:
