@@ -121,12 +121,15 @@ def test_two_worker_processes_give_the_same_table(sample_dir, tmp_path):
 def test_cli_audit_folder_writes_table_sidecar_and_thresholds(mixed_dir, tmp_path):
     out = tmp_path / "out" / "a.parquet"
     thr_path = tmp_path / "thr.json"
+    (mixed_dir / "zz_link.jpg").symlink_to("copy_of_4.jpg")  # one file, one row (a second would repeat its name)
     r = CliRunner().invoke(
         main,
         ["audit", str(mixed_dir), "--out", str(out), "--workers", "1", "--quiet", "--save-thresholds", str(thr_path)],
     )
     assert r.exit_code == 0, r.output
     assert "audited 36 images" in r.output and "constant image: 1" in r.output
+    assert "note: 1 link(s) to images of the folder left out, e.g. zz_link.jpg -> copy_of_4.jpg" in r.output
+    assert "image(s) audited without labels (their names give none; `curate split` rejects them)" in r.output
     df = pd.read_parquet(out)
     assert len(df) == 36 and list(df.columns) == OUTPUT_COLUMNS
     labelled = df[df["filename"].str.endswith(".chip.jpg")]

@@ -61,6 +61,12 @@ def _folder_inputs(source: Path) -> tuple[list[str], object]:
     paths = list_images(source)
     if not paths:
         fail(f"{source}: no image files (.jpg, .jpeg, .png, .bmp, .webp)")
+    files = {p.resolve() for p in paths if not p.is_symlink()}
+    links = [p for p in paths if p.is_symlink() and p.resolve() in files]
+    if links:  # one file, one row (as `curate split` reads the folder): the link would repeat its target's row
+        click.echo(f"note: {len(links)} link(s) to images of the folder left out, e.g. {links[0].name} -> "
+                   f"{links[0].resolve().name}")  # fmt: skip
+        paths = [p for p in paths if p not in links]
     labels, unlabelled = [], []
     for p in paths:
         try:
