@@ -278,3 +278,13 @@ def test_gradcam_and_explain_cli(sample_split: Path, baseline: Path, tmp_path: P
         assert (tmp_path / "ex" / f"gradcam_{head}.png").read_bytes()[:4] == b"\x89PNG"
     res = CliRunner().invoke(main, ["explain", "--run", str(tmp_path / "missing")])
     assert res.exit_code != 0 and "run folder not found" in res.output
+    from core.manifest import read_manifest
+    from trainer.evaluate import predict_manifest
+
+    other = tmp_path / "other.parquet"  # the shipped model's (or another) predictions: not this run's to explain
+    test = read_manifest(sample_split / "test_2_folds_last").head(8)
+    predict_manifest(baseline / "checkpoints" / "last.pt", test, progress=False).to_parquet(other)
+    res = CliRunner().invoke(main, ["explain", "--run", str(baseline), "--predictions", str(other), "--n", "2"])
+    assert res.exit_code == 1 and "not of" in res.output and "run `curate evaluate` with this model" in res.output
+    res = CliRunner().invoke(main, ["explain", "--run", str(baseline), "--n", "0"])
+    assert res.exit_code == 2 and "--n" in res.output

@@ -94,13 +94,17 @@ def test_yaml_and_overrides(tmp_path: Path):
 @pytest.mark.parametrize(
     "text, overrides, msg",
     [
-        ("num_epoch: 3\n", {}, "unknown config key"),
+        ("num_epoch: 3\n", {}, r"unknown config key\(s\): num_epoch \(did you mean num_epochs\?\)"),
         ("", {"bogus": "1"}, "unknown config key"),
-        ("", {"batch_size": "lots"}, "not a int"),
+        ("", {"batch_size": "lots"}, "not an int"),
+        ("", {"max_lr": "nan"}, "max_lr: nan is not a finite number"),
+        ("", {"weights": ""}, "weights: empty"),
+        ("", {"num_epochs": "0"}, r"num_epochs must be > 0 \(got 0\)"),
+        ("a: [1\n", {}, "c.yaml: not valid YAML at line"),
         ("", {"lr_scheduler": "warp"}, "lr_scheduler must be"),
         ("- a\n- b\n", {}, "expected a mapping"),
-        ("batch_size: [1, 2]\n", {}, r"batch_size: \[1, 2\] is not a int"),
-        ("num_epochs: 1.5\n", {}, "num_epochs: 1.5 is not a int"),
+        ("batch_size: [1, 2]\n", {}, r"c.yaml: batch_size: \[1, 2\] is not an int"),
+        ("num_epochs: 1.5\n", {}, "num_epochs: 1.5 is not an int"),
         ("dropout: null\n", {}, "dropout: None is not a float"),
         ("channels_last: 5\n", {}, "channels_last: 5 is not a bool"),
         ("", {"threads": "-3"}, "threads must be >= 0"),
@@ -412,9 +416,41 @@ def test_resume_refuses_a_different_config(sample_split: Path, tmp_path: Path):
         train(replace(cfg, num_epochs=2, image_size=32), run, resume=True, progress=False, max_batches=1)
     res = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--set", "batch_size=8"])
     assert res.exit_code != 0 and "batch_size (32 -> 8)" in res.output
-    # the thread count changes speed, not results: allowed
+    # the thread count changes speed, not results: allowed; and a complete run has nothing to resume: untouched
+    before = (run / "metadata.json").read_text()
     meta = train(replace(cfg, threads=1), run, resume=True, progress=False, max_batches=1)
-    assert meta["config"]["threads"] == 1 and meta["epochs_completed"] == 1
+    assert meta["epochs_completed"] == 1 and (run / "metadata.json").read_text() == before
+
+
+def test_resume_refuses_other_data_and_an_interruption_says_how_to_go_on(sample_split, tmp_path, monkeypatch, capsys):
+    """The same config strings can name other data (relative paths read from another folder, a split re-made):
+    a resumed run checks the images and labels it started on. Ctrl-C leaves the run marked interrupted, with
+    the command that continues it."""
+    import trainer.train as tt
+
+    cfg = tiny_cfg(sample_split, num_epochs=2, override_cycle_epoch_count=2)
+    run = tmp_path / "run"
+    real, calls = tt._epoch, []
+
+    def stop_in_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(tt, "_epoch", stop_in_second)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run, progress=True, max_batches=1)
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["status"] == "interrupted" and meta["epochs_completed"] == 1
+    assert (
+        f"interrupted after 1 of 2 epochs; continue with `curate train --out {run} --resume`" in capsys.readouterr().out
+    )
+    (run / "metadata.json").write_text(json.dumps({**meta, "train_manifest_hash": "0" * 16}))  # other data now
+    with pytest.raises(RunError, match="the run started on other train data than"):
+        train(cfg, run, resume=True, progress=False, max_batches=1)
+    (run / "metadata.json").write_text(json.dumps(meta))
+    assert train(cfg, run, resume=True, progress=False, max_batches=1)["epochs_completed"] == 2
 
 
 def test_a_run_that_never_had_a_finite_validation_loss_fails_clearly(sample_split: Path, tmp_path: Path, monkeypatch):
@@ -644,6 +680,16 @@ def test_evaluate_cli_writes_every_table_and_plot(sample_split: Path, tmp_path: 
     )
     assert res.exit_code == 0 and "note:" not in res.output, res.output
     assert json.loads((tmp_path / "last" / "evaluation.json").read_text())["checkpoint"].endswith("last.pt")
+    both = ["evaluate", "--run", str(tmp_path / "run"), "--checkpoint", str(tmp_path / "run/checkpoints/best.pt")]
+    assert "give --run or --checkpoint, not both" in CliRunner().invoke(main, both).output
+    zero = CliRunner().invoke(main, ["evaluate", "--run", str(tmp_path / "run"), "--batch-size", "0"])
+    assert zero.exit_code == 2 and "--batch-size" in zero.output
+    meta_path = tmp_path / "run" / "metadata.json"  # the split the run validated on has changed since
+    meta_path.write_text(
+        meta_path.read_text().replace(json.loads(meta_path.read_text())["val_manifest_hash"], "0" * 16)
+    )
+    changed = CliRunner().invoke(main, ["evaluate", "--run", str(tmp_path / "run"), "--quiet"])
+    assert changed.exit_code == 1 and "holds other images or labels than" in changed.output
 
 
 def test_predict_cli_gives_per_image_status(sample_split: Path, sample_dir: Path, tmp_path: Path):

@@ -7,6 +7,7 @@ options override the file; an unknown key is an error (a typo must never be sile
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,11 @@ class TrainConfig:
     keep_epoch_checkpoints: bool = True
 
     def validate(self) -> TrainConfig:
+        floats = [f.name for f in fields(self) if f.type == "float" and not math.isfinite(getattr(self, f.name))]
+        if floats:  # NaN passes every comparison below as False, and min() with NaN lets it through
+            raise ConfigError(f"{floats[0]}: {getattr(self, floats[0])!r} is not a finite number")
+        if not str(self.weights).strip():
+            raise ConfigError("weights: empty; give none, imagenet or a checkpoint path")
         checks = [
             (self.model_type == "mobilenet_v3_small", "model_type must be mobilenet_v3_small"),
             (
@@ -96,7 +102,8 @@ class TrainConfig:
             (self.precision in ("fp32", "bf16"), "precision must be fp32 or bf16"),
             (0.0 <= self.gender_loss_weight <= 1.0, "gender_loss_weight must be in [0, 1]"),
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
-            (self.batch_size > 0 and self.num_epochs > 0, "batch_size and num_epochs must be > 0"),
+            (self.batch_size > 0, f"batch_size must be > 0 (got {self.batch_size})"),
+            (self.num_epochs > 0, f"num_epochs must be > 0 (got {self.num_epochs})"),
             (self.override_cycle_epoch_count > 0, "override_cycle_epoch_count must be > 0"),
             (0 <= self.freeze_epochs <= self.num_epochs, "freeze_epochs must be in [0, num_epochs]"),
             (self.image_size >= 32, "image_size must be >= 32"),
@@ -160,13 +167,28 @@ def _coerce(name: str, value: Any) -> Any:
             if ftype == "float":
                 return float(value)
         except ValueError:
-            raise ConfigError(f"{name}: {value!r} is not a {ftype}") from None
+            raise ConfigError(f"{name}: {value!r} is not {_a(ftype)}") from None
     if ftype == "float" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     want = {"int": int, "float": float, "bool": bool, "str": str}[ftype]
     if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-        raise ConfigError(f"{name}: {value!r} is not a {ftype}")
+        raise ConfigError(f"{name}: {value!r} is not {_a(ftype)}")
     return value
+
+
+def _a(ftype: str) -> str:
+    return f"an {ftype}" if ftype == "int" else f"a {ftype}"
+
+
+def _unknown(keys: list[str], known: set[str]) -> str:
+    """The unknown keys, each with the nearest known one ("num_epoch (did you mean num_epochs?)")."""
+    import difflib
+
+    said = []
+    for k in keys:
+        near = difflib.get_close_matches(k, sorted(known), n=1, cutoff=0.7)
+        said.append(f"{k} (did you mean {near[0]}?)" if near else k)
+    return ", ".join(said) + " (the keys: `trainer/config.py` TrainConfig, or docs/commands.md)"
 
 
 def load_config(
@@ -182,20 +204,28 @@ def load_config(
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__})") from None
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(
+                f"{path}: not valid YAML{where} ({getattr(e, 'problem', None) or type(e).__name__})"
+            ) from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys")
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"{path}: unknown config key(s): {', '.join(unknown)}")
+            raise ConfigError(f"{path}: unknown config key(s): {_unknown(unknown, known)}")
+        try:
+            data = {k: _coerce(k, v) for k, v in data.items()}
+        except ConfigError as e:  # name the file a wrong type came from
+            raise ConfigError(f"{path}: {e}") from None
         merged.update(data)
     for k, v in (overrides or {}).items():
         if k not in known:
-            raise ConfigError(f"unknown config key: {k}")
+            raise ConfigError(f"unknown config key: {_unknown([k], known)}")
         merged[k] = v
     unknown = sorted(set(merged) - known)
     if unknown:
-        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        raise ConfigError(f"unknown config key(s): {_unknown(unknown, known)}")
     return TrainConfig(**{k: _coerce(k, v) for k, v in merged.items()}).validate()
 
 

@@ -7,8 +7,10 @@ the epochs that had not finished and reaches the same result as an uninterrupted
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -310,26 +312,51 @@ class _Run:
 def _train(cfg: TrainConfig, out_dir: str | Path, resume: bool, progress: bool, max_batches: int | None) -> dict:
     out_dir = Path(out_dir)
     cfg, state = _resume_state(cfg, out_dir, resume, progress)
+    before = _read_meta(out_dir) if state is not None else {}
+    if state is not None and before.get("status") == "complete" and state["epoch"] + 1 >= cfg.num_epochs:
+        if progress:
+            print(f"{out_dir}: the run is complete ({state['epoch'] + 1} epochs); nothing to resume", flush=True)
+        return before
+    if cfg.lr_scheduler == "one_cycle" and cfg.override_cycle_epoch_count > cfg.num_epochs:
+        print(f"warning: the one-cycle schedule spans {cfg.override_cycle_epoch_count} epochs and this run has "
+              f"{cfg.num_epochs}: its learning rate never peaks nor anneals (a model that may learn nothing); add "
+              f"--set override_cycle_epoch_count={cfg.num_epochs}", file=sys.stderr, flush=True)  # fmt: skip
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     set_threads(cfg)
     t_start = time.time()
-    run = _build_run(cfg, out_dir, state, progress, max_batches)
+    run = _build_run(cfg, out_dir, state, progress, max_batches, before)
     meta = _metadata(run, state)
     write_json(out_dir / "metadata.json", meta)
     best_loss = min((_finite(h["val_loss"]) for h in run.history), default=float("inf"))
     train_step = make_train_step(cfg, run.model, run.opt)
-    for epoch in range(run.start_epoch, cfg.num_epochs):
-        row = _epoch(run, train_step, epoch, progress)
-        run.history.append(row)
-        if progress:
-            print(
-                f"epoch {epoch + 1}/{cfg.num_epochs}: train loss {row['train_loss']:.3f} MAE {row['train_mae']:.2f} "
-                f"acc {row['train_acc']:.3f} | val MAE {row['val_mae']:.2f} acc {row['val_acc']:.3f} "
-                f"| {row['epoch_seconds']:.0f}s | weights < 1e-3: {row['near_zero_weights']:.1%}",
-                flush=True,
-            )
-        best_loss = _save_epoch(run, epoch, row, best_loss, run.wall_before + (time.time() - t_start))
+    if progress and state is not None:
+        print(f"{out_dir}: resuming after epoch {run.start_epoch} of {cfg.num_epochs}", flush=True)
+    try:
+        for epoch in range(run.start_epoch, cfg.num_epochs):
+            row = _epoch(run, train_step, epoch, progress)
+            run.history.append(row)
+            if progress:
+                print(
+                    f"epoch {epoch + 1}/{cfg.num_epochs}: train loss {row['train_loss']:.3f} MAE "
+                    f"{row['train_mae']:.2f} acc {row['train_acc']:.3f} | val MAE {row['val_mae']:.2f} acc "
+                    f"{row['val_acc']:.3f} | {row['epoch_seconds']:.0f}s | weights < 1e-3: "
+                    f"{row['near_zero_weights']:.1%}",
+                    flush=True,
+                )
+            best_loss = _save_epoch(run, epoch, row, best_loss, run.wall_before + (time.time() - t_start))
+    except KeyboardInterrupt:  # the epochs saved stay; say so, and how to go on
+        write_json(out_dir / "metadata.json", {**meta, "status": "interrupted", "epochs_completed": len(run.history)})
+        print(f"\ninterrupted after {len(run.history)} of {cfg.num_epochs} epochs; continue with `curate train --out "
+              f"{out_dir} --resume`", flush=True)  # fmt: skip
+        raise
     return _finish_run(run, meta, best_loss, t_start)
+
+
+def _read_meta(out_dir: Path) -> dict:
+    try:
+        return json.loads((out_dir / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _resume_state(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool) -> tuple[TrainConfig, dict | None]:
@@ -350,10 +377,15 @@ def _resume_state(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool)
     return cfg, state
 
 
-def _build_run(cfg: TrainConfig, out_dir: Path, state: dict | None, progress: bool, max_batches: int | None) -> _Run:
-    """Data (decoded once, cached), model, optimiser and schedule; restored from `state` when resuming."""
+def _build_run(
+    cfg: TrainConfig, out_dir: Path, state: dict | None, progress: bool, max_batches: int | None, before: dict
+) -> _Run:
+    """Data (decoded once, cached), model, optimiser and schedule; restored from `state` when resuming, on the data
+    the run started on (`before`: its metadata.json) or not at all."""
     train_df = read_manifest(cfg.train_path)
     val_df = read_manifest(cfg.val_path)
+    if state is not None:
+        _check_same_data(out_dir, before, {"train": train_df, "val": val_df}, cfg)
     train_px = decoded_cache(train_df, cfg.image_size, progress=progress)
     val_px = decoded_cache(val_df, cfg.image_size, progress=progress)
     weights = label_weights(train_df)
@@ -441,8 +473,9 @@ def _epoch(run: _Run, train_step, epoch: int, progress: bool) -> dict:
         run.sched.step()
     elif cfg.lr_scheduler == "reduce_on_plateau":
         run.sched.step(vm["val_loss"])
-    return {"epoch": epoch + 1, "lr": lr, "train_loss": sums[0] / sums[3], "train_mae": sums[1] / sums[3],
-            "train_acc": sums[2] / sums[3], **vm, "epoch_seconds": time.time() - t0, "backbone_frozen": frozen,
+    loss, mae, acc = (float(sums[k] / sums[3]) for k in range(3))  # plain floats: torch.load(weights_only) reads them
+    return {"epoch": epoch + 1, "lr": lr, "train_loss": loss, "train_mae": mae,
+            "train_acc": acc, **vm, "epoch_seconds": time.time() - t0, "backbone_frozen": frozen,
             "near_zero_weights": near_zero_weights(model)}  # fmt: skip
 
 
@@ -497,6 +530,20 @@ def _finite(x: float) -> float:
 
 # Keys that change how fast a run goes but not what it computes: they may differ on --resume.
 _RESUME_FREE = {"threads"}
+
+
+def _check_same_data(out_dir: Path, before: dict, now: dict[str, pd.DataFrame], cfg: TrainConfig) -> None:
+    """A resumed run trains its remaining epochs on the images and labels it started on: the same config strings
+    can name other data (a relative path read from another folder, a split re-made since)."""
+    for part, df in now.items():
+        then = before.get(f"{part}_manifest_hash")
+        if then is not None and then != manifest_hash(df):
+            path = getattr(cfg, f"{part}_path")
+            raise RunError(
+                f"{out_dir}: the run started on other {part} data than {path} holds now (images and labels hash "
+                f"{then} then, {manifest_hash(df)} now; it was {before.get(f'{part}_manifest')}); resume from the "
+                "folder the run started in, or train into another --out"
+            )
 
 
 def _resumed_config(asked: TrainConfig, saved: TrainConfig, last_path: Path) -> TrainConfig:

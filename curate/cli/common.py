@@ -25,6 +25,8 @@ TIGHT_MODEL = DEFAULT_MODEL.with_name("tight_crop.pt")
 
 def resolve_checkpoint(run: Path | None, checkpoint: Path | None, which: str = "best") -> Path:
     """A run folder's best (or last) checkpoint, an explicit checkpoint, or the shipped default model."""
+    if checkpoint is not None and run is not None:  # which one is meant cannot be guessed, nor notes about it
+        fail("give --run or --checkpoint, not both")
     if checkpoint is not None:
         return checkpoint
     if run is not None:

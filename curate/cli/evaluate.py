@@ -32,8 +32,9 @@ from curate.cli.common import (
     "--manifest",
     help="Split folder or manifest to evaluate on [default: the run's val_path, else dataset/test_2_folds_last].",
 )
-@path_option("--out", "out_dir", help="Output folder [default: RUN/eval/<split name>, else eval/<split name>].")
-@click.option("--batch-size", default=256, show_default=True)
+@path_option("--out", "out_dir", help="Output folder [default: RUN/eval/<split name> (<split name>_last with --which "
+             "last), else eval/<split name>].")  # fmt: skip
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @tta_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def evaluate(
@@ -57,11 +58,14 @@ def evaluate(
     ckpt_path = resolve_checkpoint(run, checkpoint, which)
     ckpt = load_checkpoint(ckpt_path)
     if manifest is None:
-        val = ckpt.get("config", {}).get("val_path") if run is not None else None
-        manifest = Path(val or "dataset/test_2_folds_last")
-    split_name = manifest.stem if manifest.suffix else manifest.name
+        manifest = _run_split(run, ckpt)
+    split_name = manifest.parent.name if manifest.name == "manifest.csv" else manifest.stem if manifest.suffix else (
+        manifest.name)  # fmt: skip
     if out_dir is None:
         out_dir = (run / "eval" / split_name) if run is not None else Path("eval") / split_name
+        out_dir = out_dir.with_name(f"{out_dir.name}_last") if which == "last" and run is not None else out_dir
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"{out_dir}: is a file; --out names the folder the tables and plots go into")
     pred = predict_manifest(ckpt_path, manifest, batch_size=batch_size, progress=not quiet, tta=tta)
     if run is not None and which == "best" and _selected_on(run, pred):
         click.echo(
@@ -93,6 +97,28 @@ def evaluate(
     )
     click.echo(tables["age_metrics_by_age_group"].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     click.echo(f"tables, plots and predictions.parquet -> {out_dir}")
+
+
+def _run_split(run: Path | None, ckpt: dict) -> Path:
+    """The split a run validated on, where metadata.json recorded it (an absolute path, checked by its hash), so
+    that `evaluate --run` from another folder finds that split, not a `dataset/...` of the folder it runs in."""
+    import json
+
+    from core.manifest import manifest_hash, read_manifest
+
+    if run is None:
+        return Path("dataset/test_2_folds_last")
+    try:
+        meta = json.loads((run / "metadata.json").read_text())
+    except (OSError, ValueError):
+        meta = {}
+    path = Path(meta.get("val_manifest") or ckpt.get("config", {}).get("val_path") or "dataset/test_2_folds_last")
+    if meta.get("val_manifest_hash") and path.exists():
+        now = manifest_hash(read_manifest(path))
+        if now != meta["val_manifest_hash"]:
+            fail(f"{path}: holds other images or labels than {run} validated on (hash {meta['val_manifest_hash']} "
+                 f"then, {now} now); pass --manifest to evaluate on it anyway")  # fmt: skip
+    return path
 
 
 def _selected_on(run: Path, pred) -> bool:

@@ -554,7 +554,7 @@ def _print_comparison(s: dict) -> None:
     "--predictions",
     help="Reuse a predictions.parquet of this model (from `curate evaluate`) instead of predicting.",
 )
-@click.option("--n", "n", default=12, show_default=True, help="Images per head.")
+@click.option("--n", "n", default=12, show_default=True, type=click.IntRange(min=1), help="Images per head.")
 @click.option("--head", type=click.Choice(["gender", "age", "both"]), default="both", show_default=True)
 @path_option("--out", "out_dir", help="[default: RUN/explain, else explain/]")
 @click.option("--threads", default=0, help="CPU threads (0: all).")
@@ -583,7 +583,16 @@ def _explain_predictions(ckpt: Path, o: dict):
     if o["predictions"]:
         if not Path(o["predictions"]).is_file():
             fail(f"{o['predictions']}: predictions file not found")
-        return pd.read_parquet(o["predictions"])
+        if o["manifest"] is not None:
+            fail("give --predictions or --manifest, not both (the predictions say which images)")
+        pred = pd.read_parquet(o["predictions"])
+        from core.manifest import checkpoint_id
+
+        made_by, mine = set(pred.get("model", pd.Series(dtype=str)).astype(str)), checkpoint_id(ckpt)
+        if made_by and made_by != {mine}:  # the wrong answers chosen and titled would be another model's
+            fail(f"{o['predictions']}: predictions of {', '.join(sorted(made_by))}, not of {mine} ({ckpt}); run "
+                 "`curate evaluate` with this model, or leave out --predictions")  # fmt: skip
+        return pred
     manifest = o["manifest"]
     if manifest is None:
         val = load_checkpoint(ckpt).get("config", {}).get("val_path") if o["run"] else None
