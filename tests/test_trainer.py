@@ -503,6 +503,10 @@ def test_imagenet_weights_load_or_fail_clearly(tmp_path: Path, monkeypatch):
 def test_bad_weights_and_checkpoints(tmp_path: Path, sample_split: Path):
     with pytest.raises(WeightsError, match="not found"):
         build_model(str(tmp_path / "missing.pt"))
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "best.pt").write_bytes(b"")
+    with pytest.raises(WeightsError, match=r"run: a run folder; give its checkpoint, .*best.pt \(or last.pt\)"):
+        load_checkpoint(tmp_path / "run")
     other = tmp_path / "other.pt"
     torch.save(torch.nn.Linear(3, 2).state_dict(), other)
     with pytest.raises(WeightsError, match="other.pt: weights do not fit the model"):

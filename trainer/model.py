@@ -95,9 +95,12 @@ def load_checkpoint(path: str | Path) -> dict:
 
     Why weights-only: a checkpoint is a pickle, and a user passes paths (`--model`, `--checkpoint`,
     `weights=PATH`, `--resume`); loading a full pickle would run whatever code it carries. Only tensors,
-    plain Python values and numpy scalars (which older runs stored in their metrics) are accepted.
+    plain Python values and numpy scalars (which runs before 2026-12-07 stored in their metrics) are accepted.
     """
     path = Path(path)
+    if path.is_dir() and (path / "checkpoints" / "best.pt").is_file():  # a run folder given for its checkpoint
+        best = path / "checkpoints" / "best.pt"
+        raise WeightsError(f"{path}: a run folder; give its checkpoint, {best} (or last.pt)")
     if not path.is_file():
         raise WeightsError(f"{path}: checkpoint not found")
     try:
