@@ -720,3 +720,15 @@ def test_predict_cli_gives_per_image_status(sample_split: Path, sample_dir: Path
     assert p.loc[:2, "quality_verdict"].notna().all() and p.loc[3, "quality_verdict"] == "not judged: no prediction"
     res = CliRunner().invoke(main, ["predict", str(imgs[0]), "--quality-thresholds", str(tmp_path / "nope.json")])
     assert res.exit_code != 0 and "nope.json: not usable quality thresholds" in res.output
+
+
+def test_print_config_shows_every_key_as_the_options_give_it(tmp_path: Path):
+    """`curate train --print-config`: the resolved config (YAML file, then --set) as YAML, and no run."""
+    import yaml
+
+    (tmp_path / "c.yaml").write_text("num_epochs: 3\n")
+    res = CliRunner().invoke(main, ["train", "--config", str(tmp_path / "c.yaml"), "--set", "image_size=96",
+                                    "--print-config"])  # fmt: skip
+    shown = yaml.safe_load(res.output)
+    assert res.exit_code == 0 and shown == {**TrainConfig().to_dict(), "num_epochs": 3, "image_size": 96}
+    assert "--out is required" in CliRunner().invoke(main, ["train"]).output

@@ -563,26 +563,27 @@ def _resumed_config(asked: TrainConfig, saved: TrainConfig, last_path: Path) -> 
 
 
 def _plot_history(history: list[dict], path: Path) -> None:
+    """Loss, age MAE, gender accuracy and learning rate per epoch: points (a one-epoch run shows), whole-epoch
+    ticks, and the best epoch (lowest validation loss, best.pt) marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     h = pd.DataFrame(history)
-    fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
-    ax[0].plot(h.epoch, h.train_loss, label="train")
-    ax[0].plot(h.epoch, h.val_loss, label="val")
-    ax[0].set_title("loss")
-    ax[0].legend()
-    ax[1].plot(h.epoch, h.train_mae, label="train")
-    ax[1].plot(h.epoch, h.val_mae, label="val")
-    ax[1].set_title("age MAE (years)")
-    ax[1].legend()
-    ax[2].plot(h.epoch, h.train_acc, label="train")
-    ax[2].plot(h.epoch, h.val_acc, label="val")
-    ax[2].set_title("gender accuracy")
-    ax[2].legend()
+    best = h.loc[h["val_loss"].map(_finite).idxmin(), "epoch"]
+    fig, ax = plt.subplots(1, 4, figsize=(16, 3.5))
+    for a, (key, title) in zip(ax, (("loss", "loss"), ("mae", "age MAE (years)"), ("acc", "gender accuracy"))):
+        a.plot(h.epoch, h[f"train_{key}"], "o-", label="train")
+        a.plot(h.epoch, h[f"val_{key}"], "o-", label="val")
+        a.set_title(title)
+    ax[3].plot(h.epoch, h["lr"], "o-", color="grey")
+    ax[3].set_title("learning rate (at the epoch's end)")
     for a in ax:
+        a.axvline(best, color="green", lw=0.8, ls=":", label=f"best epoch ({best})")
         a.set_xlabel("epoch")
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax[0].legend()
     fig.tight_layout()
     save_figure(fig, path, dpi=100)

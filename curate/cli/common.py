@@ -66,9 +66,8 @@ def config_options(config_help: str):
     """--config FILE and repeatable --set KEY=VALUE: the training config that `load_cfg` reads."""
 
     def apply(f):
-        f = click.option(
-            "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one config key (repeatable)."
-        )(f)
+        said = "Override one config key (repeatable; the keys: `curate train --print-config`)."
+        f = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=said)(f)
         return path_option("--config", help=config_help)(f)
 
     return apply

@@ -87,10 +87,14 @@ def _echo_groups_and_notes(s: dict) -> None:
 
 @click.command()
 @config_options("YAML config (keys of TrainConfig).")
-@path_option("--out", "out_dir", required=True, help="Run folder, e.g. runs/NAME.")
+@path_option("--out", "out_dir", help="Run folder, e.g. runs/NAME (required, except with --print-config).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last completed epoch.")
+@click.option("--print-config", is_flag=True, help="Print the config these options give (every key, as YAML) and "
+              "stop: the keys --set and --config take.")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(config: Path | None, sets: tuple[str, ...], out_dir: Path, resume: bool, quiet: bool) -> None:
+def train(
+    config: Path | None, sets: tuple[str, ...], out_dir: Path | None, resume: bool, print_config: bool, quiet: bool
+) -> None:
     """Train the MobileNetV3-Small age + gender model.
 
     Writes OUT/metrics.csv, OUT/metadata.json, OUT/training_curves.png and OUT/checkpoints/
@@ -98,6 +102,13 @@ def train(config: Path | None, sets: tuple[str, ...], out_dir: Path, resume: boo
     """
     from trainer.train import train as run_train
 
+    if print_config:
+        import yaml
+
+        click.echo(yaml.safe_dump(load_cfg(config, sets).to_dict(), sort_keys=False).rstrip())
+        return
+    if out_dir is None:
+        fail("--out is required: the run folder (e.g. runs/NAME)")
     base = None
     if resume and (out_dir / "metadata.json").exists():
         import json
