@@ -683,7 +683,9 @@ def test_evaluate_cli_writes_every_table_and_plot(sample_split: Path, tmp_path: 
         ["evaluate", "--run", str(tmp_path / "run"), "--which", "last", "--quiet", "--out", str(tmp_path / "last")],
     )
     assert res.exit_code == 0 and "note:" not in res.output, res.output
-    assert json.loads((tmp_path / "last" / "evaluation.json").read_text())["checkpoint"].endswith("last.pt")
+    ev = json.loads((tmp_path / "last" / "evaluation.json").read_text())
+    assert ev["checkpoint"].endswith("last.pt") and ev["epoch"] == 1 and 0 <= ev["gender_accuracy"] <= 1
+    assert ev["age_mae"] > 0 and "torch" in ev["versions"]
     both = ["evaluate", "--run", str(tmp_path / "run"), "--checkpoint", str(tmp_path / "run/checkpoints/best.pt")]
     assert "give --run or --checkpoint, not both" in CliRunner().invoke(main, both).output
     zero = CliRunner().invoke(main, ["evaluate", "--run", str(tmp_path / "run"), "--batch-size", "0"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -54,6 +55,7 @@ def evaluate(
     """
     from trainer.evaluate import evaluate_predictions, predict_manifest
     from trainer.model import load_checkpoint
+    from trainer.train import library_versions
 
     ckpt_path = resolve_checkpoint(run, checkpoint, which)
     ckpt = load_checkpoint(ckpt_path)
@@ -76,6 +78,9 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_parquet(pred, out_dir / "predictions.parquet")
     tables = evaluate_predictions(pred, out_dir)
+    g = tables["gender_metrics"].set_index("class")
+    a = tables["age_metrics"].iloc[0]
+    epoch = ckpt.get("epoch")
     write_json(
         out_dir / "evaluation.json",
         {
@@ -83,13 +88,16 @@ def evaluate(
             "model": pred["model"].iloc[0],
             "manifest": str(manifest),
             "n": len(pred),
+            "age_mae": float(a["mae"]),
+            "gender_accuracy": float(g.loc["overall", "accuracy"]),
             "weights_used": ckpt.get("weights_used"),
-            "epoch": ckpt.get("epoch"),
+            "epoch": None if epoch is None else int(epoch) + 1,  # counted from 1, as metadata.json's best_epoch
+            "image_size": ckpt.get("config", {}).get("image_size"),
             "tta": "horizontal flip (mean of 2 passes)" if tta else "none",
+            "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "versions": library_versions(),
         },
     )
-    g = tables["gender_metrics"].set_index("class")
-    a = tables["age_metrics"].iloc[0]
     click.echo(
         f"{len(pred)} images: age MAE {a['mae']:.3f}, RMSE {a['rmse']:.3f}, R2 {a['r2']:.3f} | "
         f"gender accuracy {100 * g.loc['overall', 'accuracy']:.2f}%, AUC {g.loc['overall', 'auc_roc']:.4f}"
