@@ -426,11 +426,15 @@ def _metadata(run: _Run, state: dict | None) -> dict:
         "n_labels_masked": masked_label_counts(run.train_df),
         "n_val": len(val_df),
         "versions": library_versions(),
+        "command": " ".join(sys.argv),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
         "malloc": allocator_status(),
         "status": "running",
     }
+    if Path(str(cfg.weights)).is_file():  # a path can be overwritten later: record which file it was
+        meta["weights_sha256"] = file_sha256(Path(str(cfg.weights)))
     if state is not None:
         meta["wall_seconds_before_resume"] = state.get("wall_seconds", 0.0)
     return meta
