@@ -37,5 +37,5 @@ def test_a_stale_or_unknown_block_is_named():
         replace_in(without)
     with pytest.raises(ValueError, match="curate nonesuch"):
         replace_in(text + "\n<!-- BEGIN options: curate nonesuch -->\n<!-- END options -->\n")
-    stale = text.replace("| `--n INTEGER` |", "| `--n N` |", 1)
+    stale = text.replace("| `--n INTEGER RANGE` |", "| `--n N` |", 1)
     assert stale != text and replace_in(stale) == text
