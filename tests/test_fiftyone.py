@@ -868,7 +868,8 @@ def test_export_from_a_dataset_takes_its_split_and_its_skin_tones(
         assert f"--from {train}: the training split" in res.output and (tmp_path / "e" / "manifest.csv").exists()
         monkeypatch.chdir(tmp_path)  # no dataset/train_8_folds_first here
         res = run("export", "--dataset", scored[0], "--root", tmp_path, "--name", "f", ok=False)  # scored: a folder
-        assert res.exit_code == 1 and f"dataset {scored[0]!r} was scored from {SAMPLE}, not from a split" in res.output
+        said = f"dataset {scored[0]!r} was scored from {SAMPLE}, which is not a split here"
+        assert res.exit_code == 1 and said in res.output
     finally:
         if fo.dataset_exists(name):
             fo.delete_dataset(name)

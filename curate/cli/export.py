@@ -46,8 +46,8 @@ def _scored_split(ds, default: Path, quiet: bool) -> Path:
     p = Path(src)
     if not src or not p.exists() or (p.is_dir() and not (p / "manifest.csv").is_file()):
         if src and not Path(default).exists():  # scored from a folder of images: which split is meant is unknown
-            fail(f"dataset {ds.name!r} was scored from {src}, not from a split, and {default} does not exist: "
-                 "pass --from with the training split `curate split` wrote")  # fmt: skip
+            fail(f"dataset {ds.name!r} was scored from {src}, which is not a split here, and {default} does not "
+                 "exist: pass --from with the training split `curate split` wrote")  # fmt: skip
         return default
     folder = p if p.is_dir() else p.parent
     if p.is_file() and p.stem != "manifest" or folder.name == TEST_SPLIT:  # folds.csv or the test split
