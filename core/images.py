@@ -278,6 +278,8 @@ def full_size(path: Path, img: np.ndarray) -> tuple[int, int]:
     rotation applied): what a manifest records, not the size of a copy decoded reduced (a 8000x8000 JPEG is
     decoded at 2000x2000, and its manifest said so)."""
     h, w = img.shape[:2]
+    if h * w <= DECODE_PIXELS // 4:  # a reduced decode keeps more (_decode_flag): no second read of the file
+        return w, h
     size = source_size(path)
     if size is None or size[0] * size[1] <= w * h:
         return w, h
