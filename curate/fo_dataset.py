@@ -162,7 +162,9 @@ class _Stored:
     @classmethod
     def read(cls, ds) -> _Stored:
         fields = ["id", "filepath", "content_hash", "filename", "ingest_hashes", "score_status"]
-        if not len(ds) or "ingest_hashes" not in ds.get_field_schema():
+        # every field, not one: another `curate score` may be declaring them this instant (its insert then
+        # collides on the unique filepath index, and the retry reads the dataset again)
+        if not len(ds) or not set(fields[2:]) <= set(ds.get_field_schema()):
             return cls([], [], [], [], [], [])
         return cls(*(list(x) for x in ds.values(fields)))
 
