@@ -734,3 +734,19 @@ def test_print_config_shows_every_key_as_the_options_give_it(tmp_path: Path):
     shown = yaml.safe_load(res.output)
     assert res.exit_code == 0 and shown == {**TrainConfig().to_dict(), "num_epochs": 3, "image_size": 96}
     assert "--out is required" in CliRunner().invoke(main, ["train"]).output
+
+
+def test_a_schedule_longer_than_the_run_is_warned_and_the_weights_file_recorded(sample_split, tmp_path, capsys):
+    """num_epochs 1 under a 15-epoch one-cycle: the rate never peaks nor anneals (README's quick start collapsed
+    to one age for everyone), so the run says so; a warm start records which weights file it read (its hash)."""
+    from core.manifest import file_sha256
+
+    first = tiny_cfg(sample_split, num_epochs=1, override_cycle_epoch_count=1)
+    train(first, tmp_path / "a", progress=False, max_batches=1)
+    assert "one-cycle" not in capsys.readouterr().err
+    ckpt = tmp_path / "a" / "checkpoints" / "best.pt"
+    meta = train(replace(first, override_cycle_epoch_count=15, weights=str(ckpt)), tmp_path / "b", progress=False,
+                 max_batches=1)  # fmt: skip
+    said = capsys.readouterr().err
+    assert "warning: the one-cycle schedule spans 15 epochs and this run has 1" in said
+    assert "--set override_cycle_epoch_count=1" in said and meta["weights_sha256"] == file_sha256(ckpt)
