@@ -103,7 +103,8 @@ def _read_row(r: dict, path: Path | None, name: str, seen: dict[Path, int], n: i
 
 def read_labels(table: Path) -> pd.DataFrame:
     """The table as strings ("" for blanks), column names lower-cased; a whole-file problem is one error."""
-    sep = "," if table.suffix.lower() == ".parquet" else csv_delimiter(table)
+    encoding = None if table.suffix.lower() == ".parquet" else text_encoding(table)  # the table read once for it
+    sep = "," if encoding is None else csv_delimiter(table, encoding)
     try:
         if table.suffix.lower() == ".parquet":
             raw = pd.read_parquet(table)
@@ -111,7 +112,7 @@ def read_labels(table: Path) -> pd.DataFrame:
             raw = raw.map(_plain)
         else:
             raw = pd.read_csv(table, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True,
-                              encoding=text_encoding(table))  # fmt: skip
+                              encoding=encoding)  # fmt: skip
     except Exception as e:  # noqa: BLE001 - pandas/pyarrow raise many types for a damaged or wrong file
         msg = str(e).splitlines()[0][:120] if str(e) else ""
         raise SourceError(f"{table}: not a readable CSV or Parquet labels table ({type(e).__name__}: {msg})") from None
@@ -152,13 +153,13 @@ def text_encoding(table: Path) -> str:
         return "cp1252"
 
 
-def csv_delimiter(table: Path) -> str:
+def csv_delimiter(table: Path, encoding: str | None = None) -> str:
     """The separator of a CSV labels table, read from its header line: the one that yields the required
     columns, else the most frequent candidate (a spreadsheet in a ';' or tab locale exports those), else ','.
 
     Why not guess from the data: a path may hold ',' or ';'; the header holds only column names."""
     try:
-        with open(table, encoding=text_encoding(table), errors="replace", newline="") as f:
+        with open(table, encoding=encoding or text_encoding(table), errors="replace", newline="") as f:
             header = f.readline(65536)
     except OSError:
         return ","  # pandas names the problem
