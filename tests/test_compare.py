@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from audits.group_metrics import bootstrap_mean_ci, bootstrap_weights, paired_group_table
 from curate.cli import main
-from curate.compare import CompareError, CompareOptions, compare_runs
+from curate.compare import CompareError, CompareOptions, barely_trained, compare_runs
 from trainer.config import TrainConfig, replace
 from trainer.explain import gradcam
 from trainer.model import AgeGenderClassifier
@@ -84,6 +84,24 @@ def test_group_table_matches_hand_computation():
     gap = gaps.iloc[0]  # c is too small to take part: the gap is b - a
     assert (gap["baseline"], gap["new"], gap["delta"]) == (4.0, 2.0, -2.0)
     assert (gap["worst_group_baseline"], gap["worst_group_new"]) == ("b", "b")
+
+
+def test_barely_trained_names_a_model_no_better_than_a_constant_answer():
+    rng = np.random.default_rng(0)
+    age = rng.integers(1, 90, 400)
+    gender = (rng.random(400) < 0.3).astype(int)  # 70 % male: "male" for all is right 70 % of the time
+    f = pd.DataFrame({"age": age, "gender": gender})
+    f["base_abs_err"] = np.abs(age - np.median(age)).astype(float)  # the median for everyone, "male" for all
+    f["base_prob"] = 0.2
+    f["new_abs_err"] = rng.random(400) * 3  # a model that learned
+    f["new_prob"] = np.where(gender == 1, 0.9, 0.1)
+    (line,) = barely_trained(f)
+    assert line.startswith("the baseline hardly beats a constant answer (age MAE")
+    assert f"gender accuracy {100 * (1 - gender.mean()):.1f}% against {100 * (1 - gender.mean()):.1f}%" in line
+    f["base_prob"] = f["new_prob"]  # right about gender, still the median age for all: age alone is named
+    (line,) = barely_trained(f)
+    assert "age MAE" in line and "gender accuracy" not in line
+    assert barely_trained(f.assign(base_abs_err=f["new_abs_err"])) == []
 
 
 # --- the loop on the sample -------------------------------------------------------------------
@@ -198,6 +216,14 @@ def test_export_then_retrain_compare_on_the_sample(sample_split: Path, baseline:
     assert c_over["baseline"] == pytest.approx((fixed["base_age_pred"] - fixed["age"]).abs().mean())
     assert "1 label(s) corrected, 1 image(s) excluded" in md
     assert digest(test_dir) == before, "the test split is byte-identical after export, retrain and compare"
+    # a model that learned little is said to have, from the same per-image figures the tables use
+    const = (per["age"] - per["age"].median()).abs().mean()
+    warned = json.loads((out / "compare.json").read_text())["barely_trained"]
+    for m, name in (("base", "the baseline"), ("new", "the new model")):
+        weak = per[f"{m}_abs_err"].mean() > 0.9 * const or per[f"{m}_correct"].mean() < max(
+            per["gender"].mean(), 1 - per["gender"].mean()) + 0.02  # fmt: skip
+        assert weak == any(w.startswith(name + " ") for w in warned), (name, warned)
+        assert weak == (f"{name[0].upper()}{name[1:]} hardly beats" in md)
     # a second call reuses the finished run and the cached predictions
     res = CliRunner().invoke(main, [*retrain, "--n-boot", "100", "--explain", "0"])
     assert res.exit_code == 0 and f"reused the finished run in {new}: best epoch" in res.output, res.output

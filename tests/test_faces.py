@@ -230,6 +230,31 @@ def test_predict_sends_tight_crops_to_the_tight_crop_model(tmp_path):
     assert plain.loc["photo.jpg", "age_pred"] == pytest.approx(routed.loc["photo.jpg", "age_pred"], abs=1e-4)
     res = CliRunner().invoke(main, ["predict", str(d), "--tight-model", str(tmp_path / "nowhere.pt")])
     assert res.exit_code != 0 and "nowhere.pt: no such tight-crop model" in res.output
+    res = CliRunner().invoke(main, ["predict", str(d), "--faces", "none", "--tight-model", str(TIGHT_MODEL)])
+    assert res.exit_code == 0 and "--tight-model is not used with --faces none" in res.stderr
+    assert "tight_crop.pt" not in res.stdout  # and indeed every image went to the main model
+
+
+def test_predict_answers_each_batch_as_it_fills_with_the_same_numbers(tmp_path, capsys):
+    """Batches run as soon as one model's is full (memory stays flat, the bar counts answered images): a
+    batch of one gives what one batch of everything gives, for both models and in file order."""
+    from curate.cli.common import DEFAULT_MODEL, TIGHT_MODEL
+    from trainer.predict import predict_images
+
+    crops = _crops(5)
+    d = tmp_path / "in"
+    d.mkdir()
+    for i, p in enumerate(crops):
+        (d / f"{i}_crop.jpg").write_bytes(p.read_bytes())
+        cv2.imwrite(str(d / f"{i}_tight.jpg"), recrop(cv2.imread(str(p)), scale=0.8))
+    files = sorted(d.iterdir())
+    kw = {"tight_checkpoint": TIGHT_MODEL}
+    whole = pd.DataFrame(predict_images(DEFAULT_MODEL, files, batch_size=64, **kw))
+    ones = pd.DataFrame(predict_images(DEFAULT_MODEL, files, batch_size=1, progress=True, **kw))
+    assert "predict: 100%" in capsys.readouterr().err and set(whole["model"]) == {"default.pt", "tight_crop.pt"}
+    assert ones["path"].tolist() == [str(f) for f in files] and ones["model"].tolist() == whole["model"].tolist()
+    assert np.allclose(ones["age_pred"], whole["age_pred"], atol=1e-3)
+    assert np.allclose(ones["gender_prob"], whole["gender_prob"], atol=1e-4)
 
 
 def test_recrop_geometry():

@@ -82,7 +82,7 @@ def model_input(img: np.ndarray, size: int) -> np.ndarray:
 
 def predict_images(
     checkpoint: str | Path, files: list[Path], batch_size: int = 64, tta: bool = True, faces: str = "auto",
-    tight_checkpoint: str | Path | None = None, keep_crops: bool = False,
+    tight_checkpoint: str | Path | None = None, keep_crops: bool = False, progress: bool = False,
 ) -> list[dict]:  # fmt: skip
     """Age, gender and confidence per file; an unreadable file or a photo without a face gets a status
     instead of a crash or a guess.
@@ -92,32 +92,43 @@ def predict_images(
     `tight_checkpoint`: a model for faces cut tighter than UTKFace's (crop_fill >= TIGHT_FILL_MIN): their
     chin, hair and ears are missing, which the main model never saw; `model` names the one used.
     `keep_crops`: a re-aligned face's row also holds, as "crop", the aligned crop (BGR) the model saw, so
-    that its quality can be judged on what was used rather than on the whole photo (200x200, 120 KB each)."""
+    that its quality can be judged on what was used rather than on the whole photo (200x200, 120 KB each).
+    A model's batch runs as soon as it is full (the same batches as collecting them all first, so the same
+    numbers), so model inputs never pile up and `progress` can count images as they are answered."""
+    from tqdm import tqdm
+
     paths = {"main": checkpoint, "tight": tight_checkpoint}
     models = {"main": _load(checkpoint)}  # the tight-crop model only once a face needs it
     rows: list[dict] = []
     todo: dict[str, list[tuple[int, np.ndarray]]] = {"main": [], "tight": []}
+    bar = tqdm(total=len(files), desc="predict", unit="img", disable=not progress, mininterval=0.5)
     for f in files:
         img, row = prepare_image(f, faces)
         if keep_crops and img is not None and row.get("face_status", AS_IT_IS) != AS_IT_IS:
             row["crop"] = img
+        rows.append(row)
         if img is not None:
             tight = tight_checkpoint is not None and row.get("crop_fill", 0.0) >= TIGHT_FILL_MIN
             which = "tight" if tight else "main"
             if which not in models:
                 models[which] = _load(tight_checkpoint)
             row["model"] = Path(paths[which]).name
-            todo[which].append((len(rows), model_input(img, models[which][1].image_size)))  # small at once
-        rows.append(row)
-    for which, good in todo.items():
-        if not good:
-            continue
-        model, cfg = models[which]
-        for s in range(0, len(good), batch_size):
-            chunk = good[s : s + batch_size]
-            for i, pred in zip((i for i, _ in chunk), _forward(model, cfg, [im for _, im in chunk], tta)):
-                rows[i].update(pred)
+            todo[which].append((len(rows) - 1, model_input(img, models[which][1].image_size)))  # small at once
+            if len(todo[which]) == batch_size:
+                _answer(rows, todo[which], *models[which], tta)
+        bar.update()
+    for which, left in todo.items():
+        if left:
+            _answer(rows, left, *models[which], tta)
+    bar.close()
     return rows
+
+
+def _answer(rows: list[dict], batch: list[tuple[int, np.ndarray]], model, cfg: TrainConfig, tta: bool) -> None:
+    """Fill in the rows of one batch of (row index, model input), and empty it."""
+    for i, pred in zip((i for i, _ in batch), _forward(model, cfg, [im for _, im in batch], tta)):
+        rows[i].update(pred)
+    batch.clear()
 
 
 def _load(checkpoint: str | Path):

@@ -167,7 +167,9 @@ def _selected_on(run: Path, pred) -> bool:
     "curate/models/tight_crop.pt with the shipped model, none with --model]",
 )
 @ray_option("Prediction in shards of 1,024 images, one task each (the quality verdict stays on this machine)")
-@click.option("--quiet", is_flag=True, help="No note of the files in folders that were skipped as not images.")
+@click.option(
+    "--quiet", is_flag=True, help="No progress bar and no note of the files in folders skipped as not images."
+)
 def predict(
     inputs: tuple[Path, ...],
     checkpoint: Path | None,
@@ -206,6 +208,9 @@ def predict(
             )
     ckpt = resolve_checkpoint(None, checkpoint)
     tight = _tight_model(tight_model, checkpoint)
+    if faces == "none" and tight is not None and tight_model is not None:
+        click.echo("note: --tight-model is not used with --faces none (no face is re-aligned, so none is known "
+                   "to be cut tighter than UTKFace's): every image goes to the main model", err=True)  # fmt: skip
     if ray_address is not None:
         from trainer.predict import predict_images_on_ray
 
@@ -214,7 +219,9 @@ def predict(
             tight_checkpoint=tight and tight.resolve(), keep_crops=True,
         )  # fmt: skip
     else:
-        rows = predict_images(ckpt, files, tta=tta, faces=faces, tight_checkpoint=tight, keep_crops=True)
+        rows = predict_images(
+            ckpt, files, tta=tta, faces=faces, tight_checkpoint=tight, keep_crops=True, progress=not quiet
+        )
     seen = [r.pop("crop", None) for r in rows]  # the aligned face the model saw, where it was re-aligned
     df = _with_box_ints(pd.DataFrame(rows))
     df.insert(1, "file", names)

@@ -540,6 +540,8 @@ def _print_comparison(s: dict) -> None:
             f"95% CI [{k * r['delta_lo']:+.2f}, {k * r['delta_hi']:+.2f}])"
         )
     click.echo(f"{len(s['verdict'])} difference(s) larger than their uncertainty")
+    for line in s.get("barely_trained", []):
+        click.echo(f"warning: {line}", err=True)
     click.echo(f"report -> {s['report']}")
 
 
