@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -178,6 +179,16 @@ def test_cli_audit_manifest_and_bad_inputs(sample_split, tmp_path):
     assert len(df) == len(man)
     assert (df["content_hash"].to_numpy() == man["content_hash"].to_numpy()).all()
     assert (df["age"].to_numpy() == man["age"].to_numpy()).all()
+    # a row naming an image listed above (by another spelling of its path) is audited once, not as its own copy
+    absolute = man["path"].map(lambda x: str(x if Path(x).is_absolute() else manifest.parent / x))
+    again_row = man.iloc[[0]].assign(path=str(Path(absolute[0]).parent / "." / Path(absolute[0]).name))
+    pd.concat([man.assign(path=absolute), again_row]).to_csv(tmp_path / "twice.csv", index=False)
+    r = CliRunner().invoke(main, ["audit", str(tmp_path / "twice.csv"), "--out", str(out), "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert f"1 row(s) name an image already listed, audited once: row {len(man) + 2} repeats row 2" in r.output
+    again = pd.read_parquet(out)
+    assert len(again) == len(man) and again.loc[0, "exact_group"] == df.loc[0, "exact_group"]
+    assert again["is_duplicate_issue"].sum() == df["is_duplicate_issue"].sum()
     r = CliRunner().invoke(main, ["audit", str(tmp_path / "nope"), "--out", str(out)])
     assert r.exit_code != 0 and "no such folder or manifest" in r.output
     bad = tmp_path / "bad.csv"

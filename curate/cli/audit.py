@@ -34,9 +34,31 @@ def _inputs(source: Path) -> tuple[list[str], object]:
         base = source.parent
         paths = [str(p if Path(p).is_absolute() else (base / p)) for p in df["path"].astype(str)]
         labels = df[[c for c in ("age", "gender", "race") if c in df.columns]].copy()
-        return paths, labels
+        return _once_each(source, paths, labels)
     fail(f"{source}: no such folder or manifest (nor labels table)")
     raise AssertionError  # unreachable
+
+
+def _once_each(source: Path, paths: list[str], labels):
+    """A manifest's rows with each image file once (the first row that names it), saying which rows repeated one.
+
+    Why: a file audited twice is its own exact duplicate, so both rows would be flagged (and as a label
+    conflict where the rows' labels differ) for what is a slip in the table, not in the data."""
+    import os
+
+    first: dict[str, int] = {}
+    keep, repeats = [], []
+    for i, p in enumerate(paths):
+        real = os.path.realpath(p)
+        if real in first:
+            repeats.append(f"row {i + 2} repeats row {first[real] + 2} ({Path(p).name})")
+        else:
+            first[real] = i
+            keep.append(i)
+    if repeats:
+        click.echo(f"note: {source}: {len(repeats)} row(s) name an image already listed, audited once: "
+                   f"{'; '.join(repeats[:3])}{'; ...' if len(repeats) > 3 else ''}")  # fmt: skip
+    return [paths[i] for i in keep], labels.iloc[keep].reset_index(drop=True)
 
 
 def _is_manifest(p: Path) -> bool:
