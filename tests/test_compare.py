@@ -312,5 +312,13 @@ def test_gradcam_and_explain_cli(sample_split: Path, baseline: Path, tmp_path: P
     predict_manifest(baseline / "checkpoints" / "last.pt", test, progress=False).to_parquet(other)
     res = CliRunner().invoke(main, ["explain", "--run", str(baseline), "--predictions", str(other), "--n", "2"])
     assert res.exit_code == 1 and "not of" in res.output and "run `curate evaluate` with this model" in res.output
+    last = ["explain", "--run", str(baseline), "--which", "last", "--predictions", str(other), "--n", "2"]
+    res = CliRunner().invoke(main, [*last, "--head", "gender"])  # the final weights' own predictions: explained
+    assert res.exit_code == 0, res.output
+    assert (baseline / "explain_last" / "gradcam_gender.png").read_bytes()[:4] == b"\x89PNG"
+    shutil.rmtree(baseline / "explain_last")
+    res = CliRunner().invoke(main, ["explain", "--checkpoint", str(baseline / "checkpoints" / "last.pt"), "--which",
+                                    "last"])  # fmt: skip
+    assert res.exit_code == 1 and "--which last picks a checkpoint of --run" in res.output
     res = CliRunner().invoke(main, ["explain", "--run", str(baseline), "--n", "0"])
     assert res.exit_code == 2 and "--n" in res.output

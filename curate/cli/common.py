@@ -27,6 +27,8 @@ def resolve_checkpoint(run: Path | None, checkpoint: Path | None, which: str = "
     """A run folder's best (or last) checkpoint, an explicit checkpoint, or the shipped default model."""
     if checkpoint is not None and run is not None:  # which one is meant cannot be guessed, nor notes about it
         fail("give --run or --checkpoint, not both")
+    if which != "best" and run is None:  # silently using another model than the one asked for
+        fail(f"--which {which} picks a checkpoint of --run; give --run (or the checkpoint itself as --checkpoint)")
     if checkpoint is not None:
         return checkpoint
     if run is not None:
@@ -39,6 +41,15 @@ def resolve_checkpoint(run: Path | None, checkpoint: Path | None, which: str = "
     if not DEFAULT_MODEL.exists():
         fail(f"{DEFAULT_MODEL}: shipped default model missing; pass --run or --checkpoint")
     return DEFAULT_MODEL
+
+
+which_option = click.option(
+    "--which",
+    type=click.Choice(["best", "last"]),
+    default="best",
+    show_default=True,
+    help="With --run: the best-validation-loss epoch, or the final weights.",
+)
 
 
 def load_cfg(config: Path | None, sets: tuple[str, ...], base: dict | None = None):

@@ -16,18 +16,13 @@ from curate.cli.common import (
     ray_option,
     resolve_checkpoint,
     tta_option,
+    which_option,
 )
 
 
 @click.command()
 @path_option("--run", help="Run folder from `curate train` (uses best.pt).")
-@click.option(
-    "--which",
-    type=click.Choice(["best", "last"]),
-    default="best",
-    show_default=True,
-    help="With --run: the best-validation-loss epoch, or the final weights.",
-)
+@which_option
 @path_option("--checkpoint", help="A checkpoint file instead of --run.")
 @path_option(
     "--manifest",

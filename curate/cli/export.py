@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from curate.cli.common import fail, path_option, resolve_checkpoint
+from curate.cli.common import fail, path_option, resolve_checkpoint, which_option
 
 
 class ScoreOrEstimated(click.ParamType):
@@ -546,8 +546,9 @@ def _print_comparison(s: dict) -> None:
 
 
 @click.command()
-@path_option("--run", help="Run folder (uses best.pt).")
+@path_option("--run", help="Run folder (uses best.pt; see --which).")
 @path_option("--checkpoint", help="A checkpoint instead of --run.")
+@which_option
 @path_option(
     "--manifest",
     help="Split folder or manifest [default: the run's val_path, else dataset/test_2_folds_last].",
@@ -558,7 +559,7 @@ def _print_comparison(s: dict) -> None:
 )
 @click.option("--n", "n", default=12, show_default=True, type=click.IntRange(min=1), help="Images per head.")
 @click.option("--head", type=click.Choice(["gender", "age", "both"]), default="both", show_default=True)
-@path_option("--out", "out_dir", help="[default: RUN/explain, else explain/]")
+@path_option("--out", "out_dir", help="[default: RUN/explain (RUN/explain_last with --which last), else explain/]")
 @click.option("--threads", default=0, help="CPU threads (0: all).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def explain(**o) -> None:
@@ -567,9 +568,9 @@ def explain(**o) -> None:
     from trainer.explain import explain_run
 
     run = o["run"]
-    ckpt = resolve_checkpoint(run, o["checkpoint"])
+    ckpt = resolve_checkpoint(run, o["checkpoint"], o["which"])
     pred = _explain_predictions(ckpt, o)
-    out_dir = o["out_dir"] or ((run / "explain") if run else Path("explain"))
+    out_dir = o["out_dir"] or ((run / f"explain{'_last' if o['which'] == 'last' else ''}") if run else Path("explain"))
     heads = ("gender", "age") if o["head"] == "both" else (o["head"],)
     for h, p in explain_run(ckpt, pred, out_dir, o["n"], heads).items():
         click.echo(f"{h}: {p}")
