@@ -219,7 +219,7 @@ def side_by_side(tb: dict[str, pd.DataFrame], tn: dict[str, pd.DataFrame]) -> di
     out = {}
     for name, b in tb.items():
         n = tn[name]
-        key = [c for c in ("class", "age_group") if c in b.columns]
+        key = [c for c in ("class", "age_group", "gender", "race") if c in b.columns]
         size = [c for c in ("support", "n") if c in b.columns]
         num = [c for c in b.columns if c not in key + size and pd.api.types.is_numeric_dtype(b[c])]
         if key:

@@ -18,11 +18,19 @@ import torch
 from click.testing import CliRunner
 
 from core import allocator
+from core.labels import RACE_NAMES
 from core.manifest import DataError, read_manifest
 from curate.cli import main
 from trainer.config import ConfigError, TrainConfig, load_config, reference_config, replace
 from trainer.data import Batches, basic_augment, decoded_cache, to_input
-from trainer.evaluate import age_metrics, by_age_group, evaluate_predictions, gender_table
+from trainer.evaluate import (
+    age_metrics,
+    by_age_group,
+    by_group,
+    evaluate_predictions,
+    expected_calibration_error,
+    gender_table,
+)
 from trainer.model import AgeGenderClassifier, WeightsError, build_model, load_checkpoint, model_from_checkpoint
 from trainer.train import (
     RunError,
@@ -659,7 +667,18 @@ def test_group_tables_use_half_open_age_groups():
     g, a = by_age_group(pred)
     assert list(g["age_group"]) == ["0-4", "4-14", "80+"]
     assert list(g["gender_accuracy"]) == [0.0, 1.0, 1.0]
-    assert list(a["mae"]) == [2.0, 0.0, 10.0]
+    assert list(a["mae"]) == [2.0, 0.0, 10.0] and list(a["bias"]) == [2.0, 0.0, -10.0]
+    pred["race"] = [1, 1, -1]
+    r = by_group(pred, "race", RACE_NAMES).set_index("race")
+    assert list(r.index) == ["Black", "unknown"] and list(r["support"]) == [2, 1]
+    assert r.loc["Black", "age_mae"] == 1.0 and r.loc["Black", "age_bias"] == 1.0
+    assert r.loc["Black", "gender_accuracy"] == 0.5 and r.loc["unknown", "age_rmse"] == 10.0
+
+
+def test_expected_calibration_error_by_hand():
+    y = np.array([1] * 8 + [0] * 2 + [0] * 10)  # 0.8 right 80 % of the time, 0.1 right 100 %
+    p = np.array([0.8] * 10 + [0.1] * 10)
+    assert expected_calibration_error(y, p) == pytest.approx((0 * 10 + 0.1 * 10) / 20)
 
 
 def test_evaluate_cli_writes_every_table_and_plot(sample_split: Path, tmp_path: Path):
@@ -670,10 +689,17 @@ def test_evaluate_cli_writes_every_table_and_plot(sample_split: Path, tmp_path: 
     out = tmp_path / "run" / "eval" / "test_2_folds_last"
     for name in ("gender_metrics", "age_metrics", "gender_accuracy_by_age_group", "age_metrics_by_age_group"):
         assert (out / f"{name}.csv").exists() and (out / f"{name}.md").read_text().count("|") > 10
-    for png in ("age_confusion.png", "age_pred_vs_true.png", "age_error_by_age.png"):
+    for png in ("age_confusion.png", "age_pred_vs_true.png", "age_error_by_age.png", "gender_roc_calibration.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     pred = pd.read_parquet(out / "predictions.parquet")
-    n = len(pd.read_csv(sample_split / "test_2_folds_last" / "manifest.csv"))
+    man = pd.read_csv(sample_split / "test_2_folds_last" / "manifest.csv")
+    n = len(man)
+    assert (pred["race"].to_numpy() == man["race"].to_numpy()).all()
+    by_race = pd.read_csv(out / "metrics_by_race.csv").set_index("race")
+    assert by_race["support"].sum() == n and set(by_race.index) <= set(RACE_NAMES)
+    black = pred[pred["race"] == 1]
+    assert by_race.loc["Black", "age_mae"] == pytest.approx(black["age_abs_error"].mean(), abs=1e-5)
+    assert "metrics by race" in (out / "report.md").read_text()
     assert len(pred) == n and len(pred["embedding"].iloc[0]) == 576
     assert pred["gender_prob"].between(0, 1).all() and (pred["fold"] == -1).all()
     again = evaluate_predictions(pred, tmp_path / "again")

@@ -13,7 +13,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from core.atomic import save_figure, write_text
-from core.labels import AGE_GROUP_LABELS, GENDER_NAMES, age_groups
+from core.labels import AGE_GROUP_LABELS, GENDER_NAMES, RACE_NAMES, age_groups
 from core.manifest import checkpoint_id, read_manifest
 from trainer.config import TrainConfig
 from trainer.crossfit import predictions_frame  # the one prediction schema, shared with cross-fitting
@@ -45,7 +45,10 @@ def predict_manifest(
         model = model.to(memory_format=torch.channels_last)
     b = Batches(px, df["age"], df["gender"], batch_size, cfg.channels_last)
     arrays = predict_arrays(model, b, cfg, progress=progress, desc="evaluate", tta=tta)
-    return predictions_frame(df, arrays, checkpoint_id(checkpoint), fold)
+    pred = predictions_frame(df, arrays, checkpoint_id(checkpoint), fold)
+    if "race" in df:  # the per-race tables; a labels table may have none (-1 where a row gave none)
+        pred["race"] = pd.to_numeric(df["race"], errors="coerce").fillna(-1).astype(int).to_numpy()
+    return pred
 
 
 # --- tables ------------------------------------------------------------------------------------
@@ -106,8 +109,20 @@ def age_metrics(age: np.ndarray, age_pred: np.ndarray) -> dict[str, float]:
     }
 
 
+def group_age_metrics(age: np.ndarray, age_pred: np.ndarray) -> dict[str, float]:
+    """Age error inside one group: MAE, RMSE and bias (mean of predicted - true).
+
+    Why not R2 and MAPE as overall: inside a 6-year age bin R2 compares the error with the bin's own tiny
+    spread (it goes far below 0 for a good model) and MAPE divides by the ages themselves; the bias says
+    what they hid, that a model pulls the young up and the old down."""
+    age, age_pred = np.asarray(age, float), np.asarray(age_pred, float)
+    err = age_pred - age
+    return {"n": len(age), "mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err**2).mean())),
+            "bias": float(err.mean())}  # fmt: skip
+
+
 def by_age_group(pred: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Gender accuracy and age metrics per reference age group."""
+    """Gender accuracy and age error per reference age group."""
     groups = age_groups(pred["age"])
     g_rows, a_rows = [], []
     for label in AGE_GROUP_LABELS:
@@ -116,8 +131,22 @@ def by_age_group(pred: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             continue
         acc = skm.accuracy_score(part["gender"], (part["gender_prob"] >= 0.5).astype(int))
         g_rows.append({"age_group": label, "support": len(part), "gender_accuracy": acc})
-        a_rows.append({"age_group": label, **age_metrics(part["age"], part["age_pred"])})
+        a_rows.append({"age_group": label, **group_age_metrics(part["age"], part["age_pred"])})
     return pd.DataFrame(g_rows), pd.DataFrame(a_rows)
+
+
+def by_group(pred: pd.DataFrame, column: str, names: tuple[str, ...]) -> pd.DataFrame:
+    """Gender accuracy and age error per value of a label column (gender, race), named; unknowns last."""
+    rows = []
+    for code in sorted(pred[column].unique(), key=lambda c: (c < 0, c)):
+        part = pred[pred[column] == code]
+        name = names[int(code)] if 0 <= int(code) < len(names) else "unknown"
+        acc = skm.accuracy_score(part["gender"], (part["gender_prob"] >= 0.5).astype(int))
+        a = group_age_metrics(part["age"], part["age_pred"])
+        rows.append(
+            {column: name, "support": a.pop("n"), "gender_accuracy": acc, **{f"age_{k}": v for k, v in a.items()}}
+        )
+    return pd.DataFrame(rows)
 
 
 def evaluate_predictions(pred: pd.DataFrame, out_dir: str | Path) -> dict[str, pd.DataFrame]:
@@ -130,7 +159,10 @@ def evaluate_predictions(pred: pd.DataFrame, out_dir: str | Path) -> dict[str, p
         "age_metrics": pd.DataFrame([age_metrics(pred["age"], pred["age_pred"])]),
         "gender_accuracy_by_age_group": g_age,
         "age_metrics_by_age_group": a_age,
+        "metrics_by_gender": by_group(pred, "gender", GENDER_NAMES),
     }
+    if "race" in pred:
+        tables["metrics_by_race"] = by_group(pred, "race", RACE_NAMES)
     md = []
     for name, t in tables.items():
         write_text(out_dir / f"{name}.csv", t.to_csv(index=False))
@@ -140,6 +172,8 @@ def evaluate_predictions(pred: pd.DataFrame, out_dir: str | Path) -> dict[str, p
     plot_age_confusion(pred, out_dir / "age_confusion.png")
     plot_pred_vs_true(pred, out_dir / "age_pred_vs_true.png")
     plot_error_by_age(pred, out_dir / "age_error_by_age.png")
+    if pred["gender"].nunique() == 2:
+        plot_gender_roc_calibration(pred, out_dir / "gender_roc_calibration.png")
     return tables
 
 
@@ -213,4 +247,35 @@ def plot_error_by_age(pred: pd.DataFrame, path: Path) -> None:
     ax.set_xlabel("true age group")
     ax.set_ylabel("predicted - true (years)")
     ax.set_title("Age error by age group")
+    _save(fig, path)
+
+
+def expected_calibration_error(gender: np.ndarray, prob_female: np.ndarray, bins: int = 10) -> float:
+    """How far P(female) is from the share of women among images given that probability (equal-width bins,
+    weighted by their images): 0 for a model whose 0.8 means 80 %."""
+    gender, prob = np.asarray(gender, int), np.asarray(prob_female, float)
+    which = np.minimum((prob * bins).astype(int), bins - 1)
+    gaps = [abs(prob[which == b].mean() - gender[which == b].mean()) * (which == b).sum() for b in range(bins)
+            if (which == b).any()]  # fmt: skip
+    return float(np.sum(gaps) / len(prob))
+
+
+def plot_gender_roc_calibration(pred: pd.DataFrame, path: Path) -> None:
+    """ROC curve of the gender head, and its reliability diagram (is a 0.8 right 80 % of the time?)."""
+    from sklearn.calibration import calibration_curve
+
+    plt = _plt()
+    y, p = pred["gender"].to_numpy(int), pred["gender_prob"].to_numpy(float)
+    fpr, tpr, _ = skm.roc_curve(y, p)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 5))
+    a.plot(fpr, tpr, lw=1.5, label=f"AUC {skm.roc_auc_score(y, p):.4f}")
+    a.plot([0, 1], [0, 1], "k--", lw=0.8)
+    a.set(xlabel="false positive rate (men called women)", ylabel="true positive rate (women found)",
+          title="Gender ROC")  # fmt: skip
+    a.legend(loc="lower right")
+    frac, mean = calibration_curve(y, p, n_bins=10, strategy="uniform")
+    b.plot(mean, frac, "o-", lw=1.5, label=f"model (ECE {100 * expected_calibration_error(y, p):.2f} pp)")
+    b.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfectly calibrated")
+    b.set(xlabel="predicted P(female)", ylabel="share of women", title="Gender calibration (10 bins)")
+    b.legend(loc="upper left")
     _save(fig, path)
