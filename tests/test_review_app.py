@@ -322,6 +322,11 @@ def test_export_runs_from_the_app_as_a_delegated_operation(flagged, fo, sample_s
         assert foo.get_operator(uri).config.default_choice_to_delegated == installed_in(old)
         params = {"source": str(sample_split / "train_8_folds_first"), "name": "from-app", "relabel_suspects": True,
                   "mask_suspects": True, "estimated": True, "two_sided": True}  # fmt: skip
+        bad = {**params, "drop_suspects": True}  # drop and mask: refused in the form, never queued to fail later
+        refused = foo.execute_operator(uri, ctx={"dataset": name, "params": bad, "request_delegation": True})
+        assert refused.error == "Validation error" and not refused.delegated
+        said = {e.error_message for e in refused.validation_ctx.errors}
+        assert said == {"drop and mask both decide what happens to an unreviewed suspect: tick one"}, said
         queued = foo.execute_operator(uri, ctx={"dataset": name, "params": params, "request_delegation": True})
         assert queued.delegated
         monkeypatch.delenv("CURATE_WORKDIR")  # a launcher started in another folder
@@ -451,3 +456,16 @@ def test_review_status_and_export_read_every_decision_the_same_way(flagged, fo, 
         assert removed[b.filename] == "conflicting review (confirmed:ok and a correction)"
     finally:
         fo.delete_dataset(ds.name)
+
+
+def test_export_form_names_the_choices_curate_export_refuses():
+    from curate.plugin import export_form_conflict
+
+    assert export_form_conflict({}) is None
+    assert export_form_conflict({"auto_clean": True, "mask_suspects": True}) is None
+    assert export_form_conflict({"mask_suspects": True, "estimated": True, "two_sided": True}) is None
+    assert export_form_conflict({"relabel_suspects": True, "estimated": True}) is None
+    assert "tick one" in export_form_conflict({"drop_suspects": True, "mask_suspects": True})
+    assert "untick drop and relabel" in export_form_conflict({"auto_clean": True, "relabel_suspects": True})
+    assert "tick mask or drop too" in export_form_conflict({"relabel_suspects": True, "two_sided": True})
+    assert "tick one of those too" in export_form_conflict({"estimated": True})

@@ -247,6 +247,9 @@ class RunExport(_Job):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
+        conflict = export_form_conflict(ctx.params)
+        if conflict:  # said in the form, and the job refused before it is run or queued (not a traceback after)
+            inputs.view("conflict", types.Error(label="These choices cannot go together", description=conflict))
         inputs.str("source", label="Training split to clean (empty: the training split of what this dataset was "
                    "scored from, else dataset/train_8_folds_first)", default="")  # fmt: skip
         inputs.str("name", label="Name of the cleaned split", default="train_cleaned")
@@ -261,8 +264,25 @@ class RunExport(_Job):
                             "Relabel unreviewed suspects (suggested label)"), ("drop_low_quality", "Drop low-quality"),
                             ("oversample", "Also write the oversampled split (age bin x the dataset's skin tones)"),
                             ("force", "Replace an existing split of that name")):  # fmt: skip
-            inputs.bool(flag, label=label, default=False)
+            inputs.bool(flag, label=label, default=False, invalid=bool(conflict and ctx.params.get(flag)),
+                        error_message=conflict or "")  # fmt: skip
         return types.Property(inputs, view=types.View(label=self.label))
+
+
+def export_form_conflict(p: dict) -> str | None:
+    """Why the export form's ticked boxes cannot go together (what `curate export` would refuse), or None."""
+    auto, drop, mask, relabel = (bool(p.get(k)) for k in ("auto_clean", "drop_suspects", "mask_suspects",
+                                                          "relabel_suspects"))  # fmt: skip
+    if auto and (drop or relabel):
+        return ("the recommended policy masks unreviewed suspects: untick drop and relabel, or untick the policy "
+                "and tick its boxes yourself")  # fmt: skip
+    if drop and mask:
+        return "drop and mask both decide what happens to an unreviewed suspect: tick one"
+    if not auto and p.get("two_sided") and not (drop or mask):
+        return "the two-sided age count chooses the suspects that are masked or dropped: tick mask or drop too"
+    if not auto and p.get("estimated") and not (drop or mask or relabel):
+        return "the estimated count chooses the suspects that are masked, dropped or relabelled: tick one of those too"
+    return None
 
 
 class ReviewPanel(foo.Panel):
