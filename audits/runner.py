@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -433,10 +434,11 @@ def _measure(known: _Known, cache: AuditCache | None, cfg: AuditConfig) -> int:
     chunks = [todo[i : i + cfg.chunk_size] for i in range(0, len(todo), cfg.chunk_size)]
     bar = tqdm(total=len(todo), desc="audit", unit="img", disable=not cfg.progress, mininterval=0.5)
     from_cache: set[str] = set()
-    n_computed = 0
+    n_computed = n_seen = 0
 
     def consume(recs: list[dict[str, Any]]) -> None:
-        nonlocal n_computed
+        nonlocal n_computed, n_seen
+        n_seen += len(recs)
         for rec in recs:
             pos = rec["pos"]
             known.content[pos] = rec["content_hash"]
@@ -453,6 +455,11 @@ def _measure(known: _Known, cache: AuditCache | None, cfg: AuditConfig) -> int:
 
     try:
         _run_chunks(chunks, workers, hashes, cfg, cache, consume)
+    except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to go on, not only click's "Aborted!"
+        bar.close()
+        kept = f"{n_seen} of {len(todo)} images audited and kept in the cache; the same command goes on from there"
+        print(f"\ninterrupted: {kept if cache is not None else 'nothing kept (no cache)'}", file=sys.stderr, flush=True)
+        raise
     finally:
         bar.close()
         if cache is not None:

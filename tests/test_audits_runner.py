@@ -243,3 +243,28 @@ def test_an_audit_killed_mid_run_resumes_from_its_cache(sample_dir, tmp_path):
     cols = ["path", "audit_status", "brisque", "laplacian_var", "ita", "phash"]
     a, b = (t[cols].sort_values("path").reset_index(drop=True) for t in (table, fresh))
     pd.testing.assert_frame_equal(a, b, check_dtype=False)  # the resumed table is the uninterrupted one
+
+
+def test_ctrl_c_says_what_the_cache_kept_and_the_same_command_goes_on(sample_dir, tmp_path, monkeypatch, capsys):
+    """Ctrl-C mid-audit: a line saying how many images are kept and that re-running resumes, and it does."""
+    import audits.runner as runner
+
+    real, calls = runner._audit_paths, []
+
+    def interrupted_on_the_third_chunk(chunk, *a):
+        calls.append(len(chunk))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(chunk, *a)
+
+    monkeypatch.setattr(runner, "_audit_paths", interrupted_on_the_third_chunk)
+    paths = list_images(sample_dir)
+    cfg = AuditConfig(workers=1, progress=False, cache_root=tmp_path / "c", chunk_size=8)
+    with pytest.raises(KeyboardInterrupt):
+        run_audit(paths, config=cfg)
+    said = capsys.readouterr().err
+    assert f"interrupted: 16 of {len(paths)} images audited and kept in the cache; the same command goes on" in said
+    monkeypatch.setattr(runner, "_audit_paths", real)
+    again = run_audit(paths, config=cfg)
+    t = again.meta["timing"]  # the 16 kept are not redone (a copy of one of them, later on, is not either)
+    assert t["computed"] <= len(paths) - 16 and t["computed"] + t["from_cache"] == len(paths), t
