@@ -8,7 +8,9 @@ written. A dataset written with schema 1 (the names before core/schema.py) is up
 
 from __future__ import annotations
 
+import logging
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import numpy as np
@@ -142,8 +144,21 @@ def unique_filepaths(ds) -> int:
             drop += group["id"].iloc[1:].tolist()
         ds.delete_samples(drop)
         merged = len(drop)
-    ds.create_index("filepath", unique=True)
+    with _quiet("fiftyone.core.collections"):  # "Converting existing index 'filepath' to unique": ours, not news
+        ds.create_index("filepath", unique=True)
     return merged
+
+
+@contextmanager
+def _quiet(logger: str):
+    """A library logger's INFO lines held back for a moment (its warnings still shown)."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def upgrade_schema(ds) -> list[str]:

@@ -558,8 +558,15 @@ def test_duplicate_samples_are_merged_keeping_every_decision(model, env, fo):
     dup["gender_corrected"] = "female"
     ds.add_sample(dup)
     assert len(ds) == 2 and not ds.get_index_information()["filepath"].get("unique")
+    import logging
+
+    said: list[str] = []
+    catch = logging.Handler()
+    catch.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("fiftyone.core.collections").addHandler(catch)
     try:
         run("score", SAMPLE, "--model", model, "--dataset", name, "--quiet")
+        assert not [m for m in said if "Converting existing index" in m], said  # FiftyOne's chatter, not news
         ds.reload()
         usable, _ = usable_sample()
         assert len(ds) == len(usable) == len(set(ds.values("filepath")))
@@ -567,6 +574,7 @@ def test_duplicate_samples_are_merged_keeping_every_decision(model, env, fo):
         assert set(kept.tags) == {"confirmed:ok", "exclude"} and kept.gender_corrected == "female"
         assert kept.id == first.id and ds.get_index_information()["filepath"].get("unique")
     finally:
+        logging.getLogger("fiftyone.core.collections").removeHandler(catch)
         fo.delete_dataset(name)
 
 
