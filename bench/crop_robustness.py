@@ -178,8 +178,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="Write OUT.json, OUT.md and OUT.png.")
     ap.add_argument("--only", action="append", help="Only conditions whose name contains this (repeatable).")
-    ap.add_argument("--tight-model", type=Path, help="Also the first model with this one for tight crops, as "
-                    "`curate predict` routes them (crop_fill >= TIGHT_FILL_MIN).")  # fmt: skip
+    ap.add_argument("--tight-model", action="append", type=Path, help="Also the first model with this one for "
+                    "tight crops, as `curate predict` routes them (crop_fill >= TIGHT_FILL_MIN); repeated: their "
+                    "answers averaged, as predict averages the shipped pair.")  # fmt: skip
     ap.add_argument("--tight-views", type=int, choices=(1, 3, 5, 7), default=1, help="With --tight-model: "
                     "the mean over this many jittered views of each routed face (VIEWS) [default: 1]")  # fmt: skip
     args = ap.parse_args()
@@ -190,8 +191,8 @@ def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     y_age, y_gender = df["age"].to_numpy(float), df["gender"].to_numpy(int)
     res: dict = {"n_images": len(df), "models": {str(m): k for m, k in zip(args.model, models)}, "conditions": {}}
-    tight = model_from_checkpoint(args.tight_model) if args.tight_model else None
-    routed = f"{next(iter(models))} + {args.tight_model.name}" if tight else None
+    tight = [model_from_checkpoint(t) for t in args.tight_model or []]
+    routed = f"{next(iter(models))} + {' + '.join(t.name for t in args.tight_model)}" if tight else None
     for name, images, fill, secs in conditions(list(df["path"]), args.seed, args.only):
         row = {"faces_found": int(sum(im is not None for im in images))}
         if secs is not None:
@@ -209,14 +210,14 @@ def main() -> None:
 def route(
     preds: tuple[np.ndarray, ...], tight, images: list, fill: np.ndarray | None, views: int = 1
 ) -> tuple[np.ndarray, ...]:
-    """The first model's (age, P(female)) with the tight-crop model's where `curate predict` would use it
-    (with `views` > 1: its mean over the first `views` of VIEWS, re-cropped from the aligned face)."""
+    """The first model's (age, P(female)) with the tight-crop models' mean where `curate predict` would use them
+    (with `views` > 1: the mean over the first `views` of VIEWS too, re-cropped from the aligned face)."""
     if fill is None:  # no face aligned: predict feeds such an image to the main model
         return preds
     use = fill >= TIGHT_FILL_MIN
-    cfg = TrainConfig(**tight[1].get("config", {}))
-    runs = [predict(tight[0], cfg, [view(im, *v) if u else None for im, u in zip(images, use)])
-            for v in VIEWS[:views]]  # fmt: skip
+    runs = [predict(model, TrainConfig(**ckpt.get("config", {})), [view(im, *v) if u else None
+                                                                   for im, u in zip(images, use)])
+            for model, ckpt in tight for v in VIEWS[:views]]  # fmt: skip
     t_age, t_prob = np.mean([a for a, _ in runs], 0), np.mean([p for _, p in runs], 0)
     return np.where(use, t_age, preds[0]), np.where(use, t_prob, preds[1])
 

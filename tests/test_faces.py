@@ -194,10 +194,10 @@ def test_crop_fill_counts_what_the_aligned_crop_made_up(tmp_path):
 
 
 def test_predict_sends_tight_crops_to_the_tight_crop_model(tmp_path):
-    from curate.cli.common import TIGHT_MODEL
+    from curate.cli.common import TIGHT_MODEL, TIGHT_MODELS
     from trainer.predict import TIGHT_FILL_MIN, predict_images
 
-    assert TIGHT_MODEL.is_file()
+    assert all(t.is_file() for t in TIGHT_MODELS)
     d = tmp_path / "in"
     d.mkdir()
     tight = [p for p in _crops(12) if not is_aligned_crop(detect_faces(recrop(cv2.imread(str(p)), 0.8)), 200, 200)]
@@ -218,18 +218,25 @@ def test_predict_sends_tight_crops_to_the_tight_crop_model(tmp_path):
     assert routed["model"].to_dict() == {
         "crop.jpg": "default.pt",
         "photo.jpg": "default.pt",
-        "tight.jpg": "tight_crop.pt",
+        "tight.jpg": "tight_crop.pt+tight_crop_2.pt",
     }
     assert routed.loc["tight.jpg", "crop_fill"] >= TIGHT_FILL_MIN > routed.loc["photo.jpg", "crop_fill"]
-    # what the tight-crop model says of that face on its own, and not what the main model says
-    alone = predict_images(TIGHT_MODEL, [d / "tight.jpg"])[0]
-    assert routed.loc["tight.jpg", "age_pred"] == pytest.approx(alone["age_pred"], abs=1e-4)
+    # the mean of what the two tight-crop models say of that face on their own, not what the main model says
+    alone = [predict_images(t, [d / "tight.jpg"])[0] for t in TIGHT_MODELS]
+    for k in ("age_pred", "gender_prob"):
+        assert routed.loc["tight.jpg", k] == pytest.approx((alone[0][k] + alone[1][k]) / 2, abs=1e-4)
+    assert abs(alone[0]["age_pred"] - alone[1]["age_pred"]) > 1e-3  # two models, not one twice
+    one = run("--tight-model", str(TIGHT_MODEL))  # one given: that one alone
+    assert one.loc["tight.jpg", "model"] == "tight_crop.pt"
+    assert one.loc["tight.jpg", "age_pred"] == pytest.approx(alone[0]["age_pred"], abs=1e-4)
     plain = run("--tight-model", "none")
     assert set(plain["model"]) == {"default.pt"}
     assert plain.loc["tight.jpg", "gender_prob"] != pytest.approx(routed.loc["tight.jpg", "gender_prob"], abs=1e-6)
     assert plain.loc["photo.jpg", "age_pred"] == pytest.approx(routed.loc["photo.jpg", "age_pred"], abs=1e-4)
     res = CliRunner().invoke(main, ["predict", str(d), "--tight-model", str(tmp_path / "nowhere.pt")])
     assert res.exit_code != 0 and "nowhere.pt: no such tight-crop model" in res.output
+    res = CliRunner().invoke(main, ["predict", str(d), "--tight-model", "none", "--tight-model", str(TIGHT_MODEL)])
+    assert res.exit_code == 1 and "--tight-model none means no tight-crop model: give it alone" in res.output
     res = CliRunner().invoke(main, ["predict", str(d), "--faces", "none", "--tight-model", str(TIGHT_MODEL)])
     assert res.exit_code == 0 and "--tight-model is not used with --faces none" in res.stderr
     assert "tight_crop.pt" not in res.stdout  # and indeed every image went to the main model
@@ -238,7 +245,7 @@ def test_predict_sends_tight_crops_to_the_tight_crop_model(tmp_path):
 def test_predict_answers_each_batch_as_it_fills_with_the_same_numbers(tmp_path, capsys):
     """Batches run as soon as one model's is full (memory stays flat, the bar counts answered images): a
     batch of one gives what one batch of everything gives, for both models and in file order."""
-    from curate.cli.common import DEFAULT_MODEL, TIGHT_MODEL
+    from curate.cli.common import DEFAULT_MODEL, TIGHT_MODELS
     from trainer.predict import predict_images
 
     crops = _crops(5)
@@ -248,10 +255,13 @@ def test_predict_answers_each_batch_as_it_fills_with_the_same_numbers(tmp_path, 
         (d / f"{i}_crop.jpg").write_bytes(p.read_bytes())
         cv2.imwrite(str(d / f"{i}_tight.jpg"), recrop(cv2.imread(str(p)), scale=0.8))
     files = sorted(d.iterdir())
-    kw = {"tight_checkpoint": TIGHT_MODEL}
+    kw = {"tight_checkpoint": TIGHT_MODELS}  # two models of other input sizes (128 and 160 px)
     whole = pd.DataFrame(predict_images(DEFAULT_MODEL, files, batch_size=64, **kw))
     ones = pd.DataFrame(predict_images(DEFAULT_MODEL, files, batch_size=1, progress=True, **kw))
-    assert "predict: 100%" in capsys.readouterr().err and set(whole["model"]) == {"default.pt", "tight_crop.pt"}
+    assert "predict: 100%" in capsys.readouterr().err and set(whole["model"]) == {
+        "default.pt",
+        "tight_crop.pt+tight_crop_2.pt",
+    }
     assert ones["path"].tolist() == [str(f) for f in files] and ones["model"].tolist() == whole["model"].tolist()
     assert np.allclose(ones["age_pred"], whole["age_pred"], atol=1e-3)
     assert np.allclose(ones["gender_prob"], whole["gender_prob"], atol=1e-4)

@@ -168,18 +168,21 @@ def test_predict_on_ray_returns_the_local_rows(cluster, sample_dir, tmp_path):
     import cv2
 
     from core.faces import recrop
-    from curate.cli.common import DEFAULT_MODEL, TIGHT_MODEL
+    from curate.cli.common import DEFAULT_MODEL, TIGHT_MODELS
     from trainer.predict import predict_images, predict_images_on_ray
 
     files = sorted(sample_dir.glob("*.jpg"))[:150] + [tmp_path / "tight.jpg", tmp_path / "broken.jpg"]
     cv2.imwrite(str(files[-2]), recrop(cv2.imread(str(files[0])), scale=0.75))  # goes to the tight-crop model
     files[-1].write_bytes(b"not a jpeg")
-    local = pd.DataFrame(predict_images(DEFAULT_MODEL, files, tight_checkpoint=TIGHT_MODEL))
+    local = pd.DataFrame(predict_images(DEFAULT_MODEL, files, tight_checkpoint=TIGHT_MODELS))
     on_ray = pd.DataFrame(
-        predict_images_on_ray(DEFAULT_MODEL, files, address=c.address, shard=64, tight_checkpoint=TIGHT_MODEL)
+        predict_images_on_ray(DEFAULT_MODEL, files, address=c.address, shard=64, tight_checkpoint=TIGHT_MODELS)
     )
     pd.testing.assert_frame_equal(on_ray, local)
-    assert on_ray["status"].iloc[-1].startswith("unreadable image") and on_ray["model"].iloc[-2] == "tight_crop.pt"
+    assert (
+        on_ray["status"].iloc[-1].startswith("unreadable image")
+        and on_ray["model"].iloc[-2] == "tight_crop.pt+tight_crop_2.pt"
+    )
     out = tmp_path / "p.csv"
     res = run("predict", str(sample_dir), "--ray", c.address, "--out", out)
     assert "200 predictions" in res.output and len(pd.read_csv(out)) == 200

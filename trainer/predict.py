@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -82,25 +83,27 @@ def model_input(img: np.ndarray, size: int) -> np.ndarray:
 
 def predict_images(
     checkpoint: str | Path, files: list[Path], batch_size: int = 64, tta: bool = True, faces: str = "auto",
-    tight_checkpoint: str | Path | None = None, keep_crops: bool = False, progress: bool = False,
+    tight_checkpoint: str | Path | Sequence[str | Path] | None = None, keep_crops: bool = False,
+    progress: bool = False,
 ) -> list[dict]:  # fmt: skip
     """Age, gender and confidence per file; an unreadable file or a photo without a face gets a status
     instead of a crash or a guess.
 
     `tta`: mean of the image and its mirror image, as `curate evaluate` does by default. `faces`: see
     `prepare_image` (ordinary photos are detected and aligned; the model only knows aligned crops).
-    `tight_checkpoint`: a model for faces cut tighter than UTKFace's (crop_fill >= TIGHT_FILL_MIN): their
-    chin, hair and ears are missing, which the main model never saw; `model` names the one used.
+    `tight_checkpoint`: a model, or several whose answers are averaged, for faces cut tighter than UTKFace's
+    (crop_fill >= TIGHT_FILL_MIN): their chin, hair and ears are missing, which the main model never saw;
+    `model` names the one(s) used.
     `keep_crops`: a re-aligned face's row also holds, as "crop", the aligned crop (BGR) the model saw, so
     that its quality can be judged on what was used rather than on the whole photo (200x200, 120 KB each).
     A model's batch runs as soon as it is full (the same batches as collecting them all first, so the same
     numbers), so model inputs never pile up and `progress` can count images as they are answered."""
     from tqdm import tqdm
 
-    paths = {"main": checkpoint, "tight": tight_checkpoint}
-    models = {"main": _load(checkpoint)}  # the tight-crop model only once a face needs it
+    paths = {"main": [checkpoint], "tight": tight_paths(tight_checkpoint)}
+    models = {"main": [_load(checkpoint)]}  # the tight-crop models only once a face needs them
     rows: list[dict] = []
-    todo: dict[str, list[tuple[int, np.ndarray]]] = {"main": [], "tight": []}
+    todo: dict[str, list[tuple[int, list[np.ndarray]]]] = {"main": [], "tight": []}
     bar = tqdm(total=len(files), desc="predict", unit="img", disable=not progress, mininterval=0.5)
     for f in files:
         img, row = prepare_image(f, faces)
@@ -108,26 +111,37 @@ def predict_images(
             row["crop"] = img
         rows.append(row)
         if img is not None:
-            tight = tight_checkpoint is not None and row.get("crop_fill", 0.0) >= TIGHT_FILL_MIN
+            tight = bool(paths["tight"]) and row.get("crop_fill", 0.0) >= TIGHT_FILL_MIN
             which = "tight" if tight else "main"
             if which not in models:
-                models[which] = _load(tight_checkpoint)
-            row["model"] = Path(paths[which]).name
-            todo[which].append((len(rows) - 1, model_input(img, models[which][1].image_size)))  # small at once
+                models[which] = [_load(c) for c in paths[which]]
+            row["model"] = "+".join(Path(c).name for c in paths[which])
+            todo[which].append((len(rows) - 1, [model_input(img, cfg.image_size) for _, cfg in models[which]]))
             if len(todo[which]) == batch_size:
-                _answer(rows, todo[which], *models[which], tta)
+                _answer(rows, todo[which], models[which], tta)
         bar.update()
     for which, left in todo.items():
         if left:
-            _answer(rows, left, *models[which], tta)
+            _answer(rows, left, models[which], tta)
     bar.close()
     return rows
 
 
-def _answer(rows: list[dict], batch: list[tuple[int, np.ndarray]], model, cfg: TrainConfig, tta: bool) -> None:
-    """Fill in the rows of one batch of (row index, model input), and empty it."""
-    for i, pred in zip((i for i, _ in batch), _forward(model, cfg, [im for _, im in batch], tta)):
-        rows[i].update(pred)
+def tight_paths(tight: str | Path | Sequence[str | Path] | None) -> list[str | Path]:
+    """The tight-crop checkpoints as a list (none, one, or several to average)."""
+    if tight is None:
+        return []
+    return [tight] if isinstance(tight, (str, Path)) else list(tight)
+
+
+def _answer(rows: list[dict], batch: list[tuple[int, list[np.ndarray]]], models: list, tta: bool) -> None:
+    """Fill in the rows of one batch of (row index, each model's input): the models' mean answer; empty it."""
+    answers = [_forward(m, cfg, [ims[k] for _, ims in batch], tta) for k, (m, cfg) in enumerate(models)]
+    age = np.mean([a for a, _ in answers], axis=0)
+    prob = np.mean([p for _, p in answers], axis=0)
+    for (i, _), a, p in zip(batch, age, prob):
+        rows[i].update({"age_pred": float(a), "gender_pred": "female" if p >= 0.5 else "male",
+                        "gender_prob": float(p), "confidence": float(max(p, 1 - p))})  # fmt: skip
     batch.clear()
 
 
@@ -138,22 +152,18 @@ def _load(checkpoint: str | Path):
     return model, cfg
 
 
-def _forward(model, cfg: TrainConfig, images: list[np.ndarray], tta: bool) -> list[dict]:
-    """Predictions for a batch of model inputs (RGB, the model's size)."""
+def _forward(model, cfg: TrainConfig, images: list[np.ndarray], tta: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(age, P(female)) for a batch of model inputs (RGB, the model's size)."""
     x = to_input(torch.from_numpy(np.stack(images)), cfg.channels_last)
     with torch.no_grad():
         logits, age, _ = forward_tta(model, x, cfg, tta)
-    prob = torch.softmax(logits.float(), 1)[:, 1].numpy()
-    return [
-        {"age_pred": float(a), "gender_pred": "female" if p >= 0.5 else "male", "gender_prob": float(p),
-         "confidence": float(max(p, 1 - p))}
-        for a, p in zip(age.float().numpy(), prob)
-    ]  # fmt: skip
+    return age.float().numpy().reshape(-1), torch.softmax(logits.float(), 1)[:, 1].numpy()
 
 
 def predict_images_on_ray(
     checkpoint: str | Path, files: list[Path], batch_size: int = 64, tta: bool = True, address: str | None = None,
-    shard: int = 1024, faces: str = "auto", tight_checkpoint: str | Path | None = None, keep_crops: bool = False,
+    shard: int = 1024, faces: str = "auto", tight_checkpoint: str | Path | Sequence[str | Path] | None = None,
+    keep_crops: bool = False,
 ) -> list[dict]:  # fmt: skip
     """`predict_images` over shards of `shard` files, each a Ray task (core.ray_cluster) that loads the model
     once; rows in file order, as the local path returns them. Checkpoint and images on shared paths."""
@@ -162,7 +172,7 @@ def predict_images_on_ray(
     shard = max(batch_size, shard - shard % batch_size)  # whole batches: the local path's batches, shard by shard
     shards = [(i, files[i : i + shard]) for i in range(0, len(files), shard)]
     out: dict[int, list[dict]] = {}
-    tight = None if tight_checkpoint is None else str(tight_checkpoint)
+    tight = [str(c) for c in tight_paths(tight_checkpoint)] or None
     shared = (str(checkpoint), batch_size, tta, faces, tight, keep_crops)
     for i, rows in map_unordered(_predict_shard, shards, shared=shared, address=address):
         out[i] = rows
@@ -170,7 +180,7 @@ def predict_images_on_ray(
 
 
 def _predict_shard(
-    item: tuple[int, list[Path]], checkpoint: str, batch_size: int, tta: bool, faces: str, tight: str | None,
+    item: tuple[int, list[Path]], checkpoint: str, batch_size: int, tta: bool, faces: str, tight: list[str] | None,
     keep_crops: bool,
 ) -> tuple[int, list]:  # fmt: skip
     start, files = item

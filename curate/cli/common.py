@@ -19,8 +19,10 @@ def fail(msg: str) -> None:
 
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.pt"
-# The shipped model's companion for faces cut tighter than UTKFace's (configs/tight_crop_model.yaml)
+# The shipped model's companions for faces cut tighter than UTKFace's, their answers averaged: the tight-crop
+# recipe (configs/tight_crop_model.yaml) from the shipped weights, and from an independently trained base
 TIGHT_MODEL = DEFAULT_MODEL.with_name("tight_crop.pt")
+TIGHT_MODELS = (TIGHT_MODEL, DEFAULT_MODEL.with_name("tight_crop_2.pt"))
 
 
 def resolve_checkpoint(run: Path | None, checkpoint: Path | None, which: str = "best") -> Path:

@@ -9,7 +9,7 @@ import click
 
 from core.atomic import write_csv, write_json, write_parquet
 from curate.cli.common import (
-    TIGHT_MODEL,
+    TIGHT_MODELS,
     fail,
     model_option,
     path_option,
@@ -157,9 +157,11 @@ def _selected_on(run: Path, pred) -> bool:
 @click.option(
     "--tight-model",
     metavar="PATH|none",
+    multiple=True,
     help="Model for faces cut tighter than UTKFace's (a fifth or more of the aligned crop outside the image: "
-    "chin, hair or ears missing); none: the main model for every face. [default: the shipped "
-    "curate/models/tight_crop.pt with the shipped model, none with --model]",
+    "chin, hair or ears missing); repeated: their answers averaged; none: the main model for every face. "
+    "[default: the shipped curate/models/tight_crop.pt and tight_crop_2.pt with the shipped model, none with "
+    "--model]",
 )
 @ray_option("Prediction in shards of 1,024 images, one task each (the quality verdict stays on this machine)")
 @click.option(
@@ -172,7 +174,7 @@ def predict(
     quality_thresholds: Path | None,
     tta: bool,
     faces: str,
-    tight_model: str | None,
+    tight_model: tuple[str, ...],
     ray_address: str | None,
     quiet: bool,
 ) -> None:
@@ -202,8 +204,8 @@ def predict(
                 f"{str(e).splitlines()[0][:120]})"
             )
     ckpt = resolve_checkpoint(None, checkpoint)
-    tight = _tight_model(tight_model, checkpoint)
-    if faces == "none" and tight is not None and tight_model is not None:
+    tight = _tight_models(tight_model, checkpoint)
+    if faces == "none" and tight and tight_model:
         click.echo("note: --tight-model is not used with --faces none (no face is re-aligned, so none is known "
                    "to be cut tighter than UTKFace's): every image goes to the main model", err=True)  # fmt: skip
     if ray_address is not None:
@@ -211,7 +213,7 @@ def predict(
 
         rows = predict_images_on_ray(
             ckpt.resolve(), [f.resolve() for f in files], tta=tta, address=ray_address, faces=faces,
-            tight_checkpoint=tight and tight.resolve(), keep_crops=True,
+            tight_checkpoint=[t.resolve() for t in tight], keep_crops=True,
         )  # fmt: skip
     else:
         rows = predict_images(
@@ -300,16 +302,19 @@ def _box_text(row: dict) -> str:
     return "" if any(pd.isna(x) for x in v) else "{},{} {}x{}".format(*v)
 
 
-def _tight_model(value: str | None, checkpoint: Path | None) -> Path | None:
-    """--tight-model's checkpoint: the given one, none, or the shipped one beside the shipped main model
-    (a model of one's own gets no companion unless asked: the shipped one was tuned from the shipped weights)."""
-    if value is None:
-        return TIGHT_MODEL if checkpoint is None and TIGHT_MODEL.exists() else None
-    if value.lower() == "none":
-        return None
-    if not Path(value).is_file():
-        fail(f"{value}: no such tight-crop model (a checkpoint, or none)")
-    return Path(value)
+def _tight_models(values: tuple[str, ...], checkpoint: Path | None) -> list[Path]:
+    """--tight-model's checkpoints: the given ones, none, or the shipped ones beside the shipped main model
+    (a model of one's own gets no companion unless asked: the shipped ones were tuned for the shipped weights)."""
+    if not values:
+        return [t for t in TIGHT_MODELS if t.exists()] if checkpoint is None else []
+    if any(v.lower() == "none" for v in values):
+        if len(values) > 1:
+            fail("--tight-model none means no tight-crop model: give it alone")
+        return []
+    for v in values:
+        if not Path(v).is_file():
+            fail(f"{v}: no such tight-crop model (a checkpoint, or none)")
+    return [Path(v) for v in values]
 
 
 def _add_quality(df, images: list, thresholds_path: Path | None):
