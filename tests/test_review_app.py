@@ -309,6 +309,7 @@ def test_export_runs_from_the_app_as_a_delegated_operation(flagged, fo, sample_s
     only where a separate `fiftyone delegated launch` finds the plugin (installed in FiftyOne's plugins folder)."""
     import fiftyone.operators as foo
     from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone.operators.executor import ExecutionError
 
     from curate.fo_plugin import installed_in, record_workdir, use_plugin
 
@@ -323,10 +324,8 @@ def test_export_runs_from_the_app_as_a_delegated_operation(flagged, fo, sample_s
         params = {"source": str(sample_split / "train_8_folds_first"), "name": "from-app", "relabel_suspects": True,
                   "mask_suspects": True, "estimated": True, "two_sided": True}  # fmt: skip
         bad = {**params, "drop_suspects": True}  # drop and mask: refused in the form, never queued to fail later
-        refused = foo.execute_operator(uri, ctx={"dataset": name, "params": bad, "request_delegation": True})
-        assert refused.error == "Validation error" and not refused.delegated
-        said = {e.error_message for e in refused.validation_ctx.errors}
-        assert said == {"drop and mask both decide what happens to an unreviewed suspect: tick one"}, said
+        with pytest.raises(ExecutionError, match="Validation error.*drop and mask both decide .* tick one"):
+            foo.execute_operator(uri, ctx={"dataset": name, "params": bad, "request_delegation": True})
         queued = foo.execute_operator(uri, ctx={"dataset": name, "params": params, "request_delegation": True})
         assert queued.delegated
         monkeypatch.delenv("CURATE_WORKDIR")  # a launcher started in another folder
